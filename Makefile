@@ -1,0 +1,46 @@
+# optlab developer commands. Everything runs in one virtual environment, .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint format bench clean
+
+help:
+	@echo "make demo   - set up and run the SVM vs softmax comparison (MLflow store: ./mlflow.db)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make lint   - ruff (lint + format check) and mypy on optlab/ and plugins/"
+	@echo "make bench  - the benchmark suite (writes bench-results.json)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,dask]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/optlab run experiments/svm_vs_softmax.yaml
+	@echo
+	@echo "Open the comparison in the MLflow UI:  $(BIN)/optlab ui   (then http://127.0.0.1:5000)"
+	@echo "Or print it again:                      $(BIN)/optlab compare svm_vs_softmax"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check optlab plugins tests
+	$(BIN)/ruff format --check optlab plugins tests
+	$(BIN)/mypy optlab plugins
+
+format: $(STAMP)
+	$(BIN)/ruff format optlab plugins tests
+	$(BIN)/ruff check --fix optlab plugins tests
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,148 @@
+"""Validated configuration: the core's option models and the resolved form of one run.
+
+:mod:`optlab.spec` turns a YAML file into an :class:`Experiment` holding one :class:`RunSpec`
+per run (variants x sweep points x seeds); the runner consumes a :class:`RunSpec` and nothing
+else. Component params are validated against their plugin's model before a ``RunSpec`` exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from optlab.components import ComponentKind, ComponentRecord, Params
+
+__all__ = [
+    "ChecksOptions",
+    "ComponentSpec",
+    "DataOptions",
+    "Experiment",
+    "RunSpec",
+    "SplitLimit",
+    "TrackingOptions",
+]
+
+Policy = Literal["warn", "error", "off"]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitLimit(_Options):
+    """At most this many examples per split (stratified subsample)."""
+
+    train: PositiveInt | None = None
+    val: PositiveInt | None = None
+    test: PositiveInt | None = None
+
+
+class DataOptions(_Options):
+    """Preprocessing and splitting common to every dataset (keys of ``data:`` besides
+    ``name`` and the dataset plugin's own params)."""
+
+    center: bool = Field(True, description="Subtract the training mean (the course's default).")
+    standardize: bool = Field(False, description="Divide by the training standard deviation.")
+    bias: bool = Field(True, description="Append a constant-1 column (the bias trick).")
+    dtype: Literal["float32", "float64"] = Field("float64", description="Floating dtype of X.")
+    val: float = Field(0.2, ge=0.0, lt=1.0, description="Validation fraction of the training data.")
+    test: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Test fraction (ignored when the dataset has its own test split).",
+    )
+    limit: PositiveInt | SplitLimit | None = Field(
+        None, description="Cap per split: one number for every split, or {train, val, test}."
+    )
+    mmap: bool = Field(False, description="Memory-map .npy/.npz inputs instead of reading them.")
+
+
+class ChecksOptions(_Options):
+    """Sanity checks run before training, and the divergence guard during it."""
+
+    initial_loss: Policy = Field("warn", description="Compare the initial loss with C-1 / log C.")
+    initial_loss_tolerance: float = Field(
+        0.1, gt=0, description="Allowed relative deviation of the initial loss."
+    )
+    gradient: Policy = Field("warn", description="Check the analytic gradient numerically.")
+    gradient_tolerance: float = Field(1e-2, gt=0, description="Max relative error allowed.")
+    divergence_factor: float = Field(
+        1e3, gt=1, description="Fail when the loss exceeds this factor of the initial loss."
+    )
+
+
+class TrackingOptions(_Options):
+    """Where runs are logged (``--tracking-uri`` > spec > MLFLOW_TRACKING_URI > default)."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI or server address.")
+    enabled: bool = Field(True, description="Log runs to MLflow.")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A resolved component: its record (factory, provider) and validated params."""
+
+    kind: ComponentKind
+    name: str
+    params: Params
+    record: ComponentRecord[Any]
+
+    def build(self) -> Any:
+        """Call the record's factory with the params: the object the loop uses."""
+        return self.record.factory(self.params)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"name": ..., **params}`` as written in a spec."""
+        return {"name": self.name, **self.params.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs, validated.
+
+    Attributes
+    ----------
+    name : str
+        Readable, unique within the experiment (``svm``, ``sgd-lr0.1``, ``svm-seed1``).
+    variant : str or None
+        The variant this run comes from.
+    seed : int
+    dataset : ComponentSpec
+    data : DataOptions
+    loss, optimizer : ComponentSpec
+    regularizers : tuple of ComponentSpec
+    checks : ChecksOptions
+    point : dict
+        The sweep values of this run (dotted key -> value), empty outside sweeps.
+    resolved : dict
+        The whole run as a nested plain dict (what is logged and shown).
+    """
+
+    name: str
+    variant: str | None
+    seed: int
+    dataset: ComponentSpec
+    data: DataOptions
+    loss: ComponentSpec
+    optimizer: ComponentSpec
+    regularizers: tuple[ComponentSpec, ...] = ()
+    checks: ChecksOptions = field(default_factory=ChecksOptions)
+    point: dict[str, Any] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated spec file: the experiment's name and every run it expands to."""
+
+    name: str
+    description: str
+    source: str
+    runs: tuple[RunSpec, ...]
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    spec_hash: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,119 @@
+"""The records observer hooks receive: what a run is, what it measured, how it ended.
+
+They are plain picklable dataclasses, so a worker process can send them to the process that
+writes to the tracking store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from optlab.components import Array
+
+__all__ = ["DataSummary", "EpochReport", "RunInfo", "RunResult", "RunStatus", "StepHistory"]
+
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """Sizes and identity of a run's prepared data."""
+
+    name: str
+    n_train: int
+    n_val: int
+    n_test: int
+    n_features: int
+    n_classes: int
+    classes: tuple[str, ...]
+    dtype: str
+    sha256: str
+    image_shape: tuple[int, ...] | None = None
+    has_bias: bool = True
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run is: its name, its resolved spec and where its components come from.
+
+    Attributes
+    ----------
+    name : str
+        Readable run name (``svm``, ``sgd-lr0.1``, ``svm-seed1``).
+    key : str
+        Hash of the resolved run spec, data identity and code version (for ``--resume``).
+    experiment : str
+        The spec's ``name``: the MLflow experiment.
+    params : dict
+        The resolved run spec flattened to dotted keys (``loss.name``, ``optimizer.lr``).
+    spec : dict
+        The resolved run spec, nested, as it would be written back to YAML.
+    tags : dict
+        Variant, providers with versions, optlab version, spec hash, git commit.
+    data : DataSummary
+    """
+
+    name: str
+    key: str
+    experiment: str
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    tags: dict[str, str]
+    data: DataSummary
+
+
+@dataclass
+class StepHistory:
+    """Per-step curves, as parallel 1-d arrays of equal length ``S``.
+
+    ``examples[i]`` is the number of training examples processed after step ``i`` (the shared
+    x-axis of GD and SGD); ``time[i]`` its wall-clock time in seconds since the epoch.
+    """
+
+    examples: Array = field(default_factory=lambda: np.empty(0, np.int64))
+    time: Array = field(default_factory=lambda: np.empty(0, np.float64))
+    loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
+    data_loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
+    reg_loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def __len__(self) -> int:
+        return int(self.examples.shape[0])
+
+    def extend(self, other: StepHistory) -> None:
+        """Append ``other``'s points to this history."""
+        for name in ("examples", "time", "loss", "data_loss", "reg_loss"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One evaluation point and the steps since the previous one."""
+
+    epoch: float
+    examples: int
+    time: float
+    steps: StepHistory
+    train_accuracy: float
+    val_accuracy: float | None
+    loss: float
+
+
+@dataclass
+class RunResult:
+    """How a run ended and everything it measured (kept for FAILED and KILLED runs too)."""
+
+    name: str
+    status: RunStatus
+    error: str | None = None
+    steps: StepHistory = field(default_factory=StepHistory)
+    evaluations: list[EpochReport] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    W: Array | None = None
+    confusion: Array | None = None
+
+    @property
+    def final_loss(self) -> float | None:
+        return float(self.steps.loss[-1]) if len(self.steps) else None

@@ -1,0 +1,243 @@
+"""The training objective: mean data loss over a batch plus the regularizers' penalties.
+
+``L(W) = (1/N) sum_i L_i(x_i W, y_i) + sum_r R_r(W)``, with ``W`` of shape (D, C).
+
+Components are resolved once, when the objective is built; the per-step methods call them
+directly and check their outputs cheaply (shape, dtype, finiteness of the reduced gradient), so
+a misbehaving plugin fails the run with a :class:`~optlab.errors.ComponentError` that names it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from optlab.components import Array, Loss, Regularizer
+from optlab.errors import ComponentError
+
+__all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
+
+
+class LossParts(NamedTuple):
+    """The objective's value split into its parts: ``total = data + reg``."""
+
+    total: float
+    data: float
+    reg: float
+
+
+@dataclass(frozen=True)
+class BoundLoss:
+    """A loss object with the name and provider used in error messages."""
+
+    impl: Loss
+    name: str
+    provider: str = "unknown"
+
+
+@dataclass(frozen=True)
+class BoundRegularizer:
+    """A regularizer object with the name and provider used in error messages."""
+
+    impl: Regularizer
+    name: str
+    provider: str = "unknown"
+
+
+class Objective:
+    """Data loss plus regularization over a training set.
+
+    Parameters
+    ----------
+    X : (N, D) float array
+        Training examples (already preprocessed; the bias column, if any, is last).
+    y : (N,) int array
+        Labels in ``0..C-1``.
+    n_classes : int
+        ``C``.
+    loss : BoundLoss
+    regularizers : sequence of BoundRegularizer
+    has_bias : bool
+        Whether the last row of ``W`` multiplies a constant-1 bias column; regularizers skip it
+        unless their ``include_bias`` is true.
+    rng : numpy.random.Generator
+        Source of the randomness of input perturbations (dropout).
+    """
+
+    def __init__(
+        self,
+        X: Array,
+        y: Array,
+        n_classes: int,
+        loss: BoundLoss,
+        regularizers: list[BoundRegularizer] | tuple[BoundRegularizer, ...] = (),
+        *,
+        has_bias: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise ValueError(f"X must be (N, D) and y (N,); got {X.shape} and {y.shape}")
+        self.X = X
+        self.y = y
+        self.n_classes = int(n_classes)
+        self.loss = loss
+        self.regularizers = tuple(regularizers)
+        self.has_bias = has_bias
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        # names resolved once: the per-step path iterates over these short tuples only
+        self._penalties = tuple(r for r in self.regularizers if r.impl.has_penalty)
+        self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
+        self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
+
+    # ----------------------------------------------------------------------------- shapes
+    @property
+    def n_examples(self) -> int:
+        """``N``, the number of training examples."""
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """``D``, the number of features (including the bias column)."""
+        return int(self.X.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype[np.floating]:
+        """The dtype of ``X``, which ``W`` and every gradient keep."""
+        return self.X.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of ``W``: ``(D, C)``."""
+        return (self.n_features, self.n_classes)
+
+    # ----------------------------------------------------------------------------- parts
+    def _penalized(self, W: Array, reg: BoundRegularizer) -> Array:
+        return W if (reg.impl.include_bias or not self.has_bias) else W[:-1]
+
+    def reg_value_and_grad(self, W: Array, *, with_grad: bool = True) -> tuple[float, Array | None]:
+        """Sum of the penalties and, if asked, their gradient (D, C) (``None`` when zero)."""
+        total = 0.0
+        grad: Array | None = None
+        for reg in self._penalties:
+            Wr = self._penalized(W, reg)
+            try:
+                value, g = reg.impl.penalty_and_grad(Wr)
+            except Exception as exc:  # a plugin's fault: name it
+                raise ComponentError(
+                    "regularizer", reg.name, reg.provider, f"raised {exc!r}"
+                ) from exc
+            total += float(value)
+            if with_grad and g is not None:
+                self._check_array(g, Wr, "regularizer", reg.name, reg.provider, "gradient")
+                if grad is None:
+                    grad = np.zeros_like(W)
+                grad[: Wr.shape[0]] += g
+        return total, grad
+
+    def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
+        """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C)."""
+        scores = X @ W
+        try:
+            value, dscores = self.loss.impl.loss_and_grad(scores, y)
+        except Exception as exc:
+            raise ComponentError(
+                "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
+            ) from exc
+        self._check_array(
+            dscores, scores, "loss", self.loss.name, self.loss.provider, "score gradient"
+        )
+        return float(value), X.T @ dscores
+
+    def data_loss(self, W: Array, X: Array | None = None, y: Array | None = None) -> float:
+        """Mean data loss over ``X`` (default: the training set), without the gradient."""
+        X = self.X if X is None else X
+        y = self.y if y is None else y
+        try:
+            return float(self.loss.impl.loss(X @ W, y))
+        except Exception as exc:
+            raise ComponentError(
+                "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
+            ) from exc
+
+    # ----------------------------------------------------------------------------- public
+    def value(self, W: Array) -> LossParts:
+        """The full objective on the whole training set (no perturbation)."""
+        data = self.data_loss(W)
+        reg, _ = self.reg_value_and_grad(W, with_grad=False)
+        return LossParts(data + reg, data, reg)
+
+    def value_and_grad(self, W: Array, batch: Array | None = None) -> tuple[LossParts, Array]:
+        """Objective and gradient on the whole training set or on a batch.
+
+        Parameters
+        ----------
+        W : (D, C) array
+        batch : (B,) int array or None
+            Indices of the minibatch; ``None`` for the full training set.
+
+        Returns
+        -------
+        parts : LossParts
+        grad : (D, C) array, dtype of ``W``
+        """
+        if batch is None:
+            X, y = self.X, self.y
+        else:
+            X, y = self.X[batch], self.y[batch]
+        for reg in self._perturbations:
+            X = reg.impl.perturb_inputs(X, self.rng)
+        data, grad = self.data_loss_and_grad(W, X, y)
+        reg_value, reg_grad = self.reg_value_and_grad(W)
+        if reg_grad is not None:
+            grad += reg_grad
+        if grad.dtype != W.dtype:
+            grad = grad.astype(W.dtype, copy=False)
+        # a non-finite loss is divergence, judged by the monitor; a finite loss with a
+        # non-finite gradient is a component's fault
+        if math.isfinite(data) and math.isfinite(reg_value) and not np.isfinite(grad).all():
+            raise ComponentError(
+                "loss", self.loss.name, self.loss.provider, "returned a non-finite gradient"
+            )
+        return LossParts(data + reg_value, data, reg_value), grad
+
+    def project(self, W: Array) -> None:
+        """Apply every regularizer's projection (max norm) to ``W`` in place."""
+        for reg in self._projections:
+            Wr = self._penalized(W, reg)
+            try:
+                reg.impl.project(Wr)
+            except Exception as exc:
+                raise ComponentError(
+                    "regularizer", reg.name, reg.provider, f"raised {exc!r}"
+                ) from exc
+
+    def predict(self, W: Array, X: Array) -> Array:
+        """Predicted labels (M,) for examples ``X`` (M, D)."""
+        return np.asarray(np.argmax(X @ W, axis=1))
+
+    def accuracy(self, W: Array, X: Array, y: Array) -> float:
+        """Fraction of ``X`` (M, D) classified as ``y`` (M,); ``nan`` when ``M == 0``."""
+        if X.shape[0] == 0:
+            return float("nan")
+        return float(np.mean(self.predict(W, X) == y))
+
+    # ----------------------------------------------------------------------------- checks
+    @staticmethod
+    def _check_array(
+        got: object, like: Array, kind: str, name: str, provider: str, what: str
+    ) -> None:
+        if not isinstance(got, np.ndarray):
+            raise ComponentError(
+                kind, name, provider, f"{what} is {type(got).__name__}, not an array"
+            )
+        if got.shape != like.shape:
+            raise ComponentError(
+                kind, name, provider, f"{what} has shape {got.shape}, expected {like.shape}"
+            )
+        if got.dtype != like.dtype:
+            raise ComponentError(
+                kind, name, provider, f"{what} has dtype {got.dtype}, expected {like.dtype}"
+            )

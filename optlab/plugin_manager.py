@@ -1,0 +1,241 @@
+"""Loading plugins: bundled and third-party alike, through the ``optlab`` entry-point group.
+
+- Bundled plugins (distribution ``optlab``) load first, then every other entry point, sorted.
+- A plugin that fails to import, implements an unknown hook, has a hook with wrong argument
+  names, or raises while registering is marked ``failed`` with the reason; the others keep
+  working. ``OPTLAB_STRICT_PLUGINS=1`` turns any failure into a :class:`PluginError`.
+- ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name).
+- Each plugin's registration hooks are called one plugin at a time, so every record knows its
+  provider and one broken plugin cannot hide the others' components.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from optlab import hookspecs
+from optlab.components import (
+    ComponentKind,
+    ComponentRecord,
+    DatasetRecord,
+    LossRecord,
+    OptimizerRecord,
+    RegularizerRecord,
+)
+from optlab.errors import PluginError
+from optlab.registry import PluginInfo, Registry
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "build_registry",
+    "get_plugin_manager",
+    "get_registry",
+    "registered_plugin",
+]
+
+ENTRY_POINT_GROUP = "optlab"
+_BUNDLED_DIST = "optlab"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_REGISTRATION: dict[str, tuple[ComponentKind, type[ComponentRecord[Any]]]] = {
+    "optlab_register_losses": ("loss", LossRecord),
+    "optlab_register_regularizers": ("regularizer", RegularizerRecord),
+    "optlab_register_optimizers": ("optimizer", OptimizerRecord),
+    "optlab_register_datasets": ("dataset", DatasetRecord),
+}
+_HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("optlab_")}
+
+#: plugins added for the duration of a test (see :func:`registered_plugin`)
+_extra_plugins: list[tuple[str, object]] = []
+_cache: tuple[pluggy.PluginManager, Registry] | None = None
+
+
+def _env_list(name: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("OPTLAB_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _sorted_entry_points() -> list[EntryPoint]:
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+
+    def key(ep: EntryPoint) -> tuple[int, str, str]:
+        dist = ep.dist.name if ep.dist is not None else ""
+        return (0 if dist == _BUNDLED_DIST else 1, dist, ep.name)
+
+    # the same distribution may be visible twice (e.g. editable + stale metadata): keep one
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ep in sorted(eps, key=key):
+        ident = (ep.name, ep.value)
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(ep)
+    return unique
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    """Names of ``optlab_*`` hook implementations that match no hook specification."""
+    unknown = []
+    for attr in dir(plugin):
+        if attr.startswith("optlab_") and attr not in _HOOK_NAMES:
+            fn = getattr(plugin, attr, None)
+            if callable(fn) and hasattr(fn, f"{hookspecs.PROJECT}_impl"):
+                unknown.append(attr)
+    return unknown
+
+
+def _register(
+    pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, plugin: object
+) -> None:
+    unknown = _unknown_hooks(plugin)
+    if unknown:
+        hint = ", ".join(sorted(_HOOK_NAMES))
+        raise PluginError(f"implements unknown hook {unknown[0]!r} (known hooks: {hint})")
+    try:
+        pm.register(plugin, name=info.name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(str(exc).replace("\n", " ")) from exc
+
+
+def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Call each plugin's registration hooks, one plugin at a time."""
+    for hook_name, (kind, record_type) in _REGISTRATION.items():
+        caller = getattr(pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            info = registry.plugins[impl.plugin_name]
+            if info.status != "active":
+                continue
+            try:
+                records = impl.function()
+                if records is None:
+                    records = []
+                records = list(records)
+                for rec in records:
+                    if not isinstance(rec, record_type):
+                        raise PluginError(
+                            f"{hook_name} returned {type(rec).__name__}, "
+                            f"expected {record_type.__name__}"
+                        )
+                    if not _NAME_RE.match(rec.name):
+                        raise PluginError(
+                            f"{hook_name} returned {kind} name {rec.name!r}; "
+                            "names are lowercase letters, digits and underscores"
+                        )
+            except Exception as exc:
+                _fail(pm, registry, info, f"{hook_name} raised {exc}")
+                continue
+            for rec in records:
+                registry.add(replace(rec, provider=info.name))
+                info.components.append((kind, rec.name))
+
+
+def _fail(pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, reason: str) -> None:
+    info.status, info.reason = "failed", reason
+    if pm.has_plugin(info.name):
+        pm.unregister(name=info.name)
+    # drop anything it registered before failing
+    for kind, name in info.components:
+        recs = registry._records[kind].get(name, [])
+        recs[:] = [r for r in recs if r.provider != info.name]
+        if not recs:
+            registry._records[kind].pop(name, None)
+    info.components.clear()
+    if _strict():
+        raise PluginError(f"plugin {info.label} failed: {reason} (OPTLAB_STRICT_PLUGINS is set)")
+
+
+def build_registry(
+    extra: list[tuple[str, object]] | None = None,
+) -> tuple[pluggy.PluginManager, Registry]:
+    """Load every plugin and collect their components.
+
+    Parameters
+    ----------
+    extra : list of (name, plugin object), optional
+        Plugins registered after the entry points (tests use this).
+
+    Returns
+    -------
+    pm : pluggy.PluginManager
+        With the observer hooks of every active plugin.
+    registry : Registry
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    disabled = _env_list("OPTLAB_DISABLE_PLUGINS")
+
+    for ep in _sorted_entry_points():
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else "unknown"
+        info = PluginInfo(ep.name, dist, version, entry_point=f"{ep.name} = {ep.value}")
+        if ep.name in registry.plugins:
+            info.name = f"{dist}:{ep.name}"
+        registry.plugins[info.name] = info
+        if ep.name in disabled or dist in disabled:
+            info.status, info.reason = "disabled", "OPTLAB_DISABLE_PLUGINS"
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            _fail(pm, registry, info, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            _register(pm, registry, info, plugin)
+        except PluginError as exc:
+            _fail(pm, registry, info, str(exc))
+
+    for name, plugin in [*_extra_plugins, *(extra or [])]:
+        info = PluginInfo(name, "test", "0", entry_point="(registered in-process)")
+        registry.plugins[name] = info
+        if name in disabled:
+            info.status, info.reason = "disabled", "OPTLAB_DISABLE_PLUGINS"
+            continue
+        try:
+            _register(pm, registry, info, plugin)
+        except PluginError as exc:
+            _fail(pm, registry, info, str(exc))
+
+    _collect(pm, registry)
+    return pm, registry
+
+
+def get_plugin_manager() -> tuple[pluggy.PluginManager, Registry]:
+    """The process's plugin manager and registry, built on first use."""
+    global _cache
+    if _cache is None:
+        _cache = build_registry()
+    return _cache
+
+
+def get_registry() -> Registry:
+    """The process's registry, built on first use."""
+    return get_plugin_manager()[1]
+
+
+def reset() -> None:
+    """Forget the cached registry (the next call rebuilds it from the environment)."""
+    global _cache
+    _cache = None
+
+
+@contextmanager
+def registered_plugin(plugin: object, name: str = "test_plugin") -> Iterator[object]:
+    """Register ``plugin`` (a module or object with hook implementations) while in the block."""
+    _extra_plugins.append((name, plugin))
+    reset()
+    try:
+        yield plugin
+    finally:
+        _extra_plugins.remove((name, plugin))
+        reset()
