@@ -1,0 +1,510 @@
+"""Loading data through dataset plugins, then validation, splits and preprocessing.
+
+:func:`load_data` is what the runner calls: it builds the dataset source from its
+:class:`~optlab.config.ComponentSpec`, loads it (cached per process), and :func:`prepare` s it.
+
+Order of operations in :func:`prepare`
+--------------------------------------
+1. validate the raw data (shapes, labels in ``0..C-1``, finite features);
+2. split, stratified by class and seeded by the generator: the dataset's own test split is
+   kept when it has one, else a fraction ``test`` of the examples becomes the test split;
+   then a fraction ``val`` of the remaining training examples becomes the validation split;
+3. ``limit``: a stratified subsample of each split (one cap for all, or one per split);
+4. each split is converted to the requested dtype in one pass, straight into its final
+   ``(n, F + bias)`` array; the training mean is subtracted (``center``) and the training
+   standard deviation divided out (``standardize``), in place; statistics come from the
+   training split only, so nothing leaks from validation or test;
+5. the bias column of ones is written last (``bias``).
+
+Peak memory stays close to the final arrays: rows are converted in bounded chunks and
+column statistics are accumulated in float64 chunk by chunk.
+
+Caching and seeds
+-----------------
+Loading (and hashing) a dataset happens once per process for a given dataset, provider,
+params and ``mmap``; up to four datasets are kept. The runner's generator is used as follows:
+one integer is drawn from it to seed a separate generator handed to the source's ``load``,
+then the splits draw from it. If ``load`` draws nothing from its generator (real files) the
+result is cached for every seed; if it does (synthetic data), the cache key includes the
+drawn seed, so each run seed gets its own data and a repeated seed its cached copy.
+
+Memory-mapping
+--------------
+With ``data.mmap: true``, a source that defines ``load_mmap(rng)`` (the bundled ``npz``) is
+asked for memory-mapped arrays through it; other sources load normally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from optlab.components import Array, DatasetSource, RawDataset
+from optlab.config import ComponentSpec, DataOptions, SplitLimit
+from optlab.errors import DataError
+from optlab.events import DataSummary
+
+__all__ = ["PreparedData", "SupportsMmap", "clear_cache", "dataset_hash", "load_data", "prepare"]
+
+#: datasets kept loaded per process
+CACHE_SIZE = 4
+#: bytes of float64 scratch per chunk when converting and computing column statistics
+_CHUNK_BYTES = 4 * 2**20
+
+
+@runtime_checkable
+class SupportsMmap(Protocol):
+    """A dataset source that can return memory-mapped arrays (used when ``data.mmap``)."""
+
+    def load_mmap(self, rng: np.random.Generator) -> RawDataset: ...
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A run's data, split and preprocessed.
+
+    Attributes
+    ----------
+    X_train, X_val, X_test : (N_split, D) float arrays of the requested dtype
+        ``D`` counts the bias column (the last one) when ``summary.has_bias``. Validation
+        and test may have 0 rows.
+    y_train, y_val, y_test : (N_split,) int64 arrays of labels in ``0..C-1``
+    summary : DataSummary
+        Name, sizes, ``n_features`` (= ``D``), classes, dtype, the raw data's sha256.
+    """
+
+    X_train: Array
+    y_train: Array
+    X_val: Array
+    y_val: Array
+    X_test: Array
+    y_test: Array
+    summary: DataSummary
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _where(name: str, raw: RawDataset) -> str:
+    return f"dataset '{name}' ({raw.source})" if raw.source else f"dataset '{name}'"
+
+
+def _rows_bad(X: Array) -> int:
+    """Index of the first row of ``X`` holding NaN or inf (``X`` is known to have one)."""
+    step = max(1, _CHUNK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
+    for start in range(0, X.shape[0], step):
+        bad = np.flatnonzero(~np.isfinite(X[start : start + step]).all(axis=1))
+        if bad.size:
+            return start + int(bad[0])
+    return -1  # pragma: no cover - only called when a non-finite value exists
+
+
+def _check_split(X: Array, y: Array, n_classes: int, where: str, part: str) -> Array:
+    """Validate one split; return ``X`` as (N, F) (a view when it had more dimensions)."""
+    if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{where}: {part} features and labels must be numpy arrays")
+    if X.ndim < 2:
+        raise DataError(f"{where}: {part} features must be (N, F), found shape {X.shape}")
+    if X.ndim > 2:
+        X = X.reshape(X.shape[0], -1)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{where}: {part} features must be numbers, found dtype {X.dtype}")
+    if y.ndim != 1:
+        raise DataError(f"{where}: {part} labels must be 1-d, found shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise DataError(
+            f"{where}: {part} has {X.shape[0]} examples but {y.shape[0]} labels; "
+            "features and labels must have the same length"
+        )
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{where}: {part} labels must be integers, found dtype {y.dtype}")
+    if y.size:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            raise DataError(
+                f"{where}: {part} label {bad} out of range 0..{n_classes - 1} ({n_classes} classes)"
+            )
+    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+        row = _rows_bad(X)
+        raise DataError(f"{where}: {part} features contain NaN or inf (first in row {row})")
+    return X
+
+
+def _validate(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
+    where = _where(name, raw)
+    if not raw.classes:
+        raise DataError(f"{where}: no class names")
+    X = _check_split(raw.X, raw.y, len(raw.classes), where, "training data")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{where}: no data (features of shape {X.shape})")
+    if (raw.X_test is None) != (raw.y_test is None):
+        raise DataError(f"{where}: a test split needs both X_test and y_test")
+    X_test = None
+    if raw.X_test is not None and raw.y_test is not None:
+        X_test = _check_split(raw.X_test, raw.y_test, len(raw.classes), where, "test split")
+        if X_test.shape[1] != X.shape[1]:
+            raise DataError(
+                f"{where}: test split has {X_test.shape[1]} features, training data {X.shape[1]}"
+            )
+    return X, X_test
+
+
+# --------------------------------------------------------------------------------------------
+# splits
+# --------------------------------------------------------------------------------------------
+
+
+def _allocate(counts: Array, k: int) -> Array:
+    """Split ``k`` picks over classes in proportion to ``counts`` (largest remainders)."""
+    total = int(counts.sum())
+    k = min(k, total)
+    if total == 0 or k == 0:
+        return np.zeros_like(counts)
+    ideal = counts * (k / total)
+    take = np.floor(ideal).astype(np.int64)
+    short = k - int(take.sum())
+    if short:
+        # largest fractional parts first; ties to the larger class, then the lower label
+        order = np.lexsort((-counts, -(ideal - take)))
+        take[order[:short]] += 1
+    return np.minimum(take, counts)
+
+
+def _stratified_pick(idx: Array, y: Array, k: int, rng: np.random.Generator) -> tuple[Array, Array]:
+    """Pick ``k`` of the examples ``idx`` keeping class proportions.
+
+    Returns
+    -------
+    picked, rest : 1-d int arrays of indices, each sorted ascending
+    """
+    if k >= idx.shape[0]:
+        return idx, idx[:0]
+    labels = y[idx]
+    shuffled = rng.permutation(idx.shape[0])
+    order = shuffled[np.argsort(labels[shuffled], kind="stable")]  # by class, random within
+    counts = np.bincount(labels, minlength=int(labels.max(initial=0)) + 1)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(idx.shape[0]) - np.repeat(starts, counts)
+    chosen = rank < np.repeat(_allocate(counts, k), counts)
+    return np.sort(idx[order[chosen]]), np.sort(idx[order[~chosen]])
+
+
+def _limits(limit: int | SplitLimit | None) -> tuple[int | None, int | None, int | None]:
+    if limit is None:
+        return None, None, None
+    if isinstance(limit, int):
+        return limit, limit, limit
+    return limit.train, limit.val, limit.test
+
+
+def _split_indices(
+    y: Array,
+    has_own_test: bool,
+    n_test_own: int,
+    y_test: Array | None,
+    options: DataOptions,
+    rng: np.random.Generator,
+) -> tuple[Array, Array, Array | None, Array]:
+    """Indices of train, val (into ``X``) and test (into ``X`` or, when own, ``X_test``).
+
+    Returns ``(train, val, test_from_X, test_own)``: exactly one of the last two is used.
+    """
+    everything = np.arange(y.shape[0])
+    if has_own_test:
+        test_own = np.arange(n_test_own)
+        test_from_x = None
+        pool = everything
+    else:
+        n_test = round(options.test * y.shape[0])
+        test_from_x, pool = _stratified_pick(everything, y, n_test, rng)
+        test_own = everything[:0]
+    n_val = round(options.val * pool.shape[0])
+    val, train = _stratified_pick(pool, y, n_val, rng)
+    lim_train, lim_val, lim_test = _limits(options.limit)
+    if lim_train is not None:
+        train = _stratified_pick(train, y, lim_train, rng)[0]
+    if lim_val is not None:
+        val = _stratified_pick(val, y, lim_val, rng)[0]
+    if lim_test is not None:
+        if test_from_x is not None:
+            test_from_x = _stratified_pick(test_from_x, y, lim_test, rng)[0]
+        elif y_test is not None:
+            test_own = _stratified_pick(test_own, y_test, lim_test, rng)[0]
+    return train, val, test_from_x, test_own
+
+
+# --------------------------------------------------------------------------------------------
+# conversion and statistics
+# --------------------------------------------------------------------------------------------
+
+
+def _chunk_rows(n_cols: int) -> int:
+    return max(1, _CHUNK_BYTES // (8 * max(1, n_cols)))
+
+
+def _materialize(X: Array, idx: Array, dtype: np.dtype[Any], bias: bool) -> Array:
+    """``X[idx]`` as a new C-ordered ``(len(idx), F + bias)`` array of ``dtype``.
+
+    Rows are gathered and converted chunk by chunk, straight into the result.
+    """
+    n, F = idx.shape[0], X.shape[1]
+    out = np.empty((n, F + int(bias)), dtype=dtype)
+    contiguous = n > 0 and int(idx[-1]) - int(idx[0]) == n - 1  # sorted, so a plain range
+    step = _chunk_rows(F)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        rows = X[int(idx[0]) + start : int(idx[0]) + stop] if contiguous else X[idx[start:stop]]
+        out[start:stop, :F] = rows
+    if bias:
+        out[:, F] = 1
+    return out
+
+
+def _column_stats(X: Array, n_cols: int, need_std: bool) -> tuple[Array, Array | None]:
+    """Float64 mean and (population) standard deviation of ``X[:, :n_cols]``, chunked."""
+    n = X.shape[0]
+    step = _chunk_rows(n_cols)
+    total = np.zeros(n_cols, np.float64)
+    for start in range(0, n, step):
+        total += X[start : start + step, :n_cols].sum(axis=0, dtype=np.float64)
+    mean = total / max(n, 1)
+    if not need_std:
+        return mean, None
+    squares = np.zeros(n_cols, np.float64)
+    for start in range(0, n, step):
+        d = X[start : start + step, :n_cols].astype(np.float64) - mean
+        squares += np.einsum("ij,ij->j", d, d)
+    return mean, np.sqrt(squares / max(n, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# hashing
+# --------------------------------------------------------------------------------------------
+
+
+def _hash_array(h: Any, a: Array) -> None:
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    if a.flags.c_contiguous:
+        h.update(a.reshape(-1).view(np.uint8))
+        return
+    rows = max(1, _CHUNK_BYTES // max(1, a[:1].nbytes))
+    for start in range(0, a.shape[0], rows):
+        h.update(np.ascontiguousarray(a[start : start + rows]).reshape(-1).view(np.uint8))
+
+
+def dataset_hash(raw: RawDataset) -> str:
+    """sha256 of the raw features and labels (bytes, shapes, dtypes), own test split included."""
+    h = hashlib.sha256()
+    for a in (raw.X, raw.y, raw.X_test, raw.y_test):
+        if a is None:
+            h.update(b"none")
+        else:
+            _hash_array(h, np.asarray(a))
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------------
+
+
+def prepare(
+    raw: RawDataset,
+    options: DataOptions,
+    rng: np.random.Generator,
+    name: str,
+    sha256: str | None = None,
+) -> PreparedData:
+    """Validate, split and preprocess a loaded dataset.
+
+    Parameters
+    ----------
+    raw : RawDataset
+        ``X`` (N, F) of any real dtype (more dimensions are flattened), ``y`` (N,) ints;
+        optionally its own test split. Not modified.
+    options : DataOptions
+        ``val``, ``test``, ``limit``, ``center``, ``standardize``, ``dtype``, ``bias``.
+    rng : numpy.random.Generator
+        Draws the splits and subsamples.
+    name : str
+        The dataset's name, for the summary and messages.
+    sha256 : str, optional
+        The raw data's hash when already known (else computed here).
+
+    Returns
+    -------
+    PreparedData
+
+    Raises
+    ------
+    DataError
+        One line naming the dataset, its source and the problem.
+    """
+    X, X_test_raw = _validate(raw, name)
+    y = raw.y
+    has_own_test = X_test_raw is not None and raw.y_test is not None
+    n_test_own = 0 if X_test_raw is None else X_test_raw.shape[0]
+    train, val, test_x, test_own = _split_indices(
+        y, has_own_test, n_test_own, raw.y_test, options, rng
+    )
+    if train.shape[0] == 0:
+        raise DataError(
+            f"{_where(name, raw)}: no training examples left after the splits "
+            f"({y.shape[0]} examples, val={options.val}, test={options.test})"
+        )
+    dtype = np.dtype(options.dtype)
+    F = X.shape[1]
+    X_train = _materialize(X, train, dtype, options.bias)
+    X_val = _materialize(X, val, dtype, options.bias)
+    if test_x is not None:
+        X_test, y_test = _materialize(X, test_x, dtype, options.bias), y[test_x]
+    else:
+        assert X_test_raw is not None and raw.y_test is not None
+        X_test = _materialize(X_test_raw, test_own, dtype, options.bias)
+        y_test = raw.y_test[test_own]
+
+    if options.center or options.standardize:
+        mean, std = _column_stats(X_train, F, options.standardize)
+        shift = mean.astype(dtype) if options.center else None
+        scale = None
+        if std is not None:
+            safe = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+            scale = (1.0 / safe).astype(dtype)
+        step = _chunk_rows(F)
+        for part in (X_train, X_val, X_test):
+            for start in range(0, part.shape[0], step):
+                block = part[start : start + step, :F]
+                if shift is not None:
+                    block -= shift
+                if scale is not None:
+                    block *= scale
+
+    summary = DataSummary(
+        name=name,
+        n_train=int(X_train.shape[0]),
+        n_val=int(X_val.shape[0]),
+        n_test=int(X_test.shape[0]),
+        n_features=int(X_train.shape[1]),
+        n_classes=len(raw.classes),
+        classes=tuple(str(c) for c in raw.classes),
+        dtype=dtype.name,
+        sha256=sha256 if sha256 is not None else dataset_hash(raw),
+        image_shape=tuple(raw.image_shape) if raw.image_shape is not None else None,
+        has_bias=options.bias,
+    )
+    return PreparedData(
+        X_train=X_train,
+        y_train=y[train].astype(np.int64),
+        X_val=X_val,
+        y_val=y[val].astype(np.int64),
+        X_test=X_test,
+        y_test=np.asarray(y_test, dtype=np.int64),
+        summary=summary,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# load_data and the per-process cache
+# --------------------------------------------------------------------------------------------
+
+_CacheKey = tuple[str, str, str, bool, int | None]
+_cache: OrderedDict[_CacheKey, tuple[RawDataset, str]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded dataset."""
+    with _lock:
+        _cache.clear()
+
+
+def _cache_get(key: _CacheKey) -> tuple[RawDataset, str] | None:
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _cache_put(key: _CacheKey, value: tuple[RawDataset, str]) -> None:
+    with _lock:
+        _cache[key] = value
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+
+
+def _freeze(raw: RawDataset) -> None:
+    """Make the cached arrays read-only, so one run cannot change another's data."""
+    for a in (raw.X, raw.y, raw.X_test, raw.y_test):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+
+
+def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawDataset, str]:
+    where = f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'})"
+    try:
+        source = dataset.build()
+        if not isinstance(source, DatasetSource) and not hasattr(source, "load"):
+            raise TypeError(f"factory returned {type(source).__name__}, not a DatasetSource")
+        rng = np.random.default_rng(seed)
+        before = rng.bit_generator.state
+        if options.mmap and isinstance(source, SupportsMmap):
+            raw = source.load_mmap(rng)
+        else:
+            raw = source.load(rng)
+        used_rng = rng.bit_generator.state != before
+    except DataError as exc:
+        if str(exc).startswith("dataset '"):
+            raise
+        raise DataError(f"dataset '{dataset.name}': {exc}") from exc
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(
+            f"{where} failed to load: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        ) from exc
+    if not isinstance(raw, RawDataset):
+        raise DataError(f"{where}: load() returned {type(raw).__name__}, not a RawDataset")
+    _validate(raw, dataset.name)
+    _freeze(raw)
+    return raw, "seeded" if used_rng else "fixed"
+
+
+def load_data(
+    dataset: ComponentSpec, options: DataOptions, rng: np.random.Generator
+) -> PreparedData:
+    """Load a dataset through its plugin (cached per process) and :func:`prepare` it.
+
+    Parameters
+    ----------
+    dataset : ComponentSpec
+        The resolved ``dataset`` component (record and validated params).
+    options : DataOptions
+    rng : numpy.random.Generator
+        One integer is drawn to seed the source's own generator; the splits use the rest.
+
+    Raises
+    ------
+    DataError
+        Whatever goes wrong, including an unexpected exception from the plugin (named with
+        its provider).
+    """
+    seed = int(rng.integers(2**63))
+    params = dataset.params.model_dump_json()
+    fixed_key: _CacheKey = (dataset.name, dataset.record.provider, params, options.mmap, None)
+    seeded_key: _CacheKey = (dataset.name, dataset.record.provider, params, options.mmap, seed)
+    hit = _cache_get(fixed_key) or _cache_get(seeded_key)
+    if hit is None:
+        raw, kind = _load(dataset, options, seed)
+        hit = (raw, dataset_hash(raw))
+        _cache_put(fixed_key if kind == "fixed" else seeded_key, hit)
+    raw, sha = hit
+    return prepare(raw, options, rng, dataset.name, sha256=sha)

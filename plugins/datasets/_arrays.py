@@ -1,0 +1,259 @@
+"""Arrays from the user's files: ``.npz`` archives or ``.npy`` files, and CSV tables.
+
+Memory-mapping (``data.mmap: true``): a ``.npy`` file is opened with
+``np.load(mmap_mode="r")``; a member of an *uncompressed* ``.npz`` (written by ``np.savez``)
+is memory-mapped at its offset inside the archive, since the zip stores it as is. A
+*compressed* ``.npz`` (``np.savez_compressed``) cannot be mapped: that is a :class:`DataError`
+asking for ``np.savez`` or ``.npy`` files (or ``data.mmap: false``).
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from optlab import Array, DataError, DatasetSource, Params, RawDataset
+
+from ._common import encode_labels, existing_path
+
+__all__ = ["Csv", "CsvParams", "Npz", "NpzParams"]
+
+
+class NpzParams(Params):
+    """Where the arrays are and what they are called."""
+
+    path: Path = Field(
+        description="An .npz archive, or a directory of .npy files named after the keys below."
+    )
+    x_key: str = Field("X", min_length=1, description="Name of the (N, F) feature array.")
+    y_key: str = Field("y", min_length=1, description="Name of the (N,) label array.")
+    x_test_key: str = Field(
+        "X_test", min_length=1, description="Name of the dataset's own test features, if any."
+    )
+    y_test_key: str = Field(
+        "y_test", min_length=1, description="Name of the dataset's own test labels, if any."
+    )
+    class_names: list[str] | None = Field(
+        None, min_length=1, description="Names of integer labels 0..C-1 (default '0'..'C-1')."
+    )
+
+
+def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, where: str) -> Array:
+    """Memory-map one stored (uncompressed) ``.npy`` member of a zip archive."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise DataError(
+            f"{where}: compressed .npz members cannot be memory-mapped; save with np.savez "
+            "(not savez_compressed) or as .npy files, or set data.mmap: false"
+        )
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise DataError(f"{where}: corrupt zip local header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{where}: object arrays are not loaded (they would need pickle)")
+    return np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
+
+
+def _load_npz(path: Path, keys: list[str], mmap: bool) -> tuple[dict[str, Array], list[str]]:
+    """The arrays named ``keys`` that exist in the archive, and every name it holds."""
+    out: dict[str, Array] = {}
+    try:
+        if mmap:
+            with zipfile.ZipFile(path) as zf:
+                members = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
+            for key in keys:
+                if key in members:
+                    out[key] = _npz_member_mmap(path, members[key], f"{path}:{key}")
+            return out, sorted(members)
+        with np.load(path, allow_pickle=False) as archive:
+            for key in keys:
+                if key in archive.files:
+                    out[key] = archive[key]
+            return out, sorted(archive.files)
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable .npz ({exc})") from exc
+
+
+def _load_npy_dir(path: Path, keys: list[str], mmap: bool) -> tuple[dict[str, Array], list[str]]:
+    """The ``<key>.npy`` files of a directory that exist, and every .npy name there."""
+    out: dict[str, Array] = {}
+    for key in keys:
+        f = path / f"{key}.npy"
+        if f.is_file():
+            try:
+                out[key] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise DataError(f"{f}: unreadable .npy ({exc})") from exc
+    return out, sorted(f.stem for f in path.glob("*.npy"))
+
+
+class Npz(DatasetSource):
+    """Features and labels from an ``.npz`` archive or a directory of ``.npy`` files."""
+
+    def __init__(self, params: NpzParams) -> None:
+        self.params = params
+
+    def load(self, rng: np.random.Generator) -> RawDataset:
+        return self._load(mmap=False)
+
+    def load_mmap(self, rng: np.random.Generator) -> RawDataset:
+        """:meth:`load`, memory-mapping the feature arrays (``data.mmap: true``)."""
+        return self._load(mmap=True)
+
+    def _load(self, mmap: bool) -> RawDataset:
+        p = self.params
+        path = existing_path(p.path, "npz")
+        keys = [p.x_key, p.y_key, p.x_test_key, p.y_test_key]
+        load = _load_npz if path.is_file() else _load_npy_dir
+        arrays, available = load(path, keys, mmap)
+        for key in (p.x_key, p.y_key):
+            if key not in arrays:
+                raise DataError(
+                    f"{path}: no array '{key}' (found: {', '.join(available) or 'none'}); "
+                    "set x_key/y_key"
+                )
+        has_test = [k in arrays for k in (p.x_test_key, p.y_test_key)]
+        if any(has_test) and not all(has_test):
+            raise DataError(f"{path}: '{p.x_test_key}' and '{p.y_test_key}' must come together")
+        X, y = arrays[p.x_key], np.asarray(arrays[p.y_key])
+        X_test = arrays[p.x_test_key] if all(has_test) else None
+        y_test = np.asarray(arrays[p.y_test_key]) if all(has_test) else None
+        for name, lab in ((p.y_key, y), (p.y_test_key, y_test)):
+            if lab is not None and lab.ndim != 1:
+                raise DataError(f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}")
+        y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), p.class_names)
+        return RawDataset(
+            X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
+        )
+
+
+class CsvParams(Params):
+    """A CSV table: one example per row, one column of labels."""
+
+    path: Path = Field(description="The CSV file.")
+    label: str | int = Field(
+        -1, description="Label column: its header name, or its index (negative from the end)."
+    )
+    header: bool | None = Field(
+        None, description="Whether the first row names the columns (default: autodetect)."
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
+    test_path: Path | None = Field(
+        None, description="A second CSV file of the same layout: the dataset's own test split."
+    )
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_row(path: Path, delimiter: str) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable CSV ({exc})") from exc
+    raise DataError(f"{path}: empty CSV file")
+
+
+def _read_csv(path: Path, p: CsvParams) -> tuple[Array, Array]:
+    first = _first_row(path, p.delimiter)
+    n_cols = len(first)
+    if isinstance(p.label, str):
+        if p.header is False:
+            raise DataError(f"{path}: label column '{p.label}' given by name but header: false")
+        if p.label not in first:
+            raise DataError(
+                f"{path}: no column '{p.label}' in the header ({', '.join(first)}); set label"
+            )
+        label = first.index(p.label)
+        header = True
+    else:
+        if not -n_cols <= p.label < n_cols:
+            raise DataError(f"{path}: label column {p.label} out of range for {n_cols} columns")
+        label = p.label % n_cols
+        header = (
+            p.header
+            if p.header is not None
+            else any(not _is_number(c) for i, c in enumerate(first) if i != label)
+        )
+    features = [i for i in range(n_cols) if i != label]
+    if not features:
+        raise DataError(f"{path}: only one column; a CSV needs feature columns and a label")
+    skip = int(header)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            X = np.loadtxt(
+                path,
+                dtype=np.float64,
+                delimiter=p.delimiter,
+                skiprows=skip,
+                usecols=features,
+                ndmin=2,
+                encoding="utf-8",
+                quotechar='"',
+            )
+            y = np.loadtxt(
+                path,
+                dtype=str,
+                delimiter=p.delimiter,
+                skiprows=skip,
+                usecols=[label],
+                ndmin=1,
+                encoding="utf-8",
+                quotechar='"',
+            )
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    if X.shape[0] == 0:
+        raise DataError(f"{path}: no data rows")
+    y = np.char.strip(y)
+    try:
+        return X, y.astype(np.int64)
+    except ValueError:
+        return X, y
+
+
+class Csv(DatasetSource):
+    """Numeric feature columns and one label column (integers or class names)."""
+
+    def __init__(self, params: CsvParams) -> None:
+        self.params = params
+
+    def load(self, rng: np.random.Generator) -> RawDataset:
+        p = self.params
+        path = existing_path(p.path, "csv", want_dir=False)
+        X, y = _read_csv(path, p)
+        X_test = y_test = None
+        if p.test_path is not None:
+            test = existing_path(p.test_path, "csv", want_dir=False)
+            X_test, y_test = _read_csv(test, p)
+        y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path))
+        return RawDataset(
+            X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
+        )

@@ -1,0 +1,227 @@
+"""The npz and csv dataset sources, through load_data and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optlab.config import ComponentSpec, DataOptions
+from optlab.data import PreparedData, clear_cache, load_data
+from optlab.errors import DataError
+from optlab.plugin_manager import build_registry
+from optlab.registry import Registry
+
+RAW = DataOptions(center=False, bias=False, val=0.0, test=0.0)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return build_registry()[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def _spec(registry: Registry, name: str, **params: Any) -> ComponentSpec:
+    record = registry.get("dataset", name)
+    return ComponentSpec("dataset", name, record.params(**params), record)
+
+
+def _load(registry: Registry, name: str, options: DataOptions = RAW, **params: Any) -> PreparedData:
+    return load_data(_spec(registry, name, **params), options, np.random.default_rng(0))
+
+
+def _arrays(n: int = 30, f: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    X = np.arange(n * f, dtype=np.float32).reshape(n, f)
+    return X, np.arange(n) % 3
+
+
+# --------------------------------------------------------------------------------------------
+# npz
+# --------------------------------------------------------------------------------------------
+
+
+def test_npz_default_keys_and_own_test_split(registry: Registry, tmp_path: Path) -> None:
+    X, y = _arrays()
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=y, X_test=X[:6] + 1000, y_test=y[:6])
+    d = _load(registry, "npz", path=path)
+    np.testing.assert_array_equal(d.X_train, X)
+    np.testing.assert_array_equal(d.X_test, X[:6] + 1000)
+    assert d.summary.classes == ("0", "1", "2") and d.X_train.dtype == np.float64
+
+
+def test_npz_named_keys_string_labels_and_class_names(registry: Registry, tmp_path: Path) -> None:
+    X, y = _arrays()
+    names = np.array(["zebra", "ant", "moth"])[y]
+    np.savez_compressed(tmp_path / "a.npz", feats=X, labels=names)
+    d = _load(registry, "npz", path=tmp_path / "a.npz", x_key="feats", y_key="labels")
+    assert d.summary.classes == ("ant", "moth", "zebra")
+    np.testing.assert_array_equal(np.array(d.summary.classes)[d.y_train], names)
+    np.savez(tmp_path / "b.npz", X=X, y=y)
+    d = _load(registry, "npz", path=tmp_path / "b.npz", class_names=["a", "b", "c", "d"])
+    assert d.summary.n_classes == 4
+
+
+def test_npz_mmap_uncompressed_archive_and_npy_directory(
+    registry: Registry, tmp_path: Path
+) -> None:
+    X, y = _arrays()
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    (tmp_path / "npy").mkdir()
+    np.save(tmp_path / "npy" / "X.npy", X)
+    np.save(tmp_path / "npy" / "y.npy", y)
+    for path in (tmp_path / "d.npz", tmp_path / "npy"):
+        source = _spec(registry, "npz", path=path).build()
+        raw = source.load_mmap(np.random.default_rng(0))
+        assert isinstance(raw.X, np.memmap) and not raw.X.flags.writeable
+        np.testing.assert_array_equal(raw.X, X)
+        mapped = _load(registry, "npz", DataOptions(mmap=True, dtype="float32"), path=path)
+        plain = _load(registry, "npz", DataOptions(mmap=False, dtype="float32"), path=path)
+        np.testing.assert_array_equal(mapped.X_train, plain.X_train)
+        assert mapped.summary.sha256 == plain.summary.sha256
+
+
+def test_npz_mmap_of_compressed_archive_is_a_clear_error(
+    registry: Registry, tmp_path: Path
+) -> None:
+    X, y = _arrays()
+    np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
+    with pytest.raises(DataError, match=r"c\.npz:X: compressed .*np\.savez"):
+        _load(registry, "npz", DataOptions(mmap=True), path=tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "params", "message"),
+    [
+        ({"X": np.ones((5, 2)), "y": np.zeros(4, int)}, {}, "5 examples but 4 labels"),
+        ({"X": np.ones((5, 2)), "y": np.array([0, 1, -1, 0, 1])}, {}, "negative label -1"),
+        (
+            {"X": np.ones((5, 2)), "y": np.array([0, 1, 5, 0, 1])},
+            {"class_names": ["a", "b"]},
+            "label 5 out of range",
+        ),
+        ({"X": np.ones((5, 2)), "y": np.array([0, 0.5, 1, 0, 1])}, {}, "fractional"),
+        ({"X": np.array([[1.0, np.nan], [0, 0]]), "y": np.array([0, 1])}, {}, "NaN or inf"),
+        ({"X": np.array([[1.0, np.inf], [0, 0]]), "y": np.array([0, 1])}, {}, "NaN or inf"),
+        ({"X": np.ones((5, 2)), "labels": np.zeros(5, int)}, {}, "no array 'y' .*found: X"),
+        ({"X": np.ones((5, 2)), "y": np.zeros((5, 2), int)}, {}, "must be 1-d labels"),
+        (
+            {"X": np.ones((4, 2)), "y": np.zeros(4, int), "X_test": np.ones((2, 2))},
+            {},
+            "must come together",
+        ),
+        (
+            {
+                "X": np.ones((4, 2)),
+                "y": np.zeros(4, int),
+                "X_test": np.ones((2, 3)),
+                "y_test": np.zeros(2, int),
+            },
+            {},
+            "test split has 3 features",
+        ),
+    ],
+)
+def test_npz_bad_input(
+    registry: Registry,
+    tmp_path: Path,
+    arrays: dict[str, Any],
+    params: dict[str, Any],
+    message: str,
+) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message) as info:
+        _load(registry, "npz", path=path, **params)
+    assert "bad.npz" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_npz_corrupt_missing_and_pickled(registry: Registry, tmp_path: Path) -> None:
+    X, y = _arrays()
+    path = tmp_path / "t.npz"
+    np.savez(path, X=X, y=y)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"t\.npz: unreadable \.npz"):
+        _load(registry, "npz", path=path)
+    with pytest.raises(DataError, match="no such file"):
+        _load(registry, "npz", path=tmp_path / "missing.npz")
+    np.savez(tmp_path / "o.npz", X=np.array([[object()]], dtype=object), y=np.zeros(1, int))
+    with pytest.raises(DataError, match=r"o\.npz: unreadable"):
+        _load(registry, "npz", path=tmp_path / "o.npz")
+
+
+# --------------------------------------------------------------------------------------------
+# csv
+# --------------------------------------------------------------------------------------------
+
+
+def test_csv_header_autodetect_and_string_labels(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_text(
+        "sepal,petal,species\n1.0,2.0,setosa\n3.0,4.0,virginica\n5,6,setosa\n7,8,versicolor\n"
+    )
+    d = _load(registry, "csv", path=path, label="species")
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4], [5, 6], [7, 8]])
+    assert d.summary.classes == ("setosa", "versicolor", "virginica")
+    np.testing.assert_array_equal(d.y_train, [0, 2, 0, 1])
+    d = _load(registry, "csv", path=path)  # label defaults to the last column, header detected
+    assert d.summary.n_train == 4
+
+
+def test_csv_no_header_label_index_delimiter_and_test_file(
+    registry: Registry, tmp_path: Path
+) -> None:
+    (tmp_path / "train.tsv").write_text("2\t0.5\t1.5\n0\t2.5\t3.5\n1\t4.5\t5.5\n10\t1\t1\n")
+    (tmp_path / "test.tsv").write_text("1\t9\t9\n")
+    d = _load(
+        registry,
+        "csv",
+        path=tmp_path / "train.tsv",
+        label=0,
+        delimiter="\t",
+        test_path=tmp_path / "test.tsv",
+    )
+    np.testing.assert_array_equal(d.y_train, [2, 0, 1, 10])  # integers kept, not sorted as text
+    assert d.summary.n_classes == 11 and d.summary.n_test == 1
+    np.testing.assert_array_equal(d.X_test, [[9, 9]])
+    d = _load(registry, "csv", path=tmp_path / "train.tsv", label=0, delimiter="\t", header=True)
+    assert d.summary.n_train == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "message"),
+    [
+        ("a,b,y\n1,2,0\n3,x,1\n", {}, "could not convert string 'x'"),
+        ("a,b,y\n1,2,0\n3,1\n", {}, "invalid column index 2 at row"),
+        ("a,b,y\n1,nan,0\n3,1,1\n", {}, "NaN or inf"),
+        ("a,b,y\n1,2,0\n3,1,-2\n", {}, "negative label -2"),
+        ("a,b,y\n", {}, "no data rows"),
+        ("", {}, "empty CSV"),
+        ("a,b,y\n1,2,0\n", {"label": "z"}, "no column 'z'"),
+        ("1,2,0\n", {"label": "y", "header": False}, "given by name but header: false"),
+        ("1,2,0\n", {"label": 5}, "label column 5 out of range"),
+        ("y\n1\n", {}, "only one column"),
+    ],
+)
+def test_csv_bad_input(
+    registry: Registry, tmp_path: Path, text: str, params: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as info:
+        _load(registry, "csv", path=path, **params)
+    assert "bad.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_csv_path_must_be_a_file(registry: Registry, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="expected a file"):
+        _load(registry, "csv", path=tmp_path)
