@@ -166,6 +166,14 @@ class Optimizer(ABC):
         per step and ``monitor.evaluate`` at least once (at the end).
         """
 
+    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:  # noqa: B027
+        """Refuse a problem this optimizer cannot handle, before any run starts.
+
+        Called once per run after the data is loaded and before anything is trained or logged;
+        raise :class:`~optlab.errors.InputError` (one line: which param, what to change), e.g.
+        a ``batch_size`` larger than ``n_examples``. Default: accept everything.
+        """
+
 
 @dataclass
 class RawDataset:

@@ -47,7 +47,9 @@ class DataOptions(_Options):
     standardize: bool = Field(False, description="Divide by the training standard deviation.")
     bias: bool = Field(True, description="Append a constant-1 column (the bias trick).")
     dtype: Literal["float32", "float64"] = Field("float64", description="Floating dtype of X.")
-    val: float = Field(0.2, ge=0.0, lt=1.0, description="Validation fraction of the training data.")
+    val: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Validation fraction of what remains after the test split."
+    )
     test: float = Field(
         0.2,
         ge=0.0,

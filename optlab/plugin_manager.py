@@ -111,7 +111,7 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
     """Call each plugin's registration hooks, one plugin at a time."""
     for hook_name, (kind, record_type) in _REGISTRATION.items():
         caller = getattr(pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order
             info = registry.plugins[impl.plugin_name]
             if info.status != "active":
                 continue

@@ -1,0 +1,295 @@
+"""The ``optlab`` command: parse, call, print.
+
+Exit status: 0 success, 1 a run failed, 2 bad input (spec, data, plugin, tracking store, usage).
+Errors a user can cause print one line per problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from optlab.errors import OptlabError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="optlab",
+    help="Run, compare and extend CS231n Lecture 3: losses, regularizers and optimizers "
+    "for linear classifiers, every run tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SpecArg = Annotated[Path, typer.Argument(help="Experiment spec file (YAML).", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value: key.path=value (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+UriOpt = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default: spec, env, sqlite:///mlflow.db)."),
+]
+
+
+def _err(message: str) -> None:
+    for line in message.splitlines() or [message]:
+        typer.echo(f"optlab: error: {line}" if not line.startswith(" ") else line, err=True)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn :class:`OptlabError` into its message and exit status, with no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OptlabError as exc:
+            _err(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(spec: Path, overrides: list[str] | None) -> Any:
+    from optlab.spec import load_experiment
+
+    return load_experiment(spec, overrides or [])
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------ validate
+@app.command()
+@handles_errors
+def validate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Validate a spec and print its plan (runs, axes, resolved components)."""
+    from optlab.spec import describe_plan
+
+    experiment = _load(spec, set_)
+    for line in describe_plan(experiment):
+        typer.echo(line)
+
+
+# ------------------------------------------------------------------------------------ schema
+@app.command()
+@handles_errors
+def schema() -> None:
+    """Print the JSON Schema of spec files, including every registered component's params."""
+    from optlab.plugin_manager import get_registry
+    from optlab.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(get_registry()), indent=2))
+
+
+# ------------------------------------------------------------------------------------ plugins
+@app.command()
+@handles_errors
+def plugins(as_json: JsonOpt = False) -> None:
+    """List every plugin: distribution, version, status and the components it provides."""
+    from optlab.plugin_manager import get_registry
+
+    registry = get_registry()
+    infos = list(registry.plugins.values())
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("plugin", "distribution", "version", "status", "components")
+    for i in infos:
+        status = i.status if not i.reason or i.status == "disabled" else f"{i.status}: {i.reason}"
+        comps = ", ".join(f"{k}:{n}" for k, n in i.components)
+        table.add_row(i.name, i.distribution, i.version, status, comps)
+    _console().print(table)
+    for kind, name, providers in registry.collisions():
+        _console(stderr=True).print(
+            f"warning: {kind} '{name}' is provided by {' and '.join(providers)}; "
+            "using it is an error until one is disabled (OPTLAB_DISABLE_PLUGINS)"
+        )
+
+
+# ------------------------------------------------------------------------------------ components
+def _params_info(model: Any) -> list[dict[str, Any]]:
+    from pydantic_core import PydanticUndefined
+
+    out = []
+    for fname, f in model.model_fields.items():
+        bounds = {
+            type(m).__name__.lower(): getattr(m, next(iter(type(m).__dataclass_fields__)), None)
+            for m in f.metadata
+            if type(m).__name__ in {"Gt", "Ge", "Lt", "Le", "MultipleOf", "MinLen", "MaxLen"}
+        }
+        default = f.default if f.default is not PydanticUndefined else None
+        out.append(
+            {
+                "name": fname,
+                "type": getattr(f.annotation, "__name__", None) or str(f.annotation),
+                "default": default,
+                "required": f.is_required(),
+                "bounds": bounds,
+                "description": f.description or "",
+            }
+        )
+    return out
+
+
+@app.command()
+@handles_errors
+def components(
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind: loss, regularizer, optimizer or dataset."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every component with its provider, summary and params."""
+    from optlab.errors import InputError
+    from optlab.plugin_manager import get_registry
+    from optlab.registry import KINDS, did_you_mean
+
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"--kind: unknown kind '{kind}'{did_you_mean(kind, KINDS)}; use one of {', '.join(KINDS)}")
+    registry = get_registry()
+    rows = []
+    for rec in registry.records(kind):  # type: ignore[arg-type]
+        info = registry.plugins.get(rec.provider)
+        rows.append(
+            {
+                "kind": rec.kind,
+                "name": rec.name,
+                "provider": rec.provider,
+                "distribution": info.distribution if info else "",
+                "version": info.version if info else "",
+                "summary": rec.summary,
+                "params": _params_info(rec.params),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    table = Table("kind", "name", "provider", "summary", "params")
+    for r in rows:
+        params = ", ".join(
+            f"{p['name']}" + ("" if p["required"] else f"={p['default']!r}") for p in r["params"]
+        )
+        table.add_row(r["kind"], r["name"], f"{r['provider']} ({r['distribution']} {r['version']})", r["summary"], params)
+    _console().print(table)
+
+
+# ------------------------------------------------------------------------------------ check
+@app.command()
+@handles_errors
+def check(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Run only the sanity checks (initial loss, gradient check) of every run and print them."""
+    from optlab.check_command import check_runs
+
+    experiment = _load(spec, set_)
+    ok = True
+    for name, lines, passed in check_runs(experiment):
+        typer.echo(f"{name}:")
+        for line in lines:
+            typer.echo(f"  {line}")
+        ok = ok and passed
+    raise typer.Exit(0 if ok else 1)
+
+
+# ------------------------------------------------------------------------------------ run
+@app.command()
+@handles_errors
+def run(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+    tracking_uri: UriOpt = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip runs already FINISHED in the experiment.")
+    ] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
+) -> None:
+    """Run every run of a spec, then print the comparison table."""
+    from optlab.invocation import Invocation
+
+    experiment = _load(spec, set_)
+    invocation = Invocation(
+        experiment,
+        spec_path=str(spec),
+        tracking_uri=tracking_uri,
+        track=not no_track,
+        resume=resume,
+        fail_fast=fail_fast,
+        quiet=as_json,
+    )
+    outcome = invocation.run()
+    if as_json:
+        from optlab.execution import result_row
+
+        typer.echo(json.dumps([result_row(i, r) for i, r in outcome.results], indent=2, default=str))
+    else:
+        invocation.print_summary(outcome)
+    raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
+
+
+# ------------------------------------------------------------------------------------ compare
+@app.command()
+@handles_errors
+def compare(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (the spec's `name`).")],
+    tracking_uri: UriOpt = None,
+    as_json: JsonOpt = False,
+    out: Annotated[Path | None, typer.Option(help="Write the comparison figure here.")] = None,
+) -> None:
+    """Compare the runs of an experiment's latest invocation, from the tracking store."""
+    from optlab.report import compare as compare_runs
+    from optlab.report import render_table, rows_to_json
+    from optlab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    rows, figure = compare_runs(experiment, uri, out)
+    if as_json:
+        typer.echo(rows_to_json(rows))
+        return
+    _console().print(render_table(rows))
+    if figure is not None:
+        typer.echo(f"figure: {figure}")
+
+
+# ------------------------------------------------------------------------------------ ui
+@app.command()
+@handles_errors
+def ui(
+    tracking_uri: UriOpt = None,
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on the store in use, bound to 127.0.0.1."""
+    from optlab.report import ui_command
+    from optlab.tracking import resolve_tracking_uri
+
+    argv = ui_command(resolve_tracking_uri(tracking_uri, None), port, host)
+    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,170 @@
+"""Running an experiment's runs: preflight, the sequence of runs, failures and interrupts.
+
+The preflight loads each distinct dataset once and asks every run's optimizer whether it can
+handle the problem (:meth:`optlab.Optimizer.check_problem`), so bad input is refused before
+anything is trained or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optlab.config import Experiment, RunSpec
+from optlab.data import PreparedData, load_data
+from optlab.errors import ComponentError, InputError
+from optlab.events import RunInfo, RunResult
+from optlab.monitor import StopFlag, stop_flag
+from optlab.registry import Registry
+from optlab.runner import Observer, execute, run_streams
+
+__all__ = ["Outcome", "data_key", "git_tags", "preflight", "result_row", "run_all"]
+
+
+@dataclass
+class Outcome:
+    """What an invocation produced: one (info, result) per run that ran, and what was skipped."""
+
+    results: list[tuple[RunInfo, RunResult]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[tuple[RunInfo, RunResult]]:
+        return [(i, r) for i, r in self.results if r.status != "FINISHED"]
+
+
+def git_tags(spec_path: str) -> dict[str, str]:
+    """``optlab.git_commit`` and ``optlab.git_dirty`` when the spec lives in a git checkout."""
+    folder = Path(spec_path).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"optlab.git_commit": commit, "optlab.git_dirty": str(bool(dirty)).lower()}
+
+
+def data_key(run: RunSpec) -> str:
+    return json.dumps(
+        [run.dataset.as_dict(), run.data.model_dump(mode="json"), run.seed], sort_keys=True
+    )
+
+
+def _data_rng(run: RunSpec) -> np.random.Generator:
+    return run_streams(run.seed)[0]  # the stream the runner uses for the data
+
+
+def preflight(runs: Sequence[RunSpec]) -> dict[str, PreparedData]:
+    """Load every distinct dataset once and let each optimizer refuse its problem.
+
+    Returns the prepared data by key, for :func:`run_all` to reuse.
+
+    Raises
+    ------
+    InputError
+        A dataset cannot be loaded, or an optimizer refuses the problem (prefixed by run name).
+    """
+    prepared: dict[str, PreparedData] = {}
+    for run in runs:
+        key = data_key(run)
+        if key not in prepared:
+            prepared[key] = load_data(run.dataset, run.data, _data_rng(run))
+        summary = prepared[key].summary
+        try:
+            optimizer = run.optimizer.build()
+            optimizer.check_problem(summary.n_train, summary.n_features, summary.n_classes)
+        except InputError as exc:
+            raise InputError(f"run '{run.name}': {exc}") from exc
+        except Exception as exc:
+            raise ComponentError(
+                "optimizer", run.optimizer.name, run.optimizer.record.provider, f"raised {exc!r}"
+            ) from exc
+    return prepared
+
+
+def run_all(
+    experiment: Experiment,
+    observer: Observer,
+    *,
+    registry: Registry | None = None,
+    base_tags: dict[str, str] | None = None,
+    prepared: dict[str, PreparedData] | None = None,
+    skip_keys: Callable[[RunSpec, PreparedData], bool] | None = None,
+    fail_fast: bool = False,
+    on_result: Callable[[RunInfo, RunResult], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    flag: StopFlag = stop_flag,
+) -> Outcome:
+    """Run every run of ``experiment`` in order, one process.
+
+    A failed run does not stop the others unless ``fail_fast``; an interrupt (SIGINT/SIGTERM)
+    ends the current run as KILLED and stops the sequence.
+    """
+    prepared = prepared if prepared is not None else preflight(experiment.runs)
+    outcome = Outcome()
+    for run in _runs(experiment):
+        data = prepared.get(data_key(run))
+        if data is None:
+            data = prepared[data_key(run)] = load_data(run.dataset, run.data, _data_rng(run))
+        if skip_keys is not None and skip_keys(run, data):
+            outcome.skipped.append(run.name)
+            continue
+        info, result = execute(
+            run,
+            experiment=experiment.name,
+            observer=observer,
+            registry=registry,
+            base_tags=base_tags,
+            data=data,
+            flag=flag,
+            log=log,
+        )
+        outcome.results.append((info, result))
+        if on_result is not None:
+            on_result(info, result)
+        if result.status == "KILLED":
+            outcome.interrupted = True
+            break
+        if result.status == "FAILED" and fail_fast:
+            break
+    return outcome
+
+
+def _runs(experiment: Experiment) -> Iterator[RunSpec]:
+    yield from experiment.runs
+
+
+def result_row(info: RunInfo, result: RunResult) -> dict[str, Any]:
+    """One run as a JSON-ready dict (for ``optlab run --json``)."""
+    return {
+        "name": info.name,
+        "status": result.status,
+        "error": result.error,
+        "loss": info.spec.get("loss"),
+        "regularizer": info.spec.get("regularizer"),
+        "optimizer": info.spec.get("optimizer"),
+        "data": info.spec.get("data"),
+        "seed": info.spec.get("seed"),
+        "final_loss": result.final_loss,
+        "metrics": result.metrics,
+        "key": info.key,
+    }

@@ -1,0 +1,162 @@
+"""One ``optlab run`` invocation: tracking store, parent run, progress, runs, summary."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from typing import Any
+
+from optlab import hookimpl
+from optlab.config import Experiment, RunSpec
+from optlab.data import PreparedData
+from optlab.events import EpochReport, RunInfo, RunResult
+from optlab.execution import Outcome, git_tags, preflight, run_all
+from optlab.monitor import stop_flag, stop_on_signals
+from optlab.plugin_manager import get_plugin_manager
+from optlab.runner import run_key
+
+__all__ = ["Invocation"]
+
+
+class _Progress:
+    """An observer plugin that drives a rich progress bar (on stderr) over runs and epochs."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not enabled,
+            transient=True,
+        )
+        self.task = self.progress.add_task("runs", total=total)
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, markup=False)
+
+    @hookimpl
+    def optlab_run_started(self, run: RunInfo) -> None:
+        self.progress.update(self.task, description=f"{run.name}")
+
+    @hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        val = "" if report.val_accuracy is None else f" val {report.val_accuracy:.3f}"
+        self.progress.update(
+            self.task, description=f"{run.name} epoch {report.epoch:g} loss {report.loss:.4g}{val}"
+        )
+
+    @hookimpl
+    def optlab_run_finished(
+        self, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        self.progress.advance(self.task)
+        if result.status != "FINISHED":
+            self.log(f"{run.name}: {result.status}: {result.error}")
+
+
+class Invocation:
+    """Everything ``optlab run`` does between validating the spec and printing the table."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        spec_path: str,
+        tracking_uri: str | None = None,
+        track: bool = True,
+        resume: bool = False,
+        fail_fast: bool = False,
+        quiet: bool = False,
+    ) -> None:
+        self.experiment = experiment
+        self.spec_path = spec_path
+        self.tracking_uri = tracking_uri
+        self.track = track and experiment.tracking.enabled
+        self.resume = resume
+        self.fail_fast = fail_fast
+        self.quiet = quiet
+        self.tracker: Any = None
+
+    def _base_tags(self) -> dict[str, str]:
+        tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": self.spec_path}
+        tags.update(git_tags(self.spec_path))
+        return tags
+
+    def run(self) -> Outcome:
+        """Preflight, open the store, run everything under one parent run."""
+        prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
+        pm, registry = get_plugin_manager()
+        base_tags = self._base_tags()
+        finished: set[str] = set()
+        if self.track:
+            from optlab.tracking import Tracker, resolve_tracking_uri
+
+            uri = resolve_tracking_uri(self.tracking_uri, self.experiment.tracking.uri)
+            self.tracker = Tracker(uri, self.experiment.name)
+            if self.resume:
+                self.tracker.mark_stale_running()
+                finished = self.tracker.finished_keys()
+
+        def skip(run: RunSpec, data: PreparedData) -> bool:
+            return run_key(run.resolved, data.summary.sha256) in finished
+
+        progress = _Progress(len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty())
+        outcome = Outcome()
+        with ExitStack() as stack:
+            stack.enter_context(stop_on_signals())
+            stop_flag.clear()
+            stack.enter_context(progress)
+            pm.register(progress, name="optlab.progress")
+            stack.callback(pm.unregister, name="optlab.progress")
+            if self.tracker is not None:
+                pm.register(self.tracker, name="optlab.tracking")
+                stack.callback(pm.unregister, name="optlab.tracking")
+                stack.enter_context(self.tracker.parent(self.experiment.name, base_tags))
+            outcome = run_all(
+                self.experiment,
+                pm.hook,
+                registry=registry,
+                base_tags=base_tags,
+                prepared=prepared,
+                skip_keys=skip if self.resume else None,
+                fail_fast=self.fail_fast,
+                log=progress.log,
+            )
+            if self.tracker is not None and outcome.results:
+                self.tracker.log_comparison(outcome.results)
+        return outcome
+
+    def print_summary(self, outcome: Outcome) -> None:
+        """The comparison table, failures, and where to look next."""
+        from rich.console import Console
+
+        from optlab.report import comparison_rows, render_table
+
+        console = Console(highlight=False, soft_wrap=True)
+        if outcome.results:
+            console.print(render_table(comparison_rows(outcome.results)))
+        if outcome.skipped:
+            console.print(f"skipped {len(outcome.skipped)} run(s) already finished (--resume)")
+        for info, result in outcome.failed:
+            console.print(f"{info.name}: {result.status}: {result.error}", markup=False)
+        if outcome.interrupted:
+            console.print("interrupted: finish the remaining runs with --resume", markup=False)
+        if self.tracker is not None:
+            console.print(
+                f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
+                f"view: optlab ui, or optlab compare {self.experiment.name}",
+                markup=False,
+            )

@@ -1,0 +1,287 @@
+"""One run: data -> objective -> sanity checks -> optimizer -> evaluation.
+
+:func:`execute` never raises for a failure of the run itself: it returns a
+:class:`~optlab.events.RunResult` with status FAILED or KILLED and whatever was measured, after
+firing ``optlab_run_finished``. Input errors found before the run starts (bad data) raise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from optlab import __version__
+from optlab.checks import run_checks
+from optlab.components import Array, Loss, Optimizer, Regularizer
+from optlab.config import ComponentSpec, RunSpec
+from optlab.data import PreparedData, load_data
+from optlab.errors import ComponentError, InputError, RunError, RunInterrupted
+from optlab.events import RunInfo, RunResult
+from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
+from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab.registry import Registry
+
+__all__ = [
+    "Observer",
+    "build_objective",
+    "execute",
+    "flatten_params",
+    "initial_weights",
+    "run_key",
+    "run_streams",
+    "run_tags",
+]
+
+#: scale of the initial weights: "W is small, so all scores are about 0" (the lecture)
+INIT_SCALE = 1e-3
+
+
+class Observer(Protocol):
+    """The three observer hooks (``pm.hook`` satisfies this)."""
+
+    def optlab_run_started(self, *, run: RunInfo) -> Any: ...
+    def optlab_epoch_ended(self, *, run: RunInfo, report: Any) -> Any: ...
+    def optlab_run_finished(
+        self, *, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> Any: ...
+
+
+def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved run spec as flat dotted keys, as logged to MLflow.
+
+    A list of regularizers is keyed by name (``regularizer.l2.strength``) and
+    ``regularizer.name`` joins their names (``l2+max_norm``, or ``none``).
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    for key, value in resolved.items():
+        if key == "regularizer" and isinstance(value, list):
+            names = [str(r.get("name")) for r in value if isinstance(r, Mapping)]
+            flat["regularizer.name"] = "+".join(names) if names else "none"
+            for reg in value:
+                params = {k: v for k, v in reg.items() if k != "name"}
+                walk(f"regularizer.{reg.get('name')}", params)
+        else:
+            walk(key, value)
+    return flat
+
+
+def run_key(resolved: Mapping[str, Any], data_sha256: str) -> str:
+    """Identity of a run for ``--resume``: its resolved spec, its data and the code version."""
+    blob = json.dumps(
+        {"spec": resolved, "data": data_sha256, "optlab": __version__},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _provider_label(spec: ComponentSpec, registry: Registry | None) -> str:
+    info = registry.plugins.get(spec.record.provider) if registry is not None else None
+    return info.label if info is not None else spec.record.provider or "unknown"
+
+
+def run_tags(
+    run: RunSpec, data: PreparedData, registry: Registry | None, base: Mapping[str, str]
+) -> dict[str, str]:
+    """Tags of a run: variant, providers with versions, optlab version, data hash, ``base``."""
+    tags = dict(base)
+    tags["optlab.variant"] = run.variant or run.name
+    tags["optlab.version"] = __version__
+    tags["optlab.data_sha256"] = data.summary.sha256
+    tags["optlab.provider.dataset"] = _provider_label(run.dataset, registry)
+    tags["optlab.provider.loss"] = _provider_label(run.loss, registry)
+    tags["optlab.provider.optimizer"] = _provider_label(run.optimizer, registry)
+    for reg in run.regularizers:
+        tags[f"optlab.provider.regularizer.{reg.name}"] = _provider_label(reg, registry)
+    return tags
+
+
+def build_objective(
+    run: RunSpec, data: PreparedData, registry: Registry | None, rng: np.random.Generator
+) -> tuple[Objective, Optimizer]:
+    """Resolve a run's components once and build its objective over the training split.
+
+    Returns
+    -------
+    objective : Objective
+        Over ``data.X_train`` (N, D); ``rng`` drives input perturbations (dropout).
+    optimizer : Optimizer
+    """
+    loss = BoundLoss(
+        _build(run.loss, registry, Loss), run.loss.name, _provider_label(run.loss, registry)
+    )
+    regs = [
+        BoundRegularizer(_build(spec, registry, Regularizer), spec.name, _provider_label(spec, registry))
+        for spec in run.regularizers
+    ]
+    optimizer = _build(run.optimizer, registry, Optimizer)
+    summary = data.summary
+    objective = Objective(
+        data.X_train,
+        data.y_train,
+        summary.n_classes,
+        loss,
+        regs,
+        has_bias=summary.has_bias,
+        rng=rng,
+    )
+    return objective, optimizer
+
+
+def initial_weights(objective: Objective, rng: np.random.Generator) -> Array:
+    """Small random ``W0`` (D, C) in the objective's dtype: all scores start near 0."""
+    return (INIT_SCALE * rng.standard_normal(objective.shape)).astype(objective.dtype)
+
+
+def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The run's four independent random streams: data, initial weights, checks, optimizer."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+
+
+def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
+    """(C, C) counts: row = true class, column = predicted class."""
+    flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def execute(
+    run: RunSpec,
+    *,
+    experiment: str,
+    observer: Observer,
+    registry: Registry | None = None,
+    base_tags: Mapping[str, str] | None = None,
+    data: PreparedData | None = None,
+    flag: StopFlag = stop_flag,
+    log: Callable[[str], None] | None = None,
+) -> tuple[RunInfo, RunResult]:
+    """Train and evaluate one run; report it to ``observer``.
+
+    Parameters
+    ----------
+    run : RunSpec
+    experiment : str
+        The experiment (spec) name.
+    observer : Observer
+        Receives run started / epoch ended / run finished (``pm.hook``).
+    registry : Registry, optional
+        For provider names and versions in tags and messages.
+    base_tags : mapping, optional
+        Tags shared by every run of the invocation (spec hash, git commit).
+    data : PreparedData, optional
+        Already prepared data (otherwise loaded from ``run.dataset``).
+    log : callable(str), optional
+        Receives warnings (e.g. a failed sanity check under the ``warn`` policy).
+
+    Returns
+    -------
+    info : RunInfo
+    result : RunResult
+        Status FINISHED, FAILED or KILLED; metrics measured before a failure are kept.
+    """
+    data_rng, init_rng, check_rng, opt_rng = run_streams(run.seed)
+    if data is None:
+        data = load_data(run.dataset, run.data, data_rng)
+    objective, optimizer = build_objective(run, data, registry, opt_rng)
+    summary = data.summary
+    info = RunInfo(
+        name=run.name,
+        key=run_key(run.resolved, summary.sha256),
+        experiment=experiment,
+        params=flatten_params(run.resolved),
+        spec=dict(run.resolved),
+        tags=run_tags(run, data, registry, base_tags or {}),
+        data=summary,
+    )
+    result = RunResult(name=run.name, status="FINISHED")
+    error: BaseException | None = None
+    observer.optlab_run_started(run=info)
+    monitor: TrainingMonitor | None = None
+    start = time.perf_counter()
+    try:
+        W0 = initial_weights(objective, init_rng)
+        checks = run_checks(objective, W0, run.checks, check_rng)
+        result.metrics.update(checks.metrics())
+        for line in checks.warnings():
+            if log is not None:
+                log(f"{run.name}: {line}")
+        initial = objective.value(W0).total
+        monitor = TrainingMonitor(
+            objective,
+            data.X_val,
+            data.y_val,
+            info,
+            observer.optlab_epoch_ended,
+            initial_loss=initial,
+            divergence_factor=run.checks.divergence_factor,
+            flag=flag,
+        )
+        start = time.perf_counter()
+        try:
+            W = optimizer.minimize(objective, W0, opt_rng, monitor)
+        except (RunError, InputError):
+            raise
+        except Exception as exc:
+            raise ComponentError(
+                "optimizer",
+                run.optimizer.name,
+                _provider_label(run.optimizer, registry),
+                f"raised {exc!r}",
+            ) from exc
+        result.metrics["train_time_s"] = time.perf_counter() - start
+        if not isinstance(W, np.ndarray) or W.shape != objective.shape:
+            raise ComponentError(
+                "optimizer",
+                run.optimizer.name,
+                _provider_label(run.optimizer, registry),
+                f"returned weights of shape {getattr(W, 'shape', None)}, expected {objective.shape}",
+            )
+        if W.dtype != objective.dtype:
+            raise ComponentError(
+                "optimizer",
+                run.optimizer.name,
+                _provider_label(run.optimizer, registry),
+                f"returned weights of dtype {W.dtype}, expected {objective.dtype}",
+            )
+        result.W = W
+        if data.X_test.shape[0]:
+            pred = objective.predict(W, data.X_test)
+            result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
+            result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
+    except (RunError, InputError) as exc:
+        error = exc
+        result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"
+        result.error = str(exc)
+    except KeyboardInterrupt as exc:
+        error = exc
+        result.status, result.error = "KILLED", "interrupted (KeyboardInterrupt)"
+    finally:
+        result.metrics.setdefault("train_time_s", time.perf_counter() - start)
+        if monitor is not None:
+            monitor.flush()
+            result.steps = monitor.history
+            result.evaluations = monitor.evaluations
+            if result.evaluations:
+                last = result.evaluations[-1]
+                result.metrics["train_accuracy"] = last.train_accuracy
+                if last.val_accuracy is not None:
+                    result.metrics["val_accuracy"] = last.val_accuracy
+                result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
+        observer.optlab_run_finished(run=info, result=result, error=error)
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    return info, result

@@ -1,0 +1,89 @@
+"""The wheel: built from the tree, installed into a fresh virtual environment, runs a spec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)],
+        check=True,
+        cwd=out,
+    )
+    (whl,) = out.glob("optlab-*.whl")
+    return whl
+
+
+def test_wheel_installs_packages_under_their_own_names(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert "optlab" in top and "optlab_plugins" in top
+    assert "plugins" not in top, "a generic top-level 'plugins' package must not be installed"
+    assert "optlab_plugins/losses.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[optlab]" in text and "optlab_plugins.losses" in text
+
+
+def test_wheel_in_a_fresh_venv_runs_a_spec(wheel: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+    )
+    # The fresh environment reuses the dependencies already installed for the tests (numpy,
+    # mlflow, ...) rather than downloading them again; optlab itself comes only from the wheel.
+    deps = sysconfig.get_paths()["purelib"]
+    (site / "_optlab_test_deps.pth").write_text(deps + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
+         str(wheel)],
+        check=True,
+    )
+    where = subprocess.run(
+        [str(py), "-c", "import optlab, optlab_plugins; print(optlab.__file__); "
+         "print(optlab_plugins.__file__)"],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    ).stdout.split()
+    assert all(str(site) in w for w in where), where
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\n"
+        "data: {name: blobs, n_samples: 120, n_features: 4, n_classes: 3}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 20, epochs: 2}\n"
+    )
+    optlab = env_dir / "bin" / "optlab"
+    validated = subprocess.run(
+        [str(optlab), "validate", str(spec)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert validated.returncode == 0, validated.stderr
+    ran = subprocess.run(
+        [str(optlab), "run", str(spec), "--json"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    (row,) = json.loads(ran.stdout)
+    assert row["status"] == "FINISHED"
+    assert row["metrics"]["test_accuracy"] > 0.5
+    assert (tmp_path / "mlflow.db").exists()

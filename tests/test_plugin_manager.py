@@ -1,0 +1,153 @@
+"""Plugin discovery, isolation of broken plugins, strict mode, disabling, collisions."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import optlab
+from optlab.errors import PluginError
+from optlab.plugin_manager import build_registry, get_registry, registered_plugin
+
+
+class _NoLoss(optlab.Loss):
+    def loss_and_grad(self, scores: optlab.Array, y: optlab.Array) -> tuple[float, optlab.Array]:
+        return 0.0, scores * 0
+
+
+def _loss_plugin(name: str = "zero") -> SimpleNamespace:
+    @optlab.hookimpl
+    def optlab_register_losses() -> list[optlab.LossRecord]:
+        return [optlab.LossRecord(name, lambda p: _NoLoss(), optlab.Params, "always zero")]
+
+    return SimpleNamespace(optlab_register_losses=optlab_register_losses)
+
+
+def _fake_distribution(
+    tmp_path: Path, dist: str, version: str, ep_name: str, module: str, source: str
+) -> None:
+    """Write an installed distribution (dist-info + module) into a folder on sys.path."""
+    info = tmp_path / f"{dist}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[optlab]\n{ep_name} = {module}\n")
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for mod in [m for m in sys.modules if m.startswith("fakeplug_")]:
+        del sys.modules[mod]
+
+
+def test_test_plugin_registers_a_component_with_its_provider() -> None:
+    with registered_plugin(_loss_plugin("zero_loss"), name="zero_plugin"):
+        registry = get_registry()
+        record = registry.get("loss", "zero_loss")
+        assert record.provider == "zero_plugin"
+        assert ("loss", "zero_loss") in registry.plugins["zero_plugin"].components
+    assert "zero_loss" not in get_registry().names("loss")
+
+
+def test_plugin_that_fails_to_import_is_reported_and_others_keep_working(site: Path) -> None:
+    _fake_distribution(
+        site, "optlab-broken", "1.2.3", "broken", "fakeplug_broken", "raise ImportError('boom')\n"
+    )
+    _, registry = build_registry(extra=[("zero_plugin", _loss_plugin())])
+    info = registry.plugins["broken"]
+    assert info.status == "failed"
+    assert info.distribution == "optlab-broken" and info.version == "1.2.3"
+    assert "fakeplug_broken" in info.reason and "boom" in info.reason
+    assert registry.get("loss", "zero").provider == "zero_plugin"
+
+
+def test_strict_mode_turns_a_failure_into_an_error(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(site, "optlab-broken", "0.1", "broken", "fakeplug_strict", "1/0\n")
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"broken \(optlab-broken 0.1\).*ZeroDivisionError"):
+        build_registry()
+
+
+def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "zero_plugin, other")
+    _, registry = build_registry(extra=[("zero_plugin", _loss_plugin())])
+    assert registry.plugins["zero_plugin"].status == "disabled"
+    assert "zero" not in registry.names("loss")
+
+
+def test_name_collision_lists_both_and_using_it_names_both_providers() -> None:
+    _, registry = build_registry(
+        extra=[("first_plugin", _loss_plugin("dup")), ("second_plugin", _loss_plugin("dup"))]
+    )
+    assert registry.collisions() == [("loss", "dup", ["first_plugin", "second_plugin"])]
+    with pytest.raises(PluginError, match="first_plugin and second_plugin"):
+        registry.get("loss", "dup")
+
+
+def test_unknown_component_name_suggests_the_closest() -> None:
+    _, registry = build_registry(extra=[("zero_plugin", _loss_plugin("hingelike"))])
+    with pytest.raises(PluginError, match="did you mean 'hingelike'"):
+        registry.get("loss", "hingelik")
+
+
+def test_unknown_hook_is_a_failure_of_that_plugin_only() -> None:
+    @optlab.hookimpl
+    def optlab_register_lossez() -> list[optlab.LossRecord]:
+        return []
+
+    bad = SimpleNamespace(optlab_register_lossez=optlab_register_lossez)
+    _, registry = build_registry(extra=[("typo_plugin", bad), ("zero_plugin", _loss_plugin())])
+    assert registry.plugins["typo_plugin"].status == "failed"
+    assert "unknown hook 'optlab_register_lossez'" in registry.plugins["typo_plugin"].reason
+    assert registry.plugins["zero_plugin"].status == "active"
+
+
+def test_hook_with_wrong_argument_names_is_a_failure() -> None:
+    @optlab.hookimpl
+    def optlab_run_started(runinfo: object) -> None:  # the hook's argument is `run`
+        return None
+
+    bad = SimpleNamespace(optlab_run_started=optlab_run_started)
+    _, registry = build_registry(extra=[("args_plugin", bad)])
+    info = registry.plugins["args_plugin"]
+    assert info.status == "failed"
+    assert "runinfo" in info.reason
+
+
+@pytest.mark.parametrize(
+    ("returned", "fault"),
+    [
+        (lambda: 1 / 0, "division by zero"),
+        (lambda: ["not a record"], "returned str, expected LossRecord"),
+        (
+            lambda: [optlab.LossRecord("Bad Name", lambda p: _NoLoss())],
+            "names are lowercase",
+        ),
+    ],
+)
+def test_registration_faults_are_reported_with_the_hook(returned: object, fault: str) -> None:
+    @optlab.hookimpl
+    def optlab_register_losses() -> object:
+        return returned()  # type: ignore[operator]
+
+    bad = SimpleNamespace(optlab_register_losses=optlab_register_losses)
+    _, registry = build_registry(extra=[("faulty", bad)])
+    info = registry.plugins["faulty"]
+    assert info.status == "failed"
+    assert "optlab_register_losses" in info.reason and fault in info.reason
+
+
+def test_bundled_plugins_come_first_and_are_active() -> None:
+    registry = get_registry()
+    bundled = [p for p in registry.plugins.values() if p.distribution == "optlab"]
+    assert {p.name for p in bundled} >= {"losses", "regularizers", "optimizers", "datasets"}
+    assert all(p.status == "active" for p in bundled), [p.as_dict() for p in bundled]
+    assert list(registry.plugins)[: len(bundled)] == [p.name for p in bundled]
