@@ -39,7 +39,9 @@ SetOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 UriOpt = Annotated[
     str | None,
-    typer.Option("--tracking-uri", help="MLflow tracking URI (default: spec, env, sqlite:///mlflow.db)."),
+    typer.Option(
+        "--tracking-uri", help="MLflow tracking URI (default: spec, env, sqlite:///mlflow.db)."
+    ),
 ]
 
 
@@ -163,11 +165,14 @@ def components(
     from optlab.plugin_manager import get_registry
     from optlab.registry import KINDS, did_you_mean
 
-    if kind is not None and kind not in KINDS:
-        raise InputError(f"--kind: unknown kind '{kind}'{did_you_mean(kind, KINDS)}; use one of {', '.join(KINDS)}")
+    if kind is not None and kind not in KINDS:  # narrowed below
+        raise InputError(
+            f"--kind: unknown kind '{kind}'{did_you_mean(kind, KINDS)}; "
+            f"use one of {', '.join(KINDS)}"
+        )
     registry = get_registry()
-    rows = []
-    for rec in registry.records(kind):  # type: ignore[arg-type]
+    rows: list[dict[str, Any]] = []
+    for rec in registry.records(kind):
         info = registry.plugins.get(rec.provider)
         rows.append(
             {
@@ -190,7 +195,13 @@ def components(
         params = ", ".join(
             f"{p['name']}" + ("" if p["required"] else f"={p['default']!r}") for p in r["params"]
         )
-        table.add_row(r["kind"], r["name"], f"{r['provider']} ({r['distribution']} {r['version']})", r["summary"], params)
+        table.add_row(
+            r["kind"],
+            r["name"],
+            f"{r['provider']} ({r['distribution']} {r['version']})",
+            r["summary"],
+            params,
+        )
     _console().print(table)
 
 
@@ -223,7 +234,9 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip runs already FINISHED in the experiment.")
     ] = False,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first failed run.")
+    ] = False,
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
     from optlab.invocation import Invocation
@@ -242,7 +255,9 @@ def run(
     if as_json:
         from optlab.execution import result_row
 
-        typer.echo(json.dumps([result_row(i, r) for i, r in outcome.results], indent=2, default=str))
+        typer.echo(
+            json.dumps([result_row(i, r) for i, r in outcome.results], indent=2, default=str)
+        )
     else:
         invocation.print_summary(outcome)
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)

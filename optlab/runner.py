@@ -11,7 +11,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -110,6 +109,25 @@ def run_tags(
     return tags
 
 
+def _build(spec: ComponentSpec, registry: Registry | None, expected: type) -> Any:
+    """Call a component's factory once; a fault or a wrong type names the plugin."""
+    provider = _provider_label(spec, registry)
+    try:
+        obj = spec.build()
+    except InputError:
+        raise
+    except Exception as exc:
+        raise ComponentError(spec.kind, spec.name, provider, f"factory raised {exc!r}") from exc
+    if not isinstance(obj, expected):
+        raise ComponentError(
+            spec.kind,
+            spec.name,
+            provider,
+            f"factory returned {type(obj).__name__}, expected a subclass of {expected.__name__}",
+        )
+    return obj
+
+
 def build_objective(
     run: RunSpec, data: PreparedData, registry: Registry | None, rng: np.random.Generator
 ) -> tuple[Objective, Optimizer]:
@@ -125,7 +143,9 @@ def build_objective(
         _build(run.loss, registry, Loss), run.loss.name, _provider_label(run.loss, registry)
     )
     regs = [
-        BoundRegularizer(_build(spec, registry, Regularizer), spec.name, _provider_label(spec, registry))
+        BoundRegularizer(
+            _build(spec, registry, Regularizer), spec.name, _provider_label(spec, registry)
+        )
         for spec in run.regularizers
     ]
     optimizer = _build(run.optimizer, registry, Optimizer)
@@ -248,7 +268,8 @@ def execute(
                 "optimizer",
                 run.optimizer.name,
                 _provider_label(run.optimizer, registry),
-                f"returned weights of shape {getattr(W, 'shape', None)}, expected {objective.shape}",
+                f"returned weights of shape {getattr(W, 'shape', None)}, "
+                f"expected {objective.shape}",
             )
         if W.dtype != objective.dtype:
             raise ComponentError(

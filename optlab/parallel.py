@@ -1,0 +1,165 @@
+"""Running runs in worker processes (``--jobs N``) or on a Dask cluster (``--executor dask``).
+
+Workers train; the invoking process writes. A worker executes a run with a
+:class:`RecordingObserver` and returns the observer events it recorded; the invoking process
+replays them to its own hooks (tracking, progress, third-party observers) as each run
+completes. So there is one writer to the tracking store whatever the parallelism, and a
+worker never needs to reach it.
+
+Seeds are derived per run (``SeedSequence(run.seed)``), never per worker, and every worker
+uses one BLAS thread, so the numbers do not depend on ``--jobs``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from optlab.config import RunSpec
+from optlab.errors import RunError
+from optlab.events import EpochReport, RunInfo, RunResult
+from optlab.monitor import stop_flag
+from optlab.runner import Observer, execute
+
+__all__ = ["RecordingObserver", "execute_recorded", "run_parallel"]
+
+
+@dataclass
+class RecordingObserver:
+    """An observer that keeps the hook calls it receives, to be replayed elsewhere."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def optlab_run_started(self, *, run: RunInfo) -> None:
+        self.events.append(("optlab_run_started", {"run": run}))
+
+    def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
+        self.events.append(("optlab_epoch_ended", {"run": run, "report": report}))
+
+    def optlab_run_finished(
+        self, *, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        # exceptions do not always pickle: the result carries the message
+        self.events.append(("optlab_run_finished", {"run": run, "result": result}))
+
+
+def replay(events: Sequence[tuple[str, dict[str, Any]]], observer: Observer) -> None:
+    """Call ``observer``'s hooks with recorded events, in order."""
+    for name, kwargs in events:
+        if name == "optlab_run_finished":
+            result: RunResult = kwargs["result"]
+            error = RunError(result.error) if result.error else None
+            observer.optlab_run_finished(run=kwargs["run"], result=result, error=error)
+        else:
+            getattr(observer, name)(**kwargs)
+
+
+def _worker_init() -> None:
+    """One BLAS thread per worker; SIGINT/SIGTERM end the current run as KILLED."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+    def handler(signum: int, frame: object) -> None:
+        stop_flag.request(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def execute_recorded(
+    run: RunSpec, experiment: str, base_tags: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Run ``run`` in this (worker) process; return the observer events it produced."""
+    from optlab.plugin_manager import get_registry
+
+    observer = RecordingObserver()
+    execute(
+        run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
+    )
+    return observer.events
+
+
+def _dask_execute(
+    run: RunSpec, experiment: str, base_tags: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return execute_recorded(run, experiment, base_tags)
+
+
+def _crashed(run: RunSpec, exc: BaseException) -> list[tuple[str, dict[str, Any]]]:
+    """Events for a run whose worker died or raised outside the runner."""
+    result = RunResult(name=run.name, status="FAILED", error=f"worker failed: {exc!r}")
+    info = RunInfo(run.name, "", "", {}, dict(run.resolved), {}, None)  # type: ignore[arg-type]
+    return [("optlab_run_finished", {"run": info, "result": result})]
+
+
+def _results(
+    futures: dict[Any, RunSpec], completed: Callable[[Any], Iterator[Any]]
+) -> Iterator[tuple[RunSpec, list[tuple[str, dict[str, Any]]]]]:
+    for fut in completed(futures):
+        run = futures[fut]
+        try:
+            yield run, fut.result()
+        except Exception as exc:
+            yield run, _crashed(run, exc)
+
+
+def run_parallel(
+    runs: Sequence[RunSpec],
+    *,
+    experiment: str,
+    observer: Observer,
+    jobs: int,
+    base_tags: dict[str, str],
+    executor: str = "local",
+    scheduler: str | None = None,
+    fail_fast: bool = False,
+) -> Iterator[tuple[RunInfo, RunResult]]:
+    """Run ``runs`` on ``jobs`` local worker processes or a Dask cluster.
+
+    Yields ``(info, result)`` as runs complete, after replaying their events to ``observer``.
+    With ``fail_fast`` the runs not yet started are cancelled after the first failure.
+    """
+    if executor == "dask":
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        with Client(scheduler, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+            futures = {
+                client.submit(_dask_execute, run, experiment, base_tags, pure=False): run
+                for run in runs
+            }
+            yield from _consume(_results(futures, dask_completed), observer, futures, fail_fast)
+        return
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+        pfutures: dict[Future[Any], RunSpec] = {
+            pool.submit(execute_recorded, run, experiment, base_tags): run for run in runs
+        }
+        yield from _consume(_results(pfutures, as_completed), observer, pfutures, fail_fast)
+
+
+def _consume(
+    results: Iterator[tuple[RunSpec, list[tuple[str, dict[str, Any]]]]],
+    observer: Observer,
+    futures: dict[Any, RunSpec],
+    fail_fast: bool,
+) -> Iterator[tuple[RunInfo, RunResult]]:
+    for _, events in results:
+        replay(events, observer)
+        _, last = events[-1]
+        result: RunResult = last["result"]
+        yield last["run"], result
+        if (fail_fast and result.status == "FAILED") or result.status == "KILLED":
+            for fut in futures:
+                fut.cancel()
+            if fail_fast or stop_flag.reason is not None:
+                return

@@ -1,0 +1,495 @@
+"""Conformance checks and test doubles for plugin authors (and for optlab's own components).
+
+One line in a plugin's test suite checks a component the way optlab's loop will use it::
+
+    from optlab.testing import check_loss
+    from my_plugin import optlab_register_losses
+
+    def test_my_loss():
+        check_loss(optlab_register_losses()[0])
+
+Each ``check_*`` takes a record (its factory is called with the params model's defaults, or
+with ``params`` overrides) or an already built component, and raises :class:`AssertionError`
+naming the component and the fault. What is checked:
+
+- :func:`check_loss`: output types, shapes and dtypes (float32 and float64 in, same out),
+  finite values (also for scores of 1e3), inputs left unmodified, ``loss`` agreeing with
+  ``loss_and_grad``, the gradient against centered finite differences in float64, float32
+  agreeing with float64, and the declared initial loss at scores of about 0.
+- :func:`check_regularizer`: the same for the penalty; a projection that changes a random ``W``
+  of scale 1e6 in place (also through a view such as ``W[:-1]``), keeps shape and dtype and is
+  idempotent; an input perturbation that keeps shape and dtype,
+  leaves its input alone and is reproducible from the generator.
+- :func:`check_optimizer`: on a small convex softmax problem, in float32 and float64, the
+  weights come back with the shape and dtype of ``W0`` (unmodified), finite and with a lower
+  objective; the monitor saw steps and an evaluation; the same seed gives the same weights;
+  a max-norm-like constraint holds at the end (the optimizer projects).
+
+Also here: :class:`RecordingMonitor`, a :class:`~optlab.Monitor` that only records, and
+:func:`register_plugin`, a context manager that registers a plugin for the duration of a test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optlab.checks import probe_gradient, relative_error
+from optlab.components import (
+    Array,
+    ComponentRecord,
+    Loss,
+    Monitor,
+    Optimizer,
+    Regularizer,
+)
+from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab.plugin_manager import registered_plugin
+
+__all__ = [
+    "GRADIENT_TOLERANCE",
+    "Evaluation",
+    "RecordingMonitor",
+    "Step",
+    "check_loss",
+    "check_optimizer",
+    "check_regularizer",
+    "register_plugin",
+    "toy_objective",
+]
+
+#: largest relative error allowed between an analytic gradient and float64 finite differences
+#: on the small, smooth problems used here (the course notes call < 1e-7 good)
+GRADIENT_TOLERANCE = 1e-5
+
+#: register a plugin (module or object with hook implementations) inside a ``with`` block
+register_plugin = registered_plugin
+
+_DTYPES = (np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Test doubles
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One :meth:`Monitor.step` call."""
+
+    examples: int
+    loss: float
+    data_loss: float
+    reg_loss: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One :meth:`Monitor.evaluate` call, with a copy of ``W``."""
+
+    epoch: float
+    W: Array
+
+
+@dataclass
+class RecordingMonitor(Monitor):
+    """A :class:`~optlab.Monitor` that records every step and evaluation and does nothing else.
+
+    Attributes
+    ----------
+    steps : list of Step
+    evaluations : list of Evaluation
+    """
+
+    steps: list[Step] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def step(self, examples: int, loss: float, data_loss: float, reg_loss: float) -> None:
+        self.steps.append(Step(examples, loss, data_loss, reg_loss))
+
+    def evaluate(self, epoch: float, W: Array) -> None:
+        self.evaluations.append(Evaluation(float(epoch), np.array(W, copy=True)))
+
+    @property
+    def examples(self) -> int:
+        """Examples processed over all steps."""
+        return sum(s.examples for s in self.steps)
+
+    @property
+    def losses(self) -> list[float]:
+        """The loss of every step, in order."""
+        return [s.loss for s in self.steps]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(kind: str, name: str, fault: str) -> AssertionError:
+    return AssertionError(f"{kind} '{name}': {fault}")
+
+
+def _build(
+    component: Any, interface: type[Any], kind: str, params: Mapping[str, Any] | None
+) -> tuple[Any, str]:
+    """The component object and its name, from a record or an object."""
+    if isinstance(component, ComponentRecord):
+        name = component.name
+        try:
+            model = component.params(**dict(params or {}))
+            obj = component.factory(model)
+        except Exception as exc:
+            fault = f"factory failed with its params {params or {}}: {exc!r}"
+            raise _fail(kind, name, fault) from exc
+    else:
+        if params:
+            raise TypeError("params overrides need a record, not a built component")
+        obj, name = component, type(component).__name__
+    if not isinstance(obj, interface):
+        raise _fail(
+            kind, name, f"factory returned {type(obj).__name__}, not a {interface.__name__}"
+        )
+    return obj, name
+
+
+def _check_array(kind: str, name: str, what: str, got: object, shape: Any, dtype: Any) -> Array:
+    if not isinstance(got, np.ndarray):
+        raise _fail(kind, name, f"{what} is {type(got).__name__}, not a numpy array")
+    if got.shape != tuple(shape):
+        raise _fail(kind, name, f"{what} has shape {got.shape}, expected {tuple(shape)}")
+    if got.dtype != np.dtype(dtype):
+        raise _fail(kind, name, f"{what} has dtype {got.dtype}, expected {np.dtype(dtype)}")
+    if not np.all(np.isfinite(got)):
+        raise _fail(kind, name, f"{what} has non-finite values")
+    return got
+
+
+def _check_scalar(kind: str, name: str, what: str, got: object) -> float:
+    try:
+        value = float(got)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _fail(kind, name, f"{what} is {type(got).__name__}, not a number") from None
+    if not math.isfinite(value):
+        raise _fail(kind, name, f"{what} is not finite ({value})")
+    return value
+
+
+def _check_gradient(
+    kind: str,
+    name: str,
+    f: Callable[[Array], float],
+    point: Array,
+    analytic: Array,
+) -> None:
+    """Compare ``analytic`` with finite differences of ``f`` at ``point`` (float64)."""
+    coords = np.array(list(np.ndindex(point.shape)))
+    centered, kinks = probe_gradient(f, point, coords, kink_tolerance=1e-4)
+    smooth = ~kinks
+    if smooth.sum() < max(1, len(coords) // 2):
+        raise _fail(kind, name, f"{kinks.sum()} of {len(coords)} coordinates sit at kinks")
+    a = analytic.reshape(-1)[smooth]
+    errors = relative_error(a, centered[smooth])
+    worst = int(np.argmax(errors))
+    if errors[worst] > GRADIENT_TOLERANCE:
+        where = tuple(int(i) for i in coords[smooth][worst])
+        raise _fail(
+            kind,
+            name,
+            f"gradient does not match finite differences: relative error {errors[worst]:.2e} "
+            f"at {where} (analytic {a[worst]:.6g}, numeric {centered[smooth][worst]:.6g}); "
+            f"allowed {GRADIENT_TOLERANCE:g}",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+
+
+def check_loss(component: Any, *, params: Mapping[str, Any] | None = None) -> None:
+    """Check a loss (a :class:`~optlab.LossRecord` or a :class:`~optlab.Loss`).
+
+    Raises
+    ------
+    AssertionError
+        Naming the loss and what is wrong.
+    """
+    loss: Loss
+    loss, name = _build(component, Loss, "loss", params)
+    kind = "loss"
+    rng = np.random.default_rng(20240)
+    N, C = 9, 4
+    y = np.concatenate([np.arange(C), rng.integers(0, C, N - C)]).astype(np.int64)
+    base = 2.0 * rng.standard_normal((N, C))
+
+    results: dict[Any, tuple[float, Array]] = {}
+    for dtype in _DTYPES:
+        for scale in (1.0, 1e3):
+            scores = (scale * base).astype(dtype)
+            before = scores.copy()
+            try:
+                out = loss.loss_and_grad(scores, y)
+                only = loss.loss(scores, y)
+            except Exception as exc:
+                raise _fail(kind, name, f"raised {exc!r} on {np.dtype(dtype)} scores") from exc
+            what = f"loss_and_grad on {np.dtype(dtype)} scores of scale {scale:g}"
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise _fail(kind, name, f"{what} returned {type(out).__name__}, not (loss, grad)")
+            value = _check_scalar(kind, name, f"the loss value of {what}", out[0])
+            grad = _check_array(kind, name, f"the score gradient of {what}", out[1], (N, C), dtype)
+            if not np.array_equal(scores, before):
+                raise _fail(kind, name, f"{what} modified its input scores")
+            rtol = 1e-4 if dtype == np.float32 else 1e-10
+            if not math.isclose(_check_scalar(kind, name, "loss()", only), value, rel_tol=rtol):
+                raise _fail(kind, name, f"loss() gives {only}, loss_and_grad() gives {value}")
+            if scale == 1.0:
+                results[dtype] = (value, grad)
+
+    v64, g64 = results[np.float64]
+    v32, g32 = results[np.float32]
+    if not math.isclose(v32, v64, rel_tol=1e-4, abs_tol=1e-6):
+        raise _fail(kind, name, f"float32 loss {v32} differs from float64 loss {v64}")
+    if not np.allclose(g32, g64, rtol=1e-3, atol=1e-5):
+        raise _fail(kind, name, "float32 gradient differs from the float64 gradient")
+
+    scores64 = base.astype(np.float64)
+    _check_gradient(kind, name, lambda S: loss.loss_and_grad(S, y)[0], scores64, g64)
+
+    expected = loss.expected_initial_loss(C)
+    if expected is not None:
+        tiny = 1e-6 * rng.standard_normal((N, C))
+        got = loss.loss(tiny, y)
+        if not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-6):
+            raise _fail(
+                kind,
+                name,
+                f"expected_initial_loss({C}) is {expected}, but the loss at scores of about 0 "
+                f"is {got}",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Regularizers
+# --------------------------------------------------------------------------------------------
+
+
+def check_regularizer(component: Any, *, params: Mapping[str, Any] | None = None) -> None:
+    """Check a regularizer (a :class:`~optlab.RegularizerRecord` or a
+    :class:`~optlab.Regularizer`).
+
+    Raises
+    ------
+    AssertionError
+        Naming the regularizer and what is wrong.
+    """
+    reg: Regularizer
+    reg, name = _build(component, Regularizer, "regularizer", params)
+    kind = "regularizer"
+    rng = np.random.default_rng(7)
+    shape = (6, 4)
+    base = rng.standard_normal(shape)
+    values: dict[Any, tuple[float, Array | None]] = {}
+    for dtype in _DTYPES:
+        W = base.astype(dtype)
+        before = W.copy()
+        value, grad = reg.penalty_and_grad(W)
+        value = _check_scalar(kind, name, f"penalty on {np.dtype(dtype)} W", value)
+        if grad is not None:
+            grad = _check_array(
+                kind, name, f"penalty gradient on {np.dtype(dtype)} W", grad, shape, dtype
+            )
+        if not np.array_equal(W, before):
+            raise _fail(kind, name, "penalty_and_grad modified W")
+        if not reg.has_penalty and (value != 0.0 or grad is not None):
+            raise _fail(
+                kind,
+                name,
+                "has_penalty is False but penalty_and_grad returns a penalty; the objective "
+                "would ignore it (set has_penalty = True)",
+            )
+        values[dtype] = (value, grad)
+        if reg.has_projection:
+            _check_projection(reg, name, (4.0 * base).astype(dtype))
+        if reg.has_perturbation:
+            _check_perturbation(reg, name, dtype)
+
+    if reg.has_penalty:
+        v64, g64 = values[np.float64]
+        v32, _ = values[np.float32]
+        if not math.isclose(v32, v64, rel_tol=1e-4, abs_tol=1e-6):
+            raise _fail(kind, name, f"float32 penalty {v32} differs from float64 penalty {v64}")
+        if g64 is None:
+            if v64 != 0.0:
+                raise _fail(kind, name, "returns a nonzero penalty but no gradient")
+        else:
+            _check_gradient(kind, name, lambda V: reg.penalty_and_grad(V)[0], base, g64)
+
+
+def _check_projection(reg: Regularizer, name: str, W: Array) -> None:
+    kind = "regularizer"
+    huge = W * W.dtype.type(1e6)
+    reg.project(huge)
+    if np.array_equal(huge, W * W.dtype.type(1e6)):
+        raise _fail(
+            kind,
+            name,
+            "projection changed nothing, even on a random W of scale 1e6; it must modify W "
+            "in place (W *= ..., W[...] = ...), not rebind it",
+        )
+    once = W.copy()
+    reg.project(once)
+    _check_array(kind, name, "projected W", once, W.shape, W.dtype)
+    twice = once.copy()
+    reg.project(twice)
+    rtol = 1e-5 if W.dtype == np.float32 else 1e-12
+    if not np.allclose(twice, once, rtol=rtol, atol=rtol):
+        raise _fail(kind, name, "projection is not idempotent: project(project(W)) != project(W)")
+    # the objective passes a view without the bias row: the projection must work in place
+    full = np.vstack([W, np.ones((1, W.shape[1]), dtype=W.dtype)])
+    reg.project(full[:-1])
+    if not np.allclose(full[:-1], once, rtol=rtol, atol=rtol):
+        raise _fail(kind, name, "projection does not work in place on a view of W (W[:-1])")
+    if not np.all(full[-1] == 1):
+        raise _fail(kind, name, "projection of W[:-1] changed the row outside the view")
+
+
+def _check_perturbation(reg: Regularizer, name: str, dtype: Any) -> None:
+    kind = "regularizer"
+    X = np.random.default_rng(3).standard_normal((50, 6)).astype(dtype)
+    before = X.copy()
+    out = reg.perturb_inputs(X, np.random.default_rng(11))
+    _check_array(kind, name, f"perturbed {np.dtype(dtype)} inputs", out, X.shape, dtype)
+    if not np.array_equal(X, before):
+        raise _fail(kind, name, "perturb_inputs modified its input in place; return a copy")
+    again = reg.perturb_inputs(X, np.random.default_rng(11))
+    if not np.array_equal(out, again):
+        raise _fail(kind, name, "perturb_inputs is not reproducible from the generator")
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizers
+# --------------------------------------------------------------------------------------------
+
+
+class _ToySoftmax(Loss):
+    """Reference softmax cross-entropy for the optimizer checks (independent of plugins)."""
+
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        rows = np.arange(scores.shape[0])
+        dscores = np.exp(log_p)
+        dscores[rows, y] -= 1
+        return -float(log_p[rows, y].mean()), dscores / scores.dtype.type(scores.shape[0])
+
+
+class _ColumnNormCap(Regularizer):
+    """Caps each column's norm at ``c`` (a max-norm constraint without a plugin)."""
+
+    has_projection: ClassVar[bool] = True
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def project(self, W: Array) -> None:
+        norms = np.linalg.norm(W, axis=0)
+        W *= np.minimum(1.0, self.c / np.maximum(norms, 1e-30)).astype(W.dtype)
+
+
+def toy_objective(
+    dtype: Any = np.float64,
+    *,
+    n_per_class: int = 80,
+    regularizers: list[BoundRegularizer] | tuple[BoundRegularizer, ...] = (),
+    seed: int = 0,
+) -> Objective:
+    """A small convex problem: softmax on three Gaussian blobs in 4-D plus a bias column.
+
+    Returns an :class:`~optlab.Objective` with ``N = 3 * n_per_class`` examples, ``D = 5``,
+    ``C = 3``, of the given dtype.
+    """
+    rng = np.random.default_rng(seed)
+    centers = np.array([[2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 2.0, 0]])
+    y = np.repeat(np.arange(3), n_per_class).astype(np.int64)
+    X = centers[y] + rng.standard_normal((y.size, 4))
+    X = np.hstack([X - X.mean(axis=0), np.ones((y.size, 1))]).astype(dtype)
+    return Objective(
+        X, y, 3, BoundLoss(_ToySoftmax(), "toy_softmax", "optlab.testing"), regularizers
+    )
+
+
+def check_optimizer(
+    component: Any, *, params: Mapping[str, Any] | None = None, seed: int = 0
+) -> None:
+    """Check an optimizer (an :class:`~optlab.OptimizerRecord` or an :class:`~optlab.Optimizer`)
+    on :func:`toy_objective` (240 examples): pass ``params`` if the defaults do not suit it.
+
+    Raises
+    ------
+    AssertionError
+        Naming the optimizer and what is wrong.
+    """
+    opt: Optimizer
+    opt, name = _build(component, Optimizer, "optimizer", params)
+    kind = "optimizer"
+    for dtype in _DTYPES:
+        W_first = _run_once(opt, name, toy_objective(dtype), seed)
+        W_again = _run_once(opt, name, toy_objective(dtype), seed)
+        if not np.array_equal(W_first, W_again):
+            raise _fail(kind, name, f"two {np.dtype(dtype)} runs with the same seed differ")
+    cap = 0.5
+    capped = toy_objective(
+        np.float64, regularizers=[BoundRegularizer(_ColumnNormCap(cap), "cap", "optlab.testing")]
+    )
+    W = _run_once(opt, name, capped, seed, require_decrease=False)
+    norms = np.linalg.norm(W[:-1], axis=0)
+    if np.any(norms > cap * (1 + 1e-6)):
+        raise _fail(
+            kind,
+            name,
+            f"final W breaks a max-norm constraint (column norms {np.round(norms, 4)} > {cap}); "
+            "call objective.project(W) after each update",
+        )
+
+
+def _run_once(
+    opt: Optimizer, name: str, objective: Objective, seed: int, require_decrease: bool = True
+) -> Array:
+    kind = "optimizer"
+    dtype = objective.dtype
+    W0 = (1e-3 * np.random.default_rng(seed + 1).standard_normal(objective.shape)).astype(dtype)
+    before = W0.copy()
+    monitor = RecordingMonitor()
+    try:
+        W = opt.minimize(objective, W0, np.random.default_rng(seed), monitor)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise _fail(kind, name, f"raised {exc!r} on a {dtype} problem") from exc
+    W = _check_array(kind, name, f"returned weights ({dtype} problem)", W, objective.shape, dtype)
+    if not np.array_equal(W0, before):
+        raise _fail(kind, name, "modified W0 in place; work on a copy")
+    if not monitor.steps:
+        raise _fail(kind, name, "never called monitor.step")
+    if not monitor.evaluations:
+        raise _fail(kind, name, "never called monitor.evaluate (call it at least at the end)")
+    for s in monitor.steps:
+        if not (isinstance(s.examples, int | np.integer) and s.examples > 0):
+            raise _fail(kind, name, f"monitor.step got examples={s.examples!r}; a positive int")
+        if not all(math.isfinite(float(v)) for v in (s.loss, s.data_loss, s.reg_loss)):
+            raise _fail(kind, name, f"monitor.step got a non-finite loss {s}")
+    if require_decrease:
+        start, end = objective.value(W0).total, objective.value(W).total
+        if not end < start:
+            raise _fail(
+                kind,
+                name,
+                f"did not decrease a convex {dtype} problem: objective {start:.6g} at W0, "
+                f"{end:.6g} at the end",
+            )
+    return W

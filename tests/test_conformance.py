@@ -1,0 +1,292 @@
+"""optlab.testing's conformance checks over every registered component, and proof that they
+catch broken ones (wrong gradient, dtype, shape, projection, optimizer protocol)."""
+
+from __future__ import annotations
+
+import types
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+import optlab
+from optlab.plugin_manager import get_registry
+from optlab.testing import (
+    RecordingMonitor,
+    check_loss,
+    check_optimizer,
+    check_regularizer,
+    register_plugin,
+    toy_objective,
+)
+from optlab_plugins.losses import SoftmaxLoss
+from optlab_plugins.optimizers import GDParams, GradientDescent
+from optlab_plugins.regularizers import L2
+
+REGISTRY = get_registry()
+BUNDLED = {
+    "loss": {"svm", "softmax"},
+    "regularizer": {"l2", "l1", "elastic_net", "max_norm", "dropout"},
+    "optimizer": {
+        "random_search",
+        "random_local_search",
+        "gd",
+        "sgd",
+        "adagrad",
+        "rmsprop",
+        "adam",
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BUNDLED))
+def test_every_bundled_component_is_registered(kind: Any) -> None:
+    assert set(REGISTRY.names(kind)) >= BUNDLED[kind]
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("loss"))
+def test_loss_conforms(name: str) -> None:
+    check_loss(REGISTRY.get("loss", name))
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("regularizer"))
+def test_regularizer_conforms(name: str) -> None:
+    check_regularizer(REGISTRY.get("regularizer", name))
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("optimizer"))
+def test_optimizer_conforms(name: str) -> None:
+    check_optimizer(REGISTRY.get("optimizer", name))
+
+
+def test_numeric_gradient_descent_conforms() -> None:
+    check_optimizer(
+        REGISTRY.get("optimizer", "gd"), params={"gradient": "numeric", "iterations": 20}
+    )
+
+
+@pytest.mark.parametrize(
+    "params", [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"sampling": "replacement"}]
+)
+def test_sgd_variants_conform(params: dict[str, Any]) -> None:
+    check_optimizer(REGISTRY.get("optimizer", "sgd"), params=params)
+
+
+# ------------------------------------------------------------------------------- broken losses
+
+
+class BrokenLoss(optlab.Loss):
+    """Softmax with one fault switched on."""
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def loss_and_grad(self, scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = SoftmaxLoss().loss_and_grad(scores, y)
+        if self.fault == "gradient":
+            grad = grad * 1.01
+        elif self.fault == "dtype":
+            grad = grad.astype(np.float64)
+        elif self.fault == "shape":
+            grad = grad[:, :-1]
+        elif self.fault == "overflow":
+            with np.errstate(over="ignore"):
+                value = float(np.log(np.sum(np.exp(scores.astype(np.float64)))))
+        elif self.fault == "mutates":
+            scores -= scores.max()
+        elif self.fault == "expectation":
+            pass
+        return value, grad
+
+    def expected_initial_loss(self, n_classes: int) -> float | None:
+        return float(n_classes - 1) if self.fault == "expectation" else None
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("gradient", "gradient does not match finite differences"),
+        ("dtype", "dtype float64, expected float32"),
+        ("shape", r"shape \(9, 3\), expected \(9, 4\)"),
+        ("overflow", "not finite"),
+        ("mutates", "modified its input scores"),
+        ("expectation", r"expected_initial_loss\(4\) is 3.0"),
+    ],
+)
+def test_check_loss_catches(fault: str, message: str) -> None:
+    with pytest.raises(AssertionError, match=rf"^loss 'BrokenLoss': .*{message}"):
+        check_loss(BrokenLoss(fault))
+
+
+# -------------------------------------------------------------------------- broken regularizers
+
+
+class BrokenRegularizer(optlab.Regularizer):
+    has_penalty: ClassVar[bool] = True
+    has_projection: ClassVar[bool] = True
+    has_perturbation: ClassVar[bool] = True
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def penalty_and_grad(self, W: np.ndarray) -> tuple[float, np.ndarray | None]:
+        grad = W * W.dtype.type(2.0)
+        if self.fault == "gradient":
+            grad = W.copy()
+        elif self.fault == "dtype":
+            grad = grad.astype(np.float64)
+        return float(np.sum(W**2)), grad
+
+    def project(self, W: np.ndarray) -> None:
+        if self.fault == "idempotent":
+            W *= W.dtype.type(0.5)
+        elif self.fault == "copy":
+            W = np.clip(W, -1, 1)  # rebinding: the caller's W is not projected
+        elif self.fault == "view":
+            if W.base is not None:
+                W = W.copy()  # a view is copied: the caller's array is not projected
+            np.clip(W, -1, 1, out=W)
+        else:
+            np.clip(W, -1, 1, out=W)
+
+    def perturb_inputs(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.fault == "inplace":
+            X *= X.dtype.type(2.0)
+            return X
+        if self.fault == "upcast":
+            return X * rng.random(X.shape)
+        if self.fault == "unseeded":
+            return X * np.random.default_rng().random(X.shape, dtype=X.dtype)
+        return X * rng.random(X.shape, dtype=X.dtype)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("gradient", "gradient does not match finite differences"),
+        ("dtype", "dtype float64, expected float32"),
+        ("idempotent", "not idempotent"),
+        ("copy", "changed nothing"),
+        ("view", "does not work in place on a view"),
+        ("inplace", "modified its input in place"),
+        ("upcast", "dtype float64, expected float32"),
+        ("unseeded", "not reproducible"),
+    ],
+)
+def test_check_regularizer_catches(fault: str, message: str) -> None:
+    with pytest.raises(AssertionError, match=rf"^regularizer 'BrokenRegularizer': .*{message}"):
+        check_regularizer(BrokenRegularizer(fault))
+
+
+def test_check_regularizer_catches_an_undeclared_penalty() -> None:
+    class Undeclared(L2):
+        has_penalty = False
+
+    with pytest.raises(AssertionError, match="has_penalty is False"):
+        check_regularizer(Undeclared(0.1))
+
+
+# ------------------------------------------------------------------------------- broken optimizers
+
+
+class BrokenOptimizer(optlab.Optimizer):
+    """Gradient descent with one fault switched on."""
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def minimize(
+        self,
+        objective: optlab.Objective,
+        W0: np.ndarray,
+        rng: np.random.Generator,
+        monitor: optlab.Monitor,
+    ) -> np.ndarray:
+        W = W0 if self.fault == "inplace" else W0.copy()
+        if self.fault == "unseeded":
+            W += 1e-3 * np.random.default_rng().standard_normal(W.shape).astype(W.dtype)
+        lr = 0.1 if self.fault == "upcast" else W.dtype.type(0.1)
+        for _ in range(20):
+            parts, grad = objective.value_and_grad(W)
+            if self.fault == "inplace":
+                W -= lr * grad
+            else:
+                W = W + lr * grad if self.fault == "ascent" else W - lr * grad
+            if self.fault != "no_projection":
+                objective.project(W)
+            if self.fault != "no_steps":
+                monitor.step(objective.n_examples, parts.total, parts.data, parts.reg)
+        if self.fault != "no_evaluation":
+            monitor.evaluate(1.0, W)
+        if self.fault == "upcast":
+            W = W.astype(np.float64)
+        return W
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("upcast", "dtype float64, expected float32"),
+        ("ascent", "did not decrease a convex"),
+        ("unseeded", "same seed differ"),
+        ("no_projection", "breaks a max-norm constraint"),
+        ("no_steps", "never called monitor.step"),
+        ("no_evaluation", "never called monitor.evaluate"),
+        ("inplace", "modified W0 in place"),
+    ],
+)
+def test_check_optimizer_catches(fault: str, message: str) -> None:
+    with pytest.raises(AssertionError, match=rf"^optimizer 'BrokenOptimizer': .*{message}"):
+        check_optimizer(BrokenOptimizer(fault))
+
+
+def test_a_correct_handwritten_optimizer_passes() -> None:
+    check_optimizer(BrokenOptimizer("none"))
+    check_optimizer(GradientDescent(GDParams(lr=0.1, iterations=20)))
+
+
+# ------------------------------------------------------------------------------- test doubles
+
+
+def test_recording_monitor_records_steps_and_copies_of_w() -> None:
+    monitor = RecordingMonitor()
+    W = np.ones((2, 2))
+    monitor.step(10, 3.0, 2.0, 1.0)
+    monitor.step(5, 2.0, 1.5, 0.5)
+    monitor.evaluate(1.0, W)
+    W[:] = 0
+    assert monitor.examples == 15 and monitor.losses == [3.0, 2.0]
+    assert monitor.evaluations[0].epoch == 1.0 and np.all(monitor.evaluations[0].W == 1)
+    assert isinstance(monitor, optlab.Monitor)
+
+
+def test_toy_objective_is_learnable() -> None:
+    obj = toy_objective(np.float32)
+    assert obj.shape == (5, 3) and obj.dtype == np.float32 and obj.n_examples == 240
+    W = GradientDescent(GDParams(lr=0.5, iterations=50)).minimize(
+        obj, np.zeros(obj.shape, np.float32), np.random.default_rng(0), RecordingMonitor()
+    )
+    assert obj.accuracy(W, obj.X, obj.y) > 0.85
+
+
+def test_register_plugin_adds_a_plugin_for_one_block() -> None:
+    plugin = types.SimpleNamespace()
+
+    @optlab.hookimpl
+    def optlab_register_losses() -> list[optlab.LossRecord]:
+        return [optlab.LossRecord("doubled_softmax", lambda p: BrokenLoss("gradient"))]
+
+    plugin.optlab_register_losses = optlab_register_losses
+    with register_plugin(plugin, name="broken_plugin"):
+        record = get_registry().get("loss", "doubled_softmax")
+        assert record.provider == "broken_plugin"
+        with pytest.raises(AssertionError, match=r"^loss 'doubled_softmax': .*gradient"):
+            check_loss(record)
+    assert "doubled_softmax" not in get_registry().names("loss")
+
+
+def test_params_overrides_need_a_record() -> None:
+    with pytest.raises(TypeError, match="need a record"):
+        check_loss(SoftmaxLoss(), params={"margin": 1.0})
+    with pytest.raises(AssertionError, match="factory failed"):
+        check_loss(get_registry().get("loss", "svm"), params={"margin": -1.0})
