@@ -1,0 +1,366 @@
+"""Variants x sweep x seeds: merge semantics, grid and random sweeps, names, axes, plans."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+from spec_testplugins import make_registry
+
+from optlab._spec_expand import (
+    draw_random_points,
+    merge_into,
+    point_label,
+    set_path,
+    unique_names,
+)
+from optlab._spec_models import Distribution
+from optlab._yaml_positions import Src
+from optlab.config import Experiment
+from optlab.registry import Registry
+from optlab.spec import describe_plan, load_experiment
+
+BASE = """\
+name: demo
+data: {name: digits, limit: 100, n_samples: 500}
+loss: {name: svm, margin: 2.0}
+regularizer: {name: l2, strength: 0.001}
+optimizer: {name: sgd, lr: 0.1, batch_size: 50, epochs: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return make_registry()
+
+
+def load(tmp_path: Path, text: str, registry: Registry) -> Experiment:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_experiment(path, registry=registry)
+
+
+def names(exp: Experiment) -> list[str]:
+    return [r.name for r in exp.runs]
+
+
+# ---------------------------------------------------------------------------------- variants
+
+
+def test_variants_merge_and_replace_on_name_change(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        variants:
+          svm: {}
+          wide: {loss: {margin: 5}}
+          softmax: {loss: {name: softmax}}
+          gd: {optimizer: {name: gd}}
+          fast: {optimizer: {lr: 0.5}}
+        """
+    )
+    exp = load(tmp_path, text, registry)
+    assert names(exp) == ["svm", "wide", "softmax", "gd", "fast"]
+    by = {r.name: r for r in exp.runs}
+    assert by["svm"].loss.params.model_dump() == {"margin": 2.0}
+    assert by["wide"].loss.params.model_dump() == {"margin": 5.0}
+    assert by["softmax"].loss.name == "softmax"
+    assert by["softmax"].loss.params.model_dump() == {}
+    # a new optimizer name drops sgd's params (gd has no batch_size) and uses gd's defaults
+    assert by["gd"].optimizer.params.model_dump() == {"lr": 0.5, "iterations": 100}
+    assert by["fast"].optimizer.params.model_dump() == {"lr": 0.5, "batch_size": 50, "epochs": 2}
+    assert [r.variant for r in exp.runs] == names(exp)
+    assert exp.axes == {"variant": names(exp)}
+
+
+def test_variant_new_dataset_keeps_data_options(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "variants:\n  blobs: {data: {name: blobs}}\n  less: {data: {n_samples: 10}}\n"
+    exp = load(tmp_path, text, registry)
+    blobs, less = exp.runs
+    assert blobs.dataset.name == "blobs" and blobs.data.limit == 100
+    assert blobs.dataset.params.model_dump()["n_samples"] == 300  # blobs' default, not 500
+    assert less.dataset.params.model_dump() == {"n_samples": 10}
+
+
+def test_variant_regularizer_list_none_and_checks(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        checks: {gradient: error}
+        variants:
+          plain: {regularizer: none}
+          two: {regularizer: [{name: l2}, {name: l2, strength: 0.5}]}
+          stronger: {regularizer: {strength: 0.01}}
+          quiet: {checks: false}
+          lenient: {checks: {gradient_tolerance: 0.5}}
+        """
+    )
+    by = {r.name: r for r in load(tmp_path, text, registry).runs}
+    assert by["plain"].regularizers == ()
+    assert [r.params.strength for r in by["two"].regularizers] == [0.0001, 0.5]  # type: ignore[attr-defined]
+    assert by["stronger"].regularizers[0].params.strength == 0.01  # type: ignore[attr-defined]
+    assert by["quiet"].checks.gradient == "off"
+    assert by["lenient"].checks.gradient == "error"
+    assert by["lenient"].checks.gradient_tolerance == 0.5
+
+
+def test_variant_without_overrides_is_the_base(tmp_path: Path, registry: Registry) -> None:
+    exp = load(tmp_path, BASE + "variants:\n  base:\n  other: {loss: {margin: 1}}\n", registry)
+    assert names(exp) == ["base", "other"]
+    assert exp.runs[0].resolved["loss"] == {"name": "svm", "margin": 2.0}
+
+
+# ---------------------------------------------------------------------------------- grid
+
+
+def test_grid_product_order_names_and_point(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        sweep:
+          grid:
+            optimizer.lr: [0.1, 0.01]
+            regularizer.strength: [0.001, 0.0001]
+        """
+    )
+    exp = load(tmp_path, text, registry)
+    assert names(exp) == [
+        "svm-lr0.1-strength0.001",
+        "svm-lr0.1-strength0.0001",
+        "svm-lr0.01-strength0.001",
+        "svm-lr0.01-strength0.0001",
+    ]
+    assert exp.runs[1].point == {"optimizer.lr": 0.1, "regularizer.strength": 0.0001}
+    assert exp.runs[1].resolved["regularizer"][0]["strength"] == 0.0001
+    assert exp.runs[2].optimizer.params.lr == 0.01  # type: ignore[attr-defined]
+    assert exp.axes == {"optimizer.lr": [0.1, 0.01], "regularizer.strength": [0.001, 0.0001]}
+
+
+def test_variants_x_grid_x_seeds(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        seeds: [0, 1]
+        variants:
+          svm: {}
+          softmax: {loss: {name: softmax}}
+        sweep:
+          grid:
+            optimizer.lr: [0.1, 0.01]
+        """
+    )
+    exp = load(tmp_path, text, registry)
+    assert names(exp) == [
+        "svm-lr0.1-seed0",
+        "svm-lr0.1-seed1",
+        "svm-lr0.01-seed0",
+        "svm-lr0.01-seed1",
+        "softmax-lr0.1-seed0",
+        "softmax-lr0.1-seed1",
+        "softmax-lr0.01-seed0",
+        "softmax-lr0.01-seed1",
+    ]
+    assert [r.seed for r in exp.runs] == [0, 1] * 4
+    assert [r.resolved["seed"] for r in exp.runs] == [0, 1] * 4
+    assert exp.axes == {"variant": ["svm", "softmax"], "optimizer.lr": [0.1, 0.01], "seed": [0, 1]}
+
+
+def test_single_seed_list_does_not_rename(tmp_path: Path, registry: Registry) -> None:
+    exp = load(tmp_path, BASE + "seeds: [7]\n", registry)
+    assert names(exp) == ["svm"] and exp.runs[0].seed == 7 and exp.axes == {"seed": [7]}
+    exp = load(tmp_path, BASE + "seed: 3\nseeds: [1, 2]\n", registry)
+    assert names(exp) == ["svm-seed1", "svm-seed2"]
+
+
+def test_grid_over_list_entries_components_and_data(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace(
+        "regularizer: {name: l2, strength: 0.001}",
+        "regularizer: [{name: l2, strength: 0.001}, {name: l2, include_bias: true}]",
+    ) + textwrap.dedent(
+        """\
+        sweep:
+          grid:
+            regularizer.1.strength: [0.5]
+            loss: [{name: softmax}, {margin: 4}]
+            data.limit: [10]
+            optimizer.name: [gd]
+        """
+    )
+    exp = load(tmp_path, text, registry)
+    assert names(exp) == [
+        "svm-strength0.5-softmax-limit10-gd",
+        "svm-strength0.5-margin4-limit10-gd",
+    ]
+    soft, wide = exp.runs
+    assert soft.regularizers[1].params.model_dump() == {"include_bias": True, "strength": 0.5}
+    assert soft.loss.name == "softmax"
+    assert wide.loss.name == "svm" and wide.loss.params.margin == 4.0  # type: ignore[attr-defined]
+    assert soft.data.limit == 10
+    assert soft.optimizer.params.model_dump() == {"lr": 0.5, "iterations": 100}
+
+
+def test_names_stay_unique(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "sweep:\n  grid:\n    optimizer.lr: [0.1, '0.1', 0.2]\n"
+    assert names(load(tmp_path, text, registry)) == ["svm-lr0.1", "svm-lr0.1-2", "svm-lr0.2"]
+
+
+# ---------------------------------------------------------------------------------- random
+
+
+RANDOM = BASE + textwrap.dedent(
+    """\
+    seed: SEED
+    sweep:
+      random:
+        trials: 12
+        params:
+          optimizer.lr: {loguniform: [1.0e-4, 1.0]}
+          regularizer.strength: {uniform: [0.0, 0.5]}
+          optimizer.batch_size: {int: [8, 10]}
+          loss: {choice: [{name: softmax}, {name: svm, margin: 3}]}
+    """
+)
+
+
+def test_random_sweep_is_deterministic_and_in_range(tmp_path: Path, registry: Registry) -> None:
+    a = load(tmp_path, RANDOM.replace("SEED", "0"), registry)
+    b = load(tmp_path, RANDOM.replace("SEED", "0"), registry)
+    c = load(tmp_path, RANDOM.replace("SEED", "1"), registry)
+    assert [r.point for r in a.runs] == [r.point for r in b.runs]
+    assert names(a) == names(b)
+    assert [r.point for r in a.runs] != [r.point for r in c.runs]
+    assert len(a.runs) == 12 and len(set(names(a))) == 12
+    lrs = [r.point["optimizer.lr"] for r in a.runs]
+    assert all(1e-4 <= lr <= 1.0 for lr in lrs)
+    # log-uniform: spread over orders of magnitude, not bunched near 1
+    assert min(lrs) < 1e-2 < max(lrs)
+    assert all(0.0 <= r.point["regularizer.strength"] <= 0.5 for r in a.runs)
+    assert {r.point["optimizer.batch_size"] for r in a.runs} <= {8, 9, 10}
+    assert {r.loss.name for r in a.runs} == {"softmax", "svm"}
+    assert all(
+        r.loss.params.model_dump() == {"margin": 3.0} for r in a.runs if r.loss.name == "svm"
+    )
+    assert a.axes["optimizer.lr"] == lrs
+    first = a.runs[0]
+    assert first.name.startswith("svm-lr")
+    assert f"lr{first.point['optimizer.lr']:.3g}" in first.name
+
+
+def test_draws_follow_a_seeded_generator() -> None:
+    dists = {
+        "a": Distribution.model_validate({"uniform": [0, 1]}),
+        "b": Distribution.model_validate({"int": [1, 6]}),
+        "c": Distribution.model_validate({"loguniform": [1e-3, 1e-1]}),
+        "d": Distribution.model_validate({"choice": ["x", "y"]}),
+    }
+    points = draw_random_points(500, dists, seed=42)
+    assert points == draw_random_points(500, dists, seed=42)
+    assert {p["b"] for p in points} == {1, 2, 3, 4, 5, 6}  # both ends included
+    logs = [math.log10(p["c"]) for p in points]
+    assert min(logs) >= -3 and max(logs) <= -1
+    assert abs(sum(logs) / len(logs) + 2) < 0.1  # uniform in log space: mean exponent -2
+    assert {p["d"] for p in points} == {"x", "y"}
+    assert all(isinstance(p["a"], float) and isinstance(p["b"], int) for p in points)
+
+
+def test_grid_and_random_combine(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        sweep:
+          grid: {optimizer.epochs: [1, 2]}
+          random:
+            trials: 3
+            params: {optimizer.lr: {uniform: [0.1, 0.2]}}
+        """
+    )
+    exp = load(tmp_path, text, registry)
+    assert len(exp.runs) == 6
+    assert [r.point["optimizer.epochs"] for r in exp.runs] == [1, 1, 1, 2, 2, 2]
+    # the same random draws are crossed with every grid point
+    assert [r.point["optimizer.lr"] for r in exp.runs[:3]] == [
+        r.point["optimizer.lr"] for r in exp.runs[3:]
+    ]
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+def test_describe_plan(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        description: compare losses
+        seeds: [0, 1]
+        variants:
+          svm: {}
+          softmax: {loss: {name: softmax}, regularizer: none}
+        """
+    )
+    lines = describe_plan(load(tmp_path, text, registry))
+    assert lines == [
+        "experiment 'demo': 4 runs",
+        "  compare losses",
+        "axes: variant = [svm, softmax]; seed = [0, 1]",
+        "svm-seed0: seed=0 data=digits(n_samples=500) [limit=100] loss=svm(margin=2.0) "
+        "regularizer=l2(include_bias=False, strength=0.001) "
+        "optimizer=sgd(lr=0.1, batch_size=50, epochs=2)",
+        "svm-seed1: seed=1 data=digits(n_samples=500) [limit=100] loss=svm(margin=2.0) "
+        "regularizer=l2(include_bias=False, strength=0.001) "
+        "optimizer=sgd(lr=0.1, batch_size=50, epochs=2)",
+        "softmax-seed0: seed=0 data=digits(n_samples=500) [limit=100] loss=softmax "
+        "regularizer=none optimizer=sgd(lr=0.1, batch_size=50, epochs=2)",
+        "softmax-seed1: seed=1 data=digits(n_samples=500) [limit=100] loss=softmax "
+        "regularizer=none optimizer=sgd(lr=0.1, batch_size=50, epochs=2)",
+    ]
+
+
+def test_resolved_is_json_and_complete(tmp_path: Path, registry: Registry) -> None:
+    text = RANDOM.replace("SEED", "5")
+    for run in load(tmp_path, text, registry).runs:
+        again = json.loads(json.dumps(run.resolved))
+        assert again == run.resolved
+        assert set(again) == {"seed", "data", "loss", "regularizer", "optimizer", "checks"}
+        assert again["optimizer"]["lr"] == run.point["optimizer.lr"]
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _src(path: str) -> Src:
+    return Src("f", 1, 1, 1, 1, path)
+
+
+def test_merge_into_rules() -> None:
+    base = {"loss": {"name": "svm", "margin": 2}, "data": {"name": "a", "limit": 3, "path": "x"}}
+    pos = {("loss", "margin"): _src("loss.margin"), ("data", "path"): _src("data.path")}
+    merge_into(base, pos, {"loss": {"name": "softmax"}, "data": {"name": "b"}}, {})
+    assert base == {"loss": {"name": "softmax"}, "data": {"limit": 3, "name": "b"}}
+    assert pos == {}  # the dropped params' positions are gone too
+
+
+def test_set_path_rules() -> None:
+    body: dict[str, object] = {
+        "regularizer": [{"name": "l2"}],
+        "loss": {"name": "svm", "margin": 1},
+    }
+    pos: dict[tuple[str | int, ...], Src] = {}
+    src = _src("sweep.grid.x")
+    assert set_path(body, pos, ["regularizer", "0", "strength"], 0.1, src) is None
+    assert body["regularizer"] == [{"name": "l2", "strength": 0.1}]
+    assert set_path(body, pos, ["loss", "name"], "softmax", src) is None
+    assert body["loss"] == {"name": "softmax"}
+    assert set_path(body, pos, ["optimizer", "lr"], 0.1, src) is None
+    assert body["optimizer"] == {"lr": 0.1}
+    problem = set_path(body, pos, ["regularizer", "strength"], 1, src)
+    assert problem is not None and "e.g. regularizer.0.strength" in problem
+    problem = set_path(body, pos, ["regularizer", "2", "strength"], 1, src)
+    assert problem is not None and "index 2 is out of range" in problem
+
+
+def test_point_labels_and_unique_names() -> None:
+    assert point_label("optimizer.lr", 0.1) == "lr0.1"
+    assert point_label("optimizer.lr", 0.000123456, short=True) == "lr0.000123"
+    assert point_label("loss.name", "softmax") == "softmax"
+    assert point_label("loss", {"name": "svm", "margin": 2}) == "svm"
+    assert point_label("regularizer.0", {"strength": 1}) == "strength1"
+    assert point_label("data.center", False) == "centerfalse"
+    assert point_label("data.limit", None) == "limitnone"
+    assert unique_names(["a", "a", "a-2", "b", "a"]) == ["a", "a-3", "a-2", "b", "a-4"]

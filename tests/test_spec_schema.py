@@ -1,0 +1,136 @@
+"""The JSON Schema of spec files accepts valid specs and rejects malformed ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from spec_testplugins import make_registry
+
+from optlab._yaml_positions import load_yaml_text
+from optlab.errors import SpecError
+from optlab.registry import Registry
+from optlab.schema import SCHEMA_DIALECT, json_schema
+from optlab.spec import load_experiment
+
+jsonschema = pytest.importorskip("jsonschema")
+
+ROOT = Path(__file__).parent.parent
+CORPUS = Path(__file__).parent / "bad_specs"
+
+GOOD = """\
+name: demo
+description: all features
+seed: 1
+seeds: [0, 1]
+data: {name: digits, limit: {train: 100}, n_samples: 500, dtype: float32}
+loss: {name: svm, margin: 2}
+regularizer: [{name: l2, strength: 0.001}]
+optimizer: {name: sgd, lr: 0.1, batch_size: 50, epochs: 2}
+checks: {gradient: off}
+tracking: {enabled: false}
+max_runs: 50
+variants:
+  svm:
+  softmax: {loss: {name: softmax}}
+  blobs: {data: {name: blobs}, checks: false}
+sweep:
+  grid: {optimizer.lr: [0.1, 0.01]}
+  random:
+    trials: 2
+    params:
+      regularizer.0.strength: {loguniform: [1.0e-5, 1.0e-2]}
+      optimizer.epochs: {int: [1, 3]}
+      optimizer.batch_size: {choice: [10, 20]}
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return make_registry()
+
+
+@pytest.fixture(scope="module")
+def validator(registry: Registry) -> object:
+    schema = json_schema(registry)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _data(text: str) -> object:
+    return load_yaml_text(text, "x").data
+
+
+def test_schema_shape(registry: Registry) -> None:
+    schema = json_schema(registry)
+    assert schema["$schema"] == SCHEMA_DIALECT
+    json.dumps(schema)
+    losses = schema["$defs"]["component_loss"]["oneOf"]
+    assert {b["properties"]["name"]["const"] for b in losses} == {"svm", "softmax"}
+    sgd = next(
+        b
+        for b in schema["$defs"]["component_optimizer"]["oneOf"]
+        if b["properties"]["name"]["const"] == "sgd"
+    )
+    assert sgd["properties"]["lr"]["exclusiveMinimum"] == 0
+    assert sgd["additionalProperties"] is False
+    digits = next(
+        b
+        for b in schema["$defs"]["component_data"]["oneOf"]
+        if b["properties"]["name"]["const"] == "digits"
+    )
+    assert {"center", "dtype", "limit", "n_samples"} <= set(digits["properties"])
+
+
+def test_good_spec_validates(tmp_path: Path, registry: Registry, validator: object) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD)
+    assert len(load_experiment(path, registry=registry).runs) == 3 * 2 * 2 * 2
+    assert list(validator.iter_errors(_data(GOOD))) == []  # type: ignore[attr-defined]
+
+
+def test_bundled_example_specs_agree_with_the_validator() -> None:
+    """Every shipped spec: the schema accepts it exactly when load_experiment does."""
+    examples = sorted((ROOT / "experiments").glob("*.yaml")) + sorted(
+        (ROOT / "examples").glob("**/*.yaml")
+    )
+    if not examples:
+        pytest.skip("no bundled example specs yet")
+    from optlab.plugin_manager import get_registry
+
+    real = get_registry()
+    schema = jsonschema.Draft202012Validator(json_schema(real))
+    for path in examples:
+        errors = [e.message for e in schema.iter_errors(_data(path.read_text()))]
+        try:
+            load_experiment(path, registry=real)
+        except SpecError as exc:
+            assert errors, f"{path}: the schema accepts what the validator rejects: {exc}"
+            continue
+        assert errors == [], f"{path}: {errors}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unknown_top_key",
+        "unknown_loss",
+        "unknown_param",
+        "negative_lr",
+        "empty_seeds",
+        "empty_variants",
+        "variant_unknown_key",
+        "data_unknown_key",
+        "checks_bad_policy",
+        "random_unknown_distribution",
+        "max_runs_zero",
+    ],
+)
+def test_schema_rejects_what_the_validator_rejects(
+    name: str, registry: Registry, validator: object
+) -> None:
+    path = CORPUS / f"{name}.yaml"
+    with pytest.raises(SpecError):
+        load_experiment(path, registry=registry)
+    assert list(validator.iter_errors(_data(path.read_text())))  # type: ignore[attr-defined]

@@ -1,0 +1,614 @@
+"""Spec validation: every error is located (file:line:col), rephrased, and reported at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from spec_testplugins import BUNDLED, SpecTestPlugin, make_registry
+
+import optlab
+from optlab import LossRecord
+from optlab.config import Experiment
+from optlab.errors import SpecError, SpecIssue
+from optlab.plugin_manager import build_registry, registered_plugin
+from optlab.registry import Registry
+from optlab.spec import load_experiment
+
+BASE = """\
+name: demo
+data: {name: digits, limit: 100}
+loss: {name: svm, margin: 1.0}
+regularizer: {name: l2, strength: 0.001}
+optimizer:
+  name: sgd
+  lr: 0.1
+  batch_size: 50
+  epochs: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return make_registry()
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(
+    tmp_path: Path, text: str, registry: Registry, overrides: Sequence[str] = ()
+) -> Experiment:
+    return load_experiment(write(tmp_path, text), overrides, registry=registry)
+
+
+def issues(
+    tmp_path: Path, text: str, registry: Registry, overrides: Sequence[str] = ()
+) -> list[SpecIssue]:
+    with pytest.raises(SpecError) as info:
+        load(tmp_path, text, registry, overrides)
+    assert str(info.value) == "\n".join(str(i) for i in info.value.issues)
+    return info.value.issues
+
+
+def brief(found: list[SpecIssue]) -> list[tuple[int, int, str, str]]:
+    return [(i.line, i.column, i.path, i.message) for i in found]
+
+
+# ---------------------------------------------------------------------------------- valid
+
+
+def test_minimal_spec_is_one_run_with_defaults(tmp_path: Path, registry: Registry) -> None:
+    exp = load(
+        tmp_path,
+        "name: x\ndata: {name: digits}\nloss: {name: svm}\noptimizer: {name: sgd}\n",
+        registry,
+    )
+    assert exp.name == "x" and exp.source.endswith("spec.yaml")
+    (run,) = exp.runs
+    assert run.name == "svm" and run.variant is None and run.seed == 0 and run.point == {}
+    assert run.regularizers == ()
+    assert run.optimizer.params.model_dump() == {"lr": 0.1, "batch_size": 200, "epochs": 20}
+    assert run.resolved == {
+        "seed": 0,
+        "data": {
+            "name": "digits",
+            "center": True,
+            "standardize": False,
+            "bias": True,
+            "dtype": "float64",
+            "val": 0.2,
+            "test": 0.2,
+            "limit": None,
+            "mmap": False,
+            "n_samples": None,
+        },
+        "loss": {"name": "svm", "margin": 1.0},
+        "regularizer": [],
+        "optimizer": {"name": "sgd", "lr": 0.1, "batch_size": 200, "epochs": 20},
+        "checks": {
+            "initial_loss": "warn",
+            "initial_loss_tolerance": 0.1,
+            "gradient": "warn",
+            "gradient_tolerance": 0.01,
+            "divergence_factor": 1000.0,
+        },
+    }
+    json.dumps(run.resolved)
+    assert exp.axes == {} and exp.tracking.enabled
+    assert exp.raw["loss"] == {"name": "svm"}
+
+
+def test_data_keys_are_split_between_options_and_plugin(tmp_path: Path, registry: Registry) -> None:
+    exp = load(
+        tmp_path,
+        "name: x\ndata: {name: blobs, n_samples: 50, n_classes: 4, dtype: float32, "
+        "limit: {train: 10}, standardize: true}\nloss: {name: softmax}\noptimizer: {name: gd}\n",
+        registry,
+    )
+    run = exp.runs[0]
+    assert run.data.dtype == "float32" and run.data.standardize
+    assert run.data.limit is not None and run.data.limit.train == 10  # type: ignore[union-attr]
+    assert run.dataset.name == "blobs"
+    assert run.dataset.params.model_dump() == {"n_samples": 50, "n_classes": 4, "n_features": 2}
+    assert run.resolved["data"]["limit"] == {"train": 10, "val": None, "test": None}
+
+
+def test_components_build_real_objects(tmp_path: Path, registry: Registry) -> None:
+    import numpy as np
+
+    run = load(tmp_path, BASE, registry, ["data={name: blobs, n_samples: 40}"]).runs[0]
+    loss = run.loss.build()
+    scores = np.zeros((4, 3))
+    value, grad = loss.loss_and_grad(scores, np.array([0, 1, 2, 0]))
+    assert value == pytest.approx(2.0)  # C - 1 at zero scores, margin 1
+    assert grad.shape == (4, 3)
+    assert run.regularizers[0].build().strength == 0.001
+    raw = run.dataset.build().load(np.random.default_rng(0))
+    assert raw.X.shape == (40, 2) and run.data.limit == 100  # data options kept
+
+
+def test_yaml_12_scalars(tmp_path: Path, registry: Registry) -> None:
+    exp = load(
+        tmp_path,
+        BASE.replace("lr: 0.1", "lr: 1e-3") + "checks: {gradient: off, initial_loss: error}\n",
+        registry,
+    )
+    run = exp.runs[0]
+    assert run.optimizer.params.lr == 0.001  # type: ignore[attr-defined]
+    assert run.checks.gradient == "off" and run.checks.initial_loss == "error"
+
+
+def test_checks_false_turns_policies_off(tmp_path: Path, registry: Registry) -> None:
+    run = load(tmp_path, BASE + "checks: false\n", registry).runs[0]
+    assert (run.checks.initial_loss, run.checks.gradient) == ("off", "off")
+
+
+@pytest.mark.parametrize("value", ["none", "null", "[]", "None"])
+def test_no_regularizer(tmp_path: Path, registry: Registry, value: str) -> None:
+    text = BASE.replace("regularizer: {name: l2, strength: 0.001}", f"regularizer: {value}")
+    assert load(tmp_path, text, registry).runs[0].regularizers == ()
+
+
+def test_regularizer_list(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace(
+        "regularizer: {name: l2, strength: 0.001}",
+        "regularizer:\n  - {name: l2, strength: 0.1}\n  - {name: l2, include_bias: true}",
+    )
+    regs = load(tmp_path, text, registry).runs[0].regularizers
+    assert [r.params.model_dump() for r in regs] == [
+        {"include_bias": False, "strength": 0.1},
+        {"include_bias": True, "strength": 0.0001},
+    ]
+
+
+def test_yaml_merge_keys_and_anchors(tmp_path: Path, registry: Registry) -> None:
+    text = """\
+    name: x
+    data: {name: digits}
+    loss: &svm {name: svm, margin: 3}
+    optimizer: &opt {name: sgd, lr: 0.5, epochs: 3}
+    variants:
+      same: {loss: *svm}
+      slower:
+        optimizer:
+          <<: *opt
+          lr: 0.05
+    """
+    exp = load(tmp_path, text, registry)
+    assert [r.optimizer.params.lr for r in exp.runs] == [0.5, 0.05]  # type: ignore[attr-defined]
+    assert exp.runs[1].optimizer.params.epochs == 3  # type: ignore[attr-defined]
+
+
+def test_tracking_and_description(tmp_path: Path, registry: Registry) -> None:
+    exp = load(
+        tmp_path,
+        BASE + "description: a test\ntracking: {uri: 'sqlite:///x.db', enabled: false}\n",
+        registry,
+    )
+    assert exp.description == "a test"
+    assert exp.tracking.uri == "sqlite:///x.db" and not exp.tracking.enabled
+
+
+def test_spec_hash_covers_content_and_overrides(tmp_path: Path, registry: Registry) -> None:
+    a = load(tmp_path, BASE, registry)
+    b = load(tmp_path, BASE, registry)
+    c = load(tmp_path, BASE, registry, ["optimizer.lr=0.2"])
+    d = load(tmp_path, BASE + "# a comment\n", registry)
+    assert a.spec_hash == b.spec_hash
+    assert len({a.spec_hash, c.spec_hash, d.spec_hash}) == 3
+    assert len(a.spec_hash) == 64
+
+
+def test_default_registry_is_the_process_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+    with registered_plugin(SpecTestPlugin(), name="spec_default"):
+        exp = load_experiment(write(tmp_path, BASE))
+        assert exp.runs[0].loss.record.provider == "spec_default"
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_value_error_points_at_the_value(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE.replace("lr: 0.1", "lr: -0.1"), registry)
+    assert brief(found) == [(7, 7, "optimizer.lr", "must be > 0, got -0.1")]
+    assert str(found[0]) == f"{tmp_path / 'spec.yaml'}:7:7: optimizer.lr: must be > 0, got -0.1"
+
+
+def test_unknown_key_points_at_the_key_with_suggestion(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE.replace("  lr: 0.1", "  lrr: 0.1"), registry)
+    assert brief(found) == [(7, 3, "optimizer", "unknown key 'lrr' (did you mean 'lr'?)")]
+
+
+def test_unknown_key_without_close_match_lists_allowed(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE.replace("  lr: 0.1", "  zzz: 0.1"), registry)
+    assert found[0].message == "unknown key 'zzz'; allowed keys: batch_size, epochs, lr, name"
+
+
+def test_unknown_component_name_suggests(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE.replace("name: svm", "name: smv"), registry)
+    assert brief(found) == [
+        (
+            3,
+            14,
+            "loss.name",
+            "unknown loss 'smv' (did you mean 'svm'?); available: softmax, svm",
+        )
+    ]
+
+
+def test_ambiguous_component_is_a_located_issue(tmp_path: Path) -> None:
+    class Other:
+        @optlab.hookimpl
+        def optlab_register_losses(self) -> list[LossRecord]:
+            return [LossRecord("svm", lambda p: None)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+        _, reg = build_registry(extra=[("first", SpecTestPlugin()), ("second", Other())])
+    found = issues(tmp_path, BASE, reg)
+    assert brief(found) == [
+        (
+            3,
+            14,
+            "loss.name",
+            "loss 'svm' is provided by first and second; "
+            "disable one with OPTLAB_DISABLE_PLUGINS=<plugin>",
+        )
+    ]
+
+
+def test_every_error_of_a_file_at_once_in_order(tmp_path: Path, registry: Registry) -> None:
+    text = """\
+    name: demo
+    nmae: typo
+    seeds: []
+    data: {name: digitz}
+    loss: {name: svm, margin: -1}
+    regularizer: [{name: l2}, l1]
+    optimizer: {name: sgd, lr: 0, batch_size: 1.5}
+    checks: {gradient: loud}
+    """
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (2, 1, "", "unknown key 'nmae' (did you mean 'name'?)"),
+        (3, 8, "seeds", "must not be empty"),
+        (
+            4,
+            14,
+            "data.name",
+            "unknown dataset 'digitz' (did you mean 'digits'?); available: blobs, digits",
+        ),
+        (5, 27, "loss.margin", "must be > 0, got -1"),
+        (6, 27, "regularizer.1", "must be a mapping like {name: l1, ...}, got 'l1' (a string)"),
+        (7, 28, "optimizer.lr", "must be > 0, got 0"),
+        (7, 43, "optimizer.batch_size", "must be an integer, got 1.5"),
+        (
+            8,
+            20,
+            "checks.gradient",
+            "must be one of 'warn', 'error' or 'off', got 'loud' (a string)",
+        ),
+    ]
+
+
+def test_missing_components_are_reported_with_choices(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, "# just a name\nname: x\n", registry)
+    assert brief(found) == [
+        (2, 1, "", "missing required key 'data' (available: blobs, digits)"),
+        (2, 1, "", "missing required key 'loss' (available: softmax, svm)"),
+        (2, 1, "", "missing required key 'optimizer' (available: gd, sgd)"),
+    ]
+
+
+def test_errors_in_variants_point_into_the_variant(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        variants:
+          svm: {}
+          wide:
+            loss: {margin: -2}
+          soft:
+            loss: {name: softmx}
+          typo:
+            optimzer: {lr: 1}
+          fast:
+            optimizer: {lr: -5}
+        """
+    )
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (13, 20, "variants.wide.loss.margin", "must be > 0, got -2"),
+        (
+            15,
+            18,
+            "variants.soft.loss.name",
+            "unknown loss 'softmx' (did you mean 'softmax'?); available: softmax, svm",
+        ),
+        (17, 5, "variants.typo", "unknown key 'optimzer' (did you mean 'optimizer'?)"),
+        (19, 21, "variants.fast.optimizer.lr", "must be > 0, got -5"),
+    ]
+
+
+def test_variant_completes_an_incomplete_base(tmp_path: Path, registry: Registry) -> None:
+    text = """\
+    name: x
+    data: {name: digits}
+    optimizer: {name: sgd}
+    variants:
+      svm: {loss: {name: svm}}
+      nothing: {}
+    """
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (6, 3, "variants.nothing", "missing required key 'loss' (available: softmax, svm)")
+    ]
+
+
+def test_base_errors_show_even_when_every_variant_overrides(
+    tmp_path: Path, registry: Registry
+) -> None:
+    text = (
+        BASE.replace("margin: 1.0", "margn: 1.0") + "variants:\n  soft: {loss: {name: softmax}}\n"
+    )
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [(3, 19, "loss", "unknown key 'margn' (did you mean 'margin'?)")]
+
+
+def test_sweep_errors_point_at_the_sweep_entry(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        seeds: [0, 1, 2]
+        sweep:
+          grid:
+            optimizer.lr: [0.1, -1, 0.01]
+            optimizer.epochs:
+              - 3
+              - 0
+        """
+    )
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (13, 25, "sweep.grid.optimizer.lr", "must be > 0, got -1"),
+        (16, 9, "sweep.grid.optimizer.epochs", "must be > 0, got 0"),
+    ]
+
+
+def test_random_sweep_errors_point_at_the_param(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + textwrap.dedent(
+        """\
+        sweep:
+          random:
+            trials: 3
+            params:
+              optimizer.batch_size: {choice: [10, ten]}
+              optimizer.lr: {uniform: [-1, -0.5]}
+        """
+    )
+    found = issues(tmp_path, text, registry)
+    assert [(i.line, i.path) for i in found] == [
+        (14, "sweep.random.params.optimizer.batch_size"),
+        (15, "sweep.random.params.optimizer.lr"),
+    ]
+    assert found[1].message.startswith("must be > 0, got -")
+
+
+def test_too_many_runs(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "seeds: [1, 2]\nvariants:\n  a: {}\n  b: {}\nsweep:\n  grid:\n"
+    text += "    optimizer.lr: [0.1, 0.2, 0.3]\n    loss.margin: [1, 2]\n"
+    ok = load(tmp_path, text + "max_runs: 24\n", registry)
+    assert len(ok.runs) == 24
+    found = issues(tmp_path, text + "max_runs: 23\n", registry)
+    assert brief(found) == [
+        (
+            14,
+            1,
+            "sweep",
+            "the spec expands to 24 runs (2 variants x 6 sweep points x 2 seeds), more than "
+            "max_runs (23); narrow the sweep or raise max_runs",
+        )
+    ]
+
+
+def test_default_max_runs_is_1000(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "sweep:\n  random:\n    trials: 1001\n    params:\n"
+    text += "      optimizer.lr: {uniform: [0.1, 1]}\n"
+    found = issues(tmp_path, text, registry)
+    assert "more than max_runs (1000)" in found[0].message
+
+
+def test_variants_x_seeds_beyond_max_runs_points_at_max_runs(
+    tmp_path: Path, registry: Registry
+) -> None:
+    text = BASE + "max_runs: 3\nseeds: [1, 2]\nvariants:\n  a: {}\n  b: {}\n"
+    found = issues(tmp_path, text, registry)
+    assert brief(found)[0][:3] == (10, 1, "max_runs")
+
+
+def test_yaml_problem_does_not_hide_other_errors(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace("lr: 0.1", "lr: -1") + "description: !!python/object:os.system {}\n"
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (7, 7, "optimizer.lr", "must be > 0, got -1"),
+        (
+            10,
+            14,
+            "description",
+            "tag '!!python/object:os.system' is not allowed: spec files are plain YAML "
+            "(safe loading; no Python objects or custom types); remove the tag",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def test_missing_file(tmp_path: Path, registry: Registry) -> None:
+    with pytest.raises(SpecError) as info:
+        load_experiment(tmp_path / "nope.yaml", registry=registry)
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}:0:0: no such file; check the path"
+
+
+def test_directory_instead_of_file(tmp_path: Path, registry: Registry) -> None:
+    write(tmp_path, BASE, "inside.yaml")
+    with pytest.raises(SpecError) as info:
+        load_experiment(tmp_path, registry=registry)
+    assert "is a directory, not a spec file; name a .yaml file (it holds inside.yaml)" in str(
+        info.value
+    )
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_unreadable_file(tmp_path: Path, registry: Registry) -> None:
+    path = write(tmp_path, BASE)
+    path.chmod(0)
+    try:
+        with pytest.raises(SpecError) as info:
+            load_experiment(path, registry=registry)
+    finally:
+        path.chmod(0o644)
+    assert "cannot be read: permission denied" in str(info.value)
+
+
+def test_read_failure_is_reported(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, BASE)
+
+    def deny(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(SpecError) as info:
+        load_experiment(path, registry=registry)
+    assert str(info.value) == (
+        f"{path}:0:0: cannot be read: permission denied; check the file's permissions"
+    )
+
+
+def test_not_a_regular_file(registry: Registry) -> None:
+    with pytest.raises(SpecError, match="is not a regular file"):
+        load_experiment("/dev/null", registry=registry)
+
+
+def test_too_large_file(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(BASE + "# " + "x" * 1_000_001 + "\n")
+    with pytest.raises(SpecError, match="more than the 1000000 a spec may have"):
+        load_experiment(path, registry=registry)
+
+
+def test_non_utf8_is_located(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: x\ndescription: \xc3\xa9t\xe9\n")
+    with pytest.raises(SpecError) as info:
+        load_experiment(path, registry=registry)
+    assert brief(info.value.issues) == [
+        (2, 16, "", "is not valid UTF-8 (byte 0xe9); save the file as UTF-8")
+    ]
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert load_experiment(path, registry=registry).name == "demo"
+
+
+def test_tab_is_located(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, "name: x\noptimizer:\n\tlr: 1\n", registry)
+    assert brief(found) == [
+        (
+            3,
+            1,
+            "",
+            "invalid YAML: found a tab character where YAML expects indentation; "
+            "indent with spaces",
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------- --set
+
+
+def test_set_overrides_apply_and_parse_yaml(tmp_path: Path, registry: Registry) -> None:
+    exp = load(
+        tmp_path,
+        BASE,
+        registry,
+        ["optimizer.lr=0.5", "data.limit=200", "loss={name: softmax}", "regularizer=none"],
+    )
+    run = exp.runs[0]
+    assert run.optimizer.params.lr == 0.5  # type: ignore[attr-defined]
+    assert run.data.limit == 200
+    assert run.loss.name == "softmax" and run.regularizers == ()
+    assert exp.raw["optimizer"]["lr"] == 0.5
+
+
+def test_set_component_name_replaces_params(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace("margin: 1.0", "margin: 3.0")
+    assert load(tmp_path, text, registry, ["loss.name=softmax"]).runs[0].loss.name == "softmax"
+    run = load(tmp_path, text, registry, ["loss={margin: 2}"]).runs[0]
+    assert run.loss.params.margin == 2.0  # type: ignore[attr-defined]
+
+
+def test_set_a_list_entry(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace("regularizer: {name: l2, strength: 0.001}", "regularizer: [{name: l2}]")
+    run = load(tmp_path, text, registry, ["regularizer.0={strength: 0.3}"]).runs[0]
+    assert run.regularizers[0].params.strength == 0.3  # type: ignore[attr-defined]
+    run = load(tmp_path, text, registry, ["regularizer.0={name: l2, include_bias: true}"]).runs[0]
+    assert run.regularizers[0].params.model_dump() == {"include_bias": True, "strength": 0.0001}
+
+
+def test_set_reaches_variants_and_sweep(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "variants:\n  svm: {}\n  soft: {loss: {name: softmax}}\n"
+    exp = load(
+        tmp_path,
+        text,
+        registry,
+        ["variants.soft.optimizer.lr=0.3", "sweep.grid.optimizer.epochs=[1, 2]", "seeds=[4, 5]"],
+    )
+    assert len(exp.runs) == 8
+    assert [r.optimizer.params.lr for r in exp.runs if r.variant == "soft"] == [0.3] * 4  # type: ignore[attr-defined]
+    assert exp.axes == {
+        "variant": ["svm", "soft"],
+        "optimizer.epochs": [1, 2],
+        "seed": [4, 5],
+    }
+
+
+def test_bad_set_overrides_are_reported_with_the_file_errors(
+    tmp_path: Path, registry: Registry
+) -> None:
+    found = issues(
+        tmp_path,
+        BASE.replace("margin: 1.0", "margin: -1"),
+        registry,
+        ["optimizer.lr=-1", "optimizer.lrr=1", "nonsense", "data.limit=[1", "loss.margin.x=1"],
+    )
+    assert [str(i) for i in found if i.file == "--set"] == [
+        "--set:0:0: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1 (in --set nonsense)",
+        "--set:0:0: loss.margin.x: cannot set 'loss.margin.x': 'loss.margin' is -1, not a "
+        "mapping (in --set loss.margin.x=1)",
+        "--set:0:0: optimizer: unknown key 'lrr' (did you mean 'lr'?) (in --set optimizer.lrr=1)",
+        "--set:0:0: optimizer.lr: must be > 0, got -1 (in --set optimizer.lr=-1)",
+        "--set:1:3: data.limit: invalid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence) (in --set data.limit=[1)",
+    ]
+    assert [i.path for i in found if i.file != "--set"] == ["loss.margin"]
+
+
+def test_set_unknown_top_level_key(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE, registry, ["optimiser.lr=1"])
+    assert str(found[0]) == (
+        "--set:0:0: unknown key 'optimiser' (did you mean 'optimizer'?) (in --set optimiser.lr=1)"
+    )
