@@ -237,10 +237,24 @@ def run(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first failed run.")
     ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Runs at once, in local worker processes.")
+    ] = 1,
+    executor: Annotated[
+        str, typer.Option(help="Where runs execute: local, or dask (needs --scheduler).")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://127.0.0.1:8786.")
+    ] = None,
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
+    from optlab.errors import InputError
     from optlab.invocation import Invocation
 
+    if executor not in ("local", "dask"):
+        raise InputError(f"--executor: unknown executor '{executor}'; use local or dask")
+    if executor == "dask" and not scheduler:
+        raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     experiment = _load(spec, set_)
     invocation = Invocation(
         experiment,
@@ -250,6 +264,9 @@ def run(
         resume=resume,
         fail_fast=fail_fast,
         quiet=as_json,
+        jobs=jobs,
+        executor=executor,
+        scheduler=scheduler,
     )
     outcome = invocation.run()
     if as_json:

@@ -100,6 +100,18 @@ class ComponentSpec:
         """``{"name": ..., **params}`` as written in a spec."""
         return {"name": self.name, **self.params.model_dump(mode="json")}
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Factories are often closures and do not pickle: a worker process resolves the
+        # component by name in its own registry and validates the params again.
+        return (_restore_component, (self.kind, self.name, self.params.model_dump()))
+
+
+def _restore_component(kind: ComponentKind, name: str, params: dict[str, Any]) -> ComponentSpec:
+    from optlab.plugin_manager import get_registry
+
+    record = get_registry().get(kind, name)
+    return ComponentSpec(kind, name, record.params(**params), record)
+
 
 @dataclass(frozen=True)
 class RunSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -10,10 +11,11 @@ from optlab import hookimpl
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData
 from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.execution import Outcome, git_tags, preflight, run_all
+from optlab.execution import Outcome, data_key, git_tags, preflight, run_all
 from optlab.monitor import stop_flag, stop_on_signals
 from optlab.plugin_manager import get_plugin_manager
-from optlab.runner import run_key
+from optlab.registry import Registry
+from optlab.runner import describe_run, run_key
 
 __all__ = ["Invocation"]
 
@@ -23,7 +25,13 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.console = Console(stderr=True, highlight=False)
         self.progress = Progress(
@@ -80,6 +88,9 @@ class Invocation:
         resume: bool = False,
         fail_fast: bool = False,
         quiet: bool = False,
+        jobs: int = 1,
+        executor: str = "local",
+        scheduler: str | None = None,
     ) -> None:
         self.experiment = experiment
         self.spec_path = spec_path
@@ -88,6 +99,9 @@ class Invocation:
         self.resume = resume
         self.fail_fast = fail_fast
         self.quiet = quiet
+        self.jobs = jobs
+        self.executor = executor
+        self.scheduler = scheduler
         self.tracker: Any = None
 
     def _base_tags(self) -> dict[str, str]:
@@ -113,7 +127,9 @@ class Invocation:
         def skip(run: RunSpec, data: PreparedData) -> bool:
             return run_key(run.resolved, data.summary.sha256) in finished
 
-        progress = _Progress(len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty())
+        progress = _Progress(
+            len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()
+        )
         outcome = Outcome()
         with ExitStack() as stack:
             stack.enter_context(stop_on_signals())
@@ -125,18 +141,61 @@ class Invocation:
                 pm.register(self.tracker, name="optlab.tracking")
                 stack.callback(pm.unregister, name="optlab.tracking")
                 stack.enter_context(self.tracker.parent(self.experiment.name, base_tags))
-            outcome = run_all(
-                self.experiment,
-                pm.hook,
-                registry=registry,
-                base_tags=base_tags,
-                prepared=prepared,
-                skip_keys=skip if self.resume else None,
-                fail_fast=self.fail_fast,
-                log=progress.log,
-            )
+            if self.jobs == 1 and self.executor == "local":
+                outcome = run_all(
+                    self.experiment,
+                    pm.hook,
+                    registry=registry,
+                    base_tags=base_tags,
+                    prepared=prepared,
+                    skip_keys=skip if self.resume else None,
+                    fail_fast=self.fail_fast,
+                    log=progress.log,
+                )
+            else:
+                outcome = self._run_parallel(pm.hook, registry, base_tags, prepared, skip)
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results)
+        return outcome
+
+    def _run_parallel(
+        self,
+        observer: Any,
+        registry: Registry,
+        base_tags: dict[str, str],
+        prepared: dict[str, PreparedData],
+        skip: Callable[[RunSpec, PreparedData], bool],
+    ) -> Outcome:
+        from optlab.parallel import run_parallel
+
+        outcome = Outcome()
+        todo = []
+        for run in self.experiment.runs:
+            if self.resume and skip(run, prepared[data_key(run)]):
+                outcome.skipped.append(run.name)
+            else:
+                todo.append(run)
+
+        def describe(run: RunSpec) -> RunInfo:
+            return describe_run(
+                run, prepared[data_key(run)], self.experiment.name, registry, base_tags
+            )
+
+        for info, result in run_parallel(
+            todo,
+            experiment=self.experiment.name,
+            observer=observer,
+            jobs=self.jobs,
+            base_tags=base_tags,
+            describe=describe,
+            executor=self.executor,
+            scheduler=self.scheduler,
+            fail_fast=self.fail_fast,
+        ):
+            outcome.results.append((info, result))
+            outcome.interrupted = outcome.interrupted or result.status == "KILLED"
+        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+        outcome.results.sort(key=lambda pair: order.get(pair[0].name, len(order)))
         return outcome
 
     def print_summary(self, outcome: Outcome) -> None:
@@ -145,7 +204,7 @@ class Invocation:
 
         from optlab.report import comparison_rows, render_table
 
-        console = Console(highlight=False, soft_wrap=True)
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
         if outcome.results:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:

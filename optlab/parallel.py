@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,22 +93,43 @@ def _dask_execute(
         return execute_recorded(run, experiment, base_tags)
 
 
-def _crashed(run: RunSpec, exc: BaseException) -> list[tuple[str, dict[str, Any]]]:
+def _crashed(info: RunInfo, exc: BaseException) -> list[tuple[str, dict[str, Any]]]:
     """Events for a run whose worker died or raised outside the runner."""
-    result = RunResult(name=run.name, status="FAILED", error=f"worker failed: {exc!r}")
-    info = RunInfo(run.name, "", "", {}, dict(run.resolved), {}, None)  # type: ignore[arg-type]
-    return [("optlab_run_finished", {"run": info, "result": result})]
+    result = RunResult(name=info.name, status="FAILED", error=f"worker failed: {exc!r}")
+    return [
+        ("optlab_run_started", {"run": info}),
+        ("optlab_run_finished", {"run": info, "result": result}),
+    ]
 
 
-def _results(
-    futures: dict[Any, RunSpec], completed: Callable[[Any], Iterator[Any]]
-) -> Iterator[tuple[RunSpec, list[tuple[str, dict[str, Any]]]]]:
-    for fut in completed(futures):
-        run = futures[fut]
-        try:
-            yield run, fut.result()
-        except Exception as exc:
-            yield run, _crashed(run, exc)
+def _completed_local(
+    futures: dict[Future[Any], RunSpec], pool: ProcessPoolExecutor
+) -> Iterator[Future[Any]]:
+    """Futures as they complete, polling the stop flag: on SIGINT/SIGTERM the queued runs are
+    cancelled and the running workers are asked (SIGTERM) to end their run as KILLED."""
+    pending = set(futures)
+    signalled = False
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        yield from done
+        if stop_flag.reason is not None and not signalled:
+            signalled = True
+            for fut in pending:
+                fut.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()  # the worker's handler turns it into a stop request
+            pending = {f for f in pending if not f.cancelled()}
+
+
+def _events(
+    fut: Any, run: RunSpec, describe: Callable[[RunSpec], RunInfo]
+) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        events: list[tuple[str, dict[str, Any]]] = fut.result()
+        return events
+    except Exception as exc:
+        return _crashed(describe(run), exc)
 
 
 def run_parallel(
@@ -118,6 +139,7 @@ def run_parallel(
     observer: Observer,
     jobs: int,
     base_tags: dict[str, str],
+    describe: Callable[[RunSpec], RunInfo],
     executor: str = "local",
     scheduler: str | None = None,
     fail_fast: bool = False,
@@ -125,7 +147,9 @@ def run_parallel(
     """Run ``runs`` on ``jobs`` local worker processes or a Dask cluster.
 
     Yields ``(info, result)`` as runs complete, after replaying their events to ``observer``.
-    With ``fail_fast`` the runs not yet started are cancelled after the first failure.
+    ``describe`` gives the :class:`RunInfo` of a run whose worker crashed, so that it is still
+    recorded as FAILED. With ``fail_fast`` the runs not yet started are cancelled after the
+    first failure; an interrupt cancels them too.
     """
     if executor == "dask":
         from distributed import Client
@@ -136,7 +160,14 @@ def run_parallel(
                 client.submit(_dask_execute, run, experiment, base_tags, pure=False): run
                 for run in runs
             }
-            yield from _consume(_results(futures, dask_completed), observer, futures, fail_fast)
+            for fut in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
+                if fut.cancelled():
+                    continue
+                info, result = _finish(_events(fut, futures[fut], describe), observer)
+                yield info, result
+                if (fail_fast and result.status == "FAILED") or stop_flag.reason is not None:
+                    client.cancel(list(futures))
+                    return
         return
 
     context = multiprocessing.get_context("spawn")
@@ -144,22 +175,21 @@ def run_parallel(
         pfutures: dict[Future[Any], RunSpec] = {
             pool.submit(execute_recorded, run, experiment, base_tags): run for run in runs
         }
-        yield from _consume(_results(pfutures, as_completed), observer, pfutures, fail_fast)
+        stopping = False
+        for fut in _completed_local(pfutures, pool):
+            if fut.cancelled():
+                continue
+            info, result = _finish(_events(fut, pfutures[fut], describe), observer)
+            yield info, result
+            if fail_fast and result.status == "FAILED" and not stopping:
+                stopping = True
+                for other in pfutures:
+                    other.cancel()
 
 
-def _consume(
-    results: Iterator[tuple[RunSpec, list[tuple[str, dict[str, Any]]]]],
-    observer: Observer,
-    futures: dict[Any, RunSpec],
-    fail_fast: bool,
-) -> Iterator[tuple[RunInfo, RunResult]]:
-    for _, events in results:
-        replay(events, observer)
-        _, last = events[-1]
-        result: RunResult = last["result"]
-        yield last["run"], result
-        if (fail_fast and result.status == "FAILED") or result.status == "KILLED":
-            for fut in futures:
-                fut.cancel()
-            if fail_fast or stop_flag.reason is not None:
-                return
+def _finish(
+    events: list[tuple[str, dict[str, Any]]], observer: Observer
+) -> tuple[RunInfo, RunResult]:
+    replay(events, observer)
+    _, last = events[-1]
+    return last["run"], last["result"]

@@ -29,6 +29,7 @@ from optlab.registry import Registry
 __all__ = [
     "Observer",
     "build_objective",
+    "describe_run",
     "execute",
     "flatten_params",
     "initial_weights",
@@ -172,6 +173,25 @@ def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
 
 
+def describe_run(
+    run: RunSpec,
+    data: PreparedData,
+    experiment: str,
+    registry: Registry | None,
+    base_tags: Mapping[str, str],
+) -> RunInfo:
+    """The :class:`RunInfo` observers receive: name, key, flat params, tags, data summary."""
+    return RunInfo(
+        name=run.name,
+        key=run_key(run.resolved, data.summary.sha256),
+        experiment=experiment,
+        params=flatten_params(run.resolved),
+        spec=dict(run.resolved),
+        tags=run_tags(run, data, registry, base_tags),
+        data=data.summary,
+    )
+
+
 def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
     """(C, C) counts: row = true class, column = predicted class."""
     flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
@@ -218,15 +238,7 @@ def execute(
         data = load_data(run.dataset, run.data, data_rng)
     objective, optimizer = build_objective(run, data, registry, opt_rng)
     summary = data.summary
-    info = RunInfo(
-        name=run.name,
-        key=run_key(run.resolved, summary.sha256),
-        experiment=experiment,
-        params=flatten_params(run.resolved),
-        spec=dict(run.resolved),
-        tags=run_tags(run, data, registry, base_tags or {}),
-        data=summary,
-    )
+    info = describe_run(run, data, experiment, registry, base_tags or {})
     result = RunResult(name=run.name, status="FINISHED")
     error: BaseException | None = None
     observer.optlab_run_started(run=info)
