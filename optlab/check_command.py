@@ -23,6 +23,8 @@ def check_runs(experiment: Experiment) -> Iterator[tuple[str, list[str], bool]]:
         _, init_rng, check_rng, opt_rng = run_streams(run.seed)
         objective, _ = build_objective(run, prepared[data_key(run)], None, opt_rng)
         W0 = initial_weights(objective, init_rng)
-        policy = {k: "warn" for k in ("initial_loss", "gradient") if getattr(run.checks, k) == "error"}
+        policy = {
+            k: "warn" for k in ("initial_loss", "gradient") if getattr(run.checks, k) == "error"
+        }
         checks = run_checks(objective, W0, run.checks.model_copy(update=policy), check_rng)
         yield run.name, list(checks.lines()), not checks.warnings()

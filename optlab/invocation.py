@@ -13,7 +13,7 @@ from optlab.data import PreparedData
 from optlab.events import EpochReport, RunInfo, RunResult
 from optlab.execution import Outcome, data_key, git_tags, preflight, run_all
 from optlab.monitor import stop_flag, stop_on_signals
-from optlab.plugin_manager import get_plugin_manager
+from optlab.plugin_manager import GuardedHooks, get_plugin_manager
 from optlab.registry import Registry
 from optlab.runner import describe_run, run_key
 
@@ -141,10 +141,11 @@ class Invocation:
                 pm.register(self.tracker, name="optlab.tracking")
                 stack.callback(pm.unregister, name="optlab.tracking")
                 stack.enter_context(self.tracker.parent(self.experiment.name, base_tags))
+            hooks = GuardedHooks(pm, registry)
             if self.jobs == 1 and self.executor == "local":
                 outcome = run_all(
                     self.experiment,
-                    pm.hook,
+                    hooks,
                     registry=registry,
                     base_tags=base_tags,
                     prepared=prepared,
@@ -153,7 +154,7 @@ class Invocation:
                     log=progress.log,
                 )
             else:
-                outcome = self._run_parallel(pm.hook, registry, base_tags, prepared, skip)
+                outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip)
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results)
         return outcome

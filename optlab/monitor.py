@@ -129,8 +129,12 @@ class TrainingMonitor(Monitor):
         rl.append(reg_loss)
         if not loss <= self.limit:  # also catches NaN
             self.flush()
-            what = "is not finite" if not math.isfinite(loss) else (
-                f"exceeded {self.divergence_factor:g}x the initial loss {self.initial_loss:.4g}"
+            what = (
+                "is not finite"
+                if not math.isfinite(loss)
+                else (
+                    f"exceeded {self.divergence_factor:g}x the initial loss {self.initial_loss:.4g}"
+                )
             )
             raise DivergenceError(
                 f"diverged: loss {loss:.4g} {what} at step {self.n_steps} "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optlab.config import RunSpec
-from optlab.errors import RunError
+from optlab.errors import InputError, RunError
 from optlab.events import EpochReport, RunInfo, RunResult
 from optlab.monitor import stop_flag
 from optlab.runner import Observer, execute
@@ -155,7 +155,14 @@ def run_parallel(
         from distributed import Client
         from distributed import as_completed as dask_completed
 
-        with Client(scheduler, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        try:
+            client = Client(scheduler, timeout="10s")  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            raise InputError(
+                f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); "
+                "start one with `dask scheduler` or check the address"
+            ) from exc
+        with client:
             futures = {
                 client.submit(_dask_execute, run, experiment, base_tags, pure=False): run
                 for run in runs

@@ -30,11 +30,12 @@ from optlab.components import (
     OptimizerRecord,
     RegularizerRecord,
 )
-from optlab.errors import PluginError
+from optlab.errors import ComponentError, OptlabError, PluginError
 from optlab.registry import PluginInfo, Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GuardedHooks",
     "build_registry",
     "get_plugin_manager",
     "get_registry",
@@ -239,3 +240,39 @@ def registered_plugin(plugin: object, name: str = "test_plugin") -> Iterator[obj
     finally:
         _extra_plugins.remove((name, plugin))
         reset()
+
+
+class GuardedHooks:
+    """Calls the observer hooks one implementation at a time, so that a third-party
+    observer that raises is named: its fault becomes a :class:`ComponentError` of kind
+    ``observer`` (optlab's own errors, such as a :class:`TrackingError`, pass unchanged).
+
+    It has the same call signature as ``pm.hook.<name>(**kwargs)``.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry | None = None) -> None:
+        self._pm = pm
+        self._registry = registry
+
+    def _call(self, hook_name: str, kwargs: dict[str, Any]) -> None:
+        caller = getattr(self._pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except OptlabError:
+                raise
+            except Exception as exc:
+                info = self._registry.plugins.get(impl.plugin_name) if self._registry else None
+                label = info.label if info is not None else impl.plugin_name
+                raise ComponentError(
+                    "observer", impl.plugin_name, label, f"{hook_name} raised {exc!r}"
+                ) from exc
+
+    def optlab_run_started(self, **kwargs: Any) -> None:
+        self._call("optlab_run_started", kwargs)
+
+    def optlab_epoch_ended(self, **kwargs: Any) -> None:
+        self._call("optlab_epoch_ended", kwargs)
+
+    def optlab_run_finished(self, **kwargs: Any) -> None:
+        self._call("optlab_run_finished", kwargs)

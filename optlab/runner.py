@@ -24,6 +24,7 @@ from optlab.errors import ComponentError, InputError, RunError, RunInterrupted
 from optlab.events import RunInfo, RunResult
 from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab.plugin_manager import get_registry
 from optlab.registry import Registry
 
 __all__ = [
@@ -219,7 +220,7 @@ def execute(
     observer : Observer
         Receives run started / epoch ended / run finished (``pm.hook``).
     registry : Registry, optional
-        For provider names and versions in tags and messages.
+        For provider names and versions in tags and messages (default: the process's).
     base_tags : mapping, optional
         Tags shared by every run of the invocation (spec hash, git commit).
     data : PreparedData, optional
@@ -234,6 +235,7 @@ def execute(
         Status FINISHED, FAILED or KILLED; metrics measured before a failure are kept.
     """
     data_rng, init_rng, check_rng, opt_rng = run_streams(run.seed)
+    registry = registry if registry is not None else get_registry()
     if data is None:
         data = load_data(run.dataset, run.data, data_rng)
     objective, optimizer = build_objective(run, data, registry, opt_rng)
@@ -241,10 +243,10 @@ def execute(
     info = describe_run(run, data, experiment, registry, base_tags or {})
     result = RunResult(name=run.name, status="FINISHED")
     error: BaseException | None = None
-    observer.optlab_run_started(run=info)
     monitor: TrainingMonitor | None = None
     start = time.perf_counter()
     try:
+        observer.optlab_run_started(run=info)
         W0 = initial_weights(objective, init_rng)
         checks = run_checks(objective, W0, run.checks, check_rng)
         result.metrics.update(checks.metrics())
@@ -314,7 +316,12 @@ def execute(
                 if last.val_accuracy is not None:
                     result.metrics["val_accuracy"] = last.val_accuracy
                 result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
-        observer.optlab_run_finished(run=info, result=result, error=error)
+        try:
+            observer.optlab_run_finished(run=info, result=result, error=error)
+        except ComponentError as exc:
+            # a third-party observer failed after the run ended: observers before it saw the
+            # run's own status; the invocation reports this failure and exits 1
+            result.status, result.error = "FAILED", str(exc)
     if isinstance(error, KeyboardInterrupt):
         raise error
     return info, result

@@ -1,0 +1,188 @@
+"""The ``optlab`` command: every subcommand, exit statuses, one-line errors, --json, --set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optlab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+TINY = """\
+name: tiny
+seed: 3
+data: {name: digits, limit: 300}
+loss: {name: svm}
+optimizer: {name: sgd, lr: 0.01, batch_size: 32, epochs: 3}
+variants:
+  svm: {}
+  softmax: {loss: {name: softmax}}
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_validate_prints_the_plan(spec: Path) -> None:
+    code, out, _ = invoke("validate", str(spec))
+    assert code == 0
+    assert "2 runs" in out and "svm:" in out and "softmax:" in out
+
+
+def test_run_json_gives_one_object_per_run(spec: Path) -> None:
+    code, out, _ = invoke("run", str(spec), "--json", "--no-track")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["svm", "softmax"]
+    for row in rows:
+        assert row["status"] == "FINISHED"
+        assert row["optimizer"]["name"] == "sgd" and row["optimizer"]["lr"] == 0.01
+        assert 0.5 < row["metrics"]["test_accuracy"] <= 1.0
+        assert row["final_loss"] is not None
+
+
+def test_run_prints_the_comparison_table(spec: Path) -> None:
+    code, out, _ = invoke("run", str(spec), "--no-track")
+    assert code == 0
+    assert "svm" in out and "softmax" in out and "FINISHED" in out
+
+
+def test_same_spec_same_numbers(spec: Path) -> None:
+    first = json.loads(invoke("run", str(spec), "--json", "--no-track")[1])
+    second = json.loads(invoke("run", str(spec), "--json", "--no-track")[1])
+    assert [r["final_loss"] for r in first] == [r["final_loss"] for r in second]
+    assert [r["metrics"]["test_accuracy"] for r in first] == [
+        r["metrics"]["test_accuracy"] for r in second
+    ]
+
+
+def test_set_overrides_go_through_validation(spec: Path) -> None:
+    code, out, _ = invoke("run", str(spec), "--json", "--no-track", "--set", "optimizer.epochs=1")
+    assert code == 0
+    assert all(r["optimizer"]["epochs"] == 1 for r in json.loads(out))
+    code, _, err = invoke("validate", str(spec), "--set", "optimizer.lr=-1")
+    assert code == 2
+    assert "optimizer.lr" in err and "must be > 0" in err
+    assert "Traceback" not in err
+
+
+def test_bad_spec_exits_2_with_located_errors_and_no_traceback(spec: Path) -> None:
+    spec.write_text(TINY.replace("lr: 0.01", "lrr: 0.01").replace("name: svm}", "name: svn}"))
+    code, out, err = invoke("run", str(spec), "--no-track")
+    assert code == 2
+    assert out == ""
+    assert f"{spec}:5:" in err and "did you mean 'lr'" in err
+    assert f"{spec}:4:" in err and "did you mean 'svm'" in err
+    assert "Traceback" not in err
+
+
+def test_batch_larger_than_the_data_is_bad_input_before_any_run(spec: Path) -> None:
+    code, out, err = invoke("run", str(spec), "--set", "optimizer.batch_size=100000")
+    assert code == 2
+    assert "batch_size" in err and "Traceback" not in err
+    assert not (spec.parent / "mlflow.db").exists()
+
+
+def test_a_failed_run_exits_1_and_the_others_still_run(spec: Path) -> None:
+    # a learning rate far too large diverges for the SVM variant only
+    text = TINY.replace("  svm: {}", "  svm: {optimizer: {name: sgd, lr: 1.0e+12}}")
+    spec.write_text(text)
+    code, out, _ = invoke("run", str(spec), "--json", "--no-track")
+    assert code == 1
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["svm"]["status"] == "FAILED" and "diverged" in rows["svm"]["error"]
+    assert rows["softmax"]["status"] == "FINISHED"
+
+
+def test_fail_fast_stops_at_the_first_failure(spec: Path) -> None:
+    spec.write_text(TINY.replace("  svm: {}", "  svm: {optimizer: {name: sgd, lr: 1.0e+12}}"))
+    code, out, _ = invoke("run", str(spec), "--json", "--no-track", "--fail-fast")
+    assert code == 1
+    assert [r["name"] for r in json.loads(out)] == ["svm"]
+
+
+def test_check_prints_both_sanity_checks(spec: Path) -> None:
+    code, out, _ = invoke("check", str(spec))
+    assert code == 0, out
+    assert "svm:" in out and "softmax:" in out
+    assert "9" in out  # C - 1 for the SVM
+    assert "2.30" in out  # log 10 for softmax
+
+
+def test_plugins_json_lists_bundled_plugins() -> None:
+    code, out, _ = invoke("plugins", "--json")
+    assert code == 0
+    plugins = {p["name"]: p for p in json.loads(out)}
+    assert plugins["losses"]["status"] == "active"
+    assert plugins["losses"]["distribution"] == "optlab"
+    assert {"kind": "loss", "name": "svm"} in plugins["losses"]["components"]
+
+
+def test_components_lists_params_with_defaults_and_bounds() -> None:
+    code, out, _ = invoke("components", "--kind", "optimizer", "--json")
+    assert code == 0
+    comps = {c["name"]: c for c in json.loads(out)}
+    assert {"sgd", "gd", "adam", "random_search"} <= set(comps)
+    lr = next(p for p in comps["sgd"]["params"] if p["name"] == "lr")
+    assert lr["bounds"].get("gt") == 0
+    assert lr["required"] is False
+    code, _, err = invoke("components", "--kind", "losss")
+    assert code == 2 and "did you mean 'loss'" in err
+
+
+def test_schema_is_json_with_every_component() -> None:
+    code, out, _ = invoke("schema")
+    assert code == 0
+    text = json.dumps(json.loads(out))
+    for name in ("svm", "softmax", "l2", "max_norm", "sgd", "adam", "digits", "cifar10"):
+        assert f'"{name}"' in text
+
+
+def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> None:
+    probe = (
+        "import sys, runpy; sys.argv=['optlab','--help'];\n"
+        "try:\n    runpy.run_module('optlab', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'mlflow' not in sys.modules, 'optlab --help imported mlflow'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage" in done.stdout and done.stdout.strip().endswith("ok")
+
+
+def test_validate_does_not_import_mlflow(spec: Path) -> None:
+    probe = (
+        "import sys\nfrom optlab.cli import app\n"
+        f"try:\n    app(['validate', {str(spec)!r}])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "assert 'mlflow' not in sys.modules\nprint('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_missing_spec_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    code, _, err = invoke("run", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert "nope.yaml" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,89 @@
+"""--jobs N in worker processes and --executor dask on a local cluster: same numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SWEEP = """\
+name: parallel_test
+data: {name: digits, limit: 250}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.01, batch_size: 50, epochs: 2}
+variants:
+  softmax: {}
+  svm: {loss: {name: svm}}
+sweep:
+  grid:
+    optimizer.lr: [0.001, 0.01]
+seeds: [0, 1]
+"""
+
+
+def optlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "optlab", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    return path
+
+
+def _numbers(stdout: str) -> dict[str, tuple[object, ...]]:
+    return {
+        r["name"]: (r["status"], r["final_loss"], r["metrics"]["test_accuracy"])
+        for r in json.loads(stdout)
+    }
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_exactly_the_numbers_of_jobs_1(spec: Path) -> None:
+    one = optlab("run", str(spec), "--json", "--no-track", cwd=spec.parent)
+    two = optlab("run", str(spec), "--json", "--no-track", "--jobs", "2", cwd=spec.parent)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a, b = _numbers(one.stdout), _numbers(two.stdout)
+    assert len(a) == 8
+    assert list(a) == list(b)  # results in spec order, not completion order
+    assert a == b
+
+
+@pytest.mark.slow
+def test_dask_cluster_on_loopback_runs_the_sweep(spec: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        host="127.0.0.1",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        done = optlab(
+            "run",
+            str(spec),
+            "--json",
+            "--no-track",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+            cwd=spec.parent,
+        )
+    assert done.returncode == 0, done.stderr
+    local = optlab("run", str(spec), "--json", "--no-track", cwd=spec.parent)
+    assert _numbers(done.stdout) == _numbers(local.stdout)
+
+
+def test_dask_executor_needs_a_scheduler(spec: Path) -> None:
+    done = optlab("run", str(spec), "--executor", "dask", cwd=spec.parent)
+    assert done.returncode == 2
+    assert "--scheduler" in done.stderr and "Traceback" not in done.stderr

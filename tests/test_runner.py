@@ -1,0 +1,186 @@
+"""One run end to end: statuses, divergence, interrupts, misbehaving components, params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import optlab
+from optlab.config import Experiment
+from optlab.events import EpochReport, RunInfo, RunResult
+from optlab.monitor import StopFlag
+from optlab.parallel import RecordingObserver
+from optlab.plugin_manager import registered_plugin
+from optlab.runner import execute, flatten_params
+from optlab.spec import load_experiment
+
+SPEC = """\
+name: runner_test
+seed: 1
+data: {name: digits, limit: 300}
+loss: {name: softmax}
+regularizer: {name: l2, strength: 0.001}
+optimizer: {name: sgd, lr: 0.05, batch_size: 50, epochs: 4}
+"""
+
+
+def experiment(tmp_path: Path, text: str = SPEC, *overrides: str) -> Experiment:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return load_experiment(path, list(overrides))
+
+
+def run_one(exp: Experiment, flag: StopFlag | None = None) -> tuple[RunInfo, RunResult, Any]:
+    observer = RecordingObserver()
+    kwargs: dict[str, Any] = {} if flag is None else {"flag": flag}
+    info, result = execute(exp.runs[0], experiment=exp.name, observer=observer, **kwargs)
+    return info, result, observer
+
+
+def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> None:
+    info, result, observer = run_one(experiment(tmp_path))
+    names = [name for name, _ in observer.events]
+    assert names[0] == "optlab_run_started" and names[-1] == "optlab_run_finished"
+    assert names.count("optlab_epoch_ended") == 4
+    assert result.status == "FINISHED" and result.error is None
+    # one step per minibatch; the x-axis is examples processed
+    n_train = info.data.n_train
+    steps_per_epoch = -(-n_train // 50)
+    assert len(result.steps) == 4 * steps_per_epoch
+    assert result.steps.examples[-1] == 4 * n_train
+    assert np.all(np.diff(result.steps.examples) > 0)
+    np.testing.assert_allclose(
+        result.steps.loss, result.steps.data_loss + result.steps.reg_loss, rtol=1e-12
+    )
+    for key in (
+        "test_accuracy",
+        "train_time_s",
+        "initial_loss",
+        "expected_initial_loss",
+        "grad_check_max_rel_error",
+        "best_val_accuracy",
+    ):
+        assert key in result.metrics, key
+    assert result.metrics["test_accuracy"] > 0.8
+    assert result.metrics["expected_initial_loss"] == pytest.approx(np.log(10))
+    assert result.W is not None and result.W.shape == (info.data.n_features, 10)
+    assert result.confusion is not None and result.confusion.sum() == info.data.n_test
+    assert info.params["optimizer.lr"] == 0.05 and info.params["data.name"] == "digits"
+    assert info.params["regularizer.l2.strength"] == 0.001
+    assert info.tags["optlab.provider.loss"].startswith("losses (optlab ")
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path: Path) -> None:
+    _, a, _ = run_one(experiment(tmp_path))
+    _, b, _ = run_one(experiment(tmp_path))
+    _, c, _ = run_one(experiment(tmp_path, SPEC.replace("seed: 1", "seed: 2")))
+    np.testing.assert_array_equal(a.steps.loss, b.steps.loss)
+    assert not np.array_equal(a.steps.loss, c.steps.loss)
+
+
+def test_divergence_fails_the_run_with_the_step_and_keeps_the_curve(tmp_path: Path) -> None:
+    _, result, observer = run_one(experiment(tmp_path, SPEC, "optimizer.lr=1e12", "loss.name=svm"))
+    assert result.status == "FAILED"
+    assert "diverged" in result.error and "step" in result.error
+    assert len(result.steps) >= 1
+    assert observer.events[-1][0] == "optlab_run_finished"
+
+
+def test_divergence_factor_is_configurable(tmp_path: Path) -> None:
+    text = SPEC + "checks: {divergence_factor: 1.01}\n"
+    _, result, _ = run_one(experiment(tmp_path, text, "optimizer.lr=5", "loss.name=svm"))
+    assert result.status == "FAILED" and "1.01x the initial loss" in result.error
+
+
+def test_stop_request_ends_the_run_as_killed_with_metrics_kept(tmp_path: Path) -> None:
+    flag = StopFlag()
+
+    class StopAfterFirstEpoch:
+        def __init__(self) -> None:
+            self.inner = RecordingObserver()
+
+        def optlab_run_started(self, *, run: RunInfo) -> None:
+            self.inner.optlab_run_started(run=run)
+
+        def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
+            self.inner.optlab_epoch_ended(run=run, report=report)
+            flag.request("SIGTERM")
+
+        def optlab_run_finished(self, *, run: RunInfo, result: RunResult, error: Any) -> None:
+            self.inner.optlab_run_finished(run=run, result=result, error=error)
+
+    exp = experiment(tmp_path)
+    _, result = execute(exp.runs[0], experiment=exp.name, observer=StopAfterFirstEpoch(), flag=flag)
+    assert result.status == "KILLED" and "SIGTERM" in result.error
+    assert len(result.evaluations) == 1 and len(result.steps) > 0
+
+
+class _BadLoss(optlab.Loss):
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def loss_and_grad(self, scores: optlab.Array, y: optlab.Array) -> tuple[float, optlab.Array]:
+        if self.fault == "raise":
+            raise RuntimeError("kaboom")
+        if self.fault == "shape":
+            return 1.0, scores[:, :-1]
+        if self.fault == "dtype":
+            return 1.0, scores.astype(np.float32)
+        grad = np.full_like(scores, np.nan)
+        return 1.0, grad
+
+
+class _BadParams(optlab.Params):
+    fault: str = "raise"
+
+
+def _bad_plugin() -> SimpleNamespace:
+    @optlab.hookimpl
+    def optlab_register_losses() -> list[optlab.LossRecord]:
+        return [optlab.LossRecord("bad_loss", lambda p: _BadLoss(p.fault), _BadParams, "broken")]
+
+    return SimpleNamespace(optlab_register_losses=optlab_register_losses)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("raise", "raised RuntimeError('kaboom')"),
+        ("shape", "score gradient has shape"),
+        ("dtype", "score gradient has dtype float32, expected float64"),
+        ("nan", "non-finite gradient"),
+    ],
+)
+def test_misbehaving_loss_fails_the_run_naming_plugin_and_fault(
+    tmp_path: Path, fault: str, message: str
+) -> None:
+    text = SPEC.replace("loss: {name: softmax}", f"loss: {{name: bad_loss, fault: {fault}}}")
+    text += "checks: {initial_loss: off, gradient: off}\n"
+    with registered_plugin(_bad_plugin(), name="bad_plugin"):
+        _, result, _ = run_one(experiment(tmp_path, text))
+    assert result.status == "FAILED"
+    assert "loss 'bad_loss' (from bad_plugin" in result.error
+    assert message in result.error
+
+
+def test_flatten_params_keys_regularizers_by_name() -> None:
+    flat = flatten_params(
+        {
+            "seed": 0,
+            "loss": {"name": "svm", "margin": 1.0},
+            "regularizer": [{"name": "l2", "strength": 0.1}, {"name": "max_norm", "c": 3}],
+        }
+    )
+    assert flat == {
+        "seed": 0,
+        "loss.name": "svm",
+        "loss.margin": 1.0,
+        "regularizer.name": "l2+max_norm",
+        "regularizer.l2.strength": 0.1,
+        "regularizer.max_norm.c": 3,
+    }
+    assert flatten_params({"regularizer": []})["regularizer.name"] == "none"
