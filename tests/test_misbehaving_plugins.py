@@ -1,0 +1,509 @@
+"""Misbehaving plugins are contained: the fault is named, the rest keeps working.
+
+- A component that returns a gradient of the wrong shape or dtype, a non-finite value, weights
+  of the wrong dtype, or raises: its run is FAILED (in the JSON output and in MLflow, with the
+  reason in ``optlab.status_reason``) with a message naming the plugin, the component and the
+  fault; the other runs of the invocation finish; ``optlab run`` exits with status 1.
+- A plugin that fails to import, implements an unknown hook or a hook with wrong argument
+  names: ``optlab plugins`` reports it with its distribution and version, and the rest keeps
+  working; with ``OPTLAB_STRICT_PLUGINS=1``, ``optlab run`` refuses to start (exit 2).
+- A plugin whose params model rejects a spec value: the error points to the spec's file, line
+  and column (exit 2), and nothing runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import pytest
+from pydantic import Field, model_validator
+from typer.testing import CliRunner, Result
+
+import optlab
+from optlab import Array
+from optlab.cli import app
+from optlab.errors import ComponentError
+from optlab.events import EpochReport, RunInfo, RunResult
+from optlab.testing import register_plugin
+from optlab.tracking import STATUS_REASON_TAG
+
+PLUGIN = "bad_plugin"
+#: how optlab labels a plugin registered in-process: name (distribution version)
+LABEL = f"{PLUGIN} (test 0)"
+OPTLAB = Path(sys.executable).with_name("optlab")
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# A test-only plugin whose components misbehave on purpose
+# --------------------------------------------------------------------------------------------
+
+
+class _Softmax(optlab.Loss):
+    """A correct softmax cross-entropy, which the bad losses then break."""
+
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        rows = np.arange(scores.shape[0])
+        grad = np.exp(log_p)
+        grad[rows, y] -= 1
+        return -float(log_p[rows, y].mean()), grad / scores.dtype.type(scores.shape[0])
+
+    def expected_initial_loss(self, n_classes: int) -> float | None:
+        return float(np.log(n_classes))
+
+
+class _BadLoss(_Softmax):
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        value, grad = super().loss_and_grad(scores, y)
+        if self.fault == "bad_shape_loss":
+            return value, grad[:, :-1]
+        if self.fault == "bad_dtype_loss":
+            return value, grad.astype(np.float32)
+        if self.fault == "nan_grad_loss":
+            grad[0, 0] = np.nan
+            return value, grad
+        if self.fault == "nan_loss":
+            return float("nan"), grad
+        raise RuntimeError(f"boom in {self.fault}")
+
+
+class _BadRegularizer(optlab.Regularizer):
+    has_penalty: ClassVar[bool] = True
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def penalty_and_grad(self, W: Array) -> tuple[float, Array | None]:
+        if self.fault == "bad_shape_reg":
+            return 0.0, W[:-1].copy()
+        raise RuntimeError(f"boom in {self.fault}")
+
+
+class _BadOptimizer(optlab.Optimizer):
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def minimize(
+        self,
+        objective: optlab.Objective,
+        W0: Array,
+        rng: np.random.Generator,
+        monitor: optlab.Monitor,
+    ) -> Array:
+        parts, _ = objective.value_and_grad(W0)
+        monitor.step(objective.n_examples, parts.total, parts.data, parts.reg)
+        if self.fault == "raising_opt":
+            raise RuntimeError(f"boom in {self.fault}")
+        monitor.evaluate(1.0, W0)
+        return W0.astype(np.float32)  # bad_dtype_opt: float64 problem, float32 weights
+
+
+class PickyParams(optlab.Params):
+    """A params model with bounds, a choice and a cross-field rule."""
+
+    lr: float = Field(0.1, gt=0, le=1, description="Step size.")
+    schedule: Literal["step", "cosine"] = "step"
+    warmup: int = Field(0, ge=0)
+    epochs: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _warmup_shorter_than_training(self) -> PickyParams:
+        if self.warmup >= self.epochs:
+            raise ValueError(f"warmup ({self.warmup}) must be shorter than epochs ({self.epochs})")
+        return self
+
+
+#: variant name -> (kind of the bad component, regex of the fault)
+FAULTS: dict[str, tuple[str, str]] = {
+    "bad_shape_loss": ("loss", r"score gradient has shape \(\d+, 2\), expected \(\d+, 3\)"),
+    "bad_dtype_loss": ("loss", r"score gradient has dtype float32, expected float64"),
+    "nan_grad_loss": ("loss", r"returned a non-finite gradient"),
+    "raising_loss": ("loss", r"raised RuntimeError\('boom in raising_loss'\)"),
+    "bad_shape_reg": ("regularizer", r"gradient has shape \(2, 3\), expected \(3, 3\)"),
+    "raising_reg": ("regularizer", r"raised RuntimeError\('boom in raising_reg'\)"),
+    "raising_opt": ("optimizer", r"raised RuntimeError\('boom in raising_opt'\)"),
+    "bad_dtype_opt": ("optimizer", r"returned weights of dtype float32, expected float64"),
+}
+
+
+def _factory(cls: Callable[[str], T], fault: str) -> Callable[[Any], T]:
+    """A record's factory: ignores the params, builds ``cls(fault)``."""
+
+    def build(params: Any) -> T:
+        return cls(fault)
+
+    return build
+
+
+class BadPlugin:
+    """Registers one component per fault, plus the picky optimizer."""
+
+    @optlab.hookimpl
+    def optlab_register_losses(self) -> list[optlab.LossRecord]:
+        names = [n for n, (kind, _) in FAULTS.items() if kind == "loss"] + ["nan_loss"]
+        return [optlab.LossRecord(n, _factory(_BadLoss, n), optlab.Params) for n in names]
+
+    @optlab.hookimpl
+    def optlab_register_regularizers(self) -> list[optlab.RegularizerRecord]:
+        return [
+            optlab.RegularizerRecord(n, _factory(_BadRegularizer, n), optlab.RegularizerParams)
+            for n, (kind, _) in FAULTS.items()
+            if kind == "regularizer"
+        ]
+
+    @optlab.hookimpl
+    def optlab_register_optimizers(self) -> list[optlab.OptimizerRecord]:
+        records = [
+            optlab.OptimizerRecord(n, _factory(_BadOptimizer, n), optlab.Params)
+            for n, (kind, _) in FAULTS.items()
+            if kind == "optimizer"
+        ]
+        return [
+            *records,
+            optlab.OptimizerRecord("picky", _factory(_BadOptimizer, "picky"), PickyParams),
+        ]
+
+
+class EndRecorder:
+    """An observer plugin keeping what ``optlab_run_finished`` receives."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.epochs: dict[str, int] = {}
+        self.finished: dict[str, tuple[RunResult, BaseException | None]] = {}
+
+    @optlab.hookimpl
+    def optlab_run_started(self, run: RunInfo) -> None:
+        self.started.append(run.name)
+
+    @optlab.hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        self.epochs[run.name] = self.epochs.get(run.name, 0) + 1
+
+    @optlab.hookimpl
+    def optlab_run_finished(
+        self, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        self.finished[run.name] = (result, error)
+
+
+def _variant(name: str) -> str:
+    kind = FAULTS[name][0] if name in FAULTS else "loss"
+    return f"  {name}: {{{kind}: {{name: {name}}}}}\n"
+
+
+BASE = """\
+name: misbehaving
+seed: 0
+data: {name: blobs, n_samples: 150, n_features: 3, n_classes: 3}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.1, batch_size: 30, epochs: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def invocation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One ``optlab run --json`` of a spec with a good variant and one variant per fault."""
+    work = tmp_path_factory.mktemp("misbehaving")
+    spec = work / "spec.yaml"
+    spec.write_text(
+        BASE + "variants:\n  good: {}\n" + "".join(_variant(n) for n in [*FAULTS, "nan_loss"])
+    )
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    recorder = EndRecorder()
+    with register_plugin(BadPlugin(), name=PLUGIN), register_plugin(recorder, name="recorder"):
+        result = CliRunner().invoke(
+            app, ["run", str(spec), "--json", "--tracking-uri", uri], catch_exceptions=False
+        )
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    yield {"result": result, "rows": rows, "uri": uri, "recorder": recorder}
+
+
+def test_the_invocation_exits_1_and_the_good_run_finishes(invocation: dict[str, Any]) -> None:
+    result: Result = invocation["result"]
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    rows = invocation["rows"]
+    assert set(rows) == {"good", *FAULTS, "nan_loss"}  # every run ran: none stopped the rest
+    assert rows["good"]["status"] == "FINISHED"
+    assert rows["good"]["error"] is None
+    assert rows["good"]["metrics"]["test_accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_bad_component_fails_its_run_naming_plugin_component_and_fault(
+    invocation: dict[str, Any], name: str
+) -> None:
+    kind, fault = FAULTS[name]
+    row = invocation["rows"][name]
+    assert row["status"] == "FAILED"
+    assert re.fullmatch(rf"{kind} '{name}' \(from {re.escape(LABEL)}\): {fault}", row["error"]), (
+        row["error"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_observers_receive_the_component_error(invocation: dict[str, Any], name: str) -> None:
+    recorder: EndRecorder = invocation["recorder"]
+    assert name in recorder.started
+    result, error = recorder.finished[name]
+    assert result.status == "FAILED"
+    assert isinstance(error, ComponentError)
+    assert (error.kind, error.name, error.provider) == (FAULTS[name][0], name, LABEL)
+    assert result.error == str(error)
+
+
+def test_observers_see_the_good_run_through(invocation: dict[str, Any]) -> None:
+    recorder: EndRecorder = invocation["recorder"]
+    assert recorder.epochs["good"] == 2
+    result, error = recorder.finished["good"]
+    assert (result.status, error) == ("FINISHED", None)
+
+
+def test_non_finite_loss_value_fails_the_run(invocation: dict[str, Any]) -> None:
+    row = invocation["rows"]["nan_loss"]
+    assert row["status"] == "FAILED"
+    assert re.search(r"not finite|non-finite", row["error"]), row["error"]
+
+
+def test_failed_runs_are_failed_in_mlflow_with_the_reason(invocation: dict[str, Any]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=invocation["uri"])
+    experiment = client.get_experiment_by_name("misbehaving")
+    assert experiment is not None
+    runs = {
+        r.info.run_name: r
+        for r in client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`optlab.role` = 'run'"
+        )
+    }
+    assert set(runs) == set(invocation["rows"])
+    assert runs["good"].info.status == "FINISHED"
+    assert STATUS_REASON_TAG not in runs["good"].data.tags
+    for name in [*FAULTS, "nan_loss"]:
+        run = runs[name]
+        assert run.info.status == "FAILED", name
+        assert run.data.tags[STATUS_REASON_TAG] == invocation["rows"][name]["error"]
+    assert runs["raising_loss"].data.tags["optlab.provider.loss"] == LABEL
+
+
+# --------------------------------------------------------------------------------------------
+# Params rejected by a plugin's model: located in the spec file
+# --------------------------------------------------------------------------------------------
+
+
+def _issue_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("optlab: error: ")]
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "at", "message"),
+    [
+        ("{name: picky, lr: 5}", "5", r"optimizer\.lr: must be <= 1, got 5"),
+        (
+            "{name: picky, schedule: linear}",
+            "linear",
+            r"optimizer\.schedule: must be one of 'step' or 'cosine', got 'linear'.*",
+        ),
+        (
+            "{name: picky, warmup: 9, epochs: 3}",
+            "{",
+            r"optimizer: warmup \(9\) must be shorter than epochs \(3\)",
+        ),
+    ],
+)
+def test_params_the_plugin_rejects_are_located_in_the_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, optimizer: str, at: str, message: str
+) -> None:
+    line = f"optimizer: {optimizer}"
+    column = line.index(at) + 1  # where the rejected value (or the mapping) starts
+    spec = tmp_path / "picky.yaml"
+    spec.write_text(
+        f"name: picky\ndata: {{name: blobs, n_samples: 60}}\nloss: {{name: softmax}}\n{line}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    where = re.escape(f"{spec}:4:{column}")
+    with register_plugin(BadPlugin(), name=PLUGIN):
+        for command in (["validate", str(spec)], ["run", str(spec)]):
+            result = CliRunner().invoke(app, command)
+            assert result.exit_code == 2, result.output
+            (issue,) = _issue_lines(result)
+            assert re.fullmatch(rf"optlab: error: {where}: {message}", issue), issue
+            assert "Traceback" not in result.output
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was run or logged
+
+
+# --------------------------------------------------------------------------------------------
+# Plugins that fail to load: installed fake distributions, the real command in a subprocess
+# --------------------------------------------------------------------------------------------
+
+BROKEN = {
+    # entry-point name: (distribution, version, module source, what the reason says)
+    "crashes": ("optlab-crashes", "1.2.3", "raise ImportError('no such thing')\n", "no such thing"),
+    "typo": (
+        "optlab-typo",
+        "0.4.0",
+        """
+        import optlab
+
+        @optlab.hookimpl
+        def optlab_register_lossez():
+            return []
+        """,
+        "unknown hook 'optlab_register_lossez'",
+    ),
+    "wrongargs": (
+        "optlab-wrongargs",
+        "2.0",
+        """
+        import optlab
+
+        @optlab.hookimpl
+        def optlab_run_finished(run, outcome):
+            pass
+        """,
+        "outcome",
+    ),
+}
+
+RUNNABLE = """\
+name: survives
+data: {name: blobs, n_samples: 90, n_features: 3, n_classes: 3}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.1, batch_size: 30, epochs: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with three installed distributions (dist-info + entry points) that all fail."""
+    site = tmp_path_factory.mktemp("broken-site")
+    for ep_name, (dist, version, source, _) in BROKEN.items():
+        module = f"fakeplug_{ep_name}"
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[optlab]\n{ep_name} = {module}\n")
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    return site
+
+
+def _cli(
+    site: Path, cwd: Path, *args: str, strict: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPTLAB_", "MLFLOW_"))}
+    env["PYTHONPATH"] = str(site)
+    if strict:
+        env["OPTLAB_STRICT_PLUGINS"] = "1"
+    return subprocess.run(
+        [str(OPTLAB), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_broken_plugins_are_listed_with_distribution_and_version(
+    broken_site: Path, tmp_path: Path
+) -> None:
+    listed = _cli(broken_site, tmp_path, "plugins", "--json")
+    assert listed.returncode == 0, listed.stderr
+    plugins = {p["name"]: p for p in json.loads(listed.stdout)}
+    for ep_name, (dist, version, _, reason) in BROKEN.items():
+        info = plugins[ep_name]
+        assert (info["distribution"], info["version"], info["status"]) == (dist, version, "failed")
+        assert reason in info["reason"], info["reason"]
+        assert info["components"] == []
+    bundled = [p for p in plugins.values() if p["distribution"] == "optlab"]
+    assert {p["name"] for p in bundled} >= {"losses", "regularizers", "optimizers", "datasets"}
+    assert all(p["status"] == "active" for p in bundled)
+
+    table = _cli(broken_site, tmp_path, "plugins")
+    assert table.returncode == 0
+    assert "optlab-crashes" in table.stdout and "failed" in table.stdout
+
+
+def test_the_rest_keeps_working_next_to_broken_plugins(broken_site: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "survives.yaml"
+    spec.write_text(RUNNABLE)
+    ran = _cli(broken_site, tmp_path, "run", str(spec), "--json", "--no-track")
+    assert ran.returncode == 0, ran.stderr
+    (row,) = json.loads(ran.stdout)
+    assert row["status"] == "FINISHED"
+
+
+def test_strict_mode_refuses_to_start(broken_site: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "survives.yaml"
+    spec.write_text(RUNNABLE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ran = _cli(broken_site, tmp_path, "run", str(spec), "--tracking-uri", uri, strict=True)
+    assert ran.returncode == 2, ran.stderr
+    assert "Traceback" not in ran.stderr
+    (line,) = ran.stderr.strip().splitlines()
+    names = "|".join(BROKEN)
+    assert re.fullmatch(
+        rf"optlab: error: plugin ({names}) \(optlab-[a-z]+ [\d.]+\) failed: .* "
+        r"\(OPTLAB_STRICT_PLUGINS is set\)",
+        line,
+    ), line
+    assert ran.stdout == ""
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Observer plugins that raise
+# --------------------------------------------------------------------------------------------
+
+
+class NoisyObserver:
+    """An observer plugin whose hook ``where`` raises."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @optlab.hookimpl
+    def optlab_run_started(self, run: RunInfo) -> None:
+        if self.where == "optlab_run_started":
+            raise RuntimeError("observer boom")
+
+    @optlab.hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        if self.where == "optlab_epoch_ended":
+            raise RuntimeError("observer boom")
+
+    @optlab.hookimpl
+    def optlab_run_finished(
+        self, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        if self.where == "optlab_run_finished":
+            raise RuntimeError("observer boom")
+
+
+@pytest.mark.parametrize(
+    "where", ["optlab_run_started", "optlab_epoch_ended", "optlab_run_finished"]
+)
+def test_a_raising_observer_is_named_not_blamed_on_a_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(RUNNABLE)
+    monkeypatch.chdir(tmp_path)
+    with register_plugin(NoisyObserver(where), name="noisy_observer"):
+        result = CliRunner().invoke(app, ["run", str(spec), "--json", "--no-track"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # handled: one line, no traceback
+    said = result.stdout + result.stderr
+    assert "noisy_observer" in said and where in said and "observer boom" in said, said
+    assert "optimizer 'sgd'" not in said
