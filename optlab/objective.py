@@ -17,6 +17,7 @@ import numpy as np
 
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
+from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -151,6 +152,21 @@ class Objective:
         )
         return float(value), X.T @ dscores
 
+    def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
+        """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""
+        loss = self.loss
+
+        def loss_and_grad(scores: Array, y: Array) -> tuple[float, Array]:
+            try:
+                return loss.impl.loss_and_grad(scores, y)
+            except Exception as exc:
+                raise ComponentError("loss", loss.name, loss.provider, f"raised {exc!r}") from exc
+
+        def check(dscores: object, scores: Array) -> None:
+            self._check_array(dscores, scores, "loss", loss.name, loss.provider, "score gradient")
+
+        return blocked_loss_and_grad(self.X, self.y, W, loss_and_grad, check=check)
+
     def data_loss(self, W: Array, X: Array | None = None, y: Array | None = None) -> float:
         """Mean data loss over ``X`` (default: the training set), without the gradient."""
         X = self.X if X is None else X
@@ -183,13 +199,17 @@ class Objective:
         parts : LossParts
         grad : (D, C) array, dtype of ``W``
         """
-        if batch is None:
-            X, y = self.X, self.y
+        if batch is None and not self._perturbations and self.X.nbytes >= BLOCKED_MIN_BYTES:
+            # large full batch: one cache-blocked read of X (optlab.fastpath)
+            data, grad = self._blocked_data_loss_and_grad(W)
         else:
-            X, y = self.X[batch], self.y[batch]
-        for reg in self._perturbations:
-            X = reg.impl.perturb_inputs(X, self.rng)
-        data, grad = self.data_loss_and_grad(W, X, y)
+            if batch is None:
+                X, y = self.X, self.y
+            else:
+                X, y = self.X[batch], self.y[batch]
+            for reg in self._perturbations:
+                X = reg.impl.perturb_inputs(X, self.rng)
+            data, grad = self.data_loss_and_grad(W, X, y)
         reg_value, reg_grad = self.reg_value_and_grad(W)
         if reg_grad is not None:
             grad += reg_grad

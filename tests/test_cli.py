@@ -94,7 +94,7 @@ def test_bad_spec_exits_2_with_located_errors_and_no_traceback(spec: Path) -> No
 
 
 def test_batch_larger_than_the_data_is_bad_input_before_any_run(spec: Path) -> None:
-    code, out, err = invoke("run", str(spec), "--set", "optimizer.batch_size=100000")
+    code, _, err = invoke("run", str(spec), "--set", "optimizer.batch_size=100000")
     assert code == 2
     assert "batch_size" in err and "Traceback" not in err
     assert not (spec.parent / "mlflow.db").exists()
