@@ -319,7 +319,8 @@ def ui(
     argv = ui_command(resolve_tracking_uri(tracking_uri, None), port, host)
     typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
     sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    # the UI needs no job runner; without it the server starts in seconds instead of ~25 s
+    os.execvpe(argv[0], argv, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""optlab benchmarks: one module per concern, each with ``run(...) -> dict``."""

@@ -1,0 +1,320 @@
+"""The side-by-side comparison: table, figures, reading an invocation back from MLflow, and
+the command that opens the MLflow UI on the store in use.
+
+The rows and figures themselves come from :mod:`optlab.tracking.summary` and
+:mod:`optlab.tracking.plots` (the tracker stores the same report on the parent run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from optlab.errors import InputError
+from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, RunStatus, StepHistory
+from optlab.tracking.plots import (
+    comparison_figure,
+    confusion_figure,
+    learning_curves_figure,
+    weight_templates,
+    weight_templates_figure,
+)
+from optlab.tracking.store import connect, did_you_mean, experiment_names, sqlite_path
+from optlab.tracking.summary import (
+    COLUMNS,
+    NUMERIC,
+    best_caption,
+    comparison_rows,
+    format_cell,
+    rows_to_json,
+    rows_to_markdown,
+)
+from optlab.tracking.tracker import (
+    DATA_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    RUN_KEY_TAG,
+    STATUS_REASON_TAG,
+    STEP_METRICS,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+__all__ = [
+    "compare",
+    "comparison_figure",
+    "comparison_rows",
+    "confusion_figure",
+    "learning_curves_figure",
+    "load_latest_invocation",
+    "render_table",
+    "rows_to_json",
+    "rows_to_markdown",
+    "ui_command",
+    "weight_templates",
+    "weight_templates_figure",
+]
+
+_EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
+
+
+def render_table(rows: list[dict[str, Any]]) -> Table:
+    """The comparison as a rich table; the best run by validation accuracy is starred.
+
+    Numbers and statuses are never cut; names fold in a narrow terminal. The ``variant``
+    column is left out when it only repeats the run names.
+    """
+    from rich.table import Table
+
+    table = Table(title="optlab comparison", caption=best_caption(rows), caption_justify="left")
+    columns = [
+        (key, header)
+        for key, header in COLUMNS
+        if key != "variant" or any(row["variant"] not in ("", row["run"]) for row in rows)
+    ]
+    numeric = dict(NUMERIC)
+    cells_by_row = [[format_cell(row, key) for key, _ in columns] for row in rows]
+    for row, cells in zip(rows, cells_by_row, strict=True):
+        if row["best"]:
+            cells[0] = f"★\u00a0{cells[0]}"  # no break between the star and the name
+    for i, (key, header) in enumerate(columns):
+        widest = max([len(cells[i]) for cells in cells_by_row] or [1])
+        if key in numeric or key == "status":  # as wide as the widest cell; headers wrap
+            justify: Literal["left", "right"] = "right" if key in numeric else "left"
+            table.add_column(header, justify=justify, min_width=widest)
+        else:
+            table.add_column(header, overflow="fold")
+    for row, cells in zip(rows, cells_by_row, strict=True):
+        failed = row["status"] != "FINISHED"
+        table.add_row(*cells, style="bold" if row["best"] else "red" if failed else None)
+    return table
+
+
+# ---------------------------------------------------------------------------- reading back
+def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    runs: list[Any] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _history(client: Any, run_id: str, key: str) -> tuple[Any, Any, Any]:
+    """(steps, timestamps in s, values) of a metric's full history, sorted by step then time."""
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    steps = np.array([m.step for m in points], dtype=np.int64)
+    stamps = np.array([m.timestamp for m in points], dtype=np.float64) / 1000.0
+    values = np.array([m.value for m in points], dtype=np.float64)
+    return steps, stamps, values
+
+
+def _unflatten(params: dict[str, str]) -> dict[str, Any]:
+    """Dotted string params back to a nested dict, JSON values decoded where they parse."""
+    nested: dict[str, Any] = {}
+    for key, text in sorted(params.items()):
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _data_summary(tags: dict[str, str], name: str) -> DataSummary:
+    try:
+        raw = json.loads(tags[DATA_TAG])
+        raw["classes"] = tuple(raw["classes"])
+        if raw.get("image_shape") is not None:
+            raw["image_shape"] = tuple(raw["image_shape"])
+        return DataSummary(**raw)
+    except (KeyError, ValueError, TypeError):
+        return DataSummary(name, 0, 0, 0, 0, 0, (), "", "")
+
+
+def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResult]:
+    run_id = run.info.run_id
+    tags = dict(run.data.tags)
+    params = dict(run.data.params)
+    logged = run.data.metrics
+    series = {
+        k: _history(client, run_id, k) for k in (*STEP_METRICS, *_EPOCH_METRICS) if k in logged
+    }
+    steps = StepHistory()
+    if "loss" in series:
+        examples, stamps, loss = series["loss"]
+        n = len(loss)
+        parts = [series[k][2] if k in series else np.zeros(n) for k in STEP_METRICS[1:]]
+        n = min(n, *(len(p) for p in parts))
+        steps = StepHistory(examples[:n], stamps[:n], loss[:n], parts[0][:n], parts[1][:n])
+    evaluations: list[EpochReport] = []
+    if "epoch" in series:
+        at, stamps, epochs = series["epoch"]
+        train = (
+            dict(zip(*series["train_accuracy"][::2], strict=True))
+            if "train_accuracy" in series
+            else {}
+        )
+        val = (
+            dict(zip(*series["val_accuracy"][::2], strict=True)) if "val_accuracy" in series else {}
+        )
+        for step, stamp, epoch in zip(at.tolist(), stamps.tolist(), epochs.tolist(), strict=True):
+            i = int(np.searchsorted(steps.examples, step, side="right")) - 1
+            evaluations.append(
+                EpochReport(
+                    epoch=epoch,
+                    examples=step,
+                    time=stamp,
+                    steps=StepHistory(),
+                    train_accuracy=float(train.get(step, float("nan"))),
+                    val_accuracy=float(val[step]) if step in val else None,
+                    loss=float(steps.loss[i]) if i >= 0 else float("nan"),
+                )
+            )
+    metrics = {k: float(v) for k, v in logged.items() if k not in (*STEP_METRICS, "epoch")}
+    name = str(run.info.run_name)
+    info = RunInfo(
+        name=name,
+        key=tags.get(RUN_KEY_TAG, ""),
+        experiment=experiment,
+        params=params,
+        spec=_unflatten(params),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        data=_data_summary(tags, params.get("data.name", "")),
+    )
+    # RUNNING (in progress, or its process died) is shown as MLflow reports it
+    status = cast(RunStatus, run.info.status)
+    result = RunResult(
+        name=name,
+        status=status,
+        error=tags.get(STATUS_REASON_TAG),
+        steps=steps,
+        evaluations=evaluations,
+        metrics=metrics,
+    )
+    return info, result
+
+
+def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo, RunResult]]:
+    """Read back the child runs of an experiment's latest invocation (parent run).
+
+    Returns
+    -------
+    list of (RunInfo, RunResult)
+        In start order, with params (as logged: strings), tags, statuses, the full ``loss``,
+        ``data_loss``, ``reg_loss`` histories (``StepHistory``), one ``EpochReport`` per
+        evaluation point and the final metrics. ``W`` and ``confusion`` are not loaded.
+
+    Raises
+    ------
+    InputError
+        No store, unknown experiment (with did-you-mean) or no invocation yet.
+    TrackingError
+        The store cannot be used.
+    """
+    client = connect(uri, must_exist=True)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        names = experiment_names(client)
+        hint = did_you_mean(experiment_name, names)
+        known = f"; experiments: {', '.join(sorted(names))}" if names and not hint else ""
+        raise InputError(f"tracking store {uri!r}: no experiment '{experiment_name}'{hint}{known}")
+    exp_id = str(experiment.experiment_id)
+    parents = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not parents:
+        raise InputError(
+            f"experiment '{experiment_name}' in {uri!r} has no optlab invocation yet; "
+            "run it first (optlab run SPEC)"
+        )
+    parent_id = parents[0].info.run_id
+    children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    return [_read_run(client, run, experiment_name) for run in children]
+
+
+def compare(
+    experiment_name: str, uri: str, out_dir: Path | None
+) -> tuple[list[dict[str, Any]], Path | None]:
+    """Rows of the latest invocation's comparison and, with ``out_dir``, its figure.
+
+    Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
+    (created if needed) and returns the figure's path.
+    """
+    results = load_latest_invocation(experiment_name, uri)
+    if not results:
+        raise InputError(
+            f"experiment '{experiment_name}': its latest invocation has no runs "
+            "(still starting, or every run was skipped by --resume)"
+        )
+    rows = comparison_rows(results)
+    if out_dir is None:
+        return rows, None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "comparison.json").write_text(rows_to_json(rows))
+        (out_dir / "comparison.md").write_text(rows_to_markdown(rows))
+        figure = comparison_figure(results, out_dir / "comparison.png")
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
+    return rows, figure
+
+
+def _mlflow_executable() -> list[str]:
+    exe = Path(sys.executable).parent / "mlflow"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mlflow"]
+
+
+def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The argv of ``mlflow server`` serving the UI on the store at ``uri``.
+
+    Raises
+    ------
+    InputError
+        ``uri`` is a tracking server (its UI is already there), or the SQLite file is missing.
+    """
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        raise InputError(f"{uri} is a tracking server: open {uri} in a browser instead")
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        raise InputError(
+            f"tracking store {uri!r}: {path} does not exist; run an experiment first "
+            "(optlab run SPEC) or pass --tracking-uri"
+        )
+    return [
+        *_mlflow_executable(),
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]

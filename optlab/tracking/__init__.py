@@ -1,0 +1,37 @@
+"""Tracking in MLflow: where runs go, the observer plugin that logs them, and the figures.
+
+::
+
+    store.py    resolve the tracking URI, check the store, open a client, get the experiment
+    tracker.py  Tracker: the observer plugin (parent run per invocation, child run per run)
+    summary.py  the comparison table's rows (replicates as mean ± std, best by validation)
+    plots.py    figures: learning curves, weight templates, confusion matrix, comparison
+
+Importing this package does not import MLflow or matplotlib (they take seconds to load).
+"""
+
+from __future__ import annotations
+
+from optlab.tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
+from optlab.tracking.tracker import (
+    DATA_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    RUN_KEY_TAG,
+    STATUS_REASON_TAG,
+    STEP_METRICS,
+    Tracker,
+)
+
+__all__ = [
+    "DATA_TAG",
+    "DEFAULT_TRACKING_URI",
+    "PARENT_TAG",
+    "ROLE_TAG",
+    "RUN_KEY_TAG",
+    "STATUS_REASON_TAG",
+    "STEP_METRICS",
+    "Tracker",
+    "connect",
+    "resolve_tracking_uri",
+]

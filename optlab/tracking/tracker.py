@@ -1,0 +1,495 @@
+"""The MLflow observer plugin: one parent run per invocation, one child run per optlab run.
+
+Writes go through ``MlflowClient`` with explicit run ids (never the fluent active-run stack)
+and metrics are written with ``log_batch`` in chunks of at most 1,000 points, once per
+evaluation point: a per-point ``log_metric`` to SQLite costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optlab.errors import RunInterrupted, TrackingError
+from optlab.events import EpochReport, RunInfo, RunResult, StepHistory
+from optlab.hookspecs import hookimpl
+from optlab.tracking.store import connect, ensure_experiment, first_line
+
+__all__ = [
+    "DATA_TAG",
+    "HOST_TAG",
+    "PARENT_TAG",
+    "PID_TAG",
+    "ROLE_TAG",
+    "RUN_KEY_TAG",
+    "STATUS_REASON_TAG",
+    "STEP_METRICS",
+    "Tracker",
+]
+
+RUN_KEY_TAG = "optlab.run_key"
+STATUS_REASON_TAG = "optlab.status_reason"
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "optlab.role"  # "invocation" (parent) or "run" (child)
+PID_TAG = "optlab.pid"
+HOST_TAG = "optlab.host"
+DATA_TAG = "optlab.data"
+#: per-step metric names (step = examples processed so far)
+STEP_METRICS = ("loss", "data_loss", "reg_loss")
+
+_MAX_METRICS = 1000
+_MAX_PARAMS = 100
+_MAX_PARAM_VALUE = 6000
+_MAX_TAG_VALUE = 8000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return _clip(text, _MAX_PARAM_VALUE)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000.0)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Child:
+    run_id: str
+    steps_logged: int = 0
+    evals_logged: int = 0
+    pending: list[Any] = field(default_factory=list)
+    flushed_at: float = field(default_factory=time.monotonic)
+
+
+class Tracker:
+    """Logs optlab runs to MLflow; register it with ``pm.register(tracker, name=...)``.
+
+    The constructor checks the store and creates the experiment, before any training.
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI (see :func:`~optlab.tracking.resolve_tracking_uri`).
+    experiment_name : str
+        The MLflow experiment (the spec's ``name``).
+    plots : bool
+        Draw per-run figures (learning curves, weight templates, confusion matrix).
+    flush_interval_s : float
+        Metrics are buffered and written at the first evaluation point after this many
+        seconds (or once 1,000 points are waiting), and at the end of the run.
+
+    Raises
+    ------
+    TrackingError
+        The store is unusable (bad scheme, unwritable folder, unreachable server).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_name: str,
+        *,
+        plots: bool = True,
+        flush_interval_s: float = 2.0,
+    ) -> None:
+        self.uri = uri
+        self.experiment_name = experiment_name
+        self.plots = plots
+        self.flush_interval_s = flush_interval_s
+        self.experiment_id = ""
+        self.parent_run_id: str | None = None
+        self._client: Any = None
+        self._lock = threading.RLock()
+        self._children: dict[str, _Child] = {}
+        self._counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0}
+        self.open()
+
+    def open(self) -> None:
+        """Check the store and get or create the experiment (idempotent)."""
+        if self._client is not None:
+            return
+        # the CLI prints where runs went; MLflow would print a URL per run to stdout
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        client = connect(self.uri)
+        self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
+        self._client = client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient`` (reconnected after unpickling)."""
+        if self._client is None:
+            self._client = connect(self.uri)
+        return self._client
+
+    # ------------------------------------------------------------------------ plumbing
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with self._lock:
+                return fn(*args, **kwargs)
+        except (MlflowException, OSError) as exc:
+            raise TrackingError(
+                f"tracking store {self.uri!r}: could not {what}: {first_line(exc)}"
+            ) from exc
+
+    def _log_metrics(self, run_id: str, metrics: list[Any], what: str) -> None:
+        for start in range(0, len(metrics), _MAX_METRICS):
+            chunk = metrics[start : start + _MAX_METRICS]
+            self._call(what, self.client.log_batch, run_id, metrics=chunk)
+
+    def _flush(self, name: str, child: _Child) -> None:
+        pending, child.pending = child.pending, []
+        child.flushed_at = time.monotonic()
+        self._log_metrics(child.run_id, pending, f"log metrics of '{name}'")
+
+    def _own_tags(self, role: str) -> dict[str, str]:
+        return {ROLE_TAG: role, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+    def _terminate(self, run_id: str, status: str, reason: str | None, what: str) -> None:
+        if reason:
+            self._call(what, self.client.set_tag, run_id, STATUS_REASON_TAG, _clip(reason, 8000))
+        self._call(what, self.client.set_terminated, run_id, status, _ms(time.time()))
+
+    # ------------------------------------------------------------------------ parent run
+    @contextmanager
+    def parent(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+        """One parent run around an invocation; yields its run id.
+
+        Ends FINISHED; KILLED on ``KeyboardInterrupt``/:class:`~optlab.errors.RunInterrupted`;
+        FAILED (with ``optlab.status_reason``) if the invocation raised. Child runs still open
+        at exit are ended the same way.
+        """
+        from mlflow.entities import RunTag
+
+        run_tags = {k: _clip(str(v), _MAX_TAG_VALUE) for k, v in (tags or {}).items()}
+        run_tags.update(self._own_tags("invocation"))
+        run = self._call(
+            "start the parent run",
+            self.client.create_run,
+            self.experiment_id,
+            run_name=run_name,
+            tags=run_tags,
+        )
+        run_id = str(run.info.run_id)
+        self.parent_run_id = run_id
+        self._counts = dict.fromkeys(self._counts, 0)
+        status, reason = "FINISHED", None
+        try:
+            yield run_id
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            status, reason = "KILLED", f"interrupted ({type(exc).__name__}: {exc})"
+            raise
+        except BaseException as exc:
+            status, reason = "FAILED", f"{type(exc).__name__}: {first_line(exc)}"
+            raise
+        finally:
+            try:
+                with self._lock:
+                    leftovers = list(self._children.items())
+                    self._children.clear()
+                for name, child in leftovers:
+                    self._flush(name, child)
+                    self._terminate(
+                        child.run_id,
+                        "FINISHED" if status == "FINISHED" else status,
+                        None if status == "FINISHED" else f"invocation ended: {reason}",
+                        f"end run '{name}'",
+                    )
+                counts = [RunTag(f"optlab.n_{k.lower()}", str(v)) for k, v in self._counts.items()]
+                self._call("tag the parent run", self.client.log_batch, run_id, tags=counts)
+                self._terminate(run_id, status, reason, "end the parent run")
+            except TrackingError:
+                if status == "FINISHED":
+                    raise  # otherwise the invocation's own error is the one to report
+            finally:
+                self.parent_run_id = None
+
+    # ------------------------------------------------------------------------ hooks
+    @hookimpl
+    def optlab_run_started(self, run: RunInfo) -> None:
+        """Create the child run: tags, params (batches of 100) and ``spec.yaml``."""
+        import yaml
+        from mlflow.entities import Param
+
+        tags = {k: _clip(str(v), _MAX_TAG_VALUE) for k, v in run.tags.items()}
+        tags.update(self._own_tags("run"))
+        tags[RUN_KEY_TAG] = run.key
+        tags[DATA_TAG] = _clip(json.dumps(asdict(run.data)), _MAX_TAG_VALUE)
+        if self.parent_run_id is not None:
+            tags[PARENT_TAG] = self.parent_run_id
+        created = self._call(
+            f"start run '{run.name}'",
+            self.client.create_run,
+            self.experiment_id,
+            run_name=run.name,
+            tags=tags,
+        )
+        child = _Child(str(created.info.run_id))
+        with self._lock:
+            self._children[run.name] = child
+        params = [Param(k, _param_value(v)) for k, v in run.params.items()]
+        for start in range(0, len(params), _MAX_PARAMS):
+            chunk = params[start : start + _MAX_PARAMS]
+            self._call(
+                f"log params of '{run.name}'", self.client.log_batch, child.run_id, params=chunk
+            )
+        spec = yaml.safe_dump(run.spec, sort_keys=False, allow_unicode=True)
+        self._call(
+            f"log spec of '{run.name}'", self.client.log_text, child.run_id, spec, "spec.yaml"
+        )
+
+    @hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        """Buffer the steps since the last report and this report's accuracies; write them
+        when ``flush_interval_s`` has passed or 1,000 points are waiting."""
+        child = self._child(run)
+        child.pending += _step_metrics(report.steps, 0)
+        child.pending += _epoch_metrics(report)
+        child.steps_logged += len(report.steps)
+        child.evals_logged += 1
+        waited = time.monotonic() - child.flushed_at
+        if len(child.pending) >= _MAX_METRICS or waited >= self.flush_interval_s:
+            self._flush(run.name, child)
+
+    @hookimpl
+    def optlab_run_finished(
+        self, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        """Flush what was not reported, log final metrics and artifacts, end the child run."""
+        from mlflow.entities import Metric
+
+        child = self._child(run)
+        metrics = child.pending + _step_metrics(result.steps, child.steps_logged)
+        child.pending = []
+        for report in result.evaluations[child.evals_logged :]:
+            metrics += _epoch_metrics(report)
+        now = _ms(time.time())
+        last = int(result.steps.examples[-1]) if len(result.steps) else 0
+        final = dict(result.metrics)
+        if "best_val_accuracy" not in final:
+            vals = [e.val_accuracy for e in result.evaluations if e.val_accuracy is not None]
+            if vals:
+                final["best_val_accuracy"] = max(vals)
+        metrics += [
+            Metric(k, float(v), now, last)
+            for k, v in final.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+        ]
+        self._log_metrics(child.run_id, metrics, f"log metrics of '{run.name}'")
+        child.steps_logged, child.evals_logged = len(result.steps), len(result.evaluations)
+        self._log_artifacts(run, result, child.run_id)
+        reason = None
+        if result.status != "FINISHED":
+            reason = result.error or (f"{type(error).__name__}: {error}" if error else None)
+            reason = reason or result.status.lower()
+        self._terminate(child.run_id, result.status, reason, f"end run '{run.name}'")
+        with self._lock:
+            self._children.pop(run.name, None)
+            self._counts[result.status] = self._counts.get(result.status, 0) + 1
+
+    def _child(self, run: RunInfo) -> _Child:
+        with self._lock:
+            child = self._children.get(run.name)
+        if child is None:
+            raise TrackingError(f"run '{run.name}' was not started in the tracker (no run_started)")
+        return child
+
+    def log_console(self, run: RunInfo, text: str) -> None:
+        """Store a run's console output as its ``console.log`` artifact (before it finishes)."""
+        child = self._child(run)
+        self._call(
+            f"log console of '{run.name}'", self.client.log_text, child.run_id, text, "console.log"
+        )
+
+    # ------------------------------------------------------------------------ artifacts
+    def _log_artifacts(self, run: RunInfo, result: RunResult, run_id: str) -> None:
+        from optlab.tracking import plots
+
+        with tempfile.TemporaryDirectory(prefix="optlab-artifacts-") as tmp:
+            folder = Path(tmp)
+            if result.W is not None:
+                classes = np.asarray(run.data.classes, dtype=str)
+                np.savez_compressed(folder / "weights.npz", W=result.W, classes=classes)
+            if self.plots:
+                figures: list[tuple[str, Callable[[], Any]]] = []
+                if len(result.steps) or result.evaluations:
+                    figures.append(
+                        (
+                            "learning curves",
+                            lambda: plots.learning_curves_figure(
+                                result, folder / "learning_curves.png", run.name
+                            ),
+                        )
+                    )
+                W = result.W
+                if W is not None and run.data.image_shape is not None:
+                    figures.append(
+                        (
+                            "weight templates",
+                            lambda: plots.weight_templates_figure(
+                                W, run.data, folder / "weight_templates.png", run.name
+                            ),
+                        )
+                    )
+                confusion = result.confusion
+                if confusion is not None:
+                    figures.append(
+                        (
+                            "confusion matrix",
+                            lambda: plots.confusion_figure(
+                                confusion,
+                                run.data.classes,
+                                folder / "confusion_matrix.png",
+                                run.name,
+                            ),
+                        )
+                    )
+                for label, draw in figures:
+                    try:
+                        draw()
+                    except (ValueError, TypeError) as exc:
+                        warnings.warn(f"run '{run.name}': no {label} figure: {exc}", stacklevel=2)
+            if any(folder.iterdir()):
+                self._call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
+
+    def log_comparison(self, results: Sequence[tuple[RunInfo, RunResult]]) -> None:
+        """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
+        ``comparison.png``, tag ``optlab.best_run`` and the best run's accuracies."""
+        from mlflow.entities import Metric, RunTag
+
+        from optlab.tracking import plots, summary
+
+        run_id = self.parent_run_id
+        if run_id is None:
+            raise TrackingError("log_comparison needs an open parent run (use tracker.parent())")
+        rows = summary.comparison_rows(results)
+        with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
+            folder = Path(tmp)
+            (folder / "comparison.md").write_text(summary.rows_to_markdown(rows))
+            (folder / "comparison.json").write_text(summary.rows_to_json(rows))
+            plots.comparison_figure(results, folder / "comparison.png")
+            self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
+        best = next((r for r in rows if r["best"]), None)
+        if best is not None:
+            now = _ms(time.time())
+            metrics = [
+                Metric(k, float(best[k]), now, 0)
+                for k in ("best_val_accuracy", "test_accuracy")
+                if best[k] is not None
+            ]
+            tags = [RunTag("optlab.best_run", str(best["run"]))]
+            self._call(
+                "log the comparison", self.client.log_batch, run_id, metrics=metrics, tags=tags
+            )
+
+    # ------------------------------------------------------------------------ resume
+    def _search(self, filter_string: str) -> list[Any]:
+        runs: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                "search runs",
+                self.client.search_runs,
+                [self.experiment_id],
+                filter_string=filter_string,
+                max_results=1000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def finished_keys(self) -> set[str]:
+        """Run keys (tag ``optlab.run_key``) of the experiment's FINISHED child runs."""
+        runs = self._search(f"tags.`{ROLE_TAG}` = 'run' and attributes.status = 'FINISHED'")
+        return {r.data.tags[RUN_KEY_TAG] for r in runs if RUN_KEY_TAG in r.data.tags}
+
+    def mark_stale_running(self, *, other_hosts: bool = False) -> list[str]:
+        """End as KILLED the experiment's runs left RUNNING by a process that is gone.
+
+        A run is stale when it was started on this host by a process that no longer exists
+        (with ``other_hosts``, every RUNNING run of another host counts as stale too). Runs of
+        the current process are never touched. Returns the names of the runs ended.
+        """
+        host, me = socket.gethostname(), os.getpid()
+        ended: list[str] = []
+        for run in self._search("attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            try:
+                pid = int(tags.get(PID_TAG, ""))
+            except ValueError:
+                continue
+            same_host = tags.get(HOST_TAG) == host
+            if same_host and (pid == me or _process_alive(pid)):
+                continue
+            if not same_host and not other_hosts:
+                continue
+            reason = f"process {pid} on {tags.get(HOST_TAG)} ended without finishing the run"
+            self._terminate(run.info.run_id, "KILLED", reason, "end a stale run")
+            ended.append(str(run.info.run_name))
+        return ended
+
+
+def _step_metrics(steps: StepHistory, start: int) -> list[Any]:
+    """``loss``, ``data_loss``, ``reg_loss`` points from index ``start`` on."""
+    from mlflow.entities import Metric
+
+    if len(steps) <= start:
+        return []
+    examples = steps.examples[start:].astype(np.int64).tolist()
+    stamps = np.rint(steps.time[start:] * 1000.0).astype(np.int64).tolist()
+    out: list[Any] = []
+    for name in STEP_METRICS:
+        values = np.asarray(getattr(steps, name)[start:], dtype=np.float64).tolist()
+        out.extend(map(Metric, [name] * len(values), values, stamps, examples))
+    return out
+
+
+def _epoch_metrics(report: EpochReport) -> list[Any]:
+    """``epoch``, ``train_accuracy`` and ``val_accuracy`` at step ``report.examples``."""
+    from mlflow.entities import Metric
+
+    stamp, step = _ms(report.time), int(report.examples)
+    values = {"epoch": report.epoch, "train_accuracy": report.train_accuracy}
+    if report.val_accuracy is not None:
+        values["val_accuracy"] = report.val_accuracy
+    return [Metric(k, float(v), stamp, step) for k, v in values.items()]

@@ -1,0 +1,165 @@
+"""The comparison report: rows (replicates, best run), the rich table, JSON/markdown, figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+from tracking_data import TrainedRun, train
+
+from optlab.events import DataSummary, RunInfo, RunResult
+from optlab.report import (
+    comparison_figure,
+    comparison_rows,
+    confusion_figure,
+    learning_curves_figure,
+    render_table,
+    rows_to_json,
+    weight_templates,
+    weight_templates_figure,
+)
+from optlab.tracking.summary import rows_to_markdown
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _pair(run: TrainedRun) -> tuple[RunInfo, RunResult]:
+    assert run.result is not None
+    return run.info, run.result
+
+
+def _with(run: TrainedRun, **metrics: float) -> tuple[RunInfo, RunResult]:
+    info, result = _pair(run)
+    return info, replace(result, metrics={**result.metrics, **metrics})
+
+
+@pytest.fixture(scope="module")
+def seeds() -> list[tuple[RunInfo, RunResult]]:
+    return [_pair(train(f"svm-seed{s}", lr=0.5, seed=s, variant="svm")) for s in range(3)]
+
+
+def test_replicates_become_mean_and_std(seeds: list[tuple[RunInfo, RunResult]]) -> None:
+    other = _pair(train("softmax", lr=0.05))
+    rows = comparison_rows([*seeds, other])
+    assert [r["run"] for r in rows] == ["svm", "softmax"]
+    group = rows[0]
+    assert group["replicates"] == 3
+    assert group["members"] == ["svm-seed0", "svm-seed1", "svm-seed2"]
+    finals = [r.final_loss for _, r in seeds]
+    assert group["final_loss"] == pytest.approx(np.mean(finals))
+    assert group["final_loss_std"] == pytest.approx(np.std(finals, ddof=1))
+    tests = [r.metrics["test_accuracy"] for _, r in seeds]
+    assert group["test_accuracy"] == pytest.approx(np.mean(tests))
+    assert rows[1]["replicates"] == 1 and rows[1]["final_loss_std"] is None
+    assert group["loss"] == "softmax" and group["regularizer"] == "l2"
+    assert group["optimizer"] == "sgd" and group["variant"] == "svm"
+    assert group["status"] == "FINISHED"
+
+
+def test_best_is_chosen_by_validation_never_test() -> None:
+    a, b = train("a", lr=0.5), train("b", lr=0.05)
+    rows = comparison_rows(
+        [
+            _with(a, best_val_accuracy=0.9, test_accuracy=0.5),
+            _with(b, best_val_accuracy=0.8, test_accuracy=0.99),
+        ]
+    )
+    assert [r["best"] for r in rows] == [True, False]
+    rows = comparison_rows(
+        [
+            _with(a, best_val_accuracy=0.7, test_accuracy=0.99),
+            _with(b, best_val_accuracy=0.8, test_accuracy=0.5),
+        ]
+    )
+    assert [r["best"] for r in rows] == [False, True]
+
+
+def test_failed_runs_are_never_best_and_mixed_groups_count_finished() -> None:
+    failed = train("x-seed0", lr=10.0, fail_at_epoch=2)
+    assert failed.result is not None
+    failed_pair = _with(failed, best_val_accuracy=1.0)
+    ok = _pair(train("x-seed1", lr=10.0, seed=1))
+    ok = (replace(ok[0], params={**failed.info.params, "seed": 1}), ok[1])
+    alone = _pair(train("y", lr=0.05))
+    rows = comparison_rows([failed_pair, ok, alone])
+    mixed = rows[0]
+    assert mixed["run"] == "x" and mixed["status"] == "FINISHED 1/2"
+    assert mixed["final_loss"] == pytest.approx(ok[1].final_loss)  # the FINISHED one only
+    only_failed = comparison_rows([failed_pair])
+    assert only_failed[0]["best"] is False and only_failed[0]["status"] == "FAILED"
+
+
+def test_table_json_and_markdown(seeds: list[tuple[RunInfo, RunResult]]) -> None:
+    rows = comparison_rows([*seeds, _pair(train("softmax", lr=0.05))])
+    console = Console(width=200, record=True)
+    console.print(render_table(rows))
+    text = console.export_text()
+    for header in ("run", "final loss", "best val acc", "test acc", "status"):
+        assert header in text
+    assert "variant" not in text  # it would only repeat the run names
+    best = next(r for r in rows if r["best"])
+    assert f"★\u00a0{best['run']}" in text
+    assert "svm (3 seeds)" in text and " ± " in text
+    assert "best by validation accuracy" in text
+    data = json.loads(rows_to_json(rows))
+    assert [d["run"] for d in data] == ["svm", "softmax"]
+    assert data[0]["final_loss"] == pytest.approx(rows[0]["final_loss"])
+    nan_row = dict(rows[1], final_loss=math.nan)
+    assert json.loads(rows_to_json([nan_row]))[0]["final_loss"] is None
+    markdown = rows_to_markdown(rows)
+    assert markdown.splitlines()[0].startswith("| run | variant | loss |")
+    assert markdown.count("\n|") == len(rows) + 1
+
+
+def test_weight_templates_follow_the_course_notes() -> None:
+    rng = np.random.default_rng(0)
+    summary = DataSummary("img", 1, 1, 1, 49, 3, ("a", "b", "c"), "float64", "", (4, 4, 3), True)
+    W = rng.standard_normal((49, 3))
+    images = weight_templates(W, summary)
+    assert images.shape == (3, 4, 4, 3)
+    assert images.min() == 0.0 and images.max() == 1.0  # min-max over all classes
+    expected = W[:-1, 1].reshape(4, 4, 3)
+    lo, hi = W[:-1].min(), W[:-1].max()
+    np.testing.assert_allclose(images[1], (expected - lo) / (hi - lo))
+    chw = replace(summary, image_shape=(3, 4, 4))
+    assert weight_templates(W, chw).shape == (3, 4, 4, 3)
+    gray = replace(summary, image_shape=(4, 4), n_features=16, has_bias=False)
+    assert weight_templates(W[:16], gray).shape == (3, 4, 4)
+    with pytest.raises(ValueError, match="do not fit image shape"):
+        weight_templates(W, replace(summary, image_shape=(5, 5)))
+
+
+def test_figures_are_real_pngs(tmp_path: Path, seeds: list[tuple[RunInfo, RunResult]]) -> None:
+    info, result = seeds[0]
+    assert result.W is not None and result.confusion is not None
+    paths = [
+        learning_curves_figure(result, tmp_path / "curves.png", info.name),
+        weight_templates_figure(result.W, info.data, tmp_path / "templates.png", info.name),
+        confusion_figure(result.confusion, info.data.classes, tmp_path / "confusion.png"),
+        comparison_figure(
+            [*seeds, _pair(train("f", lr=10.0, fail_at_epoch=1))], tmp_path / "c.png"
+        ),
+    ]
+    for path in paths:
+        data = path.read_bytes()
+        assert data[:8] == PNG and len(data) > 5_000
+    width = int.from_bytes(paths[3].read_bytes()[16:20], "big")
+    assert width == 1600  # three panels side by side at 100 dpi
+
+
+def test_numbers_are_never_cut_in_a_narrow_terminal() -> None:
+    runs = [train("svm", lr=0.5), train("softmax-with-a-long-name", lr=0.05)]
+    rows = comparison_rows([_pair(r) for r in runs])
+    console = Console(width=80, record=True)
+    console.print(render_table(rows))
+    text = console.export_text()
+    assert "…" not in text
+    for row in rows:
+        assert f"{row['final_loss']:.4g}" in text
+        assert f"{row['test_accuracy']:.3f}" in text
+        assert row["status"] in text

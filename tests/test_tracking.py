@@ -1,0 +1,360 @@
+"""The MLflow tracker against the embedded default store (SQLite in a tmp working folder):
+real runs driven through the hook methods, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow_server import free_port
+from tracking_data import TrainedRun, check_logged_run, child_runs, drive, train
+
+from optlab.errors import InputError, TrackingError
+from optlab.events import RunResult
+from optlab.report import compare, comparison_rows, load_latest_invocation, ui_command
+from optlab.tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
+from optlab.tracking.store import absolute_uri, connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated store: creating one costs seconds (schema migrations)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    connect(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder (no store yet)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def store(workdir: Path, template_db: Path) -> Path:
+    """A working folder holding an empty default store ``./mlflow.db``."""
+    shutil.copyfile(template_db, workdir / "mlflow.db")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, TrainedRun]:
+    return {
+        "svm": train("svm", lr=0.5),
+        "softmax": train("softmax", lr=0.05),
+        "sgd-lr10": train("sgd-lr10", lr=10.0, fail_at_epoch=2),
+    }
+
+
+def _client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(absolute_uri(uri))  # the workdir's file, not a cached store
+
+
+def _artifacts(client: Any, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+# ------------------------------------------------------------------------------------ URI
+def test_uri_precedence_flag_spec_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None, None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri(None, None) == "http://env:5000"
+    assert resolve_tracking_uri(None, "sqlite:///spec.db") == "sqlite:///spec.db"
+    assert resolve_tracking_uri("sqlite:///flag.db", "sqlite:///spec.db") == "sqlite:///flag.db"
+
+
+def test_import_does_not_load_mlflow_or_matplotlib() -> None:
+    code = (
+        "import sys, optlab.tracking, optlab.report; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'matplotlib')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------ store
+def test_bad_scheme_is_one_line_tracking_error(workdir: Path) -> None:
+    with pytest.raises(TrackingError, match="unknown scheme 'ftp'") as info:
+        Tracker("ftp://example.org/store", "exp")
+    assert "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_missing_or_unwritable_folder(workdir: Path) -> None:
+    with pytest.raises(TrackingError, match="does not exist"):
+        Tracker(f"sqlite:///{workdir}/nope/mlflow.db", "exp")
+    (workdir / "file").write_text("not a folder")
+    with pytest.raises(TrackingError, match="does not exist"):
+        Tracker(f"sqlite:///{workdir}/file/mlflow.db", "exp")
+    with pytest.raises(TrackingError, match="cannot write in /proc"):  # even as root
+        Tracker("sqlite:////proc/mlflow.db", "exp")
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match="unreachable") as info:
+        Tracker(url, "exp")
+    assert time.monotonic() - start < 5
+    assert url in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------ runs
+def test_invocation_logs_everything_to_default_sqlite(
+    workdir: Path, runs: dict[str, TrainedRun]
+) -> None:
+    tracker = Tracker(resolve_tracking_uri(None, None), "cmp")
+    assert (workdir / "mlflow.db").is_file()
+    with tracker.parent("cmp", {"optlab.spec_hash": "abc"}) as parent_id:
+        drive(tracker, list(runs.values()))
+        tracker.log_comparison([(r.info, r.result) for r in runs.values()])  # type: ignore[misc]
+    client = _client(DEFAULT_TRACKING_URI)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == "cmp"
+    assert parent.data.tags["optlab.spec_hash"] == "abc"
+    assert parent.data.tags["optlab.n_finished"] == "2"
+    assert parent.data.tags["optlab.n_failed"] == "1"
+    assert _artifacts(client, parent_id) >= {"comparison.md", "comparison.json", "comparison.png"}
+    best = max(("svm", "softmax"), key=lambda n: runs[n].result.metrics["best_val_accuracy"])  # type: ignore[union-attr]
+    assert parent.data.tags["optlab.best_run"] == best
+    children = child_runs(client, tracker.experiment_id, parent_id)
+    assert set(children) == set(runs)
+    for name, run in runs.items():
+        check_logged_run(client, children[name], run)
+    finished = children["svm"].info.run_id
+    assert _artifacts(client, finished) == {
+        "spec.yaml",
+        "learning_curves.png",
+        "weight_templates.png",
+        "confusion_matrix.png",
+        "weights.npz",
+    }
+    local = Path(client.download_artifacts(finished, "weights.npz", str(workdir)))
+    with np.load(local) as saved:
+        np.testing.assert_array_equal(saved["W"], runs["svm"].result.W)  # type: ignore[union-attr]
+        assert saved["classes"].tolist() == ["bar", "dot", "ring"]
+    spec = Path(client.download_artifacts(finished, "spec.yaml", str(workdir))).read_text()
+    assert "lr: 0.5" in spec
+    failed = children["sgd-lr10"]
+    assert failed.data.tags["optlab.status_reason"].startswith("diverged")
+    assert _artifacts(client, failed.info.run_id) == {"spec.yaml", "learning_curves.png"}
+    assert tracker.finished_keys() == {runs["svm"].info.key, runs["softmax"].info.key}
+
+
+def test_many_params_and_long_steps_are_batched(store: Path) -> None:
+    run = train("wide", epochs=1, batch=1)  # 90 steps -> 270 step points
+    long_steps = run.result.steps  # type: ignore[union-attr]
+    for _ in range(4):  # 1,440 steps in one report: more than one log_batch chunk
+        long_steps.extend(run.result.steps)  # type: ignore[union-attr]
+    long_steps.examples = np.arange(1, len(long_steps) + 1)
+    report = run.reports[0]
+    report = type(report)(**{**report.__dict__, "steps": long_steps, "examples": len(long_steps)})
+    params = dict(run.info.params, **{f"extra.p{i}": i for i in range(250)})
+    params["extra.long"] = "x" * 7000
+    info = type(run.info)(**{**run.info.__dict__, "params": params})
+    result = RunResult("wide", "FINISHED", steps=long_steps, evaluations=[report])
+    tracker = Tracker(DEFAULT_TRACKING_URI, "wide")
+    with tracker.parent("wide", {}) as parent_id:
+        tracker.optlab_run_started(run=info)
+        tracker.optlab_epoch_ended(run=info, report=report)
+        tracker.optlab_run_finished(run=info, result=result, error=None)
+    client = _client(DEFAULT_TRACKING_URI)
+    logged = child_runs(client, tracker.experiment_id, parent_id)["wide"]
+    assert len(logged.data.params) == len(params)
+    assert len(logged.data.params["extra.long"]) == 6000
+    history = client.get_metric_history(logged.info.run_id, "loss")
+    assert len(history) == len(long_steps) == 1440
+    assert sorted(m.step for m in history) == long_steps.examples.tolist()
+
+
+def test_killed_and_crashed_invocations(store: Path, runs: dict[str, TrainedRun]) -> None:
+    tracker = Tracker(DEFAULT_TRACKING_URI, "stops")
+    client = _client(DEFAULT_TRACKING_URI)
+    killed = RunResult("softmax", "KILLED", error="interrupted by SIGINT at step 3")
+    run = runs["softmax"]
+    with tracker.parent("stops", {}) as parent_id:
+        tracker.optlab_run_started(run=run.info)
+        tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
+        tracker.optlab_run_finished(run=run.info, result=killed, error=None)
+    child = child_runs(client, tracker.experiment_id, parent_id)["softmax"]
+    assert child.info.status == "KILLED"
+    assert child.data.tags["optlab.status_reason"] == "interrupted by SIGINT at step 3"
+    assert len(client.get_metric_history(child.info.run_id, "loss")) == len(run.reports[0].steps)
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+    # Ctrl-C while a run is open: the parent and the open child end KILLED
+    with pytest.raises(KeyboardInterrupt), tracker.parent("stops", {}) as parent_id:
+        tracker.optlab_run_started(run=runs["svm"].info)
+        raise KeyboardInterrupt
+    assert client.get_run(parent_id).info.status == "KILLED"
+    open_child = child_runs(client, tracker.experiment_id, parent_id)["svm"]
+    assert open_child.info.status == "KILLED"
+    assert "KeyboardInterrupt" in open_child.data.tags["optlab.status_reason"]
+
+    # a crash of the invocation itself: FAILED with the reason
+    with pytest.raises(ZeroDivisionError), tracker.parent("stops", {}) as parent_id:
+        _ = 1 / 0
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["optlab.status_reason"] == "ZeroDivisionError: division by zero"
+    assert tracker.finished_keys() == set()
+
+
+def test_stale_running_runs_of_a_dead_process_are_marked_killed(store: Path) -> None:
+    workdir = store
+    code = (
+        "import os\n"
+        "from tracking_data import train\n"
+        "from optlab.tracking import Tracker\n"
+        "t = Tracker('sqlite:///mlflow.db', 'stale')\n"
+        "run = train('orphan', epochs=1)\n"
+        "with t.parent('stale', {}):\n"
+        "    t.optlab_run_started(run=run.info)\n"
+        "    os._exit(9)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True)
+    assert done.returncode == 9, done.stderr.decode()[-2000:]
+    tracker = Tracker(DEFAULT_TRACKING_URI, "stale")
+    client = _client(DEFAULT_TRACKING_URI)
+    running = client.search_runs([tracker.experiment_id], "attributes.status = 'RUNNING'")
+    assert {r.info.run_name for r in running} == {"stale", "orphan"}
+    with tracker.parent("stale", {}) as mine:
+        ended = tracker.mark_stale_running()
+        assert sorted(ended) == ["orphan", "stale"]
+        assert client.get_run(mine).info.status == "RUNNING"  # our own run is alive
+    for run in running:
+        now = client.get_run(run.info.run_id)
+        assert now.info.status == "KILLED"
+        assert f"process {run.data.tags['optlab.pid']}" in now.data.tags["optlab.status_reason"]
+    assert tracker.mark_stale_running() == []
+
+
+# ------------------------------------------------------------------------------------ compare
+def test_compare_reads_back_the_latest_invocation(store: Path, runs: dict[str, TrainedRun]) -> None:
+    workdir = store
+    tracker = Tracker(DEFAULT_TRACKING_URI, "svm_vs_softmax", plots=False)
+    with tracker.parent("old", {}):
+        drive(tracker, [runs["svm"]])
+    with tracker.parent("svm_vs_softmax", {}):
+        drive(tracker, list(runs.values()))
+    loaded = load_latest_invocation("svm_vs_softmax", DEFAULT_TRACKING_URI)
+    assert [i.name for i, _ in loaded] == list(runs)
+    for (info, result), run in zip(loaded, runs.values(), strict=True):
+        expected = run.result
+        assert expected is not None
+        assert result.status == expected.status
+        assert info.key == run.info.key
+        assert info.data == run.info.data
+        np.testing.assert_array_equal(result.steps.examples, expected.steps.examples)
+        np.testing.assert_allclose(result.steps.loss, expected.steps.loss)
+        np.testing.assert_allclose(result.steps.reg_loss, expected.steps.reg_loss)
+        assert [e.val_accuracy for e in result.evaluations] == [r.val_accuracy for r in run.reports]
+    original = comparison_rows([(r.info, r.result) for r in runs.values()])  # type: ignore[misc]
+    rows, figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report")
+    assert [r["run"] for r in rows] == [r["run"] for r in original]
+    for got, want in zip(rows, original, strict=True):
+        for key in ("final_loss", "best_val_accuracy", "test_accuracy", "status", "best"):
+            assert got[key] == pytest.approx(want[key])
+    assert figure == workdir / "report" / "comparison.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (workdir / "report" / "comparison.json").is_file()
+    assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[1] is None
+
+
+def test_compare_errors_are_one_line_input_errors(workdir: Path, template_db: Path) -> None:
+    with pytest.raises(InputError, match=r"mlflow\.db does not exist"):
+        compare("anything", DEFAULT_TRACKING_URI, None)
+    assert not (workdir / "mlflow.db").exists()
+    shutil.copyfile(template_db, workdir / "mlflow.db")
+    Tracker(DEFAULT_TRACKING_URI, "svm_vs_softmax")
+    with pytest.raises(InputError, match="did you mean 'svm_vs_softmax'"):
+        compare("svm_vs_sofmax", DEFAULT_TRACKING_URI, None)
+    with pytest.raises(InputError, match="no optlab invocation yet"):
+        compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)
+
+
+def test_ui_command(workdir: Path, template_db: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        ui_command(DEFAULT_TRACKING_URI, 5000)
+    shutil.copyfile(template_db, workdir / "mlflow.db")
+    argv = ui_command(DEFAULT_TRACKING_URI, 5001)
+    assert Path(argv[0]).name in ("mlflow", Path(sys.executable).name)
+    joined = " ".join(argv)
+    assert "server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5001" in joined
+    with pytest.raises(InputError, match="open http://srv:5000 in a browser"):
+        ui_command("http://srv:5000", 5000)
+
+
+def test_metrics_are_buffered_into_few_batches(store: Path) -> None:
+    """A demo-sized run's curves (1,300+ points) go out in a handful of log_batch calls."""
+    run = train("speed", epochs=20, batch=4)  # 20 epochs * 23 steps * 3 curves = 1,380 points
+    tracker = Tracker(DEFAULT_TRACKING_URI, "speed", plots=False)
+    calls: list[int] = []
+    log_batch = tracker.client.log_batch
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(kwargs.get("metrics", ())))
+        return log_batch(*args, **kwargs)
+
+    tracker.client.log_batch = counting
+    with tracker.parent("speed", {}) as parent_id:
+        drive(tracker, [run])
+    points = [c for c in calls if c]
+    assert sum(points) == 3 * len(run.result.steps) + 3 * 20 + 5  # type: ignore[union-attr]
+    assert max(points) <= 1000
+    # 14 epochs * 72 points = 1,008 waiting: written as 1,000 + 8; the rest at the end
+    assert points[:2] == [1000, 8] and len(points) == 3
+    client = _client(DEFAULT_TRACKING_URI)
+    child = child_runs(client, tracker.experiment_id, parent_id)["speed"]
+    check_logged_run(client, child, run)
+
+
+def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
+    run = train("live", epochs=3)
+    tracker = Tracker(DEFAULT_TRACKING_URI, "live", plots=False, flush_interval_s=0.0)
+    client = _client(DEFAULT_TRACKING_URI)
+    with tracker.parent("live", {}) as parent_id:
+        tracker.optlab_run_started(run=run.info)
+        tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
+        child = child_runs(client, tracker.experiment_id, parent_id)["live"]
+        visible = client.get_metric_history(child.info.run_id, "loss")
+        assert len(visible) == len(run.reports[0].steps)  # written while the run goes on
+        for report in run.reports[1:]:
+            tracker.optlab_epoch_ended(run=run.info, report=report)
+        tracker.optlab_run_finished(run=run.info, result=run.result, error=None)  # type: ignore[arg-type]
+    check_logged_run(client, client.get_run(child.info.run_id), run)
+
+
+def test_console_output_is_an_artifact(store: Path) -> None:
+    run = train("chatty", epochs=1)
+    tracker = Tracker(DEFAULT_TRACKING_URI, "console", plots=False)
+    buffer = io.StringIO("epoch 1 loss 0.9\n")
+    with tracker.parent("console", {}) as parent_id:
+        tracker.optlab_run_started(run=run.info)
+        tracker.log_console(run.info, buffer.getvalue())
+        tracker.optlab_run_finished(run=run.info, result=run.result, error=None)  # type: ignore[arg-type]
+    client = _client(DEFAULT_TRACKING_URI)
+    child = child_runs(client, tracker.experiment_id, parent_id)["chatty"]
+    assert "console.log" in _artifacts(client, child.info.run_id)
+    text = Path(client.download_artifacts(child.info.run_id, "console.log", str(store)))
+    assert text.read_text() == "epoch 1 loss 0.9\n"
