@@ -73,7 +73,9 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a file gets a wide table rather than 80 columns of wrapped cells
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
 
 
 # ------------------------------------------------------------------------------------ validate

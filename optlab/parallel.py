@@ -173,7 +173,7 @@ def run_parallel(
                 info, result = _finish(_events(fut, futures[fut], describe), observer)
                 yield info, result
                 if (fail_fast and result.status == "FAILED") or stop_flag.reason is not None:
-                    client.cancel(list(futures))
+                    client.cancel(list(futures))  # type: ignore[no-untyped-call]
                     return
         return
 

@@ -21,8 +21,18 @@ pytestmark = pytest.mark.slow
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         cwd=out,
     )
@@ -48,7 +58,9 @@ def test_wheel_in_a_fresh_venv_runs_a_spec(wheel: Path, tmp_path: Path) -> None:
     site = Path(
         subprocess.run(
             [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     # The fresh environment reuses the dependencies already installed for the tests (numpy,
@@ -56,14 +68,29 @@ def test_wheel_in_a_fresh_venv_runs_a_spec(wheel: Path, tmp_path: Path) -> None:
     deps = sysconfig.get_paths()["purelib"]
     (site / "_optlab_test_deps.pth").write_text(deps + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheel),
+        ],
         check=True,
     )
     where = subprocess.run(
-        [str(py), "-c", "import optlab, optlab_plugins; print(optlab.__file__); "
-         "print(optlab_plugins.__file__)"],
-        check=True, capture_output=True, text=True, cwd=tmp_path,
+        [
+            str(py),
+            "-c",
+            "import optlab, optlab_plugins; print(optlab.__file__); print(optlab_plugins.__file__)",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     ).stdout.split()
     assert all(str(site) in w for w in where), where
 

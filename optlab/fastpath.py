@@ -1,0 +1,171 @@
+"""A cache-blocked full-batch pass: data loss and weight gradient with one read of ``X``.
+
+A full-batch loss and gradient needs two products with the data matrix: the scores
+``S = X @ W`` and the weight gradient ``dW = X.T @ dS``. At CIFAR-10 shape (49,000 x 3,073)
+``X`` is far larger than any cache, so doing them one after the other streams ``X`` from memory
+twice. :func:`blocked_loss_and_grad` walks ``X`` in blocks of rows small enough to stay in
+cache, and per block computes the scores, the loss and its score gradient, and the block's
+contribution to ``dW`` while the block is still cached: one streaming read of ``X``.
+
+The result equals the straightforward computation up to floating-point reassociation, because
+the mean loss over ``N`` rows is the block means weighted by ``n_b / N`` and the gradient of the
+mean is the sum of the block gradients scaled the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from optlab.components import Array
+
+__all__ = [
+    "BLOCKED_MIN_BYTES",
+    "BLOCK_BYTES",
+    "LossAndGrad",
+    "ScoreGradCheck",
+    "blocked_loss_and_grad",
+    "default_block_rows",
+    "score_width",
+]
+
+#: A loss over a block of scores: ``(S_b (n_b, C), y_b (n_b,)) -> (mean loss, dS_b (n_b, C))``.
+LossAndGrad = Callable[[Array, Array], tuple[float, Array]]
+#: Called with ``(dS_b, S_b)`` for every block before ``dS_b`` is used; raises if it is wrong.
+ScoreGradCheck = Callable[[object, Array], None]
+
+#: Bytes of ``X`` per block (measured on a 2-core Xeon with 2 MiB L2 per core: blocks from
+#: 1 to 4 MiB are equally fast; smaller ones pay per-block Python overhead, larger ones fall
+#: out of L2 before the second product reads them).
+BLOCK_BYTES = 2 * 1024 * 1024
+#: ``X`` smaller than this stays on the straightforward path (two reads of a cached array
+#: cost less than the blocked loop's per-block overhead).
+BLOCKED_MIN_BYTES = 16 * 1024 * 1024
+
+
+def score_width(n_classes: int, dtype: np.dtype[np.floating]) -> int:
+    """Columns of the scores product: ``C``, or ``C`` padded with zero columns where faster.
+
+    OpenBLAS's kernels for ``X_b @ W`` with few columns run faster on a width that fills their
+    SIMD tiles: measured in cache on AVX-512, ``C = 10 -> 16`` gains 8-40% (both dtypes) and
+    ``C = 3 -> 8`` gains 30% in float32 (and loses in float64); ``C >= 16`` gains nothing.
+
+    Parameters
+    ----------
+    n_classes : int
+        ``C``.
+    dtype : numpy dtype
+        Dtype of the product.
+
+    Returns
+    -------
+    width : int
+        ``>= n_classes``.
+    """
+    if 8 < n_classes < 16:
+        return 16
+    if dtype == np.float32 and 2 < n_classes < 8:
+        return 8
+    return n_classes
+
+
+def default_block_rows(n_features: int, itemsize: int, block_bytes: int | None = None) -> int:
+    """Rows per block so that one block of ``X`` takes about ``block_bytes``.
+
+    Parameters
+    ----------
+    n_features : int
+        ``D``, the row length of ``X``.
+    itemsize : int
+        Bytes per element of ``X`` (4 for float32, 8 for float64).
+    block_bytes : int or None
+        Target size of one block in bytes (default :data:`BLOCK_BYTES`).
+
+    Returns
+    -------
+    rows : int
+        At least 16, a multiple of 16 (SIMD- and BLAS-friendly) when above that.
+    """
+    budget = BLOCK_BYTES if block_bytes is None else block_bytes
+    rows = budget // max(1, n_features * itemsize)
+    return max(16, rows - rows % 16)
+
+
+def blocked_loss_and_grad(
+    X: Array,
+    y: Array,
+    W: Array,
+    loss_and_grad: LossAndGrad,
+    block_rows: int | None = None,
+    *,
+    check: ScoreGradCheck | None = None,
+) -> tuple[float, Array]:
+    """Mean data loss over ``X`` and its gradient with respect to ``W``, reading ``X`` once.
+
+    Parameters
+    ----------
+    X : (N, D) float array
+        Examples, C-contiguous rows (a row slice of such an array is fine).
+    y : (N,) int array
+        Labels.
+    W : (D, C) float array
+        Weights; usually of ``X``'s dtype.
+    loss_and_grad : callable
+        ``(S_b (n_b, C), y_b (n_b,)) -> (mean loss over the block, dS_b (n_b, C))``, e.g. the
+        ``loss_and_grad`` method of an :class:`optlab.Loss`.
+    block_rows : int or None
+        Rows per block; ``None`` picks :func:`default_block_rows` for ``X``. A value of ``N``
+        or more does the whole set as one block.
+    check : callable or None
+        Called as ``check(dS_b, S_b)`` for every block before ``dS_b`` is used (shape and dtype
+        checks of the loss's output); it raises to stop.
+
+    Returns
+    -------
+    mean_loss : float
+        ``(1/N) sum_i L_i``.
+    dW : (D, C) array, dtype of ``X @ W``
+        Gradient of the mean loss with respect to ``W``.
+    """
+    n, d = X.shape
+    if W.ndim != 2 or W.shape[0] != d:
+        raise ValueError(f"W must be ({d}, C) for X of shape {X.shape}; got {W.shape}")
+    if y.shape != (n,):
+        raise ValueError(f"y must be ({n},) for X of shape {X.shape}; got {y.shape}")
+    c = W.shape[1]
+    dtype = np.result_type(X.dtype, W.dtype)
+    width = score_width(c, dtype)
+    if width != c:
+        W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
+    rows = default_block_rows(d, X.dtype.itemsize) if block_rows is None else int(block_rows)
+    if rows < 1:
+        raise ValueError(f"block_rows must be at least 1; got {block_rows}")
+    rows = min(rows, max(n, 1))
+    wide = np.empty((rows, width), dtype=dtype)
+    scores = wide if width == c else np.empty((rows, c), dtype=dtype)
+    dscores = np.empty((rows, c), dtype=dtype)
+    # accumulate dW.T (C, D): dS_b.T @ X_b is faster than X_b.T @ dS_b for C << D in OpenBLAS
+    grad_t = np.zeros((c, d), dtype=dtype)
+    part = np.empty((c, d), dtype=dtype)
+    total = 0.0
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        nb = stop - start
+        Xb = X[start:stop]
+        Sb = np.matmul(Xb, W, out=wide[:nb])
+        if width != c:
+            Sb = scores[:nb]
+            np.copyto(Sb, wide[:nb, :c])
+        value, dSb = loss_and_grad(Sb, y[start:stop])
+        if check is not None:
+            check(dSb, Sb)
+        weight = nb / n
+        total += float(value) * weight
+        dSw = np.multiply(dSb, dtype.type(weight), out=dscores[:nb])
+        if start == 0:
+            np.matmul(dSw.T, Xb, out=grad_t)
+        else:
+            np.matmul(dSw.T, Xb, out=part)
+            grad_t += part
+    return total, np.ascontiguousarray(grad_t.T)

@@ -1,0 +1,277 @@
+"""The cache-blocked full-batch pass equals the straightforward one, and Objective uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import optlab
+import optlab.fastpath as fastpath
+import optlab.objective as objective_module
+from optlab import Array
+from optlab.fastpath import blocked_loss_and_grad, default_block_rows, score_width
+from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab_plugins.losses import SoftmaxLoss, SVMLoss
+from optlab_plugins.regularizers import L2, Dropout
+
+LOSSES: dict[str, optlab.Loss] = {
+    "svm": SVMLoss(),
+    "squared_svm": SVMLoss(margin=1.0, squared=True),
+    "softmax": SoftmaxLoss(),
+}
+
+
+def problem(n: int, d: int, c: int, dtype: Any, seed: int = 0) -> tuple[Array, Array, Array]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.integers(0, c, n)
+    W = (rng.standard_normal((d, c)) * 0.1).astype(dtype)
+    return X, y, W
+
+
+def straightforward(loss: optlab.Loss, X: Array, y: Array, W: Array) -> tuple[float, Array]:
+    scores = X @ W
+    value, dscores = loss.loss_and_grad(scores, y)
+    return float(value), X.T @ dscores
+
+
+def assert_close(got: tuple[float, Array], want: tuple[float, Array], dtype: Any) -> None:
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    value, grad = got
+    assert grad.dtype == want[1].dtype == np.dtype(dtype)
+    assert grad.shape == want[1].shape
+    assert value == pytest.approx(want[0], rel=rtol)
+    scale = float(np.max(np.abs(want[1])))
+    np.testing.assert_allclose(grad, want[1], rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("block_rows", [1, 7, 16, 99, 100, 101, 1000, None])
+def test_blocked_equals_straightforward(name: str, dtype: Any, block_rows: int | None) -> None:
+    # N = 100: blocks of 7 and 16 leave an uneven last block; 99 a last block of one row;
+    # 100 exactly one block; 101 and 1000 a block larger than N
+    loss = LOSSES[name]
+    X, y, W = problem(100, 37, 10, dtype)
+    got = blocked_loss_and_grad(X, y, W, loss.loss_and_grad, block_rows)
+    assert_close(got, straightforward(loss, X, y, W), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c", [2, 3, 8, 10, 16, 17])
+def test_padded_score_widths_do_not_change_the_result(dtype: Any, c: int) -> None:
+    X, y, W = problem(90, 25, c, dtype, seed=c)
+    for loss in LOSSES.values():
+        got = blocked_loss_and_grad(X, y, W, loss.loss_and_grad, 32)
+        assert_close(got, straightforward(loss, X, y, W), dtype)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    d=st.integers(1, 20),
+    c=st.integers(2, 12),
+    block_rows=st.integers(1, 70),
+    seed=st.integers(0, 2**16),
+)
+def test_blocked_equals_straightforward_any_shape(
+    n: int, d: int, c: int, block_rows: int, seed: int
+) -> None:
+    X, y, W = problem(n, d, c, np.float64, seed)
+    loss = LOSSES["softmax"]
+    got = blocked_loss_and_grad(X, y, W, loss.loss_and_grad, block_rows)
+    assert_close(got, straightforward(loss, X, y, W), np.float64)
+
+
+def test_large_default_blocks_cover_every_row() -> None:
+    # several default-sized blocks at the CIFAR-10 row length and an uneven last one
+    rows = default_block_rows(3073, 8)
+    n = 2 * rows + rows // 2 + 1
+    X, y, W = problem(n, 3073, 10, np.float64)
+    loss = LOSSES["svm"]
+    assert_close(
+        blocked_loss_and_grad(X, y, W, loss.loss_and_grad),
+        straightforward(loss, X, y, W),
+        np.float64,
+    )
+
+
+def test_float32_stays_float32_without_upcast() -> None:
+    X, y, W = problem(50, 9, 4, np.float32)
+    seen: list[np.dtype[Any]] = []
+
+    def spy(scores: Array, labels: Array) -> tuple[float, Array]:
+        seen.append(scores.dtype)
+        return LOSSES["softmax"].loss_and_grad(scores, labels)
+
+    _, grad = blocked_loss_and_grad(X, y, W, spy, 8)
+    assert grad.dtype == np.float32
+    assert seen and set(seen) == {np.dtype(np.float32)}
+
+
+def test_check_sees_every_block_with_its_scores() -> None:
+    X, y, W = problem(23, 5, 3, np.float64)
+    sizes: list[int] = []
+
+    def check(dscores: object, scores: Array) -> None:
+        assert isinstance(dscores, np.ndarray) and dscores.shape == scores.shape
+        sizes.append(scores.shape[0])
+
+    blocked_loss_and_grad(X, y, W, LOSSES["svm"].loss_and_grad, 10, check=check)
+    assert sizes == [10, 10, 3]
+
+
+def test_loss_sees_contiguous_scores_of_the_true_width() -> None:
+    X, y, W = problem(40, 6, 10, np.float32)  # width 10 is computed padded to 16
+    assert score_width(10, np.dtype(np.float32)) == 16
+
+    def loss_and_grad(scores: Array, labels: Array) -> tuple[float, Array]:
+        assert scores.shape[1] == 10 and scores.flags.c_contiguous
+        return LOSSES["softmax"].loss_and_grad(scores, labels)
+
+    blocked_loss_and_grad(X, y, W, loss_and_grad, 16)
+
+
+def test_empty_training_set_gives_zero_loss_and_gradient() -> None:
+    X, y, W = problem(0, 4, 3, np.float64)
+    value, grad = blocked_loss_and_grad(X, y, W, LOSSES["softmax"].loss_and_grad)
+    assert value == 0.0
+    assert grad.shape == (4, 3) and not grad.any()
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [(((5, 4), (5,), (3, 2)), "W must be"), (((5, 4), (4,), (4, 2)), "y must be")],
+)
+def test_inconsistent_shapes_are_refused(shapes: tuple[tuple[int, ...], ...], message: str) -> None:
+    X, y, W = (np.zeros(s) for s in shapes)
+    with pytest.raises(ValueError, match=message):
+        blocked_loss_and_grad(X, y.astype(int), W, LOSSES["svm"].loss_and_grad)
+
+
+def test_block_rows_must_be_positive() -> None:
+    X, y, W = problem(5, 3, 2, np.float64)
+    with pytest.raises(ValueError, match="block_rows"):
+        blocked_loss_and_grad(X, y, W, LOSSES["svm"].loss_and_grad, 0)
+
+
+@pytest.mark.parametrize(("d", "itemsize"), [(3073, 4), (3073, 8), (65, 8), (10**7, 8)])
+def test_default_block_rows_fit_the_budget(d: int, itemsize: int) -> None:
+    rows = default_block_rows(d, itemsize)
+    assert rows >= 16 and rows % 16 == 0
+    assert rows == 16 or rows * d * itemsize <= fastpath.BLOCK_BYTES
+
+
+# --------------------------------------------------------------------------------------------
+# Objective integration
+# --------------------------------------------------------------------------------------------
+
+
+def make_objective(
+    dtype: Any, loss: optlab.Loss, regs: tuple[optlab.Regularizer, ...] = (), n: int = 300
+) -> Objective:
+    X, y, _ = problem(n, 40, 10, dtype, seed=3)
+    return Objective(
+        X,
+        y,
+        10,
+        BoundLoss(loss, "test_loss", "tests"),
+        [BoundRegularizer(r, type(r).__name__.lower(), "tests") for r in regs],
+        rng=np.random.default_rng(7),
+    )
+
+
+@pytest.fixture
+def blocked_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Send every full batch down the blocked path; record how often it is taken."""
+    calls: list[int] = []
+    real = objective_module.blocked_loss_and_grad
+
+    def counting(*args: Any, **kwargs: Any) -> tuple[float, Array]:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "BLOCKED_MIN_BYTES", 0)
+    monkeypatch.setattr(objective_module, "blocked_loss_and_grad", counting)
+    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 40 * 8 * 64)  # 64-row blocks: several
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["svm", "softmax"])
+def test_objective_full_batch_takes_the_blocked_path(
+    blocked_always: list[int], dtype: Any, name: str
+) -> None:
+    obj = make_objective(dtype, LOSSES[name], (L2(0.1),))
+    W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(dtype)
+    parts, grad = obj.value_and_grad(W)
+    assert blocked_always == [1]
+    data, data_grad = obj.data_loss_and_grad(W, obj.X, obj.y)
+    reg, reg_grad = obj.reg_value_and_grad(W)
+    assert reg_grad is not None
+    assert_close((parts.data, grad), (data, data_grad + reg_grad), dtype)
+    assert parts.reg == pytest.approx(reg)
+    assert parts.total == pytest.approx(parts.data + parts.reg)
+    # a minibatch still takes the simple path
+    obj.value_and_grad(W, np.arange(50))
+    assert blocked_always == [1]
+
+
+def test_small_full_batch_stays_on_the_simple_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(objective_module, "blocked_loss_and_grad", lambda *a, **k: calls.append(1))
+    obj = make_objective(np.float64, LOSSES["svm"])
+    assert obj.X.nbytes < fastpath.BLOCKED_MIN_BYTES
+    obj.value_and_grad(np.zeros(obj.shape))
+    assert calls == []
+
+
+def test_dropout_keeps_the_simple_path_and_its_randomness(blocked_always: list[int]) -> None:
+    W = np.full((40, 10), 0.01)
+    a = make_objective(np.float64, LOSSES["softmax"], (Dropout(0.5),))
+    b = make_objective(np.float64, LOSSES["softmax"], (Dropout(0.5),))
+    pa, ga = a.value_and_grad(W)
+    # the same draws as perturbing the whole X once, then the straightforward pass
+    Xp = b.regularizers[0].impl.perturb_inputs(b.X, b.rng)
+    value, grad = b.data_loss_and_grad(W, Xp, b.y)
+    assert blocked_always == []
+    assert pa.data == value
+    np.testing.assert_array_equal(ga, grad)
+
+
+class WrongDtypeLoss(optlab.Loss):
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        return 0.0, scores.astype(np.float64)
+
+
+class WrongShapeLastBlockLoss(optlab.Loss):
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        n = scores.shape[0]
+        return 0.0, np.zeros((n if n >= 64 else n + 1, scores.shape[1]), scores.dtype)
+
+
+class RaisingLoss(optlab.Loss):
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        (WrongDtypeLoss(), "score gradient has dtype float64, expected float32"),
+        (WrongShapeLastBlockLoss(), r"score gradient has shape \(45, 10\), expected \(44, 10\)"),
+        (RaisingLoss(), "raised RuntimeError\\('boom'\\)"),
+    ],
+)
+def test_objective_blocked_path_names_a_misbehaving_loss(
+    blocked_always: list[int], loss: optlab.Loss, message: str
+) -> None:
+    obj = make_objective(np.float32, loss)  # 300 rows in blocks of 128: the last has 44
+    with pytest.raises(optlab.ComponentError, match=message) as info:
+        obj.value_and_grad(np.zeros(obj.shape, np.float32))
+    assert "test_loss" in str(info.value)
+    assert not isinstance(info.value.__cause__, optlab.ComponentError)
