@@ -113,6 +113,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     W: Array | None = None
     confusion: Array | None = None
+    #: the run's console transcript (stored as its ``console.log`` artifact)
+    console: list[str] = field(default_factory=list)
 
     @property
     def final_loss(self) -> float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -10,6 +12,7 @@ from typing import Any
 from optlab import hookimpl
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData
+from optlab.errors import RunInterrupted, TrackingError
 from optlab.events import EpochReport, RunInfo, RunResult
 from optlab.execution import Outcome, data_key, git_tags, preflight, run_all
 from optlab.monitor import stop_flag, stop_on_signals
@@ -75,6 +78,29 @@ class _Progress:
             self.log(f"{run.name}: {result.status}: {result.error}")
 
 
+#: below this much free space next to a local store, a run could not be recorded safely
+MIN_FREE_BYTES = 50 * 2**20
+
+
+def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
+    """Refuse to start when the folder of a local SQLite store has less than ``minimum``
+    bytes free (a full disk would otherwise fail the runs one by one)."""
+    from optlab.tracking.store import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    folder = path.resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < minimum:
+        raise TrackingError(
+            f"{folder}: only {free / 2**20:.1f} MiB free for the tracking store {uri}; "
+            f"free at least {minimum / 2**20:.0f} MiB or pass --tracking-uri elsewhere"
+        )
+
+
 class Invocation:
     """Everything ``optlab run`` does between validating the spec and printing the table."""
 
@@ -119,19 +145,20 @@ class Invocation:
             from optlab.tracking import Tracker, resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.tracking_uri, self.experiment.tracking.uri)
+            check_free_space(uri)
             self.tracker = Tracker(uri, self.experiment.name)
             if self.resume:
                 self.tracker.mark_stale_running()
                 finished = self.tracker.finished_keys()
 
         def skip(run: RunSpec, data: PreparedData) -> bool:
-            return run_key(run.resolved, data.summary.sha256) in finished
+            return run_key(run.name, run.resolved, data.summary.sha256) in finished
 
         progress = _Progress(
             len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()
         )
         outcome = Outcome()
-        with ExitStack() as stack:
+        with contextlib.suppress(RunInterrupted), ExitStack() as stack:
             stack.enter_context(stop_on_signals())
             stop_flag.clear()
             stack.enter_context(progress)
@@ -157,6 +184,9 @@ class Invocation:
                 outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip)
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results)
+            if outcome.interrupted:
+                # ends the parent run as KILLED; the runs themselves are already recorded
+                raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
         return outcome
 
     def _run_parallel(

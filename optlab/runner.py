@@ -80,10 +80,11 @@ def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def run_key(resolved: Mapping[str, Any], data_sha256: str) -> str:
-    """Identity of a run for ``--resume``: its resolved spec, its data and the code version."""
+def run_key(name: str, resolved: Mapping[str, Any], data_sha256: str) -> str:
+    """Identity of a run for ``--resume``: its name in the plan, its resolved spec, its data
+    and the code version (two variants that resolve alike are still two runs)."""
     blob = json.dumps(
-        {"spec": resolved, "data": data_sha256, "optlab": __version__},
+        {"name": name, "spec": resolved, "data": data_sha256, "optlab": __version__},
         sort_keys=True,
         default=str,
     )
@@ -184,13 +185,43 @@ def describe_run(
     """The :class:`RunInfo` observers receive: name, key, flat params, tags, data summary."""
     return RunInfo(
         name=run.name,
-        key=run_key(run.resolved, data.summary.sha256),
+        key=run_key(run.name, run.resolved, data.summary.sha256),
         experiment=experiment,
         params=flatten_params(run.resolved),
         spec=dict(run.resolved),
         tags=run_tags(run, data, registry, base_tags),
         data=data.summary,
     )
+
+
+def _components_line(run: RunSpec) -> str:
+    def one(spec: ComponentSpec) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in spec.params.model_dump().items())
+        return f"{spec.name}({params})" if params else spec.name
+
+    regs = " + ".join(one(r) for r in run.regularizers) or "none"
+    return (
+        f"seed={run.seed} loss={one(run.loss)} regularizer={regs} "
+        f"optimizer={one(run.optimizer)}"
+    )
+
+
+def _evaluation_lines(result: RunResult) -> list[str]:
+    lines = []
+    for e in result.evaluations:
+        val = "" if e.val_accuracy is None else f" val_accuracy={e.val_accuracy:.4f}"
+        lines.append(
+            f"epoch {e.epoch:g}: examples={e.examples} loss={e.loss:.6g} "
+            f"train_accuracy={e.train_accuracy:.4f}{val}"
+        )
+    return lines
+
+
+def _final_line(result: RunResult) -> str:
+    metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items()))
+    if result.status == "FINISHED":
+        return f"{result.status}: {metrics}"
+    return f"{result.status}: {result.error} ({metrics})"
 
 
 def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
@@ -242,6 +273,18 @@ def execute(
     summary = data.summary
     info = describe_run(run, data, experiment, registry, base_tags or {})
     result = RunResult(name=run.name, status="FINISHED")
+    console = result.console
+    console.append(f"run {run.name}: {_components_line(run)}")
+    console.append(
+        f"data {summary.name}: {summary.n_train} train, {summary.n_val} val, "
+        f"{summary.n_test} test; D={summary.n_features}, C={summary.n_classes}, {summary.dtype}"
+    )
+
+    def warn(line: str) -> None:
+        console.append(f"warning: {line}")
+        if log is not None:
+            log(f"{run.name}: {line}")
+
     error: BaseException | None = None
     monitor: TrainingMonitor | None = None
     start = time.perf_counter()
@@ -250,9 +293,9 @@ def execute(
         W0 = initial_weights(objective, init_rng)
         checks = run_checks(objective, W0, run.checks, check_rng)
         result.metrics.update(checks.metrics())
+        console.extend(f"check: {line}" for line in checks.lines())
         for line in checks.warnings():
-            if log is not None:
-                log(f"{run.name}: {line}")
+            warn(line)
         initial = objective.value(W0).total
         monitor = TrainingMonitor(
             objective,
@@ -316,6 +359,8 @@ def execute(
                 if last.val_accuracy is not None:
                     result.metrics["val_accuracy"] = last.val_accuracy
                 result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
+        console.extend(_evaluation_lines(result))
+        console.append(_final_line(result))
         try:
             observer.optlab_run_finished(run=info, result=result, error=error)
         except ComponentError as exc:

@@ -3,6 +3,10 @@
 Writes go through ``MlflowClient`` with explicit run ids (never the fluent active-run stack)
 and metrics are written with ``log_batch`` in chunks of at most 1,000 points, once per
 evaluation point: a per-point ``log_metric`` to SQLite costs milliseconds.
+
+A store that becomes unreachable during a run is waited for (see :mod:`optlab.tracking.retry`):
+buffered points stay in the buffer until the store acknowledges them, and a write is sent
+again only where doing so cannot duplicate anything.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from optlab.errors import RunInterrupted, TrackingError
+from optlab.errors import OptlabError, RunInterrupted, TrackingError
 from optlab.events import EpochReport, RunInfo, RunResult, StepHistory
 from optlab.hookspecs import hookimpl
+from optlab.tracking.retry import Retrier, bound_http_retries, retry_budget
 from optlab.tracking.store import connect, ensure_experiment, first_line
 
 __all__ = [
     "DATA_TAG",
+    "EPOCH_METRICS",
     "HOST_TAG",
     "PARENT_TAG",
     "PID_TAG",
@@ -49,6 +55,8 @@ HOST_TAG = "optlab.host"
 DATA_TAG = "optlab.data"
 #: per-step metric names (step = examples processed so far)
 STEP_METRICS = ("loss", "data_loss", "reg_loss")
+#: per-evaluation metric names (step = examples processed at the evaluation)
+EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
 
 _MAX_METRICS = 1000
 _MAX_PARAMS = 100
@@ -104,11 +112,16 @@ class Tracker:
     flush_interval_s : float
         Metrics are buffered and written at the first evaluation point after this many
         seconds (or once 1,000 points are waiting), and at the end of the run.
+    retry_s : float, optional
+        How long a write keeps being retried while the store is unreachable (default
+        ``$OPTLAB_TRACKING_RETRY_S``, else 60 s); then
+        :class:`~optlab.tracking.retry.TrackingUnavailable` ends the run as FAILED.
 
     Raises
     ------
     TrackingError
-        The store is unusable (bad scheme, unwritable folder, unreachable server).
+        The store is unusable (bad scheme, unwritable folder, unreachable server), or
+        ``retry_s``/``OPTLAB_TRACKING_RETRY_S`` is not a number of seconds.
     """
 
     def __init__(
@@ -118,6 +131,7 @@ class Tracker:
         *,
         plots: bool = True,
         flush_interval_s: float = 2.0,
+        retry_s: float | None = None,
     ) -> None:
         self.uri = uri
         self.experiment_name = experiment_name
@@ -129,6 +143,8 @@ class Tracker:
         self._lock = threading.RLock()
         self._children: dict[str, _Child] = {}
         self._counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0}
+        self._retry = Retrier(uri, retry_budget(retry_s))
+        self._start_failed: set[str] = set()  # runs whose child run could not be created
         self.open()
 
     def open(self) -> None:
@@ -137,6 +153,7 @@ class Tracker:
             return
         # the CLI prints where runs went; MLflow would print a URL per run to stdout
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        bound_http_retries()  # our own retry loop decides how long to wait
         client = connect(self.uri)
         self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
         self._client = client
@@ -152,6 +169,22 @@ class Tracker:
         self._lock = threading.RLock()
 
     @property
+    def retry_s(self) -> float:
+        """How long a write is retried while the store is unreachable (seconds)."""
+        return self._retry.budget_s
+
+    @property
+    def unreachable(self) -> str | None:
+        """The message writes fail with since the store was lost (``None`` while it works)."""
+        return self._retry.lost
+
+    def pending_points(self, run_name: str) -> int:
+        """Metric points of an open run still waiting in the buffer (not yet acknowledged)."""
+        with self._lock:
+            child = self._children.get(run_name)
+        return 0 if child is None else len(child.pending)
+
+    @property
     def client(self) -> Any:
         """The ``MlflowClient`` (reconnected after unpickling)."""
         if self._client is None:
@@ -160,25 +193,59 @@ class Tracker:
 
     # ------------------------------------------------------------------------ plumbing
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, retried while the store is unreachable (only for writes
+        that are safe to repeat, see :mod:`optlab.tracking.retry`)."""
         from mlflow.exceptions import MlflowException
 
         try:
             with self._lock:
-                return fn(*args, **kwargs)
+                return self._retry.call(what, fn, *args, **kwargs)
         except (MlflowException, OSError) as exc:
             raise TrackingError(
                 f"tracking store {self.uri!r}: could not {what}: {first_line(exc)}"
             ) from exc
 
-    def _log_metrics(self, run_id: str, metrics: list[Any], what: str) -> None:
-        for start in range(0, len(metrics), _MAX_METRICS):
-            chunk = metrics[start : start + _MAX_METRICS]
-            self._call(what, self.client.log_batch, run_id, metrics=chunk)
-
     def _flush(self, name: str, child: _Child) -> None:
-        pending, child.pending = child.pending, []
-        child.flushed_at = time.monotonic()
-        self._log_metrics(child.run_id, pending, f"log metrics of '{name}'")
+        """Write the run's buffered points in chunks; a chunk leaves the buffer only once the
+        store acknowledged it (a re-sent point is not stored twice: its timestamp is fixed)."""
+        with self._lock:
+            while child.pending:
+                chunk = child.pending[:_MAX_METRICS]
+                self._call(
+                    f"log metrics of '{name}'", self.client.log_batch, child.run_id, metrics=chunk
+                )
+                del child.pending[: len(chunk)]
+            child.flushed_at = time.monotonic()
+
+    def _create_run(self, what: str, run_name: str, tags: dict[str, str]) -> str:
+        """Create a run; if an attempt failed, first look for the run it may have created."""
+        start_time = _ms(time.time())
+        attempts = 0
+
+        def create() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                earlier = self._created_earlier(run_name, start_time, tags)
+                if earlier is not None:
+                    return earlier
+            return self.client.create_run(
+                self.experiment_id, start_time=start_time, run_name=run_name, tags=tags
+            )
+
+        return str(self._call(what, create).info.run_id)
+
+    def _created_earlier(self, run_name: str, start_time: int, tags: Mapping[str, str]) -> Any:
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.start_time = {start_time} and "
+            f"tags.`{PID_TAG}` = '{tags[PID_TAG]}'",
+        )
+        for run in found:
+            same = all(run.data.tags.get(k) == tags[k] for k in (HOST_TAG, ROLE_TAG))
+            if same and run.info.run_name == run_name:
+                return run
+        return None
 
     def _own_tags(self, role: str) -> dict[str, str]:
         return {ROLE_TAG: role, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
@@ -201,14 +268,8 @@ class Tracker:
 
         run_tags = {k: _clip(str(v), _MAX_TAG_VALUE) for k, v in (tags or {}).items()}
         run_tags.update(self._own_tags("invocation"))
-        run = self._call(
-            "start the parent run",
-            self.client.create_run,
-            self.experiment_id,
-            run_name=run_name,
-            tags=run_tags,
-        )
-        run_id = str(run.info.run_id)
+        self._retry.reset()  # a new invocation tries a store lost by an earlier one again
+        run_id = self._create_run("start the parent run", run_name, run_tags)
         self.parent_run_id = run_id
         self._counts = dict.fromkeys(self._counts, 0)
         status, reason = "FINISHED", None
@@ -255,14 +316,12 @@ class Tracker:
         tags[DATA_TAG] = _clip(json.dumps(asdict(run.data)), _MAX_TAG_VALUE)
         if self.parent_run_id is not None:
             tags[PARENT_TAG] = self.parent_run_id
-        created = self._call(
-            f"start run '{run.name}'",
-            self.client.create_run,
-            self.experiment_id,
-            run_name=run.name,
-            tags=tags,
-        )
-        child = _Child(str(created.info.run_id))
+        try:
+            child = _Child(self._create_run(f"start run '{run.name}'", run.name, tags))
+        except OptlabError:
+            with self._lock:
+                self._start_failed.add(run.name)
+            raise
         with self._lock:
             self._children[run.name] = child
         params = [Param(k, _param_value(v)) for k, v in run.params.items()]
@@ -293,14 +352,21 @@ class Tracker:
     def optlab_run_finished(
         self, run: RunInfo, result: RunResult, error: BaseException | None
     ) -> None:
-        """Flush what was not reported, log final metrics and artifacts, end the child run."""
+        """Flush what was not reported, log final metrics and artifacts, end the child run.
+
+        Does nothing once the store is lost (:attr:`unreachable`) or if the run's child run
+        could not be created: the run already failed with that error."""
         from mlflow.entities import Metric
 
+        with self._lock:
+            if self._retry.lost is not None or run.name in self._start_failed:
+                self._start_failed.discard(run.name)
+                return  # the run failed with the tracking error already
         child = self._child(run)
-        metrics = child.pending + _step_metrics(result.steps, child.steps_logged)
-        child.pending = []
+        metrics = _step_metrics(result.steps, child.steps_logged)
         for report in result.evaluations[child.evals_logged :]:
             metrics += _epoch_metrics(report)
+        child.steps_logged, child.evals_logged = len(result.steps), len(result.evaluations)
         now = _ms(time.time())
         last = int(result.steps.examples[-1]) if len(result.steps) else 0
         final = dict(result.metrics)
@@ -308,13 +374,19 @@ class Tracker:
             vals = [e.val_accuracy for e in result.evaluations if e.val_accuracy is not None]
             if vals:
                 final["best_val_accuracy"] = max(vals)
+        if result.evaluations:  # already the last point of a per-epoch curve: not twice
+            last_report = result.evaluations[-1]
+            for key in EPOCH_METRICS:
+                if key in final and final[key] == getattr(last_report, key):
+                    del final[key]
         metrics += [
             Metric(k, float(v), now, last)
             for k, v in final.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
         ]
-        self._log_metrics(child.run_id, metrics, f"log metrics of '{run.name}'")
-        child.steps_logged, child.evals_logged = len(result.steps), len(result.evaluations)
+        with self._lock:
+            child.pending += metrics
+        self._flush(run.name, child)
         self._log_artifacts(run, result, child.run_id)
         reason = None
         if result.status != "FINISHED":
@@ -345,6 +417,8 @@ class Tracker:
 
         with tempfile.TemporaryDirectory(prefix="optlab-artifacts-") as tmp:
             folder = Path(tmp)
+            if result.console:
+                (folder / "console.log").write_text("\n".join(result.console) + "\n")
             if result.W is not None:
                 classes = np.asarray(run.data.classes, dtype=str)
                 np.savez_compressed(folder / "weights.npz", W=result.W, classes=classes)

@@ -1,0 +1,161 @@
+"""SIGINT, SIGTERM and SIGKILL mid-sweep: runs end KILLED with their metrics, ``--resume``
+finishes the rest, and no finished run is repeated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+name: interrupt_test
+data: {name: digits}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.001, batch_size: 1000, epochs: 60}
+checks: {gradient: off}
+variants:
+  a: {}
+  b: {optimizer: {name: sgd, lr: 0.002, batch_size: 1000, epochs: 100000}}
+  c: {}
+"""
+
+
+def start(spec: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "optlab", "run", str(spec), "--tracking-uri", _uri(spec), *extra],
+        cwd=spec.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _uri(spec: Path) -> str:
+    return f"sqlite:///{spec.parent / 'mlflow.db'}"
+
+
+def children(spec: Path) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(_uri(spec))
+    exp = client.get_experiment_by_name("interrupt_test")
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            running = [r for r in children(spec) if r.info.run_name == name]
+        except Exception:  # the store is being created
+            running = []
+        if running and running[0].info.status == "RUNNING":
+            time.sleep(1.0)  # let it log some epochs
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {name} never started")
+
+
+def statuses(spec: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in sorted(children(spec), key=lambda r: r.info.start_time):
+        out.setdefault(r.info.run_name, []).append(r.info.status)
+    return out
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "long.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
+    spec: Path, sig: signal.Signals
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    proc = start(spec)
+    wait_until_running(spec, "b", proc)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10, "the process must exit within a few seconds"
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"]}
+
+    killed = next(r for r in children(spec) if r.info.run_name == "b")
+    client = MlflowClient(_uri(spec))
+    assert len(client.get_metric_history(killed.info.run_id, "loss")) > 0
+    assert len(client.get_metric_history(killed.info.run_id, "val_accuracy")) > 0
+    assert sig.name in killed.data.tags["optlab.status_reason"]
+    parent_id = killed.data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent_id).info.status == "KILLED"
+
+    # --resume: a is not repeated; b (killed) and c run to the end
+    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optlab",
+            "run",
+            str(spec),
+            "--tracking-uri",
+            _uri(spec),
+            "--resume",
+            "--json",
+        ],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
+
+
+def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) -> None:
+    proc = start(spec)
+    wait_until_running(spec, "b", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}
+
+    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optlab",
+            "run",
+            str(spec),
+            "--tracking-uri",
+            _uri(spec),
+            "--resume",
+            "--json",
+        ],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    final = statuses(spec)
+    assert final["a"] == ["FINISHED"], "a finished run must not be repeated"
+    assert final["b"][0] in ("KILLED", "FAILED") and final["b"][1:] == ["FINISHED"]
+    assert final["c"] == ["FINISHED"]
