@@ -200,10 +200,7 @@ def _components_line(run: RunSpec) -> str:
         return f"{spec.name}({params})" if params else spec.name
 
     regs = " + ".join(one(r) for r in run.regularizers) or "none"
-    return (
-        f"seed={run.seed} loss={one(run.loss)} regularizer={regs} "
-        f"optimizer={one(run.optimizer)}"
-    )
+    return f"seed={run.seed} loss={one(run.loss)} regularizer={regs} optimizer={one(run.optimizer)}"
 
 
 def _evaluation_lines(result: RunResult) -> list[str]:
