@@ -103,6 +103,16 @@ class _Found:
     got: Any = None
     key: bool = False  # report at the key (unknown/missing keys) rather than the value
     in_parent: bool = False  # name the parent in the message (unknown keys)
+    missing: str = ""  # the missing key's name: the message then says how to add it
+
+    def text(self, prefix: KeyPath) -> str:
+        """The message, with the full dotted key of a missing key where there is one."""
+        if not self.missing:
+            return self.message
+        parent = ".".join(str(p) for p in (*prefix, *self.path))
+        dotted = f"{parent}.{self.missing}" if parent else self.missing
+        where = f"add it under {parent}: or" if parent else "add it or"
+        return f"{self.message}; {where} pass --set {dotted}=..."
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -164,7 +174,9 @@ def _one(
     got = err.get("input")
     if kind == "missing":
         path = _walk(data, loc, keep_last=True)
-        return _Found(path[:-1], f"missing required key '{loc[-1]}'", key=True)
+        return _Found(
+            path[:-1], f"missing required key '{loc[-1]}'", key=True, missing=str(loc[-1])
+        )
     if kind == "extra_forbidden":
         path = _walk(data, loc, keep_last=True)
         allowed = sorted({*_allowed_keys(model, loc[:-1]), *extra_keys})
@@ -254,6 +266,6 @@ def pydantic_issues(
         else:
             merged.setdefault((f.path, f.key, f.message), f)
     return [
-        locator.issue(prefix + f.path, f.message, key=f.key, in_parent=f.in_parent)
+        locator.issue(prefix + f.path, f.text(prefix), key=f.key, in_parent=f.in_parent)
         for f in merged.values()
     ]

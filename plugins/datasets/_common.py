@@ -25,7 +25,10 @@ def existing_path(path: Path, dataset: str, *, want_dir: bool | None = None) -> 
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"dataset '{dataset}': {p}: no such file or directory; check data.path")
+        raise DataError(
+            f"dataset '{dataset}': {p}: no such file or directory; "
+            "pass --set data.path=... with the right path"
+        )
     if want_dir is True and not p.is_dir():
         raise DataError(f"dataset '{dataset}': {p}: expected a directory")
     if want_dir is False and not p.is_file():
