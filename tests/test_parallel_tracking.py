@@ -1,0 +1,96 @@
+"""8 runs at --jobs 4: every metric point reaches the store, SQLite default and a real server."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow_server import MlflowServer, mlflow_server  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SPEC = """\
+name: jobs4
+data: {name: digits, limit: 400}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.01, batch_size: 40, epochs: 3}
+variants:
+  softmax: {}
+  svm: {loss: {name: svm}}
+sweep:
+  grid:
+    optimizer.lr: [0.003, 0.01]
+seeds: [0, 1]
+"""
+
+
+def run_jobs4(tmp_path: Path, uri: str) -> list[dict[str, object]]:
+    spec = tmp_path / "jobs4.yaml"
+    spec.write_text(SPEC)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optlab",
+            "run",
+            str(spec),
+            "--json",
+            "--jobs",
+            "4",
+            "--tracking-uri",
+            uri,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, object]] = json.loads(done.stdout)
+    assert len(rows) == 8
+    return rows
+
+
+def check_every_point(uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("jobs4")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(children) == 8 and len(parents) == 1
+    assert len({r.info.run_name for r in children}) == 8
+    for run in children:
+        assert run.info.status == "FINISHED"
+        n_train = json.loads(run.data.tags["optlab.data"])["n_train"]
+        per_epoch = math.ceil(n_train / 40)
+        # the x-axis: training examples processed after each step
+        expected = [
+            e * n_train + min((j + 1) * 40, n_train) for e in range(3) for j in range(per_epoch)
+        ]
+        for name in ("loss", "data_loss", "reg_loss"):
+            history = client.get_metric_history(run.info.run_id, name)
+            assert sorted(m.step for m in history) == expected, (run.info.run_name, name)
+        for name in ("val_accuracy", "train_accuracy", "epoch"):
+            assert len(client.get_metric_history(run.info.run_id, name)) == 3
+        assert "test_accuracy" in run.data.metrics
+
+
+def test_jobs_4_into_the_default_sqlite_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_jobs4(tmp_path, uri)
+    check_every_point(uri)
+
+
+def test_jobs_4_into_a_real_mlflow_server(
+    tmp_path: Path,
+    mlflow_server: MlflowServer,  # noqa: F811
+) -> None:
+    run_jobs4(tmp_path, mlflow_server.url)
+    check_every_point(mlflow_server.url)
