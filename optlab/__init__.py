@@ -7,45 +7,109 @@ interfaces the training loop calls, the objective and the errors.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from optlab.components import (
-    Array,
-    ComponentRecord,
-    DatasetRecord,
-    DatasetSource,
-    Loss,
-    LossRecord,
-    Monitor,
-    Optimizer,
-    OptimizerRecord,
-    Params,
-    RawDataset,
-    Regularizer,
-    RegularizerParams,
-    RegularizerRecord,
-)
-from optlab.errors import (
-    CheckError,
-    ComponentError,
-    DataError,
-    DivergenceError,
-    InputError,
-    OptlabError,
-    PluginError,
-    RunError,
-    RunInterrupted,
-    SpecError,
-    SpecIssue,
-    TrackingError,
-)
-from optlab.hookspecs import hookimpl
-from optlab.objective import LossParts, Objective
+if TYPE_CHECKING:
+    from optlab.components import (
+        Array,
+        ComponentRecord,
+        DatasetRecord,
+        DatasetSource,
+        Loss,
+        LossRecord,
+        Monitor,
+        Optimizer,
+        OptimizerRecord,
+        Params,
+        RawDataset,
+        Regularizer,
+        RegularizerParams,
+        RegularizerRecord,
+    )
+    from optlab.errors import (
+        CheckError,
+        ComponentError,
+        DataError,
+        DivergenceError,
+        InputError,
+        OptlabError,
+        PluginError,
+        RunError,
+        RunInterrupted,
+        SpecError,
+        SpecIssue,
+        TrackingError,
+    )
+    from optlab.hookspecs import hookimpl
+    from optlab.objective import LossParts, Objective
 
-try:
-    __version__ = version("optlab")
-except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-    __version__ = "0+unknown"
+# The public names live in small modules; they are imported on first use, so that
+# `optlab --help` does not pay for numpy and pydantic (PEP 562).
+_WHERE = {
+    **dict.fromkeys(
+        [
+            "Array",
+            "ComponentRecord",
+            "DatasetRecord",
+            "DatasetSource",
+            "Loss",
+            "LossRecord",
+            "Monitor",
+            "Optimizer",
+            "OptimizerRecord",
+            "Params",
+            "RawDataset",
+            "Regularizer",
+            "RegularizerParams",
+            "RegularizerRecord",
+        ],
+        "optlab.components",
+    ),
+    **dict.fromkeys(
+        [
+            "CheckError",
+            "ComponentError",
+            "DataError",
+            "DivergenceError",
+            "InputError",
+            "OptlabError",
+            "PluginError",
+            "RunError",
+            "RunInterrupted",
+            "SpecError",
+            "SpecIssue",
+            "TrackingError",
+        ],
+        "optlab.errors",
+    ),
+    "hookimpl": "optlab.hookspecs",
+    "LossParts": "optlab.objective",
+    "Objective": "optlab.objective",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("optlab")
+        except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+            value = "0+unknown"
+        globals()[name] = value
+        return value
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optlab' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Array",
