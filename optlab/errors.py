@@ -12,7 +12,9 @@
         ├── ComponentError       a plugin's component misbehaved (wrong shape, dtype, NaN, raised)
         ├── DivergenceError      the loss became non-finite or exploded
         ├── CheckError           a sanity check failed under the ``error`` policy
-        └── RunInterrupted       SIGINT/SIGTERM ended the run; recorded as KILLED
+        ├── RunInterrupted       SIGINT/SIGTERM ended the run; recorded as KILLED
+        └── TrackingUnavailable  the tracking server stayed unreachable for the retry budget
+                                 (also a TrackingError); the remaining runs are not started
 
 Every message is one line that says where, what is wrong and, where it helps, what to do.
 The CLI prints ``str(error)`` and exits with ``error.exit_code``; it never prints a traceback
@@ -36,6 +38,7 @@ __all__ = [
     "SpecError",
     "SpecIssue",
     "TrackingError",
+    "TrackingUnavailable",
 ]
 
 
@@ -132,3 +135,14 @@ class RunInterrupted(RunError):
     """The run was stopped by SIGINT or SIGTERM; it is recorded as KILLED."""
 
     status = "KILLED"
+
+
+class TrackingUnavailable(TrackingError, RunError):
+    """The tracking store stayed unreachable for the whole retry budget during a run.
+
+    A :class:`TrackingError` (the store cannot be used) that is also a :class:`RunError`: it
+    happens after runs started, so the run is recorded FAILED and the exit status is 1.
+    """
+
+    exit_code = 1
+    status = "FAILED"

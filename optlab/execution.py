@@ -113,11 +113,13 @@ def run_all(
     on_result: Callable[[RunInfo, RunResult], None] | None = None,
     log: Callable[[str], None] | None = None,
     flag: StopFlag = stop_flag,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Run every run of ``experiment`` in order, one process.
 
     A failed run does not stop the others unless ``fail_fast``; an interrupt (SIGINT/SIGTERM)
-    ends the current run as KILLED and stops the sequence.
+    ends the current run as KILLED and stops the sequence; so does ``should_stop()``
+    returning true after a run (the tracking store is gone: no later run could be recorded).
     """
     prepared = prepared if prepared is not None else preflight(experiment.runs)
     outcome = Outcome()
@@ -144,7 +146,7 @@ def run_all(
         if result.status == "KILLED":
             outcome.interrupted = True
             break
-        if result.status == "FAILED" and fail_fast:
+        if result.status == "FAILED" and (fail_fast or (should_stop is not None and should_stop())):
             break
     return outcome
 

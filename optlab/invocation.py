@@ -179,6 +179,7 @@ class Invocation:
                     skip_keys=skip if self.resume else None,
                     fail_fast=self.fail_fast,
                     log=progress.log,
+                    should_stop=self._store_gone,
                 )
             else:
                 outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip)
@@ -188,6 +189,9 @@ class Invocation:
                 # ends the parent run as KILLED; the runs themselves are already recorded
                 raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
         return outcome
+
+    def _store_gone(self) -> bool:
+        return bool(self.tracker is not None and getattr(self.tracker, "unreachable", False))
 
     def _run_parallel(
         self,
@@ -222,6 +226,7 @@ class Invocation:
             executor=self.executor,
             scheduler=self.scheduler,
             fail_fast=self.fail_fast,
+            should_stop=self._store_gone,
         ):
             outcome.results.append((info, result))
             outcome.interrupted = outcome.interrupted or result.status == "KILLED"

@@ -143,13 +143,15 @@ def run_parallel(
     executor: str = "local",
     scheduler: str | None = None,
     fail_fast: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     """Run ``runs`` on ``jobs`` local worker processes or a Dask cluster.
 
     Yields ``(info, result)`` as runs complete, after replaying their events to ``observer``.
     ``describe`` gives the :class:`RunInfo` of a run whose worker crashed, so that it is still
     recorded as FAILED. With ``fail_fast`` the runs not yet started are cancelled after the
-    first failure; an interrupt cancels them too.
+    first failure; an interrupt cancels them too, and so does ``should_stop()`` returning true
+    after a failure (the tracking store is gone).
     """
     if executor == "dask":
         from distributed import Client
@@ -170,9 +172,14 @@ def run_parallel(
             for fut in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
                 if fut.cancelled():
                     continue
-                info, result = _finish(_events(fut, futures[fut], describe), observer)
+                try:
+                    info, result = _finish(_events(fut, futures[fut], describe), observer)
+                except BaseException:
+                    client.cancel(list(futures))  # type: ignore[no-untyped-call]
+                    raise
                 yield info, result
-                if (fail_fast and result.status == "FAILED") or stop_flag.reason is not None:
+                stop = result.status == "FAILED" and (fail_fast or _asked(should_stop))
+                if stop or stop_flag.reason is not None:
                     client.cancel(list(futures))  # type: ignore[no-untyped-call]
                     return
         return
@@ -186,12 +193,22 @@ def run_parallel(
         for fut in _completed_local(pfutures, pool):
             if fut.cancelled():
                 continue
-            info, result = _finish(_events(fut, pfutures[fut], describe), observer)
+            try:
+                info, result = _finish(_events(fut, pfutures[fut], describe), observer)
+            except BaseException:
+                for other in pfutures:
+                    other.cancel()
+                raise
             yield info, result
-            if fail_fast and result.status == "FAILED" and not stopping:
+            failed = result.status == "FAILED" and (fail_fast or _asked(should_stop))
+            if failed and not stopping:
                 stopping = True
                 for other in pfutures:
                     other.cancel()
+
+
+def _asked(should_stop: Callable[[], bool] | None) -> bool:
+    return should_stop is not None and should_stop()
 
 
 def _finish(

@@ -360,9 +360,10 @@ def execute(
         console.append(_final_line(result))
         try:
             observer.optlab_run_finished(run=info, result=result, error=error)
-        except ComponentError as exc:
-            # a third-party observer failed after the run ended: observers before it saw the
-            # run's own status; the invocation reports this failure and exits 1
+        except RunError as exc:
+            # an observer failed after the run ended (a third-party plugin, or the tracking
+            # store gone): observers before it saw the run's own status; the invocation
+            # reports this failure and exits 1
             result.status, result.error = "FAILED", str(exc)
     if isinstance(error, KeyboardInterrupt):
         raise error

@@ -1,5 +1,6 @@
 """A real ``mlflow server`` for tests: free port on 127.0.0.1, its own SQLite store and artifact
 folder under tmp, one worker, its own process group (killed as a group afterwards).
+:class:`RestartableMlflowServer` can be crashed and started again on the same port and store.
 
 Use it by importing the fixture into a test module (or a conftest)::
 
@@ -23,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["MlflowServer", "free_port", "mlflow_server", "start_mlflow_server"]
+__all__ = [
+    "MlflowServer",
+    "RestartableMlflowServer",
+    "free_port",
+    "mlflow_server",
+    "start_mlflow_server",
+]
 
 STARTUP_TIMEOUT_S = 90.0
 
@@ -67,27 +74,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def start_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
-    """Start ``mlflow server`` with its store in ``folder``; stop its process group at exit."""
+def _mlflow_executable() -> Path:
     mlflow = Path(sys.executable).parent / "mlflow"
     if not mlflow.is_file():
         pytest.skip(f"no mlflow executable next to {sys.executable}")
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    backend = f"sqlite:///{folder / 'server.db'}"
-    artifacts = folder / "artifacts"
-    log = folder / "server.log"
+    return mlflow
+
+
+def _spawn(folder: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``mlflow server`` on 127.0.0.1:``port`` with its store in ``folder`` (log appended)."""
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [
-        str(mlflow),
+        str(_mlflow_executable()),
         "server",
         "--backend-store-uri",
-        backend,
+        f"sqlite:///{folder / 'server.db'}",
         "--artifacts-destination",
-        str(artifacts),
+        str(folder / "artifacts"),
         "--host",
         "127.0.0.1",
         "--port",
@@ -95,20 +99,90 @@ def start_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
         "--workers",
         "1",
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
+    with log.open("ab") as out:
+        return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True
         )
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not _healthy(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"mlflow server did not start on {url}:\n{tail}")
+        time.sleep(0.25)
+
+
+@contextlib.contextmanager
+def start_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` with its store in ``folder``; stop its process group at exit."""
+    _mlflow_executable()
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = folder / "server.log"
+    process = _spawn(folder, port, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"mlflow server did not start on {url}:\n{tail}")
-            time.sleep(0.25)
-        yield MlflowServer(url, backend, artifacts, log, process)
+        _wait_healthy(url, process, log)
+        yield MlflowServer(
+            url, f"sqlite:///{folder / 'server.db'}", folder / "artifacts", log, process
+        )
     finally:
         _stop(process)
+
+
+class RestartableMlflowServer:
+    """An ``mlflow server`` that a test can crash and start again on the same port, with the
+    same backend store and artifact folder (what a client sees when its server restarts).
+
+    Use it as a context manager; the process group is stopped at exit.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        _mlflow_executable()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_uri = f"sqlite:///{folder / 'server.db'}"
+        self.artifacts = folder / "artifacts"
+        self.log = folder / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def __enter__(self) -> RestartableMlflowServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(crash=False)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the server (if it is not running) and wait until ``/health`` answers."""
+        if self.running:
+            return
+        self.process = _spawn(self.folder, self.port, self.log)
+        self.starts += 1
+        _wait_healthy(self.url, self.process, self.log)
+
+    def stop(self, *, crash: bool = True) -> None:
+        """Stop the server: SIGKILL to its process group (``crash``) or SIGTERM."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        if crash:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        else:
+            _stop(process)
+        while _healthy(self.url):  # the port no longer answers
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

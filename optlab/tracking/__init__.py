@@ -4,6 +4,7 @@
 
     store.py    resolve the tracking URI, check the store, open a client, get the experiment
     tracker.py  Tracker: the observer plugin (parent run per invocation, child run per run)
+    retry.py    retrying writes while the store is unreachable; TrackingUnavailable
     summary.py  the comparison table's rows (replicates as mean ± std, best by validation)
     plots.py    figures: learning curves, weight templates, confusion matrix, comparison
 
@@ -12,6 +13,7 @@ Importing this package does not import MLflow or matplotlib (they take seconds t
 
 from __future__ import annotations
 
+from optlab.tracking.retry import RETRY_ENV, TrackingUnavailable
 from optlab.tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
 from optlab.tracking.tracker import (
     DATA_TAG,
@@ -27,11 +29,13 @@ __all__ = [
     "DATA_TAG",
     "DEFAULT_TRACKING_URI",
     "PARENT_TAG",
+    "RETRY_ENV",
     "ROLE_TAG",
     "RUN_KEY_TAG",
     "STATUS_REASON_TAG",
     "STEP_METRICS",
     "Tracker",
+    "TrackingUnavailable",
     "connect",
     "resolve_tracking_uri",
 ]

@@ -268,7 +268,10 @@ class Tracker:
 
         run_tags = {k: _clip(str(v), _MAX_TAG_VALUE) for k, v in (tags or {}).items()}
         run_tags.update(self._own_tags("invocation"))
-        self._retry.reset()  # a new invocation tries a store lost by an earlier one again
+        with self._lock:  # a new invocation tries a store lost by an earlier one again
+            self._retry.reset()
+            self._children.clear()
+            self._start_failed.clear()
         run_id = self._create_run("start the parent run", run_name, run_tags)
         self.parent_run_id = run_id
         self._counts = dict.fromkeys(self._counts, 0)
@@ -285,8 +288,7 @@ class Tracker:
             try:
                 with self._lock:
                     leftovers = list(self._children.items())
-                    self._children.clear()
-                for name, child in leftovers:
+                for name, child in leftovers:  # a child stays (with its buffer) if this fails
                     self._flush(name, child)
                     self._terminate(
                         child.run_id,
@@ -294,6 +296,8 @@ class Tracker:
                         None if status == "FINISHED" else f"invocation ended: {reason}",
                         f"end run '{name}'",
                     )
+                    with self._lock:
+                        self._children.pop(name, None)
                 counts = [RunTag(f"optlab.n_{k.lower()}", str(v)) for k, v in self._counts.items()]
                 self._call("tag the parent run", self.client.log_batch, run_id, tags=counts)
                 self._terminate(run_id, status, reason, "end the parent run")

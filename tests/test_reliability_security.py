@@ -1,0 +1,150 @@
+"""Security: secrets in the environment never reach the tracking store; YAML cannot run code;
+the UI listens on the loopback interface unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from optlab.cli import app
+from optlab.report import ui_command
+
+SPEC = """\
+name: secrets
+seed: 1
+data: {name: blobs, n_samples: 240, n_features: 4, n_classes: 3}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.1, batch_size: 24, epochs: 2}
+variants:
+  ok: {}
+  diverges: {optimizer: {name: sgd, lr: 1.0e+12, batch_size: 24, epochs: 2}}
+"""
+
+
+def _invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _artifact_paths(client: Any, run_id: str, folder: str | None = None) -> Iterator[str]:
+    for item in client.list_artifacts(run_id, folder):
+        if item.is_dir:
+            yield from _artifact_paths(client, run_id, item.path)
+        else:
+            yield item.path
+
+
+def test_secrets_in_the_environment_are_not_logged(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    secrets = {
+        "OPTLAB_TEST_SECRET": f"optlab-secret-{uuid.uuid4().hex}",
+        "AWS_SECRET_ACCESS_KEY": f"aws{uuid.uuid4().hex}",
+        "MLFLOW_TRACKING_PASSWORD": f"pw{uuid.uuid4().hex}",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    spec = workdir / "secrets.yaml"
+    spec.write_text(SPEC)
+    result = _invoke("run", str(spec))
+    assert result.exit_code == 1, result.stderr  # the diverging variant fails, and is logged
+    for value in secrets.values():
+        assert value not in result.stdout and value not in result.stderr
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("secrets")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3  # the parent and its two runs
+    assert {r.info.status for r in runs} == {"FINISHED", "FAILED"}
+    texts: list[str] = []
+    n_artifacts = 0
+    for run in runs:
+        texts += [f"{k}={v}" for k, v in run.data.params.items()]
+        texts += [f"{k}={v}" for k, v in run.data.tags.items()]
+        texts += list(run.data.metrics)
+        for path in _artifact_paths(client, run.info.run_id):
+            local = Path(client.download_artifacts(run.info.run_id, path, str(workdir / "dl")))
+            texts.append(local.read_bytes().decode("latin-1"))
+            n_artifacts += 1
+    assert n_artifacts >= 5 and any("spec.yaml" in t or "lr: 0.1" in t for t in texts)
+    for value in secrets.values():
+        assert not [t for t in texts if value in t]
+    # and nowhere in the store's files (the database, the artifact folders)
+    for stored in workdir.rglob("*"):
+        if stored.is_file() and "dl" not in stored.relative_to(workdir).parts:
+            data = stored.read_bytes()
+            for value in secrets.values():
+                assert value.encode() not in data, stored
+
+
+PAYLOADS = [
+    '!!python/object/apply:os.system ["touch {marker}"]',
+    '!!python/object/apply:subprocess.call [["touch", "{marker}"]]',
+    '!!python/object/new:subprocess.Popen [["touch", "{marker}"]]',
+    "!!python/name:os.system",
+    '!!python/object/apply:builtins.exec ["open(\\"{marker}\\", \\"w\\").close()"]',
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=["system", "call", "popen", "name", "exec"])
+@pytest.mark.parametrize("where", ["seed", "description", "sweep", "set"])
+def test_python_tags_are_refused_and_nothing_runs(payload: str, where: str, workdir: Path) -> None:
+    marker = workdir / "pwned"
+    value = payload.format(marker=marker)
+    base = SPEC.split("variants:")[0]
+    spec = workdir / "evil.yaml"
+    args = ["run", str(spec), "--json"]
+    if where == "seed":
+        spec.write_text(base.replace("seed: 1", f"seed: {value}"))
+    elif where == "description":
+        spec.write_text(base + f"description: {value}\n")
+    elif where == "sweep":
+        spec.write_text(base + f"sweep:\n  grid:\n    optimizer.lr: [0.1, {value}]\n")
+    else:
+        spec.write_text(base)
+        args += ["--set", f"optimizer.lr={value}"]
+    result = _invoke(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert "tag" in result.stderr
+    assert not marker.exists()
+    assert sorted(p.name for p in workdir.iterdir()) == ["evil.yaml"]  # nothing logged
+
+
+def test_ui_binds_the_loopback_interface_by_default(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "mlflow.db").touch()
+    argv = ui_command("sqlite:///mlflow.db", 5005)
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+
+    executed: list[list[str]] = []
+
+    def fake_exec(file: str, args: list[str], env: dict[str, str]) -> None:
+        executed.append(list(args))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execvpe", fake_exec)
+    result = _invoke("ui", "--port", "5006")
+    assert result.exit_code == 0, result.stderr
+    (args,) = executed
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert args[args.index("--port") + 1] == "5006"
+    assert "0.0.0.0" not in " ".join(args)
+    assert "http://127.0.0.1:5006" in result.stdout

@@ -1,0 +1,371 @@
+"""The tracking server going away during a run: writes wait (within a bounded budget), no
+acknowledged point is lost and none is stored twice.
+
+A real ``mlflow server`` on 127.0.0.1 is crashed (SIGKILL) and started again on the same port
+and store while a real run (``optlab.runner.execute`` on a small blobs problem) is logging to
+it; a small fault-injecting proxy in front of the server loses answers after the server
+committed the write, to check that a re-sent write is not stored twice.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pluggy
+import pytest
+from mlflow_server import RestartableMlflowServer
+from tracking_data import check_logged_run, child_runs, train
+
+import optlab.hookspecs
+from optlab import hookimpl
+from optlab.config import RunSpec
+from optlab.errors import RunError, TrackingError
+from optlab.events import EpochReport, RunInfo, RunResult
+from optlab.plugin_manager import GuardedHooks, get_registry
+from optlab.runner import execute
+from optlab.spec import load_experiment
+from optlab.tracking import STEP_METRICS, Tracker, TrackingUnavailable
+from optlab.tracking.retry import RETRY_ENV, is_transient, retry_budget, short_reason
+from optlab.tracking.tracker import EPOCH_METRICS
+
+pytestmark = pytest.mark.integration
+
+SPEC = """\
+name: outage
+seed: 5
+data: {name: blobs, n_samples: 600, n_features: 8, n_classes: 4, val: 0.2, test: 0.2}
+loss: {name: softmax}
+regularizer: {name: l2, strength: 0.001}
+optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 6}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableMlflowServer]:
+    with RestartableMlflowServer(tmp_path_factory.mktemp("restartable-mlflow")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def up(server: RestartableMlflowServer) -> RestartableMlflowServer:
+    """The server, running (an earlier test may have left it stopped)."""
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def run_spec(tmp_path_factory: pytest.TempPathFactory) -> RunSpec:
+    path = tmp_path_factory.mktemp("outage-spec") / "outage.yaml"
+    path.write_text(SPEC)
+    return load_experiment(path).runs[0]
+
+
+def _client(url: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(url)
+
+
+class Outage:
+    """An observer that crashes the server when a given epoch ends (before the tracker writes
+    that epoch's points: it is registered last, so it is called first) and, optionally,
+    starts it again in the background."""
+
+    def __init__(self, server: RestartableMlflowServer, at_epoch: float, restart: bool) -> None:
+        self.server = server
+        self.at_epoch = at_epoch
+        self.restart = restart
+        self.thread: threading.Thread | None = None
+        self.stopped_at: float | None = None
+
+    @hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        if report.epoch == self.at_epoch and self.stopped_at is None:
+            self.server.stop()
+            self.stopped_at = time.monotonic()
+            if self.restart:
+                self.thread = threading.Thread(target=self.server.start, daemon=True)
+                self.thread.start()
+
+
+def _hooks(*plugins: object) -> GuardedHooks:
+    pm = pluggy.PluginManager("optlab")
+    pm.add_hookspecs(optlab.hookspecs)
+    for i, plugin in enumerate(plugins):
+        pm.register(plugin, name=f"plugin{i}")
+    return GuardedHooks(pm, get_registry())
+
+
+def _child_id(client: Any, tracker: Tracker, parent_id: str, name: str) -> str:
+    children = child_runs(client, tracker.experiment_id, parent_id)
+    assert list(children) == [name]
+    return str(children[name].info.run_id)
+
+
+def _assert_curves(client: Any, run_id: str, result: RunResult, n_evals: int) -> None:
+    """Every per-step point of ``result`` exactly once (step, value) and ``n_evals``
+    per-evaluation points."""
+    for key in STEP_METRICS:
+        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert [m.step for m in points] == result.steps.examples.tolist(), key
+        np.testing.assert_array_equal([m.value for m in points], getattr(result.steps, key))
+    for key in EPOCH_METRICS:
+        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert [m.step for m in points] == [r.examples for r in result.evaluations[:n_evals]]
+        assert [m.value for m in points] == [getattr(r, key) for r in result.evaluations[:n_evals]]
+
+
+def test_server_restarted_within_the_budget_the_run_finishes_with_every_point_once(
+    up: RestartableMlflowServer, run_spec: RunSpec
+) -> None:
+    tracker = Tracker(up.url, "outage-restart", plots=False, flush_interval_s=0.0, retry_s=120)
+    outage = Outage(up, at_epoch=2.0, restart=True)
+    starts = up.starts
+    with tracker.parent("outage-restart") as parent_id:
+        _, result = execute(run_spec, experiment="outage", observer=_hooks(tracker, outage))
+    assert outage.thread is not None
+    outage.thread.join(timeout=5)
+    assert up.starts == starts + 1 and up.running
+    assert result.status == "FINISHED", result.error
+    assert tracker._retry.retries > 0  # the tracker did wait for the server
+    assert len(result.evaluations) == 6 and len(result.steps) == 6 * 24
+
+    client = _client(up.url)
+    child_id = _child_id(client, tracker, parent_id, run_spec.name)
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    child = client.get_run(child_id)
+    assert child.info.status == "FINISHED"
+    _assert_curves(client, child_id, result, n_evals=6)
+    assert child.data.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+    assert {a.path for a in client.list_artifacts(child_id)} >= {"spec.yaml", "weights.npz"}
+
+
+def test_server_not_back_within_the_budget_the_run_fails_with_one_clear_line(
+    up: RestartableMlflowServer, run_spec: RunSpec
+) -> None:
+    budget = 3.0
+    tracker = Tracker(up.url, "outage-lost", plots=False, flush_interval_s=0.0, retry_s=budget)
+    outage = Outage(up, at_epoch=2.0, restart=False)
+    with (
+        pytest.raises(TrackingUnavailable) as ended,
+        tracker.parent("outage-lost") as parent_id,
+    ):
+        info, result = execute(run_spec, experiment="outage", observer=_hooks(tracker, outage))
+    assert outage.stopped_at is not None
+    waited = time.monotonic() - outage.stopped_at
+    assert budget <= waited < budget + 6.0
+
+    # the run: FAILED, with the one-line reason; the invocation ends with the same line
+    assert result.status == "FAILED"
+    message = str(result.error)
+    assert message == str(ended.value) and "\n" not in message
+    assert f"tracking server {up.url} was unreachable for 3." in message
+    assert "Connection refused" in message and f"log metrics of '{run_spec.name}'" in message
+    assert isinstance(ended.value, RunError) and isinstance(ended.value, TrackingError)
+    assert ended.value.exit_code == 1
+    # every later write fails at once instead of waiting again
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="was unreachable for"):
+        tracker.optlab_run_started(run=info)
+    assert time.monotonic() - started < 0.5
+    # the points of epoch 2 are still buffered, none dropped
+    second = result.evaluations[1]
+    assert tracker.pending_points(run_spec.name) == 3 * len(second.steps) + 3
+
+    # once the server is back, the points acknowledged before the outage are all there
+    up.start()
+    client = _client(up.url)
+    child_id = _child_id(client, tracker, parent_id, run_spec.name)
+    first = result.evaluations[0]
+    for key in STEP_METRICS:
+        points = sorted(client.get_metric_history(child_id, key), key=lambda m: m.step)
+        assert [m.step for m in points] == first.steps.examples.tolist()
+        np.testing.assert_array_equal([m.value for m in points], getattr(first.steps, key))
+    assert [m.value for m in client.get_metric_history(child_id, "val_accuracy")] == [
+        first.val_accuracy
+    ]
+    assert client.get_run(child_id).info.status == "RUNNING"  # nothing could end it
+
+
+# ---------------------------------------------------------------------- lost answers (proxy)
+class FaultyProxy:
+    """An HTTP proxy to the server that injects faults on chosen REST endpoints.
+
+    ``faults[suffix]`` is a list of actions used up one per request whose path ends with
+    ``suffix``: ``"lose"`` forwards the request (the server commits it) and closes the
+    connection without answering; ``"503"`` answers 503 without forwarding.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults: dict[str, list[str]] = {}
+        self.bodies: list[tuple[str, bytes]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.bodies.append((self.path, body))
+                action = proxy.take(self.path)
+                if action == "503":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                upstream = http.client.HTTPConnection(
+                    str(proxy.upstream.hostname), proxy.upstream.port, timeout=30
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                if action == "lose":
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+
+    def take(self, path: str) -> str | None:
+        for suffix, actions in self.faults.items():
+            if path.split("?")[0].endswith(suffix) and actions:
+                return actions.pop(0)
+        return None
+
+    def __enter__(self) -> FaultyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def test_a_write_committed_but_not_answered_is_not_stored_twice(
+    up: RestartableMlflowServer,
+) -> None:
+    run = train("lossy", epochs=6)
+    assert run.result is not None
+    with FaultyProxy(up.url) as proxy:
+        tracker = Tracker(proxy.url, "lost-answers", plots=False, flush_interval_s=0.0, retry_s=20)
+        with tracker.parent("lost-answers") as parent_id:
+            proxy.faults["/runs/create"] = ["lose"]  # the child run is created, answer lost
+            tracker.optlab_run_started(run=run.info)
+            for i, report in enumerate(run.reports):
+                if i == 1:
+                    proxy.faults["/runs/log-batch"] = ["lose", "lose"]
+                if i == 3:
+                    proxy.faults["/runs/log-batch"] = ["503"]
+                tracker.optlab_epoch_ended(run=run.info, report=report)
+            tracker.optlab_run_finished(run=run.info, result=run.result, error=None)
+    assert tracker._retry.retries == 4
+    batches = Counter(body for path, body in proxy.bodies if path.endswith("/runs/log-batch"))
+    sends = Counter(batches.values())  # one batch sent 3 times (answer lost twice), one twice
+    assert sends[3] == 1 and sends[2] == 1 and set(sends) == {1, 2, 3}
+    client = _client(up.url)
+    children = client.search_runs(
+        [tracker.experiment_id], filter_string="attributes.run_name = 'lossy'"
+    )
+    assert len(children) == 1  # the lost create was found, not made again
+    assert children[0].data.tags["mlflow.parentRunId"] == parent_id
+    check_logged_run(client, client.get_run(children[0].info.run_id), run)  # each point once
+
+
+def test_an_error_that_retrying_cannot_fix_fails_at_once(up: RestartableMlflowServer) -> None:
+    run = train("gone", epochs=2)
+    tracker = Tracker(up.url, "not-transient", plots=False, flush_interval_s=0.0, retry_s=60)
+    tracker.optlab_run_started(run=run.info)
+    client = _client(up.url)
+    (child,) = client.search_runs(
+        [tracker.experiment_id], filter_string="attributes.run_name = 'gone'"
+    )
+    client.delete_run(child.info.run_id)
+    started = time.monotonic()
+    with pytest.raises(TrackingError, match="could not log metrics of 'gone'") as failed:
+        tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
+    assert time.monotonic() - started < 5.0
+    assert not isinstance(failed.value, TrackingUnavailable)
+    assert not is_transient(failed.value)
+    assert tracker._retry.retries == 0 and tracker.unreachable is None
+
+
+def test_unreachable_errors_are_transient_with_a_short_reason() -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow_server import free_port
+
+    from optlab.tracking.retry import bound_http_retries
+
+    bound_http_retries()
+    client = MlflowClient(f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(MlflowException) as refused:
+        client.get_experiment("0")
+    assert time.monotonic() - started < 3.0  # MLflow's own retries are off
+    assert is_transient(refused.value)
+    assert short_reason(refused.value) == "Connection refused"
+
+
+def test_retry_budget_from_argument_environment_or_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(RETRY_ENV, raising=False)
+    assert retry_budget() == 60.0
+    assert retry_budget(2.5) == 2.5
+    monkeypatch.setenv(RETRY_ENV, "7")
+    assert retry_budget() == 7.0 and retry_budget(1) == 1.0
+    for bad in ("soon", "-1", "inf", "nan"):
+        monkeypatch.setenv(RETRY_ENV, bad)
+        with pytest.raises(TrackingError, match=f"{RETRY_ENV}: '{bad}' is not a number"):
+            retry_budget()
+    monkeypatch.setenv(RETRY_ENV, "0.5")
+    assert Tracker(f"sqlite:///{tmp_path / 'm.db'}", "budget", plots=False).retry_s == 0.5
+
+
+def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
+    up: RestartableMlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    spec = tmp_path / "outage.yaml"
+    spec.write_text(SPEC.replace("epochs: 6", "epochs: 2"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(RETRY_ENV, "1")
+    with FaultyProxy(up.url) as proxy:
+        proxy.faults["/runs/log-batch"] = ["503"] * 1000  # the server answers, but only 503
+        started = time.monotonic()
+        result = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", proxy.url])
+    assert time.monotonic() - started < 15.0
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"optlab: error: tracking server {proxy.url} was unreachable for 1.")
+    assert "(HTTP 503)" in last and "--resume" in last
+    assert not (tmp_path / "mlflow.db").exists()
