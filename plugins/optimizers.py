@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -131,6 +132,34 @@ class AdamParams(MinibatchParams):
 # --------------------------------------------------------------------------------------------
 
 
+def _search(
+    objective: optlab.Objective,
+    start: Array,
+    trials: int,
+    eval_every: int,
+    monitor: optlab.Monitor,
+    propose: Callable[[Array], Array],
+    *,
+    start_is_candidate: bool,
+) -> Array:
+    """The loop both random searches share: ``propose(best)`` a new ``W`` (D, C), keep it if
+    its training objective is lower. Each trial is one step over the whole training set and
+    reports the best objective so far. ``start`` competes only if ``start_is_candidate``."""
+    n = objective.n_examples
+    best = start
+    best_parts = objective.value(best) if start_is_candidate else None
+    for trial in range(1, trials + 1):
+        W = propose(best)
+        objective.project(W)
+        parts = objective.value(W)
+        if best_parts is None or parts.total < best_parts.total:
+            best, best_parts = W, parts
+        monitor.step(n, best_parts.total, best_parts.data, best_parts.reg)
+        if trial % eval_every == 0 or trial == trials:
+            monitor.evaluate(float(trial), best)
+    return best
+
+
 class RandomSearch(optlab.Optimizer):
     """Strategy 1: try random ``W`` (D, C), keep the one with the lowest training objective.
 
@@ -150,20 +179,16 @@ class RandomSearch(optlab.Optimizer):
     ) -> Array:
         p = self.params
         dtype = W0.dtype
-        n = objective.n_examples
         scale = dtype.type(p.scale)
-        best = W0.copy()
-        best_parts: optlab.LossParts | None = None
-        for trial in range(1, p.trials + 1):
-            W = rng.standard_normal(W0.shape, dtype=dtype) * scale
-            objective.project(W)
-            parts = objective.value(W)
-            if best_parts is None or parts.total < best_parts.total:
-                best, best_parts = W, parts
-            monitor.step(n, best_parts.total, best_parts.data, best_parts.reg)
-            if trial % p.eval_every == 0 or trial == p.trials:
-                monitor.evaluate(float(trial), best)
-        return best
+
+        def propose(best: Array) -> Array:
+            W: Array = rng.standard_normal(W0.shape, dtype=dtype)
+            W *= scale
+            return W
+
+        return _search(
+            objective, W0, p.trials, p.eval_every, monitor, propose, start_is_candidate=False
+        )
 
 
 class RandomLocalSearch(optlab.Optimizer):
@@ -181,21 +206,19 @@ class RandomLocalSearch(optlab.Optimizer):
     ) -> Array:
         p = self.params
         dtype = W0.dtype
-        n = objective.n_examples
         step = dtype.type(p.step)
+
+        def propose(best: Array) -> Array:
+            W: Array = rng.standard_normal(W0.shape, dtype=dtype)
+            W *= step
+            W += best
+            return W
+
         best = W0.copy()
         objective.project(best)
-        best_parts = objective.value(best)
-        for trial in range(1, p.trials + 1):
-            W = best + rng.standard_normal(W0.shape, dtype=dtype) * step
-            objective.project(W)
-            parts = objective.value(W)
-            if parts.total < best_parts.total:
-                best, best_parts = W, parts
-            monitor.step(n, best_parts.total, best_parts.data, best_parts.reg)
-            if trial % p.eval_every == 0 or trial == p.trials:
-                monitor.evaluate(float(trial), best)
-        return best
+        return _search(
+            objective, best, p.trials, p.eval_every, monitor, propose, start_is_candidate=True
+        )
 
 
 # --------------------------------------------------------------------------------------------
