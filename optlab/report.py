@@ -17,6 +17,7 @@ import numpy as np
 
 from optlab.errors import InputError
 from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, RunStatus, StepHistory
+from optlab.registry import did_you_mean
 from optlab.tracking.plots import (
     comparison_figure,
     confusion_figure,
@@ -24,7 +25,7 @@ from optlab.tracking.plots import (
     weight_templates,
     weight_templates_figure,
 )
-from optlab.tracking.store import connect, did_you_mean, experiment_names, sqlite_path
+from optlab.tracking.store import connect, experiment_names, sqlite_path
 from optlab.tracking.summary import (
     COLUMNS,
     NUMERIC,

@@ -6,7 +6,6 @@ created inside :func:`connect`.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import tempfile
@@ -22,7 +21,6 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "absolute_uri",
     "connect",
-    "did_you_mean",
     "ensure_experiment",
     "experiment_names",
     "first_line",
@@ -57,12 +55,6 @@ def first_line(error: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(error).__name__
-
-
-def did_you_mean(name: str, choices: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def sqlite_path(uri: str) -> Path | None:
