@@ -87,7 +87,7 @@ def run(spec: Path = SPEC, epochs: int | None = None, sample: int = 200) -> dict
     from mlflow.entities import Metric
 
     from optlab.tracking import Tracker
-    from optlab.tracking.tracker import _epoch_metrics, _step_metrics
+    from optlab.tracking.tracker import _Child, _epoch_metrics, _step_metrics
 
     info, result, reports, run_s = _train(spec, epochs)
     train_s = float(result.metrics["train_time_s"])
@@ -106,7 +106,7 @@ def run(spec: Path = SPEC, epochs: int | None = None, sample: int = 200) -> dict
             now = int(time.time() * 1000)
             metrics += [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
             start = time.perf_counter()
-            tracker._log_metrics(run_id, metrics, "benchmark")
+            tracker._flush("curves", _Child(run_id, pending=list(metrics)))
             curves_s = time.perf_counter() - start
             start = time.perf_counter()
             for m in metrics[:sample]:

@@ -1,0 +1,95 @@
+"""Figures 1 and 2: a full-batch loss and gradient, and one SGD epoch, against one read of X.
+
+The reference is ``X.sum()`` on the same array: one streaming read of ``X``, the least any
+pass over the data can cost. Both products of a full-batch pass (``X @ W`` and ``X.T @ dS``)
+need all of ``X``; the blocked pass of :mod:`optlab.fastpath` reads it once.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import (
+    CIFAR_SHAPE,
+    QUICK_SHAPE,
+    Figure,
+    NullMonitor,
+    loss,
+    optimizer,
+    synthetic,
+    timed_pair,
+)
+from optlab.fastpath import BLOCKED_MIN_BYTES
+from optlab.objective import BoundLoss, Objective
+
+__all__ = ["run"]
+
+LOSSES = ("svm", "softmax")
+DTYPES = ("float32", "float64")
+
+
+def _objective(X: Any, y: Any, c: int, name: str) -> Objective:
+    return Objective(X, y, c, BoundLoss(loss(name), name, "optlab"), rng=np.random.default_rng(0))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    """Measure figures 1 and 2 (and the straightforward two-read path, for scale)."""
+    n, d, c = QUICK_SHAPE if quick else CIFAR_SHAPE
+    k = 3 if quick else 5
+    figures: list[Figure] = []
+    for dtype in DTYPES:
+        X, y = synthetic(n, d, c, dtype, seed=1)
+        W = (1e-4 * np.random.default_rng(2).standard_normal((d, c))).astype(dtype)
+        size = f"{n}x{d} {dtype} ({X.nbytes / 2**20:.0f} MiB)"
+        read = X.sum
+        for name in LOSSES:
+            obj = _objective(X, y, c, name)
+            # the full-batch path Objective takes for this X (blocked when X is large)
+            blocked = X.nbytes >= BLOCKED_MIN_BYTES
+            t = timed_pair(partial(obj.value_and_grad, W), read, k)
+            figures.append(
+                Figure(
+                    f"fullbatch.{name}.{dtype}",
+                    f"full-batch {name} loss+gradient / one read of X, {size}",
+                    t.ratio,
+                    "x read",
+                    1.3,
+                    note="Objective.value_and_grad(W) vs X.sum(); "
+                    + ("blocked pass" if blocked else "simple path (X below the blocking size)"),
+                    detail=t.detail(),
+                )
+            )
+            t2 = timed_pair(partial(obj.data_loss_and_grad, W, obj.X, obj.y), read, k)
+            figures.append(
+                Figure(
+                    f"fullbatch_2reads.{name}.{dtype}",
+                    f"for scale: straightforward X@W then X.T@dS / one read, {size}",
+                    t2.ratio,
+                    "x read",
+                    note="Objective.data_loss_and_grad (two reads of X); no target",
+                    detail=t2.detail(),
+                )
+            )
+            sgd = optimizer("sgd", lr=1e-7, batch_size=200, epochs=1, sampling="shuffle")
+            monitor = NullMonitor()
+            t3 = timed_pair(
+                partial(sgd.minimize, obj, W, np.random.default_rng(3), monitor),
+                read,
+                max(2, k - 2),
+            )
+            figures.append(
+                Figure(
+                    f"sgd_epoch.{name}.{dtype}",
+                    f"one SGD epoch (batch 200, shuffled) {name} / one read of X, {size}",
+                    t3.ratio,
+                    "x read",
+                    2.0,
+                    note="bundled sgd optimizer, 1 epoch, no-op monitor, vs X.sum()",
+                    detail=t3.detail(),
+                )
+            )
+        del X
+    return figures

@@ -1,0 +1,104 @@
+"""The benchmark suite keeps working: ``python -m benchmarks --quick`` writes every figure.
+
+Timing targets are NOT asserted here (a test machine is too noisy for that); only that the
+suite runs end to end, every figure has a finite value, and the JSON has its documented shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIGURE_KEYS = {"id", "title", "value", "unit", "target", "op", "note", "detail", "passed"}
+#: figures every run must contain (group prefixes of the six figures of issue 8)
+EXPECTED = [
+    "fullbatch.svm.float32",
+    "fullbatch.softmax.float32",
+    "fullbatch.svm.float64",
+    "fullbatch.softmax.float64",
+    "sgd_epoch.svm.float32",
+    "sgd_epoch.softmax.float64",
+    "sklearn_epoch.svm",
+    "sklearn_epoch.softmax",
+    "sklearn_digits_time.svm",
+    "sklearn_digits_accuracy.softmax",
+    "overhead.cifar10_shape",
+    "overhead.digits",
+    "startup.help",
+    "startup.validate",
+    "memory.fullbatch.float32",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_every_figure_with_a_value(
+    quick_results: tuple[dict[str, Any], str],
+) -> None:
+    results, _ = quick_results
+    assert results["mode"] == "quick"
+    ids = [f["id"] for f in results["figures"]]
+    assert len(ids) == len(set(ids))
+    missing = [name for name in EXPECTED if name not in ids]
+    assert not missing, f"missing figures: {missing}"
+    for figure in results["figures"]:
+        assert set(figure) == FIGURE_KEYS, figure["id"]
+        assert isinstance(figure["value"], float), f"{figure['id']}: {figure['note']}"
+        assert math.isfinite(figure["value"]), figure["id"]
+        assert figure["op"] in {"<=", ">=", "<", ">"}
+        if figure["target"] is None:
+            assert figure["passed"] is None
+        else:
+            assert isinstance(figure["passed"], bool)
+    summary = results["summary"]
+    assert sum(summary.values()) == len(ids)
+
+
+@pytest.mark.slow
+def test_quick_suite_records_the_machine_and_prints_the_table(
+    quick_results: tuple[dict[str, Any], str],
+) -> None:
+    results, stdout = quick_results
+    env = results["environment"]
+    assert env["blas"], "threadpoolctl found no BLAS library"
+    assert all(isinstance(b["num_threads"], int) for b in env["blas"])
+    assert isinstance(env["env"], dict)
+    assert results["seconds"] > 0
+    for figure_id in ("fullbatch.svm.float32", "memory.fullbatch.float32"):
+        assert figure_id in stdout
+    assert "passed" in stdout and "failed" in stdout
+
+
+def test_figure_pass_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks._common import Figure
+
+    assert Figure("a", "t", 1.2, "x", 1.3).passed is True
+    assert Figure("a", "t", 1.4, "x", 1.3).passed is False
+    assert Figure("a", "t", 6.0, "x", 5.0, ">=").passed is True
+    assert Figure("a", "t", 0.5, "s", 0.5, "<").passed is False
+    assert Figure("a", "t", None, "x", 1.3).passed is False
+    assert Figure("a", "t", float("nan"), "x", 1.3).passed is False
+    assert Figure("a", "t", 2.0, "x").passed is None
