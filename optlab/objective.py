@@ -150,7 +150,17 @@ class Objective:
         self._check_array(
             dscores, scores, "loss", self.loss.name, self.loss.provider, "score gradient"
         )
-        return float(value), X.T @ dscores
+        value = float(value)
+        if not math.isfinite(value) and np.isfinite(scores).all():
+            # finite scores cannot diverge a loss: the component is at fault, not the run
+            raise ComponentError(
+                "loss",
+                self.loss.name,
+                self.loss.provider,
+                f"returned a non-finite loss ({value}) for finite scores",
+            )
+        # (dS.T @ X).T is X.T @ dS computed with X read row-major: measurably faster
+        return value, (dscores.T @ X).T
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
         """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""
@@ -216,12 +226,23 @@ class Objective:
         if grad.dtype != W.dtype:
             grad = grad.astype(W.dtype, copy=False)
         # a non-finite loss is divergence, judged by the monitor; a finite loss with a
-        # non-finite gradient is a component's fault
+        # non-finite gradient is a component's fault: name the one whose gradient it is
         if math.isfinite(data) and math.isfinite(reg_value) and not np.isfinite(grad).all():
-            raise ComponentError(
-                "loss", self.loss.name, self.loss.provider, "returned a non-finite gradient"
-            )
+            self._blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
+
+    def _blame_non_finite_gradient(self, W: Array) -> None:
+        """Raise a :class:`ComponentError` naming the component whose gradient is not finite
+        (only called once a non-finite total gradient was seen: this path is never hot)."""
+        for reg in self._penalties:
+            _, g = reg.impl.penalty_and_grad(self._penalized(W, reg))
+            if g is not None and not np.isfinite(g).all():
+                raise ComponentError(
+                    "regularizer", reg.name, reg.provider, "returned a non-finite gradient"
+                )
+        raise ComponentError(
+            "loss", self.loss.name, self.loss.provider, "returned a non-finite gradient"
+        )
 
     def project(self, W: Array) -> None:
         """Apply every regularizer's projection (max norm) to ``W`` in place."""

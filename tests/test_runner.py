@@ -130,6 +130,8 @@ class _BadLoss(optlab.Loss):
             return 1.0, scores[:, :-1]
         if self.fault == "dtype":
             return 1.0, scores.astype(np.float32)
+        if self.fault == "nanloss":
+            return float("nan"), np.zeros_like(scores)
         grad = np.full_like(scores, np.nan)
         return 1.0, grad
 
@@ -153,6 +155,7 @@ def _bad_plugin() -> SimpleNamespace:
         ("shape", "score gradient has shape"),
         ("dtype", "score gradient has dtype float32, expected float64"),
         ("nan", "non-finite gradient"),
+        ("nanloss", "returned a non-finite loss (nan) for finite scores"),
     ],
 )
 def test_misbehaving_loss_fails_the_run_naming_plugin_and_fault(
