@@ -1,7 +1,8 @@
 """The benchmark suite: run every group, print the table, write the JSON.
 
 Groups (``--only`` takes these names): ``fullbatch`` (figures 1 and 2), ``sklearn`` (3),
-``overhead`` (4), ``startup`` (5), ``memory`` (6) and ``tracking`` (what MLflow tracking costs,
+``overhead`` (4), ``startup`` (5), ``memory`` (6), ``parallel`` (issue 5: a 16-run sweep
+with ``--jobs 2`` against ``--jobs 1``) and ``tracking`` (what MLflow tracking costs,
 from :mod:`benchmarks.bench_tracking` when it is present; reported, no targets).
 """
 
@@ -65,6 +66,7 @@ GROUPS: dict[str, Callable[[bool], list[Figure]]] = {
     "overhead": _module_run("bench_overhead"),
     "startup": _module_run("bench_startup"),
     "memory": _module_run("bench_memory"),
+    "parallel": _module_run("bench_parallel"),
     "tracking": _tracking,
 }
 
