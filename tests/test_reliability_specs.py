@@ -164,3 +164,21 @@ def test_the_good_spec_does_run(workdir: Path, recorder: StartRecorder) -> None:
     assert (workdir / "mlflow.db").is_file()
     assert recorder.started == ["softmax"]
     recorder.started.clear()
+
+
+def test_a_full_disk_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(GOOD)
+    result = CliRunner().invoke(app, ["run", str(spec)])
+    assert result.exit_code == 2
+    assert "MiB free" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()
