@@ -115,6 +115,8 @@ class RunResult:
     confusion: Array | None = None
     #: the run's console transcript (stored as its ``console.log`` artifact)
     console: list[str] = field(default_factory=list)
+    #: artifact files already rendered (by a worker process): file name -> content
+    artifacts: dict[str, bytes] | None = None
 
     @property
     def final_loss(self) -> float | None:

@@ -227,6 +227,7 @@ class Invocation:
             scheduler=self.scheduler,
             fail_fast=self.fail_fast,
             should_stop=self._store_gone,
+            render=bool(self.tracker is not None and getattr(self.tracker, "plots", False)),
         ):
             outcome.results.append((info, result))
             outcome.interrupted = outcome.interrupted or result.status == "KILLED"

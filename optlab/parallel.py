@@ -72,25 +72,34 @@ def _worker_init() -> None:
 
 
 def execute_recorded(
-    run: RunSpec, experiment: str, base_tags: dict[str, str]
+    run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool = False
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Run ``run`` in this (worker) process; return the observer events it produced."""
+    """Run ``run`` in this (worker) process; return the observer events it produced.
+
+    With ``render``, the run's artifact files are drawn here and travel in
+    ``result.artifacts``."""
     from optlab.plugin_manager import get_registry
 
     observer = RecordingObserver()
-    execute(
+    info, result = execute(
         run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
     )
+    if render:
+        # drawing the figures is the costly part of tracking a small run: do it here, in
+        # parallel, so that the invoking process only uploads the files
+        from optlab.tracking.artifacts import render_to_bytes
+
+        result.artifacts = render_to_bytes(info, result)
     return observer.events
 
 
 def _dask_execute(
-    run: RunSpec, experiment: str, base_tags: dict[str, str]
+    run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return execute_recorded(run, experiment, base_tags)
+        return execute_recorded(run, experiment, base_tags, render)
 
 
 def _crashed(info: RunInfo, exc: BaseException) -> list[tuple[str, dict[str, Any]]]:
@@ -144,6 +153,7 @@ def run_parallel(
     scheduler: str | None = None,
     fail_fast: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    render: bool = False,
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     """Run ``runs`` on ``jobs`` local worker processes or a Dask cluster.
 
@@ -151,7 +161,8 @@ def run_parallel(
     ``describe`` gives the :class:`RunInfo` of a run whose worker crashed, so that it is still
     recorded as FAILED. With ``fail_fast`` the runs not yet started are cancelled after the
     first failure; an interrupt cancels them too, and so does ``should_stop()`` returning true
-    after a failure (the tracking store is gone).
+    after a failure (the tracking store is gone). With ``render`` the workers also draw
+    each run's artifact files (see :mod:`optlab.tracking.artifacts`).
     """
     if executor == "dask":
         from distributed import Client
@@ -166,7 +177,7 @@ def run_parallel(
             ) from exc
         with client:
             futures = {
-                client.submit(_dask_execute, run, experiment, base_tags, pure=False): run
+                client.submit(_dask_execute, run, experiment, base_tags, render, pure=False): run
                 for run in runs
             }
             for fut in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
@@ -187,7 +198,7 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
         pfutures: dict[Future[Any], RunSpec] = {
-            pool.submit(execute_recorded, run, experiment, base_tags): run for run in runs
+            pool.submit(execute_recorded, run, experiment, base_tags, render): run for run in runs
         }
         stopping = False
         for fut in _completed_local(pfutures, pool):

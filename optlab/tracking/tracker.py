@@ -18,7 +18,6 @@ import socket
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -417,55 +416,11 @@ class Tracker:
 
     # ------------------------------------------------------------------------ artifacts
     def _log_artifacts(self, run: RunInfo, result: RunResult, run_id: str) -> None:
-        from optlab.tracking import plots
+        from optlab.tracking.artifacts import write_run_artifacts
 
         with tempfile.TemporaryDirectory(prefix="optlab-artifacts-") as tmp:
-            folder = Path(tmp)
-            if result.console:
-                (folder / "console.log").write_text("\n".join(result.console) + "\n")
-            if result.W is not None:
-                classes = np.asarray(run.data.classes, dtype=str)
-                np.savez_compressed(folder / "weights.npz", W=result.W, classes=classes)
-            if self.plots:
-                figures: list[tuple[str, Callable[[], Any]]] = []
-                if len(result.steps) or result.evaluations:
-                    figures.append(
-                        (
-                            "learning curves",
-                            lambda: plots.learning_curves_figure(
-                                result, folder / "learning_curves.png", run.name
-                            ),
-                        )
-                    )
-                W = result.W
-                if W is not None and run.data.image_shape is not None:
-                    figures.append(
-                        (
-                            "weight templates",
-                            lambda: plots.weight_templates_figure(
-                                W, run.data, folder / "weight_templates.png", run.name
-                            ),
-                        )
-                    )
-                confusion = result.confusion
-                if confusion is not None:
-                    figures.append(
-                        (
-                            "confusion matrix",
-                            lambda: plots.confusion_figure(
-                                confusion,
-                                run.data.classes,
-                                folder / "confusion_matrix.png",
-                                run.name,
-                            ),
-                        )
-                    )
-                for label, draw in figures:
-                    try:
-                        draw()
-                    except (ValueError, TypeError) as exc:
-                        warnings.warn(f"run '{run.name}': no {label} figure: {exc}", stacklevel=2)
-            if any(folder.iterdir()):
+            write_run_artifacts(run, result, Path(tmp), plots=self.plots)
+            if any(Path(tmp).iterdir()):
                 self._call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
 
     def log_comparison(self, results: Sequence[tuple[RunInfo, RunResult]]) -> None:
