@@ -80,6 +80,10 @@ def check_every_point(uri: str) -> None:
         for name in ("val_accuracy", "train_accuracy", "epoch"):
             assert len(client.get_metric_history(run.info.run_id, name)) == 3
         assert "test_accuracy" in run.data.metrics
+        # drawn by the worker, uploaded by the invoking process
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"learning_curves.png", "weight_templates.png", "confusion_matrix.png"} <= files
+        assert {"console.log", "weights.npz", "spec.yaml"} <= files
 
 
 def test_jobs_4_into_the_default_sqlite_store(tmp_path: Path) -> None:
