@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,16 +10,11 @@ import pytest
 
 import optlab
 from optlab.config import ComponentSpec, DataOptions, SplitLimit
-from optlab.data import PreparedData, clear_cache, dataset_hash, load_data, prepare
+from optlab.data import PreparedData, dataset_hash, load_data, prepare
 from optlab.errors import DataError
 from optlab.plugin_manager import build_registry
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 def _raw(n: int = 200, f: int = 5, c: int = 4, seed: int = 0, **kw: Any) -> optlab.RawDataset:

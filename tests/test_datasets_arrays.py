@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +9,14 @@ import numpy as np
 import pytest
 
 from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, clear_cache, load_data
+from optlab.data import PreparedData, load_data
 from optlab.errors import DataError
-from optlab.plugin_manager import build_registry
 from optlab.registry import Registry
 
 RAW = DataOptions(center=False, bias=False, val=0.0, test=0.0)
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return build_registry()[1]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 def _spec(registry: Registry, name: str, **params: Any) -> ComponentSpec:

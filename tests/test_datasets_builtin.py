@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,7 @@ import pytest
 
 import optlab
 from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, clear_cache, load_data
-from optlab.plugin_manager import build_registry
+from optlab.data import PreparedData, load_data
 from optlab.registry import Registry
 
 ALL = [
@@ -31,16 +29,7 @@ ALL = [
 DATA_OPTION_KEYS = set(DataOptions.model_fields)
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return build_registry()[1]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 def _load(

@@ -8,7 +8,6 @@ import pickle
 import struct
 import tarfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,15 @@ import numpy as np
 import pytest
 
 from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, clear_cache, load_data
+from optlab.data import PreparedData, load_data
 from optlab.errors import DataError
-from optlab.plugin_manager import build_registry
 from optlab.registry import Registry
 
 RAW = DataOptions(center=False, bias=False, val=0.0, dtype="float32")
 PER_CLASS = 2  # images per class in each batch
 
 
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return build_registry()[1]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 def _load(registry: Registry, name: str, options: DataOptions = RAW, **params: Any) -> PreparedData:
