@@ -13,8 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+from venvs import IGNORE, build_wheel, fresh_venv, optlab_source
 
 from optlab.cli import app
 from optlab.plugin_manager import get_registry
@@ -37,7 +36,6 @@ SHRINK = [
     "variants.smooth_hinge_lookahead.optimizer.epochs=1",
     "data.limit=300",
 ]
-_IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,40 +96,6 @@ def test_comparison_spec_without_the_plugin_says_what_is_missing() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _build_wheel(source: Path, out: Path) -> Path:
-    """Build the wheel of a copy of ``source`` (the build writes nothing into the tree)."""
-    tree = out / f"src-{source.name}"
-    shutil.copytree(source, tree, ignore=_IGNORE)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(tree),
-        ],
-        check=True,
-        cwd=out,
-    )
-    return tree
-
-
-def _optlab_source(out: Path) -> Path:
-    """The files optlab's wheel is built from, copied (no venv, caches or build output)."""
-    src = out / "optlab"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    for name in ("optlab", "plugins"):
-        shutil.copytree(ROOT / name, src / name, ignore=_IGNORE)
-    return src
-
-
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A fresh venv with optlab's wheel and the plugin's wheel installed (and nothing else of
@@ -139,38 +103,12 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("plugin-env")
     wheels = work / "wheels"
     wheels.mkdir()
-    plugin_tree = _build_wheel(PLUGIN, wheels)
-    _build_wheel(_optlab_source(work), wheels)
+    plugin_tree = build_wheel(PLUGIN, wheels)
+    build_wheel(optlab_source(work), wheels)
     (plugin_wheel,) = wheels.glob("optlab_smooth_hinge-0.1.0-*.whl")
     (optlab_wheel,) = wheels.glob("optlab-*.whl")
-
     env_dir = work / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    py = env_dir / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    (site / "_optlab_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(py),
-            "install",
-            "--no-deps",
-            "-q",
-            str(optlab_wheel),
-            str(plugin_wheel),
-        ],
-        check=True,
-    )
+    site = fresh_venv(env_dir, optlab_wheel, plugin_wheel)
     return {"dir": env_dir, "site": site, "bin": env_dir / "bin", "plugin_tree": plugin_tree}
 
 
@@ -286,7 +224,7 @@ def test_plugin_own_test_suite_passes_in_the_fresh_environment(
     # the tests are run from a copy outside the plugin's tree, so the package under test can
     # only be the installed one
     tests = tmp_path / "plugin-tests"
-    shutil.copytree(plugin_env["plugin_tree"] / "tests", tests, ignore=_IGNORE)
+    shutil.copytree(plugin_env["plugin_tree"] / "tests", tests, ignore=IGNORE)
     ran = subprocess.run(
         [
             str(plugin_env["bin"] / "python"),

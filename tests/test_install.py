@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import sysconfig
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from venvs import build_wheel, fresh_venv, optlab_source
 
 pytestmark = pytest.mark.slow
 
@@ -20,22 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        cwd=out,
-    )
+    build_wheel(optlab_source(out), out)
     (whl,) = out.glob("optlab-*.whl")
     return whl
 
@@ -53,34 +34,8 @@ def test_wheel_installs_packages_under_their_own_names(wheel: Path) -> None:
 
 def test_wheel_in_a_fresh_venv_runs_a_spec(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
+    site = fresh_venv(env_dir, wheel)
     py = env_dir / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    # The fresh environment reuses the dependencies already installed for the tests (numpy,
-    # mlflow, ...) rather than downloading them again; optlab itself comes only from the wheel.
-    deps = sysconfig.get_paths()["purelib"]
-    (site / "_optlab_test_deps.pth").write_text(deps + "\n")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(py),
-            "install",
-            "--no-deps",
-            "-q",
-            str(wheel),
-        ],
-        check=True,
-    )
     where = subprocess.run(
         [
             str(py),
