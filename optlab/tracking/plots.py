@@ -128,12 +128,20 @@ def confusion_figure(
     counts = np.asarray(confusion)
     n = counts.shape[0]
     size = max(4.0, min(12.0, 0.45 * n + 2))
-    fig = _figure(size + 1, size, layout="constrained")
+    labels = list(classes) if len(classes) == n else [str(k) for k in range(n)]
+    # margins from the longest class name instead of a layout engine (which costs most of
+    # this figure's drawing time)
+    longest = max((len(label) for label in labels), default=1)
+    width = size + 1
+    left = min(0.4, (0.6 + 0.07 * longest) / width)
+    rotate = n > 10 or longest > 3  # long names stand upright under their column
+    bottom = min(0.4, (0.6 + (0.07 * longest if rotate else 0.15)) / size)
+    fig = _figure(width, size)
+    fig.subplots_adjust(left=left, bottom=bottom, right=0.97, top=0.92)
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    labels = list(classes) if len(classes) == n else [str(k) for k in range(n)]
-    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0, fontsize=8)
+    ax.set_xticks(range(n), labels, rotation=90 if rotate else 0, fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
