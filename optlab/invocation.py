@@ -140,7 +140,7 @@ class Invocation:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
-        finished: set[str] = set()
+        finished: dict[str, str] = {}
         if self.track:
             from optlab.tracking import Tracker, resolve_tracking_uri
 
@@ -149,10 +149,24 @@ class Invocation:
             self.tracker = Tracker(uri, self.experiment.name)
             if self.resume:
                 self.tracker.mark_stale_running()
-                finished = self.tracker.finished_keys()
+                finished = self.tracker.finished_runs()
 
         def skip(run: RunSpec, data: PreparedData) -> bool:
             return run_key(run.name, run.resolved, data.summary.sha256) in finished
+
+        if self.resume and finished:
+            # the parent of this invocation names the finished runs it reuses, so that
+            # `optlab compare` shows the whole plan after a resume
+            from optlab.tracking.tracker import REUSED_TAG
+
+            reused = [
+                finished[key]
+                for run in self.experiment.runs
+                if (key := run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256))
+                in finished
+            ]
+            if reused:
+                base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
 
         progress = _Progress(
             len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()

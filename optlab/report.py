@@ -38,6 +38,7 @@ from optlab.tracking.summary import (
 from optlab.tracking.tracker import (
     DATA_TAG,
     PARENT_TAG,
+    REUSED_TAG,
     ROLE_TAG,
     RUN_KEY_TAG,
     STATUS_REASON_TAG,
@@ -253,9 +254,13 @@ def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo
             f"experiment '{experiment_name}' in {uri!r} has no optlab invocation yet; "
             "run it first (optlab run SPEC)"
         )
-    parent_id = parents[0].info.run_id
-    children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent_id}'")
-    return [_read_run(client, run, experiment_name) for run in children]
+    parent = parents[0]
+    children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
+    # after --resume: the finished runs of earlier invocations that this one reused
+    reused = [r for r in parent.data.tags.get(REUSED_TAG, "").split(",") if r]
+    runs = [client.get_run(run_id) for run_id in reused] + list(children)
+    runs.sort(key=lambda r: r.info.start_time)
+    return [_read_run(client, run, experiment_name) for run in runs]
 
 
 def compare(

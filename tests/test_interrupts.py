@@ -3,6 +3,7 @@ finishes the rest, and no finished run is repeated."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ checks: {gradient: off}
 variants:
   a: {}
   b: {optimizer: {name: sgd, lr: 0.002, batch_size: 1000, epochs: 100000}}
-  c: {}
+  c: {optimizer: {name: sgd, lr: 0.003, batch_size: 1000, epochs: 60}}
 """
 
 
@@ -127,6 +128,28 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
     )
     assert resumed.returncode == 0, resumed.stderr
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
+
+    # the comparison after a resume shows the whole plan: the reused run and the new ones
+    compared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optlab",
+            "compare",
+            "interrupt_test",
+            "--json",
+            "--tracking-uri",
+            _uri(spec),
+        ],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compared.returncode == 0, compared.stderr
+    rows = {row["run"].lstrip("★ "): row for row in json.loads(compared.stdout)}
+    assert set(rows) == {"a", "b", "c"}
+    assert all(row["status"] == "FINISHED" for row in rows.values())
 
 
 def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) -> None:

@@ -52,6 +52,7 @@ ROLE_TAG = "optlab.role"  # "invocation" (parent) or "run" (child)
 PID_TAG = "optlab.pid"
 HOST_TAG = "optlab.host"
 DATA_TAG = "optlab.data"
+REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did not repeat
 #: per-step metric names (step = examples processed so far)
 STEP_METRICS = ("loss", "data_loss", "reg_loss")
 #: per-evaluation metric names (step = examples processed at the evaluation)
@@ -473,8 +474,18 @@ class Tracker:
 
     def finished_keys(self) -> set[str]:
         """Run keys (tag ``optlab.run_key``) of the experiment's FINISHED child runs."""
+        return set(self.finished_runs())
+
+    def finished_runs(self) -> dict[str, str]:
+        """Run key -> MLflow run id of the experiment's FINISHED child runs (the latest run
+        of each key)."""
         runs = self._search(f"tags.`{ROLE_TAG}` = 'run' and attributes.status = 'FINISHED'")
-        return {r.data.tags[RUN_KEY_TAG] for r in runs if RUN_KEY_TAG in r.data.tags}
+        found: dict[str, tuple[int, str]] = {}
+        for r in runs:
+            key = r.data.tags.get(RUN_KEY_TAG)
+            if key is not None and (key not in found or r.info.start_time > found[key][0]):
+                found[key] = (int(r.info.start_time), str(r.info.run_id))
+        return {key: run_id for key, (_, run_id) in found.items()}
 
     def mark_stale_running(self, *, other_hosts: bool = False) -> list[str]:
         """End as KILLED the experiment's runs left RUNNING by a process that is gone.
