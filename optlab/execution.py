@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ def run_all(
     """
     prepared = prepared if prepared is not None else preflight(experiment.runs)
     outcome = Outcome()
-    for run in _runs(experiment):
+    for run in experiment.runs:
         data = prepared.get(data_key(run))
         if data is None:
             data = prepared[data_key(run)] = load_data(run.dataset, run.data, _data_rng(run))
@@ -149,10 +149,6 @@ def run_all(
         if result.status == "FAILED" and (fail_fast or (should_stop is not None and should_stop())):
             break
     return outcome
-
-
-def _runs(experiment: Experiment) -> Iterator[RunSpec]:
-    yield from experiment.runs
 
 
 def result_row(info: RunInfo, result: RunResult) -> dict[str, Any]:
