@@ -187,3 +187,21 @@ def test_flatten_params_keys_regularizers_by_name() -> None:
         "regularizer.max_norm.c": 3,
     }
     assert flatten_params({"regularizer": []})["regularizer.name"] == "none"
+
+
+@pytest.mark.parametrize("pixel_scale", [1.0, 255.0, 1e4])
+def test_initial_scores_are_near_zero_whatever_the_data_scale(pixel_scale: float) -> None:
+    from optlab.objective import BoundLoss
+    from optlab.plugin_manager import get_registry
+    from optlab.runner import INIT_SCALE, initial_weights
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, pixel_scale, size=(500, 3073)).astype(np.float32)
+    y = rng.integers(0, 10, size=500)
+    record = get_registry().get("loss", "svm")
+    objective = optlab.Objective(X, y, 10, BoundLoss(record.factory(record.params()), "svm"))
+    W0 = initial_weights(objective, np.random.default_rng(1))
+    assert W0.dtype == np.float32 and W0.shape == (3073, 10)
+    scores = X @ W0
+    assert 0.3 * INIT_SCALE < float(scores.std()) < 3 * INIT_SCALE
+    assert objective.data_loss(W0) == pytest.approx(9.0, rel=0.01)  # C - 1: the lecture's check
