@@ -76,6 +76,29 @@ def statuses(spec: Path) -> dict[str, list[str]]:
     return out
 
 
+def resume_to_the_end(spec: Path) -> None:
+    """``optlab run --resume`` with run b shortened so that it finishes."""
+    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optlab",
+            "run",
+            str(spec),
+            "--tracking-uri",
+            _uri(spec),
+            "--resume",
+            "--json",
+        ],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+
+
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
     path = tmp_path / "long.yaml"
@@ -108,25 +131,7 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
     assert client.get_run(parent_id).info.status == "KILLED"
 
     # --resume: a is not repeated; b (killed) and c run to the end
-    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optlab",
-            "run",
-            str(spec),
-            "--tracking-uri",
-            _uri(spec),
-            "--resume",
-            "--json",
-        ],
-        cwd=spec.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    resume_to_the_end(spec)
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
 
     # the comparison after a resume shows the whole plan: the reused run and the new ones
@@ -159,25 +164,7 @@ def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) ->
     proc.communicate(timeout=30)
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}
 
-    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optlab",
-            "run",
-            str(spec),
-            "--tracking-uri",
-            _uri(spec),
-            "--resume",
-            "--json",
-        ],
-        cwd=spec.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    resume_to_the_end(spec)
     final = statuses(spec)
     assert final["a"] == ["FINISHED"], "a finished run must not be repeated"
     assert final["b"][0] in ("KILLED", "FAILED") and final["b"][1:] == ["FINISHED"]
