@@ -205,7 +205,7 @@ class Invocation:
         return outcome
 
     def _store_gone(self) -> bool:
-        return bool(self.tracker is not None and getattr(self.tracker, "unreachable", False))
+        return bool(self.tracker is not None and self.tracker.unreachable)
 
     def _run_parallel(
         self,

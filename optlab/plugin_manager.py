@@ -262,8 +262,8 @@ class GuardedHooks:
             except OptlabError:
                 raise
             except Exception as exc:
-                info = self._registry.plugins.get(impl.plugin_name) if self._registry else None
-                label = info.label if info is not None else impl.plugin_name
+                name = impl.plugin_name
+                label = self._registry.label(name) if self._registry is not None else name
                 raise ComponentError(
                     "observer", impl.plugin_name, label, f"{hook_name} raised {exc!r}"
                 ) from exc

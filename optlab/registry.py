@@ -107,6 +107,8 @@ class Registry:
             )
         return recs[0]
 
-    def provider_info(self, record: ComponentRecord[Any]) -> PluginInfo | None:
-        """The plugin that registered ``record``."""
-        return self.plugins.get(record.provider)
+    def label(self, plugin: str) -> str:
+        """``name (distribution version)`` of a plugin, as messages and tags name it (the bare
+        name for a plugin the registry does not know)."""
+        info = self.plugins.get(plugin)
+        return info.label if info is not None else plugin or "unknown"

@@ -94,8 +94,9 @@ def run_key(name: str, resolved: Mapping[str, Any], data_sha256: str) -> str:
 
 
 def _provider_label(spec: ComponentSpec, registry: Registry | None) -> str:
-    info = registry.plugins.get(spec.record.provider) if registry is not None else None
-    return info.label if info is not None else spec.record.provider or "unknown"
+    if registry is None:
+        return spec.record.provider or "unknown"
+    return registry.label(spec.record.provider)
 
 
 def run_tags(

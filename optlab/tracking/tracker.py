@@ -408,13 +408,6 @@ class Tracker:
             raise TrackingError(f"run '{run.name}' was not started in the tracker (no run_started)")
         return child
 
-    def log_console(self, run: RunInfo, text: str) -> None:
-        """Store a run's console output as its ``console.log`` artifact (before it finishes)."""
-        child = self._child(run)
-        self._call(
-            f"log console of '{run.name}'", self.client.log_text, child.run_id, text, "console.log"
-        )
-
     # ------------------------------------------------------------------------ artifacts
     def _log_artifacts(self, run: RunInfo, result: RunResult, run_id: str) -> None:
         from optlab.tracking.artifacts import write_run_artifacts
