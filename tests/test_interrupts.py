@@ -44,9 +44,9 @@ def _uri(spec: Path) -> str:
 
 
 def children(spec: Path) -> list[Any]:
-    from mlflow.tracking import MlflowClient
+    from optlab.tracking.store import connect
 
-    client = MlflowClient(_uri(spec))
+    client = connect(_uri(spec))  # waits while the run creates the store
     exp = client.get_experiment_by_name("interrupt_test")
     if exp is None:
         return []

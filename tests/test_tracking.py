@@ -116,6 +116,20 @@ def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:
     assert url in str(info.value) and "\n" not in str(info.value)
 
 
+def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None:
+    """MLflow migrates a new SQLite file in each process that opens it; without optlab's
+    lock two at once collide ("table ... already exists")."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    code = "import sys; from optlab.tracking.store import connect; connect(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert connect(uri, must_exist=True).search_experiments()
+
+
 # ------------------------------------------------------------------------------------ runs
 def test_invocation_logs_everything_to_default_sqlite(
     workdir: Path, runs: dict[str, TrainedRun]

@@ -11,6 +11,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,6 +138,20 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
     )
 
 
+def _creation_lock(path: Path | None) -> AbstractContextManager[object]:
+    """Serialize the creation of a SQLite store across processes.
+
+    Two processes that open a new database at once both run MLflow's migrations and one
+    fails ("table ... already exists"); a lock file next to the database (``.NAME.lock``)
+    makes the second wait until the first has finished.
+    """
+    if path is None:
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(path.with_name(f".{path.name}.lock"), timeout=120)
+
+
 def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempts: int = 2) -> Any:
     """Check that the store at ``uri`` is usable and return an ``MlflowClient`` on it.
 
@@ -169,8 +184,9 @@ def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempt
     for log in quiet:
         log.setLevel(logging.WARNING)
     try:
-        client = MlflowClient(tracking_uri=absolute_uri(uri))
-        client.search_experiments(max_results=1)  # creates and migrates a new SQLite store
+        with _creation_lock(path):
+            client = MlflowClient(tracking_uri=absolute_uri(uri))
+            client.search_experiments(max_results=1)  # creates and migrates a new SQLite store
     except Exception as exc:
         raise TrackingError(f"tracking store {uri!r} cannot be used: {first_line(exc)}") from exc
     finally:
