@@ -318,25 +318,32 @@ def test_ui_command(workdir: Path, template_db: Path) -> None:
         ui_command("http://srv:5000", 5000)
 
 
-def test_metrics_are_buffered_into_few_batches(store: Path) -> None:
-    """A demo-sized run's curves (1,300+ points) go out in a handful of log_batch calls."""
+@pytest.mark.parametrize("max_batch", [None, 1000])
+def test_metrics_are_buffered_into_few_batches(store: Path, max_batch: int | None) -> None:
+    """A demo-sized run's curves (1,300+ points) go out in a handful of batched writes: one
+    INSERT on SQLite; chunks of at most 1,000 through log_batch (a tracking server)."""
     run = train("speed", epochs=20, batch=4)  # 20 epochs * 23 steps * 3 curves = 1,380 points
     tracker = Tracker(DEFAULT_TRACKING_URI, "speed", plots=False)
     calls: list[int] = []
-    log_batch = tracker.client.log_batch
+    write = tracker.write_metrics
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(kwargs.get("metrics", ())))
-        return log_batch(*args, **kwargs)
+    def counting(run_id: str, metrics: Any) -> None:
+        calls.append(len(metrics))
+        write(run_id, metrics)
 
-    tracker.client.log_batch = counting
+    tracker._write_metrics = counting
+    if max_batch is not None:
+        tracker._max_batch = max_batch
     with tracker.parent("speed", {}) as parent_id:
         drive(tracker, [run])
     points = [c for c in calls if c]
-    assert sum(points) == 3 * len(run.result.steps) + 3 * 20 + 5  # type: ignore[union-attr]
-    assert max(points) <= 1000
-    # 14 epochs * 72 points = 1,008 waiting: written as 1,000 + 8; the rest at the end
-    assert points[:2] == [1000, 8] and len(points) == 3
+    total = 3 * len(run.result.steps) + 3 * 20 + 5  # type: ignore[union-attr]
+    assert sum(points) == total
+    if max_batch is None:
+        assert tracker.max_batch >= 50_000 and points == [total]
+    else:
+        # 14 epochs * 72 points = 1,008 waiting: written as 1,000 + 8; the rest at the end
+        assert points[:2] == [1000, 8] and len(points) == 3
     client = _client(DEFAULT_TRACKING_URI)
     child = child_runs(client, tracker.experiment_id, parent_id)["speed"]
     check_logged_run(client, child, run)
