@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -21,13 +21,13 @@ __all__ = [
 ]
 
 
-def _figure(width: float, height: float, layout: Literal["constrained"] | None = None) -> Any:
-    """A figure on the Agg canvas. A layout engine costs about half of a small figure's
-    drawing time: only the figures with long tick labels (class names) use one."""
+def _figure(width: float, height: float) -> Any:
+    """A figure on the Agg canvas. No layout engine: one costs about half of a small figure's
+    drawing time, so margins are set by hand."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout=layout)
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
 
@@ -104,19 +104,31 @@ def weight_templates(W: Array, summary: DataSummary) -> Array:
 def weight_templates_figure(
     W: Array, summary: DataSummary, path: Path | str, title: str = ""
 ) -> Path:
-    """One template image per class (see :func:`weight_templates`) in a grid, titled by class."""
+    """One template image per class (see :func:`weight_templates`) in a grid, titled by class.
+
+    The templates are tiled into one image on one axes: a grid of axes, one per class, costs
+    several times as much to draw.
+    """
     images = weight_templates(W, summary)
-    n = images.shape[0]
+    n, height, width = images.shape[:3]
     cols = min(n, 10)
     rows = -(-n // cols)
+    gap = max(1, round(0.15 * max(height, width)))
+    canvas = np.ones((rows * (height + gap) - gap, cols * (width + gap) - gap, *images.shape[3:]))
+    for k in range(n):
+        top, left = (k // cols) * (height + gap), (k % cols) * (width + gap)
+        canvas[top : top + height, left : left + width] = images[k]
     fig = _figure(1.3 * cols, 1.5 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.7 / (1.5 * rows + 0.4))
+    ax = fig.subplots()
+    ax.imshow(canvas, cmap=None if images.ndim == 4 else "gray", vmin=0, vmax=1)
+    ax.axis("off")
     classes = list(summary.classes) or [str(k) for k in range(n)]
-    for k, ax in enumerate(axes):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(images[k], cmap=None if images.ndim == 4 else "gray", vmin=0, vmax=1)
-            ax.set_title(classes[k] if k < len(classes) else str(k), fontsize=9)
+    for k in range(n):
+        x = (k % cols) * (width + gap) + (width - 1) / 2
+        y = (k // cols) * (height + gap) - 0.5
+        label = classes[k] if k < len(classes) else str(k)
+        ax.text(x, y, label, ha="center", va="bottom", fontsize=9)
     fig.suptitle(f"{title}: learned weight templates" if title else "learned weight templates")
     return _save(fig, path)
 
@@ -132,7 +144,8 @@ def confusion_figure(
     # margins from the longest class name instead of a layout engine (which costs most of
     # this figure's drawing time)
     longest = max((len(label) for label in labels), default=1)
-    width = size + 1
+    annotate = n <= 20  # the counts in the cells; a colour bar only for larger matrices
+    width = size if annotate else size + 1
     left = min(0.4, (0.6 + 0.07 * longest) / width)
     rotate = n > 10 or longest > 3  # long names stand upright under their column
     bottom = min(0.4, (0.6 + (0.07 * longest if rotate else 0.15)) / size)
@@ -140,12 +153,13 @@ def confusion_figure(
     fig.subplots_adjust(left=left, bottom=bottom, right=0.97, top=0.92)
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    if not annotate:
+        fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xticks(range(n), labels, rotation=90 if rotate else 0, fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    if n <= 20:
+    if annotate:
         threshold = counts.max() / 2 if counts.size else 0
         for (i, j), value in np.ndenumerate(counts):
             color = "white" if value > threshold else "black"
@@ -159,7 +173,8 @@ def confusion_figure(
 def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path | str) -> Path:
     """The runs' curves overlaid: loss vs examples processed, loss vs wall time (seconds
     since the run's first step), validation accuracy per epoch."""
-    fig = _figure(16, 4.8, layout="constrained")
+    fig = _figure(16, 4.8)  # fixed margins: a layout engine doubles the drawing time
+    fig.subplots_adjust(left=0.05, right=0.83, bottom=0.12, top=0.92, wspace=0.28)
     by_examples, by_time, by_epoch = fig.subplots(1, 3)
     for info, result in results:
         steps = result.steps
@@ -189,7 +204,8 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     if handles:
         fig.legend(
             handles=handles,
-            loc="outside right upper",
+            loc="upper left",
+            bbox_to_anchor=(0.84, 0.92),
             fontsize=8 if len(handles) <= 12 else 6,
             ncols=1 if len(handles) <= 24 else 2,
         )
