@@ -95,6 +95,29 @@ def test_digits_class_names_and_values(registry: Registry) -> None:
     assert d.X_train.min() == 0 and d.X_train.max() == 16
 
 
+def test_digits_are_read_without_importing_sklearn_and_equal_load_digits() -> None:
+    """The digits file is read directly (importing scikit-learn takes over a second); the
+    arrays must be exactly what ``load_digits`` gives."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from optlab_plugins.datasets._sklearn import SklearnDataset
+
+    raw = SklearnDataset("digits").load(np.random.default_rng(0))
+    bunch = load_digits()
+    assert np.array_equal(raw.X, bunch.data) and raw.X.dtype == bunch.data.dtype
+    assert np.array_equal(raw.y, bunch.target)
+    assert raw.classes == [str(n) for n in bunch.target_names]
+    code = (
+        "import sys, numpy as np; from optlab_plugins.datasets._sklearn import SklearnDataset; "
+        "SklearnDataset('digits').load(np.random.default_rng(0)); "
+        "assert 'sklearn' not in sys.modules, 'sklearn imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_blobs_follow_params_and_seed(registry: Registry) -> None:
     opts = DataOptions(center=False, bias=False, val=0.0, test=0.0)
     a = _load(registry, "blobs", 0, opts, n_samples=90, n_features=3, n_classes=3, spread=0.1)

@@ -37,6 +37,14 @@ class SklearnDataset(DatasetSource):
 
     def load(self, rng: np.random.Generator) -> RawDataset:
         loader_name, _, image_shape = SKLEARN_DATASETS[self.name]
+        if self.name == "digits" and (digits := _digits_file()) is not None:
+            return RawDataset(
+                X=digits[:, :-1],
+                y=digits[:, -1].astype(np.int64),
+                classes=[str(k) for k in range(10)],
+                image_shape=image_shape,
+                source="sklearn:digits",
+            )
         try:  # imported here: scikit-learn is slow to import and only these sources need it
             datasets = importlib.import_module("sklearn.datasets")
         except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
@@ -51,6 +59,28 @@ class SklearnDataset(DatasetSource):
             image_shape=image_shape,
             source=f"sklearn:{self.name}",
         )
+
+
+def _digits_file() -> np.ndarray[Any, Any] | None:
+    """scikit-learn's ``digits.csv.gz`` read straight from its installed package data, or
+    ``None`` if it is not where scikit-learn keeps it.
+
+    ``load_digits`` reads the same file (1,797 rows: 64 pixels, then the label) but importing
+    scikit-learn takes over a second, most of a small run's start-up; locating the package
+    does not import it.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    try:
+        data = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    except (OSError, ValueError):
+        return None
+    return data if data.shape == (1797, 65) else None
 
 
 def factory(name: str) -> Callable[[SklearnParams], SklearnDataset]:
