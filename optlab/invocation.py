@@ -137,9 +137,24 @@ class Invocation:
 
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
+        with ExitStack() as resources:
+            workers = None
+            if self.jobs > 1 and self.executor == "local":
+                from optlab.parallel import LocalWorkers
+
+                # the workers' fork server imports while this process loads the data
+                workers = resources.enter_context(LocalWorkers(self.jobs))
+            return self._run(workers)
+        raise AssertionError("unreachable")  # pragma: no cover (for mypy)
+
+    def _run(self, workers: Any) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
+        if workers is not None and not self.resume:
+            # training starts while this process opens the tracking store (runs are recorded
+            # as they complete, by replaying what the workers report)
+            workers.submit(self.experiment.runs, self.experiment.name, base_tags, self.track)
         finished: dict[str, str] = {}
         if self.track:
             from optlab.tracking import Tracker, resolve_tracking_uri
@@ -196,7 +211,7 @@ class Invocation:
                     should_stop=self._store_gone,
                 )
             else:
-                outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip)
+                outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip, workers)
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results)
             if outcome.interrupted:
@@ -214,6 +229,7 @@ class Invocation:
         base_tags: dict[str, str],
         prepared: dict[str, PreparedData],
         skip: Callable[[RunSpec, PreparedData], bool],
+        workers: Any,
     ) -> Outcome:
         from optlab.parallel import run_parallel
 
@@ -224,6 +240,8 @@ class Invocation:
                 outcome.skipped.append(run.name)
             else:
                 todo.append(run)
+        if workers is not None and self.resume:  # submitted only now that the store is read
+            workers.submit(todo, self.experiment.name, base_tags, self.track)
 
         def describe(run: RunSpec) -> RunInfo:
             return describe_run(
@@ -242,6 +260,7 @@ class Invocation:
             fail_fast=self.fail_fast,
             should_stop=self._store_gone,
             render=bool(self.tracker is not None and getattr(self.tracker, "plots", False)),
+            workers=workers,
         ):
             outcome.results.append((info, result))
             outcome.interrupted = outcome.interrupted or result.status == "KILLED"

@@ -69,6 +69,23 @@ def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> No
     raise AssertionError(f"run {name} never started")
 
 
+def descendants(pid: int) -> set[int]:
+    """Process ids of ``pid``'s children, grandchildren, ... (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def statuses(spec: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for r in sorted(children(spec), key=lambda r: r.info.start_time):
@@ -169,3 +186,38 @@ def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) ->
     assert final["a"] == ["FINISHED"], "a finished run must not be repeated"
     assert final["b"][0] in ("KILLED", "FAILED") and final["b"][1:] == ["FINISHED"]
     assert final["c"] == ["FINISHED"]
+
+
+def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Path) -> None:
+    """Workers hear the signal too: the long run ends KILLED with what it measured, the
+    short ones are recorded FINISHED, the command exits within seconds and leaves no worker
+    behind."""
+    from mlflow.tracking import MlflowClient
+
+    proc = start(spec, "--jobs", "2")
+    deadline = time.monotonic() + 90
+    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:  # b trains on
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, statuses(spec)
+        time.sleep(0.2)
+    time.sleep(1.0)
+    helpers = descendants(proc.pid)  # the fork server and the workers
+    assert len(helpers) >= 3, helpers
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10, "the process must exit within a few seconds"
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"], "c": ["FINISHED"]}
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in helpers):
+        assert time.monotonic() < deadline, f"left behind: {descendants(1) & helpers}"
+        time.sleep(0.1)
+    killed = next(r for r in children(spec) if r.info.run_name == "b")
+    client = MlflowClient(_uri(spec))
+    assert len(client.get_metric_history(killed.info.run_id, "loss")) > 0
+    assert client.get_run(killed.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
+
+    resume_to_the_end(spec)
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
