@@ -4,7 +4,8 @@ A real digits run (the demo's spec, SGD, trained by :func:`optlab.runner.execute
 then its records are replayed into a :class:`~optlab.tracking.Tracker` on a fresh SQLite store:
 
 - ``curves_s``: the metric curves alone (every per-step and per-epoch point, final metrics)
-  through buffered ``log_batch`` calls;
+  through the tracker's buffered writer (one ``INSERT`` per batch on SQLite, see
+  :mod:`optlab.tracking.sql_metrics`);
 - ``tracked_run_s``: everything the tracker does for the run except figures (child run, params,
   ``spec.yaml``, curves, weights, end);
 - ``log_metric_s``: the same curves written one ``log_metric`` call per point, for scale

@@ -95,7 +95,6 @@ def _worker_init(environ: dict[str, str]) -> None:
 
     os.environ.clear()
     os.environ.update(environ)
-
     threadpool_limits(1)
 
     def handler(signum: int, frame: object) -> None:
@@ -126,6 +125,7 @@ class LocalWorkers:
         )
         self._submitted: dict[Future[Any], RunSpec] = {}
         self._submitter: threading.Thread | None = None
+        self._submit_error: Exception | None = None
 
     def submit(
         self, runs: Sequence[RunSpec], experiment: str, base_tags: dict[str, str], render: bool
@@ -136,9 +136,12 @@ class LocalWorkers:
         (it forks the workers), which a helper thread does while this process goes on."""
 
         def submit_all() -> None:
-            for run in runs:
-                fut = self.pool.submit(execute_recorded, run, experiment, base_tags, render)
-                self._submitted[fut] = run
+            try:
+                for run in runs:
+                    fut = self.pool.submit(execute_recorded, run, experiment, base_tags, render)
+                    self._submitted[fut] = run
+            except Exception as exc:  # the pool could not start its workers
+                self._submit_error = exc
 
         self._submitter = threading.Thread(target=submit_all, name="optlab-submit", daemon=True)
         self._submitter.start()
@@ -148,11 +151,15 @@ class LocalWorkers:
         """Every submitted run's future (waits until :meth:`submit` has queued them all)."""
         if self._submitter is not None:
             self._submitter.join()
+        if self._submit_error is not None:
+            raise RunError(f"could not start the worker processes: {self._submit_error}")
         return self._submitted
 
     def cancel(self) -> None:
         """Cancel the runs that have not started."""
-        for fut in self.futures:
+        if self._submitter is not None:
+            self._submitter.join()
+        for fut in self._submitted:
             fut.cancel()
 
     def __enter__(self) -> LocalWorkers:

@@ -87,3 +87,18 @@ def test_dask_executor_needs_a_scheduler(spec: Path) -> None:
     done = optlab("run", str(spec), "--executor", "dask", cwd=spec.parent)
     assert done.returncode == 2
     assert "--scheduler" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_workers_that_cannot_start_are_one_run_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optlab.errors import RunError
+    from optlab.parallel import LocalWorkers
+
+    with LocalWorkers(1) as workers:
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("no processes")
+
+        monkeypatch.setattr(workers.pool, "submit", broken)
+        workers.submit([object()], "e", {}, False)  # type: ignore[list-item]
+        with pytest.raises(RunError, match="could not start the worker processes: no processes"):
+            _ = workers.futures
