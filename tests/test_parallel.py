@@ -102,3 +102,19 @@ def test_workers_that_cannot_start_are_one_run_error(monkeypatch: pytest.MonkeyP
         workers.submit([object()], "e", {}, False)  # type: ignore[list-item]
         with pytest.raises(RunError, match="could not start the worker processes: no processes"):
             _ = workers.futures
+
+
+def test_workers_see_the_environment_of_the_moment_they_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fork server lives as long as the process that started it; each pool's workers
+    still take that process's environment as it is when the pool starts."""
+    import os
+
+    from optlab.parallel import LocalWorkers
+
+    for value in ("first", "second"):
+        monkeypatch.setenv("OPTLAB_TEST_WORKER_ENV", value)
+        with LocalWorkers(1) as workers:
+            seen = workers.pool.submit(os.getenv, "OPTLAB_TEST_WORKER_ENV").result(60)
+        assert seen == value
