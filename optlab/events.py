@@ -54,6 +54,10 @@ class RunInfo:
     tags : dict
         Variant, providers with versions, optlab version, spec hash, git commit.
     data : DataSummary
+    started_at : float or None
+        Wall-clock time the run started (seconds since the Unix epoch), set when
+        ``optlab_run_started`` is called; with ``--jobs N`` the hooks are called later, in the
+        invoking process, and this still says when the run really started.
     """
 
     name: str
@@ -63,6 +67,7 @@ class RunInfo:
     spec: dict[str, Any]
     tags: dict[str, str]
     data: DataSummary
+    started_at: float | None = None
 
 
 @dataclass
@@ -117,6 +122,8 @@ class RunResult:
     console: list[str] = field(default_factory=list)
     #: artifact files already rendered (by a worker process): file name -> content
     artifacts: dict[str, bytes] | None = None
+    #: wall-clock time the run ended (seconds since the Unix epoch)
+    finished_at: float | None = None
 
     @property
     def final_loss(self) -> float | None:

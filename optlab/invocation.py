@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -129,6 +130,7 @@ class Invocation:
         self.executor = executor
         self.scheduler = scheduler
         self.tracker: Any = None
+        self.started_at: float | None = None
 
     def _base_tags(self) -> dict[str, str]:
         tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": self.spec_path}
@@ -137,6 +139,7 @@ class Invocation:
 
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
+        self.started_at = time.time()
         with ExitStack() as resources:
             workers = None
             if self.jobs > 1 and self.executor == "local":
@@ -196,7 +199,9 @@ class Invocation:
             if self.tracker is not None:
                 pm.register(self.tracker, name="optlab.tracking")
                 stack.callback(pm.unregister, name="optlab.tracking")
-                stack.enter_context(self.tracker.parent(self.experiment.name, base_tags))
+                stack.enter_context(
+                    self.tracker.parent(self.experiment.name, base_tags, self.started_at)
+                )
             hooks = GuardedHooks(pm, registry)
             if self.jobs == 1 and self.executor == "local":
                 outcome = run_all(

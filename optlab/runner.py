@@ -7,6 +7,7 @@ firing ``optlab_run_finished``. Input errors found before the run starts (bad da
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -297,6 +298,7 @@ def execute(
     error: BaseException | None = None
     monitor: TrainingMonitor | None = None
     start = time.perf_counter()
+    info = dataclasses.replace(info, started_at=time.time())
     try:
         observer.optlab_run_started(run=info)
         W0 = initial_weights(objective, init_rng)
@@ -370,6 +372,7 @@ def execute(
                 result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
         console.extend(_evaluation_lines(result))
         console.append(_final_line(result))
+        result.finished_at = time.time()
         try:
             observer.optlab_run_finished(run=info, result=result, error=error)
         except RunError as exc:

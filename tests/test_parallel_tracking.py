@@ -84,6 +84,15 @@ def check_every_point(uri: str) -> None:
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"learning_curves.png", "weight_templates.png", "confusion_matrix.png"} <= files
         assert {"console.log", "weights.npz", "spec.yaml"} <= files
+        # start and end are the run's own, not when the invoking process recorded it: the
+        # UI's durations are the real ones
+        stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert run.info.start_time <= min(stamps) <= max(stamps) <= run.info.end_time
+        train_ms = 1000 * run.data.metrics["train_time_s"]
+        assert run.info.end_time - run.info.start_time >= train_ms - 1
+    parent = client.get_run(parents.pop()).info
+    assert parent.start_time <= min(r.info.start_time for r in children)
+    assert parent.end_time >= max(r.info.end_time for r in children)
 
 
 def test_jobs_4_into_the_default_sqlite_store(tmp_path: Path) -> None:

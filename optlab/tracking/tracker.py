@@ -243,9 +243,12 @@ class Tracker:
                 del child.pending[: len(chunk)]
             child.flushed_at = time.monotonic()
 
-    def _create_run(self, what: str, run_name: str, tags: dict[str, str]) -> str:
-        """Create a run; if an attempt failed, first look for the run it may have created."""
-        start_time = _ms(time.time())
+    def _create_run(
+        self, what: str, run_name: str, tags: dict[str, str], started_at: float | None = None
+    ) -> str:
+        """Create a run (starting at ``started_at``, default now); if an attempt failed, first
+        look for the run it may have created."""
+        start_time = _ms(time.time() if started_at is None else started_at)
         attempts = 0
 
         def create() -> Any:
@@ -276,15 +279,29 @@ class Tracker:
     def _own_tags(self, role: str) -> dict[str, str]:
         return {ROLE_TAG: role, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
-    def _terminate(self, run_id: str, status: str, reason: str | None, what: str) -> None:
+    def _terminate(
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None,
+        what: str,
+        finished_at: float | None = None,
+    ) -> None:
         if reason:
             self._call(what, self.client.set_tag, run_id, STATUS_REASON_TAG, _clip(reason, 8000))
-        self._call(what, self.client.set_terminated, run_id, status, _ms(time.time()))
+        end = _ms(time.time() if finished_at is None else finished_at)
+        self._call(what, self.client.set_terminated, run_id, status, end)
 
     # ------------------------------------------------------------------------ parent run
     @contextmanager
-    def parent(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """One parent run around an invocation; yields its run id.
+    def parent(
+        self,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        started_at: float | None = None,
+    ) -> Iterator[str]:
+        """One parent run around an invocation (that started at ``started_at``, default
+        now); yields its run id.
 
         Ends FINISHED; KILLED on ``KeyboardInterrupt``/:class:`~optlab.errors.RunInterrupted`;
         FAILED (with ``optlab.status_reason``) if the invocation raised. Child runs still open
@@ -298,7 +315,7 @@ class Tracker:
             self._retry.reset()
             self._children.clear()
             self._start_failed.clear()
-        run_id = self._create_run("start the parent run", run_name, run_tags)
+        run_id = self._create_run("start the parent run", run_name, run_tags, started_at)
         self.parent_run_id = run_id
         self._counts = dict.fromkeys(self._counts, 0)
         status, reason = "FINISHED", None
@@ -347,7 +364,8 @@ class Tracker:
         if self.parent_run_id is not None:
             tags[PARENT_TAG] = self.parent_run_id
         try:
-            child = _Child(self._create_run(f"start run '{run.name}'", run.name, tags))
+            run_id = self._create_run(f"start run '{run.name}'", run.name, tags, run.started_at)
+            child = _Child(run_id)
         except OptlabError:
             with self._lock:
                 self._start_failed.add(run.name)
@@ -422,7 +440,9 @@ class Tracker:
         if result.status != "FINISHED":
             reason = result.error or (f"{type(error).__name__}: {error}" if error else None)
             reason = reason or result.status.lower()
-        self._terminate(child.run_id, result.status, reason, f"end run '{run.name}'")
+        self._terminate(
+            child.run_id, result.status, reason, f"end run '{run.name}'", result.finished_at
+        )
         with self._lock:
             self._children.pop(run.name, None)
             self._counts[result.status] = self._counts.get(result.status, 0) + 1
