@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any
 
@@ -131,6 +132,7 @@ class Invocation:
         self.scheduler = scheduler
         self.tracker: Any = None
         self.started_at: float | None = None
+        self._drawing: tuple[list[str], Future[bytes]] | None = None
 
     def _base_tags(self) -> dict[str, str]:
         tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": self.spec_path}
@@ -218,11 +220,26 @@ class Invocation:
             else:
                 outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip, workers)
             if self.tracker is not None and outcome.results:
-                self.tracker.log_comparison(outcome.results)
+                self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
             if outcome.interrupted:
                 # ends the parent run as KILLED; the runs themselves are already recorded
                 raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
         return outcome
+
+    def _drawn_comparison(self, outcome: Outcome) -> bytes | None:
+        """``comparison.png`` as a worker drew it, if it did and for exactly these runs."""
+        drawing, self._drawing = self._drawing, None
+        if drawing is None:
+            return None
+        names, figure = drawing
+        if names != [info.name for info, _ in outcome.results]:
+            figure.cancel()
+            return None
+        try:
+            png: bytes = figure.result(timeout=60)
+        except Exception:  # drawn here instead
+            return None
+        return png
 
     def _store_gone(self) -> bool:
         return bool(self.tracker is not None and self.tracker.unreachable)
@@ -253,6 +270,18 @@ class Invocation:
                 run, prepared[data_key(run)], self.experiment.name, registry, base_tags
             )
 
+        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+
+        def in_order(results: list[tuple[RunInfo, RunResult]]) -> list[tuple[RunInfo, RunResult]]:
+            return sorted(results, key=lambda pair: order.get(pair[0].name, len(order)))
+
+        def draw_comparison(results: list[tuple[RunInfo, RunResult]]) -> None:
+            # every run has ended: a worker draws the comparison while the results are written
+            if workers is not None and self.tracker is not None and self.tracker.plots:
+                ordered = in_order(results)
+                names = [info.name for info, _ in ordered]
+                self._drawing = (names, workers.render_comparison(ordered))
+
         for info, result in run_parallel(
             todo,
             experiment=self.experiment.name,
@@ -266,11 +295,11 @@ class Invocation:
             should_stop=self._store_gone,
             render=bool(self.tracker is not None and getattr(self.tracker, "plots", False)),
             workers=workers,
+            on_all_done=draw_comparison,
         ):
             outcome.results.append((info, result))
             outcome.interrupted = outcome.interrupted or result.status == "KILLED"
-        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
-        outcome.results.sort(key=lambda pair: order.get(pair[0].name, len(order)))
+        outcome.results = in_order(outcome.results)
         return outcome
 
     def print_summary(self, outcome: Outcome) -> None:

@@ -19,13 +19,16 @@ set after the fork server started is still seen.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from optlab.config import RunSpec
@@ -155,6 +158,12 @@ class LocalWorkers:
             raise RunError(f"could not start the worker processes: {self._submit_error}")
         return self._submitted
 
+    def render_comparison(self, results: Sequence[tuple[RunInfo, RunResult]]) -> Future[bytes]:
+        """Draw ``comparison.png`` of ``results`` in a worker (where matplotlib is imported
+        already) while this process goes on writing; the result is the PNG's bytes."""
+        light = [(info, dataclasses.replace(result, artifacts=None)) for info, result in results]
+        return self.pool.submit(render_comparison, light)
+
     def cancel(self) -> None:
         """Cancel the runs that have not started."""
         if self._submitter is not None:
@@ -172,6 +181,15 @@ class LocalWorkers:
                 if process.is_alive():
                     process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def render_comparison(results: Sequence[tuple[RunInfo, RunResult]]) -> bytes:
+    """The comparison figure of ``results`` (see :func:`optlab.tracking.plots.comparison_figure`)
+    as PNG bytes."""
+    from optlab.tracking.plots import comparison_figure
+
+    with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
+        return comparison_figure(results, Path(tmp) / "comparison.png").read_bytes()
 
 
 def execute_recorded(
@@ -258,6 +276,7 @@ def run_parallel(
     should_stop: Callable[[], bool] | None = None,
     render: bool = False,
     workers: LocalWorkers | None = None,
+    on_all_done: Callable[[list[tuple[RunInfo, RunResult]]], None] | None = None,
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     """Run ``runs`` on ``jobs`` local worker processes or a Dask cluster.
 
@@ -268,7 +287,9 @@ def run_parallel(
     after a failure (the tracking store is gone). With ``render`` the workers also draw
     each run's artifact files (see :mod:`optlab.tracking.artifacts`). ``workers``: local
     workers to which ``runs`` were submitted already (see :class:`LocalWorkers`); without
-    them the local workers are started here.
+    them the local workers are started here. ``on_all_done(results)`` is called once every
+    local run has ended, before the runs not yet replayed are (so the caller can start work
+    that needs every result, such as the comparison figure, while they are written).
     """
     if executor == "dask":
         from distributed import Client
@@ -305,7 +326,7 @@ def run_parallel(
         if workers is None:
             workers = stack.enter_context(LocalWorkers(jobs))
             workers.submit(runs, experiment, base_tags, render)
-        yield from _collect_local(workers, observer, describe, fail_fast, should_stop)
+        yield from _collect_local(workers, observer, describe, fail_fast, should_stop, on_all_done)
 
 
 def _collect_local(
@@ -314,10 +335,15 @@ def _collect_local(
     describe: Callable[[RunSpec], RunInfo],
     fail_fast: bool,
     should_stop: Callable[[], bool] | None,
+    on_all_done: Callable[[list[tuple[RunInfo, RunResult]]], None] | None = None,
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     futures = workers.futures
     stopping = False
     for fut in _completed_local(futures, workers.pool):
+        if on_all_done is not None and all(f.done() for f in futures):
+            ended = [f for f in futures if not f.cancelled()]
+            on_all_done([_outcome(_events(f, futures[f], describe)) for f in ended])
+            on_all_done = None
         if fut.cancelled():
             continue
         try:
@@ -336,9 +362,13 @@ def _asked(should_stop: Callable[[], bool] | None) -> bool:
     return should_stop is not None and should_stop()
 
 
+def _outcome(events: list[tuple[str, dict[str, Any]]]) -> tuple[RunInfo, RunResult]:
+    _, last = events[-1]
+    return last["run"], last["result"]
+
+
 def _finish(
     events: list[tuple[str, dict[str, Any]]], observer: Observer
 ) -> tuple[RunInfo, RunResult]:
     replay(events, observer)
-    _, last = events[-1]
-    return last["run"], last["result"]
+    return _outcome(events)

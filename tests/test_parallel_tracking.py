@@ -55,7 +55,7 @@ def run_jobs4(tmp_path: Path, uri: str) -> list[dict[str, object]]:
     return rows
 
 
-def check_every_point(uri: str) -> None:
+def check_every_point(uri: str, tmp: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -90,7 +90,11 @@ def check_every_point(uri: str) -> None:
         assert run.info.start_time <= min(stamps) <= max(stamps) <= run.info.end_time
         train_ms = 1000 * run.data.metrics["train_time_s"]
         assert run.info.end_time - run.info.start_time >= train_ms - 1
-    parent = client.get_run(parents.pop()).info
+    parent_id = parents.pop()
+    parent = client.get_run(parent_id).info
+    # drawn by a worker while the invoking process wrote the runs
+    png = Path(client.download_artifacts(parent_id, "comparison.png", str(tmp))).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert parent.start_time <= min(r.info.start_time for r in children)
     assert parent.end_time >= max(r.info.end_time for r in children)
 
@@ -98,7 +102,7 @@ def check_every_point(uri: str) -> None:
 def test_jobs_4_into_the_default_sqlite_store(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_jobs4(tmp_path, uri)
-    check_every_point(uri)
+    check_every_point(uri, tmp_path)
 
 
 def test_jobs_4_into_a_real_mlflow_server(
@@ -106,4 +110,4 @@ def test_jobs_4_into_a_real_mlflow_server(
     mlflow_server: MlflowServer,  # noqa: F811
 ) -> None:
     run_jobs4(tmp_path, mlflow_server.url)
-    check_every_point(mlflow_server.url)
+    check_every_point(mlflow_server.url, tmp_path)

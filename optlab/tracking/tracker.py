@@ -463,9 +463,12 @@ class Tracker:
             if any(Path(tmp).iterdir()):
                 self._call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
 
-    def log_comparison(self, results: Sequence[tuple[RunInfo, RunResult]]) -> None:
+    def log_comparison(
+        self, results: Sequence[tuple[RunInfo, RunResult]], figure: bytes | None = None
+    ) -> None:
         """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
-        ``comparison.png``, tag ``optlab.best_run`` and the best run's accuracies."""
+        ``comparison.png`` (``figure``, if it was drawn elsewhere), tag ``optlab.best_run``
+        and the best run's accuracies."""
         from mlflow.entities import Metric, RunTag
 
         from optlab.tracking import plots, summary
@@ -478,7 +481,10 @@ class Tracker:
             folder = Path(tmp)
             (folder / "comparison.md").write_text(summary.rows_to_markdown(rows))
             (folder / "comparison.json").write_text(summary.rows_to_json(rows))
-            plots.comparison_figure(results, folder / "comparison.png")
+            if figure is None:
+                plots.comparison_figure(results, folder / "comparison.png")
+            else:
+                (folder / "comparison.png").write_bytes(figure)
             self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
         best = next((r for r in rows if r["best"]), None)
         if best is not None:
