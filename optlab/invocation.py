@@ -142,15 +142,14 @@ class Invocation:
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
-        with ExitStack() as resources:
-            workers = None
-            if self.jobs > 1 and self.executor == "local":
-                from optlab.parallel import LocalWorkers
+        workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.jobs > 1 and self.executor == "local":
+            from optlab.parallel import LocalWorkers
 
-                # the workers' fork server imports while this process loads the data
-                workers = resources.enter_context(LocalWorkers(self.jobs))
-            return self._run(workers)
-        raise AssertionError("unreachable")  # pragma: no cover (for mypy)
+            # the workers' fork server imports while this process loads the data
+            workers = LocalWorkers(self.jobs)
+        with workers as started:
+            return self._run(started)
 
     def _run(self, workers: Any) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged

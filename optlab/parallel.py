@@ -174,12 +174,16 @@ class LocalWorkers:
     def __enter__(self) -> LocalWorkers:
         return self
 
+    def terminate(self) -> None:
+        """Send SIGTERM to the live workers (their handler ends the current run as KILLED)."""
+        for process in list(getattr(self.pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()
+
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         self.cancel()
         if kind is not None:
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()
+            self.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -232,23 +236,18 @@ def _crashed(info: RunInfo, exc: BaseException) -> list[tuple[str, dict[str, Any
     ]
 
 
-def _completed_local(
-    futures: dict[Future[Any], RunSpec], pool: ProcessPoolExecutor
-) -> Iterator[Future[Any]]:
+def _completed_local(workers: LocalWorkers) -> Iterator[Future[Any]]:
     """Futures as they complete, polling the stop flag: on SIGINT/SIGTERM the queued runs are
     cancelled and the running workers are asked (SIGTERM) to end their run as KILLED."""
-    pending = set(futures)
+    pending = set(workers.futures)
     signalled = False
     while pending:
         done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         yield from done
         if stop_flag.reason is not None and not signalled:
             signalled = True
-            for fut in pending:
-                fut.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()  # the worker's handler turns it into a stop request
+            workers.cancel()
+            workers.terminate()
             pending = {f for f in pending if not f.cancelled()}
 
 
@@ -339,7 +338,7 @@ def _collect_local(
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     futures = workers.futures
     stopping = False
-    for fut in _completed_local(futures, workers.pool):
+    for fut in _completed_local(workers):
         if on_all_done is not None and all(f.done() for f in futures):
             ended = [f for f in futures if not f.cancelled()]
             on_all_done([_outcome(_events(f, futures[f], describe)) for f in ended])

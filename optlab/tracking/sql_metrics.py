@@ -73,10 +73,13 @@ def sql_metric_writer(client: Any) -> MetricWriter | None:
         store = client._tracking_client.store
     except (ImportError, AttributeError):
         return None
-    needed = ("ManagedSessionMaker", "_get_run", "_check_run_is_active")
+    needed = (
+        "ManagedSessionMaker",
+        "_get_run",
+        "_check_run_is_active",
+        "_update_latest_metrics_if_necessary",
+    )
     if not isinstance(store, SqlAlchemyStore) or not all(hasattr(store, n) for n in needed):
-        return None
-    if not hasattr(store, "_update_latest_metrics_if_necessary"):
         return None
     table = SqlMetric.__table__
     sql: Any = store  # MLflow's store methods are untyped

@@ -1,9 +1,9 @@
 """The MLflow observer plugin: one parent run per invocation, one child run per optlab run.
 
 Writes go through ``MlflowClient`` with explicit run ids (never the fluent active-run stack)
-and metrics are written in chunks of at most 1,000 points, once per evaluation point: a
-per-point ``log_metric`` to SQLite costs milliseconds, ``log_batch`` about 70 µs a point, the
-single INSERT of :mod:`optlab.tracking.sql_metrics` about 7 µs.
+and metrics are buffered and written in batches (see :attr:`Tracker.max_batch`) at evaluation
+points: a per-point ``log_metric`` to SQLite costs milliseconds, ``log_batch`` (1,000 points at
+most) about 70 µs a point, the single INSERT of :mod:`optlab.tracking.sql_metrics` about 7 µs.
 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab.tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
