@@ -139,19 +139,31 @@ class Invocation:
         tags.update(git_tags(self.spec_path))
         return tags
 
+    def _uri(self) -> str:
+        from optlab.tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(self.tracking_uri, self.experiment.tracking.uri)
+
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
         workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        writer: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.jobs > 1 and self.executor == "local":
             from optlab.parallel import LocalWorkers
 
             # the workers' fork server imports while this process loads the data
             workers = LocalWorkers(self.jobs)
-        with workers as started:
-            return self._run(started)
+        elif self.track and self.jobs == 1 and self.executor == "local":
+            from optlab.tracking.writer_process import WriterProcess, wanted_for
 
-    def _run(self, workers: Any) -> Outcome:
+            uri = self._uri()
+            if wanted_for(uri):  # runs train here; their metrics are written by another process
+                writer = WriterProcess(uri)
+        with workers as started, writer as metric_writer:
+            return self._run(started, metric_writer)
+
+    def _run(self, workers: Any, writer: Any = None) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
@@ -161,11 +173,11 @@ class Invocation:
             workers.submit(self.experiment.runs, self.experiment.name, base_tags, self.track)
         finished: dict[str, str] = {}
         if self.track:
-            from optlab.tracking import Tracker, resolve_tracking_uri
+            from optlab.tracking import Tracker
 
-            uri = resolve_tracking_uri(self.tracking_uri, self.experiment.tracking.uri)
+            uri = self._uri()
             check_free_space(uri)
-            self.tracker = Tracker(uri, self.experiment.name)
+            self.tracker = Tracker(uri, self.experiment.name, writer=writer)
             if self.resume:
                 self.tracker.mark_stale_running()
                 finished = self.tracker.finished_runs()

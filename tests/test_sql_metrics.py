@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from metric_points import new_run, sample_points, stored
 
 from optlab.tracking.sql_metrics import sql_metric_writer
 
@@ -17,32 +17,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     db = tmp_path_factory.mktemp("sql-metrics") / "mlflow.db"
     return MlflowClient(f"sqlite:///{db}")
-
-
-def _points() -> list[Any]:
-    from mlflow.entities import Metric
-
-    values = [0.5, math.nan, math.inf, -math.inf, 2.0, 1.0]
-    points = [Metric("loss", v, 1_000 + i, 10 * i) for i, v in enumerate(values)]
-    points += [Metric("acc", 0.25 * i, 2_000, 10 * i) for i in range(4)]
-    points.append(Metric("acc", 0.1, 1_999, 30))  # same step, older: not the latest
-    return points
-
-
-def _stored(client: Any, run_id: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    def history(key: str) -> list[Any]:
-        points = client.get_metric_history(run_id, key)
-        return sorted((m.step, m.timestamp, str(m.value)) for m in points)
-
-    latest = client.get_run(run_id).data.metrics
-    return {k: str(v) for k, v in latest.items()}, {k: history(k) for k in ("loss", "acc")}
-
-
-def _new_run(client: Any, name: str) -> str:
-    experiment = client.get_experiment_by_name("e") or client.get_experiment(
-        client.create_experiment("e")
-    )
-    return str(client.create_run(experiment.experiment_id, run_name=name).info.run_id)
 
 
 def test_sqlite_stores_get_the_fast_writer(client: Any) -> None:
@@ -60,12 +34,12 @@ def test_other_stores_get_none() -> None:
 def test_same_rows_and_latest_values_as_log_batch(client: Any) -> None:
     write = sql_metric_writer(client)
     assert write is not None
-    fast, slow = _new_run(client, "fast"), _new_run(client, "slow")
-    write(fast, _points()[:4])  # in two batches: latest_metrics is updated across them
-    write(fast, _points()[4:])
-    client.log_batch(slow, metrics=_points())
-    assert _stored(client, fast) == _stored(client, slow)
-    latest, history = _stored(client, fast)
+    fast, slow = new_run(client, "fast"), new_run(client, "slow")
+    write(fast, sample_points()[:4])  # in two batches: latest_metrics is updated across them
+    write(fast, sample_points()[4:])
+    client.log_batch(slow, metrics=sample_points().metrics())
+    assert stored(client, fast) == stored(client, slow)
+    latest, history = stored(client, fast)
     assert len(history["loss"]) == 6 and len(history["acc"]) == 5
     assert latest["acc"] == "0.75" and latest["loss"] == "1.0"
 
@@ -73,9 +47,9 @@ def test_same_rows_and_latest_values_as_log_batch(client: Any) -> None:
 def test_a_batch_sent_again_is_not_stored_twice(client: Any) -> None:
     write = sql_metric_writer(client)
     assert write is not None
-    run_id = _new_run(client, "again")
-    write(run_id, _points()[:5])
-    write(run_id, _points())  # the first five are stored already
+    run_id = new_run(client, "again")
+    write(run_id, sample_points()[:5])
+    write(run_id, sample_points())  # the first five are stored already
     assert len(client.get_metric_history(run_id, "loss")) == 6
     assert len(client.get_metric_history(run_id, "acc")) == 5
 
@@ -85,12 +59,12 @@ def test_a_deleted_run_refuses_points_like_log_batch(client: Any) -> None:
 
     write = sql_metric_writer(client)
     assert write is not None
-    run_id = _new_run(client, "deleted")
+    run_id = new_run(client, "deleted")
     client.delete_run(run_id)
     with pytest.raises(MlflowException, match="active") as fast:
-        write(run_id, _points())
+        write(run_id, sample_points())
     with pytest.raises(MlflowException, match="active") as slow:
-        client.log_batch(run_id, metrics=_points())
+        client.log_batch(run_id, metrics=sample_points().metrics())
     assert str(fast.value) == str(slow.value)
     client.restore_run(run_id)
     assert client.get_metric_history(run_id, "loss") == []

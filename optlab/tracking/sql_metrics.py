@@ -19,37 +19,41 @@ again after its answer was lost) violates the table's primary key; it is then ha
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["MetricWriter", "sql_metric_writer"]
+import numpy as np
 
-#: ``writer(run_id, metrics)``: store ``metrics`` (``mlflow.entities.Metric``) on run ``run_id``
-MetricWriter = Callable[[str, Sequence[Any]], None]
+from optlab.tracking.points import Points
 
-_MAX_FLOAT = 1.7976931348623157e308
+__all__ = ["MetricWriter", "metric_rows", "newest_per_key", "sql_metric_writer"]
 
+#: ``writer(run_id, points)``: store ``points`` on run ``run_id``
+MetricWriter = Callable[[str, Points], None]
 
-def _row(run_id: str, metric: Any) -> dict[str, Any]:
-    value = float(metric.value)
-    is_nan = math.isnan(value)
-    if is_nan:  # stored as MLflow stores it: 0 with the is_nan flag, infinities clipped
-        value = 0.0
-    elif math.isinf(value):
-        value = _MAX_FLOAT if value > 0 else -_MAX_FLOAT
-    return {
-        "run_uuid": run_id,
-        "key": metric.key,
-        "value": value,
-        "timestamp": int(metric.timestamp),
-        "step": int(metric.step),
-        "is_nan": is_nan,
-    }
+_MAX_FLOAT = np.finfo(np.float64).max
 
 
-def _newest_per_key(rows: Sequence[dict[str, Any]]) -> list[SimpleNamespace]:
+def metric_rows(run_id: str, points: Points) -> list[dict[str, Any]]:
+    """The ``metrics`` table's rows, values stored as MLflow stores them: NaN as 0 with the
+    ``is_nan`` flag, infinities clipped to the largest float."""
+    is_nan = np.isnan(points.values)
+    values = np.clip(np.where(is_nan, 0.0, points.values), -_MAX_FLOAT, _MAX_FLOAT)
+    return [
+        {"run_uuid": run_id, "key": k, "value": v, "timestamp": t, "step": s, "is_nan": n}
+        for k, v, t, s, n in zip(
+            points.keys,
+            values.tolist(),
+            points.timestamps.tolist(),
+            points.steps.tolist(),
+            is_nan.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def newest_per_key(rows: list[dict[str, Any]]) -> list[SimpleNamespace]:
     """The point MLflow's ``latest_metrics`` keeps for each key: the largest
     (step, timestamp, value)."""
     newest: dict[str, dict[str, Any]] = {}
@@ -84,20 +88,20 @@ def sql_metric_writer(client: Any) -> MetricWriter | None:
     table = SqlMetric.__table__
     sql: Any = store  # MLflow's store methods are untyped
 
-    def write(run_id: str, metrics: Sequence[Any]) -> None:
-        if not metrics:
+    def write(run_id: str, points: Points) -> None:
+        if not len(points):
             return
-        rows = [_row(run_id, m) for m in metrics]
+        rows = metric_rows(run_id, points)
         try:
             with sql.ManagedSessionMaker(read_only=False) as session:
                 sql._check_run_is_active(sql._get_run(run_uuid=run_id, session=session))
                 session.execute(insert(table), rows)
-                sql._update_latest_metrics_if_necessary(_newest_per_key(rows), session)
+                sql._update_latest_metrics_if_necessary(newest_per_key(rows), session)
         except Exception as exc:  # the session wraps database errors in MlflowException
             if not isinstance(exc.__cause__, IntegrityError) and not isinstance(
                 exc, IntegrityError
             ):
                 raise
-            client.log_batch(run_id, metrics=list(metrics))  # skips the points stored already
+            client.log_batch(run_id, metrics=points.metrics())  # skips the points stored already
 
     return write

@@ -1,9 +1,12 @@
 """The MLflow observer plugin: one parent run per invocation, one child run per optlab run.
 
 Writes go through ``MlflowClient`` with explicit run ids (never the fluent active-run stack)
-and metrics are buffered and written in batches (see :attr:`Tracker.max_batch`) at evaluation
-points: a per-point ``log_metric`` to SQLite costs milliseconds, ``log_batch`` (1,000 points at
-most) about 70 µs a point, the single INSERT of :mod:`optlab.tracking.sql_metrics` about 7 µs.
+and metrics are buffered (as columns, :class:`~optlab.tracking.points.Points`) and written in
+batches (see :attr:`Tracker.max_batch`) at evaluation points: a per-point ``log_metric`` to
+SQLite costs milliseconds, ``log_batch`` (1,000 points at most) about 70 µs a point, the
+single INSERT of :mod:`optlab.tracking.sql_metrics` about 7 µs. Given a
+:class:`~optlab.tracking.writer_process.WriterProcess`, a SQL store's batches are written by
+that process while the run goes on; a run waits for its batches only before it ends.
 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab.tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
@@ -23,16 +26,26 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from optlab.errors import OptlabError, RunInterrupted, TrackingError
-from optlab.events import EpochReport, RunInfo, RunResult, StepHistory
+from optlab.events import EpochReport, RunInfo, RunResult
 from optlab.hookspecs import hookimpl
+from optlab.tracking.points import (
+    EPOCH_METRICS,
+    STEP_METRICS,
+    Points,
+    evaluation_points,
+    report_points,
+    report_size,
+    step_points,
+)
 from optlab.tracking.retry import Retrier, bound_http_retries, retry_budget
 from optlab.tracking.sql_metrics import MetricWriter, sql_metric_writer
 from optlab.tracking.store import connect, ensure_experiment, first_line
+
+if TYPE_CHECKING:
+    from optlab.tracking.writer_process import WriterProcess
 
 __all__ = [
     "DATA_TAG",
@@ -55,10 +68,6 @@ PID_TAG = "optlab.pid"
 HOST_TAG = "optlab.host"
 DATA_TAG = "optlab.data"
 REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did not repeat
-#: per-step metric names (step = examples processed so far)
-STEP_METRICS = ("loss", "data_loss", "reg_loss")
-#: per-evaluation metric names (step = examples processed at the evaluation)
-EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
 
 _MAX_METRICS = 1000  # per log_batch call (MLflow's limit)
 _MAX_SQL_METRICS = 50_000  # per INSERT of the SQL writer (one commit each)
@@ -95,8 +104,16 @@ class _Child:
     run_id: str
     steps_logged: int = 0
     evals_logged: int = 0
-    pending: list[Any] = field(default_factory=list)
+    reports: list[EpochReport] = field(default_factory=list)  # made points at the next flush
+    in_reports: int = 0  # points the reports make
+    pending: list[Points] = field(default_factory=list)  # not yet handed to a writer
+    inflight: dict[int, Points] = field(default_factory=dict)  # batch number -> points
     flushed_at: float = field(default_factory=time.monotonic)
+
+    def count(self) -> int:
+        """Points not yet acknowledged by the store."""
+        waiting = sum(map(len, self.pending)) + sum(map(len, self.inflight.values()))
+        return self.in_reports + waiting
 
 
 class Tracker:
@@ -119,6 +136,9 @@ class Tracker:
         How long a write keeps being retried while the store is unreachable (default
         ``$OPTLAB_TRACKING_RETRY_S``, else 60 s); then
         :class:`~optlab.tracking.retry.TrackingUnavailable` ends the run as FAILED.
+    writer : WriterProcess, optional
+        A process that writes metric batches to this (SQL) store, used once it is ready; the
+        caller starts it early and closes it. Batches it fails to write are written here.
 
     Raises
     ------
@@ -135,6 +155,7 @@ class Tracker:
         plots: bool = True,
         flush_interval_s: float = 2.0,
         retry_s: float | None = None,
+        writer: WriterProcess | None = None,
     ) -> None:
         self.uri = uri
         self.experiment_name = experiment_name
@@ -145,6 +166,8 @@ class Tracker:
         self._client: Any = None
         self._write_metrics: MetricWriter | None = None
         self._max_batch = _MAX_METRICS
+        self._writer = writer
+        self._writer_failed: str | None = None  # why the writer process is not used any more
         self._lock = threading.RLock()
         self._children: dict[str, _Child] = {}
         self._counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0}
@@ -162,11 +185,13 @@ class Tracker:
         client = connect(self.uri)
         self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
         self._client = client
+        _ = self.write_metrics  # chosen once, before any run (it imports the store's internals)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_client"] = None
         state["_write_metrics"] = None
+        state["_writer"] = None
         state["_lock"] = None
         return state
 
@@ -188,7 +213,7 @@ class Tracker:
         """Metric points of an open run still waiting in the buffer (not yet acknowledged)."""
         with self._lock:
             child = self._children.get(run_name)
-        return 0 if child is None else len(child.pending)
+        return 0 if child is None else child.count()
 
     @property
     def client(self) -> Any:
@@ -205,8 +230,8 @@ class Tracker:
             client = self.client
             fast = sql_metric_writer(client)
 
-            def log_batch(run_id: str, metrics: Sequence[Any]) -> None:
-                client.log_batch(run_id, metrics=list(metrics))
+            def log_batch(run_id: str, points: Points) -> None:
+                client.log_batch(run_id, metrics=points.metrics())
 
             self._write_metrics = fast or log_batch
             self._max_batch = _MAX_METRICS if fast is None else _MAX_SQL_METRICS
@@ -233,15 +258,56 @@ class Tracker:
                 f"tracking store {self.uri!r}: could not {what}: {first_line(exc)}"
             ) from exc
 
-    def _flush(self, name: str, child: _Child) -> None:
+    def _ready_writer(self) -> WriterProcess | None:
+        """The writer process, if there is one, it is connected, and the store is SQL."""
+        writer = self._writer
+        if writer is None or self._writer_failed or self.max_batch != _MAX_SQL_METRICS:
+            return None
+        return writer if writer.ready() else None
+
+    def _flush(self, name: str, child: _Child, *, wait: bool = True) -> None:
         """Write the run's buffered points in chunks; a chunk leaves the buffer only once the
-        store acknowledged it (a re-sent point is not stored twice: its timestamp is fixed)."""
+        store acknowledged it (a re-sent point is not stored twice: its timestamp is fixed).
+
+        With a ready writer process the chunks are handed to it, and ``wait`` waits until it
+        has stored them (and writes here what it could not); without one they are written
+        here and now."""
         with self._lock:
-            while child.pending:
-                chunk = child.pending[: self.max_batch]
-                self._call(f"log metrics of '{name}'", self.write_metrics, child.run_id, chunk)
-                del child.pending[: len(chunk)]
+            if child.reports:
+                child.pending.append(report_points(child.reports))
+                child.reports, child.in_reports = [], 0
+            if child.pending:
+                batch = Points.concat(child.pending)
+                child.pending = [
+                    batch[i : i + self.max_batch] for i in range(0, len(batch), self.max_batch)
+                ]
+            writer = self._ready_writer()
+            if writer is not None:
+                child.inflight.update((writer.submit(child.run_id, p), p) for p in child.pending)
+                child.pending = []
             child.flushed_at = time.monotonic()
+        if wait or writer is None:
+            self._settle(name, child)
+
+    def _settle(self, name: str, child: _Child) -> None:
+        """Wait for the run's batches in the writer process; write here whatever it did not
+        store (then the writer process is not used again), and everything still pending."""
+        failed: list[Points] = []
+        if child.inflight and self._writer is not None:
+            outcome = self._writer.wait(list(child.inflight), max(60.0, self.retry_s))
+            # the process died or a write raised: written here instead
+            errors = [error for error in outcome.values() if error]
+            failed = [child.inflight[seq] for seq, error in outcome.items() if error]
+            if errors and not self._writer_failed:
+                self._writer_failed = errors[0]
+        with self._lock:
+            child.inflight = {}
+            if failed:
+                child.pending = failed + child.pending
+            while child.pending:
+                chunk = child.pending[0]
+                self._call(f"log metrics of '{name}'", self.write_metrics, child.run_id, chunk)
+                del child.pending[0]
 
     def _create_run(
         self, what: str, run_name: str, tags: dict[str, str], started_at: float | None = None
@@ -388,32 +454,30 @@ class Tracker:
         """Buffer the steps since the last report and this report's accuracies; write them
         when ``flush_interval_s`` has passed or :attr:`max_batch` points are waiting."""
         child = self._child(run)
-        child.pending += _step_metrics(report.steps, 0)
-        child.pending += _epoch_metrics(report)
+        child.reports.append(report)  # made into points only when they are written
+        child.in_reports += report_size(report)
         child.steps_logged += len(report.steps)
         child.evals_logged += 1
         waited = time.monotonic() - child.flushed_at
-        if len(child.pending) >= self.max_batch or waited >= self.flush_interval_s:
-            self._flush(run.name, child)
+        if child.count() >= self.max_batch or waited >= self.flush_interval_s:
+            self._flush(run.name, child, wait=False)  # a writer process writes meanwhile
 
     @hookimpl
     def optlab_run_finished(
         self, run: RunInfo, result: RunResult, error: BaseException | None
     ) -> None:
-        """Flush what was not reported, log final metrics and artifacts, end the child run.
+        """Flush what was not reported, log final metrics and artifacts, end the child run
+        (once every point is stored).
 
         Does nothing once the store is lost (:attr:`unreachable`) or if the run's child run
         could not be created: the run already failed with that error."""
-        from mlflow.entities import Metric
-
         with self._lock:
             if self._retry.lost is not None or run.name in self._start_failed:
                 self._start_failed.discard(run.name)
                 return  # the run failed with the tracking error already
         child = self._child(run)
-        metrics = _step_metrics(result.steps, child.steps_logged)
-        for report in result.evaluations[child.evals_logged :]:
-            metrics += _epoch_metrics(report)
+        metrics = [step_points(result.steps, child.steps_logged)]
+        metrics.append(evaluation_points(result.evaluations[child.evals_logged :]))
         child.steps_logged, child.evals_logged = len(result.steps), len(result.evaluations)
         now = _ms(time.time())
         last = int(result.steps.examples[-1]) if len(result.steps) else 0
@@ -427,15 +491,17 @@ class Tracker:
             for key in EPOCH_METRICS:
                 if key in final and final[key] == getattr(last_report, key):
                     del final[key]
-        metrics += [
-            Metric(k, float(v), now, last)
+        finals = {
+            k: float(v)
             for k, v in final.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
-        ]
+        }
+        metrics.append(Points.at(finals, now, last))
         with self._lock:
             child.pending += metrics
-        self._flush(run.name, child)
+        self._flush(run.name, child, wait=False)  # a writer process writes while figures are drawn
         self._log_artifacts(run, result, child.run_id)
+        self._settle(run.name, child)
         reason = None
         if result.status != "FINISHED":
             reason = result.error or (f"{type(error).__name__}: {error}" if error else None)
@@ -556,29 +622,3 @@ class Tracker:
             self._terminate(run.info.run_id, "KILLED", reason, "end a stale run")
             ended.append(str(run.info.run_name))
         return ended
-
-
-def _step_metrics(steps: StepHistory, start: int) -> list[Any]:
-    """``loss``, ``data_loss``, ``reg_loss`` points from index ``start`` on."""
-    from mlflow.entities import Metric
-
-    if len(steps) <= start:
-        return []
-    examples = steps.examples[start:].astype(np.int64).tolist()
-    stamps = np.rint(steps.time[start:] * 1000.0).astype(np.int64).tolist()
-    out: list[Any] = []
-    for name in STEP_METRICS:
-        values = np.asarray(getattr(steps, name)[start:], dtype=np.float64).tolist()
-        out.extend(map(Metric, [name] * len(values), values, stamps, examples))
-    return out
-
-
-def _epoch_metrics(report: EpochReport) -> list[Any]:
-    """``epoch``, ``train_accuracy`` and ``val_accuracy`` at step ``report.examples``."""
-    from mlflow.entities import Metric
-
-    stamp, step = _ms(report.time), int(report.examples)
-    values = {"epoch": report.epoch, "train_accuracy": report.train_accuracy}
-    if report.val_accuracy is not None:
-        values["val_accuracy"] = report.val_accuracy
-    return [Metric(k, float(v), stamp, step) for k, v in values.items()]

@@ -1,0 +1,329 @@
+"""Metric points written by a separate process, so that a run does not wait for the store.
+
+A small run trains in tens of milliseconds and logs a few points per step; even one INSERT
+per batch (:mod:`optlab.tracking.sql_metrics`) then costs about half of its training time.
+:class:`WriterProcess` hands each batch (:class:`~optlab.tracking.points.Points`, a few
+arrays: microseconds to pickle) to one process that stores it, on another core, while the run
+goes on training or drawing its figures. The tracker waits for a run's batches only before it
+ends that run, so a run is never FINISHED before its points are stored.
+
+For the embedded SQLite store only (a server, or another database, is written to by the
+invoking process). The process writes with Python's ``sqlite3`` straight into MLflow's
+tables, the rows :func:`~optlab.tracking.sql_metrics.sql_metric_writer` writes through
+MLflow's own session: one INSERT into ``metrics`` per batch, the newest point per key into
+``latest_metrics`` (kept only when newer by (step, timestamp, value), as MLflow keeps it),
+after checking that the run exists and is active, all in one transaction. It does not import
+MLflow, so it is ready about 0.2 s after it starts. Before its first write it checks that
+the tables have the columns and keys it writes; if not (another MLflow schema), it refuses,
+and the tracker writes everything itself.
+
+The process
+
+- is a fresh interpreter (``python -m optlab.tracking.writer_process``): nothing is forked
+  from the invoking process (which holds threads and open connections), and, unlike
+  :mod:`multiprocessing`'s spawn, the user's ``__main__`` script is not imported again;
+- runs in its own session, so Ctrl-C at the terminal reaches only the invoking process,
+  which decides what an interrupt ends; its output goes nowhere;
+- gets the database's path through its pipe, and opens it (never creating it) at its first
+  batch, once the invoking process has created the store;
+- writes batches in the order they come and acknowledges each; it ends when its pipe closes,
+  so also when the invoking process is killed.
+
+A batch the process could not store (it died, or the write raised) is the tracker's cue to
+write it itself, synchronously, as it would without a writer process: nothing is lost and
+errors are reported the usual way.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from optlab.tracking.points import Points
+
+__all__ = ["WRITER_ENV", "WriterProcess", "sqlite_path", "wanted_for"]
+
+#: ``OPTLAB_WRITER_PROCESS=0`` (or ``false``, ``no``, ``off``): the invoking process writes
+#: every metric itself
+WRITER_ENV = "OPTLAB_WRITER_PROCESS"
+
+_HELLO = 0  # sequence number of the process's first answer: it is up
+_UNREAD = 256  # answers left in the pipe before submit reads them (the pipe holds ~1,500)
+
+#: what the process writes, and must find in the database before its first write
+_SCHEMA = {
+    "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
+    "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
+    "runs": {"run_uuid", "lifecycle_stage"},
+}
+_INSERT = (
+    "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+    "VALUES (:key, :value, :timestamp, :run_uuid, :step, :is_nan)"
+)
+_LATEST = (
+    "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+    "VALUES (:key, :value, :timestamp, :step, :is_nan, :run_uuid) "
+    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, "
+    "timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan "
+    "WHERE (excluded.step, excluded.timestamp, excluded.value) "
+    "> (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
+)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (absolute), else ``None`` (another
+    store, or an in-memory database)."""
+    scheme, _, rest = uri.partition(":")
+    if scheme.partition("+")[0].lower() != "sqlite" or not rest.startswith("///"):
+        return None
+    name = unquote(rest[3:].partition("?")[0])
+    if not name or name == ":memory:":
+        return None
+    return Path(name).absolute()
+
+
+def wanted_for(uri: str) -> bool:
+    """Whether an invocation that trains in its own process and tracks to ``uri`` should
+    start a :class:`WriterProcess`: a SQLite store, not switched off by :data:`WRITER_ENV`."""
+    off = os.environ.get(WRITER_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    return not off and sqlite_path(uri) is not None
+
+
+class WriterProcess:
+    """One process that writes metric batches to the SQLite store at ``uri``, in order.
+
+    Batches are handed to it with :meth:`submit` once :meth:`ready` is true (it starts in
+    about 0.2 s), and :meth:`wait` tells which of them were stored. Not for use from several
+    threads at once.
+
+    Raises
+    ------
+    ValueError
+        ``uri`` is not a ``sqlite:///`` store (see :func:`wanted_for`).
+    """
+
+    def __init__(self, uri: str) -> None:
+        path = sqlite_path(uri)
+        if path is None:
+            raise ValueError(f"{uri!r} is not a SQLite store: a writer process writes only there")
+        self.uri = uri
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(to_child), str(from_child)],
+                pass_fds=(to_child, from_child),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self._tx = Connection(from_parent, readable=False)
+        self._rx = Connection(to_parent, writable=False)
+        self._answers = select.poll()  # a poll object: far cheaper per call than Connection.poll
+        self._answers.register(to_parent, select.POLLIN)
+        self._next = _HELLO + 1
+        self._outcome: dict[int, str | None] = {}  # sequence number -> None (stored) or error
+        self._open: set[int] = {_HELLO}
+        self._dead: str | None = None
+        self._send(str(path))
+
+    # --------------------------------------------------------------------- the pipe
+    def _send(self, message: Any) -> None:
+        if self._dead is None:
+            try:  # one write: header and message (Connection.send makes two of a large one)
+                payload = ForkingPickler.dumps(message)
+                os.write(self._tx.fileno(), struct.pack("!i", len(payload)) + payload)
+            except OSError as exc:  # the process is gone
+                self._die(f"writer process gone ({exc})")
+
+    def _die(self, reason: str) -> None:
+        self._dead = reason
+        for seq in self._open:
+            self._outcome[seq] = reason
+        self._open.clear()
+
+    def _receive(self, timeout: float) -> bool:
+        """Take one acknowledgement, waiting up to ``timeout`` s; whether one came."""
+        if self._dead is not None:
+            return False
+        try:
+            if not self._answers.poll(max(0, round(timeout * 1000))):
+                return False
+            seq, error = self._rx.recv()
+        except (EOFError, OSError) as exc:
+            self._die(f"writer process gone ({type(exc).__name__})")
+            return False
+        self._open.discard(seq)
+        self._outcome[seq] = error
+        return True
+
+    def _drain(self) -> None:
+        while self._receive(0.0):
+            pass
+
+    # --------------------------------------------------------------------- public
+    def ready(self) -> bool:
+        """Up and able to take batches (never waits)."""
+        if _HELLO in self._open:
+            self._drain()
+        return self._dead is None and _HELLO in self._outcome and not self._outcome[_HELLO]
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the process is up (or gone); whether it can take batches."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _HELLO in self._open:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._receive(1.0 if left is None else min(left, 1.0))
+        return self.ready()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the process cannot write (``None`` while it can, or is still starting)."""
+        self._drain()
+        return self._dead or self._outcome.get(_HELLO)
+
+    def submit(self, run_id: str, points: Points) -> int:
+        """Hand ``points`` of run ``run_id`` over; returns the batch's number for
+        :meth:`wait`."""
+        seq, self._next = self._next, self._next + 1
+        self._open.add(seq)
+        self._send((seq, run_id, points))
+        if len(self._open) > _UNREAD:  # answers must not fill the pipe
+            self._drain()
+        return seq
+
+    def wait(self, batches: list[int], timeout: float | None = None) -> dict[int, str | None]:
+        """Wait until ``batches`` are acknowledged (at most ``timeout`` s in all); returns
+        each batch's outcome: ``None`` when stored, else why not (also for those that timed
+        out, which may still be written later: a batch written twice is stored once)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        batches = [seq for seq in batches if seq != _HELLO]
+        while any(seq in self._open for seq in batches):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._receive(1.0 if left is None else min(left, 1.0))
+        return {
+            seq: self._outcome.pop(seq, "no answer from the writer process in time")
+            for seq in batches
+        }
+
+    def close(self, *, wait: bool = True) -> None:
+        """Let the queued writes finish (``wait``, up to a minute) or drop them, and end the
+        process."""
+        if wait and self._dead is None:
+            self._send(None)
+        self._tx.close()
+        try:
+            self._process.wait(timeout=60.0 if wait else 0.0)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._rx.close()
+        self._dead = self._dead or "closed"
+
+    def __enter__(self) -> WriterProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.close(wait=kind is None)
+
+
+# ------------------------------------------------------------------------- the process
+class _SqliteMetrics:
+    """The writes of :func:`~optlab.tracking.sql_metrics.sql_metric_writer`, with ``sqlite3``
+    on the database file at ``path`` (opened at the first batch, never created)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            f"file:{quote(self.path)}?mode=rw", uri=True, timeout=60.0, isolation_level=None
+        )
+        for table, needed in _SCHEMA.items():
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if not needed <= columns:
+                db.close()
+                missing = ", ".join(sorted(needed - columns))
+                raise RuntimeError(f"table {table!r} lacks {missing}: not a schema known here")
+        keys = [row[1] for row in db.execute("PRAGMA table_info(latest_metrics)") if row[5]]
+        if sorted(keys) != ["key", "run_uuid"]:
+            db.close()
+            raise RuntimeError(f"latest_metrics is keyed by {keys}: not a schema known here")
+        return db
+
+    def write(self, run_id: str, points: Points) -> None:
+        from optlab.tracking.sql_metrics import metric_rows, newest_per_key
+
+        if self.db is None:
+            self.db = self._open()
+        rows = metric_rows(run_id, points)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute(
+                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)
+            ).fetchone()
+            if found is None or found[0] != "active":
+                state = "not found" if found is None else f"in the {found[0]!r} state"
+                raise RuntimeError(f"run {run_id} is {state}; metrics go to active runs only")
+            db.executemany(_INSERT, rows)
+            db.executemany(_LATEST, [vars(row) for row in newest_per_key(rows)])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _serve(rx: Connection, tx: Connection) -> int:
+    try:
+        path = rx.recv()
+    except EOFError:
+        return 0
+    metrics = _SqliteMetrics(path)
+    tx.send((_HELLO, None))
+    while True:
+        try:
+            message = rx.recv()
+        except EOFError:
+            return 0
+        if message is None:
+            return 0
+        seq, run_id, points = message
+        try:
+            metrics.write(run_id, points)
+            tx.send((seq, None))
+        except Exception as exc:
+            tx.send((seq, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m optlab.tracking.writer_process RX_FD TX_FD``."""
+    rx = Connection(int(argv[0]), writable=False)
+    tx = Connection(int(argv[1]), readable=False)
+    try:
+        return _serve(rx, tx)
+    except (BrokenPipeError, EOFError):  # the invoking process is gone
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
