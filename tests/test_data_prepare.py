@@ -146,6 +146,45 @@ def test_uint8_images_convert_to_float32_without_upcast() -> None:
     np.testing.assert_array_equal(d.X_train, X.astype(np.float32))
 
 
+@pytest.mark.parametrize(
+    ("raw_dtype", "dtype"),
+    [("uint8", "float32"), ("int16", "float32"), ("bool", "float32"), ("int32", "float64")],
+)
+def test_integer_data_is_centered_with_the_exact_training_mean(raw_dtype: str, dtype: str) -> None:
+    # integer columns are summed with BLAS in blocks small enough to add without rounding:
+    # the mean is the float64 reduction's, to the bit
+    rng = np.random.default_rng(0)
+    info = np.iinfo(np.int16 if raw_dtype == "bool" else raw_dtype)
+    lo, hi = (0, 1) if raw_dtype == "bool" else (int(info.min), int(info.max))
+    X = rng.integers(lo, hi, size=(3_000, 7), endpoint=True).astype(raw_dtype)
+    X[:, 0] = hi  # the worst case for the partial sums (odd, so they would round)
+    raw = optlab.RawDataset(X=X, y=np.arange(3_000) % 3, classes=["a", "b", "c"])
+    plain = _prep(raw, dtype=dtype, center=False, val=0.1)
+    d = _prep(raw, dtype=dtype, center=True, val=0.1)
+    mean = plain.X_train[:, :-1].sum(axis=0, dtype=np.float64) / plain.X_train.shape[0]
+    shift = mean.astype(dtype)
+    np.testing.assert_array_equal(d.X_train[:, :-1], plain.X_train[:, :-1] - shift)
+    np.testing.assert_array_equal(d.X_test[:, :-1], plain.X_test[:, :-1] - shift)
+
+
+def test_exact_column_sums_match_the_float64_reduction() -> None:
+    from optlab.data import _column_stats, _exact_rows
+
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    assert _exact_rows(f32, np.dtype(np.uint8)) == 2**24 // 255
+    assert _exact_rows(f32, np.dtype(np.int16)) == 512  # 512 * 32768 = 2**24
+    assert _exact_rows(f32, np.dtype(np.int32)) == 0  # too large: the float64 reduction
+    assert _exact_rows(f32, f64) == _exact_rows(f64, f32) == 0  # floats: the float64 reduction
+    rng = np.random.default_rng(1)
+    X = rng.integers(-(2**15), 2**15, size=(2_500, 9)).astype(np.float32)  # int16 values
+    X[:, 1] = 2**15 - 1  # odd: past 2**24 its partial sums would round (blocks of 4096 do)
+    exact, _ = _column_stats(X, 8, False, exact_rows=512)  # several blocks
+    reduced, _ = _column_stats(X, 8, False)
+    np.testing.assert_array_equal(exact, reduced)
+    exact_std = _column_stats(X, 8, True, exact_rows=512)[1]
+    np.testing.assert_array_equal(exact_std, _column_stats(X, 8, True)[1])
+
+
 def test_prepare_leaves_raw_untouched_and_flattens_images() -> None:
     X = np.random.default_rng(0).normal(size=(40, 2, 3))
     raw = optlab.RawDataset(X=X, y=np.arange(40) % 2, classes=["a", "b"])
@@ -269,6 +308,16 @@ def test_real_data_is_loaded_once_per_process_whatever_the_seed() -> None:
     b = load_data(spec, DataOptions(val=0.5), np.random.default_rng(1))
     assert _Counting.loads == 1
     assert a.summary.sha256 == b.summary.sha256
+
+
+def test_hash_computed_beside_the_preparation_is_the_data_hash_and_cached_on_failure() -> None:
+    _Counting.loads = 0
+    spec = _spec("fixed")
+    with pytest.raises(DataError, match="no training examples left"):
+        load_data(spec, DataOptions(test=0.99), np.random.default_rng(0))
+    d = load_data(spec, DataOptions(), np.random.default_rng(0))
+    assert _Counting.loads == 1  # the failed preparation kept the loaded data
+    assert d.summary.sha256 == dataset_hash(spec.build().load(np.random.default_rng(0)))
 
 
 def test_synthetic_data_depends_on_the_seed_and_is_cached_per_seed() -> None:

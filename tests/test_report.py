@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,6 +151,69 @@ def test_figures_are_real_pngs(tmp_path: Path, seeds: list[tuple[RunInfo, RunRes
         assert data[:8] == PNG and len(data) > 5_000
     width = int.from_bytes(paths[3].read_bytes()[16:20], "big")
     assert width == 1600  # three panels side by side at 100 dpi
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The matplotlib figures the figure functions save, in order."""
+    from optlab.tracking import plots
+
+    figures: list[Any] = []
+    save = plots._save
+
+    def keep(fig: Any, path: Path | str) -> Path:
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def _visible_ticks(axis: Any) -> list[float]:
+    lo, hi = sorted(axis.get_view_interval())
+    return [float(t) for t in axis.get_majorticklocs() if lo <= t <= hi]
+
+
+def _legend_texts(legend: Any) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
+    tmp_path: Path, seeds: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    info, result = seeds[0]
+    assert result.confusion is not None
+    learning_curves_figure(result, tmp_path / "curves.png", info.name)
+    confusion_figure(result.confusion, info.data.classes, tmp_path / "confusion.png", "t")
+    comparison_figure(seeds, tmp_path / "c.png")
+    curves, confusion, comparison = figures
+
+    assert curves.get_suptitle() == f"{info.name}: {result.status}"
+    left, right = curves.axes
+    assert (left.get_xlabel(), left.get_ylabel()) == ("examples processed", "loss")
+    assert (right.get_xlabel(), right.get_ylabel()) == ("epoch", "accuracy")
+    assert _legend_texts(left.get_legend()) == ["loss", "data_loss", "reg_loss"]
+    assert _legend_texts(right.get_legend()) == ["train_accuracy", "val_accuracy"]
+
+    (ax,) = confusion.axes
+    n = result.confusion.shape[0]
+    assert ax.get_title().startswith("t: test confusion (accuracy ")
+    assert ax.title.get_position()[1] == 1.0  # placed explicitly, not measured
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(info.data.classes)
+    cells = sorted(t.get_text() for t in ax.texts)
+    assert cells == sorted(str(v) for v in result.confusion.ravel()) and len(cells) == n * n
+
+    titles = [a.get_title() for a in comparison.axes]
+    assert titles == ["loss vs examples", "loss vs time", "val accuracy per epoch"]
+    assert [a.get_ylabel() for a in comparison.axes] == ["loss", "loss", "validation accuracy"]
+    assert _legend_texts(comparison.legends[0]) == [i.name for i, _ in seeds]
+
+    for axes in (left, right, *comparison.axes):
+        for axis in (axes.xaxis, axes.yaxis):
+            assert 3 <= len(_visible_ticks(axis)) <= 7  # fewer ticks, still a scale
+    for epochs in (right.xaxis, comparison.axes[2].xaxis):
+        assert all(t == int(t) for t in _visible_ticks(epochs))  # whole epochs
 
 
 def test_numbers_are_never_cut_in_a_narrow_terminal() -> None:

@@ -32,9 +32,24 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def _few_ticks(ax: Any, *, integer_x: bool = False) -> None:
+    """At most six intervals (seven major ticks) per axis, at 1, 2 or 5 times a power of ten.
+
+    Every tick is several artists (marks, label, grid line) created and drawn anew for each
+    figure, and the default locator puts eight or nine on the wider axes here.
+    ``integer_x``: whole ticks (epochs) when the range holds at least two.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10], integer=integer_x))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+
+
 def _save(fig: Any, path: Path | str) -> Path:
+    """Draw and write the PNG. zlib level 1 instead of 6: a quarter to a third less encoding
+    time for files about 12% larger."""
     out = Path(path)
-    fig.savefig(out, dpi=100, format="png")
+    fig.savefig(out, dpi=100, format="png", pil_kwargs={"compress_level": 1})
     return out
 
 
@@ -67,6 +82,8 @@ def learning_curves_figure(result: RunResult, path: Path | str, title: str = "")
     right.set_ylabel("accuracy")
     right.legend()
     right.grid(alpha=0.3)
+    _few_ticks(left)
+    _few_ticks(right, integer_x=True)
     fig.suptitle(f"{title or result.name}: {result.status}")
     return _save(fig, path)
 
@@ -166,7 +183,9 @@ def confusion_figure(
             ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=7)
     total = counts.sum()
     accuracy = np.trace(counts) / total if total else float("nan")
-    ax.set_title(f"{title + ': ' if title else ''}test confusion (accuracy {accuracy:.3f})")
+    # an explicit y skips matplotlib's automatic title placement (which measures the tick
+    # labels once more); class names as ticks have no offset text that the title must clear
+    ax.set_title(f"{title + ': ' if title else ''}test confusion (accuracy {accuracy:.3f})", y=1.0)
     return _save(fig, path)
 
 
@@ -195,11 +214,13 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
                 color=color,
                 label=label if color is None else None,
             )
+    # titles placed by matplotlib: it lifts one above an offset text ("1e-6+1e-1") of its y axis
     by_examples.set(xlabel="examples processed", ylabel="loss", title="loss vs examples")
     by_time.set(xlabel="wall time since first step (s)", ylabel="loss", title="loss vs time")
     by_epoch.set(xlabel="epoch", ylabel="validation accuracy", title="val accuracy per epoch")
     for ax in (by_examples, by_time, by_epoch):
         ax.grid(alpha=0.3)
+        _few_ticks(ax, integer_x=ax is by_epoch)
     handles = by_examples.get_legend_handles_labels()[0] + by_epoch.get_legend_handles_labels()[0]
     if handles:
         fig.legend(
