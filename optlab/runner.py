@@ -307,7 +307,11 @@ def execute(
         console.extend(f"check: {line}" for line in checks.lines())
         for line in checks.warnings():
             warn(line)
-        initial = objective.value(W0).total
+        if checks.initial_loss is not None:  # the check measured the data loss at W0 already
+            reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
+            initial = checks.initial_loss.value + reg
+        else:
+            initial = objective.value(W0).total
         monitor = TrainingMonitor(
             objective,
             data.X_val,

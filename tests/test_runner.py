@@ -12,7 +12,7 @@ import pytest
 import optlab
 from optlab.config import Experiment
 from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.monitor import StopFlag
+from optlab.monitor import StopFlag, TrainingMonitor
 from optlab.parallel import RecordingObserver
 from optlab.plugin_manager import registered_plugin
 from optlab.runner import execute, flatten_params
@@ -168,6 +168,41 @@ def test_misbehaving_loss_fails_the_run_naming_plugin_and_fault(
     assert result.status == "FAILED"
     assert "loss 'bad_loss' (from bad_plugin" in result.error
     assert message in result.error
+
+
+@pytest.mark.parametrize("initial_check", ["warn", "off"])
+def test_divergence_baseline_is_the_objective_at_W0_from_one_pass_over_the_training_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, initial_check: str
+) -> None:
+    import optlab.runner as runner_module
+
+    passes: list[tuple[np.ndarray, float]] = []  # data losses over the whole training set
+    data_loss = optlab.Objective.data_loss
+
+    def counting(self: optlab.Objective, W: Any, X: Any = None, y: Any = None) -> float:
+        value = data_loss(self, W, X, y)
+        if X is None:
+            passes.append((W.copy(), value))
+        return value
+
+    seen: dict[str, Any] = {}
+
+    def monitor(objective: optlab.Objective, *args: Any, **kwargs: Any) -> TrainingMonitor:
+        seen.update(objective=objective, initial=kwargs["initial_loss"], passes=len(passes))
+        return TrainingMonitor(objective, *args, **kwargs)
+
+    monkeypatch.setattr(optlab.Objective, "data_loss", counting)
+    monkeypatch.setattr(runner_module, "TrainingMonitor", monitor)
+    text = SPEC + f"checks: {{initial_loss: {initial_check}}}\n"
+    _, result, _ = run_one(experiment(tmp_path, text))
+    assert result.status == "FINISHED"
+    assert seen["passes"] == 1  # the initial loss check's pass is reused
+    W0, value = passes[0]
+    assert seen["initial"] == seen["objective"].value(W0).total
+    if initial_check == "warn":
+        assert result.metrics["initial_loss"] == value
+    else:
+        assert "initial_loss" not in result.metrics
 
 
 def test_flatten_params_keys_regularizers_by_name() -> None:
