@@ -15,14 +15,25 @@ from typing import Any
 import pytest
 from metric_points import new_run, sample_points, stored
 
+from optlab.tracking._sqlite_writer import SqliteMetrics, decode
 from optlab.tracking.points import Points
 from optlab.tracking.writer_process import (
     WRITER_ENV,
     WriterProcess,
-    _SqliteMetrics,
+    encode,
     sqlite_path,
     wanted_for,
 )
+
+
+class _SqliteMetrics:
+    """The writer process's program, called in this process."""
+
+    def __init__(self, path: str) -> None:
+        self.metrics = SqliteMetrics(path)
+
+    def write(self, run_id: str, points: Points) -> None:
+        self.metrics.write(run_id, decode(run_id, encode(points)))
 
 
 @pytest.fixture
@@ -110,6 +121,7 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_the_process_writes_in_order_and_acknowledges(client: Any, db: Path) -> None:
     run_id = new_run(client, "process")
     with WriterProcess(f"sqlite:///{db}") as writer:
+        # up: its program imports nothing outside the standard library (-S: no site-packages)
         assert writer.wait_ready(30)
         first = writer.submit(run_id, sample_points()[:4])
         second = writer.submit(run_id, sample_points()[4:])

@@ -98,6 +98,13 @@ class Points:
             np.full(n, step, np.int64),
         )
 
+    def stored_values(self) -> tuple[Array, Array]:
+        """The values as MLflow's SQL store keeps them, and their NaN flags: (N,) float64 with
+        NaN as 0 and infinities clipped to the largest float, (N,) bool."""
+        is_nan = np.isnan(self.values)
+        largest = np.finfo(np.float64).max
+        return np.clip(np.where(is_nan, 0.0, self.values), -largest, largest), is_nan
+
     def metrics(self) -> list[Any]:
         """The points as ``mlflow.entities.Metric`` objects (for ``log_batch``)."""
         from mlflow.entities import Metric
@@ -153,12 +160,25 @@ def evaluation_points(reports: Sequence[EpochReport]) -> Points:
 
 
 def report_points(reports: Sequence[EpochReport]) -> Points:
-    """Everything ``reports`` carry: their steps' curves and their evaluations, one batch."""
+    """Everything ``reports`` carry: their steps' curves and their evaluations, one batch
+    (made with one concatenation per column: this runs while a run trains)."""
     if not reports:
         return Points()
-    fields = ("examples", "time", *STEP_METRICS)
-    merged = StepHistory(*(np.concatenate([getattr(r.steps, f) for r in reports]) for f in fields))
-    return step_points(merged) + evaluation_points(reports)
+    evals = evaluation_points(reports)
+    examples = _ints(np.concatenate([r.steps.examples for r in reports]))
+    stamps = np.rint(_floats(np.concatenate([r.steps.time for r in reports])) * 1000.0)
+    n = len(examples)
+    keys: list[str] = []
+    for name in STEP_METRICS:
+        keys += [name] * n
+    curves = [_floats(getattr(r.steps, name)) for name in STEP_METRICS for r in reports]
+    k = len(STEP_METRICS)
+    return Points(
+        keys + evals.keys,
+        np.concatenate([*curves, evals.values]),
+        np.concatenate([*([stamps.astype(np.int64)] * k), evals.timestamps]),
+        np.concatenate([*([examples] * k), evals.steps]),
+    )
 
 
 def report_size(report: EpochReport) -> int:

@@ -23,46 +23,33 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
+from optlab.tracking._sqlite_writer import Row, newest
 from optlab.tracking.points import Points
 
-__all__ = ["MetricWriter", "metric_rows", "newest_per_key", "sql_metric_writer"]
+__all__ = ["MetricWriter", "sql_metric_writer"]
 
 #: ``writer(run_id, points)``: store ``points`` on run ``run_id``
 MetricWriter = Callable[[str, Points], None]
 
-_MAX_FLOAT = np.finfo(np.float64).max
+_COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
 
 
-def metric_rows(run_id: str, points: Points) -> list[dict[str, Any]]:
-    """The ``metrics`` table's rows, values stored as MLflow stores them: NaN as 0 with the
-    ``is_nan`` flag, infinities clipped to the largest float."""
-    is_nan = np.isnan(points.values)
-    values = np.clip(np.where(is_nan, 0.0, points.values), -_MAX_FLOAT, _MAX_FLOAT)
-    return [
-        {"run_uuid": run_id, "key": k, "value": v, "timestamp": t, "step": s, "is_nan": n}
-        for k, v, t, s, n in zip(
+def _rows(run_id: str, points: Points) -> list[Row]:
+    """The ``metrics`` table's rows (as :mod:`optlab.tracking._sqlite_writer` orders them),
+    values stored as MLflow stores them: NaN as 0 with the ``is_nan`` flag, infinities
+    clipped to the largest float."""
+    values, is_nan = points.stored_values()
+    return list(
+        zip(
             points.keys,
             values.tolist(),
             points.timestamps.tolist(),
+            [run_id] * len(points),
             points.steps.tolist(),
             is_nan.tolist(),
             strict=True,
         )
-    ]
-
-
-def newest_per_key(rows: list[dict[str, Any]]) -> list[SimpleNamespace]:
-    """The point MLflow's ``latest_metrics`` keeps for each key: the largest
-    (step, timestamp, value)."""
-    newest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        seen = newest.get(row["key"])
-        order = (row["step"], row["timestamp"], row["value"])
-        if seen is None or order > (seen["step"], seen["timestamp"], seen["value"]):
-            newest[row["key"]] = row
-    return [SimpleNamespace(**row) for row in newest.values()]
+    )
 
 
 def sql_metric_writer(client: Any) -> MetricWriter | None:
@@ -91,12 +78,13 @@ def sql_metric_writer(client: Any) -> MetricWriter | None:
     def write(run_id: str, points: Points) -> None:
         if not len(points):
             return
-        rows = metric_rows(run_id, points)
+        rows = _rows(run_id, points)
+        latest = [SimpleNamespace(**dict(zip(_COLUMNS, row, strict=True))) for row in newest(rows)]
         try:
             with sql.ManagedSessionMaker(read_only=False) as session:
                 sql._check_run_is_active(sql._get_run(run_uuid=run_id, session=session))
-                session.execute(insert(table), rows)
-                sql._update_latest_metrics_if_necessary(newest_per_key(rows), session)
+                session.execute(insert(table), [dict(zip(_COLUMNS, r, strict=True)) for r in rows])
+                sql._update_latest_metrics_if_necessary(latest, session)
         except Exception as exc:  # the session wraps database errors in MlflowException
             if not isinstance(exc.__cause__, IntegrityError) and not isinstance(
                 exc, IntegrityError

@@ -276,7 +276,7 @@ class Tracker:
             if child.reports:
                 child.pending.append(report_points(child.reports))
                 child.reports, child.in_reports = [], 0
-            if child.pending:
+            if len(child.pending) > 1 or (child.pending and len(child.pending[0]) > self.max_batch):
                 batch = Points.concat(child.pending)
                 child.pending = [
                     batch[i : i + self.max_batch] for i in range(0, len(batch), self.max_batch)

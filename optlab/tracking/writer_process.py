@@ -8,20 +8,21 @@ goes on training or drawing its figures. The tracker waits for a run's batches o
 ends that run, so a run is never FINISHED before its points are stored.
 
 For the embedded SQLite store only (a server, or another database, is written to by the
-invoking process). The process writes with Python's ``sqlite3`` straight into MLflow's
-tables, the rows :func:`~optlab.tracking.sql_metrics.sql_metric_writer` writes through
-MLflow's own session: one INSERT into ``metrics`` per batch, the newest point per key into
-``latest_metrics`` (kept only when newer by (step, timestamp, value), as MLflow keeps it),
-after checking that the run exists and is active, all in one transaction. It does not import
-MLflow, so it is ready about 0.2 s after it starts. Before its first write it checks that
-the tables have the columns and keys it writes; if not (another MLflow schema), it refuses,
-and the tracker writes everything itself.
+invoking process). The process runs :mod:`optlab.tracking._sqlite_writer`, which writes with
+Python's ``sqlite3`` straight into MLflow's tables, the rows
+:func:`~optlab.tracking.sql_metrics.sql_metric_writer` writes through MLflow's own session:
+one INSERT into ``metrics`` per batch, the newest point per key into ``latest_metrics`` (kept
+only when newer by (step, timestamp, value), as MLflow keeps it), after checking that the
+run exists and is active, all in one transaction. It checks the tables before its first
+write; with another MLflow schema it refuses, and the tracker writes everything itself.
 
 The process
 
-- is a fresh interpreter (``python -m optlab.tracking.writer_process``): nothing is forked
-  from the invoking process (which holds threads and open connections), and, unlike
-  :mod:`multiprocessing`'s spawn, the user's ``__main__`` script is not imported again;
+- is a fresh interpreter running that one file (``python -I -S``): nothing is forked from the
+  invoking process (which holds threads and open connections); unlike
+  :mod:`multiprocessing`'s spawn, the user's ``__main__`` script is not imported again; it
+  imports the standard library only, so it is up in tens of milliseconds and takes almost no
+  CPU from the runs;
 - runs in its own session, so Ctrl-C at the terminal reaches only the invoking process,
   which decides what an interrupt ends; its output goes nowhere;
 - gets the database's path through its pipe, and opens it (never creating it) at its first
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import os
 import select
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -47,37 +47,21 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
+import numpy as np
+
+from optlab.tracking import _sqlite_writer
 from optlab.tracking.points import Points
 
-__all__ = ["WRITER_ENV", "WriterProcess", "sqlite_path", "wanted_for"]
+__all__ = ["WRITER_ENV", "WriterProcess", "encode", "sqlite_path", "wanted_for"]
 
 #: ``OPTLAB_WRITER_PROCESS=0`` (or ``false``, ``no``, ``off``): the invoking process writes
 #: every metric itself
 WRITER_ENV = "OPTLAB_WRITER_PROCESS"
 
-_HELLO = 0  # sequence number of the process's first answer: it is up
+_HELLO = _sqlite_writer.HELLO
 _UNREAD = 256  # answers left in the pipe before submit reads them (the pipe holds ~1,500)
-
-#: what the process writes, and must find in the database before its first write
-_SCHEMA = {
-    "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
-    "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
-    "runs": {"run_uuid", "lifecycle_stage"},
-}
-_INSERT = (
-    "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-    "VALUES (:key, :value, :timestamp, :run_uuid, :step, :is_nan)"
-)
-_LATEST = (
-    "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
-    "VALUES (:key, :value, :timestamp, :step, :is_nan, :run_uuid) "
-    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, "
-    "timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan "
-    "WHERE (excluded.step, excluded.timestamp, excluded.value) "
-    "> (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
-)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -99,12 +83,25 @@ def wanted_for(uri: str) -> bool:
     return not off and sqlite_path(uri) is not None
 
 
+def encode(points: Points) -> tuple[list[str], bytes, bytes, bytes, bytes]:
+    """``points`` as the writer process takes them (see
+    :func:`optlab.tracking._sqlite_writer.decode`): keys, then values as stored, NaN flags,
+    timestamps and steps as bytes (plain types: it unpickles them without numpy)."""
+    values, is_nan = points.stored_values()
+    return (
+        points.keys,
+        values.tobytes(),
+        is_nan.astype(np.uint8).tobytes(),
+        points.timestamps.astype(np.int64, copy=False).tobytes(),
+        points.steps.astype(np.int64, copy=False).tobytes(),
+    )
+
+
 class WriterProcess:
     """One process that writes metric batches to the SQLite store at ``uri``, in order.
 
-    Batches are handed to it with :meth:`submit` once :meth:`ready` is true (it starts in
-    about 0.2 s), and :meth:`wait` tells which of them were stored. Not for use from several
-    threads at once.
+    Batches are handed to it with :meth:`submit` once :meth:`ready` is true, and :meth:`wait`
+    tells which of them were stored. Not for use from several threads at once.
 
     Raises
     ------
@@ -119,9 +116,10 @@ class WriterProcess:
         self.uri = uri
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
+        program = str(Path(_sqlite_writer.__file__).resolve())
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(to_child), str(from_child)],
+                [sys.executable, "-I", "-S", program, str(to_child), str(from_child)],
                 pass_fds=(to_child, from_child),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -203,7 +201,7 @@ class WriterProcess:
         :meth:`wait`."""
         seq, self._next = self._next, self._next + 1
         self._open.add(seq)
-        self._send((seq, run_id, points))
+        self._send((seq, run_id, encode(points)))
         if len(self._open) > _UNREAD:  # answers must not fill the pipe
             self._drain()
         return seq
@@ -243,87 +241,3 @@ class WriterProcess:
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         self.close(wait=kind is None)
-
-
-# ------------------------------------------------------------------------- the process
-class _SqliteMetrics:
-    """The writes of :func:`~optlab.tracking.sql_metrics.sql_metric_writer`, with ``sqlite3``
-    on the database file at ``path`` (opened at the first batch, never created)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.db: sqlite3.Connection | None = None
-
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            f"file:{quote(self.path)}?mode=rw", uri=True, timeout=60.0, isolation_level=None
-        )
-        for table, needed in _SCHEMA.items():
-            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-            if not needed <= columns:
-                db.close()
-                missing = ", ".join(sorted(needed - columns))
-                raise RuntimeError(f"table {table!r} lacks {missing}: not a schema known here")
-        keys = [row[1] for row in db.execute("PRAGMA table_info(latest_metrics)") if row[5]]
-        if sorted(keys) != ["key", "run_uuid"]:
-            db.close()
-            raise RuntimeError(f"latest_metrics is keyed by {keys}: not a schema known here")
-        return db
-
-    def write(self, run_id: str, points: Points) -> None:
-        from optlab.tracking.sql_metrics import metric_rows, newest_per_key
-
-        if self.db is None:
-            self.db = self._open()
-        rows = metric_rows(run_id, points)
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            found = db.execute(
-                "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)
-            ).fetchone()
-            if found is None or found[0] != "active":
-                state = "not found" if found is None else f"in the {found[0]!r} state"
-                raise RuntimeError(f"run {run_id} is {state}; metrics go to active runs only")
-            db.executemany(_INSERT, rows)
-            db.executemany(_LATEST, [vars(row) for row in newest_per_key(rows)])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-
-def _serve(rx: Connection, tx: Connection) -> int:
-    try:
-        path = rx.recv()
-    except EOFError:
-        return 0
-    metrics = _SqliteMetrics(path)
-    tx.send((_HELLO, None))
-    while True:
-        try:
-            message = rx.recv()
-        except EOFError:
-            return 0
-        if message is None:
-            return 0
-        seq, run_id, points = message
-        try:
-            metrics.write(run_id, points)
-            tx.send((seq, None))
-        except Exception as exc:
-            tx.send((seq, f"{type(exc).__name__}: {exc}".splitlines()[0]))
-
-
-def main(argv: list[str]) -> int:
-    """``python -m optlab.tracking.writer_process RX_FD TX_FD``."""
-    rx = Connection(int(argv[0]), writable=False)
-    tx = Connection(int(argv[1]), readable=False)
-    try:
-        return _serve(rx, tx)
-    except (BrokenPipeError, EOFError):  # the invoking process is gone
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
