@@ -159,7 +159,9 @@ class Invocation:
 
             uri = self._uri()
             if wanted_for(uri):  # runs train here; their metrics are written by another process
-                writer = WriterProcess(uri)
+                # no interpreter to start it with (embedded Python): metrics are written here
+                with contextlib.suppress(OSError):
+                    writer = WriterProcess(uri)
         with workers as started, writer as metric_writer:
             return self._run(started, metric_writer)
 

@@ -117,6 +117,11 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not wanted_for("sqlite:///mlflow.db")
 
 
+def test_only_on_posix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "name", "nt")
+    assert not wanted_for("sqlite:///mlflow.db")
+
+
 # ------------------------------------------------------------------------- the process
 def test_the_process_writes_in_order_and_acknowledges(client: Any, db: Path) -> None:
     run_id = new_run(client, "process")
@@ -272,6 +277,31 @@ def test_a_writer_still_starting_is_not_waited_for(store: str) -> None:
         tracker, parent_id, runs = _tracked(store, writer)
         assert writer.batches == []
     _check(store, tracker, parent_id, runs)
+
+
+def test_an_invocation_without_a_writer_process_writes_itself(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer process that cannot start (no interpreter to run) changes nothing a user sees."""
+    from mlflow import MlflowClient
+
+    from optlab.invocation import Invocation
+    from optlab.spec import load_experiment
+    from optlab.tracking import writer_process
+
+    def cannot_start(uri: str) -> None:
+        raise FileNotFoundError("no python here")
+
+    monkeypatch.setattr(writer_process, "WriterProcess", cannot_start)
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "svm_vs_softmax.yaml"
+    experiment = load_experiment(spec, ["optimizer.epochs=1", "tracking.uri=" + store])
+    outcome = Invocation(experiment, spec_path=str(spec), quiet=True).run()
+    assert not outcome.failed and len(outcome.results) == 2
+    client = MlflowClient(store)
+    experiment_id = client.get_experiment_by_name("svm_vs_softmax").experiment_id
+    for info, result in outcome.results:
+        (run,) = client.search_runs([experiment_id], f"attributes.run_name = '{info.name}'")
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == len(result.steps)
 
 
 @pytest.mark.parametrize("switch", ["", "0"])

@@ -137,7 +137,7 @@ class Tracker:
         ``$OPTLAB_TRACKING_RETRY_S``, else 60 s); then
         :class:`~optlab.tracking.retry.TrackingUnavailable` ends the run as FAILED.
     writer : WriterProcess, optional
-        A process that writes metric batches to this (SQL) store, used once it is ready; the
+        A process that writes metric batches to this (SQLite) store, used once it is ready; the
         caller starts it early and closes it. Batches it fails to write are written here.
 
     Raises

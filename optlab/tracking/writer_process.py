@@ -78,9 +78,10 @@ def sqlite_path(uri: str) -> Path | None:
 
 def wanted_for(uri: str) -> bool:
     """Whether an invocation that trains in its own process and tracks to ``uri`` should
-    start a :class:`WriterProcess`: a SQLite store, not switched off by :data:`WRITER_ENV`."""
+    start a :class:`WriterProcess`: a SQLite store, on a POSIX system (it passes pipes to the
+    process and polls them), not switched off by :data:`WRITER_ENV`."""
     off = os.environ.get(WRITER_ENV, "").strip().lower() in ("0", "false", "no", "off")
-    return not off and sqlite_path(uri) is not None
+    return os.name == "posix" and not off and sqlite_path(uri) is not None
 
 
 def encode(points: Points) -> tuple[list[str], bytes, bytes, bytes, bytes]:
