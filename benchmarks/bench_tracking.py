@@ -12,8 +12,8 @@ through its hooks, in the order a run calls them:
 - ``writer_s``: how long the writer process took to store them, on its own core (from the
   hand-over to the acknowledgement, waited for without figures);
 - ``curves_s``: the same curves written by the invoking process itself (one ``INSERT`` per
-  batch, :mod:`optlab.tracking.sql_metrics`), as without a writer process (``--jobs N``
-  replays, tracking servers: those use ``log_batch``);
+  batch, :func:`optlab.tracking.sql_metrics.sqlite_metric_writer`), as without a writer
+  process (``--jobs N`` replays; tracking servers use ``log_batch``);
 - ``tracked_run_s``: everything the tracker does for the run except figures (child run,
   params, ``spec.yaml``, curves, weights, end), writing its curves itself;
 - ``log_metric_s``: the same curves written one ``log_metric`` call per point, for scale

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from metric_points import new_run, sample_points, stored
 
-from optlab.tracking.sql_metrics import sql_metric_writer
+from optlab.tracking.sql_metrics import sql_metric_writer, sqlite_metric_writer
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,35 @@ def test_a_deleted_run_refuses_points_like_log_batch(client: Any) -> None:
     assert client.get_metric_history(run_id, "loss") == []
 
 
-def test_the_tracker_writes_through_it(tmp_path: Path) -> None:
+def test_the_tracker_writes_through_the_fastest_one(tmp_path: Path) -> None:
     from optlab.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", plots=False)
-    assert getattr(tracker.write_metrics, "__qualname__", "").startswith("sql_metric_writer")
+    assert getattr(tracker.write_metrics, "__qualname__", "").startswith("sqlite_metric_writer")
+    assert tracker.max_batch >= 50_000
+    assert sqlite_metric_writer(tracker.client, "postgresql://h/db") is None
+
+
+def test_sqlite_writer_stores_what_log_batch_stores(client: Any) -> None:
+    write = sqlite_metric_writer(client, client.tracking_uri)
+    assert write is not None
+    mine, theirs = new_run(client, "sqlite"), new_run(client, "theirs")
+    write(mine, sample_points()[:4])
+    write(mine, sample_points()[4:])
+    client.log_batch(theirs, metrics=sample_points().metrics())
+    assert stored(client, mine) == stored(client, theirs)
+
+
+def test_sqlite_writer_hands_what_it_refuses_to_log_batch(client: Any) -> None:
+    from mlflow.exceptions import MlflowException
+
+    write = sqlite_metric_writer(client, client.tracking_uri)
+    assert write is not None
+    again = new_run(client, "sqlite-again")
+    write(again, sample_points()[:5])
+    write(again, sample_points())  # the first five are stored already: log_batch skips them
+    assert len(client.get_metric_history(again, "loss")) == 6
+    deleted = new_run(client, "sqlite-deleted")
+    client.delete_run(deleted)
+    with pytest.raises(MlflowException, match="active"):  # MLflow's own error
+        write(deleted, sample_points())

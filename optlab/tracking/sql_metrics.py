@@ -15,6 +15,12 @@ SQL store (a tracking server, the file store), :func:`sql_metric_writer` returns
 the tracker uses ``log_batch``. A batch whose points are partly stored already (a write sent
 again after its answer was lost) violates the table's primary key; it is then handed to
 ``log_batch``, which skips the stored points.
+
+On the embedded SQLite store, :func:`sqlite_metric_writer` writes the same rows with Python's
+``sqlite3`` instead (about 6 µs a point against 9-10 µs through SQLAlchemy): the program of
+the writer process (:mod:`optlab.tracking._sqlite_writer`), called in this process. Whatever
+it refuses (a re-sent batch, a run that is not active, an unknown schema) goes to
+``log_batch``, which stores it or raises MLflow's own error.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from optlab.tracking._sqlite_writer import Row, newest
+from optlab.tracking._sqlite_writer import Row, SqliteMetrics, newest
 from optlab.tracking.points import Points
 
-__all__ = ["MetricWriter", "sql_metric_writer"]
+__all__ = ["MetricWriter", "sql_metric_writer", "sqlite_metric_writer"]
 
 #: ``writer(run_id, points)``: store ``points`` on run ``run_id``
 MetricWriter = Callable[[str, Points], None]
@@ -50,6 +56,27 @@ def _rows(run_id: str, points: Points) -> list[Row]:
             strict=True,
         )
     )
+
+
+def sqlite_metric_writer(client: Any, uri: str) -> MetricWriter | None:
+    """A fast metric writer for the SQLite store at ``uri`` (``client``'s), or ``None`` if
+    ``uri`` is not a SQLite file."""
+    from optlab.tracking.writer_process import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    store = SqliteMetrics(str(path))
+
+    def write(run_id: str, points: Points) -> None:
+        if not len(points):
+            return
+        try:
+            store.write(run_id, _rows(run_id, points))
+        except Exception:  # refused: MLflow stores what is new, or raises its own error
+            client.log_batch(run_id, metrics=points.metrics())
+
+    return write
 
 
 def sql_metric_writer(client: Any) -> MetricWriter | None:

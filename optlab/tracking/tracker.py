@@ -41,7 +41,7 @@ from optlab.tracking.points import (
     step_points,
 )
 from optlab.tracking.retry import Retrier, bound_http_retries, retry_budget
-from optlab.tracking.sql_metrics import MetricWriter, sql_metric_writer
+from optlab.tracking.sql_metrics import MetricWriter, sql_metric_writer, sqlite_metric_writer
 from optlab.tracking.store import connect, ensure_experiment, first_line
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ class Tracker:
         :mod:`optlab.tracking.sql_metrics`), ``log_batch`` elsewhere."""
         if self._write_metrics is None:
             client = self.client
-            fast = sql_metric_writer(client)
+            fast = sqlite_metric_writer(client, self.uri) or sql_metric_writer(client)
 
             def log_batch(run_id: str, points: Points) -> None:
                 client.log_batch(run_id, metrics=points.metrics())
