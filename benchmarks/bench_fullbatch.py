@@ -35,6 +35,33 @@ def _objective(X: Any, y: Any, c: int, name: str) -> Objective:
     return Objective(X, y, c, BoundLoss(loss(name), name, "optlab"), rng=np.random.default_rng(0))
 
 
+def bare_epoch(X: Any, y: Any, W0: Any, name: str, seed: int = 3, batch: int = 200) -> Any:
+    """One shuffled SGD epoch written inline in numpy (no framework): per batch the gather,
+    the scores, the loss's score gradient, the weight gradient and the update. Returns W."""
+    W = W0.copy()
+    n = X.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    lr = X.dtype.type(1e-7)
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        Xb, yb = X[idx], y[idx]
+        rows = np.arange(len(idx))
+        scores = Xb @ W
+        if name == "softmax":
+            scores -= scores.max(axis=1, keepdims=True)
+            dS = np.exp(scores)
+            dS /= dS.sum(axis=1, keepdims=True)
+            dS[rows, yb] -= 1
+        else:
+            margins = scores - scores[rows, yb][:, None] + 1
+            margins[rows, yb] = 0
+            dS = (margins > 0).astype(X.dtype)
+            dS[rows, yb] = -dS.sum(axis=1)
+        dS /= X.dtype.type(len(idx))
+        W -= lr * (dS.T @ Xb).T
+    return W
+
+
 def run(quick: bool = False) -> list[Figure]:
     """Measure figures 1 and 2 (and the straightforward two-read path, for scale)."""
     n, d, c = QUICK_SHAPE if quick else CIFAR_SHAPE
@@ -89,6 +116,18 @@ def run(quick: bool = False) -> list[Figure]:
                     2.0,
                     note="bundled sgd optimizer, 1 epoch, no-op monitor, vs X.sum()",
                     detail=t3.detail(),
+                )
+            )
+            t4 = timed_pair(partial(bare_epoch, X, y, W, name), read, max(2, k - 2))
+            figures.append(
+                Figure(
+                    f"sgd_epoch_bare.{name}.{dtype}",
+                    f"for scale: the same epoch as a bare numpy loop / one read of X, {size}",
+                    t4.ratio,
+                    "x read",
+                    note="benchmarks.bench_fullbatch.bare_epoch (gather, X_b@W, dS, dS.T@X_b, "
+                    "update); no target",
+                    detail=t4.detail(),
                 )
             )
         del X
