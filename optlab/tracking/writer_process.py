@@ -47,11 +47,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 
-from optlab.tracking import _sqlite_writer
+from optlab.tracking import _sqlite_writer, store
 from optlab.tracking.points import Points
 
 __all__ = ["WRITER_ENV", "WriterProcess", "encode", "sqlite_path", "wanted_for"]
@@ -65,15 +64,10 @@ _UNREAD = 256  # answers left in the pipe before submit reads them (the pipe hol
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI (absolute), else ``None`` (another
-    store, or an in-memory database)."""
-    scheme, _, rest = uri.partition(":")
-    if scheme.partition("+")[0].lower() != "sqlite" or not rest.startswith("///"):
-        return None
-    name = unquote(rest[3:].partition("?")[0])
-    if not name or name == ":memory:":
-        return None
-    return Path(name).absolute()
+    """The database file of a ``sqlite:///`` tracking URI, absolute (see
+    :func:`optlab.tracking.store.sqlite_path`); ``None`` for other stores or in-memory."""
+    path = store.sqlite_path(uri)
+    return None if path is None else path.absolute()
 
 
 def wanted_for(uri: str) -> bool:
