@@ -378,3 +378,59 @@ def test_console_output_is_an_artifact(store: Path) -> None:
     assert "console.log" in _artifacts(client, child.info.run_id)
     text = Path(client.download_artifacts(child.info.run_id, "console.log", str(store)))
     assert text.read_text() == "epoch 1 loss 0.9\n"
+
+
+def test_new_stores_are_copies_of_one_migrated_template(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first new store on a machine is migrated by MLflow and kept (without experiments)
+    as the template; the next new stores are copies, with their own Default experiment."""
+    import sqlite3
+    from contextlib import closing
+
+    from optlab.tracking.store import ensure_experiment, template_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))
+    template = template_path()
+    assert template is not None and not template.exists()
+    for folder in ("a", "b"):
+        (workdir / folder).mkdir()
+    monkeypatch.chdir(workdir / "a")
+    connect("sqlite:///mlflow.db")
+    assert template.is_file()
+    with closing(sqlite3.connect(template)) as db:
+        assert db.execute("SELECT count(*) FROM experiments").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+    monkeypatch.chdir(workdir / "b")  # MLflow's artifact root is ./mlruns of the working folder
+    uri = "sqlite:///mlflow.db"
+    client = connect(uri)
+    experiment_id = ensure_experiment(client, "copied", uri)
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "loss", 1.0)
+    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 1.0
+    default = client.get_experiment("0")
+    assert default.name == "Default"
+    assert default.artifact_location == str(workdir / "b" / "mlruns" / "0")
+
+
+def test_a_template_mlflow_refuses_is_dropped(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optlab.tracking.store import template_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))
+    template = template_path()
+    assert template is not None
+    template.parent.mkdir(parents=True)
+    template.write_bytes(b"not a database")
+    client = connect(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert client.search_experiments()[0].name == "Default"
+    assert not template.exists() or template.read_bytes() != b"not a database"
+
+
+def test_the_template_can_be_switched_off(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optlab.tracking.store import template_path
+
+    monkeypatch.setenv("OPTLAB_STORE_TEMPLATE", "0")
+    assert template_path() is None
+    connect(f"sqlite:///{workdir / 'mlflow.db'}")  # migrated by MLflow, as without optlab
