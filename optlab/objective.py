@@ -118,10 +118,14 @@ class Objective:
     def _penalized(self, W: Array, reg: BoundRegularizer) -> Array:
         return W if (reg.impl.include_bias or not self.has_bias) else W[:-1]
 
-    def reg_value_and_grad(self, W: Array, *, with_grad: bool = True) -> tuple[float, Array | None]:
-        """Sum of the penalties and, if asked, their gradient (D, C) (``None`` when zero)."""
+    def reg_value_and_grad(
+        self, W: Array, *, with_grad: bool = True, out: Array | None = None
+    ) -> tuple[float, Array | None]:
+        """Sum of the penalties and, if asked, their gradient (D, C) (``None`` when zero).
+
+        ``out`` (D, C): the gradient is added into it (no new array) and it is returned."""
         total = 0.0
-        grad: Array | None = None
+        grad: Array | None = out
         for reg in self._penalties:
             Wr = self._penalized(W, reg)
             try:
@@ -220,14 +224,18 @@ class Objective:
             for reg in self._perturbations:
                 X = reg.impl.perturb_inputs(X, self.rng)
             data, grad = self.data_loss_and_grad(W, X, y)
-        reg_value, reg_grad = self.reg_value_and_grad(W)
-        if reg_grad is not None:
-            grad += reg_grad
+        reg_value, _ = self.reg_value_and_grad(W, out=grad)
         if grad.dtype != W.dtype:
             grad = grad.astype(W.dtype, copy=False)
         # a non-finite loss is divergence, judged by the monitor; a finite loss with a
-        # non-finite gradient is a component's fault: name the one whose gradient it is
-        if math.isfinite(data) and math.isfinite(reg_value) and not np.isfinite(grad).all():
+        # non-finite gradient is a component's fault: name the one whose gradient it is (a
+        # finite sum means every element is finite: the sum is the cheap test)
+        if (
+            math.isfinite(data)
+            and math.isfinite(reg_value)
+            and not math.isfinite(float(grad.sum()))
+            and not np.isfinite(grad).all()
+        ):
             self._blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
 

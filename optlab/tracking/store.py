@@ -173,7 +173,12 @@ def template_path() -> Path | None:
         mlflow_version = version("mlflow")
     except PackageNotFoundError:
         return None
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.path.expanduser("~")
+    cache = os.environ.get("XDG_CACHE_HOME") or (
+        None if home == "~" else os.path.join(home, ".cache")
+    )
+    if cache is None or not os.path.isabs(cache):  # no home: no template
+        return None
     return Path(cache) / "optlab" / f"mlflow-{mlflow_version}-empty-store.db"
 
 
