@@ -338,3 +338,30 @@ def test_an_invocation_starts_one_unless_switched_off(
         (run,) = client.search_runs([experiment_id], f"attributes.run_name = '{info.name}'")
         assert len(client.get_metric_history(run.info.run_id, "loss")) == len(result.steps)
         assert run.data.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+
+
+def test_stored_batches_are_released_while_the_run_goes_on(store: str) -> None:
+    """A long run does not keep every point in memory until it ends: each flush lets go of
+    the batches the writer process has acknowledged by then."""
+    from tracking_data import train
+
+    from optlab.tracking import Tracker
+
+    run = train("long", epochs=6)
+    with _Counting(store) as writer:
+        assert writer.wait_ready(30)
+        tracker = Tracker(store, "w", plots=False, writer=writer, flush_interval_s=0.0)
+        with tracker.parent("w", {}) as parent_id:
+            tracker.optlab_run_started(run=run.info)
+            for report in run.reports[:-1]:
+                tracker.optlab_epoch_ended(run=run.info, report=report)
+            deadline = time.monotonic() + 30
+            while writer._open and time.monotonic() < deadline:  # every batch answered
+                writer._receive(0.1)
+            tracker.optlab_epoch_ended(run=run.info, report=run.reports[-1])
+            last = 3 * len(run.reports[-1].steps) + 3
+            assert tracker.pending_points(run.info.name) == last  # only the newest batch
+            assert run.result is not None
+            tracker.optlab_run_finished(run=run.info, result=run.result, error=None)
+        assert len(writer.batches) == len(run.reports) + 1
+    _check(store, tracker, parent_id, [run])

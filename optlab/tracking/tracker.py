@@ -4,9 +4,9 @@ Writes go through ``MlflowClient`` with explicit run ids (never the fluent activ
 and metrics are buffered (as columns, :class:`~optlab.tracking.points.Points`) and written in
 batches (see :attr:`Tracker.max_batch`) at evaluation points: a per-point ``log_metric`` to
 SQLite costs milliseconds, ``log_batch`` (1,000 points at most) about 70 µs a point, the
-single INSERT of :mod:`optlab.tracking.sql_metrics` about 7 µs. Given a
-:class:`~optlab.tracking.writer_process.WriterProcess`, a SQL store's batches are written by
-that process while the run goes on; a run waits for its batches only before it ends.
+single INSERT of :mod:`optlab.tracking.sql_metrics` 6-10 µs. Given a
+:class:`~optlab.tracking.writer_process.WriterProcess`, a SQLite store's batches are written
+by that process while the run goes on; a run waits for its batches only before it ends.
 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab.tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
@@ -110,10 +110,13 @@ class _Child:
     inflight: dict[int, Points] = field(default_factory=dict)  # batch number -> points
     flushed_at: float = field(default_factory=time.monotonic)
 
+    def waiting(self) -> int:
+        """Points not yet handed to a writer."""
+        return self.in_reports + sum(map(len, self.pending))
+
     def count(self) -> int:
         """Points not yet acknowledged by the store."""
-        waiting = sum(map(len, self.pending)) + sum(map(len, self.inflight.values()))
-        return self.in_reports + waiting
+        return self.waiting() + sum(map(len, self.inflight.values()))
 
 
 class Tracker:
@@ -273,6 +276,8 @@ class Tracker:
         has stored them (and writes here what it could not); without one they are written
         here and now."""
         with self._lock:
+            if child.inflight and self._writer is not None:  # release what is stored by now
+                self._absorb(child, self._writer.collect(list(child.inflight)))
             if child.reports:
                 child.pending.append(report_points(child.reports))
                 child.reports, child.in_reports = [], 0
@@ -292,22 +297,26 @@ class Tracker:
     def _settle(self, name: str, child: _Child) -> None:
         """Wait for the run's batches in the writer process; write here whatever it did not
         store (then the writer process is not used again), and everything still pending."""
-        failed: list[Points] = []
         if child.inflight and self._writer is not None:
             outcome = self._writer.wait(list(child.inflight), max(60.0, self.retry_s))
-            # the process died or a write raised: written here instead
-            errors = [error for error in outcome.values() if error]
-            failed = [child.inflight[seq] for seq, error in outcome.items() if error]
-            if errors and not self._writer_failed:
-                self._writer_failed = errors[0]
+            with self._lock:
+                self._absorb(child, outcome)
         with self._lock:
+            child.pending = list(child.inflight.values()) + child.pending  # (no writer left)
             child.inflight = {}
-            if failed:
-                child.pending = failed + child.pending
             while child.pending:
                 chunk = child.pending[0]
                 self._call(f"log metrics of '{name}'", self.write_metrics, child.run_id, chunk)
                 del child.pending[0]
+
+    def _absorb(self, child: _Child, outcome: dict[int, str | None]) -> None:
+        """Release the batches the writer process stored; put back in the buffer those it
+        could not store (written here, and the writer process is not used again)."""
+        for seq, error in outcome.items():
+            points = child.inflight.pop(seq)
+            if error:
+                child.pending.insert(0, points)
+                self._writer_failed = self._writer_failed or error
 
     def _create_run(
         self, what: str, run_name: str, tags: dict[str, str], started_at: float | None = None
@@ -459,7 +468,7 @@ class Tracker:
         child.steps_logged += len(report.steps)
         child.evals_logged += 1
         waited = time.monotonic() - child.flushed_at
-        if child.count() >= self.max_batch or waited >= self.flush_interval_s:
+        if child.waiting() >= self.max_batch or waited >= self.flush_interval_s:
             self._flush(run.name, child, wait=False)  # a writer process writes meanwhile
 
     @hookimpl

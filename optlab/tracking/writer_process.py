@@ -193,7 +193,7 @@ class WriterProcess:
 
     def submit(self, run_id: str, points: Points) -> int:
         """Hand ``points`` of run ``run_id`` over; returns the batch's number for
-        :meth:`wait`."""
+        :meth:`wait` and :meth:`collect`."""
         seq, self._next = self._next, self._next + 1
         self._open.add(seq)
         self._send((seq, run_id, encode(points)))
@@ -216,6 +216,11 @@ class WriterProcess:
             seq: self._outcome.pop(seq, "no answer from the writer process in time")
             for seq in batches
         }
+
+    def collect(self, batches: list[int]) -> dict[int, str | None]:
+        """The outcomes of those of ``batches`` acknowledged by now (never waits)."""
+        self._drain()
+        return {seq: self._outcome.pop(seq) for seq in batches if seq in self._outcome}
 
     def close(self, *, wait: bool = True) -> None:
         """Let the queued writes finish (``wait``, up to a minute) or drop them, and end the
