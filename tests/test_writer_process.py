@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from metric_points import new_run, sample_points, stored
 
@@ -365,3 +366,20 @@ def test_stored_batches_are_released_while_the_run_goes_on(store: str) -> None:
             tracker.optlab_run_finished(run=run.info, result=run.result, error=None)
         assert len(writer.batches) == len(run.reports) + 1
     _check(store, tracker, parent_id, [run])
+
+
+def test_a_batch_larger_than_the_pipe_arrives_whole(client: Any, db: Path) -> None:
+    """50,000 points (about 1.2 MB pickled) cross a 64 KiB pipe in many pieces."""
+    n = 50_000
+    points = Points(["loss"] * n, np.linspace(0.0, 1.0, n), np.full(n, 5, np.int64), np.arange(n))
+    run_id = new_run(client, "large")
+    with WriterProcess(f"sqlite:///{db}") as writer:
+        assert writer.wait_ready(30)
+        seq = writer.submit(run_id, points)
+        assert writer.wait([seq], 60) == {seq: None}
+    with sqlite3.connect(db) as con:
+        stored_rows = con.execute(
+            "SELECT count(*), max(step) FROM metrics WHERE run_uuid = ?", (run_id,)
+        ).fetchone()
+    assert stored_rows == (n, n - 1)
+    assert client.get_run(run_id).data.metrics["loss"] == 1.0

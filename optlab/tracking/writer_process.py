@@ -137,9 +137,13 @@ class WriterProcess:
     # --------------------------------------------------------------------- the pipe
     def _send(self, message: Any) -> None:
         if self._dead is None:
-            try:  # one write: header and message (Connection.send makes two of a large one)
-                payload = ForkingPickler.dumps(message)
-                os.write(self._tx.fileno(), struct.pack("!i", len(payload)) + payload)
+            # header and message in one write (Connection.send makes two of a large one),
+            # in Connection's framing; a write a signal cut short goes on where it stopped
+            payload = ForkingPickler.dumps(message)
+            frame = memoryview(struct.pack("!i", len(payload)) + payload)
+            try:
+                while frame:
+                    frame = frame[os.write(self._tx.fileno(), frame) :]
             except OSError as exc:  # the process is gone
                 self._die(f"writer process gone ({exc})")
 
