@@ -338,12 +338,11 @@ def main() -> None:
     by then. An exception other than the command's exit is left to the interpreter (traceback,
     status 1).
     """
+    code: object = 0
     try:
         app()
     except SystemExit as done:
         code = done.code
-    else:  # pragma: no cover - app() always ends with SystemExit
-        code = 0
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
@@ -354,4 +353,4 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(code or 0)
+    os._exit(code if isinstance(code, int) else 0)

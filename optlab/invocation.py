@@ -158,8 +158,9 @@ class Invocation:
             from optlab.tracking.writer_process import WriterProcess, wanted_for
 
             uri = self._uri()
-            if wanted_for(uri):  # runs train here; their metrics are written by another process
-                # no interpreter to start it with (embedded Python): metrics are written here
+            # runs train here and another process writes their metrics; when it cannot start
+            # (no interpreter to run, as in embedded Python) they are written here
+            if wanted_for(uri):
                 with contextlib.suppress(OSError):
                     writer = WriterProcess(uri)
         with workers as started, writer as metric_writer:

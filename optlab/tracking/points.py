@@ -120,24 +120,34 @@ class Points:
         )
 
 
+def _curve_points(histories: Sequence[StepHistory], then: Points | None = None) -> Points:
+    """``loss``, ``data_loss`` and ``reg_loss`` of every step of ``histories`` (step =
+    examples processed, timestamp = the step's wall time), then ``then``'s points: one
+    concatenation per column (this runs while a run trains)."""
+    then = Points() if then is None else then
+    examples = _ints(np.concatenate([h.examples for h in histories]))
+    stamps = np.rint(_floats(np.concatenate([h.time for h in histories])) * 1000.0)
+    keys: list[str] = []
+    for name in STEP_METRICS:
+        keys += [name] * len(examples)
+    k = len(STEP_METRICS)
+    return Points(
+        keys + then.keys,
+        np.concatenate(
+            [_floats(getattr(h, name)) for name in STEP_METRICS for h in histories] + [then.values]
+        ),
+        np.concatenate([*([stamps.astype(np.int64)] * k), then.timestamps]),
+        np.concatenate([*([examples] * k), then.steps]),
+    )
+
+
 def step_points(steps: StepHistory, start: int = 0) -> Points:
     """``loss``, ``data_loss`` and ``reg_loss`` of steps ``start:`` (step = examples processed,
     timestamp = the step's wall time)."""
-    n = len(steps) - start
-    if n <= 0:
+    if len(steps) <= start:
         return Points()
-    examples = _ints(steps.examples[start:])
-    stamps = np.rint(_floats(steps.time[start:]) * 1000.0).astype(np.int64)
-    k = len(STEP_METRICS)
-    keys: list[str] = []
-    for name in STEP_METRICS:
-        keys += [name] * n
-    return Points(
-        keys,
-        np.concatenate([_floats(getattr(steps, name)[start:]) for name in STEP_METRICS]),
-        np.tile(stamps, k),
-        np.tile(examples, k),
-    )
+    fields = ("examples", "time", *STEP_METRICS)
+    return _curve_points([StepHistory(*(getattr(steps, f)[start:] for f in fields))])
 
 
 def evaluation_points(reports: Sequence[EpochReport]) -> Points:
@@ -160,25 +170,10 @@ def evaluation_points(reports: Sequence[EpochReport]) -> Points:
 
 
 def report_points(reports: Sequence[EpochReport]) -> Points:
-    """Everything ``reports`` carry: their steps' curves and their evaluations, one batch
-    (made with one concatenation per column: this runs while a run trains)."""
+    """Everything ``reports`` carry: their steps' curves and their evaluations, one batch."""
     if not reports:
         return Points()
-    evals = evaluation_points(reports)
-    examples = _ints(np.concatenate([r.steps.examples for r in reports]))
-    stamps = np.rint(_floats(np.concatenate([r.steps.time for r in reports])) * 1000.0)
-    n = len(examples)
-    keys: list[str] = []
-    for name in STEP_METRICS:
-        keys += [name] * n
-    curves = [_floats(getattr(r.steps, name)) for name in STEP_METRICS for r in reports]
-    k = len(STEP_METRICS)
-    return Points(
-        keys + evals.keys,
-        np.concatenate([*curves, evals.values]),
-        np.concatenate([*([stamps.astype(np.int64)] * k), evals.timestamps]),
-        np.concatenate([*([examples] * k), evals.steps]),
-    )
+    return _curve_points([r.steps for r in reports], evaluation_points(reports))
 
 
 def report_size(report: EpochReport) -> int:

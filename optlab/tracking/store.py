@@ -29,6 +29,8 @@ __all__ = [
     "first_line",
     "resolve_tracking_uri",
     "sqlite_path",
+    "switched_off",
+    "template_path",
 ]
 
 #: MLflow's embedded default: a SQLite store in the working folder
@@ -161,13 +163,19 @@ def _creation_lock(path: Path | None) -> AbstractContextManager[object]:
 # in the new store's folder, when it finds none); a new store is a copy of it.
 
 
+def switched_off(variable: str) -> bool:
+    """Whether environment variable ``variable`` turns something off (``0``, ``false``, ``no``
+    or ``off``)."""
+    return os.environ.get(variable, "").strip().lower() in ("0", "false", "no", "off")
+
+
 def template_path() -> Path | None:
     """Where the empty migrated store of the installed MLflow is kept (``None`` if MLflow's
     version is unknown): ``$XDG_CACHE_HOME/optlab`` or ``~/.cache/optlab``;
     ``OPTLAB_STORE_TEMPLATE=0`` turns the template off."""
     from importlib.metadata import PackageNotFoundError, version
 
-    if os.environ.get("OPTLAB_STORE_TEMPLATE", "").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("OPTLAB_STORE_TEMPLATE"):
         return None
     try:
         mlflow_version = version("mlflow")

@@ -302,8 +302,6 @@ class Tracker:
             with self._lock:
                 self._absorb(child, outcome)
         with self._lock:
-            child.pending = list(child.inflight.values()) + child.pending  # (no writer left)
-            child.inflight = {}
             while child.pending:
                 chunk = child.pending[0]
                 self._call(f"log metrics of '{name}'", self.write_metrics, child.run_id, chunk)

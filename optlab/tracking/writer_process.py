@@ -74,8 +74,9 @@ def wanted_for(uri: str) -> bool:
     """Whether an invocation that trains in its own process and tracks to ``uri`` should
     start a :class:`WriterProcess`: a SQLite store, on a POSIX system (it passes pipes to the
     process and polls them), not switched off by :data:`WRITER_ENV`."""
-    off = os.environ.get(WRITER_ENV, "").strip().lower() in ("0", "false", "no", "off")
-    return os.name == "posix" and not off and sqlite_path(uri) is not None
+    return (
+        os.name == "posix" and not store.switched_off(WRITER_ENV) and sqlite_path(uri) is not None
+    )
 
 
 def encode(points: Points) -> tuple[list[str], bytes, bytes, bytes, bytes]:
@@ -168,6 +169,15 @@ class WriterProcess:
         self._outcome[seq] = error
         return True
 
+    def _await(self, batches: list[int], timeout: float | None) -> None:
+        """Take answers until ``batches`` are all answered or ``timeout`` s have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(seq in self._open for seq in batches):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            self._receive(1.0 if left is None else min(left, 1.0))
+
     def _drain(self) -> None:
         while self._receive(0.0):
             pass
@@ -181,12 +191,7 @@ class WriterProcess:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the process is up (or gone); whether it can take batches."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while _HELLO in self._open:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            self._receive(1.0 if left is None else min(left, 1.0))
+        self._await([_HELLO], timeout)
         return self.ready()
 
     @property
@@ -209,13 +214,8 @@ class WriterProcess:
         """Wait until ``batches`` are acknowledged (at most ``timeout`` s in all); returns
         each batch's outcome: ``None`` when stored, else why not (also for those that timed
         out, which may still be written later: a batch written twice is stored once)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         batches = [seq for seq in batches if seq != _HELLO]
-        while any(seq in self._open for seq in batches):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            self._receive(1.0 if left is None else min(left, 1.0))
+        self._await(batches, timeout)
         return {
             seq: self._outcome.pop(seq, "no answer from the writer process in time")
             for seq in batches
