@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from optlab.batches import Batch
     from optlab.components import (
         Array,
         ComponentRecord,
@@ -83,6 +84,7 @@ _WHERE = {
         ],
         "optlab.errors",
     ),
+    "Batch": "optlab.batches",
     "hookimpl": "optlab.hookspecs",
     "LossParts": "optlab.objective",
     "Objective": "optlab.objective",
@@ -113,6 +115,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Array",
+    "Batch",
     "CheckError",
     "ComponentError",
     "ComponentRecord",

@@ -10,14 +10,18 @@ a misbehaving plugin fails the run with a :class:`~optlab.errors.ComponentError`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from optlab.batches import Batch, minibatches
+from optlab.blas_threads import blas_threads
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
-from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad
+from optlab.fastpath import BLOCKED_MIN_BYTES, PARTS, blocked_loss_and_grad
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -179,7 +183,15 @@ class Objective:
         def check(dscores: object, scores: Array) -> None:
             self._check_array(dscores, scores, "loss", loss.name, loss.provider, "score gradient")
 
-        return blocked_loss_and_grad(self.X, self.y, W, loss_and_grad, check=check)
+        return blocked_loss_and_grad(
+            self.X,
+            self.y,
+            W,
+            loss_and_grad,
+            check=check,
+            parts=PARTS,
+            threads=min(blas_threads(), PARTS),
+        )
 
     def data_loss(self, W: Array, X: Array | None = None, y: Array | None = None) -> float:
         """Mean data loss over ``X`` (default: the training set), without the gradient."""
@@ -199,14 +211,37 @@ class Objective:
         reg, _ = self.reg_value_and_grad(W, with_grad=False)
         return LossParts(data + reg, data, reg)
 
-    def value_and_grad(self, W: Array, batch: Array | None = None) -> tuple[LossParts, Array]:
+    def minibatches(self, indices: Sequence[Array]) -> AbstractContextManager[Iterator[Batch]]:
+        """The minibatches of ``indices`` with their rows gathered, each while the previous one
+        trains where that is faster (large batches; see :mod:`optlab.batches`)::
+
+            with objective.minibatches(batches) as stream:
+                for batch in stream:
+                    parts, grad = objective.value_and_grad(W, batch)
+
+        Parameters
+        ----------
+        indices : sequence of (B,) int arrays
+            Row indices of each batch, in training order.
+
+        Returns
+        -------
+        context manager of an iterator of Batch
+            Consume the iterator inside the ``with`` block.
+        """
+        return minibatches(self.X, self.y, indices)
+
+    def value_and_grad(
+        self, W: Array, batch: Array | Batch | None = None
+    ) -> tuple[LossParts, Array]:
         """Objective and gradient on the whole training set or on a batch.
 
         Parameters
         ----------
         W : (D, C) array
-        batch : (B,) int array or None
-            Indices of the minibatch; ``None`` for the full training set.
+        batch : (B,) int array, Batch or None
+            The minibatch, as row indices or as a :class:`~optlab.batches.Batch` from
+            :meth:`minibatches`; ``None`` for the full training set.
 
         Returns
         -------
@@ -219,6 +254,8 @@ class Objective:
         else:
             if batch is None:
                 X, y = self.X, self.y
+            elif isinstance(batch, Batch):
+                X, y = batch.X, batch.y
             else:
                 X, y = self.X[batch], self.y[batch]
             for reg in self._perturbations:

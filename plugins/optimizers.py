@@ -455,7 +455,8 @@ def minibatch_loop(
     Each epoch draws ``ceil(N / batch_size)`` batches (a shuffled partition of the training set,
     or draws with replacement), applies ``rule`` to each batch's gradient, projects ``W`` and
     reports the step; the monitor evaluates after every epoch; the learning rate is multiplied
-    by ``lr_decay`` after every epoch.
+    by ``lr_decay`` after every epoch. Large batches are gathered while the previous one trains
+    (``objective.minibatches``); the steps are the same.
 
     Parameters
     ----------
@@ -485,11 +486,12 @@ def minibatch_loop(
             batches = [order[i : i + B] for i in range(0, n, B)]
         else:
             batches = list(rng.integers(0, n, size=(n_batches, B)))
-        for batch in batches:
-            parts, grad = objective.value_and_grad(W, batch)
-            rule.apply(W, grad, lr)
-            objective.project(W)
-            monitor.step(len(batch), parts.total, parts.data, parts.reg)
+        with objective.minibatches(batches) as stream:
+            for batch in stream:
+                parts, grad = objective.value_and_grad(W, batch)
+                rule.apply(W, grad, lr)
+                objective.project(W)
+                monitor.step(len(batch), parts.total, parts.data, parts.reg)
         monitor.evaluate(float(epoch), W)
         lr *= params.lr_decay
     return W

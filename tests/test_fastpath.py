@@ -1,18 +1,23 @@
-"""The cache-blocked full-batch pass equals the straightforward one, and Objective uses it."""
+"""The cache-blocked full-batch pass equals the straightforward one, split in parts and walked by
+several threads too, and Objective uses it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 import optlab
 import optlab.fastpath as fastpath
 import optlab.objective as objective_module
 from optlab import Array
+from optlab.blas_threads import blas_threads
 from optlab.fastpath import blocked_loss_and_grad, default_block_rows, score_width
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
@@ -275,3 +280,112 @@ def test_objective_blocked_path_names_a_misbehaving_loss(
         obj.value_and_grad(np.zeros(obj.shape, np.float32))
     assert "test_loss" in str(info.value)
     assert not isinstance(info.value.__cause__, optlab.ComponentError)
+
+
+# --------------------------------------------------------------------------------------------
+# Parts and threads
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["svm", "softmax"])
+@pytest.mark.parametrize(("parts", "threads"), [(2, 1), (2, 2), (3, 2), (3, 3), (5, 4), (40, 2)])
+def test_parts_and_threads_equal_straightforward(
+    name: str, dtype: Any, parts: int, threads: int
+) -> None:
+    # 100 rows in blocks of 7: 15 blocks, uneven parts and an uneven last block; 40 parts are
+    # capped at one block each
+    loss = LOSSES[name]
+    X, y, W = problem(100, 37, 10, dtype)
+    got = blocked_loss_and_grad(X, y, W, loss.loss_and_grad, 7, parts=parts, threads=threads)
+    assert_close(got, straightforward(loss, X, y, W), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_result_depends_on_parts_not_on_threads(dtype: Any) -> None:
+    X, y, W = problem(2000, 300, 10, dtype, seed=5)
+    loss = LOSSES["softmax"].loss_and_grad
+    serial = blocked_loss_and_grad(X, y, W, loss, 64, parts=3, threads=1)
+    threaded = blocked_loss_and_grad(X, y, W, loss, 64, parts=3, threads=3)
+    with threadpool_limits(1):  # as in a --jobs N worker
+        limited = blocked_loss_and_grad(X, y, W, loss, 64, parts=3, threads=1)
+    assert serial[0] == threaded[0] == limited[0]
+    np.testing.assert_array_equal(serial[1], threaded[1])
+    np.testing.assert_array_equal(serial[1], limited[1])
+
+
+def test_threads_walk_the_parts_and_never_call_the_loss_at_once() -> None:
+    X, y, W = problem(400, 20, 5, np.float64)
+    busy = threading.Lock()
+    callers: set[str] = set()
+    blas: set[int] = set()
+
+    def loss(scores: Array, labels: Array) -> tuple[float, Array]:
+        assert busy.acquire(blocking=False), "the loss was called by two threads at once"
+        try:
+            callers.add(threading.current_thread().name)
+            blas.add(blas_threads())
+            time.sleep(0.001)  # widen the window another thread would have to enter
+            return LOSSES["svm"].loss_and_grad(scores, labels)
+        finally:
+            busy.release()
+
+    got = blocked_loss_and_grad(X, y, W, loss, 20, parts=3, threads=3)
+    assert_close(got, straightforward(LOSSES["svm"], X, y, W), np.float64)
+    assert len(callers) == 3  # the calling thread and two helpers
+    assert blas == {1}
+
+
+def test_an_error_in_one_part_stops_the_others_and_restores_blas() -> None:
+    X, y, W = problem(1000, 10, 3, np.float64)
+    before = blas_threads()
+    helper_calls: list[int] = []
+
+    def loss(scores: Array, labels: Array) -> tuple[float, Array]:
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("boom")
+        helper_calls.append(1)
+        time.sleep(0.002)
+        return LOSSES["svm"].loss_and_grad(scores, labels)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        blocked_loss_and_grad(X, y, W, loss, 20, parts=2, threads=2)  # 25 blocks a part
+    assert len(helper_calls) < 10
+    assert blas_threads() == before
+
+
+def test_an_error_in_a_helper_thread_reaches_the_caller() -> None:
+    X, y, W = problem(100, 10, 3, np.float64)
+
+    def loss(scores: Array, labels: Array) -> tuple[float, Array]:
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("helper")
+        return LOSSES["svm"].loss_and_grad(scores, labels)
+
+    with pytest.raises(ValueError, match="helper"):
+        blocked_loss_and_grad(X, y, W, loss, 10, parts=2, threads=2)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 4])
+def test_objective_full_batch_is_the_same_on_any_number_of_cores(
+    blocked_always: list[int], monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    obj = make_objective(np.float32, LOSSES["softmax"], (L2(0.1),), n=1000)
+    W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(np.float32)
+    walked: list[int] = []
+    real = fastpath._Walker.walk
+
+    def spy(*args: Any, **kwargs: Any) -> tuple[float, Array]:
+        walked.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath._Walker, "walk", spy)
+    monkeypatch.setattr(objective_module, "blas_threads", lambda: 1)
+    one_core = obj.value_and_grad(W)
+    monkeypatch.setattr(objective_module, "blas_threads", lambda: cores)
+    walked.clear()
+    got = obj.value_and_grad(W)
+    assert len(walked) == fastpath.PARTS
+    assert len(set(walked)) == min(cores, fastpath.PARTS)
+    assert got[0] == one_core[0]
+    np.testing.assert_array_equal(got[1], one_core[1])

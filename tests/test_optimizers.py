@@ -275,10 +275,11 @@ def test_shuffling_visits_every_example_once_per_epoch() -> None:
 
     class Spy(Objective):
         def value_and_grad(
-            self, W: np.ndarray, batch: np.ndarray | None = None
+            self, W: np.ndarray, batch: np.ndarray | optlab.Batch | None = None
         ) -> tuple[optlab.LossParts, np.ndarray]:
-            assert batch is not None
-            seen.append(batch.copy())
+            assert isinstance(batch, optlab.Batch)
+            np.testing.assert_array_equal(batch.X, self.X[batch.index])
+            seen.append(batch.index.copy())
             return super().value_and_grad(W, batch)
 
     obj = Spy(np.ones((10, 1)), np.zeros(10, dtype=np.int64), 2, BoundLoss(LinearLoss(), "l"))

@@ -1,0 +1,48 @@
+"""The BLAS library's thread count, and lending its cores to optlab's own helper threads.
+
+A linear classifier's products with the data (``X @ W``, ``dS.T @ X`` with ``C << D``) are
+skinny; OpenBLAS gains little from running one of them on several threads. Two fast paths
+therefore use the cores BLAS was given differently, as Python threads that each call
+single-threaded BLAS:
+
+- the full-batch pass splits ``X``'s rows between threads (:mod:`optlab.fastpath`);
+- minibatch training gathers the next batch's rows on a helper thread while the current batch
+  trains (:mod:`optlab.batches`).
+
+Both take :func:`blas_threads` as the number of cores they may use (1 in ``--jobs N`` workers
+and under ``OPENBLAS_NUM_THREADS=1``: then they stay serial) and run inside
+:func:`single_threaded`, which restores the thread count afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["blas_threads", "single_threaded"]
+
+
+@functools.cache
+def _controller() -> Any:
+    """threadpoolctl's view of the BLAS libraries loaded (numpy's), made once: finding the
+    libraries costs about 2 ms; reading or setting their thread count afterwards, microseconds."""
+    import numpy  # noqa: F401  (loads numpy's BLAS before threadpoolctl looks for it)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def blas_threads() -> int:
+    """The number of threads BLAS may use now (the largest over the BLAS libraries loaded);
+    1 when no BLAS library is found."""
+    return max((int(info["num_threads"]) for info in _controller().info()), default=1)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS limited to one thread inside the ``with`` block, restored on leaving it (also
+    when it raises)."""
+    with _controller().limit(limits=1):
+        yield
