@@ -254,12 +254,17 @@ def run(
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
     from optlab.errors import InputError
-    from optlab.invocation import Invocation
 
     if executor not in ("local", "dask"):
         raise InputError(f"--executor: unknown executor '{executor}'; use local or dask")
     if executor == "dask" and not scheduler:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    if jobs > 1 and executor == "local":
+        from optlab import fork_server
+
+        fork_server.start()  # its imports overlap this process's, and reading spec and data
+    from optlab.invocation import Invocation
+
     experiment = _load(spec, set_)
     invocation = Invocation(
         experiment,

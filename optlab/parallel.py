@@ -10,17 +10,15 @@ Seeds are derived per run (``SeedSequence(run.seed)``), never per worker, and ev
 uses one BLAS thread, so the numbers do not depend on ``--jobs``.
 
 Local workers are forked from a fork server (never from the invoking process, which may hold
-threads) that has imported what a worker needs (:data:`WORKER_PRELOAD`) once: a spawned
-worker would spend about 2 s importing numpy, scikit-learn and matplotlib before its first
-run, per worker. Each worker takes the invoking process's current environment, so a variable
-set after the fork server started is still seen.
+threads) that has imported what a worker needs once (:mod:`optlab.fork_server`). Each worker
+takes the invoking process's current environment, so a variable set after the fork server
+started is still seen.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import signal
 import tempfile
@@ -38,26 +36,10 @@ from optlab.monitor import stop_flag
 from optlab.runner import Observer, execute
 
 __all__ = [
-    "WORKER_PRELOAD",
     "LocalWorkers",
     "RecordingObserver",
     "execute_recorded",
     "run_parallel",
-]
-
-#: modules the fork server imports once for all local workers (a missing one is skipped)
-WORKER_PRELOAD = [
-    "optlab.runner",
-    "optlab.plugin_manager",
-    "optlab.tracking.artifacts",
-    "optlab.tracking.plots",
-    "optlab_plugins.losses",
-    "optlab_plugins.regularizers",
-    "optlab_plugins.optimizers",
-    "optlab_plugins.datasets",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-    "threadpoolctl",
 ]
 
 
@@ -118,11 +100,9 @@ class LocalWorkers:
     """
 
     def __init__(self, jobs: int) -> None:
-        from multiprocessing import forkserver
+        from optlab import fork_server
 
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(WORKER_PRELOAD)
-        forkserver.ensure_running()  # the server starts importing now
+        context = fork_server.start()  # the server imports now, unless it already has
         self.pool = ProcessPoolExecutor(
             jobs, mp_context=context, initializer=_worker_init, initargs=(dict(os.environ),)
         )

@@ -118,3 +118,35 @@ def test_workers_see_the_environment_of_the_moment_they_start(
         with LocalWorkers(1) as workers:
             seen = workers.pool.submit(os.getenv, "OPTLAB_TEST_WORKER_ENV").result(60)
         assert seen == value
+
+
+@pytest.mark.parametrize(("jobs", "started"), [("2", True), ("1", False)])
+def test_run_with_jobs_starts_the_fork_server_before_reading_the_spec(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jobs: str, started: bool
+) -> None:
+    """The fork server's imports take about a second of a core: ``optlab run --jobs N``
+    starts it before anything else, so that they overlap reading the spec and the data."""
+    from typer.testing import CliRunner
+
+    import optlab.cli as cli
+    from optlab import fork_server
+
+    order: list[str] = []
+    monkeypatch.setattr(fork_server, "start", lambda: order.append("fork server"))
+
+    def load(*args: object) -> None:
+        order.append("spec")
+        raise SystemExit(2)
+
+    monkeypatch.setattr(cli, "_load", load)
+    CliRunner().invoke(cli.app, ["run", str(tmp_path / "x.yaml"), "--jobs", jobs])
+    assert order == (["fork server", "spec"] if started else ["spec"])
+
+
+def test_the_fork_server_preloads_what_a_worker_imports() -> None:
+    import importlib.util
+
+    from optlab import fork_server
+
+    for name in fork_server.WORKER_PRELOAD:
+        assert importlib.util.find_spec(name) is not None, name

@@ -1,0 +1,50 @@
+"""The fork server that local worker processes (``--jobs N``) are forked from.
+
+It is a fresh interpreter that imports what a worker needs (:data:`WORKER_PRELOAD`) once;
+each worker is then a fork of it, with those modules already imported, instead of spending
+about 2 s importing numpy, scikit-learn and matplotlib itself. Its imports take about a
+second of one core, so ``optlab run --jobs N`` starts it first thing (:func:`start`), before
+reading the spec and the data, and the workers can begin as soon as the runs are known.
+
+This module imports only the standard library, so that starting the server costs the
+invoking process nothing it would not pay anyway.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.context import BaseContext
+
+__all__ = ["WORKER_PRELOAD", "context", "start"]
+
+#: modules the fork server imports once for all local workers (a missing one is skipped)
+WORKER_PRELOAD = [
+    "optlab.runner",
+    "optlab.plugin_manager",
+    "optlab.tracking.artifacts",
+    "optlab.tracking.plots",
+    "optlab_plugins.losses",
+    "optlab_plugins.regularizers",
+    "optlab_plugins.optimizers",
+    "optlab_plugins.datasets",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "threadpoolctl",
+]
+
+
+def context() -> BaseContext:
+    """The ``forkserver`` multiprocessing context, with :data:`WORKER_PRELOAD` set."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    return ctx
+
+
+def start() -> BaseContext:
+    """Start the fork server now, if it is not running, so that it imports while this process
+    goes on; returns its context."""
+    from multiprocessing import forkserver
+
+    ctx = context()
+    forkserver.ensure_running()
+    return ctx
