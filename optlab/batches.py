@@ -3,9 +3,10 @@
 A minibatch step copies the batch's rows out of ``X`` (a gather: ``X[batch]``, about one
 streaming read of ``X`` per epoch, since the rows are shuffled) and then multiplies with them
 while they are in cache. The gather does not depend on ``W``, so :func:`minibatches` copies
-batch ``k + 1`` on a helper thread while batch ``k`` trains, with BLAS limited to one thread
-meanwhile (:mod:`optlab.blas_threads`: OpenBLAS gains little from a second thread on these
-products, and the helper takes that core).
+batch ``k + 1`` on a helper thread while batch ``k`` trains. BLAS is limited to one thread
+while the batches are in use (:mod:`optlab.blas_threads`): OpenBLAS gains little from a second
+thread on these products, the helper takes that core, and one thread rounds the same whatever
+cores a run was given, so the steps of ``--jobs 1`` and ``--jobs N`` are the same.
 
 Measured at the CIFAR-10 shape on two cores (batch 200), an SGD epoch took 10-20% less time.
 Batches smaller than :data:`AHEAD_MIN_BYTES` are gathered in place: handing work to a thread
@@ -75,15 +76,19 @@ def minibatches(X: Array, y: Array, indices: Sequence[Array]) -> Iterator[Iterat
     Yields
     ------
     iterator of Batch
-        To be consumed inside the ``with`` block. Leaving the block early (an exception, a
-        ``break``) waits for the one gather in flight and restores BLAS's thread count.
+        To be consumed inside the ``with`` block, where BLAS runs on one thread. Leaving the
+        block early (an exception, a ``break``) waits for the one gather in flight and
+        restores BLAS's thread count.
     """
-    sizes = [len(i) for i in indices]
-    if len(indices) < 2 or not gathers_ahead(X, max(sizes)):
-        yield (Batch(i, X[i], y[i]) for i in indices)
-        return
-    with single_threaded(), ThreadPoolExecutor(1, "optlab-gather") as pool:
-        yield _ahead(pool, X, y, indices)
+    ahead = len(indices) > 1 and gathers_ahead(X, max(len(i) for i in indices))
+    # single-threaded BLAS either way: OpenBLAS on two threads can round differently, and the
+    # steps must not depend on the cores a run was given (--jobs 1 or --jobs N)
+    with single_threaded():
+        if not ahead:
+            yield (Batch(i, X[i], y[i]) for i in indices)
+            return
+        with ThreadPoolExecutor(1, "optlab-gather") as pool:
+            yield _ahead(pool, X, y, indices)
 
 
 def _gather(X: Array, y: Array, index: Array) -> Batch:

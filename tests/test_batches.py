@@ -94,6 +94,20 @@ def test_blas_is_single_threaded_while_the_stream_runs_and_restored_after(
     assert ahead  # the helper thread did gather
 
 
+def test_batches_gathered_in_place_train_on_single_threaded_blas_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # as in --jobs 1 with small batches: the products round as in a one-thread worker
+    monkeypatch.setattr(batches_module, "blas_threads", lambda: 2)
+    X, y = data()
+    assert not gathers_ahead(X, 50)
+    before = blas_threads()
+    with minibatches(X, y, partition(len(y), 50)) as stream:
+        seen = [blas_threads() for _ in stream]
+    assert seen and set(seen) == {1}
+    assert blas_threads() == before
+
+
 @pytest.mark.parametrize("how", ["error", "break"])
 def test_leaving_the_stream_early_restores_blas(ahead: list[str], how: str) -> None:
     X, y = data()
