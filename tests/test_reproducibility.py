@@ -33,12 +33,12 @@ CURVES = ("loss", "data_loss", "reg_loss", "val_accuracy")
 COMMAND = (sys.executable, "-m", "optlab", "run")
 
 
-def _histories(uri: str) -> dict[str, dict[str, tuple[list[int], bytes]]]:
+def _histories(uri: str, name: str = "repro") -> dict[str, dict[str, tuple[list[int], bytes]]]:
     """``{run name: {metric: (steps, values as float64 bytes)}}`` of the child runs."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("repro")
+    experiment = client.get_experiment_by_name(name)
     assert experiment is not None
     runs = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`optlab.role` = 'run'"
@@ -95,3 +95,43 @@ def test_same_seed_same_histories_across_invocations_and_parallelism(tmp_path: P
         for name, curves in first.items():
             for key in CURVES:
                 assert histories[name][key] == curves[key], f"{other}: {name}: {key} differs"
+
+
+# large enough for the fast paths: X is 37 MiB (over BLOCKED_MIN_BYTES, so GD's full-batch pass
+# is blocked in parts, on two threads where BLAS has two) and a batch of 200 rows is 2.4 MB
+# (gathered ahead on a helper thread); a --jobs 2 worker has one BLAS thread and walks the
+# same parts on one
+FAST_PATHS = """\
+name: repro_fast
+seed: 5
+data: {name: blobs, n_samples: 3200, n_features: 3072, n_classes: 10, dtype: float32,
+       val: 0.05, test: 0.05}
+loss: {name: softmax}
+regularizer: {name: l2, strength: 0.0001}
+variants:
+  gd: {optimizer: {name: gd, lr: 0.000001, iterations: 12, eval_every: 4}}
+  sgd: {optimizer: {name: sgd, lr: 0.000001, batch_size: 200, epochs: 2, momentum: 0.9}}
+"""
+
+
+def test_fast_paths_give_the_same_histories_on_one_or_two_cores(tmp_path: Path) -> None:
+    spec = tmp_path / "fast.yaml"
+    spec.write_text(FAST_PATHS)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    uris = {jobs: f"sqlite:///{tmp_path / f'jobs{jobs}.db'}" for jobs in ("1", "2")}
+    for jobs, uri in uris.items():
+        done = subprocess.run(
+            [*COMMAND, str(spec), "--json", "--tracking-uri", uri, "--jobs", jobs],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stderr
+    one, two = (_histories(uris[jobs], "repro_fast") for jobs in ("1", "2"))
+    assert set(one) == {"gd", "sgd"}
+    assert len(one["gd"]["loss"][0]) == 12 and len(one["sgd"]["loss"][0]) == 2 * 15
+    for name, curves in one.items():
+        for key in CURVES:
+            assert two[name][key] == curves[key], f"{name}: {key} differs between --jobs 1 and 2"
