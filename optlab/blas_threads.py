@@ -17,11 +17,12 @@ and under ``OPENBLAS_NUM_THREADS=1``: then they stay serial) and run inside
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["blas_threads", "single_threaded"]
+__all__ = ["blas_threads", "cores", "single_threaded"]
 
 
 @functools.cache
@@ -32,6 +33,12 @@ def _controller() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
+
+
+def cores() -> int:
+    """The machine's processor count (``os.cpu_count()``): the same in every process of an
+    invocation, workers included, whatever threads each was given."""
+    return os.cpu_count() or 1
 
 
 def blas_threads() -> int:

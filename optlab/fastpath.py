@@ -16,7 +16,8 @@ With ``parts=k`` the blocks are shared out as ``k`` runs of consecutive blocks, 
 (:mod:`optlab.blas_threads`). Measured at the CIFAR-10 shape on two cores, two such threads
 took 10-20% less time than one thread calling two-threaded OpenBLAS, which gains little from
 threads on these skinny products. The sums are the same however many threads walk the parts,
-so results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
+and :class:`~optlab.Objective` takes the parts from the machine (:func:`full_batch_parts`), so
+results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from optlab.components import Array
 __all__ = [
     "BLOCKED_MIN_BYTES",
     "BLOCK_BYTES",
-    "PARTS",
+    "MAX_PARTS",
     "LossAndGrad",
     "ScoreGradCheck",
     "blocked_loss_and_grad",
     "default_block_rows",
+    "full_batch_parts",
     "score_width",
 ]
 
@@ -57,10 +59,8 @@ BLOCK_BYTES = 8 * 1024 * 1024
 #: ``X`` smaller than this stays on the straightforward path: at 4 MiB one block cost 8% more
 #: than the two plain products (padding and copies), from 8 MiB on the blocked pass was ahead.
 BLOCKED_MIN_BYTES = 16 * 1024 * 1024
-#: Parts of :class:`~optlab.Objective`'s full-batch pass, walked by up to as many threads as
-#: BLAS may use. Fixed, so that a run's results do not depend on the cores it was given; two,
-#: for the two cores it was measured on.
-PARTS = 2
+#: The most parts :func:`full_batch_parts` gives (and so threads a full-batch pass uses).
+MAX_PARTS = 8
 
 
 def score_width(n_classes: int, dtype: np.dtype[np.floating]) -> int:
@@ -87,6 +87,20 @@ def score_width(n_classes: int, dtype: np.dtype[np.floating]) -> int:
     if dtype == np.float32 and 2 < n_classes < 8:
         return 8
     return n_classes
+
+
+def full_batch_parts(cores: int) -> int:
+    """Parts of :class:`~optlab.Objective`'s full-batch pass on a machine with ``cores``
+    processors: one per core, at least 2 and at most :data:`MAX_PARTS`.
+
+    It depends on the machine only, never on the threads a process was given, so a run's
+    numbers are the same with ``--jobs 1`` (the parts walked by up to as many threads as BLAS
+    has) and in a ``--jobs N`` worker (one thread walks them all). Measured on two cores only:
+    a thread per part, each calling single-threaded BLAS, beat one thread calling two-threaded
+    OpenBLAS by 10-20%. With more cores each thread still walks its own share of the rows,
+    with no hand-off between threads until the end.
+    """
+    return max(2, min(MAX_PARTS, int(cores)))
 
 
 def default_block_rows(n_features: int, itemsize: int, block_bytes: int | None = None) -> int:

@@ -18,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 
 from optlab.batches import Batch, minibatches
-from optlab.blas_threads import blas_threads
+from optlab.blas_threads import blas_threads, cores
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
-from optlab.fastpath import BLOCKED_MIN_BYTES, PARTS, blocked_loss_and_grad
+from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -183,14 +183,15 @@ class Objective:
         def check(dscores: object, scores: Array) -> None:
             self._check_array(dscores, scores, "loss", loss.name, loss.provider, "score gradient")
 
+        parts = full_batch_parts(cores())
         return blocked_loss_and_grad(
             self.X,
             self.y,
             W,
             loss_and_grad,
             check=check,
-            parts=PARTS,
-            threads=min(blas_threads(), PARTS),
+            parts=parts,
+            threads=min(blas_threads(), parts),
         )
 
     def data_loss(self, W: Array, X: Array | None = None, y: Array | None = None) -> float:

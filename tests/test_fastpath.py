@@ -366,11 +366,13 @@ def test_an_error_in_a_helper_thread_reaches_the_caller() -> None:
         blocked_loss_and_grad(X, y, W, loss, 10, parts=2, threads=2)
 
 
-@pytest.mark.parametrize("cores", [1, 2, 4])
-def test_objective_full_batch_is_the_same_on_any_number_of_cores(
-    blocked_always: list[int], monkeypatch: pytest.MonkeyPatch, cores: int
+@pytest.mark.parametrize(("machine", "threads"), [(2, 2), (2, 4), (4, 4), (4, 2), (16, 16)])
+def test_objective_full_batch_is_the_same_on_any_number_of_threads(
+    blocked_always: list[int], monkeypatch: pytest.MonkeyPatch, machine: int, threads: int
 ) -> None:
-    obj = make_objective(np.float32, LOSSES["softmax"], (L2(0.1),), n=1000)
+    """The parts come from the machine's core count; the threads that walk them (BLAS's
+    count: 1 in a --jobs N worker) change nothing in the result."""
+    obj = make_objective(np.float32, LOSSES["softmax"], (L2(0.1),), n=2000)
     W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(np.float32)
     walked: list[int] = []
     real = fastpath._Walker.walk
@@ -380,12 +382,21 @@ def test_objective_full_batch_is_the_same_on_any_number_of_cores(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(fastpath._Walker, "walk", spy)
+    monkeypatch.setattr(objective_module, "cores", lambda: machine)
     monkeypatch.setattr(objective_module, "blas_threads", lambda: 1)
-    one_core = obj.value_and_grad(W)
-    monkeypatch.setattr(objective_module, "blas_threads", lambda: cores)
+    worker = obj.value_and_grad(W)
+    parts = fastpath.full_batch_parts(machine)
+    assert len(walked) == parts and len(set(walked)) == 1
+    monkeypatch.setattr(objective_module, "blas_threads", lambda: threads)
     walked.clear()
     got = obj.value_and_grad(W)
-    assert len(walked) == fastpath.PARTS
-    assert len(set(walked)) == min(cores, fastpath.PARTS)
-    assert got[0] == one_core[0]
-    np.testing.assert_array_equal(got[1], one_core[1])
+    assert len(walked) == parts  # 2000 rows in 64-row blocks: 32 blocks, enough for 8 parts
+    # the calling thread and at least one helper (a helper done early may take another part)
+    assert 2 <= len(set(walked)) <= min(threads, parts)
+    assert got[0] == worker[0]
+    np.testing.assert_array_equal(got[1], worker[1])
+
+
+@pytest.mark.parametrize(("machine", "parts"), [(1, 2), (2, 2), (3, 3), (8, 8), (64, 8)])
+def test_full_batch_parts_follow_the_machine(machine: int, parts: int) -> None:
+    assert fastpath.full_batch_parts(machine) == parts
