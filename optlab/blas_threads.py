@@ -9,9 +9,11 @@ single-threaded BLAS:
 - minibatch training gathers the next batch's rows on a helper thread while the current batch
   trains (:mod:`optlab.batches`).
 
-Both take :func:`blas_threads` as the number of cores they may use (1 in ``--jobs N`` workers
-and under ``OPENBLAS_NUM_THREADS=1``: then they stay serial) and run inside
-:func:`single_threaded`, which restores the thread count afterwards.
+Both take :func:`blas_threads` as the number of threads they may use (1 in ``--jobs N``
+workers and under ``OPENBLAS_NUM_THREADS=1``: then they stay on the calling thread) and run
+inside :func:`single_threaded`, which restores the thread count afterwards. What they compute
+never depends on that number: the full-batch pass is split by :func:`cores`, a property of
+the machine, and one BLAS thread rounds the same in every process.
 """
 
 from __future__ import annotations
