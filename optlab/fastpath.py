@@ -199,13 +199,10 @@ def blocked_loss_and_grad(
             results = [walker.walk(bounds[k], bounds[k + 1]) for k in range(parts)]
         else:
             results = walker.walk_threaded(bounds, threads)
-    total = 0.0
     grad_t = results[0][1]
-    for value, part in results:
-        total += value
-        if part is not grad_t:
-            grad_t += part
-    return total, np.ascontiguousarray(grad_t.T)
+    for _, part in results[1:]:
+        grad_t += part
+    return sum(value for value, _ in results), np.ascontiguousarray(grad_t.T)
 
 
 @dataclass(frozen=True)

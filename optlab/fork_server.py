@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-__all__ = ["WORKER_PRELOAD", "context", "start"]
+__all__ = ["WORKER_PRELOAD", "start"]
 
 #: modules the fork server imports once for all local workers (a missing one is skipped)
 WORKER_PRELOAD = [
@@ -33,18 +33,12 @@ WORKER_PRELOAD = [
 ]
 
 
-def context() -> BaseContext:
-    """The ``forkserver`` multiprocessing context, with :data:`WORKER_PRELOAD` set."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(WORKER_PRELOAD)
-    return ctx
-
-
 def start() -> BaseContext:
     """Start the fork server now, if it is not running, so that it imports while this process
-    goes on; returns its context."""
+    goes on; returns the ``forkserver`` context, with :data:`WORKER_PRELOAD` set."""
     from multiprocessing import forkserver
 
-    ctx = context()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
     forkserver.ensure_running()
     return ctx

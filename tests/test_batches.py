@@ -33,10 +33,9 @@ def partition(n: int, size: int, seed: int = 1) -> list[Array]:
     return [order[i : i + size] for i in range(0, n, size)]
 
 
-@pytest.fixture
-def ahead(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every batch gathered ahead, as on a machine whose BLAS has two threads; returns the
-    names of the threads that gathered."""
+def spy_on_gathers(monkeypatch: pytest.MonkeyPatch, *, ahead: bool) -> list[str]:
+    """Record the name of the thread that gathers each batch; with ``ahead``, every batch is
+    gathered ahead, as on a machine whose BLAS has two threads."""
     names: list[str] = []
     real = batches_module._gather
 
@@ -44,10 +43,17 @@ def ahead(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         names.append(threading.current_thread().name)
         return real(X, y, index)
 
-    monkeypatch.setattr(batches_module, "AHEAD_MIN_BYTES", 0)
-    monkeypatch.setattr(batches_module, "blas_threads", lambda: 2)
+    if ahead:
+        monkeypatch.setattr(batches_module, "AHEAD_MIN_BYTES", 0)
+        monkeypatch.setattr(batches_module, "blas_threads", lambda: 2)
     monkeypatch.setattr(batches_module, "_gather", spy)
     return names
+
+
+@pytest.fixture
+def ahead(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every batch gathered ahead; returns the names of the threads that gathered."""
+    return spy_on_gathers(monkeypatch, ahead=True)
 
 
 @pytest.mark.parametrize("gather_ahead", [False, True])
@@ -56,16 +62,7 @@ def test_the_batches_are_the_rows_of_each_index_in_order(
 ) -> None:
     X, y = data()
     indices = partition(len(y), 32)  # the last batch is short
-    names: list[str] = []
-    if gather_ahead:
-        monkeypatch.setattr(batches_module, "AHEAD_MIN_BYTES", 0)
-        monkeypatch.setattr(batches_module, "blas_threads", lambda: 2)
-    real = batches_module._gather
-    monkeypatch.setattr(
-        batches_module,
-        "_gather",
-        lambda *a: names.append(threading.current_thread().name) or real(*a),
-    )
+    names = spy_on_gathers(monkeypatch, ahead=gather_ahead)
     with minibatches(X, y, indices) as stream:
         got = list(stream)
     assert [b.index.tolist() for b in got] == [i.tolist() for i in indices]
@@ -187,15 +184,7 @@ def test_sgd_on_batches_gathered_ahead_trains_bit_identical_weights(
 ) -> None:
     X, y = data()
     W_here, m_here = sgd_epochs(X, y, *regs)
-    names: list[str] = []
-    real = batches_module._gather
-    monkeypatch.setattr(batches_module, "AHEAD_MIN_BYTES", 0)
-    monkeypatch.setattr(batches_module, "blas_threads", lambda: 2)
-    monkeypatch.setattr(
-        batches_module,
-        "_gather",
-        lambda *a: names.append(threading.current_thread().name) or real(*a),
-    )
+    names = spy_on_gathers(monkeypatch, ahead=True)
     W_ahead, m_ahead = sgd_epochs(X, y, *regs)
     assert len(names) == 3 * 10 and all(n.startswith("optlab-gather") for n in names)
     np.testing.assert_array_equal(W_ahead, W_here)
