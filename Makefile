@@ -13,7 +13,7 @@ help:
 	@echo "make lint   - ruff (lint + format check) and mypy on optlab/ and plugins/"
 	@echo "make bench  - the benchmark suite (writes bench-results.json)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py optlab/_kernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,dask]'

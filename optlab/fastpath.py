@@ -32,6 +32,7 @@ import numpy as np
 
 from optlab.blas_threads import single_threaded
 from optlab.components import Array
+from optlab.kernels import add_weight_grad
 
 __all__ = [
     "BLOCKED_MIN_BYTES",
@@ -231,7 +232,7 @@ class _Walker:
         wide = np.empty((size, width), dtype=dtype)
         scores = wide if width == c else np.empty((size, c), dtype=dtype)
         dscores = np.empty((size, c), dtype=dtype)
-        # accumulate dW.T (C, D): dS_b.T @ X_b is faster than X_b.T @ dS_b for C << D
+        # accumulate dW.T (C, D) += dS_b.T @ X_b (optlab.kernels), X_b read row by row
         grad_t = np.zeros((c, d), dtype=dtype)
         part = np.empty((c, d), dtype=dtype)
         total = 0.0
@@ -252,9 +253,10 @@ class _Walker:
             total += float(value) * weight
             dSw = np.multiply(dSb, dtype.type(weight), out=dscores[:nb])
             if start == first:
-                np.matmul(dSw.T, Xb, out=grad_t)
-            else:
-                np.matmul(dSw.T, Xb, out=part)
+                add_weight_grad(grad_t, dSw, Xb)
+            else:  # each block summed on its own, then added (less rounding than one long sum)
+                part.fill(0)
+                add_weight_grad(part, dSw, Xb)
                 grad_t += part
         return total, grad_t
 

@@ -22,6 +22,7 @@ from optlab.blas_threads import blas_threads, cores
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
 from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
+from optlab.kernels import weight_grad
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -167,8 +168,7 @@ class Objective:
                 self.loss.provider,
                 f"returned a non-finite loss ({value}) for finite scores",
             )
-        # (dS.T @ X).T is X.T @ dS computed with X read row-major: measurably faster
-        return value, (dscores.T @ X).T
+        return value, weight_grad(dscores, X)
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
         """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""

@@ -41,7 +41,7 @@ def optlab_source(out: Path) -> Path:
     """The files optlab's wheel is built from, copied (no venv, caches or build output)."""
     src = out / "optlab"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     for name in ("optlab", "plugins"):
         shutil.copytree(ROOT / name, src / name, ignore=IGNORE)
