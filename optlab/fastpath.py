@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from optlab import kernels
 from optlab.blas_threads import single_threaded
 from optlab.components import Array
-from optlab.kernels import add_weight_grad
 
 __all__ = [
     "BLOCKED_MIN_BYTES",
@@ -184,7 +184,8 @@ def blocked_loss_and_grad(
     rows = min(rows, max(n, 1))
     c = W.shape[1]
     dtype = np.result_type(X.dtype, W.dtype)
-    width = score_width(c, dtype)
+    # the compiled scores kernel takes W as it is; OpenBLAS is faster on some padded widths
+    width = c if kernels.scores_fit(X, W) else score_width(c, dtype)
     if width != c:
         W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
     blocks = -(-n // rows)
@@ -242,7 +243,7 @@ class _Walker:
             stop_row = min(start + rows, end)
             nb = stop_row - start
             Xb = X[start:stop_row]
-            Sb = np.matmul(Xb, W, out=wide[:nb])
+            Sb = kernels.scores(Xb, W, out=wide[:nb])
             if width != c:
                 Sb = scores[:nb]
                 np.copyto(Sb, wide[:nb, :c])
@@ -253,10 +254,10 @@ class _Walker:
             total += float(value) * weight
             dSw = np.multiply(dSb, dtype.type(weight), out=dscores[:nb])
             if start == first:
-                add_weight_grad(grad_t, dSw, Xb)
+                kernels.add_weight_grad(grad_t, dSw, Xb)
             else:  # each block summed on its own, then added (less rounding than one long sum)
                 part.fill(0)
-                add_weight_grad(part, dSw, Xb)
+                kernels.add_weight_grad(part, dSw, Xb)
                 grad_t += part
         return total, grad_t
 

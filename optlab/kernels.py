@@ -25,13 +25,29 @@ import numpy as np
 
 from optlab.components import Array
 
-__all__ = ["ENV_VAR", "MAX_CLASSES", "add_weight_grad", "compiled", "weight_grad"]
+__all__ = [
+    "ENV_VAR",
+    "MAX_CLASSES",
+    "MAX_SCORE_CLASSES",
+    "MIN_SCORE_FEATURES",
+    "add_weight_grad",
+    "compiled",
+    "scores",
+    "scores_fit",
+    "weight_grad",
+]
 
 #: Environment variable that turns the compiled kernel off when set to ``0``.
 ENV_VAR = "OPTLAB_KERNELS"
 #: The most classes the kernel is used for: it beat OpenBLAS by 1.2-3x up to 16 classes, and
 #: lost at 100.
 MAX_CLASSES = 16
+
+#: The scores kernel is used for at most this many classes (from 13 to 16 OpenBLAS on ``W``
+#: padded to 16 columns was as fast or faster, see :func:`optlab.fastpath.score_width`) ...
+MAX_SCORE_CLASSES = 12
+#: ... and at least this many features: on digits' 64 packing ``W`` cost more than it saved.
+MIN_SCORE_FEATURES = 256
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -109,3 +125,49 @@ def weight_grad(dscores: Array, X: Array) -> Array:
         return grad_t.T
     # (dS.T @ X).T is X.T @ dS computed with X read row-major: measurably faster
     return (dscores.T @ X).T
+
+
+def scores_fit(X: Array, W: Array) -> bool:
+    """Whether :func:`scores` computes ``X @ W`` with the compiled kernel.
+
+    Parameters
+    ----------
+    X : (n, D) array
+    W : (D, C) array
+    """
+    return (
+        _kernel is not None
+        and X.dtype in _DTYPES
+        and W.dtype == X.dtype
+        and X.ndim == 2
+        and W.ndim == 2
+        and W.shape[1] <= MAX_SCORE_CLASSES
+        and X.shape[1] >= MIN_SCORE_FEATURES
+        and X.flags.c_contiguous
+    )
+
+
+def scores(X: Array, W: Array, out: Array | None = None) -> Array:
+    """The scores ``X @ W``, into ``out`` if given.
+
+    Parameters
+    ----------
+    X : (n, D) float array
+        Examples.
+    W : (D, C) float array
+        Weights.
+    out : (n, C) array or None
+        Where to write them (C-contiguous, of ``X``'s dtype, for the kernel to be used).
+
+    Returns
+    -------
+    scores : (n, C) array
+        ``out`` when given.
+    """
+    if scores_fit(X, W) and (
+        out is None or (out.dtype == X.dtype and out.flags.c_contiguous and out.flags.writeable)
+    ):
+        result = np.empty((X.shape[0], W.shape[1]), dtype=X.dtype) if out is None else out
+        _kernel.scores(result, X, np.ascontiguousarray(W))
+        return result
+    return np.matmul(X, W, out=out)

@@ -17,12 +17,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optlab import kernels
 from optlab.batches import Batch, minibatches
 from optlab.blas_threads import blas_threads, cores
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
 from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
-from optlab.kernels import weight_grad
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -149,7 +149,7 @@ class Objective:
 
     def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
         """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C)."""
-        scores = X @ W
+        scores = kernels.scores(X, W)
         try:
             value, dscores = self.loss.impl.loss_and_grad(scores, y)
         except Exception as exc:
@@ -168,7 +168,7 @@ class Objective:
                 self.loss.provider,
                 f"returned a non-finite loss ({value}) for finite scores",
             )
-        return value, weight_grad(dscores, X)
+        return value, kernels.weight_grad(dscores, X)
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
         """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""
@@ -199,7 +199,7 @@ class Objective:
         X = self.X if X is None else X
         y = self.y if y is None else y
         try:
-            return float(self.loss.impl.loss(X @ W, y))
+            return float(self.loss.impl.loss(kernels.scores(X, W), y))
         except Exception as exc:
             raise ComponentError(
                 "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
@@ -303,7 +303,7 @@ class Objective:
 
     def predict(self, W: Array, X: Array) -> Array:
         """Predicted labels (M,) for examples ``X`` (M, D)."""
-        return np.asarray(np.argmax(X @ W, axis=1))
+        return np.asarray(np.argmax(kernels.scores(X, W), axis=1))
 
     def accuracy(self, W: Array, X: Array, y: Array) -> float:
         """Fraction of ``X`` (M, D) classified as ``y`` (M,); ``nan`` when ``M == 0``."""

@@ -88,7 +88,44 @@ def test_kernel_adds_the_product(n: int, d: int, c: int, dtype: Any) -> None:
 
 
 @needs_kernel
-def test_kernel_sums_rows_in_order_whatever_runs_beside_it() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1, 2, 3, 10, 12, 13, 25])
+@pytest.mark.parametrize(
+    ("n", "d"),
+    [
+        (1, 1),
+        (2, 7),
+        (3, 8),
+        (5, 16),
+        (64, 17),
+        (65, 255),
+        (66, 256),
+        (129, 513),
+        (97, 1100),
+        (3, 3073),
+    ],
+)
+def test_scores_kernel_equals_the_product(n: int, d: int, c: int, dtype: Any) -> None:
+    """Odd and even rows, row chunks (64 float32 / 32 float64) and feature tiles (512 / 256)
+    with and without a remainder, class chunks of 12."""
+    rng = np.random.default_rng(n * 1000 + d + c)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    W = rng.standard_normal((d, c)).astype(dtype)
+    out = np.full((n, c), np.nan, dtype=dtype)
+    kernels._kernel.scores(out, X, W)
+    want = X.astype(np.float64) @ W.astype(np.float64)
+    tol = rtol(dtype)
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
+
+@needs_kernel
+def test_scores_kernel_writes_nothing_for_no_rows_or_classes() -> None:
+    kernels._kernel.scores(np.empty((0, 3)), np.empty((0, 300)), np.ones((300, 3)))
+    kernels._kernel.scores(np.empty((4, 0)), np.ones((4, 300)), np.empty((300, 0)))
+
+
+@needs_kernel
+def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
     G, dS, X = operands(300, 1000, 10, np.float32, seed=1)
     serial = G.copy()
     kernels._kernel.add_weight_grad(serial, dS, X)
@@ -102,31 +139,84 @@ def test_kernel_sums_rows_in_order_whatever_runs_beside_it() -> None:
         t.join()
     for out in outs:
         np.testing.assert_array_equal(out, serial)
+    W = G.T.copy()  # (1000, 10)
+    want = np.empty((300, 10), np.float32)
+    kernels._kernel.scores(want, X, W)
+    outs = [np.empty_like(want) for _ in range(4)]
+    threads = [threading.Thread(target=kernels._kernel.scores, args=(o, X, W)) for o in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in outs:
+        np.testing.assert_array_equal(out, want)
 
 
 @needs_kernel
 @pytest.mark.parametrize(
-    ("args", "error", "message"),
+    ("kernel", "args", "error", "message"),
     [
-        ((np.zeros((2, 3)), np.zeros((4, 2))), TypeError, "takes 3 arguments"),
+        ("add_weight_grad", (np.zeros((2, 3)), np.zeros((4, 2))), TypeError, "takes 3 arguments"),
         (
+            "add_weight_grad",
             (np.zeros((2, 3)), np.zeros((4, 2), np.float32), np.zeros((4, 3))),
             TypeError,
             "one dtype",
         ),
-        ((np.zeros((2, 3)), np.zeros((4, 2)), np.zeros((5, 3))), ValueError, "shapes"),
-        ((np.zeros((2, 4)), np.zeros((4, 2)), np.zeros((4, 3))), ValueError, "shapes"),
-        ((np.zeros((2, 3), int), np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "grad_t must be"),
-        ((np.zeros((2, 3)), np.zeros((4, 2)), np.zeros((4, 3), int)), TypeError, "X must be"),
-        ((np.zeros(6), np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "2-d"),
-        ((np.zeros((2, 3)), np.zeros((2, 4)).T, np.zeros((4, 3))), ValueError, "contiguous"),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 3)), np.zeros((4, 2)), np.zeros((5, 3))),
+            ValueError,
+            "shapes",
+        ),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 4)), np.zeros((4, 2)), np.zeros((4, 3))),
+            ValueError,
+            "shapes",
+        ),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 3), int), np.zeros((4, 2)), np.zeros((4, 3))),
+            TypeError,
+            "grad_t must be",
+        ),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 3)), np.zeros((4, 2)), np.zeros((4, 3), int)),
+            TypeError,
+            "X must be",
+        ),
+        ("add_weight_grad", (np.zeros(6), np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "2-d"),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 3)), np.zeros((2, 4)).T, np.zeros((4, 3))),
+            ValueError,
+            "contiguous",
+        ),
+        ("scores", (np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "scores takes 3 arguments"),
+        (
+            "scores",
+            (np.zeros((4, 2)), np.zeros((4, 3)), np.zeros((3, 2), np.float32)),
+            TypeError,
+            "one dtype",
+        ),
+        ("scores", (np.zeros((4, 2)), np.zeros((4, 3)), np.zeros((4, 2))), ValueError, "shapes"),
+        ("scores", (np.zeros((5, 2)), np.zeros((4, 3)), np.zeros((3, 2))), ValueError, "shapes"),
+        ("scores", (np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((3, 2))), ValueError, "shapes"),
+        (
+            "scores",
+            (np.zeros((4, 2)), np.zeros((3, 4)).T, np.zeros((3, 2))),
+            ValueError,
+            "contiguous",
+        ),
     ],
 )
-def test_kernel_refuses_what_it_cannot_do(
-    args: tuple[Any, ...], error: type[Exception], message: str
+def test_kernels_refuse_what_they_cannot_do(
+    kernel: str, args: tuple[Any, ...], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        kernels._kernel.add_weight_grad(*args)
+        getattr(kernels._kernel, kernel)(*args)
 
 
 @needs_kernel
@@ -147,6 +237,11 @@ class Recorder:
         self.calls += 1
         assert dscores.flags.c_contiguous and X.flags.c_contiguous and grad_t.flags.c_contiguous
         grad_t += dscores.T @ X
+
+    def scores(self, out: Array, X: Array, W: Array) -> None:
+        self.calls += 1
+        assert out.flags.c_contiguous and X.flags.c_contiguous and W.flags.c_contiguous
+        np.matmul(X, W, out=out)
 
 
 @pytest.fixture
@@ -201,9 +296,10 @@ def test_blocked_pass_is_the_same_with_and_without_the_kernel(
     monkeypatch: pytest.MonkeyPatch, dtype: Any
 ) -> None:
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((500, 70)).astype(dtype)
+    d = kernels.MIN_SCORE_FEATURES + 44  # both kernels take part
+    X = rng.standard_normal((500, d)).astype(dtype)
     y = rng.integers(0, 10, 500)
-    W = (0.1 * rng.standard_normal((70, 10))).astype(dtype)
+    W = (0.1 * rng.standard_normal((d, 10))).astype(dtype)
     loss = SoftmaxLoss()
     value, dscores = loss.loss_and_grad(X @ W, y)
     want = X.T @ dscores
@@ -216,6 +312,43 @@ def test_blocked_pass_is_the_same_with_and_without_the_kernel(
         np.testing.assert_allclose(
             got_grad, want, rtol=rtol(dtype), atol=rtol(dtype) * float(np.abs(want).max())
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scores_that_fit_go_to_the_kernel(recorder: Recorder, dtype: Any) -> None:
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((7, kernels.MIN_SCORE_FEATURES)).astype(dtype)
+    W = rng.standard_normal((kernels.MIN_SCORE_FEATURES, kernels.MAX_SCORE_CLASSES)).astype(dtype)
+    np.testing.assert_allclose(kernels.scores(X, W), X @ W, rtol=rtol(dtype))
+    out = np.empty((7, kernels.MAX_SCORE_CLASSES), dtype)
+    assert kernels.scores(X, np.asfortranarray(W), out=out) is out  # W is copied, not refused
+    np.testing.assert_allclose(out, X @ W, rtol=rtol(dtype))
+    assert recorder.calls == 2
+
+
+@pytest.mark.parametrize(
+    "case", ["few features", "many classes", "mixed dtypes", "strided X", "strided out"]
+)
+def test_other_scores_go_to_numpy(recorder: Recorder, case: str) -> None:
+    rng = np.random.default_rng(6)
+    d, c = kernels.MIN_SCORE_FEATURES, kernels.MAX_SCORE_CLASSES
+    if case == "few features":
+        d -= 1
+    elif case == "many classes":
+        c += 1
+    X = rng.standard_normal((7, d))
+    W = rng.standard_normal((d, c))
+    out = None
+    if case == "mixed dtypes":
+        W = W.astype(np.float32)
+    elif case == "strided X":
+        X = np.asfortranarray(X)
+    elif case == "strided out":
+        out = np.empty((c, 7)).T
+    got = kernels.scores(X, W, out=out)
+    np.testing.assert_allclose(got, X @ W, rtol=1e-6)
+    assert out is None or got is out
+    assert recorder.calls == 0
 
 
 def test_the_environment_turns_the_kernel_off() -> None:
