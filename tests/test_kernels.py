@@ -259,7 +259,7 @@ def test_fitting_operands_go_to_the_kernel(recorder: Recorder, dtype: Any) -> No
     assert_added(G, G0, dS, X)
     # a non-contiguous score gradient is small: it is copied, not refused
     grad = kernels.weight_grad(np.asfortranarray(dS), X)
-    assert grad.shape == (30, 10) and grad.dtype == dtype
+    assert grad.shape == (30, 10) and grad.dtype == dtype and grad.flags.c_contiguous
     assert_added(grad.T, np.zeros_like(G), dS, X)
     assert recorder.calls == 2
 
