@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -150,7 +151,7 @@ def scores_fit(X: Array, W: Array) -> bool:
     )
 
 
-def scores(X: Array, W: Array, out: Array | None = None) -> Array:
+def scores(X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
     """The scores ``X @ W``, into ``out`` if given.
 
     Parameters
@@ -161,6 +162,10 @@ def scores(X: Array, W: Array, out: Array | None = None) -> Array:
         Weights.
     out : (n, C) array or None
         Where to write them (C-contiguous, of ``X``'s dtype, for the kernel to be used).
+    threads : int
+        With the kernel, the rows are shared out among this many threads (one per run of
+        rows). Each row's scores are computed the same way whichever thread does it, so the
+        result does not depend on ``threads``. Numpy's product uses BLAS's own threads.
 
     Returns
     -------
@@ -171,6 +176,18 @@ def scores(X: Array, W: Array, out: Array | None = None) -> Array:
         out is None or (out.dtype == X.dtype and out.flags.c_contiguous and out.flags.writeable)
     ):
         result = np.empty((X.shape[0], W.shape[1]), dtype=X.dtype) if out is None else out
-        _kernel.scores(result, X, np.ascontiguousarray(W))
+        Wc = np.ascontiguousarray(W)
+        n = X.shape[0]
+        parts = max(1, min(int(threads), n // 64))
+        if parts == 1:
+            _kernel.scores(result, X, Wc)
+            return result
+        bounds = [n * k // parts for k in range(parts + 1)]
+        runs = [slice(bounds[k], bounds[k + 1]) for k in range(parts)]
+        with ThreadPoolExecutor(parts - 1, "optlab-scores") as pool:
+            helpers = [pool.submit(_kernel.scores, result[r], X[r], Wc) for r in runs[1:]]
+            _kernel.scores(result[runs[0]], X[runs[0]], Wc)
+            for helper in helpers:
+                helper.result()
         return result
     return np.matmul(X, W, out=out)

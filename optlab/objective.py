@@ -199,7 +199,8 @@ class Objective:
         X = self.X if X is None else X
         y = self.y if y is None else y
         try:
-            return float(self.loss.impl.loss(kernels.scores(X, W), y))
+            scores = kernels.scores(X, W, threads=self._score_threads(X))
+            return float(self.loss.impl.loss(scores, y))
         except Exception as exc:
             raise ComponentError(
                 "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
@@ -303,7 +304,16 @@ class Objective:
 
     def predict(self, W: Array, X: Array) -> Array:
         """Predicted labels (M,) for examples ``X`` (M, D)."""
-        return np.asarray(np.argmax(kernels.scores(X, W), axis=1))
+        scores = kernels.scores(X, W, threads=self._score_threads(X))
+        return np.asarray(np.argmax(scores, axis=1))
+
+    @staticmethod
+    def _score_threads(X: Array) -> int:
+        """Threads for the scores of all of ``X`` (without a gradient): one per core, as many
+        as BLAS was given, when ``X`` is as large as the blocked pass's (otherwise one)."""
+        if X.nbytes < BLOCKED_MIN_BYTES:
+            return 1
+        return min(blas_threads(), full_batch_parts(cores()))
 
     def accuracy(self, W: Array, X: Array, y: Array) -> float:
         """Fraction of ``X`` (M, D) classified as ``y`` (M,); ``nan`` when ``M == 0``."""

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import optlab.kernels as kernels
+import optlab.objective as objective_module
 from optlab import Array
 from optlab.fastpath import blocked_loss_and_grad
+from optlab.objective import BoundLoss, Objective
 from optlab_plugins.losses import SoftmaxLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,6 +234,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.threads: set[str] = set()
 
     def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
         self.calls += 1
@@ -240,6 +243,7 @@ class Recorder:
 
     def scores(self, out: Array, X: Array, W: Array) -> None:
         self.calls += 1
+        self.threads.add(threading.current_thread().name)
         assert out.flags.c_contiguous and X.flags.c_contiguous and W.flags.c_contiguous
         np.matmul(X, W, out=out)
 
@@ -349,6 +353,44 @@ def test_other_scores_go_to_numpy(recorder: Recorder, case: str) -> None:
     np.testing.assert_allclose(got, X @ W, rtol=1e-6)
     assert out is None or got is out
     assert recorder.calls == 0
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scores_are_the_same_bits_on_any_number_of_threads(dtype: Any) -> None:
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((1001, 300)).astype(dtype)
+    W = rng.standard_normal((300, 10)).astype(dtype)
+    one = kernels.scores(X, W)
+    for threads in (2, 3, 8):
+        np.testing.assert_array_equal(kernels.scores(X, W, threads=threads), one)
+
+
+def test_scores_share_the_rows_among_threads(recorder: Recorder) -> None:
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((300, kernels.MIN_SCORE_FEATURES))
+    W = rng.standard_normal((kernels.MIN_SCORE_FEATURES, 4))
+    np.testing.assert_allclose(kernels.scores(X, W, threads=3), X @ W, rtol=1e-12)
+    assert recorder.calls == 3 and "MainThread" in recorder.threads and len(recorder.threads) > 1
+    recorder.calls = 0
+    kernels.scores(X[:100], W, threads=3)  # too few rows to share out
+    assert recorder.calls == 1
+
+
+@pytest.mark.parametrize("machine", [1, 2, 4])
+def test_objective_predicts_large_sets_on_a_thread_per_core(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, machine: int
+) -> None:
+    monkeypatch.setattr(objective_module, "BLOCKED_MIN_BYTES", 1)
+    monkeypatch.setattr(objective_module, "cores", lambda: machine)
+    monkeypatch.setattr(objective_module, "blas_threads", lambda: machine)
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((400, kernels.MIN_SCORE_FEATURES))
+    y = rng.integers(0, 3, 400)
+    objective = Objective(X, y, 3, BoundLoss(SoftmaxLoss(), "softmax", "optlab"))
+    W = rng.standard_normal((kernels.MIN_SCORE_FEATURES, 3))
+    np.testing.assert_array_equal(objective.predict(W, X), np.argmax(X @ W, axis=1))
+    assert recorder.calls == machine
 
 
 def test_the_environment_turns_the_kernel_off() -> None:
