@@ -36,14 +36,11 @@
 #define TARGET __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline, target("avx512f")))
 
-/* row i of the operation: X[rows[i]] with an index, else X[i] */
-#define ROW(X, rows, i, D) ((X) + ((rows) != NULL ? (rows)[i] : (i)) * (D))
-
-/* grad_t[0:J, :] (row stride D) += dscores[:, 0:J].T @ X[rows], J known at compile time */
+/* grad_t[0:J, :] (row stride D) += dscores[:, 0:J].T @ X, J known at compile time */
 #define DEFINE_CHUNK(NAME, T, VEC, LANES, MASK, LOADU, MASKZ_LOADU, STOREU, MASK_STOREU, SET1, \
                      FMADD)                                                                  \
-    INLINE void NAME(const T *X, const Py_ssize_t *rows, ptrdiff_t n, ptrdiff_t D,           \
-                     const T *dS, ptrdiff_t C, int J, T *gt)                                 \
+    INLINE void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C, int J,  \
+                     T *gt)                                                                  \
     {                                                                                        \
         for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                     \
             ptrdiff_t r1 = r0 + ROW_TILE < n ? r0 + ROW_TILE : n;                            \
@@ -55,8 +52,7 @@
                     a1[j] = LOADU(gt + j * D + k + LANES);                                   \
                 }                                                                            \
                 for (ptrdiff_t i = r0; i < r1; i++) {                                        \
-                    const T *xi = ROW(X, rows, i, D);                                        \
-                    VEC x0 = LOADU(xi + k), x1 = LOADU(xi + k + LANES);                      \
+                    VEC x0 = LOADU(X + i * D + k), x1 = LOADU(X + i * D + k + LANES);        \
                     const T *d = dS + i * C;                                                 \
                     for (int j = 0; j < J; j++) {                                            \
                         VEC b = SET1(d[j]);                                                  \
@@ -76,7 +72,7 @@
                 for (int j = 0; j < J; j++)                                                  \
                     a0[j] = MASKZ_LOADU(m, gt + j * D + k);                                  \
                 for (ptrdiff_t i = r0; i < r1; i++) {                                        \
-                    VEC x0 = MASKZ_LOADU(m, ROW(X, rows, i, D) + k);                         \
+                    VEC x0 = MASKZ_LOADU(m, X + i * D + k);                                  \
                     const T *d = dS + i * C;                                                 \
                     for (int j = 0; j < J; j++)                                              \
                         a0[j] = FMADD(SET1(d[j]), x0, a0[j]);                                \
@@ -94,26 +90,26 @@ DEFINE_CHUNK(chunk_f64, double, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_ma
 
 /* the whole of grad_t, in chunks of at most MAXJ classes, each with its own unrolled loop */
 #define DEFINE_KERNEL(NAME, CHUNK, T)                                                         \
-    static TARGET void NAME(const T *X, const Py_ssize_t *rows, ptrdiff_t n, ptrdiff_t D,   \
-                            const T *dS, ptrdiff_t C, T *gt)                                \
+    static TARGET void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C,  \
+                            T *gt)                                                          \
     {                                                                                       \
         for (ptrdiff_t jc = 0; jc < C; jc += MAXJ) {                                        \
             int J = (int)(C - jc < MAXJ ? C - jc : MAXJ);                                   \
             const T *d = dS + jc;                                                           \
             T *g = gt + jc * D;                                                             \
             switch (J) {                                                                    \
-            case 1: CHUNK(X, rows, n, D, d, C, 1, g); break;                                      \
-            case 2: CHUNK(X, rows, n, D, d, C, 2, g); break;                                      \
-            case 3: CHUNK(X, rows, n, D, d, C, 3, g); break;                                      \
-            case 4: CHUNK(X, rows, n, D, d, C, 4, g); break;                                      \
-            case 5: CHUNK(X, rows, n, D, d, C, 5, g); break;                                      \
-            case 6: CHUNK(X, rows, n, D, d, C, 6, g); break;                                      \
-            case 7: CHUNK(X, rows, n, D, d, C, 7, g); break;                                      \
-            case 8: CHUNK(X, rows, n, D, d, C, 8, g); break;                                      \
-            case 9: CHUNK(X, rows, n, D, d, C, 9, g); break;                                      \
-            case 10: CHUNK(X, rows, n, D, d, C, 10, g); break;                                    \
-            case 11: CHUNK(X, rows, n, D, d, C, 11, g); break;                                    \
-            default: CHUNK(X, rows, n, D, d, C, 12, g); break;                                    \
+            case 1: CHUNK(X, n, D, d, C, 1, g); break;                                      \
+            case 2: CHUNK(X, n, D, d, C, 2, g); break;                                      \
+            case 3: CHUNK(X, n, D, d, C, 3, g); break;                                      \
+            case 4: CHUNK(X, n, D, d, C, 4, g); break;                                      \
+            case 5: CHUNK(X, n, D, d, C, 5, g); break;                                      \
+            case 6: CHUNK(X, n, D, d, C, 6, g); break;                                      \
+            case 7: CHUNK(X, n, D, d, C, 7, g); break;                                      \
+            case 8: CHUNK(X, n, D, d, C, 8, g); break;                                      \
+            case 9: CHUNK(X, n, D, d, C, 9, g); break;                                      \
+            case 10: CHUNK(X, n, D, d, C, 10, g); break;                                    \
+            case 11: CHUNK(X, n, D, d, C, 11, g); break;                                    \
+            default: CHUNK(X, n, D, d, C, 12, g); break;                                    \
             }                                                                               \
         }                                                                                   \
     }
@@ -171,15 +167,15 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
                 s1[j] = REDUCE(a1[j]);                                                        \
     }                                                                                         \
                                                                                               \
-    INLINE void NAME##_chunk(const T *X, const Py_ssize_t *rows, ptrdiff_t n, ptrdiff_t D,    \
-                             const T *wp, int J, T *S, ptrdiff_t C, VEC *saved)               \
+    INLINE void NAME##_chunk(const T *X, ptrdiff_t n, ptrdiff_t D, const T *wp, int J, T *S,  \
+                             ptrdiff_t C, VEC *saved)                                         \
     {                                                                                         \
         ptrdiff_t tiles = (D + SCORE_K - 1) / SCORE_K;                                        \
         for (ptrdiff_t r0 = 0; r0 < n; r0 += SCORE_ROWS) {                                    \
             ptrdiff_t r1 = r0 + SCORE_ROWS < n ? r0 + SCORE_ROWS : n;                         \
             ptrdiff_t r2 = r1 + SCORE_ROWS < n ? r1 + SCORE_ROWS : n;                         \
-            ptrdiff_t row_bytes = D * (ptrdiff_t)sizeof(T);                                   \
-            ptrdiff_t next_bytes = (r2 - r1) * row_bytes;                                     \
+            const char *next = (const char *)(X + r1 * D);                                    \
+            ptrdiff_t next_bytes = (r2 - r1) * D * (ptrdiff_t)sizeof(T);                      \
             ptrdiff_t steps = ((r1 - r0 + 1) / 2) * tiles;                                    \
             ptrdiff_t slice = (next_bytes / steps + 63) & ~(ptrdiff_t)63;                     \
             ptrdiff_t fetched = 0;                                                            \
@@ -188,24 +184,21 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
                 const T *w = wp + (k0 / LANES) * LANES * J;                                   \
                 for (ptrdiff_t i = r0; i < r1; i += 2) {                                      \
                     int two = i + 1 < r1;                                                     \
-                    const T *x0 = ROW(X, rows, i, D);                                         \
-                    NAME##_pair(x0, two ? ROW(X, rows, i + 1, D) : x0, w, k0, k1, J,          \
+                    const T *x0 = X + i * D;                                                  \
+                    NAME##_pair(x0, two ? x0 + D : x0, w, k0, k1, J,                          \
                                 saved + (i - r0) * J, k0 == 0, k1 == D, S + i * C,            \
                                 S + (i + 1) * C, two);                                        \
                     ptrdiff_t end = fetched + slice < next_bytes ? fetched + slice            \
                                                                  : next_bytes;                \
-                    for (; fetched < end; fetched += 64) {                                    \
-                        ptrdiff_t r = r1 + fetched / row_bytes;                               \
-                        const char *line = (const char *)ROW(X, rows, r, D);                  \
-                        _mm_prefetch(line + fetched % row_bytes, _MM_HINT_T1);                \
-                    }                                                                         \
+                    for (; fetched < end; fetched += 64)                                      \
+                        _mm_prefetch(next + fetched, _MM_HINT_T1);                            \
                 }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
-    static TARGET int NAME(const T *X, const Py_ssize_t *rows, ptrdiff_t n, ptrdiff_t D,      \
-                           const T *W, ptrdiff_t C, T *S)                                     \
+    static TARGET int NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *W, ptrdiff_t C,     \
+                           T *S)                                                              \
     {                                                                                         \
         ptrdiff_t kb = (D + LANES - 1) / LANES;                                               \
         /* 64-byte aligned: both hold whole vectors */                                        \
@@ -224,18 +217,18 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
                     dst[j * LANES] = k < D ? W[k * C + jc + j] : (T)0;                        \
             }                                                                                 \
             switch (J) {                                                                      \
-            case 1: NAME##_chunk(X, rows, n, D, wp, 1, S + jc, C, saved); break;                    \
-            case 2: NAME##_chunk(X, rows, n, D, wp, 2, S + jc, C, saved); break;                    \
-            case 3: NAME##_chunk(X, rows, n, D, wp, 3, S + jc, C, saved); break;                    \
-            case 4: NAME##_chunk(X, rows, n, D, wp, 4, S + jc, C, saved); break;                    \
-            case 5: NAME##_chunk(X, rows, n, D, wp, 5, S + jc, C, saved); break;                    \
-            case 6: NAME##_chunk(X, rows, n, D, wp, 6, S + jc, C, saved); break;                    \
-            case 7: NAME##_chunk(X, rows, n, D, wp, 7, S + jc, C, saved); break;                    \
-            case 8: NAME##_chunk(X, rows, n, D, wp, 8, S + jc, C, saved); break;                    \
-            case 9: NAME##_chunk(X, rows, n, D, wp, 9, S + jc, C, saved); break;                    \
-            case 10: NAME##_chunk(X, rows, n, D, wp, 10, S + jc, C, saved); break;                  \
-            case 11: NAME##_chunk(X, rows, n, D, wp, 11, S + jc, C, saved); break;                  \
-            default: NAME##_chunk(X, rows, n, D, wp, 12, S + jc, C, saved); break;                  \
+            case 1: NAME##_chunk(X, n, D, wp, 1, S + jc, C, saved); break;                    \
+            case 2: NAME##_chunk(X, n, D, wp, 2, S + jc, C, saved); break;                    \
+            case 3: NAME##_chunk(X, n, D, wp, 3, S + jc, C, saved); break;                    \
+            case 4: NAME##_chunk(X, n, D, wp, 4, S + jc, C, saved); break;                    \
+            case 5: NAME##_chunk(X, n, D, wp, 5, S + jc, C, saved); break;                    \
+            case 6: NAME##_chunk(X, n, D, wp, 6, S + jc, C, saved); break;                    \
+            case 7: NAME##_chunk(X, n, D, wp, 7, S + jc, C, saved); break;                    \
+            case 8: NAME##_chunk(X, n, D, wp, 8, S + jc, C, saved); break;                    \
+            case 9: NAME##_chunk(X, n, D, wp, 9, S + jc, C, saved); break;                    \
+            case 10: NAME##_chunk(X, n, D, wp, 10, S + jc, C, saved); break;                  \
+            case 11: NAME##_chunk(X, n, D, wp, 11, S + jc, C, saved); break;                  \
+            default: NAME##_chunk(X, n, D, wp, 12, S + jc, C, saved); break;                  \
             }                                                                                 \
         }                                                                                     \
         free(wp);                                                                             \
@@ -288,11 +281,10 @@ get_matrix(PyObject *obj, Py_buffer *view, int flags, const char *name, char *ki
     return 0;
 }
 
-/* a kernel's operands: out (writable), a and b, of one dtype ('f' or 'd'), and rows */
+/* the three operands of a kernel: out (writable), a and b, of one dtype ('f' or 'd') */
 typedef struct {
-    Py_buffer out, a, b, rows;
+    Py_buffer out, a, b;
     char kind;
-    int has_rows;
 } operands;
 
 static void
@@ -301,50 +293,14 @@ release(operands *op)
     PyBuffer_Release(&op->out);
     PyBuffer_Release(&op->a);
     PyBuffer_Release(&op->b);
-    if (op->has_rows)
-        PyBuffer_Release(&op->rows);
 }
 
-/* rows: a 1-d C-contiguous int64 array of n indices into a matrix of `limit` rows */
-static int
-get_rows(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t limit)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
-    if (view->ndim != 1 || view->itemsize != (Py_ssize_t)sizeof(Py_ssize_t) || f[1] != '\0' ||
-        (f[0] != 'l' && f[0] != 'q' && f[0] != 'n')) {
-        PyErr_Format(PyExc_TypeError, "rows must be a 1-d C-contiguous int64 array (format %s)",
-                     view->format ? view->format : "B");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    if (view->shape[0] != n) {
-        PyErr_Format(PyExc_ValueError, "rows has %zd indices for %zd rows", view->shape[0], n);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    const Py_ssize_t *r = (const Py_ssize_t *)view->buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (r[i] < 0 || r[i] >= limit) {
-            PyErr_Format(PyExc_IndexError, "rows[%zd] = %zd is out of range for X of %zd rows",
-                         i, r[i], limit);
-            PyBuffer_Release(view);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* args: out, a, b and optionally rows (None for all rows); names name the three */
 static int
 get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func,
              const char *const names[3], operands *op)
 {
-    if (nargs != 3 && nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "%s takes 3 or 4 arguments (%zd given)", func, nargs);
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s takes 3 arguments (%zd given)", func, nargs);
         return -1;
     }
     if (!avx512) {
@@ -353,7 +309,6 @@ get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func,
         return -1;
     }
     char ka, kb;
-    op->has_rows = 0;
     if (get_matrix(args[0], &op->out, PyBUF_WRITABLE, names[0], &op->kind) < 0)
         return -1;
     if (get_matrix(args[1], &op->a, PyBUF_SIMPLE, names[1], &ka) < 0) {
@@ -374,31 +329,16 @@ get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func,
     return 0;
 }
 
-/* the optional fourth argument: rows into X (X_rows rows), n of them; 0 when all of X */
-static int
-get_optional_rows(PyObject *const *args, Py_ssize_t nargs, operands *op, Py_ssize_t n,
-                  Py_ssize_t X_rows, const Py_ssize_t **rows)
-{
-    *rows = NULL;
-    if (nargs < 4 || args[3] == Py_None)
-        return 0;
-    if (get_rows(args[3], &op->rows, n, X_rows) < 0)
-        return -1;
-    op->has_rows = 1;
-    *rows = (const Py_ssize_t *)op->rows.buf;
-    return 0;
-}
-
 /* what both kernels ask of their operands */
 #define OPERANDS_DOC                                                                          \
     "All three are C-contiguous arrays of one dtype, float32 or float64; the first is\n"      \
-    "writable and shares no memory with the others. With rows (a 1-d int64 array of\n"        \
-    "indices into X) the rows X[rows] are used where they are, without a copy. Needs\n"       \
-    "AVX-512F (see avx512). Releases the GIL."
+    "writable and shares no memory with the others. Needs AVX-512F (see avx512).\n"          \
+    "Releases the GIL."
 
 PyDoc_STRVAR(add_weight_grad_doc,
-             "add_weight_grad(grad_t, dscores, X, rows=None)\n--\n\n"
-             "grad_t (C, D) += dscores (n, C).T @ X[rows] (n, D), in place.\n\n" OPERANDS_DOC);
+             "add_weight_grad(grad_t, dscores, X)\n--\n\n"
+             "grad_t (C, D) += dscores (n, C).T @ X (n, D), in place.\n\n"
+             OPERANDS_DOC);
 
 static PyObject *
 add_weight_grad(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -408,27 +348,21 @@ add_weight_grad(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     if (get_operands(args, nargs, "add_weight_grad", names, &op) < 0)
         return NULL;
     Py_buffer *g = &op.out, *s = &op.a, *x = &op.b;
-    Py_ssize_t n = s->shape[0], d = x->shape[1], c = s->shape[1];
-    const Py_ssize_t *rows;
-    if (get_optional_rows(args, nargs, &op, n, x->shape[0], &rows) < 0) {
-        release(&op);
-        return NULL;
-    }
-    if ((rows == NULL && x->shape[0] != n) || g->shape[0] != c || g->shape[1] != d) {
+    Py_ssize_t n = x->shape[0], d = x->shape[1], c = s->shape[1];
+    if (s->shape[0] != n || g->shape[0] != c || g->shape[1] != d) {
         PyErr_Format(PyExc_ValueError,
                      "shapes do not match: grad_t (%zd, %zd), dscores (%zd, %zd), X (%zd, %zd); "
                      "need (C, D), (n, C), (n, D)",
-                     g->shape[0], g->shape[1], n, c, x->shape[0], d);
+                     g->shape[0], g->shape[1], s->shape[0], s->shape[1], n, d);
         release(&op);
         return NULL;
     }
 #if OPTLAB_AVX512
     Py_BEGIN_ALLOW_THREADS
     if (op.kind == 'f')
-        add_grad_f32((const float *)x->buf, rows, n, d, (const float *)s->buf, c,
-                     (float *)g->buf);
+        add_grad_f32((const float *)x->buf, n, d, (const float *)s->buf, c, (float *)g->buf);
     else
-        add_grad_f64((const double *)x->buf, rows, n, d, (const double *)s->buf, c,
+        add_grad_f64((const double *)x->buf, n, d, (const double *)s->buf, c,
                      (double *)g->buf);
     Py_END_ALLOW_THREADS
 #endif
@@ -437,8 +371,9 @@ add_weight_grad(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
 }
 
 PyDoc_STRVAR(scores_doc,
-             "scores(out, X, W, rows=None)\n--\n\n"
-             "out (n, C) = X[rows] (n, D) @ W (D, C).\n\n" OPERANDS_DOC);
+             "scores(out, X, W)\n--\n\n"
+             "out (n, C) = X (n, D) @ W (D, C).\n\n"
+             OPERANDS_DOC);
 
 static PyObject *
 scores(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -448,17 +383,12 @@ scores(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (get_operands(args, nargs, "scores", names, &op) < 0)
         return NULL;
     Py_buffer *o = &op.out, *x = &op.a, *w = &op.b;
-    Py_ssize_t n = o->shape[0], d = x->shape[1], c = w->shape[1];
-    const Py_ssize_t *rows;
-    if (get_optional_rows(args, nargs, &op, n, x->shape[0], &rows) < 0) {
-        release(&op);
-        return NULL;
-    }
-    if (w->shape[0] != d || (rows == NULL && x->shape[0] != n) || o->shape[1] != c) {
+    Py_ssize_t n = x->shape[0], d = x->shape[1], c = w->shape[1];
+    if (w->shape[0] != d || o->shape[0] != n || o->shape[1] != c) {
         PyErr_Format(PyExc_ValueError,
                      "shapes do not match: out (%zd, %zd), X (%zd, %zd), W (%zd, %zd); "
                      "need (n, C), (n, D), (D, C)",
-                     n, o->shape[1], x->shape[0], d, w->shape[0], c);
+                     o->shape[0], o->shape[1], n, d, w->shape[0], c);
         release(&op);
         return NULL;
     }
@@ -467,10 +397,10 @@ scores(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (n > 0 && c > 0) {
         Py_BEGIN_ALLOW_THREADS
         if (op.kind == 'f')
-            status = scores_f32((const float *)x->buf, rows, n, d, (const float *)w->buf, c,
+            status = scores_f32((const float *)x->buf, n, d, (const float *)w->buf, c,
                                 (float *)o->buf);
         else
-            status = scores_f64((const double *)x->buf, rows, n, d, (const double *)w->buf, c,
+            status = scores_f64((const double *)x->buf, n, d, (const double *)w->buf, c,
                                 (double *)o->buf);
         Py_END_ALLOW_THREADS
     }

@@ -33,7 +33,6 @@ __all__ = [
     "MIN_SCORE_FEATURES",
     "add_weight_grad",
     "compiled",
-    "rows_fit",
     "scores",
     "scores_fit",
     "weight_grad",
@@ -106,17 +105,15 @@ def add_weight_grad(grad_t: Array, dscores: Array, X: Array) -> None:
         grad_t += dscores.T @ X
 
 
-def weight_grad(dscores: Array, X: Array, rows: Array | None = None) -> Array:
-    """``X[rows].T @ dscores``: the weight gradient (D, C) of scores ``X[rows] @ W``.
+def weight_grad(dscores: Array, X: Array) -> Array:
+    """``X.T @ dscores``: the weight gradient (D, C) of scores ``X @ W``.
 
     Parameters
     ----------
     dscores : (n, C) float array
         Gradient of the loss with respect to the scores.
-    X : (n, D) or, with ``rows``, (N, D) float array
-        The rows the scores came from, or the set they are rows of.
-    rows : (n,) int array or None
-        Indices of the rows in ``X`` (read where they are by the kernel, copied for numpy).
+    X : (n, D) float array
+        The rows the scores came from.
 
     Returns
     -------
@@ -126,12 +123,12 @@ def weight_grad(dscores: Array, X: Array, rows: Array | None = None) -> Array:
     """
     if _fits(dscores, X):
         grad_t = np.zeros((dscores.shape[1], X.shape[1]), dtype=X.dtype)
-        _kernel.add_weight_grad(grad_t, np.ascontiguousarray(dscores), X, _index(rows))
+        _kernel.add_weight_grad(grad_t, np.ascontiguousarray(dscores), X)
         # one copy (about 20 us at 3,073 x 10) saves more in what follows: the regularizer's
         # gradient added in, the update, both 3-9x slower across the two layouts
         return np.ascontiguousarray(grad_t.T)
     # (dS.T @ X).T is X.T @ dS computed with X read row-major: measurably faster
-    return (dscores.T @ (X if rows is None else X[rows])).T
+    return (dscores.T @ X).T
 
 
 def scores_fit(X: Array, W: Array) -> bool:
@@ -154,27 +151,17 @@ def scores_fit(X: Array, W: Array) -> bool:
     )
 
 
-def scores(
-    X: Array,
-    W: Array,
-    out: Array | None = None,
-    *,
-    rows: Array | None = None,
-    threads: int = 1,
-) -> Array:
-    """The scores ``X @ W`` (``X[rows] @ W`` with ``rows``), into ``out`` if given.
+def scores(X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
+    """The scores ``X @ W``, into ``out`` if given.
 
     Parameters
     ----------
-    X : (n, D) or, with ``rows``, (N, D) float array
-        Examples, or the set ``rows`` indexes.
+    X : (n, D) float array
+        Examples.
     W : (D, C) float array
         Weights.
     out : (n, C) array or None
         Where to write them (C-contiguous, of ``X``'s dtype, for the kernel to be used).
-    rows : (n,) int array or None
-        Indices of the examples in ``X``: the kernel reads them where they are; numpy gets a
-        copy ``X[rows]``.
     threads : int
         With the kernel, the rows are shared out among this many threads (one per run of
         rows). Each row's scores are computed the same way whichever thread does it, so the
@@ -188,50 +175,19 @@ def scores(
     if scores_fit(X, W) and (
         out is None or (out.dtype == X.dtype and out.flags.c_contiguous and out.flags.writeable)
     ):
-        index = _index(rows)
-        n = X.shape[0] if index is None else index.shape[0]
-        result = np.empty((n, W.shape[1]), dtype=X.dtype) if out is None else out
+        result = np.empty((X.shape[0], W.shape[1]), dtype=X.dtype) if out is None else out
         Wc = np.ascontiguousarray(W)
+        n = X.shape[0]
         parts = max(1, min(int(threads), n // 64))
-        runs = [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
-
-        def run(r: slice) -> None:
-            if index is None:
-                _kernel.scores(result[r], X[r], Wc)
-            else:
-                _kernel.scores(result[r], X, Wc, index[r])
-
         if parts == 1:
-            run(runs[0])
+            _kernel.scores(result, X, Wc)
             return result
+        bounds = [n * k // parts for k in range(parts + 1)]
+        runs = [slice(bounds[k], bounds[k + 1]) for k in range(parts)]
         with ThreadPoolExecutor(parts - 1, "optlab-scores") as pool:
-            helpers = [pool.submit(run, r) for r in runs[1:]]
-            run(runs[0])
+            helpers = [pool.submit(_kernel.scores, result[r], X[r], Wc) for r in runs[1:]]
+            _kernel.scores(result[runs[0]], X[runs[0]], Wc)
             for helper in helpers:
                 helper.result()
         return result
-    return np.matmul(X if rows is None else X[rows], W, out=out)
-
-
-def rows_fit(X: Array, n_classes: int) -> bool:
-    """Whether both kernels read the rows of ``X`` in place for ``n_classes`` classes, so that
-    a minibatch need not be copied out of ``X`` (see :mod:`optlab.batches`).
-
-    Parameters
-    ----------
-    X : (N, D) array
-    n_classes : int
-    """
-    return (
-        _kernel is not None
-        and X.dtype in _DTYPES
-        and X.ndim == 2
-        and X.flags.c_contiguous
-        and n_classes <= MAX_SCORE_CLASSES
-        and X.shape[1] >= MIN_SCORE_FEATURES
-    )
-
-
-def _index(rows: Array | None) -> Array | None:
-    """``rows`` as the kernels take them: C-contiguous ``intp`` (no copy when it already is)."""
-    return None if rows is None else np.ascontiguousarray(rows, dtype=np.intp)
+    return np.matmul(X, W, out=out)

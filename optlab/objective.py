@@ -97,9 +97,6 @@ class Objective:
         self._penalties = tuple(r for r in self.regularizers if r.impl.has_penalty)
         self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
         self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
-        # minibatch rows read in place by the kernels, uncopied; a perturbation (dropout)
-        # needs a copy of its own to change
-        self._rows_in_place = not self._perturbations and kernels.rows_fit(X, self.n_classes)
 
     # ----------------------------------------------------------------------------- shapes
     @property
@@ -150,13 +147,9 @@ class Objective:
                 grad[: Wr.shape[0]] += g
         return total, grad
 
-    def data_loss_and_grad(
-        self, W: Array, X: Array, y: Array, rows: Array | None = None
-    ) -> tuple[float, Array]:
-        """Mean data loss over ``X`` (B, D), or over ``X[rows]`` (``rows`` (B,) into ``X``
-        (N, D), read in place by the kernels), with labels ``y`` (B,), and its gradient with
-        respect to ``W`` (D, C)."""
-        scores = kernels.scores(X, W, rows=rows)
+    def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
+        """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C)."""
+        scores = kernels.scores(X, W)
         try:
             value, dscores = self.loss.impl.loss_and_grad(scores, y)
         except Exception as exc:
@@ -175,7 +168,7 @@ class Objective:
                 self.loss.provider,
                 f"returned a non-finite loss ({value}) for finite scores",
             )
-        return value, kernels.weight_grad(dscores, X, rows)
+        return value, kernels.weight_grad(dscores, X)
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
         """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""
@@ -221,7 +214,8 @@ class Objective:
         return LossParts(data + reg, data, reg)
 
     def minibatches(self, indices: Sequence[Array]) -> AbstractContextManager[Iterator[Batch]]:
-        """The minibatches of ``indices``, in order, each ready for :meth:`value_and_grad`::
+        """The minibatches of ``indices`` with their rows gathered, each while the previous one
+        trains where that is faster (large batches; see :mod:`optlab.batches`)::
 
             with objective.minibatches(batches) as stream:
                 for batch in stream:
@@ -235,13 +229,9 @@ class Objective:
         Returns
         -------
         context manager of an iterator of Batch
-            Consume the iterator inside the ``with`` block. Where the compiled kernels take
-            this ``X`` (:func:`optlab.kernels.rows_fit`, and no input perturbation), the rows
-            stay in ``X`` and are read there (``batch.X`` copies them if you read it); else
-            they are copied, large batches while the previous one trains (see
-            :mod:`optlab.batches`). The numbers are the same either way.
+            Consume the iterator inside the ``with`` block.
         """
-        return minibatches(self.X, self.y, indices, in_place=self._rows_in_place)
+        return minibatches(self.X, self.y, indices)
 
     def value_and_grad(
         self, W: Array, batch: Array | Batch | None = None
@@ -264,21 +254,15 @@ class Objective:
             # large full batch: one cache-blocked read of X (optlab.fastpath)
             data, grad = self._blocked_data_loss_and_grad(W)
         else:
-            rows = None
             if batch is None:
                 X, y = self.X, self.y
             elif isinstance(batch, Batch):
-                if batch.source is self.X and self._rows_in_place:
-                    X, y, rows = self.X, batch.y, batch.index  # rows read where they are
-                else:
-                    X, y = batch.X, batch.y
-            elif self._rows_in_place:
-                X, y, rows = self.X, self.y[batch], batch
+                X, y = batch.X, batch.y
             else:
                 X, y = self.X[batch], self.y[batch]
-            for reg in self._perturbations:  # (never with rows: see _rows_in_place)
+            for reg in self._perturbations:
                 X = reg.impl.perturb_inputs(X, self.rng)
-            data, grad = self.data_loss_and_grad(W, X, y, rows)
+            data, grad = self.data_loss_and_grad(W, X, y)
         reg_value, _ = self.reg_value_and_grad(W, out=grad)
         if grad.dtype != W.dtype:
             grad = grad.astype(W.dtype, copy=False)

@@ -13,7 +13,6 @@ import pytest
 
 import optlab
 import optlab.batches as batches_module
-import optlab.kernels as kernels
 from optlab import Array
 from optlab.batches import Batch, gathers_ahead, minibatches
 from optlab.blas_threads import blas_threads
@@ -25,7 +24,6 @@ from optlab_plugins.regularizers import L2, Dropout
 
 
 def data(n: int = 230, d: int = 17, c: int = 4, seed: int = 0) -> tuple[Array, Array]:
-    """Small data the kernels do not take in place (too few features): rows are copied."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)), rng.integers(0, c, n)
 
@@ -172,11 +170,8 @@ def test_value_and_grad_of_a_batch_equals_that_of_its_indices() -> None:
     np.testing.assert_array_equal(by_batch[1], by_index[1])
 
 
-def sgd_epochs(
-    X: Array, y: Array, *regs: optlab.Regularizer, in_place: bool = True
-) -> tuple[Array, RecordingMonitor]:
+def sgd_epochs(X: Array, y: Array, *regs: optlab.Regularizer) -> tuple[Array, RecordingMonitor]:
     obj = objective(X, y, *regs)
-    obj._rows_in_place &= in_place
     sgd = _sgd(SGDParams(lr=0.05, batch_size=25, epochs=3, momentum=0.9))
     monitor = RecordingMonitor()
     W = sgd.minimize(obj, np.zeros(obj.shape), np.random.default_rng(7), monitor)
@@ -195,71 +190,3 @@ def test_sgd_on_batches_gathered_ahead_trains_bit_identical_weights(
     np.testing.assert_array_equal(W_ahead, W_here)
     assert [s.loss for s in m_ahead.steps] == [s.loss for s in m_here.steps]
     assert [s.examples for s in m_ahead.steps] == [s.examples for s in m_here.steps]
-
-
-def test_in_place_batches_leave_their_rows_until_read(ahead: list[str]) -> None:
-    X, y = data()
-    indices = partition(len(y), 32)
-    with minibatches(X, y, indices, in_place=True) as stream:
-        got = list(stream)
-    assert ahead == []  # no helper thread, however large the batches
-    assert [b.index.tolist() for b in got] == [i.tolist() for i in indices]
-    for batch in got:
-        assert batch.source is X and "in place" in repr(batch)
-        np.testing.assert_array_equal(batch.y, y[batch.index])
-        np.testing.assert_array_equal(batch.X, X[batch.index])  # copied when first read
-        assert batch.source is None and batch.X is batch.X and "copied" in repr(batch)
-
-
-def test_a_batch_needs_its_rows_or_their_source() -> None:
-    with pytest.raises(ValueError, match="needs its rows X or the source"):
-        Batch(np.arange(3), None, np.zeros(3))
-    batch = Batch(np.arange(3), np.zeros((3, 2)), np.zeros(3), source=np.ones((5, 2)))
-    assert batch.source is None  # rows given: nothing is read in place
-
-
-needs_kernels = pytest.mark.skipif(not kernels.compiled(), reason="no compiled AVX-512 kernel")
-
-
-def wide(seed: int = 0) -> tuple[Array, Array]:
-    """Data the kernels take in place: at least MIN_SCORE_FEATURES features."""
-    return data(d=kernels.MIN_SCORE_FEATURES + 5, seed=seed)
-
-
-@needs_kernels
-@pytest.mark.parametrize("regs", [(), (L2(0.01),)], ids=["plain", "l2"])
-def test_sgd_reads_rows_in_place_and_trains_the_weights_of_copied_rows(
-    monkeypatch: pytest.MonkeyPatch, regs: tuple[Any, ...]
-) -> None:
-    X, y = wide()
-    assert objective(X, y, *regs)._rows_in_place
-    W_copied, m_copied = sgd_epochs(X, y, *regs, in_place=False)
-
-    def never(self: Batch) -> Array:
-        raise AssertionError("the objective read batch.X: the rows were copied")
-
-    monkeypatch.setattr(Batch, "X", property(never))
-    W_in_place, m_in_place = sgd_epochs(X, y, *regs)
-    np.testing.assert_array_equal(W_in_place, W_copied)
-    assert [s.loss for s in m_in_place.steps] == [s.loss for s in m_copied.steps]
-
-
-@needs_kernels
-def test_index_arrays_are_read_in_place_too() -> None:
-    X, y = wide(seed=1)
-    obj = objective(X, y, L2(0.01))
-    W = np.random.default_rng(2).standard_normal(obj.shape) * 0.1
-    index = np.random.default_rng(4).permutation(len(y))[:40]
-    by_index = obj.value_and_grad(W, index)
-    obj._rows_in_place = False
-    by_copy = obj.value_and_grad(W, index)
-    assert by_index[0] == by_copy[0]
-    np.testing.assert_array_equal(by_index[1], by_copy[1])
-
-
-def test_dropout_gets_copied_rows_to_perturb() -> None:
-    X, y = wide()
-    obj = objective(X, y, Dropout(0.3))
-    assert not obj._rows_in_place
-    with obj.minibatches(partition(len(y), 50)) as stream:
-        assert all(batch.source is None for batch in stream)

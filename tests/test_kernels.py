@@ -158,12 +158,7 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
 @pytest.mark.parametrize(
     ("kernel", "args", "error", "message"),
     [
-        (
-            "add_weight_grad",
-            (np.zeros((2, 3)), np.zeros((4, 2))),
-            TypeError,
-            "takes 3 or 4 arguments",
-        ),
+        ("add_weight_grad", (np.zeros((2, 3)), np.zeros((4, 2))), TypeError, "takes 3 arguments"),
         (
             "add_weight_grad",
             (np.zeros((2, 3)), np.zeros((4, 2), np.float32), np.zeros((4, 3))),
@@ -201,12 +196,7 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
             ValueError,
             "contiguous",
         ),
-        (
-            "scores",
-            (np.zeros((4, 2)), np.zeros((4, 3))),
-            TypeError,
-            "scores takes 3 or 4 arguments",
-        ),
+        ("scores", (np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "scores takes 3 arguments"),
         (
             "scores",
             (np.zeros((4, 2)), np.zeros((4, 3)), np.zeros((3, 2), np.float32)),
@@ -232,49 +222,6 @@ def test_kernels_refuse_what_they_cannot_do(
 
 
 @needs_kernel
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("n", "d", "c"), [(1, 1, 1), (7, 33, 3), (65, 300, 10), (130, 1100, 12)])
-def test_rows_read_in_place_give_the_bits_of_their_copy(n: int, d: int, c: int, dtype: Any) -> None:
-    rng = np.random.default_rng(n + d)
-    X = rng.standard_normal((300, d)).astype(dtype)
-    rows = rng.integers(0, 300, n)  # repeats allowed
-    rows[0] = 299
-    W = rng.standard_normal((d, c)).astype(dtype)
-    dS = rng.standard_normal((n, c)).astype(dtype)
-    copied, in_place = np.empty((n, c), dtype), np.empty((n, c), dtype)
-    kernels._kernel.scores(copied, X[rows], W)
-    kernels._kernel.scores(in_place, X, W, rows)
-    np.testing.assert_array_equal(in_place, copied)
-    G1, G2 = np.ones((c, d), dtype), np.ones((c, d), dtype)
-    kernels._kernel.add_weight_grad(G1, dS, X[rows])
-    kernels._kernel.add_weight_grad(G2, dS, X, rows)
-    np.testing.assert_array_equal(G2, G1)
-    kernels._kernel.scores(copied, X[rows], W, None)  # None: all of X (here, of the copy)
-    np.testing.assert_array_equal(copied, in_place)
-
-
-@needs_kernel
-@pytest.mark.parametrize(
-    ("rows", "error", "message"),
-    [
-        (np.array([0, 1], np.int32), TypeError, "int64"),
-        (np.zeros((2, 1), np.int64), TypeError, "1-d"),
-        (np.array([0, 1, 2]), ValueError, "3 indices for 2 rows"),
-        (np.array([0, 10]), IndexError, "rows\\[1\\] = 10 is out of range for X of 10 rows"),
-        (np.array([-1, 0]), IndexError, "rows\\[0\\] = -1"),
-        (np.arange(4)[::2], ValueError, "contiguous"),
-        ("01", TypeError, "bytes-like"),
-    ],
-)
-def test_kernels_refuse_bad_rows(rows: Any, error: type[Exception], message: str) -> None:
-    X = np.zeros((10, 3))
-    with pytest.raises(error, match=message):
-        kernels._kernel.scores(np.empty((2, 4)), X, np.zeros((3, 4)), rows)
-    with pytest.raises(error, match=message):
-        kernels._kernel.add_weight_grad(np.zeros((4, 3)), np.zeros((2, 4)), X, rows)
-
-
-@needs_kernel
 def test_kernel_refuses_a_read_only_output() -> None:
     G, dS, X = operands(4, 3, 2, np.float64)
     G.flags.writeable = False
@@ -289,18 +236,16 @@ class Recorder:
         self.calls = 0
         self.threads: set[str] = set()
 
-    def add_weight_grad(
-        self, grad_t: Array, dscores: Array, X: Array, rows: Array | None = None
-    ) -> None:
+    def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
         self.calls += 1
         assert dscores.flags.c_contiguous and X.flags.c_contiguous and grad_t.flags.c_contiguous
-        grad_t += dscores.T @ (X if rows is None else X[rows])
+        grad_t += dscores.T @ X
 
-    def scores(self, out: Array, X: Array, W: Array, rows: Array | None = None) -> None:
+    def scores(self, out: Array, X: Array, W: Array) -> None:
         self.calls += 1
         self.threads.add(threading.current_thread().name)
         assert out.flags.c_contiguous and X.flags.c_contiguous and W.flags.c_contiguous
-        np.matmul(X if rows is None else X[rows], W, out=out)
+        np.matmul(X, W, out=out)
 
 
 @pytest.fixture
@@ -446,36 +391,6 @@ def test_objective_predicts_large_sets_on_a_thread_per_core(
     W = rng.standard_normal((kernels.MIN_SCORE_FEATURES, 3))
     np.testing.assert_array_equal(objective.predict(W, X), np.argmax(X @ W, axis=1))
     assert recorder.calls == machine
-
-
-@pytest.mark.parametrize("kernel", ["compiled", "numpy"])
-def test_rows_are_read_in_place_or_copied_for_numpy(
-    monkeypatch: pytest.MonkeyPatch, kernel: str
-) -> None:
-    if kernel == "compiled" and not kernels.compiled():
-        pytest.skip("no compiled AVX-512 kernel")
-    if kernel == "numpy":
-        monkeypatch.setattr(kernels, "_kernel", None)
-    rng = np.random.default_rng(11)
-    d = kernels.MIN_SCORE_FEATURES
-    X = rng.standard_normal((200, d))
-    rows = rng.permutation(200)[:70].astype(np.int32)  # any integer dtype
-    W = rng.standard_normal((d, 5))
-    dS = rng.standard_normal((70, 5))
-    np.testing.assert_allclose(kernels.scores(X, W, rows=rows), X[rows] @ W, rtol=1e-10)
-    np.testing.assert_allclose(kernels.scores(X, W, rows=rows, threads=2), X[rows] @ W, rtol=1e-10)
-    np.testing.assert_allclose(kernels.weight_grad(dS, X, rows), X[rows].T @ dS, rtol=1e-10)
-    assert kernels.rows_fit(X, 5) is (kernel == "compiled")
-
-
-def test_rows_fit_where_both_kernels_take_the_rows(recorder: Recorder) -> None:
-    d = kernels.MIN_SCORE_FEATURES
-    X = np.zeros((5, d))
-    assert kernels.rows_fit(X, kernels.MAX_SCORE_CLASSES)
-    assert not kernels.rows_fit(X, kernels.MAX_SCORE_CLASSES + 1)
-    assert not kernels.rows_fit(np.zeros((5, d - 1)), 3)
-    assert not kernels.rows_fit(np.zeros((5, d), np.float16), 3)
-    assert not kernels.rows_fit(np.asfortranarray(np.zeros((5, d))), 3)
 
 
 def test_the_environment_turns_the_kernel_off() -> None:
