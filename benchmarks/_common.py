@@ -200,8 +200,11 @@ class NullMonitor(optlab.Monitor):
 
 
 def environment() -> dict[str, Any]:
-    """Machine, numpy, BLAS library and thread counts, and OpenBLAS tuning variables."""
+    """Machine, numpy, BLAS library and thread counts, optlab's compiled kernels (in use or
+    not), and the tuning variables of both."""
     from threadpoolctl import threadpool_info
+
+    from optlab import kernels
 
     blas = [
         {
@@ -219,10 +222,11 @@ def environment() -> dict[str, Any]:
         "processor": _cpu_model(),
         "cpus": os.cpu_count(),
         "blas": blas,
+        "kernels": "AVX-512 (compiled)" if kernels.compiled() else "numpy (no compiled kernel)",
         "env": {
             k: v
             for k, v in sorted(os.environ.items())
-            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO"))
+            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO", kernels.ENV_VAR))
         },
     }
 

@@ -156,7 +156,8 @@ def render(results: dict[str, Any]) -> Any:
     )
     table = Table(
         title=f"optlab benchmarks ({results['mode']}, {results['seconds']:.0f} s)",
-        caption=f"{env['processor']}, {env['cpus']} CPUs; BLAS: {blas}"
+        caption=f"{env['processor']}, {env['cpus']} CPUs; BLAS: {blas}; "
+        f"optlab kernels: {env['kernels']}"
         + (f"; env: {env['env']}" if env["env"] else ""),
     )
     table.add_column("figure", no_wrap=True)

@@ -18,6 +18,10 @@ took 10-20% less time than one thread calling two-threaded OpenBLAS, which gains
 threads on these skinny products. The sums are the same however many threads walk the parts,
 and :class:`~optlab.Objective` takes the parts from the machine (:func:`full_batch_parts`), so
 results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
+
+Per block both products go through :mod:`optlab.kernels`: compiled AVX-512 kernels where they
+fit (they release the GIL, so the threads run at once), numpy otherwise, with ``W`` padded to
+a width OpenBLAS handles faster (:func:`score_width`).
 """
 
 from __future__ import annotations
