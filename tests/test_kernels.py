@@ -8,6 +8,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def test_the_kernel_is_built_where_the_cpu_can_run_it() -> None:
         pytest.skip("not an x86-64 CPU with AVX-512F")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler to build the kernel with")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no Python headers to build the kernel with (python3-dev)")
     if os.environ.get(kernels.ENV_VAR, "1").strip() == "0":
         pytest.skip(f"{kernels.ENV_VAR}=0 in this environment")
     assert kernels.compiled()
