@@ -403,3 +403,33 @@ def test_the_environment_turns_the_kernel_off() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_objective_is_the_same_to_rounding_with_and_without_the_kernels(
+    monkeypatch: pytest.MonkeyPatch, dtype: Any
+) -> None:
+    """Full batch, a minibatch and predictions, through the objective, on each path."""
+    rng = np.random.default_rng(12)
+    d = kernels.MIN_SCORE_FEATURES + 3
+    X = rng.standard_normal((300, d)).astype(dtype)
+    y = rng.integers(0, 10, 300)
+    W = (0.05 * rng.standard_normal((d, 10))).astype(dtype)
+    batch = rng.permutation(300)[:64]
+    got = {}
+    for name, impl in [("kernel", kernels._kernel), ("numpy", None)]:
+        monkeypatch.setattr(kernels, "_kernel", impl)
+        objective = Objective(X, y, 10, BoundLoss(SoftmaxLoss(), "softmax", "optlab"))
+        got[name] = (
+            objective.value_and_grad(W),
+            objective.value_and_grad(W, batch),
+            objective.predict(W, X),
+        )
+    tol = rtol(dtype)
+    pairs = zip(got["kernel"][:2], got["numpy"][:2], strict=True)
+    for (parts_k, grad_k), (parts_n, grad_n) in pairs:
+        assert parts_k.total == pytest.approx(parts_n.total, rel=tol)
+        assert grad_k.dtype == grad_n.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(grad_k, grad_n, rtol=tol, atol=tol * np.abs(grad_n).max())
+    assert (got["kernel"][2] == got["numpy"][2]).mean() > 0.99  # ties may round either way
