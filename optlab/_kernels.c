@@ -1,20 +1,22 @@
 /*
- * optlab._kernels: the weight gradient of a linear classifier as an AVX-512 kernel.
+ * optlab._kernels: the two products of a linear classifier's training step, for AVX-512.
  *
- * add_weight_grad(grad_t, dscores, X) adds dscores.T @ X to grad_t:
- *
- *     grad_t (C, D) += dscores (n, C).T @ X (n, D)
+ *     scores(out, X, W)                 out (n, C) = X (n, D) @ W (D, C)
+ *     add_weight_grad(grad_t, dS, X)    grad_t (C, D) += dS (n, C).T @ X (n, D)
  *
  * With C (classes) far smaller than D (features) OpenBLAS's GEMM spends most of its time on
  * packing and on tiles that C cannot fill: measured at the CIFAR-10 shape it reaches about a
- * quarter of one core's peak. This kernel keeps a (2 x 16-lane) x C tile of grad_t in
- * registers and runs over a tile of rows, each row loaded once per tile and each score
- * gradient broadcast once per row, which doubles the speed of that product (see
- * benchmarks/README.md). The scores product X @ W has no such gain and stays with BLAS.
+ * quarter of one core's peak. The gradient kernel keeps a (2 x LANES) x C tile of grad_t in
+ * registers over a tile of rows, each row loaded once per tile and each score gradient
+ * broadcast once per row. The scores kernel keeps a tile of W in L1 and 2 x C partial sums of
+ * a pair of rows in registers, and prefetches the next chunk of rows (see DEFINE_SCORES).
  *
- * Rows are summed in order, so the result depends on the inputs only (never on threads).
- * The kernel needs AVX-512F at run time (`avx512` tells); the module builds on any x86-64
- * compiler that knows the target attribute, and optlab falls back to numpy without it.
+ * Each output element is summed in a fixed order (gradient: rows in order; scores: features
+ * by lane, then the lanes), so the result depends on the inputs only, never on threads; a
+ * row's scores do not depend on the rows computed with it, so rows may be shared out. The
+ * kernels need AVX-512F at run time (`avx512` tells); the module builds with
+ * any x86-64 GCC or Clang (the target attribute), and optlab uses numpy without it
+ * (optlab/kernels.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

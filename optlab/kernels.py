@@ -1,17 +1,21 @@
-"""The weight gradient ``dS.T @ X``: a compiled kernel where it beats BLAS, numpy elsewhere.
+"""The two products of a training step: compiled kernels where they beat BLAS, numpy elsewhere.
 
-Both products of a linear classifier's step are skinny: ``C`` classes against ``D`` features.
-For the scores ``X @ W`` OpenBLAS does as well as anything tried (see :mod:`optlab.fastpath`
-for the padding that helps it). For the weight gradient ``dS.T @ X`` with few classes it
-reaches about a quarter of a core's peak; ``optlab/_kernels.c`` does the same product 1.5-3x
-faster on AVX-512 machines (measured at the CIFAR-10 and digits shapes, float32 and float64,
-``C`` up to 16; from about 100 classes BLAS is faster, and is used).
+Both products of a linear classifier's step are skinny: ``C`` classes against ``D`` features,
+a shape on which OpenBLAS reaches about a quarter of a core's peak. ``optlab/_kernels.c`` has
+an AVX-512 kernel for each (measured on a 2-core Xeon, float32 and float64, see
+``benchmarks/README.md``):
 
-:func:`add_weight_grad` and :func:`weight_grad` use the kernel when it was built, the CPU has
-AVX-512F, the dtypes are float32 or float64 and ``C <= MAX_CLASSES``; otherwise numpy. Both
-paths give the same sums up to floating-point reassociation (tested to 1e-10 in float64 and
-1e-5 relative in float32), and the kernel sums rows in order, so its result does not depend on
-threads. ``OPTLAB_KERNELS=0`` in the environment turns the kernel off (read at import).
+- the scores ``X @ W``: 1.3-1.7x OpenBLAS (on ``W`` padded to 16 columns) in cache and 1.7x
+  streaming ``X`` from memory, for ``C <= MAX_SCORE_CLASSES`` and ``D >= MIN_SCORE_FEATURES``;
+- the weight gradient ``dS.T @ X``: 1.5-3x OpenBLAS for ``C <= MAX_CLASSES`` (from about 100
+  classes BLAS is faster, and is used).
+
+:func:`scores`, :func:`add_weight_grad` and :func:`weight_grad` use a kernel when it was built,
+the CPU has AVX-512F, the dtypes are one of float32 and float64 and the shapes fit; otherwise
+numpy. Both paths give the same results up to floating-point reassociation (tested to 1e-10 in
+float64 and 1e-5 relative in float32). A kernel computes each output element the same way
+whichever thread runs it (and a row's scores however the rows are shared out), so results do
+not depend on threads. ``OPTLAB_KERNELS=0`` in the environment turns the kernels off (read at import).
 """
 
 from __future__ import annotations
