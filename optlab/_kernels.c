@@ -127,8 +127,22 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
  * across lanes after the last. While a chunk is computed, the next one is prefetched into L2
  * a slice at a time, so the rows stream from memory at about the speed of a plain read.
  */
-#define DEFINE_SCORES(NAME, T, VEC, LANES, MASK, LOADU, MASKZ_LOADU, FMADD, ZERO, REDUCE,      \
-                      SCORE_K, SCORE_ROWS)                                                    \
+INLINE __m512 gather_f32(const float *base, ptrdiff_t stride)
+{
+    __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_i32gather_ps(_mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)stride)), base,
+                               4);
+}
+
+INLINE __m512d gather_f64(const double *base, ptrdiff_t stride)
+{
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm512_i32gather_pd(_mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)stride)), base,
+                               8);
+}
+
+#define DEFINE_SCORES(NAME, T, VEC, LANES, MASK, LOADU, MASKZ_LOADU, STOREU, GATHER, FMADD,    \
+                      ZERO, REDUCE, SCORE_K, SCORE_ROWS)                                      \
     INLINE void NAME##_pair(const T *x0, const T *x1, const T *w, ptrdiff_t k0, ptrdiff_t k1, \
                             int J, VEC *saved, int first, int last, T *s0, T *s1, int two)    \
     {                                                                                         \
@@ -213,10 +227,22 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
         }                                                                                     \
         for (ptrdiff_t jc = 0; jc < C; jc += MAXJ) {                                          \
             int J = (int)(C - jc < MAXJ ? C - jc : MAXJ);                                     \
-            for (ptrdiff_t k = 0; k < kb * LANES; k++) {                                      \
-                T *dst = wp + ((k / LANES) * J) * LANES + k % LANES;                          \
-                for (int j = 0; j < J; j++)                                                   \
-                    dst[j * LANES] = k < D ? W[k * C + jc + j] : (T)0;                        \
+            for (ptrdiff_t b = 0; b < kb; b++) { /* W[k, jc:jc+J] to lane k % LANES */      \
+                T *block = wp + b * J * LANES;                                                \
+                ptrdiff_t k0 = b * LANES, k1 = k0 + LANES < D ? k0 + LANES : D;               \
+                if (k1 - k0 == LANES) { /* a whole block: one gather per class */             \
+                    for (int j = 0; j < J; j++)                                               \
+                        STOREU(block + j * LANES, GATHER(W + k0 * C + jc + j, C));            \
+                    continue;                                                                 \
+                }                                                                             \
+                for (ptrdiff_t k = k0; k < k1; k++) {                                         \
+                    const T *src = W + k * C + jc;                                            \
+                    for (int j = 0; j < J; j++)                                               \
+                        block[j * LANES + (k - k0)] = src[j];                                 \
+                }                                                                             \
+                for (ptrdiff_t k = k1; k < k0 + LANES; k++)                                   \
+                    for (int j = 0; j < J; j++)                                               \
+                        block[j * LANES + (k - k0)] = (T)0;                                   \
             }                                                                                 \
             switch (J) {                                                                      \
             case 1: NAME##_chunk(X, n, D, wp, 1, S + jc, C, saved); break;                    \
@@ -239,9 +265,11 @@ DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
     }
 
 DEFINE_SCORES(scores_f32, float, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-              _mm512_fmadd_ps, _mm512_setzero_ps, _mm512_reduce_add_ps, 512, 64)
+              _mm512_storeu_ps, gather_f32, _mm512_fmadd_ps, _mm512_setzero_ps,
+              _mm512_reduce_add_ps, 512, 64)
 DEFINE_SCORES(scores_f64, double, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_maskz_loadu_pd,
-              _mm512_fmadd_pd, _mm512_setzero_pd, _mm512_reduce_add_pd, 256, 32)
+              _mm512_storeu_pd, gather_f64, _mm512_fmadd_pd, _mm512_setzero_pd,
+              _mm512_reduce_add_pd, 256, 32)
 
 static int
 cpu_has_avx512(void)
