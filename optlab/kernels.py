@@ -15,7 +15,8 @@ the CPU has AVX-512F, the dtypes are one of float32 and float64 and the shapes f
 numpy. Both paths give the same results up to floating-point reassociation (tested to 1e-10 in
 float64 and 1e-5 relative in float32). A kernel computes each output element the same way
 whichever thread runs it (and a row's scores however the rows are shared out), so results do
-not depend on threads. ``OPTLAB_KERNELS=0`` in the environment turns the kernels off (read at import).
+not depend on threads. ``OPTLAB_KERNELS=0`` in the environment turns the kernels off (read at
+import).
 """
 
 from __future__ import annotations
