@@ -222,13 +222,20 @@ def environment() -> dict[str, Any]:
         "processor": _cpu_model(),
         "cpus": os.cpu_count(),
         "blas": blas,
-        "kernels": "AVX-512 (compiled)" if kernels.compiled() else "numpy (no compiled kernel)",
+        "kernels": _kernels_in_use(kernels.instruction_set()),
         "env": {
             k: v
             for k, v in sorted(os.environ.items())
             if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO", kernels.ENV_VAR))
         },
     }
+
+
+def _kernels_in_use(isa: str | None) -> str:
+    """``"AVX-512 (compiled)"``, ``"AVX2 (compiled)"`` or ``"numpy (no compiled kernel)"``."""
+    if isa is None:
+        return "numpy (no compiled kernel)"
+    return f"{ {'avx512': 'AVX-512', 'avx2': 'AVX2'}.get(isa, isa) } (compiled)"
 
 
 def _cpu_model() -> str:

@@ -157,8 +157,7 @@ def render(results: dict[str, Any]) -> Any:
     table = Table(
         title=f"optlab benchmarks ({results['mode']}, {results['seconds']:.0f} s)",
         caption=f"{env['processor']}, {env['cpus']} CPUs; BLAS: {blas}; "
-        f"optlab kernels: {env['kernels']}"
-        + (f"; env: {env['env']}" if env["env"] else ""),
+        f"optlab kernels: {env['kernels']}" + (f"; env: {env['env']}" if env["env"] else ""),
     )
     table.add_column("figure", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)

@@ -14,9 +14,12 @@
  * Each output element is summed in a fixed order (gradient: rows in order; scores: features
  * by lane, then the lanes), so the result depends on the inputs only, never on threads; a
  * row's scores do not depend on the rows computed with it, so rows may be shared out. The
- * kernels need AVX-512F at run time (`avx512` tells); the module builds with
- * any x86-64 GCC or Clang (the target attribute), and optlab uses numpy without it
- * (optlab/kernels.py).
+ * kernels come in two instruction sets, each built from the same macros: AVX-512F (512-bit
+ * vectors, 32 registers, up to 12 classes per register tile) and AVX2 with FMA (256-bit
+ * vectors, 16 registers, up to 6 classes per tile), for the many x86-64 CPUs without AVX-512
+ * (most laptops). `isas` names those this CPU runs, best first; calling another raises. The
+ * module builds with any x86-64 GCC or Clang (the target attribute), and optlab uses numpy
+ * where no kernel runs (optlab/kernels.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,31 +27,37 @@
 #include <stdlib.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define OPTLAB_AVX512 1
+#define OPTLAB_SIMD 1
 #include <immintrin.h>
 #else
-#define OPTLAB_AVX512 0
+#define OPTLAB_SIMD 0
 #endif
 
-#if OPTLAB_AVX512
+#if OPTLAB_SIMD
 
-/* classes per register tile (2 x MAXJ accumulators) and rows per tile (kept in L2) */
-#define MAXJ 12
+/* the most classes per register tile (2 x TJ accumulators): 12 for AVX-512's 32 registers,
+ * 6 for AVX2's 16; rows per tile of the gradient (kept in L2) */
+#define TJ_AVX512 12
+#define TJ_AVX2 6
 #define ROW_TILE 32
-#define TARGET __attribute__((target("avx512f")))
-#define INLINE static inline __attribute__((always_inline, target("avx512f")))
+#define TARGET(ISA) __attribute__((target(ISA)))
+#define INLINE(ISA) static inline __attribute__((always_inline, target(ISA)))
+#define ISA_AVX512 "avx512f"
+#define ISA_AVX2 "avx2,fma"
+/* J when it fits a tile of TJ classes (a switch case past TJ is never taken) */
+#define FIT(J, TJ) ((J) <= (TJ) ? (J) : (TJ))
 
 /* grad_t[0:J, :] (row stride D) += dscores[:, 0:J].T @ X, J known at compile time */
-#define DEFINE_CHUNK(NAME, T, VEC, LANES, MASK, LOADU, MASKZ_LOADU, STOREU, MASK_STOREU, SET1, \
-                     FMADD)                                                                  \
-    INLINE void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C, int J,  \
+#define DEFINE_CHUNK(NAME, ISA, TJ, T, VEC, LANES, MASK, TAIL_MASK, LOADU, MASKZ_LOADU, STOREU,  \
+                     MASK_STOREU, SET1, FMADD)                                               \
+    INLINE(ISA) void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C, int J,  \
                      T *gt)                                                                  \
     {                                                                                        \
         for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                     \
             ptrdiff_t r1 = r0 + ROW_TILE < n ? r0 + ROW_TILE : n;                            \
             ptrdiff_t k = 0;                                                                 \
             for (; k + 2 * LANES <= D; k += 2 * LANES) {                                     \
-                VEC a0[MAXJ], a1[MAXJ];                                                      \
+                VEC a0[TJ], a1[TJ];                                                          \
                 for (int j = 0; j < J; j++) {                                                \
                     a0[j] = LOADU(gt + j * D + k);                                           \
                     a1[j] = LOADU(gt + j * D + k + LANES);                                   \
@@ -69,8 +78,8 @@
             }                                                                                \
             for (; k < D; k += LANES) {                                                      \
                 unsigned rem = (unsigned)(D - k < LANES ? D - k : LANES);                    \
-                MASK m = (MASK)((1u << rem) - 1u);                                           \
-                VEC a0[MAXJ];                                                                \
+                MASK m = TAIL_MASK(rem);                                                     \
+                VEC a0[TJ];                                                                  \
                 for (int j = 0; j < J; j++)                                                  \
                     a0[j] = MASKZ_LOADU(m, gt + j * D + k);                                  \
                 for (ptrdiff_t i = r0; i < r1; i++) {                                        \
@@ -85,68 +94,131 @@
         }                                                                                    \
     }
 
-DEFINE_CHUNK(chunk_f32, float, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-             _mm512_storeu_ps, _mm512_mask_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
-DEFINE_CHUNK(chunk_f64, double, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_maskz_loadu_pd,
-             _mm512_storeu_pd, _mm512_mask_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
+/* the lanes below rem, as each instruction set writes a mask, and masked loads and stores
+ * with AVX-512's argument order */
+#define MASK16(rem) ((__mmask16)((1u << (rem)) - 1u))
+#define MASK8(rem) ((__mmask8)((1u << (rem)) - 1u))
 
-/* the whole of grad_t, in chunks of at most MAXJ classes, each with its own unrolled loop */
-#define DEFINE_KERNEL(NAME, CHUNK, T)                                                         \
-    static TARGET void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C,  \
-                            T *gt)                                                          \
+INLINE(ISA_AVX2) __m256i mask_ps(unsigned rem)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+INLINE(ISA_AVX2) __m256i mask_pd(unsigned rem)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)rem), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+INLINE(ISA_AVX2) __m256 maskz_loadu_ps(__m256i m, const float *p) { return _mm256_maskload_ps(p, m); }
+INLINE(ISA_AVX2) __m256d maskz_loadu_pd(__m256i m, const double *p) { return _mm256_maskload_pd(p, m); }
+INLINE(ISA_AVX2) void mask_storeu_ps(float *p, __m256i m, __m256 v) { _mm256_maskstore_ps(p, m, v); }
+INLINE(ISA_AVX2) void mask_storeu_pd(double *p, __m256i m, __m256d v) { _mm256_maskstore_pd(p, m, v); }
+
+DEFINE_CHUNK(chunk_f32_avx512, ISA_AVX512, TJ_AVX512, float, __m512, 16, __mmask16, MASK16,
+             _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_storeu_ps, _mm512_mask_storeu_ps,
+             _mm512_set1_ps, _mm512_fmadd_ps)
+DEFINE_CHUNK(chunk_f64_avx512, ISA_AVX512, TJ_AVX512, double, __m512d, 8, __mmask8, MASK8,
+             _mm512_loadu_pd, _mm512_maskz_loadu_pd, _mm512_storeu_pd, _mm512_mask_storeu_pd,
+             _mm512_set1_pd, _mm512_fmadd_pd)
+DEFINE_CHUNK(chunk_f32_avx2, ISA_AVX2, TJ_AVX2, float, __m256, 8, __m256i, mask_ps,
+             _mm256_loadu_ps, maskz_loadu_ps, _mm256_storeu_ps, mask_storeu_ps, _mm256_set1_ps,
+             _mm256_fmadd_ps)
+DEFINE_CHUNK(chunk_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mask_pd,
+             _mm256_loadu_pd, maskz_loadu_pd, _mm256_storeu_pd, mask_storeu_pd, _mm256_set1_pd,
+             _mm256_fmadd_pd)
+
+/* the whole of grad_t: per tile of ROW_TILE rows, each chunk of at most TJ classes with its own
+ * unrolled loop (with more than TJ classes the tile is read again from L2, not from memory) */
+#define DEFINE_KERNEL(NAME, ISA, TJ, CHUNK, T)                                                \
+    static TARGET(ISA) void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS,         \
+                                 ptrdiff_t C, T *gt)                                        \
     {                                                                                       \
-        for (ptrdiff_t jc = 0; jc < C; jc += MAXJ) {                                        \
-            int J = (int)(C - jc < MAXJ ? C - jc : MAXJ);                                   \
-            const T *d = dS + jc;                                                           \
-            T *g = gt + jc * D;                                                             \
-            switch (J) {                                                                    \
-            case 1: CHUNK(X, n, D, d, C, 1, g); break;                                      \
-            case 2: CHUNK(X, n, D, d, C, 2, g); break;                                      \
-            case 3: CHUNK(X, n, D, d, C, 3, g); break;                                      \
-            case 4: CHUNK(X, n, D, d, C, 4, g); break;                                      \
-            case 5: CHUNK(X, n, D, d, C, 5, g); break;                                      \
-            case 6: CHUNK(X, n, D, d, C, 6, g); break;                                      \
-            case 7: CHUNK(X, n, D, d, C, 7, g); break;                                      \
-            case 8: CHUNK(X, n, D, d, C, 8, g); break;                                      \
-            case 9: CHUNK(X, n, D, d, C, 9, g); break;                                      \
-            case 10: CHUNK(X, n, D, d, C, 10, g); break;                                    \
-            case 11: CHUNK(X, n, D, d, C, 11, g); break;                                    \
-            default: CHUNK(X, n, D, d, C, 12, g); break;                                    \
+        for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                    \
+            ptrdiff_t rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;                         \
+            const T *Xt = X + r0 * D;                                                       \
+            for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                      \
+                int J = (int)(C - jc < TJ ? C - jc : TJ);                                   \
+                const T *d = dS + r0 * C + jc;                                              \
+                T *g = gt + jc * D;                                                         \
+                switch (J) {                                                                \
+                case 1: CHUNK(Xt, rows, D, d, C, 1, g); break;                              \
+                case 2: CHUNK(Xt, rows, D, d, C, 2, g); break;                              \
+                case 3: CHUNK(Xt, rows, D, d, C, 3, g); break;                              \
+                case 4: CHUNK(Xt, rows, D, d, C, 4, g); break;                              \
+                case 5: CHUNK(Xt, rows, D, d, C, 5, g); break;                              \
+                case 6: CHUNK(Xt, rows, D, d, C, 6, g); break;                              \
+                case 7: CHUNK(Xt, rows, D, d, C, FIT(7, TJ), g); break;                     \
+                case 8: CHUNK(Xt, rows, D, d, C, FIT(8, TJ), g); break;                     \
+                case 9: CHUNK(Xt, rows, D, d, C, FIT(9, TJ), g); break;                     \
+                case 10: CHUNK(Xt, rows, D, d, C, FIT(10, TJ), g); break;                   \
+                case 11: CHUNK(Xt, rows, D, d, C, FIT(11, TJ), g); break;                   \
+                default: CHUNK(Xt, rows, D, d, C, TJ, g); break;                            \
+                }                                                                           \
             }                                                                               \
         }                                                                                   \
     }
 
-DEFINE_KERNEL(add_grad_f32, chunk_f32, float)
-DEFINE_KERNEL(add_grad_f64, chunk_f64, double)
+DEFINE_KERNEL(add_grad_f32_avx512, ISA_AVX512, TJ_AVX512, chunk_f32_avx512, float)
+DEFINE_KERNEL(add_grad_f64_avx512, ISA_AVX512, TJ_AVX512, chunk_f64_avx512, double)
+DEFINE_KERNEL(add_grad_f32_avx2, ISA_AVX2, TJ_AVX2, chunk_f32_avx2, float)
+DEFINE_KERNEL(add_grad_f64_avx2, ISA_AVX2, TJ_AVX2, chunk_f64_avx2, double)
 
 /*
- * scores (n, C) = X (n, D) @ W (D, C). W is packed per chunk of at most MAXJ classes as
+ * scores (n, C) = X (n, D) @ W (D, C). W is packed per chunk of at most TJ classes as
  * [D / LANES][J][LANES] (zero past D). Rows go in chunks of SCORE_ROWS (kept in L2), each
- * chunk in tiles of SCORE_K features (the packed W tile stays in L1); a pair of rows keeps
+ * chunk, for each chunk of classes, in tiles of SCORE_K features (the packed W tile stays in
+ * L1); a pair of rows keeps
  * 2 x J accumulators of LANES partial sums in registers, saved between tiles and summed
  * across lanes after the last. While a chunk is computed, the next one is prefetched into L2
  * a slice at a time, so the rows stream from memory at about the speed of a plain read.
  */
-INLINE __m512 gather_f32(const float *base, ptrdiff_t stride)
+INLINE(ISA_AVX512) __m512 gather_f32_avx512(const float *base, ptrdiff_t stride)
 {
     __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     return _mm512_i32gather_ps(_mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)stride)), base,
                                4);
 }
 
-INLINE __m512d gather_f64(const double *base, ptrdiff_t stride)
+INLINE(ISA_AVX512) __m512d gather_f64_avx512(const double *base, ptrdiff_t stride)
 {
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm512_i32gather_pd(_mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)stride)), base,
                                8);
 }
 
-#define DEFINE_SCORES(NAME, T, VEC, LANES, MASK, LOADU, MASKZ_LOADU, STOREU, GATHER, FMADD,    \
-                      ZERO, REDUCE, SCORE_K, SCORE_ROWS)                                      \
-    INLINE void NAME##_pair(const T *x0, const T *x1, const T *w, ptrdiff_t k0, ptrdiff_t k1, \
+INLINE(ISA_AVX2) __m256 gather_f32_avx2(const float *base, ptrdiff_t stride)
+{
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_i32gather_ps(base, _mm256_mullo_epi32(lanes, _mm256_set1_epi32((int)stride)),
+                               4);
+}
+
+INLINE(ISA_AVX2) __m256d gather_f64_avx2(const double *base, ptrdiff_t stride)
+{
+    __m128i lanes = _mm_setr_epi32(0, 1, 2, 3);
+    return _mm256_i32gather_pd(base, _mm_mullo_epi32(lanes, _mm_set1_epi32((int)stride)), 8);
+}
+
+/* the sum of a vector's lanes: halves added pairwise, down to one lane */
+INLINE(ISA_AVX2) float reduce_add_ps_avx2(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
+{
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+#define DEFINE_SCORES(NAME, ISA, TJ, T, VEC, LANES, MASK, TAIL_MASK, LOADU, MASKZ_LOADU, STOREU, \
+                      GATHER, FMADD, ZERO, REDUCE, SCORE_K, SCORE_ROWS)                       \
+    INLINE(ISA) void NAME##_pair(const T *x0, const T *x1, const T *w, ptrdiff_t k0, ptrdiff_t k1, \
                             int J, VEC *saved, int first, int last, T *s0, T *s1, int two)    \
     {                                                                                         \
-        VEC a0[MAXJ], a1[MAXJ];                                                               \
+        VEC a0[TJ], a1[TJ];                                                                   \
         for (int j = 0; j < J; j++) {                                                         \
             a0[j] = first ? ZERO() : saved[j];                                                \
             a1[j] = first ? ZERO() : saved[J + j];                                            \
@@ -161,7 +233,7 @@ INLINE __m512d gather_f64(const double *base, ptrdiff_t stride)
             }                                                                                 \
         }                                                                                     \
         if (k < k1) {                                                                         \
-            MASK m = (MASK)((1u << (unsigned)(k1 - k)) - 1u);                                 \
+            MASK m = TAIL_MASK((unsigned)(k1 - k));                                           \
             VEC v0 = MASKZ_LOADU(m, x0 + k), v1 = MASKZ_LOADU(m, x1 + k);                     \
             for (int j = 0; j < J; j++) {                                                     \
                 VEC ww = LOADU(w + LANES * j);                                                \
@@ -183,80 +255,95 @@ INLINE __m512d gather_f64(const double *base, ptrdiff_t stride)
                 s1[j] = REDUCE(a1[j]);                                                        \
     }                                                                                         \
                                                                                               \
-    INLINE void NAME##_chunk(const T *X, ptrdiff_t n, ptrdiff_t D, const T *wp, int J, T *S,  \
-                             ptrdiff_t C, VEC *saved)                                         \
+    /* rows r0..r1 times one chunk of J classes (w packed, S offset to the chunk), in tiles of \
+       SCORE_K features, prefetching rows r1..r2 into L2 meanwhile */                         \
+    INLINE(ISA) void NAME##_rows(const T *X, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t r2,         \
+                                 ptrdiff_t D, const T *wp, int J, T *S, ptrdiff_t C,          \
+                                 VEC *saved)                                                  \
     {                                                                                         \
         ptrdiff_t tiles = (D + SCORE_K - 1) / SCORE_K;                                        \
-        for (ptrdiff_t r0 = 0; r0 < n; r0 += SCORE_ROWS) {                                    \
-            ptrdiff_t r1 = r0 + SCORE_ROWS < n ? r0 + SCORE_ROWS : n;                         \
-            ptrdiff_t r2 = r1 + SCORE_ROWS < n ? r1 + SCORE_ROWS : n;                         \
-            const char *next = (const char *)(X + r1 * D);                                    \
-            ptrdiff_t next_bytes = (r2 - r1) * D * (ptrdiff_t)sizeof(T);                      \
-            ptrdiff_t steps = ((r1 - r0 + 1) / 2) * tiles;                                    \
-            ptrdiff_t slice = (next_bytes / steps + 63) & ~(ptrdiff_t)63;                     \
-            ptrdiff_t fetched = 0;                                                            \
-            for (ptrdiff_t k0 = 0; k0 < D; k0 += SCORE_K) {                                   \
-                ptrdiff_t k1 = k0 + SCORE_K < D ? k0 + SCORE_K : D;                           \
-                const T *w = wp + (k0 / LANES) * LANES * J;                                   \
-                for (ptrdiff_t i = r0; i < r1; i += 2) {                                      \
-                    int two = i + 1 < r1;                                                     \
-                    const T *x0 = X + i * D;                                                  \
-                    NAME##_pair(x0, two ? x0 + D : x0, w, k0, k1, J,                          \
-                                saved + (i - r0) * J, k0 == 0, k1 == D, S + i * C,            \
-                                S + (i + 1) * C, two);                                        \
-                    ptrdiff_t end = fetched + slice < next_bytes ? fetched + slice            \
-                                                                 : next_bytes;                \
-                    for (; fetched < end; fetched += 64)                                      \
-                        _mm_prefetch(next + fetched, _MM_HINT_T1);                            \
-                }                                                                             \
+        const char *next = (const char *)(X + r1 * D);                                        \
+        ptrdiff_t next_bytes = (r2 - r1) * D * (ptrdiff_t)sizeof(T);                          \
+        ptrdiff_t steps = ((r1 - r0 + 1) / 2) * tiles;                                        \
+        ptrdiff_t slice = (next_bytes / steps + 63) & ~(ptrdiff_t)63;                         \
+        ptrdiff_t fetched = 0;                                                                \
+        for (ptrdiff_t k0 = 0; k0 < D; k0 += SCORE_K) {                                       \
+            ptrdiff_t k1 = k0 + SCORE_K < D ? k0 + SCORE_K : D;                               \
+            const T *w = wp + (k0 / LANES) * LANES * J;                                       \
+            for (ptrdiff_t i = r0; i < r1; i += 2) {                                          \
+                int two = i + 1 < r1;                                                         \
+                const T *x0 = X + i * D;                                                      \
+                NAME##_pair(x0, two ? x0 + D : x0, w, k0, k1, J, saved + (i - r0) * J,        \
+                            k0 == 0, k1 == D, S + i * C, S + (i + 1) * C, two);               \
+                ptrdiff_t end = fetched + slice < next_bytes ? fetched + slice : next_bytes;  \
+                for (; fetched < end; fetched += 64)                                          \
+                    _mm_prefetch(next + fetched, _MM_HINT_T1);                                \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
-    static TARGET int NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *W, ptrdiff_t C,     \
-                           T *S)                                                              \
+    /* W[:, jc:jc+J] packed as [D / LANES][J][LANES], zero past D */                          \
+    INLINE(ISA) void NAME##_pack(const T *W, ptrdiff_t D, ptrdiff_t C, ptrdiff_t jc, int J,    \
+                                 T *wp)                                                       \
     {                                                                                         \
         ptrdiff_t kb = (D + LANES - 1) / LANES;                                               \
+        for (ptrdiff_t b = 0; b < kb; b++) { /* W[k, jc:jc+J] to lane k % LANES */            \
+            T *block = wp + b * J * LANES;                                                    \
+            ptrdiff_t k0 = b * LANES, k1 = k0 + LANES < D ? k0 + LANES : D;                   \
+            if (k1 - k0 == LANES) { /* a whole block: one gather per class */                 \
+                for (int j = 0; j < J; j++)                                                   \
+                    STOREU(block + j * LANES, GATHER(W + k0 * C + jc + j, C));                \
+                continue;                                                                     \
+            }                                                                                 \
+            for (ptrdiff_t k = k0; k < k1; k++) {                                             \
+                const T *src = W + k * C + jc;                                                \
+                for (int j = 0; j < J; j++)                                                   \
+                    block[j * LANES + (k - k0)] = src[j];                                     \
+            }                                                                                 \
+            for (ptrdiff_t k = k1; k < k0 + LANES; k++)                                       \
+                for (int j = 0; j < J; j++)                                                   \
+                    block[j * LANES + (k - k0)] = (T)0;                                       \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* every chunk of W packed first; then per chunk of SCORE_ROWS rows (kept in L2), each     \
+       chunk of classes, so that more than TJ classes read the rows again from L2 */          \
+    static TARGET(ISA) int NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *W, ptrdiff_t C, \
+                                T *S)                                                         \
+    {                                                                                         \
+        ptrdiff_t kb = (D + LANES - 1) / LANES;                                               \
+        size_t bytes = (size_t)(kb * LANES * C) * sizeof(T);                                  \
         /* 64-byte aligned: both hold whole vectors */                                        \
-        T *wp = aligned_alloc(64, (size_t)(kb * LANES * (C < MAXJ ? C : MAXJ)) * sizeof(T));  \
-        VEC *saved = aligned_alloc(64, (size_t)(SCORE_ROWS + 1) * MAXJ * sizeof(VEC));        \
+        T *wp = aligned_alloc(64, (bytes + 63) / 64 * 64);                                    \
+        VEC *saved = aligned_alloc(64, (size_t)(SCORE_ROWS + 1) * TJ * sizeof(VEC));          \
         if (wp == NULL || saved == NULL) {                                                    \
             free(wp);                                                                         \
             free(saved);                                                                      \
             return -1;                                                                        \
         }                                                                                     \
-        for (ptrdiff_t jc = 0; jc < C; jc += MAXJ) {                                          \
-            int J = (int)(C - jc < MAXJ ? C - jc : MAXJ);                                     \
-            for (ptrdiff_t b = 0; b < kb; b++) { /* W[k, jc:jc+J] to lane k % LANES */      \
-                T *block = wp + b * J * LANES;                                                \
-                ptrdiff_t k0 = b * LANES, k1 = k0 + LANES < D ? k0 + LANES : D;               \
-                if (k1 - k0 == LANES) { /* a whole block: one gather per class */             \
-                    for (int j = 0; j < J; j++)                                               \
-                        STOREU(block + j * LANES, GATHER(W + k0 * C + jc + j, C));            \
-                    continue;                                                                 \
+        for (ptrdiff_t jc = 0; jc < C; jc += TJ)                                              \
+            NAME##_pack(W, D, C, jc, (int)(C - jc < TJ ? C - jc : TJ), wp + kb * LANES * jc); \
+        for (ptrdiff_t r0 = 0; r0 < n; r0 += SCORE_ROWS) {                                    \
+            ptrdiff_t r1 = r0 + SCORE_ROWS < n ? r0 + SCORE_ROWS : n;                         \
+            ptrdiff_t r2 = r1 + SCORE_ROWS < n ? r1 + SCORE_ROWS : n;                         \
+            for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                        \
+                int J = (int)(C - jc < TJ ? C - jc : TJ);                                     \
+                const T *w = wp + kb * LANES * jc;                                            \
+                ptrdiff_t pf = jc == 0 ? r2 : r1; /* the next rows are fetched once */        \
+                switch (J) {                                                                  \
+                case 1: NAME##_rows(X, r0, r1, pf, D, w, 1, S + jc, C, saved); break;         \
+                case 2: NAME##_rows(X, r0, r1, pf, D, w, 2, S + jc, C, saved); break;         \
+                case 3: NAME##_rows(X, r0, r1, pf, D, w, 3, S + jc, C, saved); break;         \
+                case 4: NAME##_rows(X, r0, r1, pf, D, w, 4, S + jc, C, saved); break;         \
+                case 5: NAME##_rows(X, r0, r1, pf, D, w, 5, S + jc, C, saved); break;         \
+                case 6: NAME##_rows(X, r0, r1, pf, D, w, 6, S + jc, C, saved); break;         \
+                case 7: NAME##_rows(X, r0, r1, pf, D, w, FIT(7, TJ), S + jc, C, saved); break; \
+                case 8: NAME##_rows(X, r0, r1, pf, D, w, FIT(8, TJ), S + jc, C, saved); break; \
+                case 9: NAME##_rows(X, r0, r1, pf, D, w, FIT(9, TJ), S + jc, C, saved); break; \
+                case 10: NAME##_rows(X, r0, r1, pf, D, w, FIT(10, TJ), S + jc, C, saved); break; \
+                case 11: NAME##_rows(X, r0, r1, pf, D, w, FIT(11, TJ), S + jc, C, saved); break; \
+                default: NAME##_rows(X, r0, r1, pf, D, w, TJ, S + jc, C, saved); break;       \
                 }                                                                             \
-                for (ptrdiff_t k = k0; k < k1; k++) {                                         \
-                    const T *src = W + k * C + jc;                                            \
-                    for (int j = 0; j < J; j++)                                               \
-                        block[j * LANES + (k - k0)] = src[j];                                 \
-                }                                                                             \
-                for (ptrdiff_t k = k1; k < k0 + LANES; k++)                                   \
-                    for (int j = 0; j < J; j++)                                               \
-                        block[j * LANES + (k - k0)] = (T)0;                                   \
-            }                                                                                 \
-            switch (J) {                                                                      \
-            case 1: NAME##_chunk(X, n, D, wp, 1, S + jc, C, saved); break;                    \
-            case 2: NAME##_chunk(X, n, D, wp, 2, S + jc, C, saved); break;                    \
-            case 3: NAME##_chunk(X, n, D, wp, 3, S + jc, C, saved); break;                    \
-            case 4: NAME##_chunk(X, n, D, wp, 4, S + jc, C, saved); break;                    \
-            case 5: NAME##_chunk(X, n, D, wp, 5, S + jc, C, saved); break;                    \
-            case 6: NAME##_chunk(X, n, D, wp, 6, S + jc, C, saved); break;                    \
-            case 7: NAME##_chunk(X, n, D, wp, 7, S + jc, C, saved); break;                    \
-            case 8: NAME##_chunk(X, n, D, wp, 8, S + jc, C, saved); break;                    \
-            case 9: NAME##_chunk(X, n, D, wp, 9, S + jc, C, saved); break;                    \
-            case 10: NAME##_chunk(X, n, D, wp, 10, S + jc, C, saved); break;                  \
-            case 11: NAME##_chunk(X, n, D, wp, 11, S + jc, C, saved); break;                  \
-            default: NAME##_chunk(X, n, D, wp, 12, S + jc, C, saved); break;                  \
             }                                                                                 \
         }                                                                                     \
         free(wp);                                                                             \
@@ -264,31 +351,61 @@ INLINE __m512d gather_f64(const double *base, ptrdiff_t stride)
         return 0;                                                                             \
     }
 
-DEFINE_SCORES(scores_f32, float, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-              _mm512_storeu_ps, gather_f32, _mm512_fmadd_ps, _mm512_setzero_ps,
-              _mm512_reduce_add_ps, 512, 64)
-DEFINE_SCORES(scores_f64, double, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_maskz_loadu_pd,
-              _mm512_storeu_pd, gather_f64, _mm512_fmadd_pd, _mm512_setzero_pd,
-              _mm512_reduce_add_pd, 256, 32)
+DEFINE_SCORES(scores_f32_avx512, ISA_AVX512, TJ_AVX512, float, __m512, 16, __mmask16, MASK16,
+              _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_storeu_ps, gather_f32_avx512,
+              _mm512_fmadd_ps, _mm512_setzero_ps, _mm512_reduce_add_ps, 512, 64)
+DEFINE_SCORES(scores_f64_avx512, ISA_AVX512, TJ_AVX512, double, __m512d, 8, __mmask8, MASK8,
+              _mm512_loadu_pd, _mm512_maskz_loadu_pd, _mm512_storeu_pd, gather_f64_avx512,
+              _mm512_fmadd_pd, _mm512_setzero_pd, _mm512_reduce_add_pd, 256, 32)
+DEFINE_SCORES(scores_f32_avx2, ISA_AVX2, TJ_AVX2, float, __m256, 8, __m256i, mask_ps,
+              _mm256_loadu_ps, maskz_loadu_ps, _mm256_storeu_ps, gather_f32_avx2,
+              _mm256_fmadd_ps, _mm256_setzero_ps, reduce_add_ps_avx2, 512, 64)
+DEFINE_SCORES(scores_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mask_pd,
+              _mm256_loadu_pd, maskz_loadu_pd, _mm256_storeu_pd, gather_f64_avx2,
+              _mm256_fmadd_pd, _mm256_setzero_pd, reduce_add_pd_avx2, 256, 32)
 
-static int
-cpu_has_avx512(void)
+#endif /* OPTLAB_SIMD */
+
+/* the instruction sets, best first; a kernel of each for each dtype */
+enum { AVX512, AVX2, N_ISAS };
+static const char *const isa_names[N_ISAS] = {"avx512", "avx2"};
+static const char *const isa_needs[N_ISAS] = {"AVX-512F", "AVX2 and FMA"};
+
+typedef struct {
+    void (*add_grad_f32)(const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, float *);
+    void (*add_grad_f64)(const double *, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
+                         double *);
+    int (*scores_f32)(const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, float *);
+    int (*scores_f64)(const double *, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
+                      double *);
+} kernel_set;
+
+#if OPTLAB_SIMD
+static const kernel_set kernel_sets[N_ISAS] = {
+    {add_grad_f32_avx512, add_grad_f64_avx512, scores_f32_avx512, scores_f64_avx512},
+    {add_grad_f32_avx2, add_grad_f64_avx2, scores_f32_avx2, scores_f64_avx2},
+};
+
+static void
+detect(int runs[N_ISAS])
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+    runs[AVX512] = __builtin_cpu_supports("avx512f");
+    runs[AVX2] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
-
 #else
+static const kernel_set kernel_sets[N_ISAS];
 
-static int
-cpu_has_avx512(void)
+static void
+detect(int runs[N_ISAS])
 {
-    return 0;
+    for (int i = 0; i < N_ISAS; i++)
+        runs[i] = 0;
 }
-
 #endif
 
-static int avx512;
+/* which instruction sets this CPU runs (set when the module is loaded) */
+static int cpu_runs[N_ISAS];
 
 /* a 2-d C-contiguous float32/float64 buffer; its kind ('f' or 'd') in *kind */
 static int
@@ -326,16 +443,17 @@ release(operands *op)
 }
 
 static int
-get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func,
+get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func, int isa,
              const char *const names[3], operands *op)
 {
     if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s takes 3 arguments (%zd given)", func, nargs);
+        PyErr_Format(PyExc_TypeError, "%s_%s takes 3 arguments (%zd given)", func,
+                     isa_names[isa], nargs);
         return -1;
     }
-    if (!avx512) {
-        PyErr_Format(PyExc_RuntimeError, "%s needs a CPU with AVX-512F; use numpy instead",
-                     func);
+    if (!cpu_runs[isa]) {
+        PyErr_Format(PyExc_RuntimeError, "%s_%s needs a CPU with %s; see isas", func,
+                     isa_names[isa], isa_needs[isa]);
         return -1;
     }
     char ka, kb;
@@ -359,23 +477,12 @@ get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func,
     return 0;
 }
 
-/* what both kernels ask of their operands */
-#define OPERANDS_DOC                                                                          \
-    "All three are C-contiguous arrays of one dtype, float32 or float64; the first is\n"      \
-    "writable and shares no memory with the others. Needs AVX-512F (see avx512).\n"          \
-    "Releases the GIL."
-
-PyDoc_STRVAR(add_weight_grad_doc,
-             "add_weight_grad(grad_t, dscores, X)\n--\n\n"
-             "grad_t (C, D) += dscores (n, C).T @ X (n, D), in place.\n\n"
-             OPERANDS_DOC);
-
 static PyObject *
-add_weight_grad(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+add_weight_grad(PyObject *const *args, Py_ssize_t nargs, int isa)
 {
     static const char *const names[3] = {"grad_t", "dscores", "X"};
     operands op;
-    if (get_operands(args, nargs, "add_weight_grad", names, &op) < 0)
+    if (get_operands(args, nargs, "add_weight_grad", isa, names, &op) < 0)
         return NULL;
     Py_buffer *g = &op.out, *s = &op.a, *x = &op.b;
     Py_ssize_t n = x->shape[0], d = x->shape[1], c = s->shape[1];
@@ -387,30 +494,24 @@ add_weight_grad(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         release(&op);
         return NULL;
     }
-#if OPTLAB_AVX512
+    const kernel_set *k = &kernel_sets[isa];
     Py_BEGIN_ALLOW_THREADS
     if (op.kind == 'f')
-        add_grad_f32((const float *)x->buf, n, d, (const float *)s->buf, c, (float *)g->buf);
+        k->add_grad_f32((const float *)x->buf, n, d, (const float *)s->buf, c, (float *)g->buf);
     else
-        add_grad_f64((const double *)x->buf, n, d, (const double *)s->buf, c,
-                     (double *)g->buf);
+        k->add_grad_f64((const double *)x->buf, n, d, (const double *)s->buf, c,
+                        (double *)g->buf);
     Py_END_ALLOW_THREADS
-#endif
     release(&op);
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(scores_doc,
-             "scores(out, X, W)\n--\n\n"
-             "out (n, C) = X (n, D) @ W (D, C).\n\n"
-             OPERANDS_DOC);
-
 static PyObject *
-scores(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+scores(PyObject *const *args, Py_ssize_t nargs, int isa)
 {
     static const char *const names[3] = {"out", "X", "W"};
     operands op;
-    if (get_operands(args, nargs, "scores", names, &op) < 0)
+    if (get_operands(args, nargs, "scores", isa, names, &op) < 0)
         return NULL;
     Py_buffer *o = &op.out, *x = &op.a, *w = &op.b;
     Py_ssize_t n = x->shape[0], d = x->shape[1], c = w->shape[1];
@@ -423,36 +524,81 @@ scores(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int status = 0;
-#if OPTLAB_AVX512
+    const kernel_set *k = &kernel_sets[isa];
     if (n > 0 && c > 0) {
         Py_BEGIN_ALLOW_THREADS
         if (op.kind == 'f')
-            status = scores_f32((const float *)x->buf, n, d, (const float *)w->buf, c,
-                                (float *)o->buf);
+            status = k->scores_f32((const float *)x->buf, n, d, (const float *)w->buf, c,
+                                   (float *)o->buf);
         else
-            status = scores_f64((const double *)x->buf, n, d, (const double *)w->buf, c,
-                                (double *)o->buf);
+            status = k->scores_f64((const double *)x->buf, n, d, (const double *)w->buf, c,
+                                   (double *)o->buf);
         Py_END_ALLOW_THREADS
     }
-#endif
     release(&op);
     if (status < 0)
         return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
+/* what the kernels ask of their operands */
+#define OPERANDS_DOC                                                                          \
+    "All three are C-contiguous arrays of one dtype, float32 or float64; the first is\n"      \
+    "writable and shares no memory with the others. Needs a CPU that runs the instruction\n"  \
+    "set (see isas). Releases the GIL."
+
+#define ADD_WEIGHT_GRAD_DOC(ISA)                                                              \
+    "add_weight_grad_" ISA "(grad_t, dscores, X)\n--\n\n"                                     \
+    "grad_t (C, D) += dscores (n, C).T @ X (n, D), in place.\n\n" OPERANDS_DOC
+#define SCORES_DOC(ISA)                                                                       \
+    "scores_" ISA "(out, X, W)\n--\n\n"                                                       \
+    "out (n, C) = X (n, D) @ W (D, C).\n\n" OPERANDS_DOC
+
+/* the module's functions: FUNC for one instruction set */
+#define ENTRY(FUNC, SUFFIX, ISA)                                                              \
+    static PyObject *FUNC##_##SUFFIX(PyObject *Py_UNUSED(module), PyObject *const *args,      \
+                                     Py_ssize_t nargs)                                        \
+    {                                                                                         \
+        return FUNC(args, nargs, ISA);                                                        \
+    }
+
+ENTRY(add_weight_grad, avx512, AVX512)
+ENTRY(add_weight_grad, avx2, AVX2)
+ENTRY(scores, avx512, AVX512)
+ENTRY(scores, avx2, AVX2)
+
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
 static PyMethodDef methods[] = {
-    {"add_weight_grad", (PyCFunction)(void (*)(void))add_weight_grad, METH_FASTCALL,
-     add_weight_grad_doc},
-    {"scores", (PyCFunction)(void (*)(void))scores, METH_FASTCALL, scores_doc},
+    {"add_weight_grad_avx512", FASTCALL(add_weight_grad_avx512), ADD_WEIGHT_GRAD_DOC("avx512")},
+    {"add_weight_grad_avx2", FASTCALL(add_weight_grad_avx2), ADD_WEIGHT_GRAD_DOC("avx2")},
+    {"scores_avx512", FASTCALL(scores_avx512), SCORES_DOC("avx512")},
+    {"scores_avx2", FASTCALL(scores_avx2), SCORES_DOC("avx2")},
     {NULL, NULL, 0, NULL},
 };
 
 static int
 exec_module(PyObject *module)
 {
-    avx512 = cpu_has_avx512();
-    return PyModule_AddObjectRef(module, "avx512", avx512 ? Py_True : Py_False);
+    detect(cpu_runs);
+    PyObject *isas = PyTuple_New(0);
+    for (int i = 0; isas != NULL && i < N_ISAS; i++) {
+        if (!cpu_runs[i])
+            continue;
+        PyObject *name = PyUnicode_FromString(isa_names[i]);
+        Py_ssize_t size = PyTuple_GET_SIZE(isas);
+        if (name == NULL || _PyTuple_Resize(&isas, size + 1) < 0) {
+            Py_XDECREF(name);
+            Py_XDECREF(isas);
+            return -1;
+        }
+        PyTuple_SET_ITEM(isas, size, name);
+    }
+    if (isas == NULL)
+        return -1;
+    int status = PyModule_AddObjectRef(module, "isas", isas);
+    Py_DECREF(isas);
+    return status;
 }
 
 static PyModuleDef_Slot slots[] = {
@@ -463,7 +609,9 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "optlab._kernels",
-    .m_doc = "The weight gradient dscores.T @ X as an AVX-512 kernel (see optlab.kernels).",
+    .m_doc = "A linear classifier's two products, X @ W and dscores.T @ X, as AVX-512 and AVX2 "
+             "kernels (see optlab.kernels). isas: the instruction sets this CPU runs, best "
+             "first.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -19,9 +19,9 @@ threads on these skinny products. The sums are the same however many threads wal
 and :class:`~optlab.Objective` takes the parts from the machine (:func:`full_batch_parts`), so
 results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
 
-Per block both products go through :mod:`optlab.kernels`: compiled AVX-512 kernels where they
-fit (they release the GIL, so the threads run at once), numpy otherwise, with ``W`` padded to
-a width OpenBLAS handles faster (:func:`score_width`).
+Per block both products go through :mod:`optlab.kernels`: compiled kernels (AVX-512 or AVX2)
+where they fit (they release the GIL, so the threads run at once), numpy otherwise, with ``W``
+padded to a width OpenBLAS handles faster (:func:`score_width`).
 """
 
 from __future__ import annotations

@@ -1,30 +1,35 @@
 """The two products of a training step: compiled kernels where they beat BLAS, numpy elsewhere.
 
 Both products of a linear classifier's step are skinny: ``C`` classes against ``D`` features,
-a shape on which OpenBLAS reaches about a quarter of a core's peak. ``optlab/_kernels.c`` has
-an AVX-512 kernel for each (measured on a 2-core Xeon, float32 and float64, see
-``benchmarks/README.md``):
+a shape on which OpenBLAS reaches about a quarter of a core's peak. ``optlab/_kernels.c`` has a
+kernel for each, in two instruction sets (:data:`INSTRUCTION_SETS`): AVX-512F, and AVX2 with
+FMA for the many x86-64 CPUs without AVX-512 (most laptops). Measured on a 2-core Xeon, float32
+and float64, one thread (see ``benchmarks/README.md``):
 
-- the scores ``X @ W``: 1.3-1.7x OpenBLAS (on ``W`` padded to 16 columns) in cache and 1.7x
-  streaming ``X`` from memory, for ``C <= MAX_SCORE_CLASSES`` and ``D >= MIN_SCORE_FEATURES``;
-- the weight gradient ``dS.T @ X``: 1.5-3x OpenBLAS for ``C <= MAX_CLASSES`` (from about 100
-  classes BLAS is faster, and is used).
+- the scores ``X @ W``: with AVX-512 1.3-1.7x OpenBLAS (on ``W`` padded to 16 columns) in cache
+  and 1.7x streaming ``X`` from memory; with AVX2 1.2-1.4x OpenBLAS's AVX2 (Haswell) kernels;
+  for ``C <= MAX_SCORE_CLASSES`` and ``D >= MIN_SCORE_FEATURES``;
+- the weight gradient ``dS.T @ X``: 1.5-3x OpenBLAS with AVX-512, 1.1-1.6x with AVX2, for
+  ``C <= MAX_CLASSES`` (from about 100 classes BLAS is faster, and is used).
 
 :func:`scores`, :func:`add_weight_grad` and :func:`weight_grad` use a kernel when it was built,
-the CPU has AVX-512F, the dtypes are one of float32 and float64 and the shapes fit; otherwise
-numpy. Both paths give the same results up to floating-point reassociation (tested to 1e-10 in
-float64 and 1e-5 relative in float32). A kernel computes each output element the same way
-whichever thread runs it (and a row's scores however the rows are shared out), so results do
-not depend on threads. ``OPTLAB_KERNELS=0`` in the environment turns the kernels off (read at
-import).
+the CPU runs its instruction set (the best one it runs is used), the dtypes are one of float32
+and float64 and the shapes fit; otherwise numpy. Both paths give the same results up to
+floating-point reassociation (tested to 1e-10 in float64 and 1e-5 relative in float32). A
+kernel computes each output element the same way whichever thread runs it (and a row's scores
+however the rows are shared out), so results do not depend on threads; they do depend, in the
+last bits, on the instruction set. ``OPTLAB_KERNELS`` in the environment (read at import):
+``0`` turns the kernels off, ``avx2`` uses AVX2 even where AVX-512 runs (to compare them).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,18 +38,25 @@ from optlab.components import Array
 
 __all__ = [
     "ENV_VAR",
+    "INSTRUCTION_SETS",
     "MAX_CLASSES",
     "MAX_SCORE_CLASSES",
     "MIN_SCORE_FEATURES",
+    "KernelSet",
     "add_weight_grad",
+    "choose_instruction_set",
     "compiled",
+    "instruction_set",
     "scores",
     "scores_fit",
     "weight_grad",
 ]
 
-#: Environment variable that turns the compiled kernel off when set to ``0``.
+#: Environment variable: ``0`` turns the compiled kernels off; an instruction set's name caps
+#: the kernels at that one (``avx2``); unset, empty or ``1``: the best the CPU runs.
 ENV_VAR = "OPTLAB_KERNELS"
+#: The instruction sets the kernels are built for, best first.
+INSTRUCTION_SETS: tuple[str, ...] = ("avx512", "avx2")
 #: The most classes the kernel is used for: it beat OpenBLAS by 1.2-3x up to 16 classes, and
 #: lost at 100.
 MAX_CLASSES = 16
@@ -58,22 +70,74 @@ MIN_SCORE_FEATURES = 256
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _load() -> ModuleType | None:
-    if os.environ.get(ENV_VAR, "1").strip() == "0":
+@dataclass(frozen=True)
+class KernelSet:
+    """One instruction set's kernels (see ``optlab/_kernels.c`` for their contracts)."""
+
+    name: str
+    add_weight_grad: Callable[[Array, Array, Array], None]
+    scores: Callable[[Array, Array, Array], None]
+
+
+def choose_instruction_set(setting: str, runnable: Sequence[str]) -> str | None:
+    """The instruction set the kernels use.
+
+    Parameters
+    ----------
+    setting : str
+        The value of :data:`ENV_VAR`: ``""`` or ``"1"`` for the best in ``runnable``, ``"0"``
+        for none, or a name from :data:`INSTRUCTION_SETS` for the best no better than it.
+    runnable : sequence of str
+        The instruction sets the CPU runs (and the module was built with).
+
+    Returns
+    -------
+    str or None
+        ``None`` when the kernels are off or none runs. An unknown ``setting`` warns and is
+        taken as ``""``.
+    """
+    value = setting.strip().lower()
+    if value == "0":
         return None
+    if value in ("", "1"):
+        allowed = INSTRUCTION_SETS
+    elif value in INSTRUCTION_SETS:
+        allowed = INSTRUCTION_SETS[INSTRUCTION_SETS.index(value) :]
+    else:
+        warnings.warn(
+            f"{ENV_VAR}={setting!r} is not one of 0, 1, {', '.join(INSTRUCTION_SETS)}; "
+            "using the best instruction set the CPU runs",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        allowed = INSTRUCTION_SETS
+    return next((isa for isa in allowed if isa in runnable), None)
+
+
+def _load(setting: str) -> KernelSet | None:
     try:
         module = importlib.import_module("optlab._kernels")
     except ImportError:  # built without a C compiler, or not on x86-64
         return None
-    return module if module.avx512 else None
+    isa = choose_instruction_set(setting, module.isas)
+    if isa is None:
+        return None
+    return KernelSet(
+        isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}")
+    )
 
 
-_kernel: Any = _load()
+_kernel: Any = _load(os.environ.get(ENV_VAR, ""))
 
 
 def compiled() -> bool:
-    """Whether the compiled kernel is in use (built, AVX-512F, not turned off)."""
+    """Whether a compiled kernel is in use (built, run by the CPU, not turned off)."""
     return _kernel is not None
+
+
+def instruction_set() -> str | None:
+    """The instruction set of the kernels in use (``"avx512"`` or ``"avx2"``), or ``None``."""
+    return None if _kernel is None else str(_kernel.name)
 
 
 def _fits(dscores: Array, X: Array) -> bool:

@@ -85,7 +85,7 @@ def test_quick_suite_records_the_machine_and_prints_the_table(
     assert env["blas"], "threadpoolctl found no BLAS library"
     assert all(isinstance(b["num_threads"], int) for b in env["blas"])
     assert isinstance(env["env"], dict)
-    assert env["kernels"].startswith(("AVX-512", "numpy")) and "optlab kernels" in stdout
+    assert env["kernels"].startswith(("AVX-512", "AVX2", "numpy")) and "optlab kernels" in stdout
     assert results["seconds"] > 0
     for figure_id in ("fullbatch.svm.float32", "memory.fullbatch.float32"):
         assert figure_id in stdout

@@ -1,5 +1,6 @@
-"""The compiled weight-gradient kernel equals numpy's product, refuses what it cannot do, and
-optlab.kernels uses it exactly where it fits (numpy elsewhere, or when turned off)."""
+"""The compiled kernels, of each instruction set the CPU runs, equal numpy's products and refuse
+what they cannot do; optlab.kernels picks the best instruction set and uses it exactly where it
+fits (numpy elsewhere, or when turned off)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import sysconfig
 import threading
+from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,15 +27,42 @@ from optlab.objective import BoundLoss, Objective
 from optlab_plugins.losses import SoftmaxLoss
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_kernel = pytest.mark.skipif(not kernels.compiled(), reason="no compiled AVX-512 kernel")
+needs_kernel = pytest.mark.skipif(not kernels.compiled(), reason="no compiled kernel in use")
 
 
-def cpu_has_avx512() -> bool:
+def cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return any(line.startswith("flags") and " avx512f" in line for line in text.splitlines())
+        return set()
+    lines = [line for line in text.splitlines() if line.startswith("flags")]
+    return set(lines[0].split(":", 1)[1].split()) if lines else set()
+
+
+def cpu_runs() -> list[str]:
+    """The instruction sets /proc/cpuinfo says this CPU runs, best first."""
+    flags = cpu_flags()
+    needs = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma"}}
+    return [isa for isa in kernels.INSTRUCTION_SETS if needs[isa] <= flags]
+
+
+def compiled_module() -> ModuleType | None:
+    try:
+        return import_module("optlab._kernels")
+    except ImportError:
+        return None
+
+
+@pytest.fixture(params=kernels.INSTRUCTION_SETS)
+def kernel(request: pytest.FixtureRequest) -> kernels.KernelSet:
+    """Each instruction set's kernels, where the module was built and the CPU runs them."""
+    isa = request.param
+    module = compiled_module()
+    if module is None or isa not in module.isas:
+        pytest.skip(f"no {isa} kernel here (not built, or the CPU does not run it)")
+    return kernels.KernelSet(
+        isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}")
+    )
 
 
 def rtol(dtype: Any) -> float:
@@ -55,21 +85,61 @@ def assert_added(got: Array, G0: Array, dS: Array, X: Array) -> None:
 
 
 def test_the_kernel_is_built_where_the_cpu_can_run_it() -> None:
-    """A broken build must not pass unnoticed as a silent fallback to numpy."""
-    if platform.machine().lower() not in {"x86_64", "amd64"} or not cpu_has_avx512():
-        pytest.skip("not an x86-64 CPU with AVX-512F")
+    """A broken build must not pass unnoticed as a silent fallback to numpy; the best
+    instruction set the CPU runs is the one used."""
+    runs = cpu_runs()
+    if platform.machine().lower() not in {"x86_64", "amd64"} or not runs:
+        pytest.skip("not an x86-64 CPU with AVX2 and FMA or AVX-512F")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler to build the kernel with")
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
         pytest.skip("no Python headers to build the kernel with (python3-dev)")
-    if os.environ.get(kernels.ENV_VAR, "1").strip() == "0":
-        pytest.skip(f"{kernels.ENV_VAR}=0 in this environment")
-    assert kernels.compiled()
+    if os.environ.get(kernels.ENV_VAR, "").strip() not in ("", "1"):
+        pytest.skip(f"{kernels.ENV_VAR} is set in this environment")
+    module = compiled_module()
+    assert module is not None and list(module.isas) == runs
+    assert kernels.compiled() and kernels.instruction_set() == runs[0]
 
 
-@needs_kernel
+@pytest.mark.parametrize(
+    ("setting", "runnable", "chosen"),
+    [
+        ("", ("avx512", "avx2"), "avx512"),
+        ("1", ("avx512", "avx2"), "avx512"),
+        (" AVX2 ", ("avx512", "avx2"), "avx2"),
+        ("avx512", ("avx512", "avx2"), "avx512"),
+        ("avx512", ("avx2",), "avx2"),  # a cap, not a demand
+        ("", ("avx2",), "avx2"),
+        ("avx2", (), None),
+        ("", (), None),
+        ("0", ("avx512", "avx2"), None),
+    ],
+)
+def test_the_setting_chooses_the_instruction_set(
+    setting: str, runnable: tuple[str, ...], chosen: str | None
+) -> None:
+    assert kernels.choose_instruction_set(setting, runnable) == chosen
+
+
+def test_an_unknown_setting_warns_and_takes_the_best() -> None:
+    with pytest.warns(RuntimeWarning, match=r"OPTLAB_KERNELS='sse9' is not one of 0, 1, avx512"):
+        assert kernels.choose_instruction_set("sse9", ("avx512", "avx2")) == "avx512"
+
+
+def test_a_kernel_the_cpu_cannot_run_refuses_to() -> None:
+    module = compiled_module()
+    if module is None:
+        pytest.skip("the compiled module is not built here")
+    missing = [isa for isa in kernels.INSTRUCTION_SETS if isa not in module.isas]
+    if not missing:
+        pytest.skip("this CPU runs every instruction set")
+    G, dS, X = operands(4, 3, 2, np.float64)
+    with pytest.raises(RuntimeError, match=f"add_weight_grad_{missing[0]} needs a CPU with"):
+        getattr(module, f"add_weight_grad_{missing[0]}")(G, dS, X)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [1, 2, 3, 10, 12, 13, 16])
+@pytest.mark.parametrize("c", [1, 2, 3, 6, 7, 10, 12, 13, 16])
 @pytest.mark.parametrize(
     ("n", "d"),
     [
@@ -85,16 +155,19 @@ def test_the_kernel_is_built_where_the_cpu_can_run_it() -> None:
         (3, 3073),
     ],
 )
-def test_kernel_adds_the_product(n: int, d: int, c: int, dtype: Any) -> None:
+def test_kernel_adds_the_product(
+    kernel: kernels.KernelSet, n: int, d: int, c: int, dtype: Any
+) -> None:
+    """Row tiles (32) and class chunks (12 with AVX-512, 6 with AVX2) with and without a
+    remainder; feature tails of every length."""
     G, dS, X = operands(n, d, c, dtype)
     G0 = G.copy()
-    kernels._kernel.add_weight_grad(G, dS, X)
+    kernel.add_weight_grad(G, dS, X)
     assert_added(G, G0, dS, X)
 
 
-@needs_kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [1, 2, 3, 10, 12, 13, 25])
+@pytest.mark.parametrize("c", [1, 2, 3, 6, 7, 10, 12, 13, 25])
 @pytest.mark.parametrize(
     ("n", "d"),
     [
@@ -110,34 +183,32 @@ def test_kernel_adds_the_product(n: int, d: int, c: int, dtype: Any) -> None:
         (3, 3073),
     ],
 )
-def test_scores_kernel_equals_the_product(n: int, d: int, c: int, dtype: Any) -> None:
+def test_scores_kernel_equals_the_product(
+    kernel: kernels.KernelSet, n: int, d: int, c: int, dtype: Any
+) -> None:
     """Odd and even rows, row chunks (64 float32 / 32 float64) and feature tiles (512 / 256)
-    with and without a remainder, class chunks of 12."""
+    with and without a remainder, class chunks of 12 (AVX-512) or 6 (AVX2)."""
     rng = np.random.default_rng(n * 1000 + d + c)
     X = rng.standard_normal((n, d)).astype(dtype)
     W = rng.standard_normal((d, c)).astype(dtype)
     out = np.full((n, c), np.nan, dtype=dtype)
-    kernels._kernel.scores(out, X, W)
+    kernel.scores(out, X, W)
     want = X.astype(np.float64) @ W.astype(np.float64)
     tol = rtol(dtype)
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
 
-@needs_kernel
-def test_scores_kernel_writes_nothing_for_no_rows_or_classes() -> None:
-    kernels._kernel.scores(np.empty((0, 3)), np.empty((0, 300)), np.ones((300, 3)))
-    kernels._kernel.scores(np.empty((4, 0)), np.ones((4, 300)), np.empty((300, 0)))
+def test_scores_kernel_writes_nothing_for_no_rows_or_classes(kernel: kernels.KernelSet) -> None:
+    kernel.scores(np.empty((0, 3)), np.empty((0, 300)), np.ones((300, 3)))
+    kernel.scores(np.empty((4, 0)), np.ones((4, 300)), np.empty((300, 0)))
 
 
-@needs_kernel
-def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
+def test_kernels_give_the_same_bits_whatever_runs_beside_them(kernel: kernels.KernelSet) -> None:
     G, dS, X = operands(300, 1000, 10, np.float32, seed=1)
     serial = G.copy()
-    kernels._kernel.add_weight_grad(serial, dS, X)
+    kernel.add_weight_grad(serial, dS, X)
     outs = [G.copy() for _ in range(4)]
-    threads = [
-        threading.Thread(target=kernels._kernel.add_weight_grad, args=(out, dS, X)) for out in outs
-    ]
+    threads = [threading.Thread(target=kernel.add_weight_grad, args=(out, dS, X)) for out in outs]
     for t in threads:
         t.start()
     for t in threads:
@@ -146,9 +217,9 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
         np.testing.assert_array_equal(out, serial)
     W = G.T.copy()  # (1000, 10)
     want = np.empty((300, 10), np.float32)
-    kernels._kernel.scores(want, X, W)
+    kernel.scores(want, X, W)
     outs = [np.empty_like(want) for _ in range(4)]
-    threads = [threading.Thread(target=kernels._kernel.scores, args=(o, X, W)) for o in outs]
+    threads = [threading.Thread(target=kernel.scores, args=(o, X, W)) for o in outs]
     for t in threads:
         t.start()
     for t in threads:
@@ -157,11 +228,15 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
         np.testing.assert_array_equal(out, want)
 
 
-@needs_kernel
 @pytest.mark.parametrize(
-    ("kernel", "args", "error", "message"),
+    ("function", "args", "error", "message"),
     [
-        ("add_weight_grad", (np.zeros((2, 3)), np.zeros((4, 2))), TypeError, "takes 3 arguments"),
+        (
+            "add_weight_grad",
+            (np.zeros((2, 3)), np.zeros((4, 2))),
+            TypeError,
+            r"add_weight_grad_avx\w+ takes 3 arguments",
+        ),
         (
             "add_weight_grad",
             (np.zeros((2, 3)), np.zeros((4, 2), np.float32), np.zeros((4, 3))),
@@ -199,7 +274,12 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
             ValueError,
             "contiguous",
         ),
-        ("scores", (np.zeros((4, 2)), np.zeros((4, 3))), TypeError, "scores takes 3 arguments"),
+        (
+            "scores",
+            (np.zeros((4, 2)), np.zeros((4, 3))),
+            TypeError,
+            r"scores_avx\w+ takes 3 arguments",
+        ),
         (
             "scores",
             (np.zeros((4, 2)), np.zeros((4, 3)), np.zeros((3, 2), np.float32)),
@@ -218,18 +298,25 @@ def test_kernels_give_the_same_bits_whatever_runs_beside_them() -> None:
     ],
 )
 def test_kernels_refuse_what_they_cannot_do(
-    kernel: str, args: tuple[Any, ...], error: type[Exception], message: str
+    kernel: kernels.KernelSet,
+    function: str,
+    args: tuple[Any, ...],
+    error: type[Exception],
+    message: str,
 ) -> None:
     with pytest.raises(error, match=message):
-        getattr(kernels._kernel, kernel)(*args)
+        getattr(kernel, function)(*args)
 
 
-@needs_kernel
-def test_kernel_refuses_a_read_only_output() -> None:
+def test_kernel_refuses_a_read_only_output(kernel: kernels.KernelSet) -> None:
     G, dS, X = operands(4, 3, 2, np.float64)
     G.flags.writeable = False
     with pytest.raises((ValueError, BufferError, TypeError)):
-        kernels._kernel.add_weight_grad(G, dS, X)
+        kernel.add_weight_grad(G, dS, X)
+    out = np.empty((4, 2))
+    out.flags.writeable = False
+    with pytest.raises((ValueError, BufferError, TypeError)):
+        kernel.scores(out, X, np.ones((3, 2)))
 
 
 class Recorder:
@@ -300,7 +387,7 @@ def test_other_operands_go_to_numpy(recorder: Recorder, case: str) -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_pass_is_the_same_with_and_without_the_kernel(
-    monkeypatch: pytest.MonkeyPatch, dtype: Any
+    monkeypatch: pytest.MonkeyPatch, kernel: kernels.KernelSet, dtype: Any
 ) -> None:
     rng = np.random.default_rng(3)
     d = kernels.MIN_SCORE_FEATURES + 44  # both kernels take part
@@ -311,7 +398,7 @@ def test_blocked_pass_is_the_same_with_and_without_the_kernel(
     value, dscores = loss.loss_and_grad(X @ W, y)
     want = X.T @ dscores
     results = {}
-    for name, impl in [("kernel", kernels._kernel), ("numpy", None)]:
+    for name, impl in [("kernel", kernel), ("numpy", None)]:
         monkeypatch.setattr(kernels, "_kernel", impl)
         results[name] = blocked_loss_and_grad(X, y, W, loss.loss_and_grad, 64, parts=2)
     for got_value, got_grad in results.values():
@@ -358,9 +445,11 @@ def test_other_scores_go_to_numpy(recorder: Recorder, case: str) -> None:
     assert recorder.calls == 0
 
 
-@needs_kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_scores_are_the_same_bits_on_any_number_of_threads(dtype: Any) -> None:
+def test_scores_are_the_same_bits_on_any_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch, kernel: kernels.KernelSet, dtype: Any
+) -> None:
+    monkeypatch.setattr(kernels, "_kernel", kernel)
     rng = np.random.default_rng(8)
     X = rng.standard_normal((1001, 300)).astype(dtype)
     W = rng.standard_normal((300, 10)).astype(dtype)
@@ -396,19 +485,29 @@ def test_objective_predicts_large_sets_on_a_thread_per_core(
     assert recorder.calls == machine
 
 
-def test_the_environment_turns_the_kernel_off() -> None:
-    code = "import optlab.kernels as k; print(k.compiled())"
-    env = {**os.environ, kernels.ENV_VAR: "0"}
+def kernels_in_a_process_with(setting: str) -> str:
+    code = "import optlab.kernels as k; print(k.compiled(), k.instruction_set())"
+    env = {**os.environ, kernels.ENV_VAR: setting}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "False"
+    return out.stdout.strip()
 
 
-@needs_kernel
+def test_the_environment_turns_the_kernel_off() -> None:
+    assert kernels_in_a_process_with("0") == "False None"
+
+
+def test_the_environment_caps_the_instruction_set() -> None:
+    module = compiled_module()
+    if module is None or "avx2" not in module.isas:
+        pytest.skip("no AVX2 kernel here")
+    assert kernels_in_a_process_with("avx2") == "True avx2"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_objective_is_the_same_to_rounding_with_and_without_the_kernels(
-    monkeypatch: pytest.MonkeyPatch, dtype: Any
+    monkeypatch: pytest.MonkeyPatch, kernel: kernels.KernelSet, dtype: Any
 ) -> None:
     """Full batch, a minibatch and predictions, through the objective, on each path."""
     rng = np.random.default_rng(12)
@@ -418,7 +517,7 @@ def test_objective_is_the_same_to_rounding_with_and_without_the_kernels(
     W = (0.05 * rng.standard_normal((d, 10))).astype(dtype)
     batch = rng.permutation(300)[:64]
     got = {}
-    for name, impl in [("kernel", kernels._kernel), ("numpy", None)]:
+    for name, impl in [("kernel", kernel), ("numpy", None)]:
         monkeypatch.setattr(kernels, "_kernel", impl)
         objective = Objective(X, y, 10, BoundLoss(SoftmaxLoss(), "softmax", "optlab"))
         got[name] = (
