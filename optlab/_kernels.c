@@ -25,6 +25,7 @@
 #include <Python.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define OPTLAB_SIMD 1
@@ -525,7 +526,9 @@ scores(PyObject *const *args, Py_ssize_t nargs, int isa)
     }
     int status = 0;
     const kernel_set *k = &kernel_sets[isa];
-    if (n > 0 && c > 0) {
+    if (n > 0 && c > 0 && d == 0)
+        memset(o->buf, 0, (size_t)o->len); /* an empty sum */
+    else if (n > 0 && c > 0) {
         Py_BEGIN_ALLOW_THREADS
         if (op.kind == 'f')
             status = k->scores_f32((const float *)x->buf, n, d, (const float *)w->buf, c,

@@ -198,9 +198,14 @@ def test_scores_kernel_equals_the_product(
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * float(np.abs(want).max()))
 
 
-def test_scores_kernel_writes_nothing_for_no_rows_or_classes(kernel: kernels.KernelSet) -> None:
+def test_kernels_take_empty_operands(kernel: kernels.KernelSet) -> None:
     kernel.scores(np.empty((0, 3)), np.empty((0, 300)), np.ones((300, 3)))
     kernel.scores(np.empty((4, 0)), np.ones((4, 300)), np.empty((300, 0)))
+    out = np.full((4, 3), np.nan)
+    kernel.scores(out, np.empty((4, 0)), np.empty((0, 3)))  # no features: an empty sum
+    np.testing.assert_array_equal(out, np.zeros((4, 3)))
+    G = np.ones((3, 0))
+    kernel.add_weight_grad(G, np.ones((4, 3)), np.empty((4, 0)))
 
 
 def test_kernels_give_the_same_bits_whatever_runs_beside_them(kernel: kernels.KernelSet) -> None:
