@@ -26,9 +26,6 @@ from optlab.fastpath import blocked_loss_and_grad
 from optlab.objective import BoundLoss, Objective
 from optlab_plugins.losses import SoftmaxLoss
 
-ROOT = Path(__file__).resolve().parents[1]
-needs_kernel = pytest.mark.skipif(not kernels.compiled(), reason="no compiled kernel in use")
-
 
 def cpu_flags() -> set[str]:
     try:
