@@ -51,52 +51,67 @@
 #define ISA_AVX2 "avx2,fma"
 /* J when it fits a tile of TJ classes (a switch case past TJ is never taken) */
 #define FIT(J, TJ) ((J) <= (TJ) ? (J) : (TJ))
+/* F(J, ...) with J (1 to TJ <= 12) a compile-time constant, so that F's loops over the J
+ * classes unroll and its accumulators stay in registers */
+#define DISPATCH_J(J, TJ, F, ...)                                                             \
+    switch (J) {                                                                              \
+    case 1: F(1, __VA_ARGS__); break;                                                         \
+    case 2: F(2, __VA_ARGS__); break;                                                         \
+    case 3: F(3, __VA_ARGS__); break;                                                         \
+    case 4: F(4, __VA_ARGS__); break;                                                         \
+    case 5: F(5, __VA_ARGS__); break;                                                         \
+    case 6: F(6, __VA_ARGS__); break;                                                         \
+    case 7: F(FIT(7, TJ), __VA_ARGS__); break;                                                \
+    case 8: F(FIT(8, TJ), __VA_ARGS__); break;                                                \
+    case 9: F(FIT(9, TJ), __VA_ARGS__); break;                                                \
+    case 10: F(FIT(10, TJ), __VA_ARGS__); break;                                              \
+    case 11: F(FIT(11, TJ), __VA_ARGS__); break;                                              \
+    default: F(TJ, __VA_ARGS__); break;                                                       \
+    }
 
-/* grad_t[0:J, :] (row stride D) += dscores[:, 0:J].T @ X, J known at compile time */
+/* grad_t[0:J, :] (row stride D) += dscores[:, 0:J].T @ X for one tile of n <= ROW_TILE rows,
+ * J known at compile time */
 #define DEFINE_CHUNK(NAME, ISA, TJ, T, VEC, LANES, MASK, TAIL_MASK, LOADU, MASKZ_LOADU, STOREU,  \
                      MASK_STOREU, SET1, FMADD)                                               \
-    INLINE(ISA) void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS, ptrdiff_t C, int J,  \
-                     T *gt)                                                                  \
+    INLINE(ISA) void NAME(int J, const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS,           \
+                          ptrdiff_t C, T *gt)                                                \
     {                                                                                        \
-        for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                     \
-            ptrdiff_t r1 = r0 + ROW_TILE < n ? r0 + ROW_TILE : n;                            \
-            ptrdiff_t k = 0;                                                                 \
-            for (; k + 2 * LANES <= D; k += 2 * LANES) {                                     \
-                VEC a0[TJ], a1[TJ];                                                          \
+        ptrdiff_t k = 0;                                                                     \
+        for (; k + 2 * LANES <= D; k += 2 * LANES) {                                         \
+            VEC a0[TJ], a1[TJ];                                                              \
+            for (int j = 0; j < J; j++) {                                                    \
+                a0[j] = LOADU(gt + j * D + k);                                               \
+                a1[j] = LOADU(gt + j * D + k + LANES);                                       \
+            }                                                                                \
+            for (ptrdiff_t i = 0; i < n; i++) {                                              \
+                _mm_prefetch((const char *)(X + i * D + k) + GRAD_PREFETCH, _MM_HINT_T0);      \
+                VEC x0 = LOADU(X + i * D + k), x1 = LOADU(X + i * D + k + LANES);            \
+                const T *d = dS + i * C;                                                     \
                 for (int j = 0; j < J; j++) {                                                \
-                    a0[j] = LOADU(gt + j * D + k);                                           \
-                    a1[j] = LOADU(gt + j * D + k + LANES);                                   \
-                }                                                                            \
-                for (ptrdiff_t i = r0; i < r1; i++) {                                        \
-                    _mm_prefetch((const char *)(X + i * D + k) + GRAD_PREFETCH, _MM_HINT_T0);  \
-                    VEC x0 = LOADU(X + i * D + k), x1 = LOADU(X + i * D + k + LANES);        \
-                    const T *d = dS + i * C;                                                 \
-                    for (int j = 0; j < J; j++) {                                            \
-                        VEC b = SET1(d[j]);                                                  \
-                        a0[j] = FMADD(b, x0, a0[j]);                                         \
-                        a1[j] = FMADD(b, x1, a1[j]);                                         \
-                    }                                                                        \
-                }                                                                            \
-                for (int j = 0; j < J; j++) {                                                \
-                    STOREU(gt + j * D + k, a0[j]);                                           \
-                    STOREU(gt + j * D + k + LANES, a1[j]);                                   \
+                    VEC b = SET1(d[j]);                                                      \
+                    a0[j] = FMADD(b, x0, a0[j]);                                             \
+                    a1[j] = FMADD(b, x1, a1[j]);                                             \
                 }                                                                            \
             }                                                                                \
-            for (; k < D; k += LANES) {                                                      \
-                unsigned rem = (unsigned)(D - k < LANES ? D - k : LANES);                    \
-                MASK m = TAIL_MASK(rem);                                                     \
-                VEC a0[TJ];                                                                  \
-                for (int j = 0; j < J; j++)                                                  \
-                    a0[j] = MASKZ_LOADU(m, gt + j * D + k);                                  \
-                for (ptrdiff_t i = r0; i < r1; i++) {                                        \
-                    VEC x0 = MASKZ_LOADU(m, X + i * D + k);                                  \
-                    const T *d = dS + i * C;                                                 \
-                    for (int j = 0; j < J; j++)                                              \
-                        a0[j] = FMADD(SET1(d[j]), x0, a0[j]);                                \
-                }                                                                            \
-                for (int j = 0; j < J; j++)                                                  \
-                    MASK_STOREU(gt + j * D + k, m, a0[j]);                                   \
+            for (int j = 0; j < J; j++) {                                                    \
+                STOREU(gt + j * D + k, a0[j]);                                               \
+                STOREU(gt + j * D + k + LANES, a1[j]);                                       \
             }                                                                                \
+        }                                                                                    \
+        for (; k < D; k += LANES) {                                                          \
+            unsigned rem = (unsigned)(D - k < LANES ? D - k : LANES);                        \
+            MASK m = TAIL_MASK(rem);                                                         \
+            VEC a0[TJ];                                                                      \
+            for (int j = 0; j < J; j++)                                                      \
+                a0[j] = MASKZ_LOADU(m, gt + j * D + k);                                      \
+            for (ptrdiff_t i = 0; i < n; i++) {                                              \
+                VEC x0 = MASKZ_LOADU(m, X + i * D + k);                                      \
+                const T *d = dS + i * C;                                                     \
+                for (int j = 0; j < J; j++)                                                  \
+                    a0[j] = FMADD(SET1(d[j]), x0, a0[j]);                                    \
+            }                                                                                \
+            for (int j = 0; j < J; j++)                                                      \
+                MASK_STOREU(gt + j * D + k, m, a0[j]);                                       \
         }                                                                                    \
     }
 
@@ -146,20 +161,7 @@ DEFINE_CHUNK(chunk_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mas
                 int J = (int)(C - jc < TJ ? C - jc : TJ);                                   \
                 const T *d = dS + r0 * C + jc;                                              \
                 T *g = gt + jc * D;                                                         \
-                switch (J) {                                                                \
-                case 1: CHUNK(Xt, rows, D, d, C, 1, g); break;                              \
-                case 2: CHUNK(Xt, rows, D, d, C, 2, g); break;                              \
-                case 3: CHUNK(Xt, rows, D, d, C, 3, g); break;                              \
-                case 4: CHUNK(Xt, rows, D, d, C, 4, g); break;                              \
-                case 5: CHUNK(Xt, rows, D, d, C, 5, g); break;                              \
-                case 6: CHUNK(Xt, rows, D, d, C, 6, g); break;                              \
-                case 7: CHUNK(Xt, rows, D, d, C, FIT(7, TJ), g); break;                     \
-                case 8: CHUNK(Xt, rows, D, d, C, FIT(8, TJ), g); break;                     \
-                case 9: CHUNK(Xt, rows, D, d, C, FIT(9, TJ), g); break;                     \
-                case 10: CHUNK(Xt, rows, D, d, C, FIT(10, TJ), g); break;                   \
-                case 11: CHUNK(Xt, rows, D, d, C, FIT(11, TJ), g); break;                   \
-                default: CHUNK(Xt, rows, D, d, C, TJ, g); break;                            \
-                }                                                                           \
+                DISPATCH_J(J, TJ, CHUNK, Xt, rows, D, d, C, g)                              \
             }                                                                               \
         }                                                                                   \
     }
@@ -267,9 +269,8 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
                                                                                               \
     /* rows r0..r1 times one chunk of J classes (w packed, S offset to the chunk), in tiles of \
        SCORE_K features, prefetching rows r1..r2 into L2 meanwhile */                         \
-    INLINE(ISA) void NAME##_rows(const T *X, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t r2,         \
-                                 ptrdiff_t D, const T *wp, int J, T *S, ptrdiff_t C,          \
-                                 VEC *saved)                                                  \
+    INLINE(ISA) void NAME##_rows(int J, const T *X, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t r2,  \
+                                 ptrdiff_t D, const T *wp, T *S, ptrdiff_t C, VEC *saved)     \
     {                                                                                         \
         ptrdiff_t tiles = (D + SCORE_K - 1) / SCORE_K;                                        \
         const char *next = (const char *)(X + r1 * D);                                        \
@@ -341,20 +342,7 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
                 int J = (int)(C - jc < TJ ? C - jc : TJ);                                     \
                 const T *w = wp + kb * LANES * jc;                                            \
                 ptrdiff_t pf = jc == 0 ? r2 : r1; /* the next rows are fetched once */        \
-                switch (J) {                                                                  \
-                case 1: NAME##_rows(X, r0, r1, pf, D, w, 1, S + jc, C, saved); break;         \
-                case 2: NAME##_rows(X, r0, r1, pf, D, w, 2, S + jc, C, saved); break;         \
-                case 3: NAME##_rows(X, r0, r1, pf, D, w, 3, S + jc, C, saved); break;         \
-                case 4: NAME##_rows(X, r0, r1, pf, D, w, 4, S + jc, C, saved); break;         \
-                case 5: NAME##_rows(X, r0, r1, pf, D, w, 5, S + jc, C, saved); break;         \
-                case 6: NAME##_rows(X, r0, r1, pf, D, w, 6, S + jc, C, saved); break;         \
-                case 7: NAME##_rows(X, r0, r1, pf, D, w, FIT(7, TJ), S + jc, C, saved); break; \
-                case 8: NAME##_rows(X, r0, r1, pf, D, w, FIT(8, TJ), S + jc, C, saved); break; \
-                case 9: NAME##_rows(X, r0, r1, pf, D, w, FIT(9, TJ), S + jc, C, saved); break; \
-                case 10: NAME##_rows(X, r0, r1, pf, D, w, FIT(10, TJ), S + jc, C, saved); break; \
-                case 11: NAME##_rows(X, r0, r1, pf, D, w, FIT(11, TJ), S + jc, C, saved); break; \
-                default: NAME##_rows(X, r0, r1, pf, D, w, TJ, S + jc, C, saved); break;       \
-                }                                                                             \
+                DISPATCH_J(J, TJ, NAME##_rows, X, r0, r1, pf, D, w, S + jc, C, saved)         \
             }                                                                                 \
         }                                                                                     \
         free(wp);                                                                             \
@@ -594,18 +582,18 @@ static int
 exec_module(PyObject *module)
 {
     detect(cpu_runs);
-    PyObject *isas = PyTuple_New(0);
-    for (int i = 0; isas != NULL && i < N_ISAS; i++) {
-        if (!cpu_runs[i])
-            continue;
-        PyObject *name = PyUnicode_FromString(isa_names[i]);
-        Py_ssize_t size = PyTuple_GET_SIZE(isas);
-        if (name == NULL || _PyTuple_Resize(&isas, size + 1) < 0) {
-            Py_XDECREF(name);
-            Py_XDECREF(isas);
-            return -1;
-        }
-        PyTuple_SET_ITEM(isas, size, name);
+    const char *runs[N_ISAS];
+    Py_ssize_t count = 0;
+    for (int i = 0; i < N_ISAS; i++)
+        if (cpu_runs[i])
+            runs[count++] = isa_names[i];
+    PyObject *isas = PyTuple_New(count);
+    for (Py_ssize_t i = 0; isas != NULL && i < count; i++) {
+        PyObject *name = PyUnicode_FromString(runs[i]);
+        if (name == NULL)
+            Py_CLEAR(isas);
+        else
+            PyTuple_SET_ITEM(isas, i, name);
     }
     if (isas == NULL)
         return -1;

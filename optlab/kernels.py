@@ -78,6 +78,11 @@ class KernelSet:
     add_weight_grad: Callable[[Array, Array, Array], None]
     scores: Callable[[Array, Array, Array], None]
 
+    @classmethod
+    def from_module(cls, module: Any, isa: str) -> KernelSet:
+        """The kernels of instruction set ``isa`` in the compiled module ``optlab._kernels``."""
+        return cls(isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}"))
+
 
 def choose_instruction_set(setting: str, runnable: Sequence[str]) -> str | None:
     """The instruction set the kernels use.
@@ -120,11 +125,7 @@ def _load(setting: str) -> KernelSet | None:
     except ImportError:  # built without a C compiler, or not on x86-64
         return None
     isa = choose_instruction_set(setting, module.isas)
-    if isa is None:
-        return None
-    return KernelSet(
-        isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}")
-    )
+    return None if isa is None else KernelSet.from_module(module, isa)
 
 
 _kernel: Any = _load(os.environ.get(ENV_VAR, ""))

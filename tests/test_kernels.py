@@ -57,9 +57,7 @@ def kernel(request: pytest.FixtureRequest) -> kernels.KernelSet:
     module = compiled_module()
     if module is None or isa not in module.isas:
         pytest.skip(f"no {isa} kernel here (not built, or the CPU does not run it)")
-    return kernels.KernelSet(
-        isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}")
-    )
+    return kernels.KernelSet.from_module(module, isa)
 
 
 def rtol(dtype: Any) -> float:
