@@ -1,8 +1,13 @@
 /*
- * optlab._kernels: the two products of a linear classifier's training step, for AVX-512.
+ * optlab._kernels: the two products of a linear classifier's training step, for AVX-512 and
+ * AVX2, and a minibatch step that does both.
  *
  *     scores(out, X, W)                 out (n, C) = X (n, D) @ W (D, C)
  *     add_weight_grad(grad_t, dS, X)    grad_t (C, D) += dS (n, C).T @ X (n, D)
+ *     step(grad_t, S, X, index, y, W, loss, margin, B)
+ *                                       the same for the rows X[index], read in place, with
+ *                                       a bundled loss's gradient of the scores in between
+ *     add_transposed(out, a, b)         out (D, C) = (a + b).T
  *
  * With C (classes) far smaller than D (features) OpenBLAS's GEMM spends most of its time on
  * packing and on tiles that C cannot fill: measured at the CIFAR-10 shape it reaches about a
@@ -23,7 +28,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +40,20 @@
 #else
 #define OPTLAB_SIMD 0
 #endif
+
+/*
+ * The losses the step kernel computes itself, as plugins/losses.py computes them, in the
+ * scores' dtype: the multiclass SVM (hinge or squared hinge, margin > 0) and softmax. Each turns
+ * the scores of n rows (n x C, labels y) into their gradient, scaled by 1 / B for a batch of B,
+ * in place, and returns the sum of the rows' losses. A NaN score gives a NaN loss.
+ */
+enum { HINGE, SQUARED_HINGE, SOFTMAX, N_LOSSES };
+
+typedef struct {
+    int kind;      /* HINGE, SQUARED_HINGE or SOFTMAX */
+    double margin; /* the hinges' */
+    ptrdiff_t B;   /* rows in the batch: the gradient is of the mean loss */
+} loss_form;
 
 #if OPTLAB_SIMD
 
@@ -73,7 +94,7 @@
  * J known at compile time */
 #define DEFINE_CHUNK(NAME, ISA, TJ, T, VEC, LANES, MASK, TAIL_MASK, LOADU, MASKZ_LOADU, STOREU,  \
                      MASK_STOREU, SET1, FMADD)                                               \
-    INLINE(ISA) void NAME(int J, const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS,           \
+    INLINE(ISA) void NAME(int J, const T *const *R, ptrdiff_t n, ptrdiff_t D, const T *dS,    \
                           ptrdiff_t C, T *gt)                                                \
     {                                                                                        \
         ptrdiff_t k = 0;                                                                     \
@@ -84,8 +105,8 @@
                 a1[j] = LOADU(gt + j * D + k + LANES);                                       \
             }                                                                                \
             for (ptrdiff_t i = 0; i < n; i++) {                                              \
-                _mm_prefetch((const char *)(X + i * D + k) + GRAD_PREFETCH, _MM_HINT_T0);      \
-                VEC x0 = LOADU(X + i * D + k), x1 = LOADU(X + i * D + k + LANES);            \
+                _mm_prefetch((const char *)(R[i] + k) + GRAD_PREFETCH, _MM_HINT_T0);           \
+                VEC x0 = LOADU(R[i] + k), x1 = LOADU(R[i] + k + LANES);                      \
                 const T *d = dS + i * C;                                                     \
                 for (int j = 0; j < J; j++) {                                                \
                     VEC b = SET1(d[j]);                                                      \
@@ -105,7 +126,7 @@
             for (int j = 0; j < J; j++)                                                      \
                 a0[j] = MASKZ_LOADU(m, gt + j * D + k);                                      \
             for (ptrdiff_t i = 0; i < n; i++) {                                              \
-                VEC x0 = MASKZ_LOADU(m, X + i * D + k);                                      \
+                VEC x0 = MASKZ_LOADU(m, R[i] + k);                                           \
                 const T *d = dS + i * C;                                                     \
                 for (int j = 0; j < J; j++)                                                  \
                     a0[j] = FMADD(SET1(d[j]), x0, a0[j]);                                    \
@@ -156,12 +177,14 @@ DEFINE_CHUNK(chunk_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mas
     {                                                                                       \
         for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                    \
             ptrdiff_t rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;                         \
-            const T *Xt = X + r0 * D;                                                       \
+            const T *R[ROW_TILE];                                                           \
+            for (ptrdiff_t i = 0; i < rows; i++)                                            \
+                R[i] = X + (r0 + i) * D;                                                    \
             for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                      \
                 int J = (int)(C - jc < TJ ? C - jc : TJ);                                   \
                 const T *d = dS + r0 * C + jc;                                              \
                 T *g = gt + jc * D;                                                         \
-                DISPATCH_J(J, TJ, CHUNK, Xt, rows, D, d, C, g)                              \
+                DISPATCH_J(J, TJ, CHUNK, R, rows, D, d, C, g)                               \
             }                                                                               \
         }                                                                                   \
     }
@@ -267,33 +290,40 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
                 s1[j] = REDUCE(a1[j]);                                                        \
     }                                                                                         \
                                                                                               \
-    /* rows r0..r1 times one chunk of J classes (w packed, S offset to the chunk), in tiles of \
-       SCORE_K features, prefetching rows r1..r2 into L2 meanwhile */                         \
-    INLINE(ISA) void NAME##_rows(int J, const T *X, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t r2,  \
-                                 ptrdiff_t D, const T *wp, T *S, ptrdiff_t C, VEC *saved)     \
+    /* rows R[0..n) times one chunk of J classes (w packed, S the scores of R[0] offset to the \
+       chunk), in tiles of SCORE_K features, prefetching rows P[0..m) into L2 meanwhile */    \
+    INLINE(ISA) void NAME##_rows(int J, const T *const *R, ptrdiff_t n, const T *const *P,    \
+                                 ptrdiff_t m, ptrdiff_t D, const T *wp, T *S, ptrdiff_t C,    \
+                                 VEC *saved)                                                  \
     {                                                                                         \
         ptrdiff_t tiles = (D + SCORE_K - 1) / SCORE_K;                                        \
-        const char *next = (const char *)(X + r1 * D);                                        \
-        ptrdiff_t next_bytes = (r2 - r1) * D * (ptrdiff_t)sizeof(T);                          \
-        ptrdiff_t steps = ((r1 - r0 + 1) / 2) * tiles;                                        \
-        ptrdiff_t slice = (next_bytes / steps + 63) & ~(ptrdiff_t)63;                         \
-        ptrdiff_t fetched = 0;                                                                \
+        ptrdiff_t row_lines = (D * (ptrdiff_t)sizeof(T) + 63) / 64 + 1;                       \
+        ptrdiff_t steps = ((n + 1) / 2) * tiles;                                              \
+        /* cache lines to prefetch per pair of rows */                                        \
+        ptrdiff_t slice = steps ? (m * row_lines + steps - 1) / steps : 0;                    \
+        ptrdiff_t next = 0; /* the row of P being prefetched, from line to stop */            \
+        const char *line = m ? (const char *)((uintptr_t)P[0] & ~(uintptr_t)63) : NULL;       \
+        const char *stop = m ? (const char *)(P[0] + D) : NULL;                               \
         for (ptrdiff_t k0 = 0; k0 < D; k0 += SCORE_K) {                                       \
             ptrdiff_t k1 = k0 + SCORE_K < D ? k0 + SCORE_K : D;                               \
             const T *w = wp + (k0 / LANES) * LANES * J;                                       \
-            for (ptrdiff_t i = r0; i < r1; i += 2) {                                          \
-                int two = i + 1 < r1;                                                         \
-                const T *x0 = X + i * D;                                                      \
-                const T *p0 = i + 2 < r1 ? x0 + 2 * D : x0, *p1 = i + 3 < r1 ? x0 + 3 * D : p0; \
-                NAME##_pair(x0, two ? x0 + D : x0, p0, p1, w, k0, k1, J, saved + (i - r0) * J, \
-                            k0 == 0, k1 == D, S + i * C, S + (i + 1) * C, two);               \
-                ptrdiff_t end = fetched + slice < next_bytes ? fetched + slice : next_bytes;  \
-                for (; fetched < end; fetched += 64)                                          \
-                    _mm_prefetch(next + fetched, _MM_HINT_T1);                                \
+            for (ptrdiff_t i = 0; i < n; i += 2) {                                            \
+                int two = i + 1 < n;                                                          \
+                const T *x0 = R[i], *x1 = two ? R[i + 1] : x0;                                \
+                const T *p0 = i + 2 < n ? R[i + 2] : x0, *p1 = i + 3 < n ? R[i + 3] : p0;     \
+                NAME##_pair(x0, x1, p0, p1, w, k0, k1, J, saved + i * J, k0 == 0, k1 == D,    \
+                            S + i * C, S + (i + 1) * C, two);                                 \
+                for (ptrdiff_t f = 0; f < slice && next < m; f++) {                           \
+                    _mm_prefetch(line, _MM_HINT_T1);                                          \
+                    line += 64;                                                               \
+                    if (line >= stop && ++next < m) {                                         \
+                        line = (const char *)((uintptr_t)P[next] & ~(uintptr_t)63);           \
+                        stop = (const char *)(P[next] + D);                                   \
+                    }                                                                         \
+                }                                                                             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-                                                                                              \
     /* W[:, jc:jc+J] packed as [D / LANES][J][LANES], zero past D */                          \
     INLINE(ISA) void NAME##_pack(const T *W, ptrdiff_t D, ptrdiff_t C, ptrdiff_t jc, int J,    \
                                  T *wp)                                                       \
@@ -318,37 +348,63 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
         }                                                                                     \
     }                                                                                         \
                                                                                               \
-    /* every chunk of W packed first; then per chunk of SCORE_ROWS rows (kept in L2), each     \
-       chunk of classes, so that more than TJ classes read the rows again from L2 */          \
-    static TARGET(ISA) int NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *W, ptrdiff_t C, \
-                                T *S)                                                         \
+    /* rows R[0..n) (a chunk kept in L2) times each chunk of classes of W (packed in wp, kb   \
+       blocks per class), prefetching rows P[0..m) once: more than TJ classes read the chunk  \
+       again from L2, not from memory */                                                      \
+    INLINE(ISA) void NAME##_chunk(const T *const *R, ptrdiff_t n, const T *const *P,          \
+                                  ptrdiff_t m, ptrdiff_t D, const T *wp, ptrdiff_t kb, T *S,  \
+                                  ptrdiff_t C, VEC *saved)                                    \
+    {                                                                                         \
+        for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                            \
+            int J = (int)(C - jc < TJ ? C - jc : TJ);                                         \
+            ptrdiff_t pf = jc == 0 ? m : 0;                                                   \
+            DISPATCH_J(J, TJ, NAME##_rows, R, n, P, pf, D, wp + kb * LANES * jc, S + jc, C,   \
+                       saved)                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* the rows of a chunk */                                                                 \
+    enum { NAME##_ROWS = SCORE_ROWS };                                                        \
+    /* every chunk of W packed, into *wp, and room for the partial sums of a chunk of rows, in \
+       *saved (both 64-byte aligned, freed by the caller); -1 when out of memory */           \
+    static TARGET(ISA) int NAME##_prepare(const T *W, ptrdiff_t D, ptrdiff_t C, T **wp,       \
+                                          VEC **saved)                                        \
     {                                                                                         \
         ptrdiff_t kb = (D + LANES - 1) / LANES;                                               \
         size_t bytes = (size_t)(kb * LANES * C) * sizeof(T);                                  \
-        /* 64-byte aligned: both hold whole vectors */                                        \
-        T *wp = aligned_alloc(64, (bytes + 63) / 64 * 64);                                    \
-        VEC *saved = aligned_alloc(64, (size_t)(SCORE_ROWS + 1) * TJ * sizeof(VEC));          \
-        if (wp == NULL || saved == NULL) {                                                    \
-            free(wp);                                                                         \
-            free(saved);                                                                      \
+        *wp = aligned_alloc(64, (bytes + 63) / 64 * 64);                                      \
+        *saved = aligned_alloc(64, (size_t)(SCORE_ROWS + 1) * TJ * sizeof(VEC));              \
+        if (*wp == NULL || *saved == NULL) {                                                  \
+            free(*wp);                                                                        \
+            free(*saved);                                                                     \
             return -1;                                                                        \
         }                                                                                     \
         for (ptrdiff_t jc = 0; jc < C; jc += TJ)                                              \
-            NAME##_pack(W, D, C, jc, (int)(C - jc < TJ ? C - jc : TJ), wp + kb * LANES * jc); \
+            NAME##_pack(W, D, C, jc, (int)(C - jc < TJ ? C - jc : TJ), *wp + kb * LANES * jc); \
+        return 0;                                                                             \
+    }                                                                                         \
+                                                                                              \
+    /* per chunk of SCORE_ROWS rows, prefetching the next chunk */                            \
+    static TARGET(ISA) int NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *W, ptrdiff_t C, \
+                                T *S)                                                         \
+    {                                                                                         \
+        T *wp;                                                                                \
+        VEC *saved;                                                                           \
+        if (NAME##_prepare(W, D, C, &wp, &saved) < 0)                                         \
+            return -1;                                                                        \
+        ptrdiff_t kb = (D + LANES - 1) / LANES;                                               \
+        const T *R[2 * SCORE_ROWS]; /* this chunk's rows and the next one's */                \
         for (ptrdiff_t r0 = 0; r0 < n; r0 += SCORE_ROWS) {                                    \
             ptrdiff_t r1 = r0 + SCORE_ROWS < n ? r0 + SCORE_ROWS : n;                         \
             ptrdiff_t r2 = r1 + SCORE_ROWS < n ? r1 + SCORE_ROWS : n;                         \
-            for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                        \
-                int J = (int)(C - jc < TJ ? C - jc : TJ);                                     \
-                const T *w = wp + kb * LANES * jc;                                            \
-                ptrdiff_t pf = jc == 0 ? r2 : r1; /* the next rows are fetched once */        \
-                DISPATCH_J(J, TJ, NAME##_rows, X, r0, r1, pf, D, w, S + jc, C, saved)         \
-            }                                                                                 \
+            for (ptrdiff_t i = r0; i < r2; i++)                                               \
+                R[i - r0] = X + i * D;                                                        \
+            NAME##_chunk(R, r1 - r0, R + (r1 - r0), r2 - r1, D, wp, kb, S + r0 * C, C, saved); \
         }                                                                                     \
         free(wp);                                                                             \
         free(saved);                                                                          \
         return 0;                                                                             \
-    }
+    }                                                                                         \
 
 DEFINE_SCORES(scores_f32_avx512, ISA_AVX512, TJ_AVX512, float, __m512, 16, __mmask16, MASK16,
               _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_storeu_ps, gather_f32_avx512,
@@ -362,6 +418,107 @@ DEFINE_SCORES(scores_f32_avx2, ISA_AVX2, TJ_AVX2, float, __m256, 8, __m256i, mas
 DEFINE_SCORES(scores_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mask_pd,
               _mm256_loadu_pd, maskz_loadu_pd, _mm256_storeu_pd, gather_f64_avx2,
               _mm256_fmadd_pd, _mm256_setzero_pd, reduce_add_pd_avx2, 256, 32)
+
+
+#define DEFINE_LOSS(NAME, T, EXP, LOG)                                                        \
+    static double NAME(const loss_form *form, T *S, ptrdiff_t n, ptrdiff_t C, const int64_t *y) \
+    {                                                                                         \
+        double total = 0.0;                                                                   \
+        T inv = (T)(1.0 / (double)form->B);                                                   \
+        if (form->kind == SOFTMAX) {                                                          \
+            for (ptrdiff_t i = 0; i < n; i++) {                                               \
+                T *s = S + i * C, top = s[0], sum = 0;                                        \
+                for (ptrdiff_t j = 1; j < C; j++)                                             \
+                    top = s[j] > top ? s[j] : top;                                            \
+                T shifted_y = s[y[i]] - top;                                                  \
+                for (ptrdiff_t j = 0; j < C; j++) {                                           \
+                    s[j] = EXP(s[j] - top);                                                   \
+                    sum += s[j];                                                              \
+                }                                                                             \
+                total += (double)(LOG(sum) - shifted_y);                                      \
+                for (ptrdiff_t j = 0; j < C; j++)                                             \
+                    s[j] /= sum;                                                              \
+                s[y[i]] -= 1;                                                                 \
+                for (ptrdiff_t j = 0; j < C; j++)                                             \
+                    s[j] *= inv;                                                              \
+            }                                                                                 \
+            return total;                                                                     \
+        }                                                                                     \
+        int squared = form->kind == SQUARED_HINGE;                                            \
+        T margin = (T)form->margin, twice = (T)(2.0 / (double)form->B);                       \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                   \
+            T *s = S + i * C, correct = s[y[i]], sum = 0;                                     \
+            for (ptrdiff_t j = 0; j < C; j++) {                                               \
+                if (j == y[i])                                                                \
+                    continue;                                                                 \
+                T m = s[j] - correct + margin;                                                \
+                m = m <= 0 ? 0 : m; /* max(m, 0), NaN kept */                                 \
+                total += squared ? (double)(m * m) : (double)m;                               \
+                s[j] = squared ? m * twice : (m > 0 ? inv : 0);                               \
+                sum += s[j];                                                                  \
+            }                                                                                 \
+            s[y[i]] = -sum;                                                                   \
+        }                                                                                     \
+        return total;                                                                         \
+    }
+
+DEFINE_LOSS(loss_f32, float, expf, logf)
+DEFINE_LOSS(loss_f64, double, exp, log)
+
+/*
+ * One minibatch step's data loss and weight gradient, without copying the batch out of X:
+ * per chunk of rows X[index] (kept in L2 while the next is prefetched, as in scores), the
+ * scores, then the loss's gradient of them, then their part of grad_t from the rows still in
+ * L2. Each row is read from memory once, where scores and gradient computed apart read a
+ * gathered batch three times (the copy, each product). The scores and the gradient are summed
+ * in the same order as those of scores() and add_weight_grad() on X[index].
+ */
+#define DEFINE_STEP(NAME, ISA, TJ, T, VEC, LANES, SCORES, CHUNK, LOSS)                        \
+    static TARGET(ISA) int NAME(const loss_form *form, const T *X, ptrdiff_t D,               \
+                                const int64_t *index, const int64_t *y, ptrdiff_t n,          \
+                                const T *W, ptrdiff_t C, T *S, T *gt, double *total)          \
+    {                                                                                         \
+        T *wp;                                                                                \
+        VEC *saved;                                                                           \
+        const T **R = malloc((size_t)(n > 0 ? n : 1) * sizeof *R);                            \
+        if (R == NULL)                                                                        \
+            return -1;                                                                        \
+        if (SCORES##_prepare(W, D, C, &wp, &saved) < 0) {                                     \
+            free(R);                                                                          \
+            return -1;                                                                        \
+        }                                                                                     \
+        for (ptrdiff_t i = 0; i < n; i++)                                                     \
+            R[i] = X + index[i] * D;                                                          \
+        ptrdiff_t kb = (D + LANES - 1) / LANES, ROWS = SCORES##_ROWS;                         \
+        double sum = 0.0;                                                                     \
+        for (ptrdiff_t r0 = 0; r0 < n; r0 += ROWS) {                                          \
+            ptrdiff_t r1 = r0 + ROWS < n ? r0 + ROWS : n;                                     \
+            ptrdiff_t r2 = r1 + ROWS < n ? r1 + ROWS : n;                                     \
+            SCORES##_chunk(R + r0, r1 - r0, R + r1, r2 - r1, D, wp, kb, S + r0 * C, C, saved); \
+            sum += LOSS(form, S + r0 * C, r1 - r0, C, y + r0);                                \
+            for (ptrdiff_t t0 = r0; t0 < r1; t0 += ROW_TILE) {                                \
+                ptrdiff_t rows = r1 - t0 < ROW_TILE ? r1 - t0 : ROW_TILE;                     \
+                for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                    \
+                    int J = (int)(C - jc < TJ ? C - jc : TJ);                                 \
+                    DISPATCH_J(J, TJ, CHUNK, R + t0, rows, D, S + t0 * C + jc, C, gt + jc * D) \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        free(R);                                                                              \
+        free(wp);                                                                             \
+        free(saved);                                                                          \
+        *total = sum;                                                                         \
+        return 0;                                                                             \
+    }
+
+DEFINE_STEP(step_f32_avx512, ISA_AVX512, TJ_AVX512, float, __m512, 16, scores_f32_avx512,
+            chunk_f32_avx512, loss_f32)
+DEFINE_STEP(step_f64_avx512, ISA_AVX512, TJ_AVX512, double, __m512d, 8, scores_f64_avx512,
+            chunk_f64_avx512, loss_f64)
+DEFINE_STEP(step_f32_avx2, ISA_AVX2, TJ_AVX2, float, __m256, 8, scores_f32_avx2, chunk_f32_avx2,
+            loss_f32)
+DEFINE_STEP(step_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, scores_f64_avx2,
+            chunk_f64_avx2, loss_f64)
 
 #endif /* OPTLAB_SIMD */
 
@@ -377,12 +534,20 @@ typedef struct {
     int (*scores_f32)(const float *, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, float *);
     int (*scores_f64)(const double *, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
                       double *);
+    int (*step_f32)(const loss_form *, const float *, ptrdiff_t, const int64_t *,
+                    const int64_t *, ptrdiff_t, const float *, ptrdiff_t, float *, float *,
+                    double *);
+    int (*step_f64)(const loss_form *, const double *, ptrdiff_t, const int64_t *,
+                    const int64_t *, ptrdiff_t, const double *, ptrdiff_t, double *, double *,
+                    double *);
 } kernel_set;
 
 #if OPTLAB_SIMD
 static const kernel_set kernel_sets[N_ISAS] = {
-    {add_grad_f32_avx512, add_grad_f64_avx512, scores_f32_avx512, scores_f64_avx512},
-    {add_grad_f32_avx2, add_grad_f64_avx2, scores_f32_avx2, scores_f64_avx2},
+    {add_grad_f32_avx512, add_grad_f64_avx512, scores_f32_avx512, scores_f64_avx512,
+     step_f32_avx512, step_f64_avx512},
+    {add_grad_f32_avx2, add_grad_f64_avx2, scores_f32_avx2, scores_f64_avx2, step_f32_avx2,
+     step_f64_avx2},
 };
 
 static void
@@ -542,6 +707,208 @@ scores(PyObject *const *args, Py_ssize_t nargs, int isa)
     Py_RETURN_NONE;
 }
 
+/* a 1-d C-contiguous int64 buffer */
+static int
+get_int64_vector(PyObject *obj, Py_buffer *view, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    if (view->ndim != 1 || view->itemsize != 8 || f[1] != '\0' || (f[0] != 'q' && f[0] != 'l')) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be a 1-d C-contiguous int64 array (format %s, %d dimensions)", name,
+                     view->format ? view->format : "B", view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* the labels y[index] of a batch, checked: index in 0..N-1, labels in 0..C-1; NULL and an
+ * exception otherwise (or when out of memory) */
+static int64_t *
+batch_labels(const int64_t *index, Py_ssize_t n, const int64_t *y, Py_ssize_t N, Py_ssize_t C)
+{
+    int64_t *labels = malloc((size_t)(n > 0 ? n : 1) * sizeof *labels);
+    if (labels == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (index[i] < 0 || index[i] >= N) {
+            PyErr_Format(PyExc_IndexError, "index[%zd] = %lld is not a row of X (%zd rows)", i,
+                         (long long)index[i], N);
+            free(labels);
+            return NULL;
+        }
+        labels[i] = y[index[i]];
+        if (labels[i] < 0 || labels[i] >= C) {
+            PyErr_Format(PyExc_ValueError, "y[%lld] = %lld is not a class in 0..%zd",
+                         (long long)index[i], (long long)labels[i], C - 1);
+            free(labels);
+            return NULL;
+        }
+    }
+    return labels;
+}
+
+static PyObject *
+step(PyObject *const *args, Py_ssize_t nargs, int isa)
+{
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "step_%s takes 9 arguments (%zd given)", isa_names[isa],
+                     nargs);
+        return NULL;
+    }
+    if (!cpu_runs[isa]) {
+        PyErr_Format(PyExc_RuntimeError, "step_%s needs a CPU with %s; see isas",
+                     isa_names[isa], isa_needs[isa]);
+        return NULL;
+    }
+    long kind = PyLong_AsLong(args[6]);
+    if (kind == -1 && PyErr_Occurred())
+        return NULL;
+    double margin = PyFloat_AsDouble(args[7]);
+    if (margin == -1.0 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t batch = PyLong_AsSsize_t(args[8]);
+    if (batch == -1 && PyErr_Occurred())
+        return NULL;
+    if (kind < 0 || kind >= N_LOSSES) {
+        PyErr_Format(PyExc_ValueError, "loss must be 0 (hinge), 1 (squared hinge) or 2 "
+                     "(softmax), not %ld", kind);
+        return NULL;
+    }
+    /* grad_t, scores, X, W: matrices of one dtype; index, y: int64 vectors */
+    static const char *const names[6] = {"grad_t", "scores", "X", "index", "y", "W"};
+    static const int order[6] = {0, 1, 2, 5, 3, 4}; /* the matrices first */
+    Py_buffer v[6];
+    char kinds[6] = {0};
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 6; got++) {
+        int a = order[got];
+        int status = a == 3 || a == 4
+                         ? get_int64_vector(args[a], &v[a], names[a])
+                         : get_matrix(args[a], &v[a], a < 2 ? PyBUF_WRITABLE : PyBUF_SIMPLE,
+                                      names[a], &kinds[a]);
+        if (status < 0)
+            goto done;
+    }
+    Py_buffer *g = &v[0], *s = &v[1], *x = &v[2], *ix = &v[3], *yv = &v[4], *w = &v[5];
+    if (kinds[1] != kinds[0] || kinds[2] != kinds[0] || kinds[5] != kinds[0]) {
+        PyErr_SetString(PyExc_TypeError, "grad_t, scores, X and W must have one dtype");
+        goto done;
+    }
+    Py_ssize_t N = x->shape[0], d = x->shape[1], c = w->shape[1], n = ix->shape[0];
+    if (w->shape[0] != d || g->shape[0] != c || g->shape[1] != d || s->shape[0] != n ||
+        s->shape[1] != c || yv->shape[0] != N) {
+        PyErr_Format(PyExc_ValueError,
+                     "shapes do not match: grad_t (%zd, %zd), scores (%zd, %zd), X (%zd, %zd), "
+                     "index (%zd,), y (%zd,), W (%zd, %zd); need (C, D), (n, C), (N, D), (n,), "
+                     "(N,), (D, C)",
+                     g->shape[0], g->shape[1], s->shape[0], s->shape[1], N, d, n, yv->shape[0],
+                     w->shape[0], c);
+        goto done;
+    }
+    if (batch < n || batch < 1) {
+        PyErr_Format(PyExc_ValueError, "batch (%zd) must be at least 1 and the rows (%zd)",
+                     batch, n);
+        goto done;
+    }
+    int64_t *labels = batch_labels(ix->buf, n, yv->buf, N, c);
+    if (labels == NULL)
+        goto done;
+    loss_form form = {(int)kind, margin, batch};
+    double total = 0.0;
+    int status = 0;
+    const kernel_set *k = &kernel_sets[isa];
+    if (d == 0)
+        memset(s->buf, 0, (size_t)s->len); /* empty sums: the scores kernel writes nothing */
+    if (n > 0 && c > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kinds[0] == 'f')
+            status = k->step_f32(&form, (const float *)x->buf, d, ix->buf, labels, n,
+                                 (const float *)w->buf, c, (float *)s->buf, (float *)g->buf,
+                                 &total);
+        else
+            status = k->step_f64(&form, (const double *)x->buf, d, ix->buf, labels, n,
+                                 (const double *)w->buf, c, (double *)s->buf, (double *)g->buf,
+                                 &total);
+        Py_END_ALLOW_THREADS
+    }
+    free(labels);
+    result = status < 0 ? PyErr_NoMemory() : PyFloat_FromDouble(total);
+done:
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&v[order[i]]);
+    return result;
+}
+
+/* out (D, C) = (a + b).T for a and b (C, D): two transposed gradients added into the layout
+ * of W, in blocks of columns of a and b that keep their rows of out in L1 */
+#define DEFINE_ADD_TRANSPOSED(NAME, T)                                                        \
+    static void NAME(T *out, const T *a, const T *b, ptrdiff_t C, ptrdiff_t D)                \
+    {                                                                                         \
+        for (ptrdiff_t k0 = 0; k0 < D; k0 += 64) {                                            \
+            ptrdiff_t k1 = k0 + 64 < D ? k0 + 64 : D;                                         \
+            for (ptrdiff_t j = 0; j < C; j++)                                                 \
+                for (ptrdiff_t k = k0; k < k1; k++)                                           \
+                    out[k * C + j] = a[j * D + k] + b[j * D + k];                             \
+        }                                                                                     \
+    }
+
+DEFINE_ADD_TRANSPOSED(add_transposed_f32, float)
+DEFINE_ADD_TRANSPOSED(add_transposed_f64, double)
+
+static PyObject *
+add_transposed(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const names[3] = {"out", "a", "b"};
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "add_transposed takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    operands op;
+    char ka, kb;
+    if (get_matrix(args[0], &op.out, PyBUF_WRITABLE, names[0], &op.kind) < 0)
+        return NULL;
+    if (get_matrix(args[1], &op.a, PyBUF_SIMPLE, names[1], &ka) < 0) {
+        PyBuffer_Release(&op.out);
+        return NULL;
+    }
+    if (get_matrix(args[2], &op.b, PyBUF_SIMPLE, names[2], &kb) < 0) {
+        PyBuffer_Release(&op.out);
+        PyBuffer_Release(&op.a);
+        return NULL;
+    }
+    Py_ssize_t c = op.a.shape[0], d = op.a.shape[1];
+    if (ka != op.kind || kb != op.kind) {
+        PyErr_SetString(PyExc_TypeError, "out, a and b must have one dtype");
+        release(&op);
+        return NULL;
+    }
+    if (op.b.shape[0] != c || op.b.shape[1] != d || op.out.shape[0] != d ||
+        op.out.shape[1] != c) {
+        PyErr_Format(PyExc_ValueError,
+                     "shapes do not match: out (%zd, %zd), a (%zd, %zd), b (%zd, %zd); need "
+                     "(D, C), (C, D), (C, D)",
+                     op.out.shape[0], op.out.shape[1], c, d, op.b.shape[0], op.b.shape[1]);
+        release(&op);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (op.kind == 'f')
+        add_transposed_f32(op.out.buf, op.a.buf, op.b.buf, c, d);
+    else
+        add_transposed_f64(op.out.buf, op.a.buf, op.b.buf, c, d);
+    Py_END_ALLOW_THREADS
+    release(&op);
+    Py_RETURN_NONE;
+}
+
 /* what the kernels ask of their operands */
 #define OPERANDS_DOC                                                                          \
     "All three are C-contiguous arrays of one dtype, float32 or float64; the first is\n"      \
@@ -551,6 +918,16 @@ scores(PyObject *const *args, Py_ssize_t nargs, int isa)
 #define ADD_WEIGHT_GRAD_DOC(ISA)                                                              \
     "add_weight_grad_" ISA "(grad_t, dscores, X)\n--\n\n"                                     \
     "grad_t (C, D) += dscores (n, C).T @ X (n, D), in place.\n\n" OPERANDS_DOC
+#define STEP_DOC(ISA)                                                                         \
+    "step_" ISA "(grad_t, scores, X, index, y, W, loss, margin, batch)\n--\n\n"               \
+    "Part of a minibatch step of a bundled loss, on the rows X[index] read in place: returns\n" \
+    "the sum of their losses, adds their part of the weight gradient's transpose to grad_t\n" \
+    "(C, D) and leaves the gradient with respect to their scores in scores (n, C), both\n"    \
+    "gradients of the mean loss over a batch of `batch` rows (at least n). X (N, D), W (D, C);\n" \
+    "index (n,) and y (N,) int64; loss 0 (hinge), 1 (squared hinge) or 2 (softmax); margin,\n" \
+    "the hinges'. grad_t, scores, X and W are C-contiguous, of one dtype, float32 or float64;\n" \
+    "grad_t and scores are writable and share no memory with the others. Needs a CPU that\n"  \
+    "runs the instruction set (see isas). Releases the GIL."
 #define SCORES_DOC(ISA)                                                                       \
     "scores_" ISA "(out, X, W)\n--\n\n"                                                       \
     "out (n, C) = X (n, D) @ W (D, C).\n\n" OPERANDS_DOC
@@ -567,6 +944,8 @@ ENTRY(add_weight_grad, avx512, AVX512)
 ENTRY(add_weight_grad, avx2, AVX2)
 ENTRY(scores, avx512, AVX512)
 ENTRY(scores, avx2, AVX2)
+ENTRY(step, avx512, AVX512)
+ENTRY(step, avx2, AVX2)
 
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
@@ -575,6 +954,12 @@ static PyMethodDef methods[] = {
     {"add_weight_grad_avx2", FASTCALL(add_weight_grad_avx2), ADD_WEIGHT_GRAD_DOC("avx2")},
     {"scores_avx512", FASTCALL(scores_avx512), SCORES_DOC("avx512")},
     {"scores_avx2", FASTCALL(scores_avx2), SCORES_DOC("avx2")},
+    {"step_avx512", FASTCALL(step_avx512), STEP_DOC("avx512")},
+    {"step_avx2", FASTCALL(step_avx2), STEP_DOC("avx2")},
+    {"add_transposed", FASTCALL(add_transposed),
+     "add_transposed(out, a, b)\n--\n\nout (D, C) = (a + b).T for a and b (C, D). All three are "
+     "C-contiguous arrays of one dtype, float32 or float64; out is writable and shares no "
+     "memory with the others. Runs on any CPU. Releases the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,5 @@
-"""Minibatches gathered ahead of use.
+"""Minibatches gathered ahead of use (for losses the compiled step kernel does not compute;
+the bundled ones read their rows in place, see :mod:`optlab.steps`).
 
 A minibatch step copies the batch's rows out of ``X`` (a gather: ``X[batch]``, about one
 streaming read of ``X`` per epoch, since the rows are shuffled) and then multiplies with them
@@ -19,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from optlab.blas_threads import blas_threads, single_threaded
 from optlab.components import Array
@@ -31,23 +33,33 @@ __all__ = ["AHEAD_MIN_BYTES", "Batch", "gathers_ahead", "minibatches"]
 AHEAD_MIN_BYTES = 512 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Batch:
-    """One minibatch with its rows already copied out of the training set.
+    """One minibatch: its row indices, its labels and its rows.
 
     Attributes
     ----------
     index : (B,) int array
         Row indices into the training set.
-    X : (B, D) array
-        ``X_train[index]``, a fresh array.
     y : (B,) int array
         ``y_train[index]``.
+    source : (N, D) array
+        The training set the rows come from.
+    copied : (B, D) array or None
+        ``source[index]`` when it was copied ahead of use; ``None`` for a batch whose step
+        reads its rows in place (:mod:`optlab.steps`).
+    X : (B, D) array
+        ``source[index]``, a fresh array: ``copied``, or copied on first use.
     """
 
     index: Array
-    X: Array
     y: Array
+    source: Array = field(repr=False)
+    copied: Array | None = field(default=None, repr=False)
+
+    @cached_property
+    def X(self) -> Array:
+        return self.copied if self.copied is not None else self.source[self.index]
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -85,14 +97,14 @@ def minibatches(X: Array, y: Array, indices: Sequence[Array]) -> Iterator[Iterat
     # steps must not depend on the cores a run was given (--jobs 1 or --jobs N)
     with single_threaded():
         if not ahead:
-            yield (Batch(i, X[i], y[i]) for i in indices)
+            yield (Batch(i, y[i], X, X[i]) for i in indices)
             return
         with ThreadPoolExecutor(1, "optlab-gather") as pool:
             yield _ahead(pool, X, y, indices)
 
 
 def _gather(X: Array, y: Array, index: Array) -> Batch:
-    return Batch(index, X[index], y[index])
+    return Batch(index, y[index], X, X[index])
 
 
 def _ahead(

@@ -35,6 +35,7 @@ __all__ = [
     "ComponentRecord",
     "DatasetRecord",
     "DatasetSource",
+    "KernelForm",
     "Loss",
     "LossRecord",
     "Monitor",
@@ -70,6 +71,23 @@ class RegularizerParams(Params):
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class KernelForm:
+    """A loss the compiled step kernel computes itself (see :attr:`Loss.kernel_form`).
+
+    Attributes
+    ----------
+    kind : {"hinge", "squared_hinge", "softmax"}
+        The multiclass SVM's ``sum_{j != y} max(0, s_j - s_y + margin)`` (or its square per
+        term), or the softmax cross-entropy.
+    margin : float
+        The hinges' margin (> 0); unused by softmax.
+    """
+
+    kind: Literal["hinge", "squared_hinge", "softmax"]
+    margin: float = 1.0
+
+
 class Loss(ABC):
     """A data loss over the scores of a batch.
 
@@ -100,6 +118,18 @@ class Loss(ABC):
 
     def expected_initial_loss(self, n_classes: int) -> float | None:
         """The loss expected when all scores are about 0 (``None``: no expectation)."""
+        return None
+
+    @property
+    def kernel_form(self) -> KernelForm | None:
+        """The :class:`KernelForm` this loss is, if the compiled step kernel computes it.
+
+        With a form, minibatch steps on large data compute the scores, this loss's gradient
+        and the weight gradient in one compiled pass (:mod:`optlab.steps`) instead of calling
+        :meth:`loss_and_grad`; the result agrees with it to rounding. Default ``None``: the
+        bundled ``svm`` and ``softmax`` have a form, and a subclass of theirs that overrides
+        :meth:`loss_and_grad` has none.
+        """
         return None
 
 

@@ -12,6 +12,11 @@ and float64, one thread (see ``benchmarks/README.md``):
 - the weight gradient ``dS.T @ X``: 1.5-3x OpenBLAS with AVX-512, 1.1-1.6x with AVX2, for
   ``C <= MAX_CLASSES`` (from about 100 classes BLAS is faster, and is used).
 
+For a minibatch step of a bundled loss (a :class:`~optlab.components.KernelForm`),
+:func:`step` does both products and the loss's gradient in one pass over rows read in place
+(used by :mod:`optlab.steps`), and :func:`add_transposed` adds the two halves' gradients into
+the layout of ``W``.
+
 :func:`scores`, :func:`add_weight_grad` and :func:`weight_grad` use a kernel when it was built,
 the CPU runs its instruction set (the best one it runs is used), the dtypes are one of float32
 and float64 and the shapes fit; otherwise numpy. Both paths give the same results up to
@@ -34,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from optlab.components import Array
+from optlab.components import Array, KernelForm
 
 __all__ = [
     "ENV_VAR",
@@ -43,12 +48,15 @@ __all__ = [
     "MAX_SCORE_CLASSES",
     "MIN_SCORE_FEATURES",
     "KernelSet",
+    "add_transposed",
     "add_weight_grad",
     "choose_instruction_set",
     "compiled",
     "instruction_set",
     "scores",
     "scores_fit",
+    "step",
+    "step_fit",
     "weight_grad",
 ]
 
@@ -77,11 +85,19 @@ class KernelSet:
     name: str
     add_weight_grad: Callable[[Array, Array, Array], None]
     scores: Callable[[Array, Array, Array], None]
+    step: Callable[..., float]
+    add_transposed: Callable[[Array, Array, Array], None]
 
     @classmethod
     def from_module(cls, module: Any, isa: str) -> KernelSet:
         """The kernels of instruction set ``isa`` in the compiled module ``optlab._kernels``."""
-        return cls(isa, getattr(module, f"add_weight_grad_{isa}"), getattr(module, f"scores_{isa}"))
+        return cls(
+            isa,
+            getattr(module, f"add_weight_grad_{isa}"),
+            getattr(module, f"scores_{isa}"),
+            getattr(module, f"step_{isa}"),
+            module.add_transposed,
+        )
 
 
 def choose_instruction_set(setting: str, runnable: Sequence[str]) -> str | None:
@@ -261,3 +277,94 @@ def scores(X: Array, W: Array, out: Array | None = None, *, threads: int = 1) ->
                 helper.result()
         return result
     return np.matmul(X, W, out=out)
+
+
+#: The step kernel's code for each :attr:`KernelForm.kind` (``optlab/_kernels.c``).
+_LOSS_CODES = {"hinge": 0, "squared_hinge": 1, "softmax": 2}
+
+
+def step_fit(X: Array, n_classes: int) -> bool:
+    """Whether :func:`step` runs for training set ``X`` (N, D) and ``n_classes`` classes: a
+    kernel is in use, ``X`` is C-contiguous float32 or float64 and the shape is one the scores
+    kernel takes (``C <= MAX_SCORE_CLASSES``, ``D >= MIN_SCORE_FEATURES``)."""
+    return (
+        _kernel is not None
+        and X.dtype in _DTYPES
+        and X.ndim == 2
+        and X.flags.c_contiguous
+        and 1 <= n_classes <= MAX_SCORE_CLASSES
+        and X.shape[1] >= MIN_SCORE_FEATURES
+    )
+
+
+def step(
+    grad_t: Array,
+    scores: Array,
+    X: Array,
+    index: Array,
+    y: Array,
+    W: Array,
+    form: KernelForm,
+    batch: int,
+) -> float:
+    """Part of a minibatch step of a loss with a :class:`~optlab.components.KernelForm`, on
+    the rows ``X[index]`` read in place (only where :func:`step_fit` holds).
+
+    Per chunk of rows (kept in L2 while the next is prefetched) the kernel computes their
+    scores, the loss's gradient of them and their part of the weight gradient, so each row is
+    read from memory once. The scores and the weight gradient are summed as :func:`scores` and
+    :func:`add_weight_grad` sum them.
+
+    Parameters
+    ----------
+    grad_t : (C, D) array
+        The transposed weight gradient, added to in place.
+    scores : (n, C) array
+        Scratch for the rows' scores; on return the gradient of the mean loss with respect to
+        them.
+    X : (N, D) array
+        The training set.
+    index : (n,) int64 array
+        The rows, each in ``0..N-1``.
+    y : (N,) int64 array
+        The training set's labels, each in ``0..C-1``.
+    W : (D, C) array
+        C-contiguous, of ``X``'s dtype (as are ``grad_t`` and ``scores``).
+    form : KernelForm
+        The loss.
+    batch : int
+        The rows of the whole batch (``>= n``): the gradients are of the mean over it.
+
+    Returns
+    -------
+    float
+        The sum of the rows' losses (not the mean).
+    """
+    return float(
+        _kernel.step(
+            grad_t, scores, X, index, y, W, _LOSS_CODES[form.kind], float(form.margin), batch
+        )
+    )
+
+
+def add_transposed(out: Array, a: Array, b: Array) -> None:
+    """``out = (a + b).T``: two transposed weight gradients added into the layout of ``W``.
+
+    Parameters
+    ----------
+    out : (D, C) array
+        Written; C-contiguous, of the dtype of ``a`` and ``b``, for the kernel to be used.
+    a, b : (C, D) arrays
+    """
+    if (
+        _kernel is not None
+        and a.dtype in _DTYPES
+        and a.dtype == b.dtype == out.dtype
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
+        _kernel.add_transposed(out, a, b)
+    else:
+        np.add(a.T, b.T, out=out)

@@ -23,6 +23,7 @@ from optlab.blas_threads import blas_threads, cores
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
 from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
+from optlab.steps import StepKernel
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -97,6 +98,7 @@ class Objective:
         self._penalties = tuple(r for r in self.regularizers if r.impl.has_penalty)
         self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
         self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
+        self._steps = self._step_kernel()
 
     # ----------------------------------------------------------------------------- shapes
     @property
@@ -118,6 +120,19 @@ class Objective:
     def shape(self) -> tuple[int, int]:
         """The shape of ``W``: ``(D, C)``."""
         return (self.n_features, self.n_classes)
+
+    def _step_kernel(self) -> StepKernel | None:
+        """The compiled minibatch steps (:mod:`optlab.steps`), when the loss has a kernel form,
+        no regularizer perturbs the inputs and the kernel takes this training set."""
+        try:
+            form = self.loss.impl.kernel_form
+        except Exception as exc:
+            raise ComponentError(
+                "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
+            ) from exc
+        if form is None or self._perturbations or not kernels.step_fit(self.X, self.n_classes):
+            return None
+        return StepKernel(self.X, self.y, self.n_classes, form)
 
     # ----------------------------------------------------------------------------- parts
     def _penalized(self, W: Array, reg: BoundRegularizer) -> Array:
@@ -214,8 +229,10 @@ class Objective:
         return LossParts(data + reg, data, reg)
 
     def minibatches(self, indices: Sequence[Array]) -> AbstractContextManager[Iterator[Batch]]:
-        """The minibatches of ``indices`` with their rows gathered, each while the previous one
-        trains where that is faster (large batches; see :mod:`optlab.batches`)::
+        """The minibatches of ``indices``, for :meth:`value_and_grad`. A loss the compiled step
+        kernel computes reads each batch's rows in place, its steps split over two threads
+        where a core is free (:mod:`optlab.steps`); otherwise each batch's rows are copied,
+        while the previous one trains where that is faster (:mod:`optlab.batches`)::
 
             with objective.minibatches(batches) as stream:
                 for batch in stream:
@@ -231,6 +248,8 @@ class Objective:
         context manager of an iterator of Batch
             Consume the iterator inside the ``with`` block.
         """
+        if self._steps is not None:
+            return self._steps.batches(indices)
         return minibatches(self.X, self.y, indices)
 
     def value_and_grad(
@@ -253,6 +272,10 @@ class Objective:
         if batch is None and not self._perturbations and self.X.nbytes >= BLOCKED_MIN_BYTES:
             # large full batch: one cache-blocked read of X (optlab.fastpath)
             data, grad = self._blocked_data_loss_and_grad(W)
+        elif (index := self._in_place_rows(W, batch)) is not None:
+            # a minibatch of a loss the step kernel computes, its rows read in place
+            assert self._steps is not None
+            data, grad = self._steps.loss_and_grad(W, index)
         else:
             if batch is None:
                 X, y = self.X, self.y
@@ -277,6 +300,16 @@ class Objective:
         ):
             self._blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
+
+    def _in_place_rows(self, W: Array, batch: Array | Batch | None) -> Array | None:
+        """The row indices of ``batch`` when the step kernel takes it (else ``None``): a loss
+        it computes, integer indices into this training set, ``W`` of its shape and dtype."""
+        if batch is None or self._steps is None or not self._steps.fits(W):
+            return None
+        if isinstance(batch, Batch):
+            return batch.index if batch.source is self.X else None
+        index = np.asarray(batch)
+        return index if index.ndim == 1 and index.dtype.kind in "iu" else None
 
     def _blame_non_finite_gradient(self, W: Array) -> None:
         """Raise a :class:`ComponentError` naming the component whose gradient is not finite

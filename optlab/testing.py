@@ -38,10 +38,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from optlab import kernels
 from optlab.checks import probe_gradient, relative_error
 from optlab.components import (
     Array,
     ComponentRecord,
+    KernelForm,
     Loss,
     Monitor,
     Optimizer,
@@ -260,6 +262,8 @@ def check_loss(component: Any, *, params: Mapping[str, Any] | None = None) -> No
     scores64 = base.astype(np.float64)
     _check_gradient(kind, name, lambda S: loss.loss_and_grad(S, y)[0], scores64, g64)
 
+    _check_kernel_form(loss, name, rng)
+
     expected = loss.expected_initial_loss(C)
     if expected is not None:
         tiny = 1e-6 * rng.standard_normal((N, C))
@@ -270,6 +274,43 @@ def check_loss(component: Any, *, params: Mapping[str, Any] | None = None) -> No
                 name,
                 f"expected_initial_loss({C}) is {expected}, but the loss at scores of about 0 "
                 f"is {got}",
+            )
+
+
+def _check_kernel_form(loss: Loss, name: str, rng: np.random.Generator) -> None:
+    """A loss with a kernel form: the step kernel must compute what its ``loss_and_grad`` does
+    (1e-10 relative in float64, 1e-5 in float32); checked where a kernel is compiled."""
+    try:
+        form = loss.kernel_form
+    except Exception as exc:
+        raise _fail("loss", name, f"kernel_form raised {exc!r}") from exc
+    if form is None:
+        return
+    if not isinstance(form, KernelForm):
+        raise _fail("loss", name, f"kernel_form is {type(form).__name__}, not a KernelForm")
+    N, D, C = 40, kernels.MIN_SCORE_FEATURES + 3, 5
+    y = rng.integers(0, C, N).astype(np.int64)
+    index = rng.permutation(N)[:33]
+    for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+        X = rng.standard_normal((N, D)).astype(dtype)
+        W = (0.2 * rng.standard_normal((D, C))).astype(dtype)
+        if not kernels.step_fit(X, C):
+            return
+        grad_t = np.zeros((C, D), dtype)
+        dscores = np.empty((len(index), C), dtype)
+        value = kernels.step(grad_t, dscores, X, index, y, W, form, len(index)) / len(index)
+        X64 = X[index].astype(np.float64)
+        want, want_grad = loss.loss_and_grad(X64 @ W.astype(np.float64), y[index])
+        scale = float(np.abs(want_grad).max()) or 1.0
+        if not math.isclose(value, want, rel_tol=rtol, abs_tol=rtol) or not np.allclose(
+            dscores, want_grad, rtol=rtol, atol=rtol * scale
+        ):
+            raise _fail(
+                "loss",
+                name,
+                f"the step kernel's {form} gives loss {value:.10g} on {np.dtype(dtype)} data "
+                f"where loss_and_grad gives {want:.10g} (or their score gradients differ); "
+                "return a kernel_form only for the loss the kernel computes",
             )
 
 

@@ -164,7 +164,7 @@ def test_value_and_grad_of_a_batch_equals_that_of_its_indices() -> None:
     obj = objective(X, y, L2(0.01))
     W = np.random.default_rng(2).standard_normal(obj.shape) * 0.1
     index = np.random.default_rng(4).permutation(len(y))[:40]
-    by_batch = obj.value_and_grad(W, Batch(index, X[index], y[index]))
+    by_batch = obj.value_and_grad(W, Batch(index, y[index], X, X[index]))
     by_index = obj.value_and_grad(W, index)
     assert by_batch[0] == by_index[0]
     np.testing.assert_array_equal(by_batch[1], by_index[1])

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import sysconfig
 import threading
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from kernel_sets import compiled_module, cpu_runs, rtol
 
 import optlab.kernels as kernels
 import optlab.objective as objective_module
@@ -25,43 +24,6 @@ from optlab import Array
 from optlab.fastpath import blocked_loss_and_grad
 from optlab.objective import BoundLoss, Objective
 from optlab_plugins.losses import SoftmaxLoss
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    lines = [line for line in text.splitlines() if line.startswith("flags")]
-    return set(lines[0].split(":", 1)[1].split()) if lines else set()
-
-
-def cpu_runs() -> list[str]:
-    """The instruction sets /proc/cpuinfo says this CPU runs, best first."""
-    flags = cpu_flags()
-    needs = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma"}}
-    return [isa for isa in kernels.INSTRUCTION_SETS if needs[isa] <= flags]
-
-
-def compiled_module() -> ModuleType | None:
-    try:
-        return import_module("optlab._kernels")
-    except ImportError:
-        return None
-
-
-@pytest.fixture(params=kernels.INSTRUCTION_SETS)
-def kernel(request: pytest.FixtureRequest) -> kernels.KernelSet:
-    """Each instruction set's kernels, where the module was built and the CPU runs them."""
-    isa = request.param
-    module = compiled_module()
-    if module is None or isa not in module.isas:
-        pytest.skip(f"no {isa} kernel here (not built, or the CPU does not run it)")
-    return kernels.KernelSet.from_module(module, isa)
-
-
-def rtol(dtype: Any) -> float:
-    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
 
 
 def operands(n: int, d: int, c: int, dtype: Any, seed: int = 0) -> tuple[Array, Array, Array]:
