@@ -1,15 +1,17 @@
 """The BLAS library's thread count, and lending its cores to optlab's own helper threads.
 
 A linear classifier's products with the data (``X @ W``, ``dS.T @ X`` with ``C << D``) are
-skinny; OpenBLAS gains little from running one of them on several threads. Two fast paths
+skinny; OpenBLAS gains little from running one of them on several threads. Three fast paths
 therefore use the cores BLAS was given differently, as Python threads that each call
-single-threaded BLAS:
+single-threaded BLAS or a compiled kernel:
 
 - the full-batch pass splits ``X``'s rows between threads (:mod:`optlab.fastpath`);
-- minibatch training gathers the next batch's rows on a helper thread while the current batch
-  trains (:mod:`optlab.batches`).
+- a minibatch step of a bundled loss computes the second half of its batch on a helper thread
+  (:mod:`optlab.steps`);
+- minibatch training with other losses gathers the next batch's rows on a helper thread while
+  the current batch trains (:mod:`optlab.batches`).
 
-Both take :func:`blas_threads` as the number of threads they may use (1 in ``--jobs N``
+All take :func:`blas_threads` as the number of threads they may use (1 in ``--jobs N``
 workers and under ``OPENBLAS_NUM_THREADS=1``: then they stay on the calling thread) and run
 inside :func:`single_threaded`, which restores the thread count afterwards. What they compute
 never depends on that number: the full-batch pass is split by :func:`cores`, a property of

@@ -8,12 +8,12 @@ times (the copy, then each product).
 
 On one core the two products take about as long as reading the rows from memory, so a step is
 split in two: each half of the batch goes into its own gradient, and the two are added, first
-half first. Inside :meth:`StepKernel.batches`, where BLAS was given a second thread and a batch
-has at least :data:`~optlab.batches.AHEAD_MIN_BYTES` of rows, the second half runs on a helper
-thread. The sums are the same either way, so ``--jobs 1`` and ``--jobs N`` train the same
-weights. Measured at the CIFAR-10 shape on two cores with AVX-512 (batch 200), an SGD epoch took
-1.03-1.77x one read of ``X`` (median 1.38x) where copying each batch ahead and multiplying with
-the copy took 1.47-2.05x (median 1.86x); see ``benchmarks/README.md``.
+half first. Inside :meth:`StepKernel.batches`, where :func:`splits_steps` says so, the second
+half runs on a helper thread. The sums are the same either way, so ``--jobs 1`` and
+``--jobs N`` train the same weights. Measured at the CIFAR-10 shape on two cores with AVX-512
+(batch 200), an SGD epoch took 1.03-1.77x one read of ``X`` (median 1.38x), where copying each
+batch ahead and multiplying with the copy took 1.47-2.05x (median 1.86x); see
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ from contextlib import contextmanager
 import numpy as np
 
 from optlab import kernels
-from optlab.batches import Batch, gathers_ahead
-from optlab.blas_threads import single_threaded
+from optlab.batches import AHEAD_MIN_BYTES, Batch
+from optlab.blas_threads import blas_threads, single_threaded
 from optlab.components import Array, KernelForm
 
-__all__ = ["StepKernel"]
+__all__ = ["StepKernel", "splits_steps"]
+
+
+def splits_steps(X: Array, batch_size: int) -> bool:
+    """Whether :meth:`StepKernel.batches` runs the second half of each step of ``batch_size``
+    rows of ``X`` on a helper thread: BLAS was given a second thread to lend (not in a
+    ``--jobs N`` worker on N cores) and the batch has :data:`~optlab.batches.AHEAD_MIN_BYTES`
+    of rows or more (handing work to a thread and back costs tens of microseconds)."""
+    row_bytes = X.shape[1] * X.dtype.itemsize if X.ndim == 2 else 0
+    return batch_size * row_bytes >= AHEAD_MIN_BYTES and blas_threads() > 1
 
 
 class StepKernel:
@@ -69,7 +78,7 @@ class StepKernel:
         indices : sequence of (B,) int arrays
             The batches' row indices, e.g. one epoch's shuffled partition of ``range(N)``.
         """
-        helper = len(indices) > 0 and gathers_ahead(self.X, max(len(i) for i in indices))
+        helper = len(indices) > 0 and splits_steps(self.X, max(len(i) for i in indices))
         with single_threaded():
             stream = (Batch(i, self.y[i], self.X) for i in indices)
             if not helper:

@@ -455,8 +455,9 @@ def minibatch_loop(
     Each epoch draws ``ceil(N / batch_size)`` batches (a shuffled partition of the training set,
     or draws with replacement), applies ``rule`` to each batch's gradient, projects ``W`` and
     reports the step; the monitor evaluates after every epoch; the learning rate is multiplied
-    by ``lr_decay`` after every epoch. Large batches are gathered while the previous one trains
-    (``objective.minibatches``); the steps are the same.
+    by ``lr_decay`` after every epoch. ``objective.minibatches`` picks how the batches' rows are
+    read (in place by the bundled losses' step kernel, or copied ahead); the steps are the
+    same.
 
     Parameters
     ----------

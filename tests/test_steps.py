@@ -160,7 +160,7 @@ def test_a_batch_of_another_training_set_is_read_from_its_copy() -> None:
 def test_halves_on_a_helper_thread_give_the_same_bits_as_in_turn(
     monkeypatch: pytest.MonkeyPatch, B: int
 ) -> None:
-    monkeypatch.setattr(steps_module, "gathers_ahead", lambda X, size: True)
+    monkeypatch.setattr(steps_module, "splits_steps", lambda X, size: True)
     X, y = data(n=400)
     form = SoftmaxLoss().kernel_form
     assert form is not None
@@ -197,11 +197,11 @@ def test_sgd_trains_the_same_bits_with_a_helper_thread_and_without(
         return real_step(*args)
 
     monkeypatch.setattr(kernels, "step", spy)
-    monkeypatch.setattr(steps_module, "gathers_ahead", lambda X, size: False)
+    monkeypatch.setattr(steps_module, "splits_steps", lambda X, size: False)
     W_alone, m_alone = sgd_epochs(X, y, loss)
     assert threads and all(t == "MainThread" for t in threads)
     threads.clear()
-    monkeypatch.setattr(steps_module, "gathers_ahead", lambda X, size: True)
+    monkeypatch.setattr(steps_module, "splits_steps", lambda X, size: True)
     W_two, m_two = sgd_epochs(X, y, loss)
     assert {t.split("_")[0] for t in threads} == {"MainThread", "optlab-step"}
     np.testing.assert_array_equal(W_two, W_alone)
@@ -229,7 +229,7 @@ def test_sgd_in_place_trains_the_weights_of_the_copied_path_to_rounding(
 def test_blas_threads_and_the_helper_are_given_back_however_the_stream_ends(
     monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    monkeypatch.setattr(steps_module, "gathers_ahead", lambda X, size: True)
+    monkeypatch.setattr(steps_module, "splits_steps", lambda X, size: True)
     X, y = data()
     obj = objective(X, y)
     assert obj._steps is not None
@@ -261,3 +261,15 @@ def test_steps_on_several_threads_at_once_each_get_their_own_result() -> None:
     for k, (parts, grad) in enumerate(together):
         assert parts == alone[k % 8][0]
         np.testing.assert_array_equal(grad, alone[k % 8][1])
+
+
+@pytest.mark.parametrize(
+    ("rows", "threads", "split"),
+    [(200, 2, True), (200, 1, False), (2, 2, False)],
+    ids=["cifar-batch", "one-blas-thread", "tiny-batch"],
+)
+def test_which_steps_are_split_over_two_threads(
+    monkeypatch: pytest.MonkeyPatch, rows: int, threads: int, split: bool
+) -> None:
+    monkeypatch.setattr(steps_module, "blas_threads", lambda: threads)
+    assert steps_module.splits_steps(np.zeros((10, 3073), np.float32), rows) is split
