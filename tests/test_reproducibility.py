@@ -99,8 +99,8 @@ def test_same_seed_same_histories_across_invocations_and_parallelism(tmp_path: P
 
 # large enough for the fast paths: X is 37 MiB (over BLOCKED_MIN_BYTES, so GD's full-batch pass
 # is blocked in parts, on two threads where BLAS has two) and a batch of 200 rows is 2.4 MB
-# (gathered ahead on a helper thread); a --jobs 2 worker has one BLAS thread and walks the
-# same parts on one
+# (softmax's step kernel reads it in place, its two halves on two threads); a --jobs 2 worker
+# has one BLAS thread and walks the same parts, and the same halves, on one
 FAST_PATHS = """\
 name: repro_fast
 seed: 5
