@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import optlab
+import optlab.kernels as kernels
 from optlab.plugin_manager import get_registry
 from optlab.testing import (
     RecordingMonitor,
@@ -101,6 +102,12 @@ class BrokenLoss(optlab.Loss):
     def expected_initial_loss(self, n_classes: int) -> float | None:
         return float(n_classes - 1) if self.fault == "expectation" else None
 
+    @property
+    def kernel_form(self) -> Any:
+        if self.fault == "kernel form":  # softmax claimed to be the hinge
+            return optlab.KernelForm("hinge")
+        return "softmax" if self.fault == "form type" else None
+
 
 @pytest.mark.parametrize(
     ("fault", "message"),
@@ -111,6 +118,12 @@ class BrokenLoss(optlab.Loss):
         ("overflow", "not finite"),
         ("mutates", "modified its input scores"),
         ("expectation", r"expected_initial_loss\(4\) is 3.0"),
+        pytest.param(
+            "kernel form",
+            r"the step kernel's KernelForm\(kind='hinge'.*gives loss .* where loss_and_grad",
+            marks=pytest.mark.skipif(not kernels.compiled(), reason="no compiled kernel here"),
+        ),
+        ("form type", "kernel_form is str, not a KernelForm"),
     ],
 )
 def test_check_loss_catches(fault: str, message: str) -> None:
