@@ -70,6 +70,9 @@ typedef struct {
 #define INLINE(ISA) static inline __attribute__((always_inline, target(ISA)))
 #define ISA_AVX512 "avx512f"
 #define ISA_AVX2 "avx2,fma"
+/* keeps x in a register: the compiler would otherwise fold its load into each FMA that uses
+ * it, loading it twice and making the load ports, not the FMA units, the limit */
+#define IN_REGISTER(x) __asm__("" : "+v"(x))
 /* J when it fits a tile of TJ classes (a switch case past TJ is never taken) */
 #define FIT(J, TJ) ((J) <= (TJ) ? (J) : (TJ))
 /* F(J, ...) with J (1 to TJ <= 12) a compile-time constant, so that F's loops over the J
@@ -263,6 +266,7 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
             VEC v0 = LOADU(x0 + k), v1 = LOADU(x1 + k);                                       \
             for (int j = 0; j < J; j++) {                                                     \
                 VEC ww = LOADU(w + LANES * j);                                                \
+                IN_REGISTER(ww);                                                              \
                 a0[j] = FMADD(v0, ww, a0[j]);                                                 \
                 a1[j] = FMADD(v1, ww, a1[j]);                                                 \
             }                                                                                 \
@@ -272,6 +276,7 @@ INLINE(ISA_AVX2) double reduce_add_pd_avx2(__m256d v)
             VEC v0 = MASKZ_LOADU(m, x0 + k), v1 = MASKZ_LOADU(m, x1 + k);                     \
             for (int j = 0; j < J; j++) {                                                     \
                 VEC ww = LOADU(w + LANES * j);                                                \
+                IN_REGISTER(ww);                                                              \
                 a0[j] = FMADD(v0, ww, a0[j]);                                                 \
                 a1[j] = FMADD(v1, ww, a1[j]);                                                 \
             }                                                                                 \
