@@ -11,9 +11,9 @@ split in two: each half of the batch goes into its own gradient, and the two are
 half first. Inside :meth:`StepKernel.batches`, where :func:`splits_steps` says so, the second
 half runs on a helper thread. The sums are the same either way, so ``--jobs 1`` and
 ``--jobs N`` train the same weights. Measured at the CIFAR-10 shape on two cores with AVX-512
-(batch 200), an SGD epoch took 1.03-1.77x one read of ``X`` (median 1.38x), where copying each
-batch ahead and multiplying with the copy took 1.47-2.05x (median 1.86x); see
-``benchmarks/README.md``.
+(batch 200), an SGD epoch took 1.03-1.79x one read of ``X`` (median 1.41x) over nine runs of
+the suite, where copying each batch ahead and multiplying with the copy took 1.47-2.05x
+(median 1.86x); see ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
