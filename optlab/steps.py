@@ -99,7 +99,7 @@ class StepKernel:
         W : (D, C) array
             Of the training set's dtype (see :meth:`fits`).
         index : (B,) int array
-            Rows of the training set, each in ``0..N-1``.
+            Rows of the training set, each in ``-N..N-1`` (negative ones from the end).
 
         Returns
         -------
@@ -110,6 +110,8 @@ class StepKernel:
         X, y, form = self.X, self.y, self.form
         index = np.ascontiguousarray(index, dtype=np.int64)
         B = int(index.shape[0])
+        if B and index.min() < 0:  # counted from the end, as numpy's X[index] counts them
+            index = np.where(index < 0, index + X.shape[0], index)
         grad = np.empty((X.shape[1], self.n_classes), X.dtype)
         if B == 0:
             grad.fill(0)

@@ -273,3 +273,17 @@ def test_which_steps_are_split_over_two_threads(
 ) -> None:
     monkeypatch.setattr(steps_module, "blas_threads", lambda: threads)
     assert steps_module.splits_steps(np.zeros((10, 3073), np.float32), rows) is split
+
+
+@needs_step_kernel
+def test_indices_from_the_end_and_out_of_range_behave_as_numpy_indexing() -> None:
+    X, y = data()
+    obj = objective(X, y)
+    W = weights(obj)
+    from_end = obj.value_and_grad(W, np.array([-1, -300, 5]))
+    counted = obj.value_and_grad(W, np.array([299, 0, 5]))
+    assert from_end[0] == counted[0]
+    np.testing.assert_array_equal(from_end[1], counted[1])
+    for bad in (300, -301):
+        with pytest.raises(IndexError):
+            obj.value_and_grad(W, np.array([0, bad]))
