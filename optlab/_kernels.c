@@ -172,24 +172,30 @@ DEFINE_CHUNK(chunk_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, __m256i, mas
              _mm256_loadu_pd, maskz_loadu_pd, _mm256_storeu_pd, mask_storeu_pd, _mm256_set1_pd,
              _mm256_fmadd_pd)
 
-/* the whole of grad_t: per tile of ROW_TILE rows, each chunk of at most TJ classes with its own
- * unrolled loop (with more than TJ classes the tile is read again from L2, not from memory) */
+/* the weight gradient's kernel: grad_t (C, D) += dS (n, C).T @ X (n, D) */
 #define DEFINE_KERNEL(NAME, ISA, TJ, CHUNK, T)                                                \
-    static TARGET(ISA) void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS,         \
-                                 ptrdiff_t C, T *gt)                                        \
-    {                                                                                       \
-        for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                    \
-            ptrdiff_t rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;                         \
-            const T *R[ROW_TILE];                                                           \
-            for (ptrdiff_t i = 0; i < rows; i++)                                            \
-                R[i] = X + (r0 + i) * D;                                                    \
-            for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                      \
-                int J = (int)(C - jc < TJ ? C - jc : TJ);                                   \
-                const T *d = dS + r0 * C + jc;                                              \
-                T *g = gt + jc * D;                                                         \
-                DISPATCH_J(J, TJ, CHUNK, R, rows, D, d, C, g)                               \
-            }                                                                               \
-        }                                                                                   \
+    /* grad_t += dS.T @ the rows R[0..n) of one tile (n <= ROW_TILE), each chunk of at most TJ \
+       classes with its own unrolled loop (more than TJ classes read the tile again from L2) */ \
+    INLINE(ISA) void NAME##_tile(const T *const *R, ptrdiff_t n, ptrdiff_t D, const T *dS,    \
+                                 ptrdiff_t C, T *gt)                                          \
+    {                                                                                         \
+        for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                            \
+            int J = (int)(C - jc < TJ ? C - jc : TJ);                                         \
+            DISPATCH_J(J, TJ, CHUNK, R, n, D, dS + jc, C, gt + jc * D)                        \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* the whole of grad_t, per tile of ROW_TILE rows */                                      \
+    static TARGET(ISA) void NAME(const T *X, ptrdiff_t n, ptrdiff_t D, const T *dS,           \
+                                 ptrdiff_t C, T *gt)                                          \
+    {                                                                                         \
+        for (ptrdiff_t r0 = 0; r0 < n; r0 += ROW_TILE) {                                      \
+            ptrdiff_t rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;                           \
+            const T *R[ROW_TILE];                                                             \
+            for (ptrdiff_t i = 0; i < rows; i++)                                              \
+                R[i] = X + (r0 + i) * D;                                                      \
+            NAME##_tile(R, rows, D, dS + r0 * C, C, gt);                                      \
+        }                                                                                     \
     }
 
 DEFINE_KERNEL(add_grad_f32_avx512, ISA_AVX512, TJ_AVX512, chunk_f32_avx512, float)
@@ -478,7 +484,7 @@ DEFINE_LOSS(loss_f64, double, exp, log)
  * gathered batch three times (the copy, each product). The scores and the gradient are summed
  * in the same order as those of scores() and add_weight_grad() on X[index].
  */
-#define DEFINE_STEP(NAME, ISA, TJ, T, VEC, LANES, SCORES, CHUNK, LOSS)                        \
+#define DEFINE_STEP(NAME, ISA, T, VEC, LANES, SCORES, GRAD, LOSS)                             \
     static TARGET(ISA) int NAME(const loss_form *form, const T *X, ptrdiff_t D,               \
                                 const int64_t *index, const int64_t *y, ptrdiff_t n,          \
                                 const T *W, ptrdiff_t C, T *S, T *gt, double *total)          \
@@ -501,13 +507,9 @@ DEFINE_LOSS(loss_f64, double, exp, log)
             ptrdiff_t r2 = r1 + ROWS < n ? r1 + ROWS : n;                                     \
             SCORES##_chunk(R + r0, r1 - r0, R + r1, r2 - r1, D, wp, kb, S + r0 * C, C, saved); \
             sum += LOSS(form, S + r0 * C, r1 - r0, C, y + r0);                                \
-            for (ptrdiff_t t0 = r0; t0 < r1; t0 += ROW_TILE) {                                \
-                ptrdiff_t rows = r1 - t0 < ROW_TILE ? r1 - t0 : ROW_TILE;                     \
-                for (ptrdiff_t jc = 0; jc < C; jc += TJ) {                                    \
-                    int J = (int)(C - jc < TJ ? C - jc : TJ);                                 \
-                    DISPATCH_J(J, TJ, CHUNK, R + t0, rows, D, S + t0 * C + jc, C, gt + jc * D) \
-                }                                                                             \
-            }                                                                                 \
+            for (ptrdiff_t t0 = r0; t0 < r1; t0 += ROW_TILE)                                  \
+                GRAD##_tile(R + t0, r1 - t0 < ROW_TILE ? r1 - t0 : ROW_TILE, D, S + t0 * C, C, \
+                            gt);                                                              \
         }                                                                                     \
         free(R);                                                                              \
         free(wp);                                                                             \
@@ -516,14 +518,14 @@ DEFINE_LOSS(loss_f64, double, exp, log)
         return 0;                                                                             \
     }
 
-DEFINE_STEP(step_f32_avx512, ISA_AVX512, TJ_AVX512, float, __m512, 16, scores_f32_avx512,
-            chunk_f32_avx512, loss_f32)
-DEFINE_STEP(step_f64_avx512, ISA_AVX512, TJ_AVX512, double, __m512d, 8, scores_f64_avx512,
-            chunk_f64_avx512, loss_f64)
-DEFINE_STEP(step_f32_avx2, ISA_AVX2, TJ_AVX2, float, __m256, 8, scores_f32_avx2, chunk_f32_avx2,
+DEFINE_STEP(step_f32_avx512, ISA_AVX512, float, __m512, 16, scores_f32_avx512,
+            add_grad_f32_avx512, loss_f32)
+DEFINE_STEP(step_f64_avx512, ISA_AVX512, double, __m512d, 8, scores_f64_avx512,
+            add_grad_f64_avx512, loss_f64)
+DEFINE_STEP(step_f32_avx2, ISA_AVX2, float, __m256, 8, scores_f32_avx2, add_grad_f32_avx2,
             loss_f32)
-DEFINE_STEP(step_f64_avx2, ISA_AVX2, TJ_AVX2, double, __m256d, 4, scores_f64_avx2,
-            chunk_f64_avx2, loss_f64)
+DEFINE_STEP(step_f64_avx2, ISA_AVX2, double, __m256d, 4, scores_f64_avx2, add_grad_f64_avx2,
+            loss_f64)
 
 #endif /* OPTLAB_SIMD */
 
@@ -611,13 +613,13 @@ release(operands *op)
     PyBuffer_Release(&op->b);
 }
 
+/* a call of FUNC_ISA with `want` arguments, on a CPU that runs the instruction set */
 static int
-get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func, int isa,
-             const char *const names[3], operands *op)
+check_call(const char *func, int isa, Py_ssize_t nargs, Py_ssize_t want)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s_%s takes 3 arguments (%zd given)", func,
-                     isa_names[isa], nargs);
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s_%s takes %zd arguments (%zd given)", func,
+                     isa_names[isa], want, nargs);
         return -1;
     }
     if (!cpu_runs[isa]) {
@@ -625,6 +627,13 @@ get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func, int isa,
                      isa_names[isa], isa_needs[isa]);
         return -1;
     }
+    return 0;
+}
+
+/* out (writable), a and b: three matrices of one dtype */
+static int
+get_three(PyObject *const *args, const char *const names[3], operands *op)
+{
     char ka, kb;
     if (get_matrix(args[0], &op->out, PyBUF_WRITABLE, names[0], &op->kind) < 0)
         return -1;
@@ -644,6 +653,13 @@ get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func, int isa,
         return -1;
     }
     return 0;
+}
+
+static int
+get_operands(PyObject *const *args, Py_ssize_t nargs, const char *func, int isa,
+             const char *const names[3], operands *op)
+{
+    return check_call(func, isa, nargs, 3) < 0 ? -1 : get_three(args, names, op);
 }
 
 static PyObject *
@@ -762,16 +778,8 @@ batch_labels(const int64_t *index, Py_ssize_t n, const int64_t *y, Py_ssize_t N,
 static PyObject *
 step(PyObject *const *args, Py_ssize_t nargs, int isa)
 {
-    if (nargs != 9) {
-        PyErr_Format(PyExc_TypeError, "step_%s takes 9 arguments (%zd given)", isa_names[isa],
-                     nargs);
+    if (check_call("step", isa, nargs, 9) < 0)
         return NULL;
-    }
-    if (!cpu_runs[isa]) {
-        PyErr_Format(PyExc_RuntimeError, "step_%s needs a CPU with %s; see isas",
-                     isa_names[isa], isa_needs[isa]);
-        return NULL;
-    }
     long kind = PyLong_AsLong(args[6]);
     if (kind == -1 && PyErr_Occurred())
         return NULL;
@@ -877,24 +885,9 @@ add_transposed(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     operands op;
-    char ka, kb;
-    if (get_matrix(args[0], &op.out, PyBUF_WRITABLE, names[0], &op.kind) < 0)
+    if (get_three(args, names, &op) < 0)
         return NULL;
-    if (get_matrix(args[1], &op.a, PyBUF_SIMPLE, names[1], &ka) < 0) {
-        PyBuffer_Release(&op.out);
-        return NULL;
-    }
-    if (get_matrix(args[2], &op.b, PyBUF_SIMPLE, names[2], &kb) < 0) {
-        PyBuffer_Release(&op.out);
-        PyBuffer_Release(&op.a);
-        return NULL;
-    }
     Py_ssize_t c = op.a.shape[0], d = op.a.shape[1];
-    if (ka != op.kind || kb != op.kind) {
-        PyErr_SetString(PyExc_TypeError, "out, a and b must have one dtype");
-        release(&op);
-        return NULL;
-    }
     if (op.b.shape[0] != c || op.b.shape[1] != d || op.out.shape[0] != d ||
         op.out.shape[1] != c) {
         PyErr_Format(PyExc_ValueError,
@@ -1000,9 +993,9 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "optlab._kernels",
-    .m_doc = "A linear classifier's two products, X @ W and dscores.T @ X, as AVX-512 and AVX2 "
-             "kernels (see optlab.kernels). isas: the instruction sets this CPU runs, best "
-             "first.",
+    .m_doc = "A linear classifier's two products, X @ W and dscores.T @ X, and a minibatch step "
+             "that does both, as AVX-512 and AVX2 kernels (see optlab.kernels). isas: the "
+             "instruction sets this CPU runs, best first.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

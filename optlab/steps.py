@@ -25,8 +25,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from optlab import kernels
-from optlab.batches import AHEAD_MIN_BYTES, Batch
-from optlab.blas_threads import blas_threads, single_threaded
+from optlab.batches import Batch, gathers_ahead
+from optlab.blas_threads import single_threaded
 from optlab.components import Array, KernelForm
 
 __all__ = ["StepKernel", "splits_steps"]
@@ -34,11 +34,10 @@ __all__ = ["StepKernel", "splits_steps"]
 
 def splits_steps(X: Array, batch_size: int) -> bool:
     """Whether :meth:`StepKernel.batches` runs the second half of each step of ``batch_size``
-    rows of ``X`` on a helper thread: BLAS was given a second thread to lend (not in a
-    ``--jobs N`` worker on N cores) and the batch has :data:`~optlab.batches.AHEAD_MIN_BYTES`
-    of rows or more (handing work to a thread and back costs tens of microseconds)."""
-    row_bytes = X.shape[1] * X.dtype.itemsize if X.ndim == 2 else 0
-    return batch_size * row_bytes >= AHEAD_MIN_BYTES and blas_threads() > 1
+    rows of ``X`` on a helper thread: where a helper thread pays for copying such batches ahead
+    (:func:`~optlab.batches.gathers_ahead`: BLAS was given a second thread to lend, and a
+    batch has :data:`~optlab.batches.AHEAD_MIN_BYTES` of rows or more)."""
+    return gathers_ahead(X, batch_size)
 
 
 class StepKernel:

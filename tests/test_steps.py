@@ -14,6 +14,7 @@ import pytest
 from kernel_sets import rtol
 
 import optlab
+import optlab.batches as batches_module
 import optlab.kernels as kernels
 import optlab.steps as steps_module
 from optlab import Array
@@ -271,7 +272,7 @@ def test_steps_on_several_threads_at_once_each_get_their_own_result() -> None:
 def test_which_steps_are_split_over_two_threads(
     monkeypatch: pytest.MonkeyPatch, rows: int, threads: int, split: bool
 ) -> None:
-    monkeypatch.setattr(steps_module, "blas_threads", lambda: threads)
+    monkeypatch.setattr(batches_module, "blas_threads", lambda: threads)
     assert steps_module.splits_steps(np.zeros((10, 3073), np.float32), rows) is split
 
 
