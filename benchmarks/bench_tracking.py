@@ -1,205 +1,141 @@
-"""What tracking a run costs, against the training it tracks.
+"""What MLflow tracking costs a run: the same run with tracking on against tracking off.
 
-A real digits run (the demo's spec, SGD, trained by :func:`optlab.runner.execute`) is recorded,
-then its records are replayed into a :class:`~optlab.tracking.Tracker` on a fresh SQLite store,
-through its hooks, in the order a run calls them:
+- ``tracking.cifar10_shape``: a CIFAR-10-shaped run (49,000 x 3,073 synthetic uint8 images as
+  float32, 10 classes; softmax + L2, SGD at batch 200 for 15 epochs), loaded from ``.npy``
+  files and run through :class:`optlab.invocation.Invocation` in this process, with tracking
+  to a SQLite store (figures on, as ``optlab run`` does) and without. The figure is the
+  tracked run's extra time over the untracked run's time; target: at most 5%.
+- ``tracking.demo``: ``make demo``'s command, ``optlab run experiments/svm_vs_softmax.yaml``
+  as a subprocess on an existing store, against the same command with ``--no-track``
+  (reported: the demo's runs train in tens of milliseconds, so this is mostly MLflow's
+  start-up and the figures).
 
-- ``blocked_s``: what the run waits for because its metrics are logged, with the writer
-  process an invocation starts (:mod:`optlab.tracking.writer_process`) and figures on, as in
-  ``make demo``: the time spent in the tracker's per-evaluation hook (buffering), in handing
-  batches over, and in waiting for them to be stored before the run ends (after its figures
-  are drawn). Issue 4's target: at most 5% of the training time (``curves_fraction_of_train``);
-- ``writer_s``: how long the writer process took to store them, on its own core (from the
-  hand-over to the acknowledgement, waited for without figures);
-- ``curves_s``: the same curves written by the invoking process itself (one ``INSERT`` per
-  batch, :func:`optlab.tracking.sql_metrics.sqlite_metric_writer`), as without a writer
-  process (``--jobs N`` replays; tracking servers use ``log_batch``);
-- ``tracked_run_s``: everything the tracker does for the run except figures (child run,
-  params, ``spec.yaml``, curves, weights, end), writing its curves itself;
-- ``log_metric_s``: the same curves written one ``log_metric`` call per point, for scale
-  (measured on a sample of points and extrapolated);
+Each pair is timed best-of-k with the two sides alternated, so both see the same machine load.
 
-each against ``train_s`` (the training's wall time, ``train_time_s``) and ``run_s`` (the
-whole :func:`~optlab.runner.execute`, checks and evaluations included).
-
-Run: ``python -m benchmarks.bench_tracking``.
+Run: ``python -m benchmarks --only tracking``.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from optlab.events import EpochReport, RunInfo, RunResult
+from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure
+from benchmarks.bench_overhead import REG, SPEC, write_synthetic
 
-SPEC = Path(__file__).resolve().parents[1] / "experiments" / "svm_vs_softmax.yaml"
+__all__ = ["run"]
 
-
-class _Recorder:
-    """An observer that keeps what the runner reports."""
-
-    def __init__(self) -> None:
-        self.reports: list[EpochReport] = []
-
-    def optlab_run_started(self, *, run: RunInfo) -> None:
-        self.reports.clear()
-
-    def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
-        self.reports.append(report)
-
-    def optlab_run_finished(
-        self, *, run: RunInfo, result: RunResult, error: BaseException | None
-    ) -> None:
-        pass
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "experiments" / "svm_vs_softmax.yaml"
 
 
-def _train(spec: Path, epochs: int | None) -> tuple[RunInfo, RunResult, list[EpochReport], float]:
-    from optlab.runner import execute
+def _invocation_s(spec: Path, uri: str, track: bool) -> float:
+    """Seconds of one ``Invocation.run`` of ``spec`` (data loaded from its files each time)."""
+    from optlab.data import clear_cache
+    from optlab.invocation import Invocation
     from optlab.spec import load_experiment
 
-    overrides = [f"optimizer.epochs={epochs}"] if epochs else []
-    experiment = load_experiment(spec, overrides)
-    run = experiment.runs[0]
-    recorder = _Recorder()
+    clear_cache()
+    experiment = load_experiment(spec)
     start = time.perf_counter()
-    info, result = execute(run, experiment=experiment.name, observer=recorder)
-    run_s = time.perf_counter() - start
-    if result.status != "FINISHED":
-        raise RuntimeError(f"benchmark run {info.name} ended {result.status}: {result.error}")
-    return info, result, list(recorder.reports), run_s
+    outcome = Invocation(
+        experiment, spec_path=str(spec), tracking_uri=uri, track=track, quiet=True
+    ).run()
+    seconds = time.perf_counter() - start
+    if outcome.failed or not outcome.results:
+        raise RuntimeError(f"benchmark run failed: {outcome.failed}")
+    return seconds
 
 
-def _replay(tracker: Any, info: RunInfo, result: RunResult, reports: list[EpochReport]) -> float:
+def _alternated(first: object, second: object, k: int) -> tuple[float, float]:
+    """Best of ``k`` of two timed callables, called in turn."""
+    a = b = float("inf")
+    for _ in range(k):
+        a = min(a, first())  # type: ignore[operator]
+        b = min(b, second())  # type: ignore[operator]
+    return a, b
+
+
+def cifar10_shape(quick: bool) -> Figure:
+    """The tracked run's extra time over the untracked run, CIFAR-10 shape."""
+    n, d, c = QUICK_SHAPE if quick else CIFAR_SHAPE
+    epochs = 2 if quick else 15
+    n_val = n // 49
+    with tempfile.TemporaryDirectory(prefix="optlab-bench-tracking-") as tmp:
+        folder = Path(tmp)
+        write_synthetic(folder, n + n_val, n_val, d - 1, c)
+        spec = folder / "spec.yaml"
+        spec.write_text(
+            SPEC.format(
+                path=folder,
+                dtype="float32",
+                val=n_val / (n + n_val),
+                reg=REG,
+                lr=1e-7,
+                batch=200,
+                epochs=epochs,
+            ),
+            encoding="utf-8",
+        )
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        _invocation_s(spec, uri, track=True)  # imports, store creation, page cache
+        tracked, untracked = _alternated(
+            lambda: _invocation_s(spec, uri, track=True),
+            lambda: _invocation_s(spec, uri, track=False),
+            1 if quick else 2,
+        )
+    return Figure(
+        "tracking.cifar10_shape",
+        f"tracking's extra time / the untracked run, {n}x{d} float32, softmax+l2, "
+        f"sgd batch 200, {epochs} epochs",
+        tracked / untracked - 1.0,
+        "x",
+        None if quick else 0.05,
+        note="Invocation.run with tracking to SQLite (figures on) against track=False, "
+        "best of 2 each, alternated",
+        detail={"tracked_s": tracked, "untracked_s": untracked, "epochs": epochs},
+    )
+
+
+def _command_s(*args: str, cwd: Path) -> float:
     start = time.perf_counter()
-    tracker.optlab_run_started(run=info)
-    for report in reports:
-        tracker.optlab_epoch_ended(run=info, report=report)
-    tracker.optlab_run_finished(run=info, result=result, error=None)
+    subprocess.run(
+        [sys.executable, "-m", "optlab", "run", str(DEMO), *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
-def _time_calls(tracker: Any, names: tuple[str, ...]) -> Callable[[], float]:
-    """Time ``tracker``'s methods ``names`` (outermost calls only); returns a reader of the
-    total."""
-    spent = [0.0]
-    depth = [0]
-
-    def timed(method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            depth[0] += 1
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:
-                    spent[0] += time.perf_counter() - start
-
-        return call
-
-    for name in names:
-        setattr(tracker, name, timed(getattr(tracker, name)))
-    return lambda: spent[0]
-
-
-def _with_writer(
-    uri: str, info: RunInfo, result: RunResult, reports: list[EpochReport], plots: bool
-) -> tuple[float, int]:
-    """Replay through a tracker with a ready writer process; (seconds the run waited for its
-    metrics, batches handed over)."""
-    from optlab.tracking import Tracker
-    from optlab.tracking.writer_process import WriterProcess
-
-    with WriterProcess(uri) as writer:
-        if not writer.wait_ready(60):
-            raise RuntimeError(f"the writer process did not start: {writer.failure}")
-        handed: list[int] = []
-        submit = writer.submit
-
-        def counting(run_id: str, points: Any) -> int:
-            handed.append(len(points))
-            return submit(run_id, points)
-
-        writer.submit = counting  # type: ignore[method-assign]
-        tracker = Tracker(uri, "bench", plots=plots, writer=writer)
-        blocked = _time_calls(tracker, ("optlab_epoch_ended", "_flush", "_settle"))
-        with tracker.parent("bench", {}):
-            _replay(tracker, info, result, reports)
-        if tracker._writer_failed:
-            raise RuntimeError(f"the writer process failed: {tracker._writer_failed}")
-    return blocked(), len(handed)
-
-
-def run(spec: Path = SPEC, epochs: int | None = None, sample: int = 200) -> dict[str, Any]:
-    """Measure tracking costs for the first run of ``spec``; returns seconds and fractions.
-
-    Parameters
-    ----------
-    spec : path
-        Experiment spec (default: the demo, SVM vs softmax on digits).
-    epochs : int, optional
-        Override ``optimizer.epochs`` (a longer run has more points to log).
-    sample : int
-        Points written with per-call ``log_metric`` to estimate that cost.
-    """
-    from optlab.tracking import Tracker
-    from optlab.tracking.points import Points, evaluation_points, step_points
-    from optlab.tracking.tracker import _Child
-
-    info, result, reports, run_s = _train(spec, epochs)
-    train_s = float(result.metrics["train_time_s"])
-    points = 3 * len(result.steps) + 3 * len(reports) + len(result.metrics)
-    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        tracker = Tracker(uri, "bench", plots=False)  # creating the store is a one-off
-        # as in the demo: figures drawn while the writer process stores the curves
-        blocked_s, batches = min(
-            (_with_writer(uri, info, result, reports, plots=True) for _ in range(3)),
-            key=lambda pair: pair[0],
+def demo(quick: bool) -> Figure:
+    """``make demo``'s command on an existing store, against the same with ``--no-track``."""
+    with tempfile.TemporaryDirectory(prefix="optlab-bench-demo-") as tmp:
+        folder = Path(tmp)
+        _command_s(cwd=folder)  # creates the store
+        tracked, untracked = _alternated(
+            lambda: _command_s(cwd=folder),
+            lambda: _command_s("--no-track", cwd=folder),
+            1 if quick else 3,
         )
-        # the writer process's own time: nothing to hide it behind
-        writer_s = min(_with_writer(uri, info, result, reports, plots=False)[0] for _ in range(3))
-        with tracker.parent("bench", {}):
-            tracked_run_s = _replay(tracker, info, result, reports)
-            # the curves alone, written by this process, on a run that already exists
-            child = tracker.client.create_run(tracker.experiment_id, run_name="curves")
-            run_id = child.info.run_id
-            final = Points.at(dict(result.metrics), int(time.time() * 1000), 0)
-            curves = Points.concat([step_points(result.steps), evaluation_points(reports), final])
-            start = time.perf_counter()
-            tracker._flush("curves", _Child(run_id, pending=[curves]))
-            curves_s = time.perf_counter() - start
-            sampled = curves[:sample].metrics()
-            start = time.perf_counter()
-            for m in sampled:
-                tracker.client.log_metric(run_id, m.key, m.value, m.timestamp, m.step)
-            per_point = (time.perf_counter() - start) / len(sampled)
-            tracker.client.set_terminated(run_id)
-    return {
-        "run": info.name,
-        "steps": len(result.steps),
-        "epochs": len(reports),
-        "points": points,
-        "batches_to_writer": batches,
-        "train_s": train_s,
-        "run_s": run_s,
-        "blocked_s": blocked_s,
-        "writer_s": writer_s,
-        "curves_s": curves_s,
-        "tracked_run_s": tracked_run_s,
-        "log_metric_s": per_point * points,
-        "curves_fraction_of_train": blocked_s / train_s,
-        "writer_fraction_of_train": writer_s / train_s,
-        "sync_curves_fraction_of_train": curves_s / train_s,
-        "tracked_fraction_of_run": tracked_run_s / run_s,
-        "batch_speedup": per_point * points / curves_s,
-    }
+    return Figure(
+        "tracking.demo",
+        "optlab run experiments/svm_vs_softmax.yaml on an existing store / with --no-track",
+        tracked / untracked,
+        "x",
+        note="whole commands (interpreter start-up included), best of 3 each, alternated",
+        detail={"tracked_s": tracked, "untracked_s": untracked},
+    )
+
+
+def run(quick: bool = False) -> list[Figure]:
+    """Both tracking figures."""
+    return [cifar10_shape(quick), demo(quick)]
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
-    print(json.dumps(run(epochs=200), indent=2))
+    for figure in run(quick="--quick" in sys.argv):
+        print(figure)

@@ -2,8 +2,8 @@
 
 Groups (``--only`` takes these names): ``fullbatch`` (figures 1 and 2), ``sklearn`` (3),
 ``overhead`` (4), ``startup`` (5), ``memory`` (6), ``parallel`` (issue 5: a 16-run sweep
-with ``--jobs 2`` against ``--jobs 1``) and ``tracking`` (what MLflow tracking costs,
-from :mod:`benchmarks.bench_tracking` when it is present).
+with ``--jobs 2`` against ``--jobs 1``) and ``tracking`` (what MLflow tracking costs a run,
+:mod:`benchmarks.bench_tracking`).
 """
 
 from __future__ import annotations
@@ -30,53 +30,6 @@ def _module_run(module: str) -> Callable[[bool], list[Figure]]:
     return run
 
 
-def _tracking(quick: bool) -> list[Figure]:
-    """Figures from ``benchmarks.bench_tracking``: issue 4's promise that logging a run's
-    curves costs it at most 5% of its training, on the demo experiment; the rest reported."""
-    try:
-        bench = importlib.import_module("benchmarks.bench_tracking")
-    except ModuleNotFoundError:
-        return []
-    result: dict[str, Any] = bench.run(epochs=2) if quick else bench.run()
-    where = f"run '{result.get('run')}', {result.get('steps')} steps, {result.get('points')} points"
-    rows: list[tuple[str, str, float | None]] = [
-        (
-            "tracked_fraction_of_run",
-            "tracking a run (child run, params, curves, weights) / the run",
-            None,
-        ),
-        (
-            "curves_fraction_of_train",
-            "the run's wait for its metric curves (writer process, figures on) / the training",
-            0.05,
-        ),
-        (
-            "writer_fraction_of_train",
-            "the writer process storing the curves (on its own core) / the training",
-            None,
-        ),
-        (
-            "sync_curves_fraction_of_train",
-            "the invoking process writing the curves itself / the training",
-            None,
-        ),
-        ("batch_speedup", "per-point log_metric time / optlab's batched write time", None),
-    ]
-    return [
-        Figure(
-            f"tracking.{key}",
-            f"{title} ({where})",
-            float(result[key]),
-            "x",
-            target,
-            note="benchmarks.bench_tracking (the demo spec, svm_vs_softmax on digits)",
-            detail=result,
-        )
-        for key, title, target in rows
-        if key in result
-    ]
-
-
 GROUPS: dict[str, Callable[[bool], list[Figure]]] = {
     "fullbatch": _module_run("bench_fullbatch"),
     "sklearn": _module_run("bench_sklearn"),
@@ -84,7 +37,7 @@ GROUPS: dict[str, Callable[[bool], list[Figure]]] = {
     "startup": _module_run("bench_startup"),
     "memory": _module_run("bench_memory"),
     "parallel": _module_run("bench_parallel"),
-    "tracking": _tracking,
+    "tracking": _module_run("bench_tracking"),
 }
 
 

@@ -81,6 +81,13 @@ class TrackingOptions(_Options):
 
     uri: str | None = Field(None, description="MLflow tracking URI or server address.")
     enabled: bool = Field(True, description="Log runs to MLflow.")
+    step_points: int = Field(
+        1000,
+        ge=2,
+        le=1_000_000,
+        description="Most per-step points logged per metric and run (evenly thinned, first and "
+        "last kept); the run's steps.npz artifact keeps every step.",
+    )
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ class RunInfo:
     started_at: float | None = None
 
 
+_STEP_FIELDS = ("examples", "time", "loss", "data_loss", "reg_loss")
+
+
 @dataclass
 class StepHistory:
     """Per-step curves, as parallel 1-d arrays of equal length ``S``.
@@ -87,9 +90,20 @@ class StepHistory:
     def __len__(self) -> int:
         return int(self.examples.shape[0])
 
+    def __getitem__(self, index: slice | Array) -> StepHistory:
+        """The steps ``index`` selects (a slice, or an integer index array), as a history."""
+        return StepHistory(*(getattr(self, name)[index] for name in _STEP_FIELDS))
+
+    @classmethod
+    def concat(cls, parts: list[StepHistory]) -> StepHistory:
+        """One history of ``parts``' steps, in order."""
+        if not parts:
+            return cls()
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in _STEP_FIELDS))
+
     def extend(self, other: StepHistory) -> None:
         """Append ``other``'s points to this history."""
-        for name in ("examples", "time", "loss", "data_loss", "reg_loss"):
+        for name in _STEP_FIELDS:
             setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
 

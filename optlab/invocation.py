@@ -148,25 +148,15 @@ class Invocation:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
         workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        writer: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.jobs > 1 and self.executor == "local":
             from optlab.parallel import LocalWorkers
 
             # the workers' fork server imports while this process loads the data
             workers = LocalWorkers(self.jobs)
-        elif self.track and self.jobs == 1 and self.executor == "local":
-            from optlab.tracking.writer_process import WriterProcess, wanted_for
+        with workers as started:
+            return self._run(started)
 
-            uri = self._uri()
-            # runs train here and another process writes their metrics; when it cannot start
-            # (no interpreter to run, as in embedded Python) they are written here
-            if wanted_for(uri):
-                with contextlib.suppress(OSError):
-                    writer = WriterProcess(uri)
-        with workers as started, writer as metric_writer:
-            return self._run(started, metric_writer)
-
-    def _run(self, workers: Any, writer: Any = None) -> Outcome:
+    def _run(self, workers: Any) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
@@ -180,7 +170,12 @@ class Invocation:
 
             uri = self._uri()
             check_free_space(uri)
-            self.tracker = Tracker(uri, self.experiment.name, writer=writer)
+            self.tracker = Tracker(
+                uri,
+                self.experiment.name,
+                step_points=self.experiment.tracking.step_points,
+                interrupted=lambda: stop_flag.reason,
+            )
             if self.resume:
                 self.tracker.mark_stale_running()
                 finished = self.tracker.finished_runs()

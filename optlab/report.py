@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
@@ -155,16 +157,27 @@ def _data_summary(tags: dict[str, str], name: str) -> DataSummary:
         return DataSummary(name, 0, 0, 0, 0, 0, (), "", "")
 
 
+def _saved_steps(client: Any, run_id: str) -> StepHistory | None:
+    """The run's per-step history at full resolution, from its ``steps.npz`` artifact (runs
+    logged before optlab wrote one have none)."""
+    if not any(a.path == "steps.npz" for a in client.list_artifacts(run_id)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="optlab-steps-") as tmp:
+        path = client.download_artifacts(run_id, "steps.npz", tmp)
+        with np.load(path, allow_pickle=False) as saved:
+            return StepHistory(**{f.name: saved[f.name] for f in fields(StepHistory)})
+
+
 def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResult]:
     run_id = run.info.run_id
     tags = dict(run.data.tags)
     params = dict(run.data.params)
     logged = run.data.metrics
-    series = {
-        k: _history(client, run_id, k) for k in (*STEP_METRICS, *_EPOCH_METRICS) if k in logged
-    }
-    steps = StepHistory()
-    if "loss" in series:
+    saved = _saved_steps(client, run_id)
+    curves = _EPOCH_METRICS if saved is not None else (*STEP_METRICS, *_EPOCH_METRICS)
+    series = {k: _history(client, run_id, k) for k in curves if k in logged}
+    steps = saved if saved is not None else StepHistory()
+    if "loss" in series:  # no steps.npz: the logged (maybe thinned) curves
         examples, stamps, loss = series["loss"]
         n = len(loss)
         parts = [series[k][2] if k in series else np.zeros(n) for k in STEP_METRICS[1:]]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -13,13 +11,6 @@ import optlab.kernels as kernels
 from optlab.data import clear_cache
 from optlab.plugin_manager import build_registry
 from optlab.registry import Registry
-
-# new tracking stores are copies of an empty store kept in the user's cache
-# (optlab.tracking.store.template_path): the tests keep theirs in a folder of their own, shared
-# by the xdist workers and the processes they start, instead of the user's ~/.cache
-os.environ.setdefault(
-    "XDG_CACHE_HOME", os.path.join(tempfile.gettempdir(), f"optlab-tests-cache-{os.getuid()}")
-)
 
 
 @pytest.fixture(scope="module")

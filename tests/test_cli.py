@@ -156,7 +156,7 @@ def test_schema_is_json_with_every_component() -> None:
 
 
 def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> None:
-    # the command ends the process itself once its exit handlers ran (see optlab.cli.main)
+    # SystemExit ends the process once its exit handlers ran (see optlab.cli.main)
     probe = (
         "import atexit, sys, runpy\n"
         "def check():\n"
@@ -165,7 +165,7 @@ def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> 
         "atexit.register(check)\n"
         "sys.argv = ['optlab', '--help']\n"
         "runpy.run_module('optlab', run_name='__main__')\n"
-        "print('not reached: main() ends the process')\n"
+        "print('not reached: main() raises SystemExit')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path

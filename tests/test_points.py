@@ -1,10 +1,12 @@
-"""Metric points in columns: what the tracker makes of a run's reports."""
+"""Metric points in columns: what the tracker makes of a run's steps and reports, and how a
+long curve is thinned to the per-metric budget."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 from tracking_data import train
 
 from optlab.events import StepHistory
@@ -13,71 +15,60 @@ from optlab.tracking.points import (
     STEP_METRICS,
     Points,
     evaluation_points,
-    report_points,
-    report_size,
     step_points,
+    thinned,
 )
 
 
-def _as_set(points: Points) -> set[tuple[str, float, int, int]]:
-    return set(
-        zip(
-            points.keys,
-            points.values.tolist(),
-            points.timestamps.tolist(),
-            points.steps.tolist(),
-            strict=True,
-        )
-    )
-
-
-def test_report_points_are_every_step_and_evaluation() -> None:
-    run = train("points", epochs=3)
-    reports = run.reports
-    steps = StepHistory()
-    for report in reports:
-        steps.extend(report.steps)
-    made = report_points(reports)
-    assert len(made) == sum(map(report_size, reports)) == 3 * len(steps) + 3 * len(reports)
-    assert _as_set(made) == _as_set(step_points(steps) + evaluation_points(reports))
+def test_step_points_are_every_step_of_every_curve() -> None:
+    steps = train("points", epochs=3).result.steps  # type: ignore[union-attr]
+    made = step_points(steps)
+    assert len(made) == 3 * len(steps)
     for name in STEP_METRICS:
         mine = [i for i, key in enumerate(made.keys) if key == name]
         np.testing.assert_array_equal(made.values[mine], getattr(steps, name))
         np.testing.assert_array_equal(made.steps[mine], steps.examples)
         np.testing.assert_array_equal(made.timestamps[mine], np.rint(steps.time * 1000))
+    assert made.values.dtype == np.float64 and made.steps.dtype == np.int64
+    assert len(step_points(StepHistory())) == 0
+
+
+def test_evaluation_points_and_no_val_accuracy_without_a_validation_split() -> None:
+    reports = train("points", epochs=3).reports
+    made = evaluation_points(reports)
     for name in EPOCH_METRICS:
         mine = [i for i, key in enumerate(made.keys) if key == name]
         assert made.values[mine].tolist() == [getattr(r, name) for r in reports]
-    assert made.values.dtype == np.float64 and made.steps.dtype == np.int64
+        assert made.steps[mine].tolist() == [r.examples for r in reports]
+    unvalidated = [type(r)(**{**r.__dict__, "val_accuracy": None}) for r in reports]
+    assert "val_accuracy" not in evaluation_points(unvalidated).keys
+    assert len(evaluation_points(unvalidated)) == 2 * len(reports)
 
 
-def test_no_validation_split_means_no_val_accuracy_points() -> None:
-    run = train("points", epochs=2)
-    reports = [type(r)(**{**r.__dict__, "val_accuracy": None}) for r in run.reports]
-    made = report_points(reports)
-    assert "val_accuracy" not in made.keys
-    assert len(made) == sum(map(report_size, reports))
+@pytest.mark.parametrize(("n", "most"), [(5, 10), (10, 10), (11, 10), (1000, 3), (9999, 1000)])
+def test_thinning_keeps_the_first_and_last_step_evenly_spaced(n: int, most: int) -> None:
+    steps = StepHistory(
+        np.arange(1, n + 1, dtype=np.int64) * 7,
+        np.linspace(0.0, 1.0, n),
+        np.linspace(2.0, 0.1, n),
+        np.linspace(1.9, 0.05, n),
+        np.full(n, 0.05),
+    )
+    kept = thinned(steps, most)
+    assert len(kept) == min(n, most)
+    assert kept.examples[0] == steps.examples[0] and kept.examples[-1] == steps.examples[-1]
+    index = np.searchsorted(steps.examples, kept.examples)
+    gaps = np.diff(index)
+    assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1
+    for name in ("time", "loss", "data_loss", "reg_loss"):
+        np.testing.assert_array_equal(getattr(kept, name), getattr(steps, name)[index])
 
 
-def test_step_points_from_an_offset_and_slices() -> None:
-    run = train("points", epochs=1)
-    steps = run.reports[0].steps
-    assert len(steps) >= 4
-    tail = step_points(steps, 2)
-    assert len(tail) == 3 * (len(steps) - 2)
-    assert len(step_points(steps, len(steps))) == 0
-    assert len(tail[:2]) == 2 and tail[:2].keys == ["loss"] * 2
-    np.testing.assert_array_equal(tail[:2].steps, steps.examples[2:4])
-
-
-def test_stored_values_and_mlflow_metrics() -> None:
-    points = Points.at({"a": math.nan, "b": math.inf, "c": -math.inf, "d": 1.5}, 7, 3)
-    values, is_nan = points.stored_values()
-    largest = np.finfo(np.float64).max
-    assert values.tolist() == [0.0, largest, -largest, 1.5]
-    assert is_nan.tolist() == [True, False, False, False]
+def test_slices_concatenation_and_mlflow_metrics() -> None:
+    points = Points.at({"a": math.nan, "b": math.inf, "d": 1.5}, 7, 3)
     metrics = points.metrics()
-    assert [m.key for m in metrics] == ["a", "b", "c", "d"]
+    assert [m.key for m in metrics] == ["a", "b", "d"]
     assert all(m.timestamp == 7 and m.step == 3 for m in metrics)
-    assert math.isnan(metrics[0].value) and metrics[3].value == 1.5
-    assert len(Points.concat([])) == 0 and len(Points.concat([Points(), points])) == 4
+    assert math.isnan(metrics[0].value) and metrics[2].value == 1.5
+    assert len(Points.concat([])) == 0 and len(Points.concat([Points(), points])) == 3
+    assert (points + points)[2:4].keys == ["d", "a"]

@@ -160,6 +160,7 @@ def test_invocation_logs_everything_to_default_sqlite(
         "weight_templates.png",
         "confusion_matrix.png",
         "weights.npz",
+        "steps.npz",
     }
     local = Path(client.download_artifacts(finished, "weights.npz", str(workdir)))
     with np.load(local) as saved:
@@ -169,7 +170,11 @@ def test_invocation_logs_everything_to_default_sqlite(
     assert "lr: 0.5" in spec
     failed = children["sgd-lr10"]
     assert failed.data.tags["optlab.status_reason"].startswith("diverged")
-    assert _artifacts(client, failed.info.run_id) == {"spec.yaml", "learning_curves.png"}
+    assert _artifacts(client, failed.info.run_id) == {
+        "spec.yaml",
+        "learning_curves.png",
+        "steps.npz",
+    }
     assert tracker.finished_keys() == {runs["svm"].info.key, runs["softmax"].info.key}
 
 
@@ -185,7 +190,7 @@ def test_many_params_and_long_steps_are_batched(store: Path) -> None:
     params["extra.long"] = "x" * 7000
     info = type(run.info)(**{**run.info.__dict__, "params": params})
     result = RunResult("wide", "FINISHED", steps=long_steps, evaluations=[report])
-    tracker = Tracker(DEFAULT_TRACKING_URI, "wide")
+    tracker = Tracker(DEFAULT_TRACKING_URI, "wide", step_points=2000)
     with tracker.parent("wide", {}) as parent_id:
         tracker.optlab_run_started(run=info)
         tracker.optlab_epoch_ended(run=info, report=report)
@@ -202,8 +207,9 @@ def test_many_params_and_long_steps_are_batched(store: Path) -> None:
 def test_killed_and_crashed_invocations(store: Path, runs: dict[str, TrainedRun]) -> None:
     tracker = Tracker(DEFAULT_TRACKING_URI, "stops")
     client = _client(DEFAULT_TRACKING_URI)
-    killed = RunResult("softmax", "KILLED", error="interrupted by SIGINT at step 3")
     run = runs["softmax"]
+    first = run.reports[0]  # what the run measured before it was stopped
+    killed = RunResult("softmax", "KILLED", "interrupted by SIGINT at step 3", first.steps, [first])
     with tracker.parent("stops", {}) as parent_id:
         tracker.optlab_run_started(run=run.info)
         tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
@@ -211,7 +217,8 @@ def test_killed_and_crashed_invocations(store: Path, runs: dict[str, TrainedRun]
     child = child_runs(client, tracker.experiment_id, parent_id)["softmax"]
     assert child.info.status == "KILLED"
     assert child.data.tags["optlab.status_reason"] == "interrupted by SIGINT at step 3"
-    assert len(client.get_metric_history(child.info.run_id, "loss")) == len(run.reports[0].steps)
+    assert len(client.get_metric_history(child.info.run_id, "loss")) == len(first.steps)
+    assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 1
     assert client.get_run(parent_id).info.status == "FINISHED"
 
     # Ctrl-C while a run is open: the parent and the open child end KILLED
@@ -318,35 +325,59 @@ def test_ui_command(workdir: Path, template_db: Path) -> None:
         ui_command("http://srv:5000", 5000)
 
 
-@pytest.mark.parametrize("max_batch", [None, 1000])
-def test_metrics_are_buffered_into_few_batches(store: Path, max_batch: int | None) -> None:
-    """A demo-sized run's curves (1,300+ points) go out in a handful of batched writes: one
-    INSERT on SQLite; chunks of at most 1,000 through log_batch (a tracking server)."""
+def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None:
+    """A demo-sized run's points (1,445) go out in log_batch calls of at most 1,000 (MLflow's
+    limit): the evaluation points while it trains, the per-step curves when it ends."""
     run = train("speed", epochs=20, batch=4)  # 20 epochs * 23 steps * 3 curves = 1,380 points
-    tracker = Tracker(DEFAULT_TRACKING_URI, "speed", plots=False)
+    tracker = Tracker(DEFAULT_TRACKING_URI, "speed", plots=False, flush_interval_s=60.0)
     calls: list[int] = []
-    write = tracker.write_metrics
+    log_batch = tracker.client.log_batch
 
-    def counting(run_id: str, metrics: Any) -> None:
-        calls.append(len(metrics))
-        write(run_id, metrics)
+    def counting(run_id: str, **kwargs: Any) -> None:
+        calls.append(len(kwargs.get("metrics") or ()))
+        log_batch(run_id, **kwargs)
 
-    tracker._write_metrics = counting
-    if max_batch is not None:
-        tracker._max_batch = max_batch
+    tracker.client.log_batch = counting
     with tracker.parent("speed", {}) as parent_id:
         drive(tracker, [run])
     points = [c for c in calls if c]
-    total = 3 * len(run.result.steps) + 3 * 20 + 5  # type: ignore[union-attr]
-    assert sum(points) == total
-    if max_batch is None:
-        assert tracker.max_batch >= 50_000 and points == [total]
-    else:
-        # 14 epochs * 72 points = 1,008 waiting: written as 1,000 + 8; the rest at the end
-        assert points[:2] == [1000, 8] and len(points) == 3
+    assert run.result is not None
+    assert sum(points) == 3 * len(run.result.steps) + 3 * 20 + 5  # and 5 final metrics
+    assert points == [1000, sum(points) - 1000]
     client = _client(DEFAULT_TRACKING_URI)
     child = child_runs(client, tracker.experiment_id, parent_id)["speed"]
     check_logged_run(client, child, run)
+
+
+def test_long_curves_are_thinned_to_the_budget_and_kept_whole_in_steps_npz(store: Path) -> None:
+    """Past ``step_points`` steps, each per-step curve is thinned evenly to that many points,
+    first and last step kept; steps.npz holds every step, and compare reads it."""
+    run = train("long", epochs=4, batch=4)  # 4 * 23 = 92 steps
+    assert run.result is not None
+    steps = run.result.steps
+    tracker = Tracker(DEFAULT_TRACKING_URI, "long", plots=False, step_points=10)
+    with tracker.parent("long", {}) as parent_id:
+        drive(tracker, [run])
+    client = _client(DEFAULT_TRACKING_URI)
+    child_id = child_runs(client, tracker.experiment_id, parent_id)["long"].info.run_id
+    for key in ("loss", "data_loss", "reg_loss"):
+        points = sorted(client.get_metric_history(child_id, key), key=lambda m: m.step)
+        at = [m.step for m in points]
+        assert len(at) == 10 and at[0] == steps.examples[0] and at[-1] == steps.examples[-1]
+        gaps = np.diff(np.searchsorted(steps.examples, at))
+        assert gaps.max() - gaps.min() <= 1  # evenly spaced
+        index = np.searchsorted(steps.examples, at)
+        np.testing.assert_array_equal([m.value for m in points], getattr(steps, key)[index])
+    assert len(client.get_metric_history(child_id, "val_accuracy")) == 4  # never thinned
+    saved = Path(client.download_artifacts(child_id, "steps.npz", str(store)))
+    with np.load(saved, allow_pickle=False) as history:
+        for key in ("examples", "time", "loss", "data_loss", "reg_loss"):
+            np.testing.assert_array_equal(history[key], getattr(steps, key))
+    ((_, read),) = load_latest_invocation("long", DEFAULT_TRACKING_URI)
+    np.testing.assert_array_equal(read.steps.examples, steps.examples)
+    np.testing.assert_array_equal(read.steps.loss, steps.loss)
+    with pytest.raises(ValueError, match="at least 2"):
+        Tracker(DEFAULT_TRACKING_URI, "long", step_points=1)
 
 
 def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
@@ -357,8 +388,8 @@ def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
         tracker.optlab_run_started(run=run.info)
         tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
         child = child_runs(client, tracker.experiment_id, parent_id)["live"]
-        visible = client.get_metric_history(child.info.run_id, "loss")
-        assert len(visible) == len(run.reports[0].steps)  # written while the run goes on
+        visible = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert len(visible) == 1  # written while the run goes on
         for report in run.reports[1:]:
             tracker.optlab_epoch_ended(run=run.info, report=report)
         tracker.optlab_run_finished(run=run.info, result=run.result, error=None)  # type: ignore[arg-type]
@@ -378,59 +409,3 @@ def test_console_output_is_an_artifact(store: Path) -> None:
     assert "console.log" in _artifacts(client, child.info.run_id)
     text = Path(client.download_artifacts(child.info.run_id, "console.log", str(store)))
     assert text.read_text() == "epoch 1 loss 0.9\n"
-
-
-def test_new_stores_are_copies_of_one_migrated_template(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first new store on a machine is migrated by MLflow and kept (without experiments)
-    as the template; the next new stores are copies, with their own Default experiment."""
-    import sqlite3
-    from contextlib import closing
-
-    from optlab.tracking.store import ensure_experiment, template_path
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))
-    template = template_path()
-    assert template is not None and not template.exists()
-    for folder in ("a", "b"):
-        (workdir / folder).mkdir()
-    monkeypatch.chdir(workdir / "a")
-    connect("sqlite:///mlflow.db")
-    assert template.is_file()
-    with closing(sqlite3.connect(template)) as db:
-        assert db.execute("SELECT count(*) FROM experiments").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
-    monkeypatch.chdir(workdir / "b")  # MLflow's artifact root is ./mlruns of the working folder
-    uri = "sqlite:///mlflow.db"
-    client = connect(uri)
-    experiment_id = ensure_experiment(client, "copied", uri)
-    run = client.create_run(experiment_id)
-    client.log_metric(run.info.run_id, "loss", 1.0)
-    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 1.0
-    default = client.get_experiment("0")
-    assert default.name == "Default"
-    assert default.artifact_location == str(workdir / "b" / "mlruns" / "0")
-
-
-def test_a_template_mlflow_refuses_is_dropped(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from optlab.tracking.store import template_path
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))
-    template = template_path()
-    assert template is not None
-    template.parent.mkdir(parents=True)
-    template.write_bytes(b"not a database")
-    client = connect(f"sqlite:///{workdir / 'mlflow.db'}")
-    assert client.search_experiments()[0].name == "Default"
-    assert not template.exists() or template.read_bytes() != b"not a database"
-
-
-def test_the_template_can_be_switched_off(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from optlab.tracking.store import template_path
-
-    monkeypatch.setenv("OPTLAB_STORE_TEMPLATE", "0")
-    assert template_path() is None
-    connect(f"sqlite:///{workdir / 'mlflow.db'}")  # migrated by MLflow, as without optlab

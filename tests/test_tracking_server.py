@@ -53,6 +53,7 @@ def test_invocation_logged_through_the_server(
         "weight_templates.png",
         "confusion_matrix.png",
         "weights.npz",
+        "steps.npz",
     }
     # artifacts went through the server's proxy into its artifact folder
     assert list(mlflow_server.artifacts.rglob("weights.npz"))

@@ -4,10 +4,9 @@
 
     store.py    resolve the tracking URI, check the store, open a client, get the experiment
     tracker.py  Tracker: the observer plugin (parent run per invocation, child run per run)
-    points.py   metric points in columns, as the tracker buffers and the writers store them
-    sql_metrics.py     one INSERT per batch into MLflow's SQL store, through its session
-    writer_process.py  a process that stores a SQLite store's batches while runs go on
-    retry.py    retrying writes while the store is unreachable; TrackingUnavailable
+    points.py   metric points in columns, as the tracker buffers and writes them; thinning
+    retry.py    retrying writes (tenacity) while the store is unreachable; TrackingUnavailable
+    artifacts.py  a run's files: console.log, weights.npz, steps.npz, figures
     summary.py  the comparison table's rows (replicates as mean ± std, best by validation)
     plots.py    figures: learning curves, weight templates, confusion matrix, comparison
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ def write_run_artifacts(
     """Write the run's artifact files into ``folder``.
 
     Files: ``console.log`` (the transcript), ``weights.npz`` (W (D, C) and class names),
+    ``steps.npz`` (the per-step history at full resolution: the arrays ``examples``, ``time``,
+    ``loss``, ``data_loss``, ``reg_loss``, each (S,), as in :class:`~optlab.events.StepHistory`)
     and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image data only:
     one template per class) and ``confusion_matrix.png``. Files already rendered elsewhere
     (``result.artifacts``) are written as they are instead.
@@ -39,6 +42,9 @@ def write_run_artifacts(
     if result.W is not None:
         classes = np.asarray(run.data.classes, dtype=str)
         np.savez_compressed(folder / "weights.npz", W=result.W, classes=classes)
+    if len(result.steps):
+        history = {f.name: getattr(result.steps, f.name) for f in fields(result.steps)}
+        np.savez_compressed(folder / "steps.npz", **history)
     if not plots:
         return
     from optlab.tracking import plots as figures_of

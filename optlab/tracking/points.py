@@ -1,10 +1,9 @@
-"""Metric points in columns: what the tracker buffers and what the writers store.
+"""Metric points in columns: what the tracker buffers and writes, and how a long curve is
+thinned to the per-metric budget.
 
 A run's curves are arrays already (:class:`~optlab.events.StepHistory`); keeping them as
 columns until they reach the store costs a few array copies instead of one Python object per
-point, and a batch pickles in microseconds when it is handed to the writer process
-(:mod:`optlab.tracking.writer_process`). MLflow's own ``Metric`` objects are made only for
-``log_batch`` (:meth:`Points.metrics`).
+point. MLflow's own ``Metric`` objects are made only for ``log_batch`` (:meth:`Points.metrics`).
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ __all__ = [
     "STEP_METRICS",
     "Points",
     "evaluation_points",
-    "report_points",
-    "report_size",
     "step_points",
+    "thinned",
 ]
 
 #: per-step metric names (step = examples processed so far)
@@ -98,13 +96,6 @@ class Points:
             np.full(n, step, np.int64),
         )
 
-    def stored_values(self) -> tuple[Array, Array]:
-        """The values as MLflow's SQL store keeps them, and their NaN flags: (N,) float64 with
-        NaN as 0 and infinities clipped to the largest float, (N,) bool."""
-        is_nan = np.isnan(self.values)
-        largest = np.finfo(np.float64).max
-        return np.clip(np.where(is_nan, 0.0, self.values), -largest, largest), is_nan
-
     def metrics(self) -> list[Any]:
         """The points as ``mlflow.entities.Metric`` objects (for ``log_batch``)."""
         from mlflow.entities import Metric
@@ -120,34 +111,24 @@ class Points:
         )
 
 
-def _curve_points(histories: Sequence[StepHistory], then: Points | None = None) -> Points:
-    """``loss``, ``data_loss`` and ``reg_loss`` of every step of ``histories`` (step =
-    examples processed, timestamp = the step's wall time), then ``then``'s points: one
-    concatenation per column (this runs while a run trains)."""
-    then = Points() if then is None else then
-    examples = _ints(np.concatenate([h.examples for h in histories]))
-    stamps = np.rint(_floats(np.concatenate([h.time for h in histories])) * 1000.0)
-    keys: list[str] = []
-    for name in STEP_METRICS:
-        keys += [name] * len(examples)
+def thinned(steps: StepHistory, most: int) -> StepHistory:
+    """At most ``most`` (>= 2) of ``steps``, evenly spaced, the first and the last kept."""
+    n = len(steps)
+    if n <= most:
+        return steps
+    return steps[np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))]
+
+
+def step_points(steps: StepHistory) -> Points:
+    """``loss``, ``data_loss`` and ``reg_loss`` of every step (step = examples processed,
+    timestamp = the step's wall time)."""
     k = len(STEP_METRICS)
     return Points(
-        keys + then.keys,
-        np.concatenate(
-            [_floats(getattr(h, name)) for name in STEP_METRICS for h in histories] + [then.values]
-        ),
-        np.concatenate([*([stamps.astype(np.int64)] * k), then.timestamps]),
-        np.concatenate([*([examples] * k), then.steps]),
+        [name for name in STEP_METRICS for _ in range(len(steps))],
+        np.concatenate([_floats(getattr(steps, name)) for name in STEP_METRICS]),
+        np.tile(np.rint(_floats(steps.time) * 1000.0).astype(np.int64), k),
+        np.tile(_ints(steps.examples), k),
     )
-
-
-def step_points(steps: StepHistory, start: int = 0) -> Points:
-    """``loss``, ``data_loss`` and ``reg_loss`` of steps ``start:`` (step = examples processed,
-    timestamp = the step's wall time)."""
-    if len(steps) <= start:
-        return Points()
-    fields = ("examples", "time", *STEP_METRICS)
-    return _curve_points([StepHistory(*(getattr(steps, f)[start:] for f in fields))])
 
 
 def evaluation_points(reports: Sequence[EpochReport]) -> Points:
@@ -167,15 +148,3 @@ def evaluation_points(reports: Sequence[EpochReport]) -> Points:
                 stamps.append(at)
                 steps.append(step)
     return Points(keys, _floats(values), _ints(stamps), _ints(steps))
-
-
-def report_points(reports: Sequence[EpochReport]) -> Points:
-    """Everything ``reports`` carry: their steps' curves and their evaluations, one batch."""
-    if not reports:
-        return Points()
-    return _curve_points([r.steps for r in reports], evaluation_points(reports))
-
-
-def report_size(report: EpochReport) -> int:
-    """How many points :func:`report_points` makes of ``report``."""
-    return len(STEP_METRICS) * len(report.steps) + 2 + (report.val_accuracy is not None)

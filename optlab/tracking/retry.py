@@ -1,11 +1,13 @@
-"""Riding out a tracking store that goes away for a while.
+"""Riding out a tracking store that goes away for a while, with tenacity.
 
 A write that fails because the store cannot be reached (connection refused or reset, a
-timeout, HTTP 429/5xx, a locked or lost database connection) is tried again with exponential
-backoff (0.25 s, 0.5 s, ... at most 5 s apart) until a budget runs out: the ``retry_s``
-argument of :class:`~optlab.tracking.Tracker`, else ``OPTLAB_TRACKING_RETRY_S``, else 60 s.
-Then :class:`TrackingUnavailable` is raised, and every later write fails at once with the same
-message (the invocation stops instead of waiting again for each run).
+timeout, HTTP 429/5xx, a locked or lost database connection: :func:`is_transient`) is tried
+again with exponential backoff (0.25 s, 0.5 s, ... at most 5 s apart) until a budget runs out:
+the ``retry_s`` argument of :class:`~optlab.tracking.Tracker`, else
+``OPTLAB_TRACKING_RETRY_S``, else 60 s. Then :class:`TrackingUnavailable` is raised, and every
+later write fails at once with the same message (the invocation stops instead of waiting
+again for each run). The waiting itself is tenacity's; this module only says what counts as
+"unreachable", how long to wait, and what to tell the user.
 
 Why sending a write again is safe, even when its first attempt was committed and only the
 answer was lost:
@@ -19,13 +21,9 @@ answer was lost:
 - creating a run is the one write that is not idempotent: the tracker looks for a run with
   the same name, start time and process before it creates one again.
 
-Remaining edges: MLflow's deprecated file store has no such key, so there a batch committed
-whose answer was lost is written twice; and a request the client gave up on (timeout) that
-the server still commits *after* the retry's own commit is idempotent only for the stores
-above.
-
 MLflow's own HTTP client would retry each request for minutes (7 retries with backoff, 120 s
-timeout); :func:`bound_http_retries` turns that off unless the user set those variables.
+timeout) with no way to bound the total time; :func:`bound_http_retries` turns that off unless
+the user set those variables, so that the budget above is the one that holds.
 """
 
 from __future__ import annotations
@@ -36,7 +34,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from optlab.errors import TrackingError, TrackingUnavailable
+import tenacity
+
+from optlab.errors import RunInterrupted, TrackingError, TrackingUnavailable
 
 __all__ = [
     "DEFAULT_RETRY_S",
@@ -51,11 +51,9 @@ __all__ = [
 
 RETRY_ENV = "OPTLAB_TRACKING_RETRY_S"
 DEFAULT_RETRY_S = 60.0
-_FIRST_DELAY_S = 0.25
-_MAX_DELAY_S = 5.0
 _TICK_S = 0.1
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-#: MLflow's HTTP client settings while optlab retries itself (a user's own values win)
+#: MLflow's HTTP client settings while the tracker retries (a user's own values win)
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
@@ -102,12 +100,13 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _optional_types(module: str, *names: str) -> tuple[type[BaseException], ...]:
-    try:
-        imported = __import__(module, fromlist=list(names))
-    except ImportError:
-        return ()
-    return tuple(getattr(imported, n) for n in names if hasattr(imported, n))
+def _status(error: BaseException) -> int | None:
+    """The HTTP status of a ``requests`` error or an ``MlflowException`` (else ``None``)."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None and hasattr(error, "get_http_status_code"):
+        status = error.get_http_status_code()
+    return status if isinstance(status, int) else None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -115,32 +114,26 @@ def is_transient(error: BaseException) -> bool:
 
     True for refused/reset/aborted connections and timeouts, HTTP 408/429/5xx answers, and a
     locked or lost database connection; False for everything else (a bad request, a deleted
-    run, a TLS certificate problem), which retrying cannot fix.
+    run, a TLS certificate problem, a full disk), which retrying cannot fix.
     """
+    import requests.exceptions as http
     from mlflow.exceptions import MlflowException
 
-    ssl_error = _optional_types("requests.exceptions", "SSLError")
-    requests_transient = _optional_types(
-        "requests.exceptions", "ConnectionError", "Timeout", "RetryError", "ChunkedEncodingError"
-    )
-    http_error = _optional_types("requests.exceptions", "HTTPError")
-    db_errors = _optional_types("sqlalchemy.exc", "OperationalError", "DisconnectionError")
     for cause in _chain(error):
-        if isinstance(cause, ssl_error):  # an empty tuple matches nothing
+        if isinstance(cause, http.SSLError):
             return False
-        if isinstance(cause, (ConnectionError, TimeoutError, *requests_transient)):
+        if isinstance(cause, ConnectionError | TimeoutError | http.ConnectionError | http.Timeout):
             return True
-        if isinstance(cause, http_error):
-            response = getattr(cause, "response", None)
-            return getattr(response, "status_code", None) in _TRANSIENT_STATUS
-        if isinstance(cause, db_errors):
-            text = str(cause).lower()
-            invalidated = bool(getattr(cause, "connection_invalidated", False))
-            return invalidated or "locked" in text or "connect" in text
+        if isinstance(cause, http.RetryError | http.ChunkedEncodingError):
+            return True
+        if isinstance(cause, http.HTTPError):
+            return _status(cause) in _TRANSIENT_STATUS
         if isinstance(cause, MlflowException):
-            status = cause.get_http_status_code()  # type: ignore[no-untyped-call]
-            if status not in _TRANSIENT_STATUS:
+            if _status(cause) not in _TRANSIENT_STATUS:
                 return False
+            text = str(cause).lower()
+            if "operationalerror" in text:  # a SQL store's database error, passed on by MLflow
+                return "locked" in text or "connect" in text
             if cause.__cause__ is None and cause.__context__ is None:
                 return True  # the server itself answered 5xx/429
             # otherwise MLflow wrapped a client-side error: decide on that
@@ -154,7 +147,7 @@ _TOO_MANY = re.compile(r"too many (\d{3}) error responses")
 def short_reason(error: BaseException) -> str:
     """A few words on why the store could not be reached (``Connection refused``,
     ``timed out``, ``HTTP 503``), from ``error`` or what caused it."""
-    from mlflow.exceptions import MlflowException
+    from optlab.tracking.store import first_line
 
     texts = [str(cause) for cause in _chain(error)]
     for text in reversed(texts):  # innermost first
@@ -169,24 +162,13 @@ def short_reason(error: BaseException) -> str:
         return "timed out"
     if "RemoteDisconnected" in joined or "Connection aborted" in joined:
         return "connection closed without an answer"
-    if isinstance(error, MlflowException):
-        status = error.get_http_status_code()  # type: ignore[no-untyped-call]
-        return f"HTTP {status}: {_first_line(error)[:160]}"
-    return _first_line(error)[:160]
+    status_code = _status(error)
+    prefix = f"HTTP {status_code}: " if status_code is not None else ""
+    return f"{prefix}{first_line(error)[:160]}"
 
 
-def _first_line(error: BaseException) -> str:
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
-
-
-def _stop_requested() -> str | None:
-    """The signal name if SIGINT/SIGTERM asked optlab to stop (then waiting is pointless)."""
-    from optlab.monitor import stop_flag
-
-    return stop_flag.reason
+def _never_interrupted() -> str | None:
+    return None
 
 
 class Retrier:
@@ -198,8 +180,9 @@ class Retrier:
         The tracking URI (for messages).
     budget_s : float
         How long to keep retrying after the first failure of a call, in seconds.
-    clock, sleep : callable
-        ``time.monotonic`` and ``time.sleep`` (replaceable in tests).
+    interrupted : callable, optional
+        Returns the name of the signal that asked the invocation to stop, or ``None``; waiting
+        ends as soon as it returns a name (then :class:`~optlab.errors.RunInterrupted`).
     """
 
     def __init__(
@@ -207,13 +190,11 @@ class Retrier:
         uri: str,
         budget_s: float,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        interrupted: Callable[[], str | None] | None = None,
     ) -> None:
         self.uri = uri
         self.budget_s = budget_s
-        self.clock = clock
-        self.sleep = sleep
+        self.interrupted = interrupted or _never_interrupted
         #: the message every write fails with once the budget ran out (``None`` while fine)
         self.lost: str | None = None
         #: number of failed attempts that were retried (for tests and diagnostics)
@@ -227,6 +208,20 @@ class Retrier:
         if self.uri.startswith(("http://", "https://")):
             return f"tracking server {self.uri}"
         return f"tracking store {self.uri!r}"
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` in short ticks, returning early when a stop is requested."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and self.interrupted() is None:
+            time.sleep(min(left, _TICK_S))
+
+    def _counted(self, state: tenacity.RetryCallState) -> None:
+        self.retries += 1
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Exponential backoff, never past the end of the budget."""
+        backoff = tenacity.wait_exponential(multiplier=0.25, max=5.0)(state)
+        return max(0.0, min(backoff, self.budget_s - (state.seconds_since_start or 0.0)))
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, retried while it fails with a transient error.
@@ -245,41 +240,32 @@ class Retrier:
         Exception
             A non-transient error of ``fn``, unchanged.
         """
-        from optlab.errors import RunInterrupted
-
         if self.lost is not None:
             raise TrackingUnavailable(self.lost)
-        first_failure: float | None = None
-        delay = _FIRST_DELAY_S
-        while True:
-            started = self.clock()
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                first_failure = started if first_failure is None else first_failure
-                waited = self.clock() - first_failure
-                reason = short_reason(exc)
-                stop = _stop_requested()
-                if waited >= self.budget_s or stop is not None:
-                    self.lost = (
-                        f"{self._where()} was unreachable for {waited:.1f} s ({reason}) "
-                        f"while trying to {what}; the run was stopped: check the store, then "
-                        "finish the remaining runs with `optlab run SPEC --resume`"
-                    )
-                    if stop is not None:
-                        raise RunInterrupted(
-                            f"interrupted by {stop} while waiting for the {self._where()} "
-                            f"({reason})"
-                        ) from exc
-                    raise TrackingUnavailable(self.lost) from exc
-                self.retries += 1
-                self._wait(min(delay, self.budget_s - waited))
-                delay = min(2.0 * delay, _MAX_DELAY_S)
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep ``seconds`` in short ticks, returning early when a stop is requested."""
-        end = self.clock() + seconds
-        while (left := end - self.clock()) > 0 and _stop_requested() is None:
-            self.sleep(min(left, _TICK_S))
+        out_of_time = tenacity.stop_after_delay(self.budget_s)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            stop=lambda state: out_of_time(state) or self.interrupted() is not None,
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._counted,
+        )
+        started = time.monotonic()
+        try:
+            return retrying(fn, *args, **kwargs)
+        except tenacity.RetryError as gave_up:
+            error = gave_up.last_attempt.exception()
+            assert error is not None  # only failed attempts are retried
+            waited = time.monotonic() - started
+            reason = short_reason(error)
+            self.lost = (
+                f"{self._where()} was unreachable for {waited:.1f} s ({reason}) "
+                f"while trying to {what}; the run was stopped: check the store, then "
+                "finish the remaining runs with `optlab run SPEC --resume`"
+            )
+            stop = self.interrupted()
+            if stop is not None:
+                raise RunInterrupted(
+                    f"interrupted by {stop} while waiting for the {self._where()} ({reason})"
+                ) from error
+            raise TrackingUnavailable(self.lost) from error

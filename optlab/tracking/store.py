@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,8 +27,6 @@ __all__ = [
     "first_line",
     "resolve_tracking_uri",
     "sqlite_path",
-    "switched_off",
-    "template_path",
 ]
 
 #: MLflow's embedded default: a SQLite store in the working folder
@@ -156,92 +152,6 @@ def _creation_lock(path: Path | None) -> AbstractContextManager[object]:
     return FileLock(path.with_name(f".{path.name}.lock"), timeout=120)
 
 
-# --------------------------------------------------------------------- new SQLite stores
-# Creating a SQLite store runs MLflow's schema migrations: about 1.6 s, the longest part of
-# opening a store. Once per MLflow version, the empty migrated database is kept in the user's
-# cache (experiments removed: MLflow creates its Default experiment, with an artifact location
-# in the new store's folder, when it finds none); a new store is a copy of it.
-
-
-def switched_off(variable: str) -> bool:
-    """Whether environment variable ``variable`` turns something off (``0``, ``false``, ``no``
-    or ``off``)."""
-    return os.environ.get(variable, "").strip().lower() in ("0", "false", "no", "off")
-
-
-def template_path() -> Path | None:
-    """Where the empty migrated store of the installed MLflow is kept (``None`` if MLflow's
-    version is unknown): ``$XDG_CACHE_HOME/optlab`` or ``~/.cache/optlab``;
-    ``OPTLAB_STORE_TEMPLATE=0`` turns the template off."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    if switched_off("OPTLAB_STORE_TEMPLATE"):
-        return None
-    try:
-        mlflow_version = version("mlflow")
-    except PackageNotFoundError:
-        return None
-    home = os.path.expanduser("~")
-    cache = os.environ.get("XDG_CACHE_HOME") or (
-        None if home == "~" else os.path.join(home, ".cache")
-    )
-    if cache is None or not os.path.isabs(cache):  # no home: no template
-        return None
-    return Path(cache) / "optlab" / f"mlflow-{mlflow_version}-empty-store.db"
-
-
-def _copy_template(path: Path) -> bool:
-    """Make the new store at ``path`` a copy of the template; whether there was a usable one
-    (a migrated database without experiments; anything else is deleted)."""
-    template = template_path()
-    if template is None or not template.is_file():
-        return False
-    try:
-        with closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as db:
-            (migrated,) = db.execute("SELECT count(*) FROM alembic_version").fetchone()
-            (experiments,) = db.execute("SELECT count(*) FROM experiments").fetchone()
-        if migrated != 1 or experiments != 0:
-            raise sqlite3.DatabaseError("not an empty migrated store")
-    except sqlite3.Error:
-        _forget_template()
-        return False
-    try:
-        shutil.copyfile(template, path)
-    except OSError:
-        path.unlink(missing_ok=True)
-        return False
-    return True
-
-
-def _forget_template() -> None:
-    template = template_path()
-    if template is not None:
-        template.unlink(missing_ok=True)
-
-
-def _save_template(path: Path) -> None:
-    """Keep the store just created at ``path`` (still empty) as the template, without its
-    experiments; nothing happens when the cache cannot be written."""
-    template = template_path()
-    if template is None or template.exists():
-        return
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=template.parent, suffix=".db", delete=False) as tmp:
-            part = Path(tmp.name)
-        try:
-            with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(part)) as copy:
-                source.backup(copy)
-                with copy:
-                    copy.execute("DELETE FROM experiment_tags")
-                    copy.execute("DELETE FROM experiments")
-            os.replace(part, template)
-        finally:
-            part.unlink(missing_ok=True)
-    except (OSError, sqlite3.Error):
-        pass
-
-
 def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempts: int = 2) -> Any:
     """Check that the store at ``uri`` is usable and return an ``MlflowClient`` on it.
 
@@ -275,17 +185,8 @@ def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempt
         log.setLevel(logging.WARNING)
     try:
         with _creation_lock(path):
-            new = path if path is not None and not path.exists() else None
-            copied = new is not None and _copy_template(new)
-            try:
-                client = MlflowClient(tracking_uri=absolute_uri(uri))
-                client.search_experiments(max_results=1)  # creates and migrates a new store
-            except Exception:
-                if copied:  # MLflow refused the copy: the next new store is created anew
-                    _forget_template()
-                raise
-            if new is not None and not copied:
-                _save_template(new)
+            client = MlflowClient(tracking_uri=absolute_uri(uri))
+            client.search_experiments(max_results=1)  # creates and migrates a new store
     except Exception as exc:
         raise TrackingError(f"tracking store {uri!r} cannot be used: {first_line(exc)}") from exc
     finally:
