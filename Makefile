@@ -24,7 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/optlab run experiments/svm_vs_softmax.yaml
 	@echo
-	@echo "Open the comparison in the MLflow UI:  $(BIN)/optlab ui   (then http://127.0.0.1:5000)"
+	@echo "Open the comparison in the MLflow UI:  $(BIN)/optlab ui   (it prints the link to open)"
 	@echo "Or print it again:                      $(BIN)/optlab compare svm_vs_softmax"
 
 test: $(STAMP)

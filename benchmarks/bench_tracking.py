@@ -115,7 +115,8 @@ def demo(quick: bool) -> Figure:
     """``make demo``'s command on an existing store, against the same with ``--no-track``."""
     with tempfile.TemporaryDirectory(prefix="optlab-bench-demo-") as tmp:
         folder = Path(tmp)
-        _command_s(cwd=folder)  # creates the store
+        if not quick:
+            _command_s(cwd=folder)  # creates the store
         tracked, untracked = _alternated(
             lambda: _command_s(cwd=folder),
             lambda: _command_s("--no-track", cwd=folder),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -320,15 +319,22 @@ def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
 ) -> None:
-    """Start the MLflow UI on the store in use, bound to 127.0.0.1."""
-    from optlab.report import ui_command
+    """Start the MLflow UI on the store in use, bound to 127.0.0.1, and print a link to the
+    latest comparison in its chart view."""
     from optlab.tracking import resolve_tracking_uri
+    from optlab.tracking.ui import chart_link, serve, ui_command
 
-    argv = ui_command(resolve_tracking_uri(tracking_uri, None), port, host)
-    typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    uri = resolve_tracking_uri(tracking_uri, None)
+    argv = ui_command(uri, port, host)
+    base = f"http://{host}:{port}"
+    link = chart_link(uri, base)
+    typer.echo(f"MLflow UI on {base} (Ctrl-C to stop)")
+    if link is not None:
+        typer.echo(f"The latest comparison, in the UI's chart view:\n  {link}")
     sys.stdout.flush()
-    # the UI needs no job runner; without it the server starts in seconds instead of ~25 s
-    os.execvpe(argv[0], argv, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    code = serve(argv)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,5 +1,4 @@
-"""The side-by-side comparison: table, figures, reading an invocation back from MLflow, and
-the command that opens the MLflow UI on the store in use.
+"""The side-by-side comparison: table, figures, and reading an invocation back from MLflow.
 
 The rows and figures themselves come from :mod:`optlab.tracking.summary` and
 :mod:`optlab.tracking.plots` (the tracker stores the same report on the parent run).
@@ -8,12 +7,10 @@ The rows and figures themselves come from :mod:`optlab.tracking.summary` and
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -27,7 +24,14 @@ from optlab.tracking.plots import (
     weight_templates,
     weight_templates_figure,
 )
-from optlab.tracking.store import connect, experiment_names, sqlite_path
+from optlab.tracking.points import (
+    CURVES,
+    EPOCH_METRICS,
+    STEP_METRICS,
+    SUMMARY,
+    optlab_name,
+)
+from optlab.tracking.store import connect, experiment_names
 from optlab.tracking.summary import (
     COLUMNS,
     NUMERIC,
@@ -44,7 +48,6 @@ from optlab.tracking.tracker import (
     ROLE_TAG,
     RUN_KEY_TAG,
     STATUS_REASON_TAG,
-    STEP_METRICS,
 )
 
 if TYPE_CHECKING:
@@ -60,12 +63,9 @@ __all__ = [
     "render_table",
     "rows_to_json",
     "rows_to_markdown",
-    "ui_command",
     "weight_templates",
     "weight_templates_figure",
 ]
-
-_EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
 
 
 def render_table(rows: list[dict[str, Any]]) -> Table:
@@ -174,8 +174,9 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
     params = dict(run.data.params)
     logged = run.data.metrics
     saved = _saved_steps(client, run_id)
-    curves = _EPOCH_METRICS if saved is not None else (*STEP_METRICS, *_EPOCH_METRICS)
-    series = {k: _history(client, run_id, k) for k in curves if k in logged}
+    curves = EPOCH_METRICS if saved is not None else (*STEP_METRICS, *EPOCH_METRICS)
+    keys = {optlab_name(key): key for key in logged if not key.startswith(SUMMARY)}
+    series = {k: _history(client, run_id, keys[k]) for k in curves if k in keys}
     steps = saved if saved is not None else StepHistory()
     if "loss" in series:  # no steps.npz: the logged (maybe thinned) curves
         examples, stamps, loss = series["loss"]
@@ -207,7 +208,11 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
                     loss=float(steps.loss[i]) if i >= 0 else float("nan"),
                 )
             )
-    metrics = {k: float(v) for k, v in logged.items() if k not in (*STEP_METRICS, "epoch")}
+    metrics = {  # summary/... (and the latest accuracies of runs logged before the sections)
+        optlab_name(k): float(v)
+        for k, v in logged.items()
+        if not k.startswith(CURVES) and k not in (*STEP_METRICS, "epoch")
+    }
     name = str(run.info.run_name)
     info = RunInfo(
         name=name,
@@ -301,39 +306,3 @@ def compare(
     except OSError as exc:
         raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
     return rows, figure
-
-
-def _mlflow_executable() -> list[str]:
-    exe = Path(sys.executable).parent / "mlflow"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mlflow"]
-
-
-def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
-    """The argv of ``mlflow server`` serving the UI on the store at ``uri``.
-
-    Raises
-    ------
-    InputError
-        ``uri`` is a tracking server (its UI is already there), or the SQLite file is missing.
-    """
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme in ("http", "https"):
-        raise InputError(f"{uri} is a tracking server: open {uri} in a browser instead")
-    path = sqlite_path(uri)
-    if path is not None and not path.is_file():
-        raise InputError(
-            f"tracking store {uri!r}: {path} does not exist; run an experiment first "
-            "(optlab run SPEC) or pass --tracking-uri"
-        )
-    return [
-        *_mlflow_executable(),
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]

@@ -28,6 +28,7 @@ __all__ = [
     "MlflowServer",
     "RestartableMlflowServer",
     "free_port",
+    "healthy",
     "mlflow_server",
     "start_mlflow_server",
 ]
@@ -53,7 +54,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=1.0) as response:
             return bool(response.status == 200)
@@ -107,7 +108,7 @@ def _spawn(folder: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not _healthy(url):
+    while not healthy(url):
         if process.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"mlflow server did not start on {url}:\n{tail}")
@@ -181,7 +182,7 @@ class RestartableMlflowServer:
             process.wait(timeout=10)
         else:
             _stop(process)
-        while _healthy(self.url):  # the port no longer answers
+        while healthy(self.url):  # the port no longer answers
             time.sleep(0.05)
 
 

@@ -373,11 +373,12 @@ def test_a_tracked_sweep_is_compared_in_mlflow(
     assert len(children) == 1
     child = children[0]
     assert child.data.params["regularizer.l2.strength"] == "0.0001"
-    history = client.get_metric_history(child.info.run_id, "loss")
+    history = client.get_metric_history(child.info.run_id, "curves/loss")
     steps = [m.step for m in history]
     assert steps == sorted(steps) and steps[-1] > steps[0]  # step = examples processed
+    assert "curves/val_accuracy" in child.data.metrics
     for key in ("val_accuracy", "test_accuracy", "train_time_s", "initial_loss"):
-        assert key in child.data.metrics
+        assert f"summary/{key}" in child.data.metrics
 
 
 # --------------------------------------------------------------------------------------------

@@ -141,8 +141,8 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
 
     killed = next(r for r in children(spec) if r.info.run_name == "b")
     client = MlflowClient(_uri(spec))
-    assert len(client.get_metric_history(killed.info.run_id, "loss")) > 0
-    assert len(client.get_metric_history(killed.info.run_id, "val_accuracy")) > 0
+    assert len(client.get_metric_history(killed.info.run_id, "curves/loss")) > 0
+    assert len(client.get_metric_history(killed.info.run_id, "curves/val_accuracy")) > 0
     assert sig.name in killed.data.tags["optlab.status_reason"]
     parent_id = killed.data.tags["mlflow.parentRunId"]
     assert client.get_run(parent_id).info.status == "KILLED"
@@ -216,7 +216,7 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
         time.sleep(0.1)
     killed = next(r for r in children(spec) if r.info.run_name == "b")
     client = MlflowClient(_uri(spec))
-    assert len(client.get_metric_history(killed.info.run_id, "loss")) > 0
+    assert len(client.get_metric_history(killed.info.run_id, "curves/loss")) > 0
     assert client.get_run(killed.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
 
     resume_to_the_end(spec)

@@ -1,15 +1,23 @@
-"""The comparison as a user sees it: headless Chromium on the real MLflow UI shows the parent
-run of an invocation and, once expanded, its variants' child runs ``svm`` and ``softmax``."""
+"""The comparison as a user sees it: ``optlab run`` of two variants, then ``optlab ui``, then the
+link it prints opened in headless Chromium on the real MLflow UI.
+
+What the user must see: MLflow's model-training view (not its GenAI view), in chart mode, the
+learning curves first with both variants' lines, the summaries next, and the comparison files
+on the parent run; and ``optlab ui`` prints the link and none of MLflow's start-up noise.
+"""
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow_server import MlflowServer, mlflow_server  # noqa: F401 (fixture)
-from tracking_data import drive, train
-
-from optlab.tracking import Tracker
+from mlflow_server import free_port, healthy
 
 pytestmark = pytest.mark.integration
 
@@ -24,31 +32,100 @@ ARGS = [
     "--no-first-run",
 ]
 SCREENSHOT = Path("/tmp/optlab-mlflow-ui.png")
+SPEC = """\
+name: browser_svm_vs_softmax
+seed: 0
+data: {name: blobs, n_samples: 300, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}
+loss: {name: svm}
+regularizer: {name: l2, strength: 0.0001}
+optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 4}
+variants:
+  svm: {}
+  softmax: {loss: {name: softmax}}
+"""
+SECTION = '[data-testid="experiment-view-compare-runs-section-header"]'
+CARD = '[data-testid="experiment-view-compare-runs-card"]'
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    """``optlab ui`` on a store holding one invocation: (the link it printed, everything it
+    printed once stopped)."""
+    folder = tmp_path_factory.mktemp("browser")
+    (folder / "spec.yaml").write_text(SPEC)
+    command = [sys.executable, "-m", "optlab"]
+    subprocess.run([*command, "run", "spec.yaml"], cwd=folder, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [*command, "ui", "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        assert server.stdout is not None
+        while not (line := server.stdout.readline()).strip().startswith(url + "/#/"):
+            assert line, f"optlab ui printed no link: {output}"
+            output.append(line)
+        output.append(line)
+        deadline = time.monotonic() + 90
+        while not healthy(url):
+            assert server.poll() is None and time.monotonic() < deadline, output
+            time.sleep(0.5)
+        yield line.strip(), output
+    finally:
+        server.send_signal(signal.SIGTERM)  # optlab ui stops its server too
+        rest, _ = server.communicate(timeout=30)
+        output += rest.splitlines(keepends=True)
+    assert server.returncode == 0, output
+    assert not healthy(url), "the MLflow server outlived optlab ui"
+
+
+def test_optlab_ui_prints_the_link_and_no_startup_noise(ui: tuple[str, list[str]]) -> None:
+    link, output = ui
+    assert output[0].startswith("MLflow UI on http://127.0.0.1:")
+    assert "workflowType=machine_learning" in link and "compareRunsMode=CHART" in link
+    assert len(output) == 3, output  # the address, a line saying what the link is, the link
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_experiment_page_shows_the_variants(mlflow_server: MlflowServer) -> None:  # noqa: F811
+def test_the_link_opens_the_training_view_curves_first_with_both_variants(
+    ui: tuple[str, list[str]],
+) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    tracker = Tracker(mlflow_server.url, "browser-svm-vs-softmax", plots=False)
-    with tracker.parent("svm_vs_softmax", {}):
-        drive(tracker, [train("svm", lr=0.5), train("softmax", lr=0.05)])
-
+    link, _ = ui
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
-            url = f"{mlflow_server.url}/#/experiments/{tracker.experiment_id}/runs"
-            page.goto(url, wait_until="load")
-            name_cell = page.locator('[col-id="attributes.`Run Name`"]')
-            parent = name_cell.filter(has_text="svm_vs_softmax").first
-            parent.wait_for(state="visible")
-            child = page.get_by_role("link", name="softmax", exact=True)
-            assert child.count() == 0  # children start collapsed under their parent
-            parent.locator("button").first.click()  # expand
-            for name in ("svm", "softmax"):
-                page.get_by_role("link", name=name, exact=True).wait_for(state="visible")
+            page.goto(link)
+            # the model-training view, in chart mode (not the GenAI overview)
+            page.get_by_role("heading", level=2, name="Runs", exact=True).wait_for()
+            assert page.locator('input[name="runs-view-mode"][value="CHART"]').is_checked()
+            assert page.get_by_text("Evaluation runs").count() == 0
+            page.locator(CARD).filter(has_text="curves/val_accuracy").wait_for()
+            sections = [t.split("\n")[0] for t in page.locator(SECTION).all_inner_texts()]
+            assert sections[:2] == ["curves", "summary"], sections
+            page.get_by_text("2 matching runs").wait_for()  # the invocation's two variants
+            for key in ("curves/loss", "curves/val_accuracy"):
+                card = page.locator(CARD).filter(has=page.get_by_text(key, exact=True))
+                for variant in ("svm", "softmax"):  # a line each, named in the legend
+                    card.get_by_text(re.compile(rf"^{variant} \(")).first.wait_for()
             page.screenshot(path=str(SCREENSHOT))
-            assert page.get_by_text("3 matching runs").is_visible()
+
+            # the parent run holds the comparison
+            experiment = re.search(r"#/experiments/(\d+)/", link)
+            parent = re.search(r"mlflow\.parentRunId%60%20%3D%20%27(\w+)%27", link)
+            assert experiment and parent, link
+            page.goto(
+                link.split("#")[0] + f"#/experiments/{experiment.group(1)}/runs/"
+                f"{parent.group(1)}/artifacts?workflowType=machine_learning"
+            )
+            for name in ("comparison.png", "comparison.md", "comparison.json"):
+                page.get_by_text(name, exact=True).first.wait_for()
         finally:
             browser.close()

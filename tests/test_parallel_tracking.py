@@ -74,21 +74,21 @@ def check_every_point(uri: str, tmp: Path) -> None:
         expected = [
             e * n_train + min((j + 1) * 40, n_train) for e in range(3) for j in range(per_epoch)
         ]
-        for name in ("loss", "data_loss", "reg_loss"):
+        for name in ("curves/loss", "curves/data_loss", "curves/reg_loss"):
             history = client.get_metric_history(run.info.run_id, name)
             assert sorted(m.step for m in history) == expected, (run.info.run_name, name)
-        for name in ("val_accuracy", "train_accuracy", "epoch"):
+        for name in ("curves/val_accuracy", "curves/train_accuracy", "epoch"):
             assert len(client.get_metric_history(run.info.run_id, name)) == 3
-        assert "test_accuracy" in run.data.metrics
+        assert "summary/test_accuracy" in run.data.metrics
         # drawn by the worker, uploaded by the invoking process
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"learning_curves.png", "weight_templates.png", "confusion_matrix.png"} <= files
         assert {"console.log", "weights.npz", "spec.yaml"} <= files
         # start and end are the run's own, not when the invoking process recorded it: the
         # UI's durations are the real ones
-        stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "loss")]
+        stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "curves/loss")]
         assert run.info.start_time <= min(stamps) <= max(stamps) <= run.info.end_time
-        train_ms = 1000 * run.data.metrics["train_time_s"]
+        train_ms = 1000 * run.data.metrics["summary/train_time_s"]
         assert run.info.end_time - run.info.start_time >= train_ms - 1
     parent_id = parents.pop()
     parent = client.get_run(parent_id).info

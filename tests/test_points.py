@@ -14,8 +14,11 @@ from optlab.tracking.points import (
     EPOCH_METRICS,
     STEP_METRICS,
     Points,
+    curve_key,
     evaluation_points,
+    optlab_name,
     step_points,
+    summary_key,
     thinned,
 )
 
@@ -25,7 +28,7 @@ def test_step_points_are_every_step_of_every_curve() -> None:
     made = step_points(steps)
     assert len(made) == 3 * len(steps)
     for name in STEP_METRICS:
-        mine = [i for i, key in enumerate(made.keys) if key == name]
+        mine = [i for i, key in enumerate(made.keys) if key == f"curves/{name}"]
         np.testing.assert_array_equal(made.values[mine], getattr(steps, name))
         np.testing.assert_array_equal(made.steps[mine], steps.examples)
         np.testing.assert_array_equal(made.timestamps[mine], np.rint(steps.time * 1000))
@@ -37,11 +40,11 @@ def test_evaluation_points_and_no_val_accuracy_without_a_validation_split() -> N
     reports = train("points", epochs=3).reports
     made = evaluation_points(reports)
     for name in EPOCH_METRICS:
-        mine = [i for i, key in enumerate(made.keys) if key == name]
+        mine = [i for i, key in enumerate(made.keys) if key == curve_key(name)]
         assert made.values[mine].tolist() == [getattr(r, name) for r in reports]
         assert made.steps[mine].tolist() == [r.examples for r in reports]
     unvalidated = [type(r)(**{**r.__dict__, "val_accuracy": None}) for r in reports]
-    assert "val_accuracy" not in evaluation_points(unvalidated).keys
+    assert "curves/val_accuracy" not in evaluation_points(unvalidated).keys
     assert len(evaluation_points(unvalidated)) == 2 * len(reports)
 
 
@@ -72,3 +75,13 @@ def test_slices_concatenation_and_mlflow_metrics() -> None:
     assert math.isnan(metrics[0].value) and metrics[2].value == 1.5
     assert len(Points.concat([])) == 0 and len(Points.concat([Points(), points])) == 3
     assert (points + points)[2:4].keys == ["d", "a"]
+
+
+def test_mlflow_keys_put_curves_first_summaries_next_epoch_last() -> None:
+    """MLflow's chart view sorts sections (the key before its last "/") alphabetically, before
+    the unprefixed "Model metrics": curves, then summary, then epoch."""
+    keys = [curve_key(n) for n in (*STEP_METRICS, *EPOCH_METRICS)] + [summary_key("test_accuracy")]
+    sections = sorted({k.rpartition("/")[0] for k in keys if "/" in k})
+    assert sections == ["curves", "summary"] and curve_key("epoch") == "epoch"
+    for name in (*STEP_METRICS, *EPOCH_METRICS, "test_accuracy"):
+        assert optlab_name(curve_key(name)) == optlab_name(summary_key(name)) == name

@@ -3,7 +3,6 @@ the UI listens on the loopback interface unless told otherwise."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import optlab.tracking.ui
 from optlab.cli import app
-from optlab.report import ui_command
+from optlab.tracking.ui import ui_command
 
 SPEC = """\
 name: secrets
@@ -136,11 +136,11 @@ def test_ui_binds_the_loopback_interface_by_default(
 
     executed: list[list[str]] = []
 
-    def fake_exec(file: str, args: list[str], env: dict[str, str]) -> None:
+    def fake_serve(args: list[str]) -> int:
         executed.append(list(args))
-        raise SystemExit(0)
+        return 0
 
-    monkeypatch.setattr(os, "execvpe", fake_exec)
+    monkeypatch.setattr(optlab.tracking.ui, "serve", fake_serve)
     result = _invoke("ui", "--port", "5006")
     assert result.exit_code == 0, result.stderr
     (args,) = executed

@@ -34,8 +34,8 @@ from optlab.plugin_manager import GuardedHooks, get_registry
 from optlab.runner import execute
 from optlab.spec import load_experiment
 from optlab.tracking import STEP_METRICS, Tracker, TrackingUnavailable
+from optlab.tracking.points import EPOCH_METRICS, curve_key
 from optlab.tracking.retry import RETRY_ENV, is_transient, retry_budget, short_reason
-from optlab.tracking.tracker import EPOCH_METRICS
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +115,11 @@ def _assert_curves(client: Any, run_id: str, result: RunResult, n_evals: int) ->
     """Every per-step point of ``result`` exactly once (step, value) and ``n_evals``
     per-evaluation points."""
     for key in STEP_METRICS:
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        points = sorted(client.get_metric_history(run_id, curve_key(key)), key=lambda m: m.step)
         assert [m.step for m in points] == result.steps.examples.tolist(), key
         np.testing.assert_array_equal([m.value for m in points], getattr(result.steps, key))
     for key in EPOCH_METRICS:
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        points = sorted(client.get_metric_history(run_id, curve_key(key)), key=lambda m: m.step)
         assert [m.step for m in points] == [r.examples for r in result.evaluations[:n_evals]]
         assert [m.value for m in points] == [getattr(r, key) for r in result.evaluations[:n_evals]]
 
@@ -145,7 +145,7 @@ def test_server_restarted_within_the_budget_the_run_finishes_with_every_point_on
     child = client.get_run(child_id)
     assert child.info.status == "FINISHED"
     _assert_curves(client, child_id, result, n_evals=6)
-    assert child.data.metrics["test_accuracy"] == result.metrics["test_accuracy"]
+    assert child.data.metrics["summary/test_accuracy"] == result.metrics["test_accuracy"]
     assert {a.path for a in client.list_artifacts(child_id)} >= {"spec.yaml", "weights.npz"}
 
 
@@ -188,7 +188,8 @@ def test_server_not_back_within_the_budget_the_run_fails_with_one_clear_line(
     child_id = _child_id(client, tracker, parent_id, run_spec.name)
     first = result.evaluations[0]
     for key in EPOCH_METRICS:
-        assert [m.value for m in client.get_metric_history(child_id, key)] == [getattr(first, key)]
+        history = client.get_metric_history(child_id, curve_key(key))
+        assert [m.value for m in history] == [getattr(first, key)]
     assert client.get_run(child_id).info.status == "RUNNING"  # nothing could end it
 
 

@@ -29,7 +29,7 @@ sweep:
     optimizer.lr: [0.05, 0.5]
     regularizer.strength: [0.0001, 0.01]
 """
-CURVES = ("loss", "data_loss", "reg_loss", "val_accuracy")
+CURVES = ("curves/loss", "curves/data_loss", "curves/reg_loss", "curves/val_accuracy")
 COMMAND = (sys.executable, "-m", "optlab", "run")
 
 
@@ -52,7 +52,10 @@ def _histories(uri: str, name: str = "repro") -> dict[str, dict[str, tuple[list[
                 client.get_metric_history(run.info.run_id, key), key=lambda m: m.step
             )
             steps = [int(m.step) for m in points]
-            curves[key] = (steps, np.array([m.value for m in points], np.float64).tobytes())
+            curves[key.removeprefix("curves/")] = (
+                steps,
+                np.array([m.value for m in points], np.float64).tobytes(),
+            )
         out[run.info.run_name] = curves
     return out
 
@@ -93,8 +96,8 @@ def test_same_seed_same_histories_across_invocations_and_parallelism(tmp_path: P
         histories = _histories(uris[other])
         assert histories.keys() == first.keys()
         for name, curves in first.items():
-            for key in CURVES:
-                assert histories[name][key] == curves[key], f"{other}: {name}: {key} differs"
+            for key, curve in curves.items():
+                assert histories[name][key] == curve, f"{other}: {name}: {key} differs"
 
 
 # large enough for the fast paths: X is 37 MiB (over BLOCKED_MIN_BYTES, so GD's full-batch pass
@@ -133,5 +136,5 @@ def test_fast_paths_give_the_same_histories_on_one_or_two_cores(tmp_path: Path) 
     assert set(one) == {"gd", "sgd"}
     assert len(one["gd"]["loss"][0]) == 12 and len(one["sgd"]["loss"][0]) == 2 * 15
     for name, curves in one.items():
-        for key in CURVES:
-            assert two[name][key] == curves[key], f"{name}: {key} differs between --jobs 1 and 2"
+        for key, curve in curves.items():
+            assert two[name][key] == curve, f"{name}: {key} differs between --jobs 1 and 2"

@@ -18,9 +18,10 @@ from tracking_data import TrainedRun, check_logged_run, child_runs, drive, train
 
 from optlab.errors import InputError, TrackingError
 from optlab.events import RunResult
-from optlab.report import compare, comparison_rows, load_latest_invocation, ui_command
+from optlab.report import compare, comparison_rows, load_latest_invocation
 from optlab.tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
 from optlab.tracking.store import absolute_uri, connect
+from optlab.tracking.ui import chart_link, ui_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,7 +200,7 @@ def test_many_params_and_long_steps_are_batched(store: Path) -> None:
     logged = child_runs(client, tracker.experiment_id, parent_id)["wide"]
     assert len(logged.data.params) == len(params)
     assert len(logged.data.params["extra.long"]) == 6000
-    history = client.get_metric_history(logged.info.run_id, "loss")
+    history = client.get_metric_history(logged.info.run_id, "curves/loss")
     assert len(history) == len(long_steps) == 1440
     assert sorted(m.step for m in history) == long_steps.examples.tolist()
 
@@ -217,8 +218,8 @@ def test_killed_and_crashed_invocations(store: Path, runs: dict[str, TrainedRun]
     child = child_runs(client, tracker.experiment_id, parent_id)["softmax"]
     assert child.info.status == "KILLED"
     assert child.data.tags["optlab.status_reason"] == "interrupted by SIGINT at step 3"
-    assert len(client.get_metric_history(child.info.run_id, "loss")) == len(first.steps)
-    assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 1
+    assert len(client.get_metric_history(child.info.run_id, "curves/loss")) == len(first.steps)
+    assert len(client.get_metric_history(child.info.run_id, "curves/val_accuracy")) == 1
     assert client.get_run(parent_id).info.status == "FINISHED"
 
     # Ctrl-C while a run is open: the parent and the open child end KILLED
@@ -320,7 +321,9 @@ def test_ui_command(workdir: Path, template_db: Path) -> None:
     argv = ui_command(DEFAULT_TRACKING_URI, 5001)
     assert Path(argv[0]).name in ("mlflow", Path(sys.executable).name)
     joined = " ".join(argv)
-    assert "server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5001" in joined
+    assert "server --backend-store-uri sqlite:///mlflow.db" in joined
+    assert "--host 127.0.0.1 --port 5001 --workers 1" in joined
+    assert chart_link(DEFAULT_TRACKING_URI, "http://127.0.0.1:5001") is None  # nothing run yet
     with pytest.raises(InputError, match="open http://srv:5000 in a browser"):
         ui_command("http://srv:5000", 5000)
 
@@ -361,14 +364,14 @@ def test_long_curves_are_thinned_to_the_budget_and_kept_whole_in_steps_npz(store
     client = _client(DEFAULT_TRACKING_URI)
     child_id = child_runs(client, tracker.experiment_id, parent_id)["long"].info.run_id
     for key in ("loss", "data_loss", "reg_loss"):
-        points = sorted(client.get_metric_history(child_id, key), key=lambda m: m.step)
+        points = sorted(client.get_metric_history(child_id, f"curves/{key}"), key=lambda m: m.step)
         at = [m.step for m in points]
         assert len(at) == 10 and at[0] == steps.examples[0] and at[-1] == steps.examples[-1]
         gaps = np.diff(np.searchsorted(steps.examples, at))
         assert gaps.max() - gaps.min() <= 1  # evenly spaced
         index = np.searchsorted(steps.examples, at)
         np.testing.assert_array_equal([m.value for m in points], getattr(steps, key)[index])
-    assert len(client.get_metric_history(child_id, "val_accuracy")) == 4  # never thinned
+    assert len(client.get_metric_history(child_id, "curves/val_accuracy")) == 4  # never thinned
     saved = Path(client.download_artifacts(child_id, "steps.npz", str(store)))
     with np.load(saved, allow_pickle=False) as history:
         for key in ("examples", "time", "loss", "data_loss", "reg_loss"):
@@ -388,7 +391,7 @@ def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
         tracker.optlab_run_started(run=run.info)
         tracker.optlab_epoch_ended(run=run.info, report=run.reports[0])
         child = child_runs(client, tracker.experiment_id, parent_id)["live"]
-        visible = client.get_metric_history(child.info.run_id, "val_accuracy")
+        visible = client.get_metric_history(child.info.run_id, "curves/val_accuracy")
         assert len(visible) == 1  # written while the run goes on
         for report in run.reports[1:]:
             tracker.optlab_epoch_ended(run=run.info, report=report)

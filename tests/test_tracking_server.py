@@ -84,5 +84,5 @@ def test_killed_invocation_through_the_server(mlflow_server: MlflowServer) -> No
     assert client.get_run(parent_id).info.status == "KILLED"
     child = child_runs(client, tracker.experiment_id, parent_id)["softmax"]
     assert child.info.status == "KILLED"
-    history = client.get_metric_history(child.info.run_id, "loss")
+    history = client.get_metric_history(child.info.run_id, "curves/loss")
     assert len(history) == len(run.reports[0].steps)

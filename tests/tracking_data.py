@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, StepHistory
+from optlab.tracking.points import curve_key, summary_key
 
 __all__ = ["TrainedRun", "make_data", "train"]
 
@@ -188,19 +189,21 @@ def check_logged_run(client: Any, logged: Any, run: TrainedRun) -> None:
     # full per-step histories: every point, its step (examples) and timestamp (ms)
     steps = result.steps
     for key in ("loss", "data_loss", "reg_loss"):
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        points = sorted(client.get_metric_history(run_id, curve_key(key)), key=lambda m: m.step)
         assert [m.step for m in points] == steps.examples.tolist()
         np.testing.assert_allclose([m.value for m in points], getattr(steps, key), rtol=1e-12)
         stamps = np.array([m.timestamp for m in points])
         np.testing.assert_array_equal(stamps, np.rint(steps.time * 1000).astype(np.int64))
     # per-epoch
     for key in ("train_accuracy", "val_accuracy", "epoch"):
-        points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        points = sorted(client.get_metric_history(run_id, curve_key(key)), key=lambda m: m.step)
         assert [m.step for m in points] == [r.examples for r in run.reports]
         assert [m.value for m in points] == [getattr(r, key) for r in run.reports]
-    # final metrics
+    # final metrics, at step 0 (bar charts in MLflow's chart view)
     for key, value in result.metrics.items():
-        assert logged.data.metrics[key] == value
+        assert logged.data.metrics[summary_key(key)] == value
+        (point,) = client.get_metric_history(run_id, summary_key(key))
+        assert point.step == 0
     if result.status != "FINISHED":
         assert tags["optlab.status_reason"] == result.error
     else:

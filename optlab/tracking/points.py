@@ -18,18 +18,48 @@ from optlab.components import Array
 from optlab.events import EpochReport, StepHistory
 
 __all__ = [
+    "CURVES",
     "EPOCH_METRICS",
     "STEP_METRICS",
+    "SUMMARY",
     "Points",
+    "curve_key",
     "evaluation_points",
+    "optlab_name",
     "step_points",
+    "summary_key",
     "thinned",
 ]
 
-#: per-step metric names (step = examples processed so far)
+#: per-step curves (step = examples processed so far), logged as ``curves/<name>``
 STEP_METRICS = ("loss", "data_loss", "reg_loss")
-#: per-evaluation metric names (step = examples processed at the evaluation)
+#: per-evaluation points (step = examples processed at the evaluation), logged as
+#: ``curves/<name>``, but ``epoch`` as itself
 EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
+
+# MLflow's chart view groups metrics into sections by the part of their key before the last
+# "/", lists sections alphabetically before the unprefixed "Model metrics", and draws a metric
+# whose latest point is at step 0 as a bar chart. So the learning curves (curves/...) open
+# the view, the run's final numbers (summary/..., at step 0) follow as bars that compare runs,
+# and epoch (an x-axis to choose, not a curve to read) comes last.
+CURVES = "curves/"
+SUMMARY = "summary/"
+
+
+def curve_key(name: str) -> str:
+    """The MLflow key of a per-step or per-evaluation metric: ``curves/<name>``; ``epoch``."""
+    return name if name == "epoch" else CURVES + name
+
+
+def summary_key(name: str) -> str:
+    """The MLflow key of a run's final number (``test_accuracy``): ``summary/<name>``."""
+    return SUMMARY + name
+
+
+def optlab_name(key: str) -> str:
+    """The optlab name of an MLflow metric key: the key without ``curves/`` or ``summary/``
+    (keys logged by optlab before it grouped them are their own names)."""
+    return key.removeprefix(CURVES).removeprefix(SUMMARY)
 
 
 def _ints(values: Any) -> Array:
@@ -124,7 +154,7 @@ def step_points(steps: StepHistory) -> Points:
     timestamp = the step's wall time)."""
     k = len(STEP_METRICS)
     return Points(
-        [name for name in STEP_METRICS for _ in range(len(steps))],
+        [curve_key(name) for name in STEP_METRICS for _ in range(len(steps))],
         np.concatenate([_floats(getattr(steps, name)) for name in STEP_METRICS]),
         np.tile(np.rint(_floats(steps.time) * 1000.0).astype(np.int64), k),
         np.tile(_ints(steps.examples), k),
@@ -143,7 +173,7 @@ def evaluation_points(reports: Sequence[EpochReport]) -> Points:
         for key in EPOCH_METRICS:
             value = getattr(report, key)
             if value is not None:
-                keys.append(key)
+                keys.append(curve_key(key))
                 values.append(value)
                 stamps.append(at)
                 steps.append(step)

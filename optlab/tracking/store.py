@@ -36,7 +36,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _SCHEMES = frozenset(
     {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks"}
 )
-#: makes MLflow's UI open the experiment as model training (runs table), not GenAI traces
+#: says the experiment is model training, not GenAI (MLflow 3.17's UI ignores it: see
+#: optlab.tracking.ui)
 _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
 _HELP = "pass another --tracking-uri (for example sqlite:///mlflow.db)"
 

@@ -4,13 +4,16 @@ Everything goes through ``MlflowClient``'s public methods with explicit run ids 
 fluent active-run stack). What is logged, and when:
 
 - per evaluation point (each epoch, or every ``eval_every`` steps): ``epoch``,
-  ``train_accuracy`` and ``val_accuracy``, buffered and written with ``log_batch`` at the
-  first evaluation point ``flush_interval_s`` after the last write, so that the MLflow UI
-  follows a long run as it trains;
-- at the end of a run: the per-step curves ``loss``, ``data_loss`` and ``reg_loss``, at most
-  ``step_points`` points each (default 1,000), evenly thinned with the first and the last step
-  kept (:func:`~optlab.tracking.points.thinned`); the full per-step history at full resolution
-  is the run's ``steps.npz`` artifact; then the final metrics, the artifacts and the status.
+  ``curves/train_accuracy`` and ``curves/val_accuracy``, buffered and written with
+  ``log_batch`` at the first evaluation point ``flush_interval_s`` after the last write, so
+  that the MLflow UI follows a long run as it trains;
+- at the end of a run: the per-step curves ``curves/loss``, ``curves/data_loss`` and
+  ``curves/reg_loss``, at most ``step_points`` points each (default 1,000), evenly thinned with
+  the first and the last step kept (:func:`~optlab.tracking.points.thinned`); the full
+  per-step history at full resolution is the run's ``steps.npz`` artifact; then the final
+  numbers as ``summary/<name>`` at step 0, the artifacts and the status.
+
+(Why these names and steps: :mod:`optlab.tracking.points`.)
 
 A point costs MLflow 75-100 us to store (SQLite, synchronous or asynchronous logging alike), so
 the budget, not the number of steps, bounds what tracking costs a run.
@@ -45,6 +48,7 @@ from optlab.tracking.points import (
     Points,
     evaluation_points,
     step_points,
+    summary_key,
     thinned,
 )
 from optlab.tracking.retry import Retrier, bound_http_retries, retry_budget
@@ -449,24 +453,17 @@ class Tracker:
         metrics = [evaluation_points(result.evaluations[child.evals_logged :])]
         child.evals_logged = len(result.evaluations)
         self._buffer_steps(child, result.steps)
-        now = _ms(time.time())
-        last = int(result.steps.examples[-1]) if len(result.steps) else 0
         final = dict(result.metrics)
         if "best_val_accuracy" not in final:
             vals = [e.val_accuracy for e in result.evaluations if e.val_accuracy is not None]
             if vals:
                 final["best_val_accuracy"] = max(vals)
-        if result.evaluations:  # already the last point of a per-epoch curve: not twice
-            last_report = result.evaluations[-1]
-            for key in EPOCH_METRICS:
-                if key in final and final[key] == getattr(last_report, key):
-                    del final[key]
         finals = {
-            k: float(v)
+            summary_key(k): float(v)
             for k, v in final.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
         }
-        metrics.append(Points.at(finals, now, last))
+        metrics.append(Points.at(finals, _ms(time.time()), 0))  # step 0: bars in MLflow's charts
         with self._lock:
             child.pending += metrics
         self._flush(run.name, child, lambda: self._log_artifacts(run, result, child.run_id))
@@ -524,7 +521,7 @@ class Tracker:
         if best is not None:
             now = _ms(time.time())
             metrics = [
-                Metric(k, float(best[k]), now, 0)
+                Metric(summary_key(k), float(best[k]), now, 0)
                 for k in ("best_val_accuracy", "test_accuracy")
                 if best[k] is not None
             ]
