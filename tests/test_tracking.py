@@ -352,6 +352,34 @@ def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None
     check_logged_run(client, child, run)
 
 
+def test_a_chunk_the_writer_thread_could_not_store_is_written_after_the_figures(
+    store: Path,
+) -> None:
+    """At the end of a run its chunks are written on a thread while the figures are drawn;
+    one that failed there is written again afterwards (with retries), the others not."""
+    from mlflow.exceptions import MlflowException
+
+    run = train("retried", epochs=20, batch=4)  # 1,445 points: two chunks
+    tracker = Tracker(DEFAULT_TRACKING_URI, "retried", plots=False, flush_interval_s=60.0)
+    calls: list[int] = []
+    log_batch = tracker.client.log_batch
+
+    def first_fails(run_id: str, *args: Any, **kwargs: Any) -> None:
+        metrics = kwargs.get("metrics") or (args[0] if args else ())
+        if metrics:
+            calls.append(len(metrics))
+            if len(calls) == 1:  # the first chunk of the run's end
+                raise MlflowException("lost on the way")
+        log_batch(run_id, *args, **kwargs)
+
+    tracker.client.log_batch = first_fails
+    with tracker.parent("retried", {}) as parent_id:
+        drive(tracker, [run])
+    client = _client(DEFAULT_TRACKING_URI)
+    check_logged_run(client, child_runs(client, tracker.experiment_id, parent_id)["retried"], run)
+    assert calls == [1000, 445, 1000], calls  # the failed chunk once more, the other not
+
+
 def test_long_curves_are_thinned_to_the_budget_and_kept_whole_in_steps_npz(store: Path) -> None:
     """Past ``step_points`` steps, each per-step curve is thinned evenly to that many points,
     first and last step kept; steps.npz holds every step, and compare reads it."""

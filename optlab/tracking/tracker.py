@@ -272,9 +272,7 @@ class Tracker:
                         for chunk in child.pending
                     ]
                     meanwhile()
-                    for chunk, write in sent:
-                        if write.exception() is None:
-                            child.pending.remove(chunk)
+                    child.pending = [chunk for chunk, write in sent if write.exception()]
             while child.pending:
                 metrics = child.pending[0].metrics()
                 self._call(
