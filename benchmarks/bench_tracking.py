@@ -5,6 +5,8 @@
   files and run through :class:`optlab.invocation.Invocation` in this process, with tracking
   to a SQLite store (figures on, as ``optlab run`` does) and without. The figure is the
   tracked run's extra time over the untracked run's time; target: at most 5%.
+- ``tracking.cifar10_shape.metrics``: the same with ``tracking: {figures: false}``: what
+  logging alone costs (run, params, curves, files), without drawing the figures.
 - ``tracking.demo``: ``make demo``'s command, ``optlab run experiments/svm_vs_softmax.yaml``
   as a subprocess on an existing store, against the same command with ``--no-track``
   (reported: the demo's runs train in tens of milliseconds, so this is mostly MLflow's
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure
@@ -50,17 +53,17 @@ def _invocation_s(spec: Path, uri: str, track: bool) -> float:
     return seconds
 
 
-def _alternated(first: object, second: object, k: int) -> tuple[float, float]:
-    """Best of ``k`` of two timed callables, called in turn."""
-    a = b = float("inf")
+def _alternated(*sides: Callable[[], float], k: int) -> list[float]:
+    """Best of ``k`` of each timed callable, called in turn."""
+    best = [float("inf")] * len(sides)
     for _ in range(k):
-        a = min(a, first())  # type: ignore[operator]
-        b = min(b, second())  # type: ignore[operator]
-    return a, b
+        best = [min(b, side()) for b, side in zip(best, sides, strict=True)]
+    return best
 
 
-def cifar10_shape(quick: bool) -> Figure:
-    """The tracked run's extra time over the untracked run, CIFAR-10 shape."""
+def cifar10_shape(quick: bool) -> list[Figure]:
+    """The tracked run's extra time over the untracked run, CIFAR-10 shape, with and without
+    figures."""
     n, d, c = QUICK_SHAPE if quick else CIFAR_SHAPE
     epochs = 2 if quick else 15
     n_val = n // 49
@@ -80,24 +83,38 @@ def cifar10_shape(quick: bool) -> Figure:
             ),
             encoding="utf-8",
         )
+        bare = folder / "no-figures.yaml"
+        bare.write_text(spec.read_text() + "tracking: {figures: false}\n", encoding="utf-8")
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         _invocation_s(spec, uri, track=True)  # imports, store creation, page cache
-        tracked, untracked = _alternated(
-            lambda: _invocation_s(spec, uri, track=True),
+        untracked, tracked, no_figures = _alternated(
             lambda: _invocation_s(spec, uri, track=False),
-            1 if quick else 2,
+            lambda: _invocation_s(spec, uri, track=True),
+            lambda: _invocation_s(bare, uri, track=True),
+            k=1 if quick else 5,
         )
-    return Figure(
-        "tracking.cifar10_shape",
-        f"tracking's extra time / the untracked run, {n}x{d} float32, softmax+l2, "
-        f"sgd batch 200, {epochs} epochs",
-        tracked / untracked - 1.0,
-        "x",
-        None if quick else 0.05,
-        note="Invocation.run with tracking to SQLite (figures on) against track=False, "
-        "best of 2 each, alternated",
-        detail={"tracked_s": tracked, "untracked_s": untracked, "epochs": epochs},
-    )
+    shape = f"{n}x{d} float32, softmax+l2, sgd batch 200, {epochs} epochs"
+    detail = {"untracked_s": untracked, "tracked_s": tracked, "no_figures_s": no_figures}
+    note = "Invocation.run tracked to SQLite against track=False, best of 5 each, alternated"
+    return [
+        Figure(
+            "tracking.cifar10_shape",
+            f"tracking's extra time / the untracked run, {shape}",
+            tracked / untracked - 1.0,
+            "x",
+            None if quick else 0.05,
+            note=note,
+            detail=detail,
+        ),
+        Figure(
+            "tracking.cifar10_shape.metrics",
+            f"the same without figures (tracking: {{figures: false}}), {shape}",
+            no_figures / untracked - 1.0,
+            "x",
+            note=note,
+            detail=detail,
+        ),
+    ]
 
 
 def _command_s(*args: str, cwd: Path) -> float:
@@ -120,7 +137,7 @@ def demo(quick: bool) -> Figure:
         tracked, untracked = _alternated(
             lambda: _command_s(cwd=folder),
             lambda: _command_s("--no-track", cwd=folder),
-            1 if quick else 3,
+            k=1 if quick else 3,
         )
     return Figure(
         "tracking.demo",
@@ -134,7 +151,7 @@ def demo(quick: bool) -> Figure:
 
 def run(quick: bool = False) -> list[Figure]:
     """Both tracking figures."""
-    return [cifar10_shape(quick), demo(quick)]
+    return [*cifar10_shape(quick), demo(quick)]
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ class TrackingOptions(_Options):
 
     uri: str | None = Field(None, description="MLflow tracking URI or server address.")
     enabled: bool = Field(True, description="Log runs to MLflow.")
+    figures: bool = Field(
+        True,
+        description="Draw each run's figures (learning curves, weight templates, confusion "
+        "matrix) and the comparison figure as artifacts; false saves their drawing time.",
+    )
     step_points: int = Field(
         1000,
         ge=2,

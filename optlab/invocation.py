@@ -173,6 +173,7 @@ class Invocation:
             self.tracker = Tracker(
                 uri,
                 self.experiment.name,
+                plots=self.experiment.tracking.figures,
                 step_points=self.experiment.tracking.step_points,
                 interrupted=lambda: stop_flag.reason,
             )

@@ -350,6 +350,19 @@ def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None
     client = _client(DEFAULT_TRACKING_URI)
     child = child_runs(client, tracker.experiment_id, parent_id)["speed"]
     check_logged_run(client, child, run)
+    # figures off (tracking: {figures: false}): the files, none of the pictures
+    assert not any(name.endswith(".png") for name in _artifacts(client, child.info.run_id))
+
+
+def test_without_figures_the_comparison_has_its_table_but_no_picture(store: Path) -> None:
+    tracker = Tracker(DEFAULT_TRACKING_URI, "no-figures", plots=False)
+    run = train("svm", epochs=1)
+    assert run.result is not None
+    with tracker.parent("no-figures", {}) as parent_id:
+        drive(tracker, [run])
+        tracker.log_comparison([(run.info, run.result)])
+    client = _client(DEFAULT_TRACKING_URI)
+    assert _artifacts(client, parent_id) == {"comparison.md", "comparison.json"}
 
 
 def test_a_chunk_the_writer_thread_could_not_store_is_written_after_the_figures(
@@ -440,3 +453,27 @@ def test_console_output_is_an_artifact(store: Path) -> None:
     assert "console.log" in _artifacts(client, child.info.run_id)
     text = Path(client.download_artifacts(child.info.run_id, "console.log", str(store)))
     assert text.read_text() == "epoch 1 loss 0.9\n"
+
+
+def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    (workdir / "spec.yaml").write_text(
+        "name: budget\nseed: 0\n"
+        "data: {name: blobs, n_samples: 300, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 2}\n"
+        "tracking: {step_points: 5, figures: false}\n"
+    )
+    done = CliRunner().invoke(app, ["run", "spec.yaml"])
+    assert done.exit_code == 0, done.stderr
+    client = _client(DEFAULT_TRACKING_URI)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("budget").experiment_id],
+        filter_string="tags.`optlab.role` = 'run'",
+    )
+    assert len(client.get_metric_history(run.info.run_id, "curves/loss")) == 5
+    assert not any(name.endswith(".png") for name in _artifacts(client, run.info.run_id))
+    assert "steps.npz" in _artifacts(client, run.info.run_id)

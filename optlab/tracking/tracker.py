@@ -132,7 +132,8 @@ class Tracker:
     experiment_name : str
         The MLflow experiment (the spec's ``name``).
     plots : bool
-        Draw per-run figures (learning curves, weight templates, confusion matrix).
+        Draw the figures: per run (learning curves, weight templates, confusion matrix) and
+        the comparison (``tracking.figures`` of the spec).
     flush_interval_s : float
         Evaluation points are buffered and written at the first evaluation point after this
         many seconds, and at the end of the run.
@@ -496,8 +497,8 @@ class Tracker:
         self, results: Sequence[tuple[RunInfo, RunResult]], figure: bytes | None = None
     ) -> None:
         """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
-        ``comparison.png`` (``figure``, if it was drawn elsewhere), tag ``optlab.best_run``
-        and the best run's accuracies."""
+        ``comparison.png`` (``figure``, if it was drawn elsewhere; else drawn here unless
+        :attr:`plots` is off), tag ``optlab.best_run`` and the best run's accuracies."""
         from mlflow.entities import Metric, RunTag
 
         from optlab.tracking import plots, summary
@@ -510,10 +511,10 @@ class Tracker:
             folder = Path(tmp)
             (folder / "comparison.md").write_text(summary.rows_to_markdown(rows))
             (folder / "comparison.json").write_text(summary.rows_to_json(rows))
-            if figure is None:
-                plots.comparison_figure(results, folder / "comparison.png")
-            else:
+            if figure is not None:
                 (folder / "comparison.png").write_bytes(figure)
+            elif self.plots:
+                plots.comparison_figure(results, folder / "comparison.png")
             self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
         best = next((r for r in rows if r["best"]), None)
         if best is not None:
