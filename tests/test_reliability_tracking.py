@@ -366,3 +366,18 @@ def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
     assert last.startswith(f"optlab: error: tracking server {proxy.url} was unreachable for 1.")
     assert "(HTTP 503)" in last and "--resume" in last
     assert not (tmp_path / "mlflow.db").exists()
+
+    # once the server answers again, --resume finishes the run: one FINISHED run, all its curves
+    resumed = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", up.url, "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    client = _client(up.url)
+    experiment = client.get_experiment_by_name("outage")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`optlab.role` = 'run'"
+    )
+    # the first attempt could not be ended (the store was lost); here it ran in this very
+    # process, so --resume leaves it RUNNING (a separate, dead process's run it marks KILLED)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "RUNNING"]
+    (finished,) = (r for r in runs if r.info.status == "FINISHED")
+    losses = client.get_metric_history(finished.info.run_id, curve_key("loss"))
+    assert len(losses) == 2 * 24 and len({m.step for m in losses}) == 2 * 24
