@@ -74,8 +74,10 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # a pipe or a file gets a wide table rather than 80 columns of wrapped cells
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
+    # a pipe or a file gets a wide table rather than 80 columns of wrapped cells; what plugins,
+    # specs, data and exceptions say is shown as it is, never read as rich markup
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, markup=False, width=width)
 
 
 # ------------------------------------------------------------------------------------ validate

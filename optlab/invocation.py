@@ -38,9 +38,9 @@ class _Progress:
             TimeElapsedColumn,
         )
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, markup=False)
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -58,7 +58,7 @@ class _Progress:
         self.progress.stop()
 
     def log(self, message: str) -> None:
-        self.progress.console.print(message, markup=False)
+        self.progress.console.print(message)
 
     @hookimpl
     def optlab_run_started(self, run: RunInfo) -> None:
@@ -318,15 +318,17 @@ class Invocation:
 
         from optlab.report import comparison_rows, render_table
 
-        console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+        # run names and errors are shown as they are, never read as rich markup
+        width = None if sys.stdout.isatty() else 160
+        console = Console(highlight=False, markup=False, width=width)
         if outcome.results:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:
             console.print(f"skipped {len(outcome.skipped)} run(s) already finished (--resume)")
         for info, result in outcome.failed:
-            console.print(f"{info.name}: {result.status}: {result.error}", markup=False)
+            console.print(f"{info.name}: {result.status}: {result.error}")
         if outcome.interrupted:
-            console.print("interrupted: finish the remaining runs with --resume", markup=False)
+            console.print("interrupted: finish the remaining runs with --resume")
         if self.tracker is not None:
             console.print(
                 f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "

@@ -151,3 +151,37 @@ def test_bundled_plugins_come_first_and_are_active() -> None:
     assert {p.name for p in bundled} >= {"losses", "regularizers", "optimizers", "datasets"}
     assert all(p.status == "active" for p in bundled), [p.as_dict() for p in bundled]
     assert list(registry.plugins)[: len(bundled)] == [p.name for p in bundled]
+
+
+def test_plugin_text_is_shown_literally_never_as_markup(site: Path) -> None:
+    """Square brackets in what plugins say (an import error naming a path, a summary with
+    W[d,:]) are printed as they are by `optlab plugins` and `optlab components`."""
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    _fake_distribution(
+        site,
+        "optlab-bracket",
+        "0.1",
+        "bracket",
+        "fakeplug_bracket",
+        "raise ImportError('no [/etc/optlab] here, [bold]really[/bold]')\n",
+    )
+
+    @optlab.hookimpl
+    def optlab_register_losses() -> list[optlab.LossRecord]:
+        summary = "reads W[d,:]; see [/docs] and [red]"
+        return [optlab.LossRecord("brackets", lambda p: _NoLoss(), optlab.Params, summary)]
+
+    runner = CliRunner()
+    plugin = SimpleNamespace(optlab_register_losses=optlab_register_losses)
+    with registered_plugin(plugin, name="bracket_plugin"):
+        listed = runner.invoke(app, ["plugins"], terminal_width=400)
+        described = runner.invoke(app, ["components", "--kind", "loss"], terminal_width=400)
+    assert listed.exit_code == 0, listed.stderr
+    for text in ("[/etc/optlab]", "[bold]really[/bold]"):  # cells wrap at spaces
+        assert text in listed.stdout
+    assert described.exit_code == 0, described.stderr
+    for text in ("W[d,:];", "[/docs]", "[red]"):
+        assert text in described.stdout
