@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SWEEP = """\
@@ -150,3 +151,29 @@ def test_the_fork_server_preloads_what_a_worker_imports() -> None:
 
     for name in fork_server.WORKER_PRELOAD:
         assert importlib.util.find_spec(name) is not None, name
+
+
+def test_without_a_fork_server_the_workers_are_spawned_and_train_the_same(
+    monkeypatch: pytest.MonkeyPatch, spec: Path
+) -> None:
+    """Platforms without the forkserver start method (Windows, some macOS builds) get
+    spawned workers, which give the same results as a run in this process."""
+    import multiprocessing
+
+    from optlab import fork_server
+    from optlab.parallel import LocalWorkers, RecordingObserver, execute_recorded
+    from optlab.runner import execute
+    from optlab.spec import load_experiment
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert fork_server.start().get_start_method() == "spawn"
+    run = load_experiment(spec).runs[0]
+    with LocalWorkers(1) as workers:
+        events = workers.pool.submit(execute_recorded, run, "e", {}, False).result(120)
+    name, finished = events[-1]
+    spawned = finished["result"]
+    assert name == "optlab_run_finished"
+    _, here = execute(run, experiment="e", observer=RecordingObserver())
+    assert spawned.status == here.status == "FINISHED"
+    assert spawned.metrics["test_accuracy"] == here.metrics["test_accuracy"]
+    np.testing.assert_array_equal(spawned.steps.loss, here.steps.loss)
