@@ -174,6 +174,7 @@ class Invocation:
                 uri,
                 self.experiment.name,
                 plots=self.experiment.tracking.figures,
+                description=self.experiment.description,
                 step_points=self.experiment.tracking.step_points,
                 interrupted=lambda: stop_flag.reason,
             )
@@ -211,8 +212,13 @@ class Invocation:
             if self.tracker is not None:
                 pm.register(self.tracker, name="optlab.tracking")
                 stack.callback(pm.unregister, name="optlab.tracking")
+                from optlab.tracking import NOTE_TAG
+
+                parent_tags = dict(base_tags)
+                if self.experiment.description:  # the parent run's description in MLflow
+                    parent_tags[NOTE_TAG] = self.experiment.description
                 stack.enter_context(
-                    self.tracker.parent(self.experiment.name, base_tags, self.started_at)
+                    self.tracker.parent(self.experiment.name, parent_tags, self.started_at)
                 )
             hooks = GuardedHooks(pm, registry)
             if self.jobs == 1 and self.executor == "local":

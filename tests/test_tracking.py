@@ -129,6 +129,7 @@ def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert connect(uri, must_exist=True).search_experiments()
+    assert not (workdir / ".mlflow.db.lock").exists()  # nothing left beside the store
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -461,7 +462,7 @@ def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) 
     from optlab.cli import app
 
     (workdir / "spec.yaml").write_text(
-        "name: budget\nseed: 0\n"
+        "name: budget\nseed: 0\ndescription: SGD on blobs, for the budget test.\n"
         "data: {name: blobs, n_samples: 300, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}\n"
         "loss: {name: softmax}\n"
         "optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 2}\n"
@@ -477,3 +478,9 @@ def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) 
     assert len(client.get_metric_history(run.info.run_id, "curves/loss")) == 5
     assert not any(name.endswith(".png") for name in _artifacts(client, run.info.run_id))
     assert "steps.npz" in _artifacts(client, run.info.run_id)
+    # the spec's description is the experiment's and the parent run's in MLflow
+    experiment = client.get_experiment_by_name("budget")
+    assert experiment.tags["mlflow.note.content"] == "SGD on blobs, for the budget test."
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["mlflow.note.content"] == "SGD on blobs, for the budget test."
+    assert "mlflow.note.content" not in run.data.tags

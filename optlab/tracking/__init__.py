@@ -19,6 +19,7 @@ from optlab.tracking.retry import RETRY_ENV, TrackingUnavailable
 from optlab.tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
 from optlab.tracking.tracker import (
     DATA_TAG,
+    NOTE_TAG,
     PARENT_TAG,
     ROLE_TAG,
     RUN_KEY_TAG,
@@ -30,6 +31,7 @@ from optlab.tracking.tracker import (
 __all__ = [
     "DATA_TAG",
     "DEFAULT_TRACKING_URI",
+    "NOTE_TAG",
     "PARENT_TAG",
     "RETRY_ENV",
     "ROLE_TAG",

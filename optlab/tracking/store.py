@@ -11,7 +11,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,18 +140,31 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
     )
 
 
-def _creation_lock(path: Path | None) -> AbstractContextManager[object]:
-    """Serialize the creation of a SQLite store across processes.
+@contextmanager
+def _creation_lock(path: Path | None) -> Iterator[None]:
+    """Serialize the creation of a new SQLite store across processes.
 
     Two processes that open a new database at once both run MLflow's migrations and one
     fails ("table ... already exists"); a lock file next to the database (``.NAME.lock``)
-    makes the second wait until the first has finished.
+    makes the second wait until the first has finished. It exists only while a store is
+    being created (before the database file, which SQLite makes at once, is migrated): it
+    is removed once the store exists, and a store with no lock file next to it is ready.
     """
     if path is None:
-        return nullcontext()
+        yield
+        return
+    lock_file = path.with_name(f".{path.name}.lock")
+    if path.exists() and not lock_file.exists():  # created already, by now
+        yield
+        return
     from filelock import FileLock
 
-    return FileLock(path.with_name(f".{path.name}.lock"), timeout=120)
+    with FileLock(lock_file, timeout=120):
+        try:
+            yield
+        finally:
+            if path.exists():  # created: no later process needs to wait
+                lock_file.unlink(missing_ok=True)
 
 
 def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempts: int = 2) -> Any:

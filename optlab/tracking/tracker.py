@@ -58,6 +58,7 @@ __all__ = [
     "DATA_TAG",
     "EPOCH_METRICS",
     "HOST_TAG",
+    "NOTE_TAG",
     "PARENT_TAG",
     "PID_TAG",
     "ROLE_TAG",
@@ -75,6 +76,7 @@ PID_TAG = "optlab.pid"
 HOST_TAG = "optlab.host"
 DATA_TAG = "optlab.data"
 REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did not repeat
+NOTE_TAG = "mlflow.note.content"  # the description MLflow shows for an experiment or a run
 
 _MAX_METRICS = 1000  # per log_batch call (MLflow's limit)
 #: per-step points logged per metric and run, by default (the rest are in ``steps.npz``)
@@ -147,6 +149,8 @@ class Tracker:
     interrupted : callable, optional
         Returns the signal that asked the invocation to stop (or ``None``): waiting for an
         unreachable store ends then.
+    description : str
+        The spec's ``description``: set as the experiment's description in MLflow.
 
     Raises
     ------
@@ -168,6 +172,7 @@ class Tracker:
         retry_s: float | None = None,
         step_points: int = DEFAULT_STEP_POINTS,
         interrupted: Callable[[], str | None] | None = None,
+        description: str = "",
     ) -> None:
         if step_points < 2:
             raise ValueError(
@@ -178,6 +183,7 @@ class Tracker:
         self.plots = plots
         self.flush_interval_s = flush_interval_s
         self.step_points = step_points
+        self.description = description
         self.experiment_id = ""
         self.parent_run_id: str | None = None
         self._client: Any = None
@@ -198,6 +204,11 @@ class Tracker:
         client = connect(self.uri)
         self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
         self._client = client
+        if self.description:  # the spec's description, as the experiment's in MLflow
+            what = "set the experiment's description"
+            self._call(
+                what, client.set_experiment_tag, self.experiment_id, NOTE_TAG, self.description
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
