@@ -198,6 +198,13 @@ class Invocation:
             ]
             if reused:
                 base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
+            if len(reused) == len(self.experiment.runs):
+                # nothing left to run: no parent run is logged; the table shows the finished
+                # runs as the store has them
+                from optlab.report import read_runs
+
+                results = read_runs(self.tracker.client, reused, self.experiment.name)
+                return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
 
         progress = _Progress(
             len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()

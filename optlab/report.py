@@ -60,6 +60,7 @@ __all__ = [
     "confusion_figure",
     "learning_curves_figure",
     "load_latest_invocation",
+    "read_runs",
     "render_table",
     "rows_to_json",
     "rows_to_markdown",
@@ -234,6 +235,12 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
         metrics=metrics,
     )
     return info, result
+
+
+def read_runs(client: Any, run_ids: list[str], experiment: str) -> list[tuple[RunInfo, RunResult]]:
+    """Read back the runs ``run_ids`` of ``experiment`` (as :func:`load_latest_invocation`
+    reads each run), in the order given."""
+    return [_read_run(client, client.get_run(run_id), experiment) for run_id in run_ids]
 
 
 def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo, RunResult]]:

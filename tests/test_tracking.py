@@ -3,6 +3,7 @@ real runs driven through the hook methods, read back through MlflowClient."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -484,3 +485,36 @@ def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) 
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["mlflow.note.content"] == "SGD on blobs, for the budget test."
     assert "mlflow.note.content" not in run.data.tags
+
+
+def test_resume_with_nothing_left_logs_nothing_and_prints_the_finished_runs(
+    workdir: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    (workdir / "spec.yaml").write_text(
+        "name: done\nseed: 0\n"
+        "data: {name: blobs, n_samples: 200, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 2}\n"
+        "variants: {svm: {}, softmax: {loss: {name: softmax}}}\n"
+    )
+    runner = CliRunner()
+    first = runner.invoke(app, ["run", "spec.yaml", "--json"])
+    assert first.exit_code == 0, first.stderr
+    again = runner.invoke(app, ["run", "spec.yaml", "--resume", "--json"])
+    assert again.exit_code == 0, again.stderr
+    before, after = json.loads(first.stdout), json.loads(again.stdout)
+    assert [r["name"] for r in after] == [r["name"] for r in before] == ["svm", "softmax"]
+    for old, new in zip(before, after, strict=True):
+        assert new["status"] == "FINISHED"
+        assert new["metrics"]["test_accuracy"] == old["metrics"]["test_accuracy"]
+        assert new["final_loss"] == old["final_loss"]
+    client = _client(DEFAULT_TRACKING_URI)
+    experiment_id = client.get_experiment_by_name("done").experiment_id
+    parents = client.search_runs([experiment_id], "tags.`optlab.role` = 'invocation'")
+    assert len(parents) == 1  # the resume logged no parent run of its own
+    table = runner.invoke(app, ["run", "spec.yaml", "--resume"])
+    assert "softmax" in table.stdout and "skipped 2 run(s) already finished" in table.stdout
