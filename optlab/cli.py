@@ -27,22 +27,63 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SpecArg = Annotated[Path, typer.Argument(help="Experiment spec file (YAML).", show_default=False)]
+SpecArg = Annotated[
+    Path, typer.Argument(help="Experiment spec file (YAML).", show_default=False, metavar="SPEC")
+]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a spec value: key.path=value (repeatable)."),
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a spec value: key.path=value (repeatable)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 UriOpt = Annotated[
     str | None,
     typer.Option(
-        "--tracking-uri", help="MLflow tracking URI (default: spec, env, sqlite:///mlflow.db)."
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
     ),
 ]
+SpecUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: the spec's tracking.uri, else "
+        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+    ),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"optlab {version('optlab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print optlab's version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Run, compare and extend CS231n Lecture 3: losses, regularizers and optimizers for
+    linear classifiers, every run tracked in MLflow."""
 
 
 def _err(message: str) -> None:
@@ -160,7 +201,9 @@ def _params_info(model: Any) -> list[dict[str, Any]]:
 def components(
     kind: Annotated[
         str | None,
-        typer.Option(help="Only this kind: loss, regularizer, optimizer or dataset."),
+        typer.Option(
+            metavar="KIND", help="Only this kind: loss, regularizer, optimizer or dataset."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -233,7 +276,7 @@ def run(
     spec: SpecArg,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
-    tracking_uri: UriOpt = None,
+    tracking_uri: SpecUriOpt = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip runs already FINISHED in the experiment.")
@@ -242,13 +285,20 @@ def run(
         bool, typer.Option("--fail-fast", help="Stop at the first failed run.")
     ] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Runs at once, in local worker processes.")
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, metavar="N", help="Runs at once, in local worker processes."
+        ),
     ] = 1,
     executor: Annotated[
-        str, typer.Option(help="Where runs execute: local, or dask (needs --scheduler).")
+        str,
+        typer.Option(
+            metavar="NAME", help="Where runs execute: local, or dask (needs --scheduler)."
+        ),
     ] = "local",
     scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://127.0.0.1:8786.")
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786."),
     ] = None,
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
@@ -293,10 +343,14 @@ def run(
 @app.command()
 @handles_errors
 def compare(
-    experiment: Annotated[str, typer.Argument(help="Experiment name (the spec's `name`).")],
+    experiment: Annotated[
+        str, typer.Argument(metavar="EXPERIMENT", help="Experiment name (the spec's `name`).")
+    ],
     tracking_uri: UriOpt = None,
     as_json: JsonOpt = False,
-    out: Annotated[Path | None, typer.Option(help="Write the comparison figure here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Write the comparison files here.")
+    ] = None,
 ) -> None:
     """Compare the runs of an experiment's latest invocation, from the tracking store."""
     from optlab.report import compare as compare_runs
@@ -318,8 +372,10 @@ def compare(
 @handles_errors
 def ui(
     tracking_uri: UriOpt = None,
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
 ) -> None:
     """Start the MLflow UI on the store in use, bound to 127.0.0.1, and print a link to the
     latest comparison in its chart view."""
