@@ -13,9 +13,20 @@ import numpy as np
 
 from optlab.components import Array
 
-__all__ = ["DataSummary", "EpochReport", "RunInfo", "RunResult", "RunStatus", "StepHistory"]
+__all__ = [
+    "SWEEP_TAG",
+    "DataSummary",
+    "EpochReport",
+    "RunInfo",
+    "RunResult",
+    "RunStatus",
+    "StepHistory",
+]
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+#: the run tag holding a sweep run's values, as JSON (dotted key -> value)
+SWEEP_TAG = "optlab.sweep"
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,8 @@ class RunInfo:
     spec : dict
         The resolved run spec, nested, as it would be written back to YAML.
     tags : dict
-        Variant, providers with versions, optlab version, spec hash, git commit.
+        Variant, sweep values (:data:`SWEEP_TAG`), providers with versions, optlab version,
+        spec hash, git commit.
     data : DataSummary
     started_at : float or None
         Wall-clock time the run started (seconds since the Unix epoch), set when

@@ -22,7 +22,7 @@ from optlab.components import Array, Loss, Optimizer, Regularizer
 from optlab.config import ComponentSpec, RunSpec
 from optlab.data import PreparedData, load_data
 from optlab.errors import ComponentError, InputError, RunError, RunInterrupted
-from optlab.events import RunInfo, RunResult
+from optlab.events import SWEEP_TAG, RunInfo, RunResult
 from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.plugin_manager import get_registry
@@ -106,6 +106,8 @@ def run_tags(
     """Tags of a run: variant, providers with versions, optlab version, data hash, ``base``."""
     tags = dict(base)
     tags["optlab.variant"] = run.variant or run.name
+    if run.point:  # the sweep values of this run (dotted key -> value)
+        tags[SWEEP_TAG] = json.dumps(run.point, default=str)
     tags["optlab.version"] = __version__
     tags["optlab.data_sha256"] = data.summary.sha256
     tags["optlab.provider.dataset"] = _provider_label(run.dataset, registry)

@@ -100,7 +100,7 @@ def test_table_json_and_markdown(seeds: list[tuple[RunInfo, RunResult]]) -> None
     console = Console(width=200, record=True)
     console.print(render_table(rows))
     text = console.export_text()
-    for header in ("run", "final loss", "best val acc", "test acc", "status"):
+    for header in ("run", "final loss", "best val", "test", "time (s)", "status"):
         assert header in text
     assert "variant" not in text  # it would only repeat the run names
     best = next(r for r in rows if r["best"])
@@ -214,6 +214,43 @@ def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
             assert 3 <= len(_visible_ticks(axis)) <= 7  # fewer ticks, still a scale
     for epochs in (right.xaxis, comparison.axes[2].xaxis):
         assert all(t == int(t) for t in _visible_ticks(epochs))  # whole epochs
+
+
+def test_a_sweep_fits_80_columns_shared_components_above_swept_values_in_columns() -> None:
+    from dataclasses import replace
+
+    from optlab.events import SWEEP_TAG
+
+    pairs = []
+    for lr in (0.5, 0.05, 0.005):
+        pair = _pair(train(f"softmax-lr{lr}", lr=lr))
+        tags = {**pair[0].tags, SWEEP_TAG: json.dumps({"optimizer.lr": lr})}
+        pairs.append((replace(pair[0], tags=tags), pair[1]))
+    rows = comparison_rows(pairs)
+    console = Console(width=80, record=True)
+    console.print(render_table(rows))
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "loss: softmax, regularizer: l2, optimizer: sgd" in text  # one line above
+    header = next(line for line in lines if " lr " in f" {line} ")
+    for word in ("run", "lr", "final loss", "best val", "test", "time (s)", "status"):
+        assert word in header, header  # every header on one line, none split
+    for row, lr in zip(rows, ("0.5", "0.05", "0.005"), strict=True):
+        line = next(line for line in lines if row["run"] in line)
+        assert lr in line and row["status"] in line and "softmax" not in line.split()[1:]
+
+
+def test_train_time_has_three_significant_digits() -> None:
+    from optlab.tracking.summary import format_cell
+
+    for seconds, text in (
+        (0.0012345, "0.00123"),
+        (1.58, "1.58"),
+        (12.34, "12.3"),
+        (1234.5, "1234"),
+    ):
+        assert format_cell({"train_time_s": seconds}, "train_time_s") == text
 
 
 def test_numbers_are_never_cut_in_a_narrow_terminal() -> None:

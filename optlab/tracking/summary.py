@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from optlab.events import RunInfo, RunResult
+from optlab.events import SWEEP_TAG, RunInfo, RunResult
 
 __all__ = [
     "COLUMNS",
@@ -20,6 +20,7 @@ __all__ = [
     "best_caption",
     "comparison_rows",
     "format_cell",
+    "format_value",
     "rows_to_json",
     "rows_to_markdown",
 ]
@@ -56,6 +57,14 @@ def _component(info: RunInfo, kind: str) -> str:
         else:
             value = spec
     return "" if value is None else str(value)
+
+
+def _sweep(info: RunInfo) -> dict[str, Any]:
+    try:
+        point = json.loads(info.tags.get(SWEEP_TAG, "{}"))
+    except ValueError:
+        return {}
+    return point if isinstance(point, dict) else {}
 
 
 def _measures(info: RunInfo, result: RunResult) -> dict[str, float | None]:
@@ -95,7 +104,8 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
     Returns
     -------
     list of dict
-        Keys: ``run``, ``variant``, ``loss``, ``regularizer``, ``optimizer``, ``final_loss``,
+        Keys: ``run``, ``variant``, ``sweep`` (the run's sweep values, dotted key -> value),
+        ``loss``, ``regularizer``, ``optimizer``, ``final_loss``,
         ``best_val_accuracy``, ``test_accuracy``, ``train_time_s`` (means over the group's
         FINISHED runs, or over all when none finished), the same keys with ``_std``
         (sample standard deviation, ``None`` for a single value), ``status`` (shared status,
@@ -117,6 +127,7 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
         row: dict[str, Any] = {
             "run": _group_name([i.name for i, _ in members]),
             "variant": first.tags.get("optlab.variant", ""),
+            "sweep": _sweep(first),
             "loss": _component(first, "loss"),
             "regularizer": _component(first, "regularizer"),
             "optimizer": _component(first, "optimizer"),
@@ -160,9 +171,28 @@ def format_cell(row: dict[str, Any], key: str) -> str:
         return text
     if value is None:
         return "-"
-    digits = ".2f" if key == "train_time_s" else ".4g" if key == "final_loss" else ".3f"
     std = row.get(f"{key}_std")
+    if key == "train_time_s":  # three significant digits: 0.00123 next to 1.58
+        decimals = _decimals(value)
+        text = f"{value:.{decimals}f}"
+        return text if std is None else f"{text} ± {std:.{decimals}f}"
+    digits = ".4g" if key == "final_loss" else ".3f"
     return f"{value:{digits}}" if std is None else f"{value:{digits}} ± {std:{digits}}"
+
+
+def _decimals(value: float) -> int:
+    """Decimals that show three significant digits of ``value`` (none past the point for
+    values of 100 and more)."""
+    if value == 0 or not math.isfinite(value):
+        return 2
+    return max(0, 2 - math.floor(math.log10(abs(value))))
+
+
+def format_value(value: Any) -> str:
+    """A swept parameter's value, short: ``0.001``, ``1e-05``, ``svm``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def best_caption(rows: Sequence[dict[str, Any]]) -> str:
