@@ -426,6 +426,23 @@ def test_long_curves_are_thinned_to_the_budget_and_kept_whole_in_steps_npz(store
         Tracker(DEFAULT_TRACKING_URI, "long", step_points=1)
 
 
+def test_evaluations_past_the_budget_are_thinned_when_the_run_ends(store: Path) -> None:
+    """Every evaluation is logged up to ``step_points`` of them (as the run trains); the
+    ones after are thinned evenly to at most as many, the last one kept."""
+    run = train("many", epochs=25, batch=45)
+    assert run.result is not None
+    tracker = Tracker(DEFAULT_TRACKING_URI, "many", plots=False, step_points=10)
+    with tracker.parent("many", {}) as parent_id:
+        drive(tracker, [run])
+    client = _client(DEFAULT_TRACKING_URI)
+    child_id = child_runs(client, tracker.experiment_id, parent_id)["many"].info.run_id
+    examples = [r.examples for r in run.reports]
+    for key in ("curves/val_accuracy", "curves/train_accuracy", "epoch"):
+        at = sorted(m.step for m in client.get_metric_history(child_id, key))
+        assert at[:10] == examples[:10]  # every one of the first ten
+        assert len(at) == 20 and at[-1] == examples[-1] and len(set(at)) == 20
+
+
 def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
     run = train("live", epochs=3)
     tracker = Tracker(DEFAULT_TRACKING_URI, "live", plots=False, flush_interval_s=0.0)

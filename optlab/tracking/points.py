@@ -26,6 +26,7 @@ __all__ = [
     "curve_key",
     "evaluation_points",
     "optlab_name",
+    "spread",
     "step_points",
     "summary_key",
     "thinned",
@@ -141,12 +142,17 @@ class Points:
         )
 
 
+def spread(n: int, most: int) -> Array:
+    """Indices of at most ``most`` (>= 2) of ``n`` items, evenly spaced, the first and the
+    last kept: (min(n, most),) int64."""
+    if n <= most:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
+
+
 def thinned(steps: StepHistory, most: int) -> StepHistory:
     """At most ``most`` (>= 2) of ``steps``, evenly spaced, the first and the last kept."""
-    n = len(steps)
-    if n <= most:
-        return steps
-    return steps[np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))]
+    return steps if len(steps) <= most else steps[spread(len(steps), most)]
 
 
 def step_points(steps: StepHistory) -> Points:

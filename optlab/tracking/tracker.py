@@ -6,7 +6,9 @@ fluent active-run stack). What is logged, and when:
 - per evaluation point (each epoch, or every ``eval_every`` steps): ``epoch``,
   ``curves/train_accuracy`` and ``curves/val_accuracy``, buffered and written with
   ``log_batch`` at the first evaluation point ``flush_interval_s`` after the last write, so
-  that the MLflow UI follows a long run as it trains;
+  that the MLflow UI follows a long run as it trains; every evaluation up to
+  ``step_points`` of them, and of those after, at most ``step_points`` evenly thinned when
+  the run ends (a run of 10,000 epochs would otherwise log 30,000 points, seconds of writes);
 - at the end of a run: the per-step curves ``curves/loss``, ``curves/data_loss`` and
   ``curves/reg_loss``, at most ``step_points`` points each (default 1,000), evenly thinned with
   the first and the last step kept (:func:`~optlab.tracking.points.thinned`); the full
@@ -47,6 +49,7 @@ from optlab.tracking.points import (
     STEP_METRICS,
     Points,
     evaluation_points,
+    spread,
     step_points,
     summary_key,
     thinned,
@@ -436,13 +439,16 @@ class Tracker:
 
     @hookimpl
     def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
-        """Buffer the report's evaluation points; write the buffer when ``flush_interval_s``
-        has passed (the per-step curves are written when the run ends, thinned)."""
+        """Buffer the report's evaluation points (up to :attr:`step_points` evaluations; the
+        rest are thinned when the run ends); write the buffer when ``flush_interval_s`` has
+        passed (the per-step curves are written when the run ends, thinned)."""
         child = self._child(run)
         with self._lock:
+            child.steps.append(report.steps)
+            if child.evals_logged >= self.step_points:  # the rest: thinned, at the end
+                return
             child.pending.append(evaluation_points([report]))  # timestamps fixed now
             child.evals_logged += 1
-            child.steps.append(report.steps)
         if time.monotonic() - child.flushed_at >= self.flush_interval_s:
             self._flush(run.name, child)
 
@@ -460,7 +466,8 @@ class Tracker:
                 self._start_failed.discard(run.name)
                 return  # the run failed with the tracking error already
         child = self._child(run)
-        metrics = [evaluation_points(result.evaluations[child.evals_logged :])]
+        rest = result.evaluations[child.evals_logged :]  # not buffered while it trained
+        metrics = [evaluation_points([rest[i] for i in spread(len(rest), self.step_points)])]
         child.evals_logged = len(result.evaluations)
         self._buffer_steps(child, result.steps)
         final = dict(result.metrics)
