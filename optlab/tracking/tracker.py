@@ -6,9 +6,10 @@ fluent active-run stack). What is logged, and when:
 - per evaluation point (each epoch, or every ``eval_every`` steps): ``epoch``,
   ``curves/train_accuracy`` and ``curves/val_accuracy``, buffered and written with
   ``log_batch`` at the first evaluation point ``flush_interval_s`` after the last write, so
-  that the MLflow UI follows a long run as it trains; every evaluation up to
-  ``step_points`` of them, and of those after, at most ``step_points`` evenly thinned when
-  the run ends (a run of 10,000 epochs would otherwise log 30,000 points, seconds of writes);
+  that the MLflow UI follows a long run as it trains: at most ``step_points`` points per
+  curve, every evaluation of a run that has no more, else the first half of them as they
+  come and the rest thinned evenly when the run ends (a run of 10,000 epochs would
+  otherwise log 30,000 points, seconds of writes);
 - at the end of a run: the per-step curves ``curves/loss``, ``curves/data_loss`` and
   ``curves/reg_loss``, at most ``step_points`` points each (default 1,000), evenly thinned with
   the first and the last step kept (:func:`~optlab.tracking.points.thinned`); the full
@@ -439,13 +440,14 @@ class Tracker:
 
     @hookimpl
     def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
-        """Buffer the report's evaluation points (up to :attr:`step_points` evaluations; the
-        rest are thinned when the run ends); write the buffer when ``flush_interval_s`` has
-        passed (the per-step curves are written when the run ends, thinned)."""
+        """Buffer the report's evaluation points (those of the first half of
+        :attr:`step_points` evaluations; the rest are thinned when the run ends); write the
+        buffer when ``flush_interval_s`` has passed (the per-step curves are written when the
+        run ends, thinned)."""
         child = self._child(run)
         with self._lock:
             child.steps.append(report.steps)
-            if child.evals_logged >= self.step_points:  # the rest: thinned, at the end
+            if child.evals_logged >= self.step_points // 2:  # the rest: thinned, at the end
                 return
             child.pending.append(evaluation_points([report]))  # timestamps fixed now
             child.evals_logged += 1
@@ -467,7 +469,8 @@ class Tracker:
                 return  # the run failed with the tracking error already
         child = self._child(run)
         rest = result.evaluations[child.evals_logged :]  # not buffered while it trained
-        metrics = [evaluation_points([rest[i] for i in spread(len(rest), self.step_points)])]
+        most = self.step_points - child.evals_logged
+        metrics = [evaluation_points([rest[i] for i in spread(len(rest), most)])]
         child.evals_logged = len(result.evaluations)
         self._buffer_steps(child, result.steps)
         final = dict(result.metrics)
