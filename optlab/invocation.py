@@ -345,6 +345,5 @@ class Invocation:
         if self.tracker is not None:
             console.print(
                 f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
-                f"view: optlab ui, or optlab compare {self.experiment.name}",
-                markup=False,
+                f"view: optlab ui, or optlab compare {self.experiment.name}"
             )
