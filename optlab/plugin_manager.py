@@ -3,7 +3,8 @@
 - Bundled plugins (distribution ``optlab``) load first, then every other entry point, sorted.
 - A plugin that fails to import, implements an unknown hook, has a hook with wrong argument
   names, or raises while registering is marked ``failed`` with the reason; the others keep
-  working. ``OPTLAB_STRICT_PLUGINS=1`` turns any failure into a :class:`PluginError`.
+  working. ``OPTLAB_STRICT_PLUGINS=1`` turns the failures into one :class:`PluginError`
+  naming every failed plugin, a line each.
 - ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name).
 - Each plugin's registration hooks are called one plugin at a time, so every record knows its
   provider and one broken plugin cannot hide the others' components.
@@ -151,8 +152,6 @@ def _fail(pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, reason
         if not recs:
             registry._records[kind].pop(name, None)
     info.components.clear()
-    if _strict():
-        raise PluginError(f"plugin {info.label} failed: {reason} (OPTLAB_STRICT_PLUGINS is set)")
 
 
 def build_registry(
@@ -208,6 +207,14 @@ def build_registry(
             _fail(pm, registry, info, str(exc))
 
     _collect(pm, registry)
+    failed = [info for info in registry.plugins.values() if info.status == "failed"]
+    if failed and _strict():  # every failure, one line each
+        raise PluginError(
+            "\n".join(
+                f"plugin {info.label} failed: {info.reason} (OPTLAB_STRICT_PLUGINS is set)"
+                for info in failed
+            )
+        )
     return pm, registry
 
 

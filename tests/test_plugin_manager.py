@@ -31,7 +31,9 @@ def _fake_distribution(
     tmp_path: Path, dist: str, version: str, ep_name: str, module: str, source: str
 ) -> None:
     """Write an installed distribution (dist-info + module) into a folder on sys.path."""
-    info = tmp_path / f"{dist}-{version}.dist-info"
+    # named as installers name it (the name's "-" as "_"): importlib.metadata reads the name
+    # up to the first "-" of the folder, so "optlab-x-1.0" would pass for optlab itself
+    info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[optlab]\n{ep_name} = {module}\n")
@@ -74,6 +76,22 @@ def test_strict_mode_turns_a_failure_into_an_error(
     monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match=r"broken \(optlab-broken 0.1\).*ZeroDivisionError"):
         build_registry()
+
+
+def test_strict_mode_names_every_failed_plugin_a_line_each(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(site, "optlab-first", "0.1", "first", "fakeplug_first", "1/0\n")
+    _fake_distribution(
+        site, "optlab-second", "0.2", "second", "fakeplug_second", "raise ImportError('gone')\n"
+    )
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError) as failed:
+        build_registry()
+    lines = str(failed.value).splitlines()
+    assert len(lines) == 2, lines
+    assert "first (optlab-first 0.1)" in lines[0] and "ZeroDivisionError" in lines[0]
+    assert "second (optlab-second 0.2)" in lines[1] and "gone" in lines[1]
 
 
 def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
