@@ -190,7 +190,10 @@ def test_csv_no_header_label_index_delimiter_and_test_file(
     ("text", "params", "message"),
     [
         ("a,b,y\n1,2,0\n3,x,1\n", {}, "could not convert string 'x'"),
-        ("a,b,y\n1,2,0\n3,1\n", {}, "invalid column index 2 at row"),
+        ("a,b,y\n1,2,0\n3,1\n", {}, "line 3 has 2 fields, the first row 3"),
+        # a longer row would be cut to the first row's width, its label read from column 2
+        ("a,b,y\n1,2,0\n# note\n\n3,1,1,2\n", {}, "line 5 has 4 fields, the first row 3"),
+        ("1,2,0\n3,4,1,0\n", {"label": -1}, "line 2 has 4 fields"),
         ("a,b,y\n1,nan,0\n3,1,1\n", {}, "NaN or inf"),
         ("a,b,y\n1,2,0\n3,1,-2\n", {}, "negative label -2"),
         ("a,b,y\n", {}, "no data rows"),

@@ -9,6 +9,7 @@ asking for ``np.savez`` or ``.npy`` files (or ``data.mmap: false``).
 
 from __future__ import annotations
 
+import csv
 import struct
 import warnings
 import zipfile
@@ -180,6 +181,27 @@ def _first_row(path: Path, delimiter: str) -> list[str]:
     raise DataError(f"{path}: empty CSV file")
 
 
+def _check_widths(path: Path, delimiter: str, n_cols: int) -> None:
+    """Every row has the first row's ``n_cols`` fields (``np.loadtxt`` would silently read a
+    longer row's first ``n_cols`` fields, and its label from the wrong column).
+
+    Raises
+    ------
+    DataError
+        Naming the first row (its line number) that has another number of fields.
+    """
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter=delimiter, quotechar='"')
+        for row in rows:
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if len(row) != n_cols:
+                raise DataError(
+                    f"{path}: line {rows.line_num} has {len(row)} fields, the first row "
+                    f"{n_cols}; every row needs the same columns"
+                )
+
+
 def _read_csv(path: Path, p: CsvParams) -> tuple[Array, Array]:
     first = _first_row(path, p.delimiter)
     n_cols = len(first)
@@ -206,6 +228,7 @@ def _read_csv(path: Path, p: CsvParams) -> tuple[Array, Array]:
         raise DataError(f"{path}: only one column; a CSV needs feature columns and a label")
     skip = int(header)
     try:
+        _check_widths(path, p.delimiter, n_cols)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = np.loadtxt(
