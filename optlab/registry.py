@@ -95,9 +95,13 @@ class Registry:
         """The record of ``name``; :class:`PluginError` if unknown or offered twice."""
         recs = self._records[kind].get(name)
         if not recs:
+            disabled = [p.label for p in self.plugins.values() if p.status == "disabled"]
+            note = ""
+            if disabled and not self.names(kind):  # nothing of this kind: say why
+                note = f" (OPTLAB_DISABLE_PLUGINS disables {', '.join(disabled)})"
             raise PluginError(
                 f"unknown {kind} '{name}'{did_you_mean(name, self.names(kind))}; "
-                f"available: {', '.join(self.names(kind)) or 'none'}"
+                f"available: {', '.join(self.names(kind)) or 'none'}{note}"
             )
         if len(recs) > 1:
             providers = " and ".join(r.provider for r in recs)

@@ -99,6 +99,17 @@ def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.Monk
     _, registry = build_registry(extra=[("zero_plugin", _loss_plugin())])
     assert registry.plugins["zero_plugin"].status == "disabled"
     assert "zero" not in registry.names("loss")
+    with pytest.raises(PluginError) as unknown:
+        registry.get("loss", "zero")
+    assert "OPTLAB_DISABLE" not in str(unknown.value)  # other losses exist: did-you-mean
+
+    # with no loss left at all, the message says which plugins are disabled
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "zero_plugin, losses")
+    _, registry = build_registry(extra=[("zero_plugin", _loss_plugin())])
+    with pytest.raises(PluginError, match="available: none") as unknown:
+        registry.get("loss", "svm")
+    assert "(OPTLAB_DISABLE_PLUGINS disables losses (optlab " in str(unknown.value)
+    assert "zero_plugin" in str(unknown.value)
 
 
 def test_name_collision_lists_both_and_using_it_names_both_providers() -> None:
