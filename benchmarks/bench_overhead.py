@@ -128,8 +128,9 @@ def bare_loop(folder: Path, setup: Setup) -> float:
     return float(np.mean(np.argmax(X_test @ W, 1) == y_test))
 
 
-def optlab_run(spec_file: Path, tracking_uri: str) -> Any:
-    """Load the spec and run it through the API ``optlab run`` uses, tracking on."""
+def optlab_run(spec_file: Path, tracking_uri: str, track: bool = True) -> Any:
+    """Load the spec and run it through the API ``optlab run`` uses (tracking on unless
+    ``track`` is false)."""
     from optlab.data import clear_cache
     from optlab.invocation import Invocation
     from optlab.spec import load_experiment
@@ -137,7 +138,7 @@ def optlab_run(spec_file: Path, tracking_uri: str) -> Any:
     clear_cache()  # load from the files every time, as the bare loop does
     experiment = load_experiment(spec_file)
     invocation = Invocation(
-        experiment, spec_path=str(spec_file), tracking_uri=tracking_uri, quiet=True
+        experiment, spec_path=str(spec_file), tracking_uri=tracking_uri, track=track, quiet=True
     )
     outcome = invocation.run()
     if outcome.failed or not outcome.results:

@@ -25,6 +25,7 @@ __all__ = [
     "connect",
     "ensure_experiment",
     "experiment_names",
+    "experiments",
     "first_line",
     "resolve_tracking_uri",
     "sqlite_path",
@@ -210,16 +211,21 @@ def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempt
     return client
 
 
-def experiment_names(client: Any) -> list[str]:
-    """Names of the store's active experiments."""
-    names: list[str] = []
+def experiments(client: Any) -> list[Any]:
+    """The store's active experiments (MLflow ``Experiment`` objects), every page."""
+    found: list[Any] = []
     token: str | None = None
     while True:
         page = client.search_experiments(max_results=1000, page_token=token)
-        names.extend(e.name for e in page)
+        found.extend(page)
         token = page.token
         if not token:
-            return names
+            return found
+
+
+def experiment_names(client: Any) -> list[str]:
+    """Names of the store's active experiments."""
+    return [e.name for e in experiments(client)]
 
 
 def ensure_experiment(client: Any, name: str, uri: str) -> str:

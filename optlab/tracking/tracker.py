@@ -18,8 +18,9 @@ fluent active-run stack). What is logged, and when:
 
 (Why these names and steps: :mod:`optlab.tracking.points`.)
 
-A point costs MLflow 75-100 us to store (SQLite, synchronous or asynchronous logging alike), so
-the budget, not the number of steps, bounds what tracking costs a run.
+A point costs MLflow 75-250 us to store (SQLite, synchronous or asynchronous logging alike,
+measured on two machines), so the budget, not the number of steps, bounds what tracking costs
+a run.
 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab.tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
@@ -148,8 +149,8 @@ class Tracker:
         ``$OPTLAB_TRACKING_RETRY_S``, else 60 s); then
         :class:`~optlab.tracking.retry.TrackingUnavailable` ends the run as FAILED.
     step_points : int
-        Most per-step points logged per metric and run (>= 2): longer curves are thinned
-        evenly, keeping the first and the last step; ``steps.npz`` keeps every step.
+        Most points logged per curve and run (>= 2): longer curves are thinned evenly,
+        keeping the first and the last point; ``steps.npz`` keeps every step.
     interrupted : callable, optional
         Returns the signal that asked the invocation to stop (or ``None``): waiting for an
         unreachable store ends then.

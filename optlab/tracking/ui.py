@@ -22,7 +22,7 @@ from typing import IO
 from urllib.parse import quote, urlencode, urlsplit
 
 from optlab.errors import InputError
-from optlab.tracking.store import connect, sqlite_path
+from optlab.tracking.store import connect, experiments, sqlite_path
 
 __all__ = ["chart_link", "serve", "ui_command"]
 
@@ -94,16 +94,8 @@ def chart_link(uri: str, base_url: str) -> str | None:
     from optlab.tracking.tracker import PARENT_TAG, ROLE_TAG
 
     client = connect(uri, must_exist=True)
-    experiments: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        experiments += [e.experiment_id for e in page]
-        token = page.token
-        if not token:
-            break
     latest = client.search_runs(
-        experiments,
+        [e.experiment_id for e in experiments(client)],
         filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
