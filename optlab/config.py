@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from optlab.components import ComponentKind, ComponentRecord, Params
+from optlab.tracking.points import DEFAULT_STEP_POINTS
 
 __all__ = [
     "ChecksOptions",
@@ -87,11 +88,12 @@ class TrackingOptions(_Options):
         "matrix) and the comparison figure as artifacts; false saves their drawing time.",
     )
     step_points: int = Field(
-        1000,
+        DEFAULT_STEP_POINTS,
         ge=2,
         le=1_000_000,
         description="Most per-step points logged per metric and run (evenly thinned, first and "
-        "last kept); the run's steps.npz artifact keeps every step.",
+        "last kept; 320, the default, is what MLflow's charts draw of a run's curve); the run's "
+        "steps.npz artifact keeps every step.",
     )
 
 

@@ -331,10 +331,13 @@ def test_ui_command(workdir: Path, template_db: Path) -> None:
 
 
 def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None:
-    """A demo-sized run's points (1,445) go out in log_batch calls of at most 1,000 (MLflow's
-    limit): the evaluation points while it trains, the per-step curves when it ends."""
+    """A demo-sized run's points (1,445, within a budget of 1,000 a curve) go out in log_batch
+    calls of at most 1,000 (MLflow's limit): the evaluation points while it trains, the
+    per-step curves when it ends."""
     run = train("speed", epochs=20, batch=4)  # 20 epochs * 23 steps * 3 curves = 1,380 points
-    tracker = Tracker(DEFAULT_TRACKING_URI, "speed", plots=False, flush_interval_s=60.0)
+    tracker = Tracker(
+        DEFAULT_TRACKING_URI, "speed", plots=False, flush_interval_s=60.0, step_points=1000
+    )
     calls: list[int] = []
     log_batch = tracker.client.log_batch
 
@@ -375,7 +378,9 @@ def test_a_chunk_the_writer_thread_could_not_store_is_written_after_the_figures(
     from mlflow.exceptions import MlflowException
 
     run = train("retried", epochs=20, batch=4)  # 1,445 points: two chunks
-    tracker = Tracker(DEFAULT_TRACKING_URI, "retried", plots=False, flush_interval_s=60.0)
+    tracker = Tracker(
+        DEFAULT_TRACKING_URI, "retried", plots=False, flush_interval_s=60.0, step_points=1000
+    )
     calls: list[int] = []
     log_batch = tracker.client.log_batch
 

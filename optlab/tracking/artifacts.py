@@ -41,10 +41,10 @@ def write_run_artifacts(
         (folder / "console.log").write_text("\n".join(result.console) + "\n")
     if result.W is not None:
         classes = np.asarray(run.data.classes, dtype=str)
-        np.savez_compressed(folder / "weights.npz", W=result.W, classes=classes)
+        np.savez(folder / "weights.npz", W=result.W, classes=classes)
     if len(result.steps):
         history = {f.name: getattr(result.steps, f.name) for f in fields(result.steps)}
-        np.savez_compressed(folder / "steps.npz", **history)
+        np.savez(folder / "steps.npz", **history)
     if not plots:
         return
     from optlab.tracking import plots as figures_of

@@ -11,10 +11,11 @@ fluent active-run stack). What is logged, and when:
   come and the rest thinned evenly when the run ends (a run of 10,000 epochs would
   otherwise log 30,000 points, seconds of writes);
 - at the end of a run: the per-step curves ``curves/loss``, ``curves/data_loss`` and
-  ``curves/reg_loss``, at most ``step_points`` points each (default 1,000), evenly thinned with
-  the first and the last step kept (:func:`~optlab.tracking.points.thinned`); the full
-  per-step history at full resolution is the run's ``steps.npz`` artifact; then the final
-  numbers as ``summary/<name>`` at step 0, the artifacts and the status.
+  ``curves/reg_loss``, at most ``step_points`` points each (default 320, what MLflow's charts
+  draw of a curve), evenly thinned with the first and the last step kept
+  (:func:`~optlab.tracking.points.thinned`); the full per-step history at full resolution is
+  the run's ``steps.npz`` artifact; then the final numbers as ``summary/<name>`` at step 0,
+  the artifacts and the status.
 
 (Why these names and steps: :mod:`optlab.tracking.points`.)
 
@@ -47,6 +48,7 @@ from optlab.errors import OptlabError, RunInterrupted, TrackingError
 from optlab.events import EpochReport, RunInfo, RunResult, StepHistory
 from optlab.hookspecs import hookimpl
 from optlab.tracking.points import (
+    DEFAULT_STEP_POINTS,
     EPOCH_METRICS,
     STEP_METRICS,
     Points,
@@ -84,8 +86,6 @@ REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did 
 NOTE_TAG = "mlflow.note.content"  # the description MLflow shows for an experiment or a run
 
 _MAX_METRICS = 1000  # per log_batch call (MLflow's limit)
-#: per-step points logged per metric and run, by default (the rest are in ``steps.npz``)
-DEFAULT_STEP_POINTS = 1000
 _MAX_PARAMS = 100
 _MAX_PARAM_VALUE = 6000
 _MAX_TAG_VALUE = 8000
