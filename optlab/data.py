@@ -16,8 +16,15 @@ Order of operations in :func:`prepare`
    training split only, so nothing leaks from validation or test;
 5. the bias column of ones is written last (``bias``).
 
-Peak memory stays close to the final arrays: rows are converted in bounded chunks and
-column statistics are accumulated in float64 chunk by chunk.
+Peak memory is the raw data plus the final arrays and one bounded scratch block: rows are
+converted chunk by chunk straight into their final array (never a whole float copy first, then
+another for the split, the centering or the bias column), and column statistics are
+accumulated in float64 chunk by chunk in one reused block of at most ``_CHUNK_BYTES``. So two
+float copies of the data are never held at once: at the CIFAR-10 shape (50,000 + 10,000 uint8
+images of 3,072 pixels, float32) loading and preparing peak at the raw uint8 arrays plus the
+final float arrays (1.0x the training array, 0.02x validation, 0.2x test); for a whole run see
+``memory.run.fullbatch.uint8`` in ``benchmarks/bench_memory.py``, and
+``tests/test_data_memory.py``.
 
 Caching and seeds
 -----------------
@@ -287,9 +294,24 @@ def _column_stats(
 ) -> tuple[Array, Array | None]:
     """Float64 mean and (population) standard deviation of ``X[:, :n_cols]``, chunked.
 
-    ``exact_rows`` (see :func:`_exact_rows`): ``X`` holds integers and blocks of that many rows
-    sum exactly in ``X``'s dtype, so the column sums are taken with one BLAS product per block
-    (several times faster than a float64 reduction) and are the same numbers.
+    Parameters
+    ----------
+    X : (N, F) float array
+        The training split (its first ``n_cols`` columns are the features).
+    n_cols : int
+    need_std : bool
+        Also compute the standard deviation (a second pass).
+    exact_rows : int
+        See :func:`_exact_rows`: ``X`` holds integers and blocks of that many rows sum exactly
+        in ``X``'s dtype, so the column sums are taken with one BLAS product per block (several
+        times faster than a float64 reduction) and are the same numbers.
+
+    Returns
+    -------
+    mean : (n_cols,) float64 array
+    std : (n_cols,) float64 array, or None unless ``need_std``
+
+    Memory: besides the results, at most one float64 block of ``_CHUNK_BYTES``, reused.
     """
     n = X.shape[0]
     step = _chunk_rows(n_cols)
@@ -307,8 +329,14 @@ def _column_stats(
     if not need_std:
         return mean, None
     squares = np.zeros(n_cols, np.float64)
+    # one float64 scratch block, reused: each chunk is converted and centered into it by one
+    # subtraction (the same numbers as ``chunk.astype(float64) - mean``, without the two
+    # temporaries per chunk that form allocates)
+    scratch = np.empty((min(step, n), n_cols), np.float64)
     for start in range(0, n, step):
-        d = X[start : start + step, :n_cols].astype(np.float64) - mean
+        rows = X[start : start + step, :n_cols]
+        d = scratch[: rows.shape[0]]
+        np.subtract(rows, mean, out=d)
         squares += np.einsum("ij,ij->j", d, d)
     return mean, np.sqrt(squares / max(n, 1))
 
