@@ -6,10 +6,12 @@ sides interleaved, so it holds on a busy machine better than an absolute time wo
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,13 +24,19 @@ __all__ = [
     "CIFAR_SHAPE",
     "QUICK_SHAPE",
     "Figure",
+    "MachineRates",
     "NullMonitor",
     "Timing",
+    "backend_kwargs",
     "best_of",
     "environment",
     "loss",
+    "machine_rates",
     "optimizer",
+    "roofline",
+    "roofline_s",
     "synthetic",
+    "threads_used",
     "timed_pair",
 ]
 
@@ -201,10 +209,9 @@ class NullMonitor(optlab.Monitor):
 
 def environment() -> dict[str, Any]:
     """Machine, numpy, BLAS library and thread counts, optlab's compiled kernels (in use or
-    not), and the tuning variables of both."""
+    not), the tuning variables of both, and the machine's measured rates (:func:`machine_rates`:
+    read bandwidth and large-GEMM rate, measured once per process)."""
     from threadpoolctl import threadpool_info
-
-    from optlab import kernels
 
     blas = [
         {
@@ -220,15 +227,69 @@ def environment() -> dict[str, Any]:
         "optlab": optlab.__version__,
         "machine": platform.machine(),
         "processor": _cpu_model(),
+        "cpu": _cpu_details(),
         "cpus": os.cpu_count(),
         "blas": blas,
-        "kernels": _kernels_in_use(kernels.instruction_set()),
+        "kernels": _kernels_label(),
+        "machine_rates": machine_rates().as_dict(),
         "env": {
             k: v
             for k, v in sorted(os.environ.items())
-            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO", kernels.ENV_VAR))
+            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO", "OPTLAB_"))
         },
     }
+
+
+def backend_kwargs(X: Array, y: Array, n_classes: int, loss_impl: optlab.Loss) -> dict[str, Any]:
+    """``Objective``'s keyword arguments that make it train with the backend a run would use
+    (``OPTLAB_BACKEND``, else ``auto``: see :func:`optlab.backend.select_backend`).
+
+    Empty in an optlab without backends, where the compiled kernels were chosen at import
+    (``OPTLAB_KERNELS``) and every ``Objective`` used them.
+    """
+    import inspect
+
+    try:
+        from optlab.backend import requested_backend, select_backend
+    except ImportError:
+        return {}
+    from optlab.plugin_manager import get_registry
+
+    given: dict[str, Any] = {
+        "setting": requested_backend(),
+        "registry": get_registry(),
+        "X": X,
+        "y": y,
+        "n_classes": n_classes,
+        "loss": loss_impl,
+    }
+    names = inspect.signature(select_backend).parameters
+    backend = select_backend(**{k: v for k, v in given.items() if k in names})
+    return {"backend": backend}
+
+
+def _kernels_label() -> str:
+    """Whether optlab's compiled kernels are in use (optlab with or without backends)."""
+    try:
+        from optlab import kernels  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pass
+    else:  # before backends: chosen once at import
+        return _kernels_in_use(kernels.instruction_set())
+    try:
+        from optlab.backend import requested_backend
+        from optlab.plugin_manager import get_registry
+
+        setting = requested_backend()
+        if setting == "numpy":
+            return "numpy (OPTLAB_BACKEND=numpy)"
+        record = get_registry().get("backend", "compiled")
+        backend = record.factory(record.params())
+    except Exception as exc:  # not registered, not built, turned off, a CPU without AVX2
+        return f"numpy (no compiled backend: {exc})"
+    isa = getattr(getattr(backend, "kernels", None), "name", None)
+    label = _kernels_in_use(str(isa) if isa else "compiled")
+    return label if setting == "auto" else f"{label}, OPTLAB_BACKEND={setting}"
 
 
 def _kernels_in_use(isa: str | None) -> str:
@@ -238,12 +299,222 @@ def _kernels_in_use(isa: str | None) -> str:
     return f"{ {'avx512': 'AVX-512', 'avx2': 'AVX2'}.get(isa, isa) } (compiled)"
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of Linux's ``/proc/cpuinfo`` (empty elsewhere)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor()
+    return fields
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`."""
+    return _cpuinfo().get("model name") or platform.processor()
+
+
+def _cpu_details() -> dict[str, Any]:
+    """Vendor, family, model and stepping numbers, and the vector instruction sets the CPU
+    reports (a virtual machine's model name can be as short as ``AMD EPYC``)."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    return {
+        "model_name": _cpu_model(),
+        "vendor": info.get("vendor_id"),
+        "family": info.get("cpu family"),
+        "model": info.get("model"),
+        "stepping": info.get("stepping"),
+        "simd": [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f") if f in flags],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The machine's roofline: streaming read bandwidth and large-GEMM rate
+# ------------------------------------------------------------------------------------------
+
+#: Size of the array read to measure bandwidth: far beyond the L3 cache a core reaches.
+READ_BYTES = 512 * 2**20
+#: Row width of that array (float32): the sums along its columns are plain vector adds.
+_READ_WIDTH = 16_384
+#: Order of the square matrices whose product measures the large-GEMM rate, per dtype: large
+#: enough for OpenBLAS's steady rate (checked on the EPYC: 3,072 reaches 4,096's rate in float32).
+GEMM_ORDER = {"float32": 3_072, "float64": 2_048}
+
+
+@dataclass(frozen=True)
+class MachineRates:
+    """What the machine does at its best, measured once per process (:func:`machine_rates`).
+
+    Attributes
+    ----------
+    cpu : str
+        The CPU's model name.
+    threads : int
+        The threads optlab uses for a pass over the data: BLAS's thread count
+        (:func:`optlab.blas_threads.blas_threads`).
+    read_gbs : dict
+        Streaming read bandwidth in GB/s (1e9 bytes a second), by thread count (1 and
+        ``threads``): the best of three reductions (float max, column sums, 64-bit OR) over a
+        ``READ_BYTES`` float32 array split in as many parts as threads.
+    gemm_gflops : dict
+        Large square GEMM rate (``np.matmul``, order ``GEMM_ORDER``) in GFLOP/s, by dtype
+        (``float32``, ``float64``), then by BLAS thread count (1 and ``threads``).
+    seconds : float
+        How long measuring took.
+    """
+
+    cpu: str
+    threads: int
+    read_gbs: dict[int, float]
+    gemm_gflops: dict[str, dict[int, float]]
+    seconds: float
+
+    def read_rate(self, threads: int) -> float:
+        """Read bandwidth in bytes a second on ``threads`` threads (the nearest measured count
+        at or below it)."""
+        return _at_threads(self.read_gbs, threads) * 1e9
+
+    def gemm_rate(self, dtype: Any, threads: int) -> float:
+        """Large-GEMM rate in FLOP/s for ``dtype`` (float32 or float64) on ``threads``."""
+        return _at_threads(self.gemm_gflops[np.dtype(dtype).name], threads) * 1e9
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (thread counts as string keys)."""
+        return {
+            "cpu": self.cpu,
+            "threads": self.threads,
+            "read_gb_per_s": {str(t): v for t, v in self.read_gbs.items()},
+            "gemm_gflop_per_s": {
+                dt: {str(t): v for t, v in by.items()} for dt, by in self.gemm_gflops.items()
+            },
+            "read_bytes": READ_BYTES,
+            "gemm_order": dict(GEMM_ORDER),
+            "seconds": self.seconds,
+        }
+
+
+def _at_threads(table: dict[int, float], threads: int) -> float:
+    below = [t for t in table if t <= threads]
+    return table[max(below)] if below else table[min(table)]
+
+
+def threads_used() -> int:
+    """The threads optlab's passes over the data use: BLAS's thread count."""
+    from optlab.blas_threads import blas_threads
+
+    return max(1, blas_threads())
+
+
+def _read_bandwidth(data: Array, threads: int, k: int = 5) -> float:
+    """Bytes a second: the fastest of ``k`` reads of ``data`` (2-D, C-contiguous) split by
+    rows into ``threads`` parts, each reduced on a thread of its own (numpy's reductions
+    release the GIL), best over three reductions."""
+    parts = np.array_split(data, threads)
+    reductions: list[Callable[[Array], object]] = [
+        np.max,
+        functools.partial(np.sum, axis=0),
+        lambda p: np.bitwise_or.reduce(p.view(np.int64).ravel()),
+    ]
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+
+        def spread(reduce: Callable[[Array], object]) -> list[object]:
+            return list(pool.map(reduce, parts))
+
+        for reduce in reductions:
+            call = (
+                functools.partial(reduce, data)
+                if threads == 1
+                else functools.partial(spread, reduce)
+            )
+            best = min(best, best_of(call, k))
+    return data.nbytes / best
+
+
+def _gemm_rate(dtype: str, threads: int, k: int = 5) -> float:
+    """FLOP/s of the fastest of ``k`` square products of order ``GEMM_ORDER[dtype]`` with BLAS
+    on ``threads`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    n = GEMM_ORDER[dtype]
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
+    B = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
+    out = np.empty_like(A)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        seconds = best_of(functools.partial(np.matmul, A, B, out=out), k)
+    return 2.0 * n**3 / seconds
+
+
+@functools.cache
+def machine_rates() -> MachineRates:
+    """Measure the machine's read bandwidth and large-GEMM rate (10-15 s; once per process,
+    the suite's groups and :func:`environment` share the result).
+
+    The reads come before the products: OpenBLAS's idle threads spin for a while after a
+    product and would take a core from a two-thread read.
+    """
+    start = time.perf_counter()
+    threads = threads_used()
+    counts = sorted({1, threads})
+    data = np.full((READ_BYTES // 4 // _READ_WIDTH, _READ_WIDTH), 1.0, np.float32)
+    read = {t: _read_bandwidth(data, t) / 1e9 for t in counts}
+    del data
+    gemm = {dt: {t: _gemm_rate(dt, t) / 1e9 for t in counts} for dt in GEMM_ORDER}
+    return MachineRates(_cpu_model(), threads, read, gemm, time.perf_counter() - start)
+
+
+def roofline(
+    bytes_read: float, flops: float, threads: int | None = None, dtype: Any = np.float32
+) -> dict[str, Any]:
+    """The least time a pass can take on this machine, and what bounds it.
+
+    Parameters
+    ----------
+    bytes_read : float
+        Bytes the pass must read from memory (one read of ``X``: ``X.nbytes``).
+    flops : float
+        Floating-point operations of its products (``2 * N * D * C`` each).
+    threads : int, optional
+        Threads the pass runs on (default: :func:`threads_used`).
+    dtype : numpy dtype
+        Of the products: which GEMM rate applies.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (the larger of ``read_seconds`` = bytes / read bandwidth on ``threads``
+        and ``compute_seconds`` = flops / large-GEMM rate on ``threads``), ``bound``
+        (``memory`` or ``compute``), ``threads``, ``bytes``, ``flops``.
+    """
+    rates = machine_rates()
+    t = rates.threads if threads is None else threads
+    read_s = bytes_read / rates.read_rate(t)
+    compute_s = flops / rates.gemm_rate(dtype, t)
+    return {
+        "seconds": max(read_s, compute_s),
+        "bound": "memory" if read_s >= compute_s else "compute",
+        "read_seconds": read_s,
+        "compute_seconds": compute_s,
+        "threads": t,
+        "bytes": float(bytes_read),
+        "flops": float(flops),
+        "dtype": np.dtype(dtype).name,
+    }
+
+
+def roofline_s(
+    bytes_read: float, flops: float, threads: int | None = None, dtype: Any = np.float32
+) -> float:
+    """``max(bytes_read / bandwidth(threads), flops / gemm_rate(dtype, threads))`` in seconds:
+    see :func:`roofline`."""
+    seconds: float = roofline(bytes_read, flops, threads, dtype)["seconds"]
+    return seconds

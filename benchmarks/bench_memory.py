@@ -90,7 +90,7 @@ def worker(n: int, d: int, c: int, iterations: int) -> dict[str, float]:
     """Run in the subprocess: the measurement itself."""
     import numpy as np
 
-    from benchmarks._common import NullMonitor, loss, optimizer, regularizer
+    from benchmarks._common import NullMonitor, backend_kwargs, loss, optimizer, regularizer
     from optlab.objective import BoundLoss, BoundRegularizer, Objective
 
     rng = np.random.default_rng(0)
@@ -104,7 +104,8 @@ def worker(n: int, d: int, c: int, iterations: int) -> dict[str, float]:
     baseline = _rss_bytes()
     X = rng.standard_normal((n, d), dtype=np.float32)
     after_x = _rss_bytes()
-    obj = Objective(X, y, c, BoundLoss(softmax, "softmax"), [BoundRegularizer(l2, "l2")])
+    backend = backend_kwargs(X, y, c, softmax)  # the backend a run would train with
+    obj = Objective(X, y, c, BoundLoss(softmax, "softmax"), [BoundRegularizer(l2, "l2")], **backend)
     W = gd.minimize(obj, W0, rng, NullMonitor())
     obj.value(W)
     obj.accuracy(W, X, y)

@@ -76,8 +76,24 @@ def write_digits(folder: Path) -> None:
         np.save(folder / f"y{key}.npy", y[idx].astype(np.int64))
 
 
-def bare_loop(folder: Path, setup: Setup) -> float:
-    """The same run written as a plain numpy script; returns its test accuracy."""
+@dataclass
+class BareData:
+    """What the bare script holds after loading and preparing: the splits, the classes, the
+    initial ``W`` and its random generator (which then shuffles every epoch)."""
+
+    X: Array
+    y: Array
+    X_val: Array
+    y_val: Array
+    X_test: Array
+    y_test: Array
+    n_classes: int
+    W: Array
+    rng: np.random.Generator
+
+
+def bare_prepare(folder: Path, setup: Setup) -> BareData:
+    """The bare script up to training: ``np.load``, the split, centering and bias, ``W``."""
     dt = np.dtype(setup.dtype)
     X_all, y_all = np.load(folder / "X.npy"), np.load(folder / "y.npy")
     X_test_raw, y_test = np.load(folder / "X_test.npy"), np.load(folder / "y_test.npy")
@@ -96,36 +112,49 @@ def bare_loop(folder: Path, setup: Setup) -> float:
         return X, mean
 
     X, mean = prepare(X_all[train_idx], None)
-    y = y_all[train_idx]
     X_val, _ = prepare(X_all[val_idx], mean)
-    y_val = y_all[val_idx]
     X_test, _ = prepare(X_test_raw, mean)
-    n, d = X.shape
     c = int(y_all.max()) + 1
-    W = (1e-3 * rng.standard_normal((d, c))).astype(dt)
+    W = (1e-3 * rng.standard_normal((X.shape[1], c))).astype(dt)
+    return BareData(X, y_all[train_idx], X_val, y_all[val_idx], X_test, y_test, c, W, rng)
+
+
+def bare_epoch(data: BareData, setup: Setup) -> None:
+    """One epoch of the bare script, updating ``data.W``: minibatch SGD on softmax + L2 over
+    the shuffled training set (the loss of every step kept), then train and validation
+    accuracy."""
+    X, y, W, rng = data.X, data.y, data.W, data.rng
+    dt = X.dtype
+    n = X.shape[0]
     lr, reg, B = dt.type(setup.lr), dt.type(REG), setup.batch
     curve = []
+    perm = rng.permutation(n)
+    for start in range(0, n, B):
+        batch = perm[start : start + B]
+        Xb, yb = X[batch], y[batch]
+        scores = Xb @ W
+        scores -= scores.max(axis=1, keepdims=True)
+        probs = np.exp(scores)
+        probs /= probs.sum(axis=1, keepdims=True)
+        rows = np.arange(len(batch))
+        loss = -np.log(probs[rows, yb]).mean() + reg * np.sum(W[:-1] * W[:-1])
+        probs[rows, yb] -= 1
+        probs /= dt.type(len(batch))
+        grad = Xb.T @ probs
+        grad[:-1] += 2 * reg * W[:-1]
+        W -= lr * grad
+        curve.append(float(loss))
+    train_acc = np.mean(np.argmax(X @ W, 1) == y)
+    val_acc = np.mean(np.argmax(data.X_val @ W, 1) == data.y_val)
+    del train_acc, val_acc
+
+
+def bare_loop(folder: Path, setup: Setup) -> float:
+    """The same run written as a plain numpy script; returns its test accuracy."""
+    data = bare_prepare(folder, setup)
     for _ in range(setup.epochs):
-        perm = rng.permutation(n)
-        for start in range(0, n, B):
-            batch = perm[start : start + B]
-            Xb, yb = X[batch], y[batch]
-            scores = Xb @ W
-            scores -= scores.max(axis=1, keepdims=True)
-            probs = np.exp(scores)
-            probs /= probs.sum(axis=1, keepdims=True)
-            rows = np.arange(len(batch))
-            loss = -np.log(probs[rows, yb]).mean() + reg * np.sum(W[:-1] * W[:-1])
-            probs[rows, yb] -= 1
-            probs /= dt.type(len(batch))
-            grad = Xb.T @ probs
-            grad[:-1] += 2 * reg * W[:-1]
-            W -= lr * grad
-            curve.append(float(loss))
-        train_acc = np.mean(np.argmax(X @ W, 1) == y)
-        val_acc = np.mean(np.argmax(X_val @ W, 1) == y_val)
-        del train_acc, val_acc
-    return float(np.mean(np.argmax(X_test @ W, 1) == y_test))
+        bare_epoch(data, setup)
+    return float(np.mean(np.argmax(data.X_test @ data.W, 1) == data.y_test))
 
 
 def optlab_run(spec_file: Path, tracking_uri: str, track: bool = True) -> Any:

@@ -2,8 +2,9 @@
 
 Groups (``--only`` takes these names): ``fullbatch`` (figures 1 and 2), ``sklearn`` (3),
 ``overhead`` (4), ``startup`` (5), ``memory`` (6), ``parallel`` (issue 5: a 16-run sweep
-with ``--jobs 2`` against ``--jobs 1``) and ``tracking`` (what MLflow tracking costs a run,
-:mod:`benchmarks.bench_tracking`).
+with ``--jobs 2`` against ``--jobs 1``), ``tracking`` (what MLflow tracking costs a run,
+:mod:`benchmarks.bench_tracking`) and ``classes`` (issue 18: an SGD epoch at 2 to 1,000
+classes, each backend against a plain numpy loop, :mod:`benchmarks.bench_classes`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ GROUPS: dict[str, Callable[[bool], list[Figure]]] = {
     "memory": _module_run("bench_memory"),
     "parallel": _module_run("bench_parallel"),
     "tracking": _module_run("bench_tracking"),
+    "classes": _module_run("bench_classes"),
 }
 
 

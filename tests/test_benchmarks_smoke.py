@@ -35,6 +35,12 @@ EXPECTED = [
     "startup.help",
     "startup.validate",
     "memory.fullbatch.float32",
+    # issue 18: against the machine's roofline, and the epoch at 2 to 1,000 classes
+    "fullbatch.svm.float32.roofline",
+    "sgd_epoch.softmax.float32.roofline",
+    "sgd_epoch_vs_bare.softmax.float32",
+    "classes.C2.numpy_vs_bare",
+    "classes.C1000.numpy_vs_bare",
 ]
 
 
@@ -85,6 +91,11 @@ def test_quick_suite_records_the_machine_and_prints_the_table(
     assert env["blas"], "threadpoolctl found no BLAS library"
     assert all(isinstance(b["num_threads"], int) for b in env["blas"])
     assert isinstance(env["env"], dict)
+    assert env["processor"] and env["cpu"]["model_name"] == env["processor"]
+    rates = env["machine_rates"]
+    threads = str(rates["threads"])
+    for table in (rates["read_gb_per_s"], *rates["gemm_gflop_per_s"].values()):
+        assert set(table) == {"1", threads} and all(v > 0 for v in table.values())
     assert env["kernels"].startswith(("AVX-512", "AVX2", "numpy")) and "optlab kernels" in stdout
     assert results["seconds"] > 0
     for figure_id in ("fullbatch.svm.float32", "memory.fullbatch.float32"):
