@@ -6,22 +6,23 @@ BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test test-numpy lint format bench clean
 
 help:
 	@echo "make demo   - set up and run the SVM vs softmax comparison (MLflow store: ./mlflow.db)"
 	@echo "make test   - set up and run the whole test suite"
+	@echo "make test-numpy - the numerics and training tests without the compiled backend"
 	@echo "make lint   - ruff (lint + format check) and mypy on optlab/ and plugins/"
 	@echo "make bench  - the benchmark suite (writes bench-results.json)"
 
 # the demo needs optlab alone; the tests, lint and benchmarks the extras too
-$(BASE): pyproject.toml setup.py optlab/_kernels.c
+$(BASE): pyproject.toml setup.py plugins/compiled/_kernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(BASE)
 
-$(STAMP): pyproject.toml setup.py optlab/_kernels.c
+$(STAMP): pyproject.toml setup.py plugins/compiled/_kernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,dask]'
@@ -37,6 +38,15 @@ demo: $(BASE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# the numerics and training tests again as on a machine without the compiled backend (no C
+# compiler, not x86-64): the plugin is disabled, so every run trains on the numpy backend
+NUMERICS_TESTS := tests/test_losses.py tests/test_regularizers.py tests/test_optimizers.py \
+	tests/test_fastpath.py tests/test_batches.py tests/test_checks.py tests/test_conformance.py \
+	tests/test_runner.py tests/test_reproducibility.py tests/test_experiments.py \
+	tests/test_parallel.py tests/test_data_prepare.py
+test-numpy: $(STAMP)
+	OPTLAB_DISABLE_PLUGINS=compiled $(BIN)/python -m pytest -n 2 $(NUMERICS_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check optlab plugins tests

@@ -11,18 +11,15 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from optlab.batches import Batch
+    from optlab.backend import Backend, BackendRecord
     from optlab.components import (
         Array,
         ComponentRecord,
         DatasetRecord,
         DatasetSource,
-        KernelForm,
         Loss,
         LossRecord,
         Monitor,
-        Optimizer,
-        OptimizerRecord,
         Params,
         RawDataset,
         Regularizer,
@@ -30,12 +27,14 @@ if TYPE_CHECKING:
         RegularizerRecord,
     )
     from optlab.errors import (
+        BackendUnavailable,
         CheckError,
         ComponentError,
         DataError,
         DivergenceError,
         InputError,
         OptlabError,
+        OptlabWarning,
         PluginError,
         RunError,
         RunInterrupted,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     )
     from optlab.hookspecs import hookimpl
     from optlab.objective import LossParts, Objective
+    from optlab.optimizer import Optimizer, OptimizerRecord
 
 # The public names live in small modules; they are imported on first use, so that
 # `optlab --help` does not pay for numpy and pydantic (PEP 562).
@@ -55,12 +55,9 @@ _WHERE = {
             "ComponentRecord",
             "DatasetRecord",
             "DatasetSource",
-            "KernelForm",
             "Loss",
             "LossRecord",
             "Monitor",
-            "Optimizer",
-            "OptimizerRecord",
             "Params",
             "RawDataset",
             "Regularizer",
@@ -71,12 +68,14 @@ _WHERE = {
     ),
     **dict.fromkeys(
         [
+            "BackendUnavailable",
             "CheckError",
             "ComponentError",
             "DataError",
             "DivergenceError",
             "InputError",
             "OptlabError",
+            "OptlabWarning",
             "PluginError",
             "RunError",
             "RunInterrupted",
@@ -86,7 +85,8 @@ _WHERE = {
         ],
         "optlab.errors",
     ),
-    "Batch": "optlab.batches",
+    **dict.fromkeys(["Backend", "BackendRecord"], "optlab.backend"),
+    **dict.fromkeys(["Optimizer", "OptimizerRecord"], "optlab.optimizer"),
     "hookimpl": "optlab.hookspecs",
     "LossParts": "optlab.objective",
     "Objective": "optlab.objective",
@@ -117,7 +117,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Array",
-    "Batch",
+    "Backend",
+    "BackendRecord",
+    "BackendUnavailable",
     "CheckError",
     "ComponentError",
     "ComponentRecord",
@@ -126,7 +128,6 @@ __all__ = [
     "DatasetSource",
     "DivergenceError",
     "InputError",
-    "KernelForm",
     "Loss",
     "LossParts",
     "LossRecord",
@@ -135,6 +136,7 @@ __all__ = [
     "Optimizer",
     "OptimizerRecord",
     "OptlabError",
+    "OptlabWarning",
     "Params",
     "PluginError",
     "RawDataset",

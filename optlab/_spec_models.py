@@ -119,6 +119,12 @@ class SpecModel(_Strict):
     optimizer: Any = None
     checks: ChecksOptions | StrictBool | None = None
     tracking: TrackingOptions | None = None
+    backend: StrictStr = Field(
+        "auto",
+        description="What computes the products of training: auto (the fastest backend that "
+        "runs here for the run's loss and data), numpy, compiled, or a plugin's backend; "
+        "$OPTLAB_BACKEND overrides it.",
+    )
     variants: dict[str, VariantModel] | None = Field(
         None, description="Variant name -> partial override of the base run."
     )

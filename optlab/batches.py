@@ -1,5 +1,5 @@
-"""Minibatches gathered ahead of use (for losses the compiled step kernel does not compute;
-the bundled ones read their rows in place, see :mod:`optlab.steps`).
+"""Minibatches gathered ahead of use (where the backend has no fused step for the run's loss;
+a fused step reads its rows in place, see :meth:`optlab.backend.Backend.stepper`).
 
 A minibatch step copies the batch's rows out of ``X`` (a gather: ``X[batch]``, about one
 streaming read of ``X`` per epoch, since the rows are shuffled) and then multiplies with them
@@ -47,7 +47,7 @@ class Batch:
         The training set the rows come from.
     copied : (B, D) array or None
         ``source[index]`` when it was copied ahead of use; ``None`` for a batch whose step
-        reads its rows in place (:mod:`optlab.steps`).
+        reads its rows in place (a backend's fused step).
     X : (B, D) array
         ``source[index]``, a fresh array: ``copied``, or copied on first use.
     """

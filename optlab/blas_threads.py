@@ -6,9 +6,9 @@ therefore use the cores BLAS was given differently, as Python threads that each 
 single-threaded BLAS or a compiled kernel:
 
 - the full-batch pass splits ``X``'s rows between threads (:mod:`optlab.fastpath`);
-- a minibatch step of a bundled loss computes the second half of its batch on a helper thread
-  (:mod:`optlab.steps`);
-- minibatch training with other losses gathers the next batch's rows on a helper thread while
+- a backend's fused minibatch step may compute part of its batch on a helper thread (the
+  compiled backend's second half, ``optlab_plugins.compiled``);
+- minibatch training without a fused step gathers the next batch's rows on a helper thread while
   the current batch trains (:mod:`optlab.batches`).
 
 All take :func:`blas_threads` as the number of threads they may use (1 in ``--jobs N``

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -92,12 +93,18 @@ def _err(message: str) -> None:
 
 
 def handles_errors(fn: F) -> F:
-    """Turn :class:`OptlabError` into its message and exit status, with no traceback."""
+    """Turn :class:`OptlabError` into its message and exit status, with no traceback; show
+    each :class:`~optlab.errors.OptlabWarning` as one line on stderr."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from optlab.errors import OptlabWarning
+
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # restored afterwards (a notebook keeps its own)
+                warnings.simplefilter("always", OptlabWarning)
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except OptlabError as exc:
             _err(str(exc))
             raise typer.Exit(exc.exit_code) from None
@@ -408,3 +415,24 @@ def main() -> None:
         app()
     finally:
         gc.freeze()
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """optlab's own warnings as one line on stderr (``optlab: warning: ...``); others as
+    Python shows them."""
+    from optlab.errors import OptlabWarning
+
+    if issubclass(category, OptlabWarning):
+        print(f"optlab: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)

@@ -20,14 +20,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from optlab.objective import Objective
 
 __all__ = [
     "Array",
@@ -35,12 +32,9 @@ __all__ = [
     "ComponentRecord",
     "DatasetRecord",
     "DatasetSource",
-    "KernelForm",
     "Loss",
     "LossRecord",
     "Monitor",
-    "Optimizer",
-    "OptimizerRecord",
     "Params",
     "RawDataset",
     "Regularizer",
@@ -49,7 +43,7 @@ __all__ = [
 ]
 
 Array = npt.NDArray[Any]
-ComponentKind = Literal["loss", "regularizer", "optimizer", "dataset"]
+ComponentKind = Literal["loss", "regularizer", "optimizer", "dataset", "backend"]
 
 
 class Params(BaseModel):
@@ -69,23 +63,6 @@ class RegularizerParams(Params):
 # --------------------------------------------------------------------------------------------
 # Interfaces the loop calls
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KernelForm:
-    """A loss the compiled step kernel computes itself (see :attr:`Loss.kernel_form`).
-
-    Attributes
-    ----------
-    kind : {"hinge", "squared_hinge", "softmax"}
-        The multiclass SVM's ``sum_{j != y} max(0, s_j - s_y + margin)`` (or its square per
-        term), or the softmax cross-entropy.
-    margin : float
-        The hinges' margin (> 0); unused by softmax.
-    """
-
-    kind: Literal["hinge", "squared_hinge", "softmax"]
-    margin: float = 1.0
 
 
 class Loss(ABC):
@@ -118,18 +95,6 @@ class Loss(ABC):
 
     def expected_initial_loss(self, n_classes: int) -> float | None:
         """The loss expected when all scores are about 0 (``None``: no expectation)."""
-        return None
-
-    @property
-    def kernel_form(self) -> KernelForm | None:
-        """The :class:`KernelForm` this loss is, if the compiled step kernel computes it.
-
-        With a form, minibatch steps on large data compute the scores, this loss's gradient
-        and the weight gradient in one compiled pass (:mod:`optlab.steps`) instead of calling
-        :meth:`loss_and_grad`; the result agrees with it to rounding. Default ``None``: the
-        bundled ``svm`` and ``softmax`` have a form, and a subclass of theirs that overrides
-        :meth:`loss_and_grad` has none.
-        """
         return None
 
 
@@ -177,32 +142,6 @@ class Monitor(ABC):
     @abstractmethod
     def evaluate(self, epoch: float, W: Array) -> None:
         """An evaluation point after ``epoch`` (passes over the training set, may be fractional)."""
-
-
-class Optimizer(ABC):
-    """Owns the training loop over an :class:`~optlab.objective.Objective`."""
-
-    @abstractmethod
-    def minimize(
-        self,
-        objective: Objective,
-        W0: Array,
-        rng: np.random.Generator,
-        monitor: Monitor,
-    ) -> Array:
-        """Minimize ``objective`` from ``W0`` (D, C); return the final weights (D, C).
-
-        Must keep ``W0``'s dtype, draw all randomness from ``rng``, call ``monitor.step`` once
-        per step and ``monitor.evaluate`` at least once (at the end).
-        """
-
-    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:  # noqa: B027
-        """Refuse a problem this optimizer cannot handle, before any run starts.
-
-        Called once per run after the data is loaded and before anything is trained or logged;
-        raise :class:`~optlab.errors.InputError` (one line: which param, what to change), e.g.
-        a ``batch_size`` larger than ``n_examples``. Default: accept everything.
-        """
 
 
 @dataclass
@@ -283,11 +222,6 @@ class LossRecord(ComponentRecord[Loss]):
 @dataclass(frozen=True)
 class RegularizerRecord(ComponentRecord[Regularizer]):
     kind: ClassVar[ComponentKind] = "regularizer"
-
-
-@dataclass(frozen=True)
-class OptimizerRecord(ComponentRecord[Optimizer]):
-    kind: ClassVar[ComponentKind] = "optimizer"
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,10 @@ class RunSpec:
     loss, optimizer : ComponentSpec
     regularizers : tuple of ComponentSpec
     checks : ChecksOptions
+    backend : str
+        The spec's ``backend`` setting (``auto`` or a backend's name; ``$OPTLAB_BACKEND``
+        overrides it when the run is built). Not part of ``resolved``: a backend changes the
+        last bits of the sums, not the run.
     point : dict
         The sweep values of this run (dotted key -> value), empty outside sweeps.
     resolved : dict
@@ -158,6 +162,7 @@ class RunSpec:
     optimizer: ComponentSpec
     regularizers: tuple[ComponentSpec, ...] = ()
     checks: ChecksOptions = field(default_factory=ChecksOptions)
+    backend: str = "auto"
     point: dict[str, Any] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)
 

@@ -7,7 +7,8 @@
     │   ├── SpecError            a spec file or a --set override (all issues of a file at once)
     │   ├── PluginError          a plugin failed to load, or a component name is ambiguous/unknown
     │   ├── DataError            a dataset file is missing, corrupt or inconsistent
-    │   └── TrackingError        the tracking store is unreachable or unusable
+    │   ├── TrackingError        the tracking store is unreachable or unusable
+    │   └── BackendUnavailable   a backend cannot run on this machine (raised by its factory)
     └── RunError                 a run failed after it started; exit status 1, recorded as FAILED
         ├── ComponentError       a plugin's component misbehaved (wrong shape, dtype, NaN, raised)
         ├── DivergenceError      the loss became non-finite or exploded
@@ -16,9 +17,12 @@
         └── TrackingUnavailable  the tracking server stayed unreachable for the retry budget
                                  (also a TrackingError); the remaining runs are not started
 
+    OptlabWarning                (a UserWarning) something was ignored or looks wrong, but
+                                 nothing stops: e.g. OPTLAB_DISABLE_PLUGINS names no plugin
+
 Every message is one line that says where, what is wrong and, where it helps, what to do.
 The CLI prints ``str(error)`` and exits with ``error.exit_code``; it never prints a traceback
-for an :class:`OptlabError`.
+for an :class:`OptlabError`, and prints an :class:`OptlabWarning` as one line on stderr.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BackendUnavailable",
     "CheckError",
     "ComponentError",
     "DataError",
     "DivergenceError",
     "InputError",
     "OptlabError",
+    "OptlabWarning",
     "PluginError",
     "RunError",
     "RunInterrupted",
@@ -146,3 +152,13 @@ class TrackingUnavailable(TrackingError, RunError):
 
     exit_code = 1
     status = "FAILED"
+
+
+class BackendUnavailable(InputError):
+    """A backend's factory raises this when the backend cannot run on this machine (not built,
+    an instruction set the CPU lacks, turned off); the message says why, in one line."""
+
+
+class OptlabWarning(UserWarning):
+    """Something optlab ignored or doubts, which does not stop anything (the CLI prints it as
+    one line: ``optlab: warning: ...``)."""

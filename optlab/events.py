@@ -14,6 +14,7 @@ import numpy as np
 from optlab.components import Array
 
 __all__ = [
+    "BACKEND_TAG",
     "SWEEP_TAG",
     "DataSummary",
     "EpochReport",
@@ -27,6 +28,8 @@ RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 #: the run tag holding a sweep run's values, as JSON (dotted key -> value)
 SWEEP_TAG = "optlab.sweep"
+#: run tag: the backend that trained the run (``numpy``, ``compiled (avx2)``)
+BACKEND_TAG = "optlab.backend"
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from optlab.backend import forced_backend, requested_backend
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData, load_data
 from optlab.errors import ComponentError, InputError
 from optlab.events import RunInfo, RunResult
 from optlab.monitor import StopFlag, stop_flag
+from optlab.plugin_manager import get_registry
 from optlab.registry import Registry
 from optlab.runner import Observer, execute, run_streams
 
@@ -81,8 +83,12 @@ def preflight(runs: Sequence[RunSpec]) -> dict[str, PreparedData]:
     Raises
     ------
     InputError
-        A dataset cannot be loaded, or an optimizer refuses the problem (prefixed by run name).
+        A dataset cannot be loaded, an optimizer refuses the problem (prefixed by run name),
+        or the backend asked for is unknown or cannot run here.
     """
+    registry = get_registry()
+    for setting in dict.fromkeys(requested_backend(run.backend) for run in runs):
+        forced_backend(setting, registry)
     prepared: dict[str, PreparedData] = {}
     for run in runs:
         key = data_key(run)

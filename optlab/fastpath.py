@@ -19,9 +19,9 @@ threads on these skinny products. The sums are the same however many threads wal
 and :class:`~optlab.Objective` takes the parts from the machine (:func:`full_batch_parts`), so
 results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
 
-Per block both products go through :mod:`optlab.kernels`: compiled kernels (AVX-512 or AVX2)
-where they fit (they release the GIL, so the threads run at once), numpy otherwise, with ``W``
-padded to a width OpenBLAS handles faster (:func:`score_width`).
+Per block both products go through the run's :class:`~optlab.backend.Backend` (BLAS releases
+the GIL, as the compiled kernels do, so the threads run at once), with ``W`` padded to the
+width the backend's product handles fastest (:meth:`~optlab.backend.Backend.score_width`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from optlab import kernels
+from optlab.backend import Backend
 from optlab.blas_threads import single_threaded
 from optlab.components import Array
 
@@ -47,7 +47,6 @@ __all__ = [
     "blocked_loss_and_grad",
     "default_block_rows",
     "full_batch_parts",
-    "score_width",
 ]
 
 #: A loss over a block of scores: ``(S_b (n_b, C), y_b (n_b,)) -> (mean loss, dS_b (n_b, C))``.
@@ -66,32 +65,6 @@ BLOCK_BYTES = 8 * 1024 * 1024
 BLOCKED_MIN_BYTES = 16 * 1024 * 1024
 #: The most parts :func:`full_batch_parts` gives (and so threads a full-batch pass uses).
 MAX_PARTS = 8
-
-
-def score_width(n_classes: int, dtype: np.dtype[np.floating]) -> int:
-    """Columns of the scores product: ``C``, or ``C`` padded with zero columns where faster.
-
-    OpenBLAS's kernels for ``X_b @ W`` with few columns run faster on a width that fills their
-    SIMD tiles: measured in cache on AVX-512, ``C = 10 -> 16`` gains 8-40% (both dtypes) and
-    ``C = 3 -> 8`` gains 30% in float32 (and loses in float64); ``C >= 16`` gains nothing.
-
-    Parameters
-    ----------
-    n_classes : int
-        ``C``.
-    dtype : numpy dtype
-        Dtype of the product.
-
-    Returns
-    -------
-    width : int
-        ``>= n_classes``.
-    """
-    if 8 < n_classes < 16:
-        return 16
-    if dtype == np.float32 and 2 < n_classes < 8:
-        return 8
-    return n_classes
 
 
 def full_batch_parts(cores: int) -> int:
@@ -140,6 +113,7 @@ def blocked_loss_and_grad(
     check: ScoreGradCheck | None = None,
     parts: int = 1,
     threads: int = 1,
+    backend: Backend | None = None,
 ) -> tuple[float, Array]:
     """Mean data loss over ``X`` and its gradient with respect to ``W``, reading ``X`` once.
 
@@ -169,6 +143,8 @@ def blocked_loss_and_grad(
         thread during the pass, however many walk it (see :mod:`optlab.blas_threads`), so the
         products, too, are the same. ``loss_and_grad`` and ``check`` are never called by two
         threads at once.
+    backend : Backend, optional
+        Computes both products (default: the numpy backend).
 
     Returns
     -------
@@ -188,8 +164,8 @@ def blocked_loss_and_grad(
     rows = min(rows, max(n, 1))
     c = W.shape[1]
     dtype = np.result_type(X.dtype, W.dtype)
-    # the compiled scores kernel takes W as it is; OpenBLAS is faster on some padded widths
-    width = c if kernels.scores_fit(X, W) else score_width(c, dtype)
+    backend = Backend() if backend is None else backend
+    width = backend.score_width(X, W)  # OpenBLAS is faster on some padded widths
     if width != c:
         W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
     blocks = -(-n // rows)
@@ -197,7 +173,7 @@ def blocked_loss_and_grad(
     threads = max(1, min(int(threads), parts))
     # runs of consecutive blocks: the same blocks, hence loss calls, for any number of threads
     bounds = [min(n, (blocks * k // parts) * rows) for k in range(parts + 1)]
-    walker = _Walker(X, y, W, c, dtype, rows, n, loss_and_grad, check)
+    walker = _Walker(X, y, W, c, dtype, rows, n, loss_and_grad, check, backend)
     # single-threaded BLAS however many threads walk: OpenBLAS's X @ W on two threads can
     # differ in the last bits from one thread, and the result must not depend on the cores
     with single_threaded():
@@ -225,19 +201,20 @@ class _Walker:
     n: int
     loss_and_grad: LossAndGrad
     check: ScoreGradCheck | None
+    backend: Backend
 
     def walk(self, first: int, end: int, stop: threading.Event | None = None) -> _Part:
         """Rows ``first:end`` in blocks: their share of the mean loss over all ``n`` rows and
         of its gradient, as ``dW.T`` (C, D). Returns early (a partial sum) once ``stop`` is
         set."""
-        X, W, c, dtype = self.X, self.W, self.c, self.dtype
+        X, W, c, dtype, backend = self.X, self.W, self.c, self.dtype, self.backend
         d, width = W.shape
         rows = self.rows
         size = max(0, min(rows, end - first))
         wide = np.empty((size, width), dtype=dtype)
         scores = wide if width == c else np.empty((size, c), dtype=dtype)
         dscores = np.empty((size, c), dtype=dtype)
-        # accumulate dW.T (C, D) += dS_b.T @ X_b (optlab.kernels), X_b read row by row
+        # accumulate dW.T (C, D) += dS_b.T @ X_b (the backend), X_b read row by row
         grad_t = np.zeros((c, d), dtype=dtype)
         part = np.empty((c, d), dtype=dtype)
         total = 0.0
@@ -247,7 +224,7 @@ class _Walker:
             stop_row = min(start + rows, end)
             nb = stop_row - start
             Xb = X[start:stop_row]
-            Sb = kernels.scores(Xb, W, out=wide[:nb])
+            Sb = backend.scores(Xb, W, out=wide[:nb])
             if width != c:
                 Sb = scores[:nb]
                 np.copyto(Sb, wide[:nb, :c])
@@ -258,10 +235,10 @@ class _Walker:
             total += float(value) * weight
             dSw = np.multiply(dSb, dtype.type(weight), out=dscores[:nb])
             if start == first:
-                kernels.add_weight_grad(grad_t, dSw, Xb)
+                backend.add_weight_grad(grad_t, dSw, Xb)
             else:  # each block summed on its own, then added (less rounding than one long sum)
                 part.fill(0)
-                kernels.add_weight_grad(part, dSw, Xb)
+                backend.add_weight_grad(part, dSw, Xb)
                 grad_t += part
         return total, grad_t
 
@@ -286,9 +263,12 @@ class _Walker:
             self, loss_and_grad=guarded_loss, check=None if check is None else guarded_check
         )
 
+        errors = np.geterr()  # a new thread starts with numpy's default floating-point state
+
         def walk(k: int) -> _Part:
             try:
-                return guarded.walk(bounds[k], bounds[k + 1], stop)
+                with np.errstate(**errors):
+                    return guarded.walk(bounds[k], bounds[k + 1], stop)
             except BaseException:
                 stop.set()
                 raise

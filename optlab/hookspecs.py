@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from optlab.components import DatasetRecord, LossRecord, OptimizerRecord, RegularizerRecord
+    from optlab.backend import BackendRecord
+    from optlab.components import DatasetRecord, LossRecord, RegularizerRecord
     from optlab.events import EpochReport, RunInfo, RunResult
+    from optlab.optimizer import OptimizerRecord
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -46,6 +48,12 @@ def optlab_register_optimizers() -> list[OptimizerRecord]:  # type: ignore[empty
 @hookspec
 def optlab_register_datasets() -> list[DatasetRecord]:  # type: ignore[empty-body]
     """Return the datasets this plugin provides, as :class:`~optlab.DatasetRecord` s."""
+
+
+@hookspec
+def optlab_register_backends() -> list[BackendRecord]:  # type: ignore[empty-body]
+    """Return the numerical backends this plugin provides, as :class:`~optlab.BackendRecord` s
+    (a backend computes the products of training, see :class:`~optlab.Backend`)."""
 
 
 @hookspec

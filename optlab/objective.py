@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from optlab import kernels
+from optlab.backend import Backend, Stepper
 from optlab.batches import Batch, minibatches
-from optlab.blas_threads import blas_threads, cores
+from optlab.blas_threads import blas_threads, cores, single_threaded
 from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
 from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
-from optlab.steps import StepKernel
 
 __all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
 
@@ -72,6 +71,9 @@ class Objective:
         unless their ``include_bias`` is true.
     rng : numpy.random.Generator
         Source of the randomness of input perturbations (dropout).
+    backend : Backend, optional
+        Computes the products and, where it has one, the fused minibatch step
+        (:mod:`optlab.backend`; default: the numpy backend).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Objective:
         *,
         has_bias: bool = True,
         rng: np.random.Generator | None = None,
+        backend: Backend | None = None,
     ) -> None:
         if X.ndim != 2 or y.shape != (X.shape[0],):
             raise ValueError(f"X must be (N, D) and y (N,); got {X.shape} and {y.shape}")
@@ -94,11 +97,12 @@ class Objective:
         self.regularizers = tuple(regularizers)
         self.has_bias = has_bias
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.backend = backend if backend is not None else Backend()
         # names resolved once: the per-step path iterates over these short tuples only
         self._penalties = tuple(r for r in self.regularizers if r.impl.has_penalty)
         self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
         self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
-        self._steps = self._step_kernel()
+        self._steps = self._stepper()
 
     # ----------------------------------------------------------------------------- shapes
     @property
@@ -121,18 +125,17 @@ class Objective:
         """The shape of ``W``: ``(D, C)``."""
         return (self.n_features, self.n_classes)
 
-    def _step_kernel(self) -> StepKernel | None:
-        """The compiled minibatch steps (:mod:`optlab.steps`), when the loss has a kernel form,
-        no regularizer perturbs the inputs and the kernel takes this training set."""
+    def _stepper(self) -> Stepper | None:
+        """The backend's fused minibatch steps of this loss (none when a regularizer perturbs
+        the inputs: the step reads the rows as they are)."""
+        if self._perturbations:
+            return None
         try:
-            form = self.loss.impl.kernel_form
+            return self.backend.stepper(self.X, self.y, self.n_classes, self.loss.impl)
         except Exception as exc:
             raise ComponentError(
-                "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
+                "backend", self.backend.name, self.backend.provider, f"stepper raised {exc!r}"
             ) from exc
-        if form is None or self._perturbations or not kernels.step_fit(self.X, self.n_classes):
-            return None
-        return StepKernel(self.X, self.y, self.n_classes, form)
 
     # ----------------------------------------------------------------------------- parts
     def _penalized(self, W: Array, reg: BoundRegularizer) -> Array:
@@ -164,7 +167,7 @@ class Objective:
 
     def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
         """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C)."""
-        scores = kernels.scores(X, W)
+        scores = self.backend.scores(X, W)
         try:
             value, dscores = self.loss.impl.loss_and_grad(scores, y)
         except Exception as exc:
@@ -183,7 +186,7 @@ class Objective:
                 self.loss.provider,
                 f"returned a non-finite loss ({value}) for finite scores",
             )
-        return value, kernels.weight_grad(dscores, X)
+        return value, self.backend.weight_grad(dscores, X)
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
         """:meth:`data_loss_and_grad` on the training set, one block of rows at a time."""
@@ -207,6 +210,7 @@ class Objective:
             check=check,
             parts=parts,
             threads=min(blas_threads(), parts),
+            backend=self.backend,
         )
 
     def data_loss(self, W: Array, X: Array | None = None, y: Array | None = None) -> float:
@@ -214,7 +218,7 @@ class Objective:
         X = self.X if X is None else X
         y = self.y if y is None else y
         try:
-            scores = kernels.scores(X, W, threads=self._score_threads(X))
+            scores = self.backend.scores(X, W, threads=self._score_threads(X))
             return float(self.loss.impl.loss(scores, y))
         except Exception as exc:
             raise ComponentError(
@@ -229,10 +233,11 @@ class Objective:
         return LossParts(data + reg, data, reg)
 
     def minibatches(self, indices: Sequence[Array]) -> AbstractContextManager[Iterator[Batch]]:
-        """The minibatches of ``indices``, for :meth:`value_and_grad`. A loss the compiled step
-        kernel computes reads each batch's rows in place, its steps split over two threads
-        where a core is free (:mod:`optlab.steps`); otherwise each batch's rows are copied,
-        while the previous one trains where that is faster (:mod:`optlab.batches`)::
+        """The minibatches of ``indices``, for :meth:`value_and_grad`. Where the backend has a
+        fused step for this loss, each batch's rows are read in place by it (with a second
+        thread where a core is free); otherwise each batch's rows are copied, while the
+        previous one trains where that is faster (:mod:`optlab.batches`). BLAS runs on one
+        thread inside the block either way, so ``--jobs 1`` and ``--jobs N`` train alike::
 
             with objective.minibatches(batches) as stream:
                 for batch in stream:
@@ -249,8 +254,16 @@ class Objective:
             Consume the iterator inside the ``with`` block.
         """
         if self._steps is not None:
-            return self._steps.batches(indices)
+            return self._stepped(self._steps, indices)
         return minibatches(self.X, self.y, indices)
+
+    @contextmanager
+    def _stepped(self, steps: Stepper, indices: Sequence[Array]) -> Iterator[Iterator[Batch]]:
+        """The batches of ``indices`` for the backend's fused step (rows not copied)."""
+        threads = blas_threads()  # what the steps may use, before BLAS is held to one
+        size = max((len(i) for i in indices), default=0)
+        with single_threaded(), steps.session(size, threads):
+            yield (Batch(i, self.y[i], self.X) for i in indices)
 
     def value_and_grad(
         self, W: Array, batch: Array | Batch | None = None
@@ -273,7 +286,7 @@ class Objective:
             # large full batch: one cache-blocked read of X (optlab.fastpath)
             data, grad = self._blocked_data_loss_and_grad(W)
         elif (index := self._in_place_rows(W, batch)) is not None:
-            # a minibatch of a loss the step kernel computes, its rows read in place
+            # a minibatch of the backend's fused step, its rows read in place
             assert self._steps is not None
             data, grad = self._steps.loss_and_grad(W, index)
         else:
@@ -302,8 +315,8 @@ class Objective:
         return LossParts(data + reg_value, data, reg_value), grad
 
     def _in_place_rows(self, W: Array, batch: Array | Batch | None) -> Array | None:
-        """The row indices of ``batch`` when the step kernel takes it (else ``None``): a loss
-        it computes, integer indices into this training set, ``W`` of its shape and dtype."""
+        """The row indices of ``batch`` when the backend's fused step takes it (else
+        ``None``): integer indices into this training set, ``W`` of its shape and dtype."""
         if batch is None or self._steps is None or not self._steps.fits(W):
             return None
         if isinstance(batch, Batch):
@@ -337,7 +350,7 @@ class Objective:
 
     def predict(self, W: Array, X: Array) -> Array:
         """Predicted labels (M,) for examples ``X`` (M, D)."""
-        scores = kernels.scores(X, W, threads=self._score_threads(X))
+        scores = self.backend.scores(X, W, threads=self._score_threads(X))
         return np.asarray(np.argmax(scores, axis=1))
 
     @staticmethod

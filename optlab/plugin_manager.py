@@ -1,11 +1,14 @@
 """Loading plugins: bundled and third-party alike, through the ``optlab`` entry-point group.
 
-- Bundled plugins (distribution ``optlab``) load first, then every other entry point, sorted.
+- optlab's own plugin (``optlab``: the ``numpy`` backend) comes first, then the bundled
+  plugins (distribution ``optlab``), then every other entry point, sorted.
 - A plugin that fails to import, implements an unknown hook, has a hook with wrong argument
   names, or raises while registering is marked ``failed`` with the reason; the others keep
   working. ``OPTLAB_STRICT_PLUGINS=1`` turns the failures into one :class:`PluginError`
   naming every failed plugin, a line each.
-- ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name).
+- ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name); a
+  name that matches no plugin is an :class:`~optlab.errors.OptlabWarning` (an error under
+  ``OPTLAB_STRICT_PLUGINS=1``), since a misspelt name would otherwise disable nothing.
 - Each plugin's registration hooks are called one plugin at a time, so every record knows its
   provider and one broken plugin cannot hide the others' components.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,17 +26,19 @@ from typing import Any
 
 import pluggy
 
-from optlab import hookspecs
+from optlab import __version__, hookspecs
+from optlab.backend import Backend, BackendRecord
 from optlab.components import (
     ComponentKind,
     ComponentRecord,
     DatasetRecord,
     LossRecord,
-    OptimizerRecord,
+    Params,
     RegularizerRecord,
 )
-from optlab.errors import ComponentError, OptlabError, PluginError
-from optlab.registry import PluginInfo, Registry
+from optlab.errors import ComponentError, OptlabError, OptlabWarning, PluginError
+from optlab.optimizer import OptimizerRecord
+from optlab.registry import PluginInfo, Registry, did_you_mean
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -51,12 +57,31 @@ _REGISTRATION: dict[str, tuple[ComponentKind, type[ComponentRecord[Any]]]] = {
     "optlab_register_regularizers": ("regularizer", RegularizerRecord),
     "optlab_register_optimizers": ("optimizer", OptimizerRecord),
     "optlab_register_datasets": ("dataset", DatasetRecord),
+    "optlab_register_backends": ("backend", BackendRecord),
 }
 _HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("optlab_")}
 
 #: plugins added for the duration of a test (see :func:`registered_plugin`)
 _extra_plugins: list[tuple[str, object]] = []
 _cache: tuple[pluggy.PluginManager, Registry] | None = None
+
+
+class _Core:
+    """optlab's own plugin (listed as ``optlab``): the ``numpy`` backend, which always runs."""
+
+    @staticmethod
+    def _numpy(params: Params) -> Backend:
+        return Backend()
+
+    @hookspecs.hookimpl
+    def optlab_register_backends(self) -> list[BackendRecord]:
+        return [
+            BackendRecord(
+                name=Backend.name,
+                factory=self._numpy,
+                summary="numpy and BLAS for the products; runs everywhere.",
+            )
+        ]
 
 
 def _env_list(name: str) -> set[str]:
@@ -174,6 +199,9 @@ def build_registry(
     pm.add_hookspecs(hookspecs)
     registry = Registry()
     disabled = _env_list("OPTLAB_DISABLE_PLUGINS")
+    core = PluginInfo(_BUNDLED_DIST, _BUNDLED_DIST, __version__, entry_point="(built in)")
+    registry.plugins[core.name] = core
+    _register(pm, registry, core, _Core())
 
     for ep in _sorted_entry_points():
         dist = ep.dist.name if ep.dist is not None else "unknown"
@@ -208,14 +236,33 @@ def build_registry(
 
     _collect(pm, registry)
     failed = [info for info in registry.plugins.values() if info.status == "failed"]
-    if failed and _strict():  # every failure, one line each
+    unmatched = _unmatched_disables(disabled, registry)
+    if (failed or unmatched) and _strict():  # every failure, one line each
         raise PluginError(
             "\n".join(
-                f"plugin {info.label} failed: {info.reason} (OPTLAB_STRICT_PLUGINS is set)"
-                for info in failed
+                [
+                    *(
+                        f"plugin {info.label} failed: {info.reason} (OPTLAB_STRICT_PLUGINS is set)"
+                        for info in failed
+                    ),
+                    *(f"{line} (OPTLAB_STRICT_PLUGINS is set)" for line in unmatched),
+                ]
             )
         )
+    for line in unmatched:
+        warnings.warn(OptlabWarning(line), stacklevel=2)
     return pm, registry
+
+
+def _unmatched_disables(disabled: set[str], registry: Registry) -> list[str]:
+    """A line for each name in ``OPTLAB_DISABLE_PLUGINS`` that matches no plugin."""
+    names = {info.name for info in registry.plugins.values() if info.name != _BUNDLED_DIST}
+    known = names | {info.distribution for info in registry.plugins.values()}
+    return [
+        f"OPTLAB_DISABLE_PLUGINS names '{name}', which matches no plugin"
+        f"{did_you_mean(name, known)}; plugins: {', '.join(sorted(names))}"
+        for name in sorted(disabled - known)
+    ]
 
 
 def get_plugin_manager() -> tuple[pluggy.PluginManager, Registry]:
@@ -250,9 +297,14 @@ def registered_plugin(plugin: object, name: str = "test_plugin") -> Iterator[obj
 
 
 class GuardedHooks:
-    """Calls the observer hooks one implementation at a time, so that a third-party
-    observer that raises is named: its fault becomes a :class:`ComponentError` of kind
-    ``observer`` (optlab's own errors, such as a :class:`TrackingError`, pass unchanged).
+    """Calls the observer hooks one implementation at a time, so that an observer that raises
+    is named and contained.
+
+    A third-party observer that raises is reported once (an :class:`OptlabWarning` naming the
+    plugin, the hook and the exception) and switched off for the rest of the invocation; the
+    runs go on. optlab's own observers (named ``optlab.*``: tracking, progress) stay fatal:
+    their errors pass unchanged if they are optlab's (a :class:`TrackingError`), else become a
+    :class:`ComponentError` of kind ``observer``.
 
     It has the same call signature as ``pm.hook.<name>(**kwargs)``.
     """
@@ -260,20 +312,33 @@ class GuardedHooks:
     def __init__(self, pm: pluggy.PluginManager, registry: Registry | None = None) -> None:
         self._pm = pm
         self._registry = registry
+        #: third-party observers switched off after raising
+        self.switched_off: set[str] = set()
 
     def _call(self, hook_name: str, kwargs: dict[str, Any]) -> None:
         caller = getattr(self._pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            name = impl.plugin_name
+            if name in self.switched_off:
+                continue
             try:
                 impl.function(*(kwargs[arg] for arg in impl.argnames))
-            except OptlabError:
-                raise
             except Exception as exc:
-                name = impl.plugin_name
+                own = name.startswith("optlab.")
+                if own and isinstance(exc, OptlabError):
+                    raise
                 label = self._registry.label(name) if self._registry is not None else name
-                raise ComponentError(
-                    "observer", impl.plugin_name, label, f"{hook_name} raised {exc!r}"
-                ) from exc
+                fault = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                if own:
+                    raise ComponentError("observer", name, label, fault) from exc
+                self.switched_off.add(name)
+                warnings.warn(
+                    OptlabWarning(
+                        f"observer plugin {label}: {fault}; it is switched off for the rest of "
+                        "this invocation, and the runs go on"
+                    ),
+                    stacklevel=2,
+                )
 
     def optlab_run_started(self, **kwargs: Any) -> None:
         self._call("optlab_run_started", kwargs)

@@ -18,7 +18,7 @@ from optlab.errors import PluginError
 
 __all__ = ["KINDS", "PluginInfo", "Registry", "did_you_mean"]
 
-KINDS: tuple[ComponentKind, ...] = ("loss", "regularizer", "optimizer", "dataset")
+KINDS: tuple[ComponentKind, ...] = ("loss", "regularizer", "optimizer", "dataset", "backend")
 
 
 def did_you_mean(name: str, options: list[str] | set[str] | tuple[str, ...]) -> str:

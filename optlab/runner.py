@@ -17,14 +17,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from optlab import __version__
+from optlab.backend import requested_backend, select_backend
 from optlab.checks import run_checks
-from optlab.components import Array, Loss, Optimizer, Regularizer
+from optlab.components import Array, Loss, Regularizer
 from optlab.config import ComponentSpec, RunSpec
 from optlab.data import PreparedData, load_data
 from optlab.errors import ComponentError, InputError, RunError, RunInterrupted
-from optlab.events import SWEEP_TAG, RunInfo, RunResult
+from optlab.events import BACKEND_TAG, SWEEP_TAG, RunInfo, RunResult
 from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab.optimizer import Optimizer
 from optlab.plugin_manager import get_registry
 from optlab.registry import Registry
 
@@ -101,9 +103,14 @@ def _provider_label(spec: ComponentSpec, registry: Registry | None) -> str:
 
 
 def run_tags(
-    run: RunSpec, data: PreparedData, registry: Registry | None, base: Mapping[str, str]
+    run: RunSpec,
+    data: PreparedData,
+    registry: Registry | None,
+    base: Mapping[str, str],
+    backend: str | None = None,
 ) -> dict[str, str]:
-    """Tags of a run: variant, providers with versions, optlab version, data hash, ``base``."""
+    """Tags of a run: variant, providers with versions, optlab version, data hash, the
+    backend that trains it (``optlab.backend``), ``base``."""
     tags = dict(base)
     tags["optlab.variant"] = run.variant or run.name
     if run.point:  # the sweep values of this run (dotted key -> value)
@@ -115,6 +122,8 @@ def run_tags(
     tags["optlab.provider.optimizer"] = _provider_label(run.optimizer, registry)
     for reg in run.regularizers:
         tags[f"optlab.provider.regularizer.{reg.name}"] = _provider_label(reg, registry)
+    if backend is not None:
+        tags[BACKEND_TAG] = backend
     return tags
 
 
@@ -159,6 +168,14 @@ def build_objective(
     ]
     optimizer = _build(run.optimizer, registry, Optimizer)
     summary = data.summary
+    backend = select_backend(
+        requested_backend(run.backend),
+        registry if registry is not None else get_registry(),
+        data.X_train,
+        data.y_train,
+        summary.n_classes,
+        loss.impl,
+    )
     objective = Objective(
         data.X_train,
         data.y_train,
@@ -167,6 +184,7 @@ def build_objective(
         regs,
         has_bias=summary.has_bias,
         rng=rng,
+        backend=backend,
     )
     return objective, optimizer
 
@@ -196,15 +214,17 @@ def describe_run(
     experiment: str,
     registry: Registry | None,
     base_tags: Mapping[str, str],
+    backend: str | None = None,
 ) -> RunInfo:
-    """The :class:`RunInfo` observers receive: name, key, flat params, tags, data summary."""
+    """The :class:`RunInfo` observers receive: name, key, flat params, tags (with the label of
+    the ``backend`` that trains it, when known), data summary."""
     return RunInfo(
         name=run.name,
         key=run_key(run.name, run.resolved, data.summary.sha256),
         experiment=experiment,
         params=flatten_params(run.resolved),
         spec=dict(run.resolved),
-        tags=run_tags(run, data, registry, base_tags),
+        tags=run_tags(run, data, registry, base_tags, backend),
         data=data.summary,
     )
 
@@ -283,7 +303,7 @@ def execute(
         data = load_data(run.dataset, run.data, data_rng)
     objective, optimizer = build_objective(run, data, registry, opt_rng)
     summary = data.summary
-    info = describe_run(run, data, experiment, registry, base_tags or {})
+    info = describe_run(run, data, experiment, registry, base_tags or {}, objective.backend.label)
     result = RunResult(name=run.name, status="FINISHED")
     console = result.console
     console.append(f"run {run.name}: {_components_line(run)}")
@@ -302,61 +322,64 @@ def execute(
     start = time.perf_counter()
     info = dataclasses.replace(info, started_at=time.time())
     try:
-        observer.optlab_run_started(run=info)
-        W0 = initial_weights(objective, init_rng)
-        checks = run_checks(objective, W0, run.checks, check_rng)
-        result.metrics.update(checks.metrics())
-        console.extend(f"check: {line}" for line in checks.lines())
-        for line in checks.warnings():
-            warn(line)
-        if checks.initial_loss is not None:  # the check measured the data loss at W0 already
-            reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
-            initial = checks.initial_loss.value + reg
-        else:
-            initial = objective.value(W0).total
-        monitor = TrainingMonitor(
-            objective,
-            data.X_val,
-            data.y_val,
-            info,
-            observer.optlab_epoch_ended,
-            initial_loss=initial,
-            divergence_factor=run.checks.divergence_factor,
-            flag=flag,
-        )
-        start = time.perf_counter()
-        try:
-            W = optimizer.minimize(objective, W0, opt_rng, monitor)
-        except (RunError, InputError):
-            raise
-        except Exception as exc:
-            raise ComponentError(
-                "optimizer",
-                run.optimizer.name,
-                _provider_label(run.optimizer, registry),
-                f"raised {exc!r}",
-            ) from exc
-        result.metrics["train_time_s"] = time.perf_counter() - start
-        if not isinstance(W, np.ndarray) or W.shape != objective.shape:
-            raise ComponentError(
-                "optimizer",
-                run.optimizer.name,
-                _provider_label(run.optimizer, registry),
-                f"returned weights of shape {getattr(W, 'shape', None)}, "
-                f"expected {objective.shape}",
+        # a diverging run's overflows are reported once, as divergence (the monitor), not as
+        # numpy's RuntimeWarnings with source paths
+        with np.errstate(all="ignore"):
+            observer.optlab_run_started(run=info)
+            W0 = initial_weights(objective, init_rng)
+            checks = run_checks(objective, W0, run.checks, check_rng)
+            result.metrics.update(checks.metrics())
+            console.extend(f"check: {line}" for line in checks.lines())
+            for line in checks.warnings():
+                warn(line)
+            if checks.initial_loss is not None:  # the check measured the data loss at W0 already
+                reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
+                initial = checks.initial_loss.value + reg
+            else:
+                initial = objective.value(W0).total
+            monitor = TrainingMonitor(
+                objective,
+                data.X_val,
+                data.y_val,
+                info,
+                observer.optlab_epoch_ended,
+                initial_loss=initial,
+                divergence_factor=run.checks.divergence_factor,
+                flag=flag,
             )
-        if W.dtype != objective.dtype:
-            raise ComponentError(
-                "optimizer",
-                run.optimizer.name,
-                _provider_label(run.optimizer, registry),
-                f"returned weights of dtype {W.dtype}, expected {objective.dtype}",
-            )
-        result.W = W
-        if data.X_test.shape[0]:
-            pred = objective.predict(W, data.X_test)
-            result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
-            result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
+            start = time.perf_counter()
+            try:
+                W = optimizer.minimize(objective, W0, opt_rng, monitor)
+            except (RunError, InputError):
+                raise
+            except Exception as exc:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"raised {exc!r}",
+                ) from exc
+            result.metrics["train_time_s"] = time.perf_counter() - start
+            if not isinstance(W, np.ndarray) or W.shape != objective.shape:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"returned weights of shape {getattr(W, 'shape', None)}, "
+                    f"expected {objective.shape}",
+                )
+            if W.dtype != objective.dtype:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"returned weights of dtype {W.dtype}, expected {objective.dtype}",
+                )
+            result.W = W
+            if data.X_test.shape[0]:
+                pred = objective.predict(W, data.X_test)
+                result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
+                result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
     except (RunError, InputError) as exc:
         error = exc
         result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"

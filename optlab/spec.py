@@ -572,6 +572,7 @@ def _expand(
                         optimizer=parts.optimizer,
                         regularizers=parts.regularizers,
                         checks=parts.checks,
+                        backend=spec.backend,
                         point=dict(point),
                         resolved=_resolved(seed, parts),
                     )
@@ -701,6 +702,8 @@ def load_experiment(
     spec, broken = _structure(raw, top, issues)
     if spec is None:
         spec = _clean(raw, broken)
+    if spec is not None and ("backend",) not in broken:
+        _check_backend(spec.backend, top, registry, issues)
     runs: list[RunSpec] = []
     axes: dict[str, list[Any]] = {}
     if spec is not None:
@@ -725,6 +728,20 @@ def load_experiment(
         spec_hash=digest.hexdigest(),
         raw=raw,
     )
+
+
+def _check_backend(name: str, top: Locator, registry: Registry, issues: list[SpecIssue]) -> None:
+    """``backend`` names ``auto`` or a registered backend (whether it runs on this machine is
+    checked when a run is built)."""
+    names = registry.names("backend")
+    if name != "auto" and name not in names:
+        issues.append(
+            top.issue(
+                ("backend",),
+                f"unknown backend '{name}'{did_you_mean(name, names)}; "
+                f"use auto or one of: {', '.join(names)}",
+            )
+        )
 
 
 def _component_text(spec: ComponentSpec, *, skip: frozenset[str] = frozenset()) -> str:

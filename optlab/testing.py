@@ -15,11 +15,14 @@ naming the component and the fault. What is checked:
 - :func:`check_loss`: output types, shapes and dtypes (float32 and float64 in, same out),
   finite values (also for scores of 1e3), inputs left unmodified, ``loss`` agreeing with
   ``loss_and_grad``, the gradient against centered finite differences in float64, float32
-  agreeing with float64, and the declared initial loss at scores of about 0.
+  agreeing with float64, the loss being a mean of per-example terms (a batch repeated, a
+  batch in two parts), and the declared initial loss at scores of about 0.
 - :func:`check_regularizer`: the same for the penalty; a projection that changes a random ``W``
   of scale 1e6 in place (also through a view such as ``W[:-1]``), keeps shape and dtype and is
   idempotent; an input perturbation that keeps shape and dtype,
-  leaves its input alone and is reproducible from the generator.
+  leaves its input alone and is reproducible from the generator; finite results at edge
+  inputs (all zeros, a zero row or column, tiny weights); ``include_bias`` passed on by the
+  factory.
 - :func:`check_optimizer`: on a small convex softmax problem, in float32 and float64, the
   weights come back with the shape and dtype of ``W0`` (unmodified), finite and with a lower
   objective; the monitor saw steps and an evaluation; the same seed gives the same weights;
@@ -32,31 +35,26 @@ Also here: :class:`RecordingMonitor`, a :class:`~optlab.Monitor` that only recor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from optlab import kernels
+from optlab.backend import Backend
 from optlab.checks import probe_gradient, relative_error
-from optlab.components import (
-    Array,
-    ComponentRecord,
-    KernelForm,
-    Loss,
-    Monitor,
-    Optimizer,
-    Regularizer,
-)
+from optlab.components import Array, ComponentRecord, Loss, Monitor, Regularizer
+from optlab.errors import BackendUnavailable
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
-from optlab.plugin_manager import registered_plugin
+from optlab.optimizer import Optimizer
+from optlab.plugin_manager import get_registry, registered_plugin
 
 __all__ = [
     "GRADIENT_TOLERANCE",
     "Evaluation",
     "RecordingMonitor",
     "Step",
+    "check_backend",
     "check_loss",
     "check_optimizer",
     "check_regularizer",
@@ -261,8 +259,7 @@ def check_loss(component: Any, *, params: Mapping[str, Any] | None = None) -> No
 
     scores64 = base.astype(np.float64)
     _check_gradient(kind, name, lambda S: loss.loss_and_grad(S, y)[0], scores64, g64)
-
-    _check_kernel_form(loss, name, rng)
+    _check_mean(loss, name, scores64, y, v64)
 
     expected = loss.expected_initial_loss(C)
     if expected is not None:
@@ -277,41 +274,181 @@ def check_loss(component: Any, *, params: Mapping[str, Any] | None = None) -> No
             )
 
 
-def _check_kernel_form(loss: Loss, name: str, rng: np.random.Generator) -> None:
-    """A loss with a kernel form: the step kernel must compute what its ``loss_and_grad`` does
-    (1e-10 relative in float64, 1e-5 in float32); checked where a kernel is compiled."""
-    try:
-        form = loss.kernel_form
-    except Exception as exc:
-        raise _fail("loss", name, f"kernel_form raised {exc!r}") from exc
-    if form is None:
-        return
-    if not isinstance(form, KernelForm):
-        raise _fail("loss", name, f"kernel_form is {type(form).__name__}, not a KernelForm")
-    N, D, C = 40, kernels.MIN_SCORE_FEATURES + 3, 5
+def _check_mean(loss: Loss, name: str, scores: Array, y: Array, value: float) -> None:
+    """The loss of a batch is the mean of per-example terms: twice the batch gives the same
+    loss (a sum would double), and the size-weighted mean of two parts' losses is the whole's
+    (the full-batch pass computes a large training set in blocks of rows and relies on it)."""
+    twice = loss.loss_and_grad(np.concatenate([scores, scores]), np.concatenate([y, y]))[0]
+    if not math.isclose(float(twice), value, rel_tol=1e-9, abs_tol=1e-12):
+        ratio = float(twice) / value if value else float("nan")
+        raise _fail(
+            "loss",
+            name,
+            f"the loss of a batch repeated twice is {float(twice):.6g}, not the batch's "
+            f"{value:.6g} ({ratio:.3g}x): the loss must be the mean over the batch, "
+            "(1/N) sum_i L_i, not a sum",
+        )
+    k = len(y) // 3
+    first = float(loss.loss_and_grad(scores[:k], y[:k])[0])
+    rest = float(loss.loss_and_grad(scores[k:], y[k:])[0])
+    weighted = (k * first + (len(y) - k) * rest) / len(y)
+    if not math.isclose(weighted, value, rel_tol=1e-9, abs_tol=1e-12):
+        raise _fail(
+            "loss",
+            name,
+            f"the losses of the first {k} and the other {len(y) - k} examples weigh up to "
+            f"{weighted:.6g}, not the whole batch's {value:.6g}: the loss must be a mean of "
+            "per-example terms L_i (a large training set is computed in blocks of rows)",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+#: (N, D, C) of the products checked: few and many features and classes, a bias-free shape,
+#: empty batches
+_BACKEND_SHAPES = ((40, 5, 3), (70, 300, 10), (33, 260, 17), (64, 320, 1), (0, 300, 4))
+
+
+def _tolerance(dtype: Any) -> float:
+    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
+
+
+def _check_close(name: str, what: str, got: object, want: Array, dtype: Any) -> None:
+    """``got`` is an array of ``want``'s shape and ``dtype`` equal to it to rounding."""
+    got = _check_array("backend", name, what, got, want.shape, np.dtype(dtype))
+    rtol = _tolerance(dtype)
+    scale = float(np.abs(want).max()) if want.size else 1.0
+    if not np.allclose(got, want, rtol=rtol, atol=rtol * (scale or 1.0)):
+        error = float(np.abs(got - want).max())
+        raise _fail(
+            "backend", name, f"{what} differs from numpy's by {error:.3g} in {np.dtype(dtype)}"
+        )
+
+
+def check_backend(component: Any, *, losses: Sequence[Loss] | None = None) -> None:
+    """Check a backend (a :class:`~optlab.BackendRecord` or a :class:`~optlab.Backend`)
+    against the numpy backend.
+
+    - ``label`` is a non-empty string and ``accelerates`` returns a bool;
+    - ``scores`` (also into ``out``, and on a thread per part), ``add_weight_grad`` and
+      ``weight_grad`` give numpy's results to rounding (1e-10 relative in float64, 1e-5 in
+      float32), in the inputs' dtype, for few and many features and classes and for empty
+      operands, and leave their inputs alone; ``score_width`` is at least ``C``;
+    - where the backend offers a fused step for a loss (``stepper``), its mean loss and weight
+      gradient over a batch agree with ``loss.loss_and_grad`` and numpy's products, with one
+      thread and with two, and its gradient is a fresh (D, C) array of ``W``'s dtype.
+
+    Parameters
+    ----------
+    component : BackendRecord or Backend
+    losses : sequence of Loss, optional
+        The losses to check the fused step with (default: every registered loss, with its
+        default params).
+
+    Raises
+    ------
+    AssertionError
+        Naming the backend and what is wrong.
+    BackendUnavailable
+        The record's factory says the backend cannot run here (skip the check).
+    """
+    if isinstance(component, ComponentRecord):
+        try:
+            backend, name = _build(component, Backend, "backend", None)
+        except AssertionError as exc:
+            if isinstance(exc.__cause__, BackendUnavailable):
+                raise exc.__cause__ from None
+            raise
+    else:
+        backend, name = _build(component, Backend, "backend", None)
+    label = backend.label
+    if not isinstance(label, str) or not label:
+        raise _fail("backend", name, f"label is {label!r}, not a non-empty string")
+    reference = Backend()
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        for n, d, c in _BACKEND_SHAPES:
+            X: Array = rng.standard_normal((n, d)).astype(dtype)
+            W: Array = rng.standard_normal((d, c)).astype(dtype)
+            dS: Array = rng.standard_normal((n, c)).astype(dtype)
+            kept = (X.copy(), W.copy(), dS.copy())
+            shape = f"({n}, {d}) x ({d}, {c})"
+            want = reference.scores(X, W)
+            _check_close(name, f"scores of {shape}", backend.scores(X, W), want, dtype)
+            out = np.empty((n, c), dtype)
+            if backend.scores(X, W, out) is not out:
+                raise _fail("backend", name, f"scores of {shape} did not return out")
+            _check_close(name, f"scores of {shape} into out", out, want, dtype)
+            threaded = backend.scores(X, W, threads=3)
+            _check_close(name, f"scores of {shape} on 3 threads", threaded, want, dtype)
+            grad_t: Array = rng.standard_normal((c, d)).astype(dtype)
+            want_t = grad_t + dS.T @ X
+            backend.add_weight_grad(grad_t, dS, X)
+            _check_close(name, f"add_weight_grad of {shape}", grad_t, want_t, dtype)
+            grad = backend.weight_grad(dS, X)
+            _check_close(name, f"weight_grad of {shape}", grad, X.T @ dS, dtype)
+            if not all(np.array_equal(a, b) for a, b in zip((X, W, dS), kept, strict=True)):
+                raise _fail("backend", name, f"the products of {shape} modified their inputs")
+            width = backend.score_width(X, W)
+            if not isinstance(width, int) or width < c:
+                raise _fail("backend", name, f"score_width is {width!r} for {c} classes")
+    _check_steppers(backend, name, get_losses() if losses is None else losses, rng)
+
+
+def get_losses() -> list[Loss]:
+    """Every registered loss, built with its default params (those that build)."""
+    built = []
+    for record in get_registry().records("loss"):
+        try:
+            loss = record.factory(record.params())
+        except Exception:  # a broken third-party loss is its own check's business
+            continue
+        if isinstance(loss, Loss):
+            built.append(loss)
+    return built
+
+
+def _check_steppers(
+    backend: Backend, name: str, losses: Sequence[Loss], rng: np.random.Generator
+) -> None:
+    """The fused step of each loss the backend offers one for, against numpy."""
+    N, D, C = 300, 270, 7
     y = rng.integers(0, C, N).astype(np.int64)
-    index = rng.permutation(N)[:33]
-    for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-5)):
-        X = rng.standard_normal((N, D)).astype(dtype)
-        W = (0.2 * rng.standard_normal((D, C))).astype(dtype)
-        if not kernels.step_fit(X, C):
-            return
-        grad_t = np.zeros((C, D), dtype)
-        dscores = np.empty((len(index), C), dtype)
-        value = kernels.step(grad_t, dscores, X, index, y, W, form, len(index)) / len(index)
-        X64 = X[index].astype(np.float64)
-        want, want_grad = loss.loss_and_grad(X64 @ W.astype(np.float64), y[index])
-        scale = float(np.abs(want_grad).max()) or 1.0
-        if not math.isclose(value, want, rel_tol=rtol, abs_tol=rtol) or not np.allclose(
-            dscores, want_grad, rtol=rtol, atol=rtol * scale
-        ):
-            raise _fail(
-                "loss",
-                name,
-                f"the step kernel's {form} gives loss {value:.10g} on {np.dtype(dtype)} data "
-                f"where loss_and_grad gives {want:.10g} (or their score gradients differ); "
-                "return a kernel_form only for the loss the kernel computes",
-            )
+    index = rng.permutation(N)[:201]
+    for loss in losses:
+        what = type(loss).__name__
+        for dtype in (np.float64, np.float32):
+            X = rng.standard_normal((N, D)).astype(dtype)
+            W = (0.1 * rng.standard_normal((D, C))).astype(dtype)
+            accelerates = backend.accelerates(X, C, loss)
+            if not isinstance(accelerates, bool):
+                raise _fail("backend", name, f"accelerates returned {accelerates!r}, not a bool")
+            stepper = backend.stepper(X, y, C, loss)
+            if stepper is None:
+                continue
+            if not stepper.fits(W):
+                raise _fail("backend", name, f"its {what} step does not take W {W.shape}")
+            X64, W64 = X[index].astype(np.float64), W.astype(np.float64)
+            want, dS = loss.loss_and_grad(X64 @ W64, y[index])
+            want_grad = X64.T @ dS
+            for threads in (1, 2):
+                with stepper.session(len(index), threads):
+                    value, grad = stepper.loss_and_grad(W, index)
+                rtol = _tolerance(dtype)
+                if not math.isclose(float(value), float(want), rel_tol=rtol, abs_tol=rtol):
+                    raise _fail(
+                        "backend",
+                        name,
+                        f"its {what} step gives loss {value:.10g} on {np.dtype(dtype)} data "
+                        f"where loss_and_grad gives {want:.10g} ({threads} thread(s))",
+                    )
+                _check_close(
+                    name, f"the {what} step's gradient", grad, want_grad.astype(dtype), dtype
+                )
+                if np.shares_memory(grad, W):
+                    raise _fail("backend", name, f"its {what} step's gradient shares W's memory")
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,6 +506,60 @@ def check_regularizer(component: Any, *, params: Mapping[str, Any] | None = None
                 raise _fail(kind, name, "returns a nonzero penalty but no gradient")
         else:
             _check_gradient(kind, name, lambda V: reg.penalty_and_grad(V)[0], base, g64)
+    _check_edges(reg, name, base)
+    if isinstance(component, ComponentRecord):
+        _check_include_bias(component, name, params)
+
+
+def _check_edges(reg: Regularizer, name: str, base: Array) -> None:
+    """Finite penalty, gradient and projection at ``W`` of zeros, with a zero row, with a zero
+    column, and at tiny weights (a norm's gradient ``w / ||w||`` is 0/0 at zero)."""
+    zero_row, zero_column = base.copy(), base.copy()
+    zero_row[2] = 0.0
+    zero_column[:, 1] = 0.0
+    edges = {
+        "all-zero W": np.zeros_like(base),
+        "W with a zero row": zero_row,
+        "W with a zero column": zero_column,
+        "W of scale 1e-30": 1e-30 * base,
+    }
+    for what, W in edges.items():
+        for dtype in _DTYPES:
+            Wd = W.astype(dtype)
+            where = f"{what} ({np.dtype(dtype)})"
+            with np.errstate(all="ignore"):
+                value, grad = reg.penalty_and_grad(Wd.copy())
+                finite = math.isfinite(float(value))
+                if grad is not None:
+                    finite = finite and bool(np.isfinite(grad).all())
+                if not finite:
+                    raise _fail(
+                        "regularizer", name, f"penalty or gradient is not finite at {where}"
+                    )
+                if reg.has_projection:
+                    projected = Wd.copy()
+                    reg.project(projected)
+                    if not np.isfinite(projected).all():
+                        raise _fail("regularizer", name, f"project gives NaN or inf at {where}")
+
+
+def _check_include_bias(
+    record: ComponentRecord[Any], name: str, params: Mapping[str, Any] | None
+) -> None:
+    """A regularizer's factory passes ``include_bias`` on: the objective reads it from the
+    object to decide whether the bias row is penalized (or constrained)."""
+    if "include_bias" not in record.params.model_fields:
+        return
+    for wanted in (True, False):
+        reg = record.factory(record.params(**{**dict(params or {}), "include_bias": wanted}))
+        if getattr(reg, "include_bias", None) is not wanted:
+            raise _fail(
+                "regularizer",
+                name,
+                f"built with include_bias={wanted}, its include_bias is "
+                f"{getattr(reg, 'include_bias', None)!r}: set it from the params in the "
+                "factory (the objective reads it from the object)",
+            )
 
 
 def _check_projection(reg: Regularizer, name: str, W: Array) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from kernel_sets import compiled_module
 
-import optlab.kernels as kernels
 from optlab.data import clear_cache
 from optlab.plugin_manager import build_registry
 from optlab.registry import Registry
+from optlab_plugins.compiled._kernelset import INSTRUCTION_SETS, KernelSet
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,12 @@ def fresh_data_cache() -> Iterator[None]:
     clear_cache()
 
 
-@pytest.fixture(params=kernels.INSTRUCTION_SETS)
-def kernel(request: pytest.FixtureRequest) -> kernels.KernelSet:
-    """Each instruction set's kernels, where the module was built and the CPU runs them."""
+@pytest.fixture(params=INSTRUCTION_SETS)
+def kernel(request: pytest.FixtureRequest) -> KernelSet:
+    """Each instruction set's kernels of the compiled backend (``optlab_plugins.compiled``),
+    where the module was built and the CPU runs them; skipped otherwise."""
     isa = request.param
     module = compiled_module()
     if module is None or isa not in module.isas:
         pytest.skip(f"no {isa} kernel here (not built, or the CPU does not run it)")
-    return kernels.KernelSet.from_module(module, isa)
+    return KernelSet.from_module(module, isa)

@@ -1,8 +1,11 @@
 """optlab.testing's conformance checks over every registered component, and proof that they
-catch broken ones (wrong gradient, dtype, shape, projection, optimizer protocol)."""
+catch broken ones (wrong gradient, dtype, shape, projection, optimizer protocol, backend
+products)."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import types
 from typing import Any, ClassVar
 
@@ -10,10 +13,10 @@ import numpy as np
 import pytest
 
 import optlab
-import optlab.kernels as kernels
 from optlab.plugin_manager import get_registry
 from optlab.testing import (
     RecordingMonitor,
+    check_backend,
     check_loss,
     check_optimizer,
     check_regularizer,
@@ -97,16 +100,15 @@ class BrokenLoss(optlab.Loss):
             scores -= scores.max()
         elif self.fault == "expectation":
             pass
+        elif self.fault == "sum":  # no 1/N: the sum over the batch, gradient to match
+            value, grad = value * len(y), grad * len(y)
+        elif self.fault == "not a mean":  # log of the mean loss: exact gradient, not a mean
+            grad = grad / value
+            value = math.log(value)
         return value, grad
 
     def expected_initial_loss(self, n_classes: int) -> float | None:
         return float(n_classes - 1) if self.fault == "expectation" else None
-
-    @property
-    def kernel_form(self) -> Any:
-        if self.fault == "kernel form":  # softmax claimed to be the hinge
-            return optlab.KernelForm("hinge")
-        return "softmax" if self.fault == "form type" else None
 
 
 @pytest.mark.parametrize(
@@ -118,17 +120,96 @@ class BrokenLoss(optlab.Loss):
         ("overflow", "not finite"),
         ("mutates", "modified its input scores"),
         ("expectation", r"expected_initial_loss\(4\) is 3.0"),
-        pytest.param(
-            "kernel form",
-            r"the step kernel's KernelForm\(kind='hinge'.*gives loss .* where loss_and_grad",
-            marks=pytest.mark.skipif(not kernels.compiled(), reason="no compiled kernel here"),
-        ),
-        ("form type", "kernel_form is str, not a KernelForm"),
+        ("sum", r"the loss of a batch repeated twice is .* \(2x\): the loss must be the mean"),
+        ("not a mean", r"the losses of the first 3 and the other 6 examples weigh up to"),
     ],
 )
 def test_check_loss_catches(fault: str, message: str) -> None:
     with pytest.raises(AssertionError, match=rf"^loss 'BrokenLoss': .*{message}"):
         check_loss(BrokenLoss(fault))
+
+
+# ------------------------------------------------------------------------------------ backends
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("backend"))
+def test_every_registered_backend_conforms(name: str) -> None:
+    try:
+        check_backend(REGISTRY.get("backend", name))
+    except optlab.BackendUnavailable as exc:
+        pytest.skip(f"backend {name} cannot run here: {exc}")
+
+
+class _Step:
+    """A fused softmax step that gets the loss wrong by 1%."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X, self.y = X, y
+
+    def fits(self, W: np.ndarray) -> bool:
+        return True
+
+    def session(self, batch_size: int, threads: int) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def loss_and_grad(self, W: np.ndarray, index: np.ndarray) -> tuple[float, np.ndarray]:
+        X = self.X[index]
+        value, dS = SoftmaxLoss().loss_and_grad(X @ W, self.y[index])
+        return value * 1.01, X.T @ dS
+
+
+class BrokenBackend(optlab.Backend):
+    """The numpy backend with one fault switched on."""
+
+    name = "broken"
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    @property
+    def label(self) -> str:
+        return "" if self.fault == "label" else self.name
+
+    def scores(
+        self, X: np.ndarray, W: np.ndarray, out: np.ndarray | None = None, *, threads: int = 1
+    ) -> np.ndarray:
+        if self.fault == "threads" and threads > 1:
+            return X @ W + 1e-3
+        if self.fault == "out" and out is not None:
+            return X @ W
+        return super().scores(X, W, out, threads=threads)
+
+    def add_weight_grad(self, grad_t: np.ndarray, dscores: np.ndarray, X: np.ndarray) -> None:
+        super().add_weight_grad(grad_t, dscores, X)
+        if self.fault == "mutates":  # its scratch space
+            dscores *= 0.5
+
+    def weight_grad(self, dscores: np.ndarray, X: np.ndarray) -> np.ndarray:
+        grad = super().weight_grad(dscores, X)
+        return grad.astype(np.float64) if self.fault == "dtype" else grad
+
+    def score_width(self, X: np.ndarray, W: np.ndarray) -> int:
+        return 1 if self.fault == "width" else super().score_width(X, W)
+
+    def stepper(self, X: np.ndarray, y: np.ndarray, n_classes: int, loss: optlab.Loss) -> Any:
+        return _Step(X, y) if self.fault == "step" and isinstance(loss, SoftmaxLoss) else None
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("label", "label is '', not a non-empty string"),
+        ("threads", r"scores of .* on 3 threads differs from numpy's"),
+        ("out", r"scores of .* did not return out"),
+        ("mutates", "modified their inputs"),
+        ("dtype", "dtype float64, expected float32"),
+        ("width", "score_width is 1 for"),
+        ("step", r"its SoftmaxLoss step gives loss .* where loss_and_grad gives"),
+    ],
+)
+def test_check_backend_catches(fault: str, message: str) -> None:
+    with pytest.raises(AssertionError, match=rf"^backend 'BrokenBackend': .*{message}"):
+        check_backend(BrokenBackend(fault), losses=[SoftmaxLoss()])
 
 
 # -------------------------------------------------------------------------- broken regularizers
@@ -189,6 +270,44 @@ class BrokenRegularizer(optlab.Regularizer):
 def test_check_regularizer_catches(fault: str, message: str) -> None:
     with pytest.raises(AssertionError, match=rf"^regularizer 'BrokenRegularizer': .*{message}"):
         check_regularizer(BrokenRegularizer(fault))
+
+
+class GroupLasso(optlab.Regularizer):
+    """sum over columns of ||w_c||, its gradient w_c / ||w_c|| 0/0 at a zero column."""
+
+    has_penalty: ClassVar[bool] = True
+
+    def penalty_and_grad(self, W: np.ndarray) -> tuple[float, np.ndarray | None]:
+        norms = np.sqrt(np.sum(W * W, axis=0))
+        return float(norms.sum()), W / norms
+
+
+def test_check_regularizer_tries_zeros() -> None:
+    with (
+        pytest.raises(AssertionError, match=r"not finite at all-zero W \(float32\)"),
+        np.errstate(all="ignore"),
+    ):
+        check_regularizer(GroupLasso())
+
+
+class _LassoParams(optlab.RegularizerParams):
+    strength: float = 1.0
+
+
+class ForgetsBias(optlab.Regularizer):
+    has_penalty: ClassVar[bool] = True
+
+    def __init__(self, params: _LassoParams) -> None:
+        self.strength = params.strength  # include_bias is not passed on
+
+    def penalty_and_grad(self, W: np.ndarray) -> tuple[float, np.ndarray | None]:
+        return self.strength * float(np.sum(W * W)), W * W.dtype.type(2 * self.strength)
+
+
+def test_check_regularizer_catches_a_factory_that_drops_include_bias() -> None:
+    record = optlab.RegularizerRecord("forgets_bias", ForgetsBias, _LassoParams)
+    with pytest.raises(AssertionError, match=r"built with include_bias=True, its include_bias"):
+        check_regularizer(record)
 
 
 def test_check_regularizer_catches_an_undeclared_penalty() -> None:

@@ -99,6 +99,17 @@ def test_npz_mmap_of_compressed_archive_is_a_clear_error(
             "label 5 out of range",
         ),
         ({"X": np.ones((5, 2)), "y": np.array([0, 0.5, 1, 0, 1])}, {}, "fractional"),
+        (  # a billion classes would be a billion names: refused before anything is sized
+            {"X": np.ones((5, 2)), "y": np.array([0, 1, 10**9, 0, 1])},
+            {},
+            r"label 1000000000 among 5 examples: integer labels are class indices 0..C-1",
+        ),
+        (
+            {"X": np.ones((4, 2)), "y": np.array([0, 1, 0, 1]), "y_test": np.array([1000, 0])}
+            | {"X_test": np.ones((2, 2))},
+            {},
+            r"label 1000 among 6 examples",
+        ),
         ({"X": np.array([[1.0, np.nan], [0, 0]]), "y": np.array([0, 1])}, {}, "NaN or inf"),
         ({"X": np.array([[1.0, np.inf], [0, 0]]), "y": np.array([0, 1])}, {}, "NaN or inf"),
         ({"X": np.ones((5, 2)), "labels": np.zeros(5, int)}, {}, "no array 'y' .*found: X"),

@@ -17,8 +17,9 @@ import optlab
 import optlab.fastpath as fastpath
 import optlab.objective as objective_module
 from optlab import Array
+from optlab.backend import score_width
 from optlab.blas_threads import blas_threads
-from optlab.fastpath import blocked_loss_and_grad, default_block_rows, score_width
+from optlab.fastpath import blocked_loss_and_grad, default_block_rows
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 from optlab_plugins.regularizers import L2, Dropout

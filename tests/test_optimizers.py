@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import optlab
+from optlab.batches import Batch
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.plugin_manager import get_registry
 from optlab.testing import RecordingMonitor
@@ -275,9 +276,9 @@ def test_shuffling_visits_every_example_once_per_epoch() -> None:
 
     class Spy(Objective):
         def value_and_grad(
-            self, W: np.ndarray, batch: np.ndarray | optlab.Batch | None = None
+            self, W: np.ndarray, batch: np.ndarray | Batch | None = None
         ) -> tuple[optlab.LossParts, np.ndarray]:
-            assert isinstance(batch, optlab.Batch)
+            assert isinstance(batch, Batch)
             np.testing.assert_array_equal(batch.X, self.X[batch.index])
             seen.append(batch.index.copy())
             return super().value_and_grad(W, batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import optlab
-from optlab.errors import PluginError
+from optlab.errors import OptlabWarning, PluginError
 from optlab.plugin_manager import build_registry, get_registry, registered_plugin
 
 
@@ -95,7 +96,7 @@ def test_strict_mode_names_every_failed_plugin_a_line_each(
 
 
 def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "zero_plugin, other")
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "zero_plugin, optimizers")
     _, registry = build_registry(extra=[("zero_plugin", _loss_plugin())])
     assert registry.plugins["zero_plugin"].status == "disabled"
     assert "zero" not in registry.names("loss")
@@ -110,6 +111,38 @@ def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.Monk
         registry.get("loss", "svm")
     assert "(OPTLAB_DISABLE_PLUGINS disables losses (optlab " in str(unknown.value)
     assert "zero_plugin" in str(unknown.value)
+
+
+def test_a_disabled_name_that_matches_no_plugin_is_a_warning_or_in_strict_mode_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A misspelt name would disable nothing without a word."""
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "lossez, optlab")  # optlab: the distribution
+    with pytest.warns(OptlabWarning) as caught:
+        _, registry = build_registry()
+    (warning,) = caught
+    assert str(warning.message) == (
+        "OPTLAB_DISABLE_PLUGINS names 'lossez', which matches no plugin (did you mean "
+        "'losses'?); plugins: compiled, datasets, losses, optimizers, regularizers"
+    )
+    assert registry.plugins["losses"].status == "disabled"  # the distribution's name works
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"names 'lossez'.* \(OPTLAB_STRICT_PLUGINS is set\)$"):
+        build_registry()
+
+
+def test_the_cli_prints_optlabs_warnings_as_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "lossez")
+    done = subprocess.run(
+        [sys.executable, "-m", "optlab", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stderr.splitlines() == [
+        "optlab: warning: OPTLAB_DISABLE_PLUGINS names 'lossez', which matches no plugin (did "
+        "you mean 'losses'?); plugins: compiled, datasets, losses, optimizers, regularizers"
+    ]
 
 
 def test_name_collision_lists_both_and_using_it_names_both_providers() -> None:

@@ -100,8 +100,8 @@ class Outage:
 def _hooks(*plugins: object) -> GuardedHooks:
     pm = pluggy.PluginManager("optlab")
     pm.add_hookspecs(optlab.hookspecs)
-    for i, plugin in enumerate(plugins):
-        pm.register(plugin, name=f"plugin{i}")
+    for i, plugin in enumerate(plugins):  # the tracker under its name in an invocation
+        pm.register(plugin, name="optlab.tracking" if isinstance(plugin, Tracker) else f"plugin{i}")
     return GuardedHooks(pm, get_registry())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -240,3 +241,16 @@ def test_initial_scores_are_near_zero_whatever_the_data_scale(pixel_scale: float
     scores = X @ W0
     assert 0.3 * INIT_SCALE < float(scores.std()) < 3 * INIT_SCALE
     assert objective.data_loss(W0) == pytest.approx(9.0, rel=0.01)  # C - 1: the lecture's check
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_diverging_run_leaks_no_numpy_warning(tmp_path: Path, optimizer: str) -> None:
+    """Overflow in the update, the loss or the evaluation is the monitor's to report (one
+    line, as divergence), not numpy's RuntimeWarnings with source paths."""
+    spec = SPEC.replace("{name: digits, limit: 300}", "{name: digits, limit: 300, dtype: float32}")
+    spec = spec.replace("sgd, lr: 0.05", f"{optimizer}, lr: 1.0e+38")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, result, _ = run_one(experiment(tmp_path, spec))
+    assert result.status == "FAILED" and result.error is not None
+    assert result.error.startswith("diverged: ")

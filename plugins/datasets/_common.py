@@ -8,7 +8,7 @@ import numpy as np
 
 from optlab import Array, DataError
 
-__all__ = ["encode_labels", "existing_path", "integral_labels"]
+__all__ = ["FEW_CLASSES", "encode_labels", "existing_path", "integral_labels"]
 
 
 def existing_path(path: Path, dataset: str, *, want_dir: bool | None = None) -> Path:
@@ -54,6 +54,10 @@ def integral_labels(y: Array, where: str) -> Array | None:
     return yi
 
 
+#: Classes (``max label + 1``) accepted whatever the number of examples.
+FEW_CLASSES = 1000
+
+
 def encode_labels(
     y: Array,
     y_test: Array | None,
@@ -62,8 +66,11 @@ def encode_labels(
 ) -> tuple[Array, Array | None, list[str]]:
     """Labels as int64 in ``0..C-1`` and the class names.
 
-    Integer labels are kept (``C = max + 1`` or ``len(class_names)``); string labels are
-    mapped to ``0..C-1`` in sorted order, the strings becoming the class names.
+    Integer labels are kept (``C = max + 1`` or ``len(class_names)``). ``C`` may exceed the
+    number of examples (a few examples of a larger problem) up to :data:`FEW_CLASSES`; beyond
+    both, the labels are not class indices and ``C`` would be absurd (a label of ``10**9``
+    would mean a billion class names): an error. String labels are mapped to
+    ``0..C-1`` in sorted order, the strings becoming the class names.
 
     Parameters
     ----------
@@ -91,6 +98,13 @@ def encode_labels(
                     f"{where}: label {top} out of range for {len(class_names)} class names"
                 )
             return yi, yti, list(class_names)
+        examples = len(yi) + (0 if yti is None else len(yti))
+        if top >= max(examples, FEW_CLASSES):  # more classes than examples, and many
+            raise DataError(
+                f"{where}: label {top} among {examples} examples: integer labels are class "
+                f"indices 0..C-1, and {top + 1} classes cannot all be present; renumber the "
+                "labels 0..C-1, or store them as strings (each distinct string is a class)"
+            )
         return yi, yti, [str(i) for i in range(top + 1)]
     if class_names is not None:
         raise DataError(f"{where}: class names can only be given for integer labels")

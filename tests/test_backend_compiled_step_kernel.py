@@ -1,6 +1,8 @@
-"""The compiled minibatch step, of each instruction set the CPU runs, equals the bundled losses
-and the products computed apart (on the batch copied out and in float64), and refuses what it
-cannot do; add_transposed adds two transposed gradients."""
+"""The compiled backend's raw step kernel (``KernelSet.step``), of each instruction set the CPU
+runs, equals the bundled losses and the products computed apart (on the batch copied out and in
+float64), and refuses what it cannot do; ``add_transposed`` adds two transposed gradients. The
+step as the backend offers it (``StepKernel``, ``CompiledBackend.stepper``) and as the objective
+uses it: test_backend_compiled_steps.py."""
 
 from __future__ import annotations
 
@@ -11,17 +13,26 @@ import pytest
 from kernel_sets import rtol
 
 import optlab
-import optlab.kernels as kernels
 from optlab import Array
+from optlab_plugins.compiled import loss_form
+from optlab_plugins.compiled._kernelset import KernelSet
+from optlab_plugins.compiled._steps import LOSS_CODES
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 
-FORMS = {
-    "hinge": (optlab.KernelForm("hinge", 1.0), SVMLoss(1.0)),
-    "hinge-margin": (optlab.KernelForm("hinge", 0.3), SVMLoss(0.3)),
-    "squared_hinge": (optlab.KernelForm("squared_hinge", 0.7), SVMLoss(0.7, squared=True)),
-    "softmax": (optlab.KernelForm("softmax"), SoftmaxLoss()),
+#: The losses the step kernel computes, each with its form (loss name, margin).
+LOSSES: dict[str, optlab.Loss] = {
+    "hinge": SVMLoss(1.0),
+    "hinge-margin": SVMLoss(0.3),
+    "squared_hinge": SVMLoss(0.7, squared=True),
+    "softmax": SoftmaxLoss(),
 }
-CODES = {"hinge": 0, "squared_hinge": 1, "softmax": 2}
+Form = tuple[str, float]
+
+
+def form_of(name: str) -> Form:
+    form = loss_form(LOSSES[name])
+    assert form is not None
+    return form
 
 
 def problem(
@@ -36,8 +47,8 @@ def problem(
 
 
 def run_step(
-    kernel: kernels.KernelSet,
-    form: optlab.KernelForm,
+    kernel: KernelSet,
+    form: Form,
     X: Array,
     y: Array,
     W: Array,
@@ -48,7 +59,7 @@ def run_step(
     C, D = W.shape[1], W.shape[0]
     grad_t = np.zeros((C, D), X.dtype)
     dscores = np.full((len(index), C), np.nan, X.dtype)
-    total = kernel.step(grad_t, dscores, X, index, y, W, CODES[form.kind], form.margin, batch)
+    total = kernel.step(grad_t, dscores, X, index, y, W, LOSS_CODES[form[0]], form[1], batch)
     return total, grad_t, dscores
 
 
@@ -58,7 +69,7 @@ def assert_close(got: Array, want: Array, dtype: Any) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("form", list(LOSSES))
 @pytest.mark.parametrize(
     ("D", "C", "n"),
     [
@@ -70,11 +81,11 @@ def assert_close(got: Array, want: Array, dtype: Any) -> None:
     ],
 )
 def test_step_equals_the_loss_and_the_products_apart(
-    kernel: kernels.KernelSet, form: str, D: int, C: int, n: int, dtype: Any
+    kernel: KernelSet, form: str, D: int, C: int, n: int, dtype: Any
 ) -> None:
-    kform, loss = FORMS[form]
+    loss = LOSSES[form]
     X, y, W, index = problem(90, D, C, n, dtype, seed=D + C + n)
-    total, grad_t, dscores = run_step(kernel, kform, X, y, W, index, n)
+    total, grad_t, dscores = run_step(kernel, form_of(form), X, y, W, index, n)
     X64 = X[index].astype(np.float64)
     want_loss, want_dscores = loss.loss_and_grad(X64 @ W.astype(np.float64), y[index])
     assert total / n == pytest.approx(want_loss, rel=rtol(dtype))
@@ -84,9 +95,9 @@ def test_step_equals_the_loss_and_the_products_apart(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_part_of_a_batch_is_scaled_by_the_whole_batch_and_adds_to_grad_t(
-    kernel: kernels.KernelSet, dtype: Any
+    kernel: KernelSet, dtype: Any
 ) -> None:
-    kform, _ = FORMS["softmax"]
+    kform = form_of("softmax")
     X, y, W, index = problem(120, 260, 5, 100, dtype)
     whole, grad_whole, ds_whole = run_step(kernel, kform, X, y, W, index, 100)
     a, grad_a, ds_a = run_step(kernel, kform, X, y, W, index[:60], 100)
@@ -96,16 +107,16 @@ def test_a_part_of_a_batch_is_scaled_by_the_whole_batch_and_adds_to_grad_t(
     np.testing.assert_array_equal(np.concatenate([ds_a, ds_b]), ds_whole)
     assert_close(grad_a + grad_b, grad_whole, dtype)
     G = grad_a.copy()
-    kernel.step(G, ds_b, X, index[60:], y, W, CODES["softmax"], 1.0, 100)
+    kernel.step(G, ds_b, X, index[60:], y, W, LOSS_CODES["softmax"], 1.0, 100)
     np.testing.assert_array_equal(G, grad_whole)  # rows in order: the same sums
 
 
 def test_step_reads_rows_in_place_exactly_as_the_kernels_read_a_copy(
-    kernel: kernels.KernelSet,
+    kernel: KernelSet,
 ) -> None:
     """Scores and weight gradient are summed as scores() and add_weight_grad() sum them on
     X[index]: the same bits."""
-    kform, loss = FORMS["hinge"]
+    kform, loss = form_of("hinge"), LOSSES["hinge"]
     for dtype in (np.float32, np.float64):
         X, y, W, index = problem(300, 700, 10, 150, dtype)
         _, grad_t, dscores = run_step(kernel, kform, X, y, W, index, 150)
@@ -119,20 +130,20 @@ def test_step_reads_rows_in_place_exactly_as_the_kernels_read_a_copy(
         assert_close(dscores, want_dscores, dtype)
 
 
-@pytest.mark.parametrize("form", list(FORMS))
-def test_a_nan_score_gives_a_nan_loss(kernel: kernels.KernelSet, form: str) -> None:
+@pytest.mark.parametrize("form", list(LOSSES))
+def test_a_nan_score_gives_a_nan_loss(kernel: KernelSet, form: str) -> None:
     X, y, W, index = problem(10, 256, 4, 10, np.float64)
     X[index[3], 7] = np.nan
-    total, _, _ = run_step(kernel, FORMS[form][0], X, y, W, index, 10)
+    total, _, _ = run_step(kernel, form_of(form), X, y, W, index, 10)
     assert np.isnan(total)
 
 
-def test_step_takes_empty_operands(kernel: kernels.KernelSet) -> None:
+def test_step_takes_empty_operands(kernel: KernelSet) -> None:
     X, y, W, _ = problem(10, 256, 4, 0, np.float64)
-    total, grad_t, _ = run_step(kernel, FORMS["softmax"][0], X, y, W, np.empty(0, np.int64), 1)
+    total, grad_t, _ = run_step(kernel, form_of("softmax"), X, y, W, np.empty(0, np.int64), 1)
     assert total == 0.0 and not grad_t.any()
     X0, W0 = np.empty((10, 0)), np.empty((0, 4))
-    total, grad_t, dscores = run_step(kernel, FORMS["softmax"][0], X0, y, W0, np.arange(3), 3)
+    total, grad_t, dscores = run_step(kernel, form_of("softmax"), X0, y, W0, np.arange(3), 3)
     # no features: every score 0, so every class equally likely
     assert total == pytest.approx(3 * np.log(4))
     np.testing.assert_allclose(dscores.sum(axis=1), 0, atol=1e-15)
@@ -166,7 +177,7 @@ def with_arg(position: int, value: Any) -> list[Any]:
     ],
 )
 def test_step_refuses_what_it_cannot_do(
-    kernel: kernels.KernelSet, args: list[Any], error: type[Exception], message: str
+    kernel: KernelSet, args: list[Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
         kernel.step(*args)
@@ -174,7 +185,7 @@ def test_step_refuses_what_it_cannot_do(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("C", "D"), [(1, 1), (3, 63), (10, 3073), (12, 65)])
-def test_add_transposed(kernel: kernels.KernelSet, dtype: Any, C: int, D: int) -> None:
+def test_add_transposed(kernel: KernelSet, dtype: Any, C: int, D: int) -> None:
     rng = np.random.default_rng(C * D)
     a, b = (rng.standard_normal((C, D)).astype(dtype) for _ in range(2))
     out = np.full((D, C), np.nan, dtype)
@@ -185,27 +196,3 @@ def test_add_transposed(kernel: kernels.KernelSet, dtype: Any, C: int, D: int) -
     with pytest.raises(TypeError, match="one dtype"):
         other = np.float32 if np.dtype(dtype) == np.float64 else np.float64
         kernel.add_transposed(out, a, b.astype(other))
-
-
-def test_optlab_kernels_add_transposed_without_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "_kernel", None)
-    a, b = np.ones((2, 3)), np.arange(6.0).reshape(2, 3)
-    out = np.empty((3, 2))
-    kernels.add_transposed(out, a, b)
-    np.testing.assert_array_equal(out, (a + b).T)
-
-
-@pytest.mark.parametrize(
-    ("dtype", "D", "C", "fits"),
-    [
-        (np.float64, 256, 10, True),
-        (np.float32, 3073, 12, True),
-        (np.float64, 255, 10, False),  # too few features for the scores kernel
-        (np.float64, 256, 13, False),  # too many classes
-        (np.float16, 256, 10, False),
-    ],
-)
-def test_step_fits(dtype: Any, D: int, C: int, fits: bool) -> None:
-    X = np.zeros((4, D), dtype)
-    assert kernels.step_fit(X, C) is (fits and kernels.compiled())
-    assert not kernels.step_fit(np.asfortranarray(np.zeros((4, 300))), 10)

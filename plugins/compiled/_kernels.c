@@ -1,6 +1,6 @@
 /*
- * optlab._kernels: the two products of a linear classifier's training step, for AVX-512 and
- * AVX2, and a minibatch step that does both.
+ * optlab_plugins.compiled._kernels: the two products of a linear classifier's training step,
+ * for AVX-512 and AVX2, and a minibatch step that does both.
  *
  *     scores(out, X, W)                 out (n, C) = X (n, D) @ W (D, C)
  *     add_weight_grad(grad_t, dS, X)    grad_t (C, D) += dS (n, C).T @ X (n, D)
@@ -24,7 +24,7 @@
  * vectors, 16 registers, up to 6 classes per tile), for the many x86-64 CPUs without AVX-512
  * (most laptops). `isas` names those this CPU runs, best first; calling another raises. The
  * module builds with any x86-64 GCC or Clang (the target attribute), and optlab uses numpy
- * where no kernel runs (optlab/kernels.py).
+ * where no kernel runs (the numpy backend, optlab/backend.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -992,9 +992,10 @@ static PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "optlab._kernels",
+    .m_name = "optlab_plugins.compiled._kernels",
     .m_doc = "A linear classifier's two products, X @ W and dscores.T @ X, and a minibatch step "
-             "that does both, as AVX-512 and AVX2 kernels (see optlab.kernels). isas: the "
+             "that does both, as AVX-512 and AVX2 kernels (see optlab_plugins.compiled). isas: "
+             "the "
              "instruction sets this CPU runs, best first.",
     .m_size = 0,
     .m_methods = methods,
