@@ -10,10 +10,11 @@ a misbehaving plugin fails the run with a :class:`~optlab.errors.ComponentError`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -24,7 +25,74 @@ from optlab.components import Array, Loss, Regularizer
 from optlab.errors import ComponentError
 from optlab.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
 
-__all__ = ["BoundLoss", "BoundRegularizer", "LossParts", "Objective"]
+__all__ = [
+    "SPLIT_MIN_BYTES",
+    "SPLIT_MIN_CLASSES",
+    "BoundLoss",
+    "BoundRegularizer",
+    "LossParts",
+    "Objective",
+]
+
+T = TypeVar("T")
+
+#: A minibatch's products are split into parts from this many classes and this many bytes of
+#: the batch's rows on: with fewer classes the products are short and the helper thread that
+#: copies the next batch ahead (optlab.batches) keeps the second core busy already. Measured
+#: at 200 x 3,073 float32 on two cores (an SGD epoch against a plain numpy loop with
+#: two-threaded BLAS): C = 1,000 1.71x slower unsplit, 1.01x split; C = 100 and C = 40 no gain
+#: (1.24-1.31x either way; 1.28x against 1.54x).
+SPLIT_MIN_CLASSES = 256
+SPLIT_MIN_BYTES = 512 * 1024
+
+
+class _RowParts:
+    """A batch's two products in ``parts`` runs of rows, walked by ``threads`` threads, each
+    calling the backend with BLAS held to one thread (see :data:`SPLIT_MIN_CLASSES`)."""
+
+    def __init__(self, parts: int, threads: int) -> None:
+        self.parts = parts
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> _RowParts:
+        if self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads - 1, "optlab-products")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _runs(self, n: int) -> list[slice]:
+        bounds = [n * k // self.parts for k in range(self.parts + 1)]
+        return [slice(bounds[k], bounds[k + 1]) for k in range(self.parts)]
+
+    def _map(self, fn: Callable[[slice], T], runs: list[slice]) -> list[T]:
+        """``fn`` of each run, the first on this thread, the others on the pool's."""
+        if self._pool is None:
+            return [fn(r) for r in runs]
+        others = [self._pool.submit(fn, r) for r in runs[1:]]
+        try:
+            first = fn(runs[0])
+        finally:
+            done = [f.result() for f in others]  # wait for them even if the first failed
+        return [first, *done]
+
+    def scores(self, backend: Backend, X: Array, W: Array) -> Array:
+        """``X @ W`` (B, C), each run of rows by the backend."""
+        out = np.empty((X.shape[0], W.shape[1]), np.result_type(X.dtype, W.dtype))
+        self._map(lambda r: backend.scores(X[r], W, out[r]), self._runs(X.shape[0]))
+        return out
+
+    def weight_grad(self, backend: Backend, dscores: Array, X: Array) -> Array:
+        """``X.T @ dscores`` (D, C): the runs' gradients, summed in order."""
+        grads = self._map(lambda r: backend.weight_grad(dscores[r], X[r]), self._runs(X.shape[0]))
+        total = grads[0] + grads[1] if len(grads) > 1 else np.array(grads[0])
+        for g in grads[2:]:
+            total += g
+        return total
 
 
 class LossParts(NamedTuple):
@@ -103,6 +171,7 @@ class Objective:
         self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
         self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
         self._steps = self._stepper()
+        self._split: _RowParts | None = None  # inside minibatches(), for large batches
 
     # ----------------------------------------------------------------------------- shapes
     @property
@@ -166,8 +235,14 @@ class Objective:
         return total, grad
 
     def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
-        """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C)."""
-        scores = self.backend.scores(X, W)
+        """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C).
+
+        Inside :meth:`minibatches`, a large batch's products are split by rows into the
+        machine's parts (:func:`~optlab.fastpath.full_batch_parts`), each part's through the
+        backend on a thread of its own where BLAS lends one, and the parts' gradients summed
+        in order: the same sums however many threads do them."""
+        split = self._split if self._split is not None and len(X) >= self._split.parts else None
+        scores = self.backend.scores(X, W) if split is None else split.scores(self.backend, X, W)
         try:
             value, dscores = self.loss.impl.loss_and_grad(scores, y)
         except Exception as exc:
@@ -186,6 +261,8 @@ class Objective:
                 self.loss.provider,
                 f"returned a non-finite loss ({value}) for finite scores",
             )
+        if split is not None:
+            return value, split.weight_grad(self.backend, dscores, X)
         return value, self.backend.weight_grad(dscores, X)
 
     def _blocked_data_loss_and_grad(self, W: Array) -> tuple[float, Array]:
@@ -255,7 +332,29 @@ class Objective:
         """
         if self._steps is not None:
             return self._stepped(self._steps, indices)
-        return minibatches(self.X, self.y, indices)
+        return self._gathered(indices)
+
+    @contextmanager
+    def _gathered(self, indices: Sequence[Array]) -> Iterator[Iterator[Batch]]:
+        """The batches of ``indices``, copied (:mod:`optlab.batches`); a large batch's products
+        split into parts (see :meth:`data_loss_and_grad`), walked by as many threads as BLAS
+        was given (decided before BLAS is held to one thread)."""
+        threads = blas_threads()
+        size = max((len(i) for i in indices), default=0)
+        split = (
+            self.n_classes >= SPLIT_MIN_CLASSES
+            and size * self.X.shape[1] * self.X.dtype.itemsize >= SPLIT_MIN_BYTES
+        )
+        with minibatches(self.X, self.y, indices) as stream:
+            if not split:
+                yield stream
+                return
+            parts = full_batch_parts(cores())
+            with _RowParts(parts, min(threads, parts)) as self._split:
+                try:
+                    yield stream
+                finally:
+                    self._split = None
 
     @contextmanager
     def _stepped(self, steps: Stepper, indices: Sequence[Array]) -> Iterator[Iterator[Batch]]:

@@ -190,3 +190,65 @@ def test_sgd_on_batches_gathered_ahead_trains_bit_identical_weights(
     np.testing.assert_array_equal(W_ahead, W_here)
     assert [s.loss for s in m_ahead.steps] == [s.loss for s in m_here.steps]
     assert [s.examples for s in m_ahead.steps] == [s.examples for s in m_here.steps]
+
+
+# ------------------------------------------------------------------- products split into parts
+
+
+def _many_classes(C: int = 300) -> tuple[Objective, Any]:
+    """A problem whose batches' products are split (C >= SPLIT_MIN_CLASSES, 560 KB a batch)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((800, 700)).astype(np.float32)
+    y = rng.integers(0, C, 800)
+    objective = Objective(
+        X, y, C, BoundLoss(SoftmaxLoss(), "softmax"), [BoundRegularizer(L2(1e-3), "l2")]
+    )
+    return objective, _sgd(SGDParams(lr=0.5, batch_size=200, epochs=2))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_split_products_train_the_same_bits_on_any_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """With many classes a batch's products are split by rows into the machine's parts, walked
+    by as many threads as BLAS lends: --jobs 1 (two threads) and a --jobs N worker (one) train
+    the same weights, and the same as the products unsplit, to rounding."""
+    import optlab.objective as objective_module
+
+    assert objective_module.SPLIT_MIN_CLASSES <= 300
+    weights = {}
+    for lend in (1, threads):
+        monkeypatch.setattr(objective_module, "blas_threads", lambda lend=lend: lend)
+        objective, sgd = _many_classes()
+        W0 = np.zeros(objective.shape, np.float32)
+        weights[lend] = sgd.minimize(objective, W0, np.random.default_rng(0), RecordingMonitor())
+    np.testing.assert_array_equal(weights[1], weights[threads])
+    monkeypatch.setattr(objective_module, "SPLIT_MIN_CLASSES", 10**9)  # unsplit
+    objective, sgd = _many_classes()
+    W0 = np.zeros(objective.shape, np.float32)
+    unsplit = sgd.minimize(objective, W0, np.random.default_rng(0), RecordingMonitor())
+    np.testing.assert_allclose(weights[1], unsplit, rtol=1e-4, atol=1e-6)
+
+
+def test_split_products_use_a_helper_thread_where_blas_lends_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import optlab.objective as objective_module
+
+    monkeypatch.setattr(objective_module, "blas_threads", lambda: 2)
+    objective, _ = _many_classes()
+    seen: set[str] = set()
+    scores = objective.backend.scores
+
+    def watching(X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
+        seen.add(threading.current_thread().name.split("_")[0])
+        return scores(X, W, out, threads=threads)
+
+    monkeypatch.setattr(objective.backend, "scores", watching)
+    indices = [np.arange(200), np.arange(200, 400)]
+    W = np.zeros(objective.shape, np.float32)
+    with objective.minibatches(indices) as stream:
+        for batch in stream:
+            objective.value_and_grad(W, batch)
+    assert seen == {"MainThread", "optlab-products"}
+    assert not any(t.name.startswith("optlab-products") for t in threading.enumerate())
