@@ -70,8 +70,17 @@ class ChecksOptions(_Options):
     initial_loss_tolerance: float = Field(
         0.1, gt=0, description="Allowed relative deviation of the initial loss."
     )
-    gradient: Policy = Field("warn", description="Check the analytic gradient numerically.")
-    gradient_tolerance: float = Field(1e-2, gt=0, description="Max relative error allowed.")
+    gradient: Policy = Field(
+        "error",
+        description="Check the analytic gradient numerically; a wrong one fails the run "
+        "(naming the loss or regularizer at fault), or only warns with 'warn'.",
+    )
+    gradient_tolerance: float = Field(
+        1e-2,
+        gt=0,
+        description="Max relative error allowed (also the kink tolerance: a coordinate whose "
+        "one-sided differences disagree by more is skipped, so a kink adds at most half).",
+    )
     divergence_factor: float = Field(
         1e3, gt=1, description="Fail when the loss exceeds this factor of the initial loss."
     )

@@ -410,7 +410,7 @@ class Objective:
             and not math.isfinite(float(grad.sum()))
             and not np.isfinite(grad).all()
         ):
-            self._blame_non_finite_gradient(W)
+            self.blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
 
     def _in_place_rows(self, W: Array, batch: Array | Batch | None) -> Array | None:
@@ -423,7 +423,7 @@ class Objective:
         index = np.asarray(batch)
         return index if index.ndim == 1 and index.dtype.kind in "iu" else None
 
-    def _blame_non_finite_gradient(self, W: Array) -> None:
+    def blame_non_finite_gradient(self, W: Array) -> None:
         """Raise a :class:`ComponentError` naming the component whose gradient is not finite
         (only called once a non-finite total gradient was seen: this path is never hot)."""
         for reg in self._penalties:

@@ -224,6 +224,8 @@ def build_registry(
             _fail(pm, registry, info, str(exc))
 
     for name, plugin in [*_extra_plugins, *(extra or [])]:
+        if pm.is_registered(plugin):  # installed too (an entry point loaded it): once is enough
+            continue
         info = PluginInfo(name, "test", "0", entry_point="(registered in-process)")
         registry.plugins[name] = info
         if name in disabled:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 import optlab
+from optlab import Array
 from optlab.checks import (
     gradient_check,
     initial_loss_check,
@@ -192,7 +194,7 @@ def test_run_checks_reports_metrics_and_lines() -> None:
 def test_warn_policy_reports_without_raising() -> None:
     obj = make_objective(DoubledGradient())
     W = small_w(obj, scale=1.0)
-    report = run_checks(obj, W, ChecksOptions(), np.random.default_rng(0))
+    report = run_checks(obj, W, ChecksOptions(gradient="warn"), np.random.default_rng(0))
     warnings = report.warnings()
     assert len(warnings) == 2 and not report.ok
     assert warnings[0].startswith("warning: initial loss")
@@ -231,3 +233,39 @@ def test_no_expectation_is_noted_not_failed() -> None:
     )
     assert "initial_loss" not in report.metrics()
     assert "declares no expected initial value" in report.lines()[0]
+
+
+class _NoMeanGradient(optlab.Loss):
+    """Softmax whose gradient misses its 1/N (the loss itself is right)."""
+
+    def loss_and_grad(self, scores: Array, y: Array) -> tuple[float, Array]:
+        value, grad = SoftmaxLoss().loss_and_grad(scores, y)
+        return value, grad * scores.dtype.type(scores.shape[0])
+
+
+class _HalfL2(L2):
+    """L2 whose gradient is half what it should be."""
+
+    def penalty_and_grad(self, W: Array) -> tuple[float, Array | None]:
+        value, grad = super().penalty_and_grad(W)
+        return value, None if grad is None else grad / 2
+
+
+@pytest.mark.parametrize(
+    ("loss", "regs", "culprit"),
+    [
+        (_NoMeanGradient(), (), "the loss 'loss' (from tests) is at fault"),
+        (SoftmaxLoss(), (_HalfL2(10.0),), "the regularizer 'reg' (from unknown) is at fault"),
+    ],
+)
+def test_a_wrong_gradient_fails_the_run_by_default_naming_the_culprit(
+    loss: optlab.Loss, regs: tuple[optlab.Regularizer, ...], culprit: str
+) -> None:
+    """A loss missing its 1/N trained to the end and was ranked best: now it fails, and the
+    message says which component to fix; ``checks: {gradient: warn}`` relaxes it."""
+    objective = make_objective(loss, regs)
+    W = small_w(objective, scale=0.1)
+    with pytest.raises(optlab.CheckError, match=r"wrong gradient at W\[.*" + re.escape(culprit)):
+        run_checks(objective, W, ChecksOptions(), np.random.default_rng(0))
+    report = run_checks(objective, W, ChecksOptions(gradient="warn"), np.random.default_rng(0))
+    assert any(culprit in line for line in report.warnings())

@@ -247,3 +247,14 @@ def test_plugin_text_is_shown_literally_never_as_markup(site: Path) -> None:
     assert described.exit_code == 0, described.stderr
     for text in ("W[d,:];", "[/docs]", "[red]"):
         assert text in described.stdout
+
+
+def test_registering_a_plugin_that_is_also_installed_is_not_an_error() -> None:
+    """A plugin's own tests register it while it is installed (its README asks authors to
+    install it): the installed entry point already provides it, once."""
+    import optlab_plugins.losses as installed
+
+    with registered_plugin(installed, name="losses_again"):
+        registry = get_registry()
+        assert [r.provider for r in registry.records("loss")] == ["losses", "losses"]
+        assert "losses_again" not in registry.plugins
