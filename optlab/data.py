@@ -59,7 +59,15 @@ from optlab.config import ComponentSpec, DataOptions, SplitLimit
 from optlab.errors import DataError
 from optlab.events import DataSummary
 
-__all__ = ["PreparedData", "SupportsMmap", "clear_cache", "dataset_hash", "load_data", "prepare"]
+__all__ = [
+    "PreparedData",
+    "SupportsMmap",
+    "clear_cache",
+    "dataset_hash",
+    "load_data",
+    "prepare",
+    "validate_raw",
+]
 
 #: datasets kept loaded per process
 CACHE_SIZE = 4
@@ -148,7 +156,21 @@ def _check_split(X: Array, y: Array, n_classes: int, where: str, part: str) -> A
     return X
 
 
-def _validate(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
+def validate_raw(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
+    """What a dataset plugin returned, checked: class names, labels in ``0..C-1``, numeric
+    finite features, matching shapes, both parts of a test split or neither.
+
+    Returns
+    -------
+    X : (N, F) array
+        The training features, flattened to 2-d.
+    X_test : (M, F) array or None
+
+    Raises
+    ------
+    DataError
+        Naming the dataset, its source and the fault.
+    """
     where = _where(name, raw)
     if not raw.classes:
         raise DataError(f"{where}: no class names")
@@ -418,7 +440,7 @@ def _prepare(
 ) -> PreparedData:
     """:func:`prepare`; ``sha256()`` gives the raw data's hash and is called last, when the
     summary is built (so a hash computed on another thread overlaps the preparation)."""
-    X, X_test_raw = _validate(raw, name)
+    X, X_test_raw = validate_raw(raw, name)
     y = raw.y
     has_own_test = X_test_raw is not None and raw.y_test is not None
     n_test_own = 0 if X_test_raw is None else X_test_raw.shape[0]
@@ -545,7 +567,7 @@ def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawD
         ) from exc
     if not isinstance(raw, RawDataset):
         raise DataError(f"{where}: load() returned {type(raw).__name__}, not a RawDataset")
-    _validate(raw, dataset.name)
+    validate_raw(raw, dataset.name)
     _freeze(raw)
     return raw, "seeded" if used_rng else "fixed"
 

@@ -23,6 +23,9 @@ naming the component and the fault. What is checked:
   leaves its input alone and is reproducible from the generator; finite results at edge
   inputs (all zeros, a zero row or column, tiny weights); ``include_bias`` passed on by the
   factory.
+- :func:`check_dataset`: what ``load(rng)`` returns is accepted by optlab (labels, class
+  names, shapes, finite features, image shape), two classes at least, the same data for the
+  same seed, and no use of the global random state.
 - :func:`check_optimizer`: on a small convex softmax problem, in float32 and float64, the
   weights come back with the shape and dtype of ``W0`` (unmodified), finite and with a lower
   objective; the monitor saw steps and an evaluation; the same seed gives the same weights;
@@ -55,6 +58,7 @@ __all__ = [
     "RecordingMonitor",
     "Step",
     "check_backend",
+    "check_dataset",
     "check_loss",
     "check_optimizer",
     "check_regularizer",
@@ -300,6 +304,98 @@ def _check_mean(loss: Loss, name: str, scores: Array, y: Array, value: float) ->
             f"{weighted:.6g}, not the whole batch's {value:.6g}: the loss must be a mean of "
             "per-example terms L_i (a large training set is computed in blocks of rows)",
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------
+
+
+def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) -> None:
+    """Check a dataset (a :class:`~optlab.DatasetRecord` or a :class:`~optlab.DatasetSource`).
+
+    - ``load(rng)`` returns an :class:`~optlab.RawDataset` that optlab accepts: class names,
+      integer labels in ``0..C-1``, numeric finite features, matching shapes, both parts of a
+      test split or neither, an ``image_shape`` that holds a row's features;
+    - at least two classes, distinct class names;
+    - loading twice with generators of the same seed gives the same arrays and names (the
+      splits and every run's numbers depend on it), and loading leaves numpy's and Python's
+      global random state alone (all randomness from ``rng``).
+
+    Raises
+    ------
+    AssertionError
+        Naming the dataset and what is wrong.
+    """
+    import random
+
+    from optlab.components import DatasetSource, RawDataset
+    from optlab.data import validate_raw
+    from optlab.errors import DataError
+
+    source, name = _build(component, DatasetSource, "dataset", params)
+    try:  # first, the imports a first load may make (some touch the global state)
+        source.load(np.random.default_rng(1234))
+    except Exception as exc:
+        raise _fail("dataset", name, f"load raised {exc!r}") from exc
+    loads = []
+    for _ in range(2):
+        numpy_state = np.random.get_state()  # noqa: NPY002 - watching the legacy global state
+        python_state = random.getstate()
+        try:
+            raw = source.load(np.random.default_rng(1234))
+        except Exception as exc:
+            raise _fail("dataset", name, f"load raised {exc!r}") from exc
+        after = np.random.get_state()  # noqa: NPY002
+        if not _same_state(numpy_state, after) or random.getstate() != (python_state):
+            raise _fail(
+                "dataset",
+                name,
+                "load used the global random state (np.random.* or random.*); draw from the "
+                "rng argument, so that a seed gives the same data",
+            )
+        if not isinstance(raw, RawDataset):
+            raise _fail("dataset", name, f"load returned {type(raw).__name__}, not a RawDataset")
+        loads.append(raw)
+    raw = loads[0]
+    try:
+        X, _ = validate_raw(raw, name)
+    except DataError as exc:
+        raise _fail("dataset", name, str(exc)) from exc
+    if len(raw.classes) < 2:
+        raise _fail("dataset", name, f"{len(raw.classes)} class(es); a classifier needs two")
+    if len(set(raw.classes)) != len(raw.classes):
+        raise _fail("dataset", name, f"class names repeat: {list(raw.classes)}")
+    if raw.image_shape is not None and int(np.prod(raw.image_shape)) != X.shape[1]:
+        raise _fail(
+            "dataset",
+            name,
+            f"image_shape {tuple(raw.image_shape)} holds {int(np.prod(raw.image_shape))} "
+            f"values, a row has {X.shape[1]} features",
+        )
+    again = loads[1]
+    pairs = [(raw.X, again.X), (raw.y, again.y), (raw.X_test, again.X_test)]
+    pairs.append((raw.y_test, again.y_test))
+    same = all(
+        (a is None and b is None)
+        or (a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b)))
+        for a, b in pairs
+    )
+    if not same or list(raw.classes) != list(again.classes):
+        raise _fail(
+            "dataset",
+            name,
+            "two loads with generators of the same seed gave different data; draw every "
+            "random number from the rng argument",
+        )
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Two ``np.random.get_state()`` tuples are equal."""
+    return all(
+        np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from optlab.plugin_manager import get_registry
 from optlab.testing import (
     RecordingMonitor,
     check_backend,
+    check_dataset,
     check_loss,
     check_optimizer,
     check_regularizer,
@@ -127,6 +128,60 @@ class BrokenLoss(optlab.Loss):
 def test_check_loss_catches(fault: str, message: str) -> None:
     with pytest.raises(AssertionError, match=rf"^loss 'BrokenLoss': .*{message}"):
         check_loss(BrokenLoss(fault))
+
+
+# ------------------------------------------------------------------------------------ datasets
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer", "blobs", "spiral"])
+def test_bundled_offline_datasets_conform(name: str) -> None:
+    check_dataset(REGISTRY.get("dataset", name))
+
+
+class BrokenDataset(optlab.DatasetSource):
+    """Three blobs with one fault switched on."""
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def load(self, rng: np.random.Generator) -> optlab.RawDataset:
+        y = np.repeat(np.arange(3), 10)
+        X = rng.standard_normal((30, 4)) + y[:, None]
+        classes = ["a", "b", "c"]
+        image_shape: tuple[int, ...] | None = None
+        X_test: np.ndarray | None = None
+        if self.fault == "global rng":
+            X = X + np.random.standard_normal(X.shape)  # noqa: NPY002 - the fault
+        elif self.fault == "unseeded":
+            X = X + np.random.default_rng().standard_normal(X.shape)
+        elif self.fault == "label range":
+            y = y + 1
+        elif self.fault == "one class":
+            y, classes = np.zeros(30, int), ["only"]
+        elif self.fault == "repeated names":
+            classes = ["a", "b", "a"]
+        elif self.fault == "image shape":
+            image_shape = (3, 3)
+        elif self.fault == "half a test split":
+            X_test = X[:5]
+        return optlab.RawDataset(X, y, classes, X_test=X_test, image_shape=image_shape)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("global rng", "load used the global random state"),
+        ("unseeded", "two loads with generators of the same seed gave different data"),
+        ("label range", r"label 3 out of range 0..2"),
+        ("one class", "1 class\\(es\\); a classifier needs two"),
+        ("repeated names", "class names repeat"),
+        ("image shape", r"image_shape \(3, 3\) holds 9 values, a row has 4 features"),
+        ("half a test split", "a test split needs both X_test and y_test"),
+    ],
+)
+def test_check_dataset_catches(fault: str, message: str) -> None:
+    with pytest.raises(AssertionError, match=rf"^dataset 'BrokenDataset': .*{message}"):
+        check_dataset(BrokenDataset(fault))
 
 
 # ------------------------------------------------------------------------------------ backends
