@@ -95,7 +95,13 @@ def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
     folder = path.resolve().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    free = shutil.disk_usage(folder).free
+    usage = shutil.disk_usage(folder)
+    if usage.total == 0:  # /proc, /sys: a kernel's view, not storage
+        raise TrackingError(
+            f"{folder}: a virtual file system with no storage (such as /proc) cannot hold the "
+            f"tracking store {uri}; pass --tracking-uri with a folder on a disk"
+        )
+    free = usage.free
     if free < minimum:
         raise TrackingError(
             f"{folder}: only {free / 2**20:.1f} MiB free for the tracking store {uri}; "

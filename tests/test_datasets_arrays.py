@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,27 @@ def test_csv_bad_input(
 def test_csv_path_must_be_a_file(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="expected a file"):
         _load(registry, "csv", path=tmp_path)
+
+
+@pytest.mark.parametrize("dataset", ["csv", "npz"])
+def test_a_device_or_a_pipe_as_the_path_is_named_for_what_it_is(
+    registry: Registry, tmp_path: Path, dataset: str
+) -> None:
+    """Reading /dev/zero or a FIFO would never end; the message says what the path is."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    wanted = "a file" if dataset == "csv" else "a file or a directory"
+    for path, kind in ((Path("/dev/zero"), "a character device"), (fifo, "a named pipe")):
+        with pytest.raises(DataError, match=rf"{path}: expected {wanted}, found {kind}"):
+            _load(registry, dataset, path=path)
+
+
+def test_an_empty_archive_or_folder_says_it_holds_nothing(
+    registry: Registry, tmp_path: Path
+) -> None:
+    np.savez(tmp_path / "empty.npz")
+    with pytest.raises(DataError, match=r"empty.npz: the archive holds no arrays; expected 'X'"):
+        _load(registry, "npz", path=tmp_path / "empty.npz")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(DataError, match=r"folder: the folder holds no .npy files; expected X.npy"):
+        _load(registry, "npz", path=tmp_path / "folder")

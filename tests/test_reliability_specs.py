@@ -182,3 +182,17 @@ def test_a_full_disk_is_refused_before_training(
     assert "MiB free" in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_store_under_proc_says_it_is_no_storage(tmp_path: Path) -> None:
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(GOOD)
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--tracking-uri", "sqlite:////proc/optlab-test/mlflow.db"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "optlab: error: /proc: a virtual file system with no storage (such as /proc) cannot "
+        "hold the tracking store sqlite:////proc/optlab-test/mlflow.db; pass --tracking-uri "
+        "with a folder on a disk"
+    )

@@ -125,11 +125,17 @@ class Npz(DatasetSource):
         keys = [p.x_key, p.y_key, p.x_test_key, p.y_test_key]
         load = _load_npz if path.is_file() else _load_npy_dir
         arrays, available = load(path, keys, mmap)
+        if not available:
+            held = (
+                f"the archive holds no arrays; expected '{p.x_key}' and '{p.y_key}'"
+                if path.is_file()
+                else f"the folder holds no .npy files; expected {p.x_key}.npy and {p.y_key}.npy"
+            )
+            raise DataError(f"{path}: {held}")
         for key in (p.x_key, p.y_key):
             if key not in arrays:
                 raise DataError(
-                    f"{path}: no array '{key}' (found: {', '.join(available) or 'none'}); "
-                    "set x_key/y_key"
+                    f"{path}: no array '{key}' (found: {', '.join(available)}); set x_key/y_key"
                 )
         has_test = [k in arrays for k in (p.x_test_key, p.y_test_key)]
         if any(has_test) and not all(has_test):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,26 @@ from optlab import Array, DataError
 __all__ = ["FEW_CLASSES", "encode_labels", "existing_path", "integral_labels"]
 
 
+def _kind(p: Path) -> str:
+    """What ``p`` is, as a message says it: ``a directory``, ``a character device``, ..."""
+    mode = p.stat().st_mode
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def existing_path(path: Path, dataset: str, *, want_dir: bool | None = None) -> Path:
-    """``path`` with ``~`` expanded, or a :class:`DataError` when it does not exist.
+    """``path`` with ``~`` expanded, or a :class:`DataError` when it does not exist or is not
+    what a dataset reads (a regular file, or with ``want_dir`` a directory; never a device, a
+    pipe or a socket, which would block or read forever).
 
     Parameters
     ----------
@@ -29,10 +48,11 @@ def existing_path(path: Path, dataset: str, *, want_dir: bool | None = None) -> 
             f"dataset '{dataset}': {p}: no such file or directory; "
             "pass --set data.path=... with the right path"
         )
-    if want_dir is True and not p.is_dir():
-        raise DataError(f"dataset '{dataset}': {p}: expected a directory")
-    if want_dir is False and not p.is_file():
-        raise DataError(f"dataset '{dataset}': {p}: expected a file, found a directory")
+    kind = _kind(p)
+    wanted = {True: ("a directory",), False: ("a file",), None: ("a file", "a directory")}
+    if kind not in wanted[want_dir]:
+        expected = " or ".join(wanted[want_dir])
+        raise DataError(f"dataset '{dataset}': {p}: expected {expected}, found {kind}")
     return p
 
 
