@@ -96,7 +96,7 @@ def test_minimal_spec_is_one_run_with_defaults(tmp_path: Path, registry: Registr
         "checks": {
             "initial_loss": "warn",
             "initial_loss_tolerance": 0.1,
-            "gradient": "warn",
+            "gradient": "error",
             "gradient_tolerance": 0.01,
             "divergence_factor": 1000.0,
         },
