@@ -33,6 +33,7 @@ __all__ = [
     "loss",
     "machine_rates",
     "optimizer",
+    "quick_machine_rates",
     "roofline",
     "roofline_s",
     "synthetic",
@@ -347,6 +348,15 @@ _READ_WIDTH = 16_384
 #: Order of the square matrices whose product measures the large-GEMM rate, per dtype: large
 #: enough for OpenBLAS's steady rate (checked on the EPYC: 3,072 reaches 4,096's rate in float32).
 GEMM_ORDER = {"float32": 3_072, "float64": 2_048}
+#: ``--quick`` (a smoke run: the figures need a value, not a true one) measures the machine on
+#: a 32 MiB read and GEMMs of order 512, once each: well under a second instead of 10-15 s.
+_quick_rates = False
+
+
+def quick_machine_rates() -> None:
+    """Make :func:`machine_rates` measure small and fast (call before its first use)."""
+    global _quick_rates
+    _quick_rates = True
 
 
 @dataclass(frozen=True)
@@ -395,8 +405,8 @@ class MachineRates:
             "gemm_gflop_per_s": {
                 dt: {str(t): v for t, v in by.items()} for dt, by in self.gemm_gflops.items()
             },
-            "read_bytes": READ_BYTES,
-            "gemm_order": dict(GEMM_ORDER),
+            "read_bytes": 32 * 2**20 if _quick_rates else READ_BYTES,
+            "gemm_order": dict.fromkeys(GEMM_ORDER, 512) if _quick_rates else dict(GEMM_ORDER),
             "seconds": self.seconds,
         }
 
@@ -444,7 +454,7 @@ def _gemm_rate(dtype: str, threads: int, k: int = 5) -> float:
     on ``threads`` threads."""
     from threadpoolctl import threadpool_limits
 
-    n = GEMM_ORDER[dtype]
+    n = 512 if _quick_rates else GEMM_ORDER[dtype]
     rng = np.random.default_rng(0)
     A = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
     B = rng.standard_normal((n, n), dtype=np.dtype(dtype).type)
@@ -465,10 +475,11 @@ def machine_rates() -> MachineRates:
     start = time.perf_counter()
     threads = threads_used()
     counts = sorted({1, threads})
-    data = np.full((READ_BYTES // 4 // _READ_WIDTH, _READ_WIDTH), 1.0, np.float32)
-    read = {t: _read_bandwidth(data, t) / 1e9 for t in counts}
+    size, k = (32 * 2**20, 1) if _quick_rates else (READ_BYTES, 5)
+    data = np.full((size // 4 // _READ_WIDTH, _READ_WIDTH), 1.0, np.float32)
+    read = {t: _read_bandwidth(data, t, k) / 1e9 for t in counts}
     del data
-    gemm = {dt: {t: _gemm_rate(dt, t) / 1e9 for t in counts} for dt in GEMM_ORDER}
+    gemm = {dt: {t: _gemm_rate(dt, t, k) / 1e9 for t in counts} for dt in GEMM_ORDER}
     return MachineRates(_cpu_model(), threads, read, gemm, time.perf_counter() - start)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Figure, environment
+from benchmarks._common import Figure, environment, quick_machine_rates
 
 __all__ = ["GROUPS", "render", "run_suite"]
 
@@ -57,6 +57,8 @@ def run_suite(
         :meth:`Figure.as_dict`) and ``summary`` (counts of passed, failed and reported).
     """
     names = list(only) if only else list(GROUPS)
+    if quick:
+        quick_machine_rates()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     figures: list[Figure] = []

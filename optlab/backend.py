@@ -8,7 +8,7 @@ it knows (:meth:`Backend.stepper`): scores, the loss's score gradient and the we
 in one pass over rows read in place.
 
 This class is the numpy/BLAS backend the core ships (name ``numpy``): products through BLAS,
-with ``W`` padded to widths OpenBLAS handles faster (:func:`optlab.fastpath.score_width`), and
+with ``W`` padded to widths OpenBLAS handles faster (:func:`score_width`), and
 no fused step (minibatches are gathered ahead of use, :mod:`optlab.batches`). Other backends
 subclass it, override what they do faster, and are registered by plugins through the
 ``optlab_register_backends`` hook (the bundled compiled kernels are one, in
