@@ -23,6 +23,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -73,14 +74,36 @@ def replay(events: Sequence[tuple[str, dict[str, Any]]], observer: Observer) -> 
             getattr(observer, name)(**kwargs)
 
 
-def _worker_init(environ: dict[str, str]) -> None:
+#: How often a worker checks that the invoking process is still there (seconds).
+ORPHAN_CHECK_S = 0.5
+
+
+def _exit_when_orphaned(invoker: int) -> None:
+    """End this worker at once when the invoking process is gone, however it died (``kill
+    -9`` runs no handler): its runs can no longer be reported, and a worker is forked from
+    the fork server, so the invoker's death does not end it by itself."""
+    while True:
+        time.sleep(ORPHAN_CHECK_S)
+        try:
+            os.kill(invoker, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pid reused by another user's process: ours is gone
+            os._exit(1)
+
+
+def _worker_init(environ: dict[str, str], invoker: int) -> None:
     """The invoking process's environment; one BLAS thread per worker; SIGINT/SIGTERM end
-    the current run as KILLED."""
+    the current run as KILLED; the worker ends itself within :data:`ORPHAN_CHECK_S` of the
+    invoking process's death."""
     from threadpoolctl import threadpool_limits
 
     os.environ.clear()
     os.environ.update(environ)
     threadpool_limits(1)
+    threading.Thread(
+        target=_exit_when_orphaned, args=(invoker,), name="optlab-orphan-check", daemon=True
+    ).start()
 
     def handler(signum: int, frame: object) -> None:
         stop_flag.request(signal.Signals(signum).name)
@@ -104,7 +127,10 @@ class LocalWorkers:
 
         context = fork_server.start()  # the server imports now, unless it already has
         self.pool = ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_worker_init, initargs=(dict(os.environ),)
+            jobs,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(dict(os.environ), os.getpid()),
         )
         self._submitted: dict[Future[Any], RunSpec] = {}
         self._submitter: threading.Thread | None = None

@@ -3,6 +3,7 @@ finishes the rest, and no finished run is repeated."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,6 +187,38 @@ def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) ->
     assert final["a"] == ["FINISHED"], "a finished run must not be repeated"
     assert final["b"][0] in ("KILLED", "FAILED") and final["b"][1:] == ["FINISHED"]
     assert final["c"] == ["FINISHED"]
+
+
+def test_sigkill_of_the_invoker_with_jobs_2_leaves_no_process_behind(spec: Path) -> None:
+    """``kill -9`` runs no handler in the invoking process: its fork server, workers and
+    multiprocessing's resource tracker must still end within seconds (they used to train on
+    for as long as the run lasted, ignoring SIGTERM)."""
+    proc = start(spec, "--jobs", "2")
+    deadline = time.monotonic() + 90
+    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:  # b trains on
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, statuses(spec)
+        time.sleep(0.2)
+    helpers = descendants(proc.pid)  # the fork server, the workers, the resource tracker
+    assert len(helpers) >= 3, helpers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)  # not communicate(): the helpers hold its pipes until they end
+    deadline = time.monotonic() + 10
+    while alive := [pid for pid in helpers if Path(f"/proc/{pid}").exists() and not _zombie(pid)]:
+        if time.monotonic() > deadline:
+            for pid in alive:  # do not leave them to the next test
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"left behind 10 s after kill -9: {alive}")
+        time.sleep(0.1)
+    proc.communicate()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Path) -> None:
