@@ -30,6 +30,8 @@ naming the component and the fault. What is checked:
   weights come back with the shape and dtype of ``W0`` (unmodified), finite and with a lower
   objective; the monitor saw steps and an evaluation; the same seed gives the same weights;
   a max-norm-like constraint holds at the end (the optimizer projects).
+- :func:`check_backend`: a backend's products (also into ``out`` and on several threads) and
+  its fused steps agree with the numpy backend's to rounding and leave their inputs alone.
 
 Also here: :class:`RecordingMonitor`, a :class:`~optlab.Monitor` that only records, and
 :func:`register_plugin`, a context manager that registers a plugin for the duration of a test.
