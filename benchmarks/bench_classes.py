@@ -42,12 +42,11 @@ import numpy as np
 
 from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure, roofline, threads_used
 from benchmarks.bench_overhead import (
-    REG,
-    SPEC,
     Setup,
     bare_epoch,
     bare_prepare,
     optlab_run,
+    write_spec,
     write_synthetic,
 )
 
@@ -167,19 +166,7 @@ def worker(name: str, items: list[tuple[int, Path]], quick: bool) -> dict[str, A
         X_shape = np.load(folder / "X.npy", mmap_mode="r").shape
         n_val = len(np.load(folder / "y_test.npy"))
         setup = _setup(c, X_shape[0] - n_val, X_shape[1] + 1, epochs, n_val)
-        spec = folder / f"spec-{name}.yaml"
-        spec.write_text(
-            SPEC.format(
-                path=folder,
-                dtype=setup.dtype,
-                val=setup.val,
-                reg=REG,
-                lr=setup.lr,
-                batch=setup.batch,
-                epochs=setup.epochs,
-            ),
-            encoding="utf-8",
-        )
+        spec = write_spec(folder / f"spec-{name}.yaml", folder, setup)
         uri = f"sqlite:///{folder / f'mlflow-{name}.db'}"
         bare = bare_prepare(folder, setup)
         optlab_s: list[float] = []

@@ -52,6 +52,22 @@ class Setup:
     dtype: str = "float32"
 
 
+def write_spec(spec: Path, folder: Path, setup: Setup) -> Path:
+    """Write ``setup`` as a spec file at ``spec`` whose data are the ``.npy`` files in
+    ``folder`` (:data:`SPEC`); returns ``spec``."""
+    text = SPEC.format(
+        path=folder,
+        dtype=setup.dtype,
+        val=setup.val,
+        reg=REG,
+        lr=setup.lr,
+        batch=setup.batch,
+        epochs=setup.epochs,
+    )
+    spec.write_text(text, encoding="utf-8")
+    return spec
+
+
 def write_synthetic(folder: Path, n: int, n_test: int, features: int, classes: int) -> None:
     """Seeded CIFAR-like uint8 images and learnable labels as ``X.npy``, ``y.npy``, ..."""
     rng = np.random.default_rng(7)
@@ -187,19 +203,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="optlab-bench-") as tmp:
         folder = Path(tmp)
         write(folder)
-        spec = folder / "spec.yaml"
-        spec.write_text(
-            SPEC.format(
-                path=folder,
-                dtype=setup.dtype,
-                val=setup.val,
-                reg=REG,
-                lr=setup.lr,
-                batch=setup.batch,
-                epochs=setup.epochs,
-            ),
-            encoding="utf-8",
-        )
+        spec = write_spec(folder / "spec.yaml", folder, setup)
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         if warm_up:
             optlab_run(spec, uri)  # imports, store creation, page cache

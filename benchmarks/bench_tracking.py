@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure, best_of
-from benchmarks.bench_overhead import REG, SPEC, optlab_run, write_synthetic
+from benchmarks.bench_overhead import Setup, optlab_run, write_spec, write_synthetic
 
 __all__ = ["run"]
 
@@ -83,19 +83,10 @@ def cifar10_shape(quick: bool) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="optlab-bench-tracking-") as tmp:
         folder = Path(tmp)
         write_synthetic(folder, n + n_val, n_val, d - 1, c)
-        spec = folder / "spec.yaml"
-        spec.write_text(
-            SPEC.format(
-                path=folder,
-                dtype="float32",
-                val=n_val / (n + n_val),
-                reg=REG,
-                lr=1e-7,
-                batch=200,
-                epochs=epochs,
-            ),
-            encoding="utf-8",
+        setup = Setup(
+            "tracking", "tracking", lr=1e-7, batch=200, epochs=epochs, val=n_val / (n + n_val)
         )
+        spec = write_spec(folder / "spec.yaml", folder, setup)
         bare = folder / "no-figures.yaml"
         bare.write_text(spec.read_text() + "tracking: {figures: false}\n", encoding="utf-8")
         uri = f"sqlite:///{folder / 'mlflow.db'}"

@@ -492,10 +492,10 @@ def check_backend(component: Any, *, losses: Sequence[Loss] | None = None) -> No
             width = backend.score_width(X, W)
             if not isinstance(width, int) or width < c:
                 raise _fail("backend", name, f"score_width is {width!r} for {c} classes")
-    _check_steppers(backend, name, get_losses() if losses is None else losses, rng)
+    _check_steppers(backend, name, _registered_losses() if losses is None else losses, rng)
 
 
-def get_losses() -> list[Loss]:
+def _registered_losses() -> list[Loss]:
     """Every registered loss, built with its default params (those that build)."""
     built = []
     for record in get_registry().records("loss"):

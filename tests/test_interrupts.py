@@ -70,6 +70,15 @@ def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> No
     raise AssertionError(f"run {name} never started")
 
 
+def wait_until_only_b_trains(spec: Path, proc: subprocess.Popen[str]) -> None:
+    """Until runs a and c are FINISHED (run b trains on, for 100,000 epochs)."""
+    deadline = time.monotonic() + 90
+    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, statuses(spec)
+        time.sleep(0.2)
+
+
 def descendants(pid: int) -> set[int]:
     """Process ids of ``pid``'s children, grandchildren, ... (from /proc)."""
     parents: dict[int, int] = {}
@@ -194,11 +203,7 @@ def test_sigkill_of_the_invoker_with_jobs_2_leaves_no_process_behind(spec: Path)
     multiprocessing's resource tracker must still end within seconds (they used to train on
     for as long as the run lasted, ignoring SIGTERM)."""
     proc = start(spec, "--jobs", "2")
-    deadline = time.monotonic() + 90
-    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:  # b trains on
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, statuses(spec)
-        time.sleep(0.2)
+    wait_until_only_b_trains(spec, proc)
     helpers = descendants(proc.pid)  # the fork server, the workers, the resource tracker
     assert len(helpers) >= 3, helpers
     os.kill(proc.pid, signal.SIGKILL)
@@ -228,11 +233,7 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
     from mlflow.tracking import MlflowClient
 
     proc = start(spec, "--jobs", "2")
-    deadline = time.monotonic() + 90
-    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:  # b trains on
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, statuses(spec)
-        time.sleep(0.2)
+    wait_until_only_b_trains(spec, proc)
     time.sleep(1.0)
     helpers = descendants(proc.pid)  # the fork server and the workers
     assert len(helpers) >= 3, helpers

@@ -110,17 +110,10 @@ class CompiledBackend(Backend):
             and X.shape[1] >= MIN_SCORE_FEATURES
         )
 
-    @staticmethod
-    def _scores_fit(X: Array, W: Array) -> bool:
-        return (
-            X.dtype in _DTYPES
-            and W.dtype == X.dtype
-            and X.ndim == 2
-            and W.ndim == 2
-            and W.shape[1] <= MAX_SCORE_CLASSES
-            and X.shape[1] >= MIN_SCORE_FEATURES
-            and X.flags.c_contiguous
-        )
+    @classmethod
+    def _scores_fit(cls, X: Array, W: Array) -> bool:
+        """The scores kernel takes ``X @ W``: the fused step's shapes, ``W`` of ``X``'s dtype."""
+        return W.ndim == 2 and W.dtype == X.dtype and cls._step_fits(X, int(W.shape[1]))
 
     @staticmethod
     def _grad_fits(dscores: Array, X: Array) -> bool:
