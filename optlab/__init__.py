@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         ComponentRecord,
         DatasetRecord,
         DatasetSource,
+        DataShape,
         Loss,
         LossRecord,
         Monitor,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     )
     from optlab.hookspecs import hookimpl
     from optlab.objective import LossParts, Objective
-    from optlab.optimizer import Optimizer, OptimizerRecord
+    from optlab.optimizer import MAX_STEPS, Optimizer, OptimizerRecord
 
 # The public names live in small modules; they are imported on first use, so that
 # `optlab --help` does not pay for numpy and pydantic (PEP 562).
@@ -53,6 +54,7 @@ _WHERE = {
         [
             "Array",
             "ComponentRecord",
+            "DataShape",
             "DatasetRecord",
             "DatasetSource",
             "Loss",
@@ -86,7 +88,7 @@ _WHERE = {
         "optlab.errors",
     ),
     **dict.fromkeys(["Backend", "BackendRecord"], "optlab.backend"),
-    **dict.fromkeys(["Optimizer", "OptimizerRecord"], "optlab.optimizer"),
+    **dict.fromkeys(["MAX_STEPS", "Optimizer", "OptimizerRecord"], "optlab.optimizer"),
     "hookimpl": "optlab.hookspecs",
     "LossParts": "optlab.objective",
     "Objective": "optlab.objective",
@@ -116,6 +118,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "MAX_STEPS",
     "Array",
     "Backend",
     "BackendRecord",
@@ -124,6 +127,7 @@ __all__ = [
     "ComponentError",
     "ComponentRecord",
     "DataError",
+    "DataShape",
     "DatasetRecord",
     "DatasetSource",
     "DivergenceError",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from optlab.checks import run_checks
 from optlab.config import Experiment
-from optlab.execution import data_key, preflight
+from optlab.preflight import data_key, preflight
 from optlab.runner import build_objective, initial_weights, run_streams
 
 __all__ = ["check_runs"]

@@ -132,10 +132,17 @@ def _console(stderr: bool = False) -> Any:
 @app.command()
 @handles_errors
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Validate a spec and print its plan (runs, axes, resolved components)."""
+    """Validate a spec and its data, and print its plan (runs, axes, resolved components).
+
+    Everything ``optlab run`` would refuse before training is refused here too: the data are
+    checked to be there and readable and the sizes to fit, reading only headers and shapes
+    where the dataset can.
+    """
+    from optlab.preflight import preflight
     from optlab.spec import describe_plan
 
     experiment = _load(spec, set_)
+    preflight(experiment.runs, load=False)
     for line in describe_plan(experiment):
         typer.echo(line)
 

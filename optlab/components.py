@@ -30,6 +30,7 @@ __all__ = [
     "Array",
     "ComponentKind",
     "ComponentRecord",
+    "DataShape",
     "DatasetRecord",
     "DatasetSource",
     "Loss",
@@ -47,9 +48,10 @@ ComponentKind = Literal["loss", "regularizer", "optimizer", "dataset", "backend"
 
 
 class Params(BaseModel):
-    """Base class of every component's params model: unknown keys are errors."""
+    """Base class of every component's params model: unknown keys are errors, and so are
+    non-finite numbers (``.inf``, ``.nan``) in float fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RegularizerParams(Params):
@@ -171,6 +173,34 @@ class RawDataset:
     X_test: Array | None = None
     y_test: Array | None = None
     image_shape: tuple[int, ...] | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """The sizes a dataset source's :meth:`~DatasetSource.load` would give, found without
+    loading the data (by a source's optional ``shape(rng)``, see
+    :class:`optlab.data.SupportsShape`).
+
+    Attributes
+    ----------
+    n_examples : int
+        ``N``, the examples of the training data (``X``'s rows).
+    n_features : int
+        ``F``, the features of one example: ``X``'s dimensions after the first, multiplied
+        (an image is flattened); no bias column.
+    n_classes : int
+        ``C``, the number of class names.
+    n_test : int or None
+        ``M``, the examples of the dataset's own test split; ``None`` when it has none.
+    source : str
+        Where the data come from, as :attr:`RawDataset.source` (for messages).
+    """
+
+    n_examples: int
+    n_features: int
+    n_classes: int
+    n_test: int | None = None
     source: str = ""
 
 

@@ -40,32 +40,46 @@ Memory-mapping
 --------------
 With ``data.mmap: true``, a source that defines ``load_mmap(rng)`` (the bundled ``npz``) is
 asked for memory-mapped arrays through it; other sources load normally.
+
+Measuring without loading
+-------------------------
+:func:`inspect_data` gives the summary :func:`load_data` would (sizes of every split, features,
+classes) and raises the errors it would for a missing or unreadable source and for splits that
+leave no training example, reading as little as it can: a source that defines ``shape(rng)``
+(:class:`SupportsShape`; every bundled file dataset) measures its files from headers and labels;
+another is loaded, into the cache :func:`load_data` then uses. The split sizes depend on the
+totals only (:func:`split_sizes`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from optlab.components import Array, DatasetSource, RawDataset
+from optlab.components import Array, DatasetSource, DataShape, RawDataset
 from optlab.config import ComponentSpec, DataOptions, SplitLimit
 from optlab.errors import DataError
 from optlab.events import DataSummary
 
 __all__ = [
     "PreparedData",
+    "SplitSizes",
     "SupportsMmap",
+    "SupportsShape",
     "clear_cache",
     "dataset_hash",
+    "inspect_data",
     "load_data",
     "prepare",
+    "split_sizes",
     "validate_raw",
 ]
 
@@ -80,6 +94,22 @@ class SupportsMmap(Protocol):
     """A dataset source that can return memory-mapped arrays (used when ``data.mmap``)."""
 
     def load_mmap(self, rng: np.random.Generator) -> RawDataset: ...
+
+
+@runtime_checkable
+class SupportsShape(Protocol):
+    """A dataset source that can measure its data without loading it (used by
+    :func:`inspect_data`, so by ``optlab validate``).
+
+    ``shape(rng)`` returns the :class:`~optlab.DataShape` that ``load(rng)`` would give, reading
+    as little as it can (headers, file sizes, the labels), and raises the
+    :class:`~optlab.DataError` ``load`` would when the data are missing or unreadable (with
+    ``key`` the param at fault, as ``load``). It gets a generator seeded as ``load``'s would be.
+    A source that also has ``load_mmap`` may define ``shape_mmap(rng)`` alike, asked instead
+    under ``data.mmap: true``; without it, such a source is loaded (memory-mapped) there.
+    """
+
+    def shape(self, rng: np.random.Generator) -> DataShape: ...
 
 
 @dataclass(frozen=True)
@@ -110,8 +140,8 @@ class PreparedData:
 # --------------------------------------------------------------------------------------------
 
 
-def _where(name: str, raw: RawDataset) -> str:
-    return f"dataset '{name}' ({raw.source})" if raw.source else f"dataset '{name}'"
+def _where(name: str, source: str) -> str:
+    return f"dataset '{name}' ({source})" if source else f"dataset '{name}'"
 
 
 def _rows_bad(X: Array) -> int:
@@ -171,7 +201,7 @@ def validate_raw(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
     DataError
         Naming the dataset, its source and the fault.
     """
-    where = _where(name, raw)
+    where = _where(name, raw.source)
     if not raw.classes:
         raise DataError(f"{where}: no class names")
     X = _check_split(raw.X, raw.y, len(raw.classes), where, "training data")
@@ -235,6 +265,62 @@ def _limits(limit: int | SplitLimit | None) -> tuple[int | None, int | None, int
     if isinstance(limit, int):
         return limit, limit, limit
     return limit.train, limit.val, limit.test
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How many examples each split gets (see :func:`split_sizes`)."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+
+
+def split_sizes(n_examples: int, n_test_own: int | None, options: DataOptions) -> SplitSizes:
+    """The sizes of the splits :func:`prepare` makes, from the totals alone.
+
+    A stratified pick of ``k`` of ``n`` examples takes exactly ``min(k, n)`` of them whatever
+    their labels, so the sizes depend neither on the labels nor on the generator.
+
+    Parameters
+    ----------
+    n_examples : int
+        ``N``, the examples of the training data.
+    n_test_own : int or None
+        ``M``, the examples of the dataset's own test split; ``None`` when it has none (then
+        a fraction ``options.test`` of the ``N`` becomes the test split).
+    options : DataOptions
+        ``val``, ``test`` and ``limit`` are used.
+
+    Returns
+    -------
+    SplitSizes
+        Equal to ``(len(y_train), len(y_val), len(y_test))`` of :func:`prepare`'s result.
+    """
+    if n_test_own is None:
+        n_test = min(round(options.test * n_examples), n_examples)
+        pool = n_examples - n_test
+    else:
+        n_test, pool = n_test_own, n_examples
+    n_val = min(round(options.val * pool), pool)
+    caps = _limits(options.limit)
+    sizes = (pool - n_val, n_val, n_test)
+    return SplitSizes(
+        *(n if cap is None else min(n, cap) for n, cap in zip(sizes, caps, strict=True))
+    )
+
+
+def _no_training_examples(
+    where: str, n_examples: int, n_test_own: int | None, options: DataOptions
+) -> DataError:
+    """The error for splits that leave no training example; its key is the option that took
+    them all: ``test`` (nothing left after the test split) or ``val``."""
+    key = "test" if n_test_own is None and round(options.test * n_examples) >= n_examples else "val"
+    return DataError(
+        f"{where}: no training examples left after the splits "
+        f"({n_examples} examples, val={options.val}, test={options.test}); lower data.{key}",
+        key=key,
+    )
 
 
 def _split_indices(
@@ -448,9 +534,8 @@ def _prepare(
         y, has_own_test, n_test_own, raw.y_test, options, rng
     )
     if train.shape[0] == 0:
-        raise DataError(
-            f"{_where(name, raw)}: no training examples left after the splits "
-            f"({y.shape[0]} examples, val={options.val}, test={options.test})"
+        raise _no_training_examples(
+            _where(name, raw.source), y.shape[0], n_test_own if has_own_test else None, options
         )
     dtype = np.dtype(options.dtype)
     F = X.shape[1]
@@ -510,8 +595,11 @@ def _prepare(
 # --------------------------------------------------------------------------------------------
 
 _CacheKey = tuple[str, str, str, bool, int | None]
-_cache: OrderedDict[_CacheKey, tuple[RawDataset, str]] = OrderedDict()
+#: key -> the raw data and their sha256 (``None`` until computed: :func:`inspect_data` loads
+#: without hashing, :func:`load_data` hashes on first use)
+_cache: OrderedDict[_CacheKey, tuple[RawDataset, str | None]] = OrderedDict()
 _lock = threading.Lock()
+_T = TypeVar("_T")
 
 
 def clear_cache() -> None:
@@ -520,15 +608,27 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _cache_get(key: _CacheKey) -> tuple[RawDataset, str] | None:
+def _cache_keys(
+    dataset: ComponentSpec, options: DataOptions, seed: int
+) -> tuple[_CacheKey, _CacheKey]:
+    """The keys of data that do not depend on the seed, and of data that do."""
+    params = dataset.params.model_dump_json()
+    base = (dataset.name, dataset.record.provider, params, options.mmap)
+    return (*base, None), (*base, seed)
+
+
+def _cached(keys: tuple[_CacheKey, _CacheKey]) -> tuple[_CacheKey, RawDataset, str | None] | None:
+    """The cached data under either key (and that key), or ``None``."""
     with _lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-        return hit
+        for key in keys:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
+                return key, *hit
+        return None
 
 
-def _cache_put(key: _CacheKey, value: tuple[RawDataset, str]) -> None:
+def _cache_put(key: _CacheKey, value: tuple[RawDataset, str | None]) -> None:
     with _lock:
         _cache[key] = value
         _cache.move_to_end(key)
@@ -543,33 +643,48 @@ def _freeze(raw: RawDataset) -> None:
             a.flags.writeable = False
 
 
-def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawDataset, str]:
+def _from_source(dataset: ComponentSpec, call: Callable[[Any], _T]) -> _T:
+    """``call(source)`` on the dataset's source; whatever goes wrong is a :class:`DataError`
+    naming the dataset (and the plugin, when it raised something else). A plugin's
+    DataError keeps its ``key``."""
     where = f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'})"
     try:
         source = dataset.build()
         if not isinstance(source, DatasetSource) and not hasattr(source, "load"):
             raise TypeError(f"factory returned {type(source).__name__}, not a DatasetSource")
+        return call(source)
+    except DataError as exc:
+        if str(exc).startswith("dataset '"):
+            raise
+        raise DataError(f"dataset '{dataset.name}': {exc}", key=exc.key) from exc
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(
+            f"{where} failed to load: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        ) from exc
+
+
+def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawDataset, bool]:
+    """The dataset loaded and validated (read-only), and whether it drew from its generator."""
+
+    def load(source: Any) -> tuple[Any, bool]:
         rng = np.random.default_rng(seed)
         before = rng.bit_generator.state
         if options.mmap and isinstance(source, SupportsMmap):
             raw = source.load_mmap(rng)
         else:
             raw = source.load(rng)
-        used_rng = rng.bit_generator.state != before
-    except DataError as exc:
-        if str(exc).startswith("dataset '"):
-            raise
-        raise DataError(f"dataset '{dataset.name}': {exc}") from exc
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(
-            f"{where} failed to load: {type(exc).__name__}" + (f": {detail}" if detail else "")
-        ) from exc
+        return raw, rng.bit_generator.state != before
+
+    raw, used_rng = _from_source(dataset, load)
     if not isinstance(raw, RawDataset):
-        raise DataError(f"{where}: load() returned {type(raw).__name__}, not a RawDataset")
+        raise DataError(
+            f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'}): "
+            f"load() returned {type(raw).__name__}, not a RawDataset"
+        )
     validate_raw(raw, dataset.name)
     _freeze(raw)
-    return raw, "seeded" if used_rng else "fixed"
+    return raw, used_rng
 
 
 def load_data(
@@ -592,14 +707,15 @@ def load_data(
         its provider).
     """
     seed = int(rng.integers(2**63))
-    params = dataset.params.model_dump_json()
-    fixed_key: _CacheKey = (dataset.name, dataset.record.provider, params, options.mmap, None)
-    seeded_key: _CacheKey = (dataset.name, dataset.record.provider, params, options.mmap, seed)
-    hit = _cache_get(fixed_key) or _cache_get(seeded_key)
-    if hit is not None:
-        raw, sha = hit
-        return prepare(raw, options, rng, dataset.name, sha256=sha)
-    raw, kind = _load(dataset, options, seed)
+    keys = _cache_keys(dataset, options, seed)
+    hit = _cached(keys)
+    if hit is not None and hit[2] is not None:
+        return prepare(hit[1], options, rng, dataset.name, sha256=hit[2])
+    if hit is not None:  # loaded by inspect_data, not hashed yet
+        key, raw = hit[0], hit[1]
+    else:
+        raw, seeded = _load(dataset, options, seed)
+        key = keys[seeded]
     # hashlib releases the GIL: the hash is computed on another core while the data are
     # prepared, and awaited for the summary (the data are read-only since _load)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optlab-hash") as pool:
@@ -608,4 +724,105 @@ def load_data(
             return _prepare(raw, options, rng, dataset.name, digest.result)
         finally:
             if digest.exception() is None:  # cached even when preparing fails, as before
-                _cache_put(fixed_key if kind == "fixed" else seeded_key, (raw, digest.result()))
+                _cache_put(key, (raw, digest.result()))
+
+
+def _measure(dataset: ComponentSpec, options: DataOptions, seed: int) -> DataShape | None:
+    """The source's :class:`DataShape` when it can measure itself (:class:`SupportsShape`, or
+    ``shape_mmap`` under ``data.mmap``), else ``None``."""
+
+    def measure(source: Any) -> Any:
+        if options.mmap and isinstance(source, SupportsMmap):
+            method = getattr(source, "shape_mmap", None)
+        else:
+            method = source.shape if isinstance(source, SupportsShape) else None
+        return None if method is None else method(np.random.default_rng(seed))
+
+    shape = _from_source(dataset, measure)
+    if shape is not None and not isinstance(shape, DataShape):
+        raise DataError(
+            f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'}): "
+            f"shape() returned {type(shape).__name__}, not a DataShape"
+        )
+    return shape
+
+
+def inspect_data(
+    dataset: ComponentSpec, options: DataOptions, rng: np.random.Generator
+) -> DataSummary:
+    """The summary :func:`load_data` would give for the same arguments, reading only what it
+    must, and the :class:`DataError` it would raise for a missing or unreadable source or for
+    splits that leave no training example (``key``: the option to change, ``val`` or
+    ``test``; a dataset plugin's own errors keep the key it gave, e.g. ``path``).
+
+    A source that can measure itself (:class:`SupportsShape`) is measured (headers, file
+    sizes, labels); any other is loaded and validated, and kept in the cache
+    :func:`load_data` uses, so loading it again costs nothing; data already in that cache are
+    not read again. Problems only seen in the values (NaN features, a label out of range in
+    a file whose labels are not read) are left to :func:`load_data`.
+
+    Parameters
+    ----------
+    dataset : ComponentSpec
+    options : DataOptions
+    rng : numpy.random.Generator
+        Exactly one integer is drawn, as :func:`load_data` draws first, to seed the source's
+        generator: a generator seeded alike and handed to :func:`load_data` later gives the
+        source the same seed (and finds the data this call loaded in the cache).
+
+    Returns
+    -------
+    DataSummary
+        ``n_train``, ``n_val``, ``n_test``, ``n_features`` (bias column counted),
+        ``n_classes``, ``dtype``, ``has_bias`` equal to :func:`load_data`'s; ``classes`` and
+        ``image_shape`` only when the data were loaded (else ``()`` and ``None``), and
+        ``sha256`` only when the data were already hashed (else ``""``).
+
+    Raises
+    ------
+    DataError
+    """
+    seed = int(rng.integers(2**63))
+    keys = _cache_keys(dataset, options, seed)
+    hit = _cached(keys)
+    shape = _measure(dataset, options, seed) if hit is None else None
+    if hit is None and shape is None:  # the source cannot measure itself: load it, for keeps
+        raw, seeded = _load(dataset, options, seed)
+        hit = (keys[seeded], raw, None)
+        _cache_put(hit[0], (raw, None))
+    if hit is not None:  # validated when loaded
+        raw, sha = hit[1], hit[2]
+        shape = DataShape(
+            n_examples=int(raw.X.shape[0]),
+            n_features=math.prod(raw.X.shape[1:]),
+            n_classes=len(raw.classes),
+            n_test=None if raw.X_test is None else int(raw.X_test.shape[0]),
+            source=raw.source,
+        )
+        classes, image_shape = tuple(str(c) for c in raw.classes), raw.image_shape
+    else:  # the checks validate_raw makes of the sizes
+        assert shape is not None
+        sha, classes, image_shape = None, (), None
+        where = _where(dataset.name, shape.source)
+        if not shape.n_classes:
+            raise DataError(f"{where}: no class names")
+        if shape.n_examples == 0 or shape.n_features == 0:
+            found = (shape.n_examples, shape.n_features)
+            raise DataError(f"{where}: no data (features of shape {found})")
+    sizes = split_sizes(shape.n_examples, shape.n_test, options)
+    if sizes.n_train == 0:
+        where = _where(dataset.name, shape.source)
+        raise _no_training_examples(where, shape.n_examples, shape.n_test, options)
+    return DataSummary(
+        name=dataset.name,
+        n_train=sizes.n_train,
+        n_val=sizes.n_val,
+        n_test=sizes.n_test,
+        n_features=shape.n_features + int(options.bias),
+        n_classes=shape.n_classes,
+        classes=classes,
+        dtype=np.dtype(options.dtype).name,
+        sha256=sha or "",
+        image_shape=tuple(image_shape) if image_shape is not None else None,
+        has_bias=options.bias,
+    )

@@ -55,9 +55,26 @@ class OptlabError(Exception):
 
 
 class InputError(OptlabError):
-    """The user's input is wrong: nothing was run; exit status 2."""
+    """The user's input is wrong: nothing was run; exit status 2.
+
+    Parameters
+    ----------
+    *args
+        The message (one line), as for any exception.
+    key : str or None, keyword-only
+        The spec key at fault, dotted and relative to the component's mapping in the spec, so
+        that the error can be shown at that key's line: for a dataset ``path``, ``val``,
+        ``test``, ``limit`` or ``limit.train``; for an optimizer ``batch_size``, ``epochs``,
+        ``iterations`` or ``trials``. ``None`` (the default) when no single key is at fault.
+        Kept as :attr:`key`; the message is unchanged by it, and it survives pickling (a
+        worker process sends errors back pickled).
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, key: str | None = None) -> None:
+        super().__init__(*args)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -69,7 +86,8 @@ class SpecIssue:
     file : str
         The spec file's path as the user gave it (or ``"--set"`` for an override).
     line, column : int
-        1-based position of the offending key or value (0 when unknown).
+        1-based position of the offending key or value; 0 for a problem with the whole file
+        or a ``--set`` override (then printed without coordinates).
     path : str
         Dotted key path, for example ``optimizer.lr`` or ``variants.softmax.loss.name``.
     message : str
@@ -83,8 +101,9 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        """``FILE:LINE:COL: key.path: message``; ``FILE: ...`` when no line is known."""
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return ": ".join(p for p in (where, self.path, self.message) if p)
 
 
 class SpecError(InputError):
@@ -93,6 +112,10 @@ class SpecError(InputError):
     def __init__(self, issues: list[SpecIssue]) -> None:
         self.issues = list(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
+
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[SpecIssue]], dict[str, object]]:
+        # rebuilt from its issues (its message is made from them), not from the message
+        return (type(self), (self.issues,), dict(self.__dict__))
 
 
 class PluginError(InputError):

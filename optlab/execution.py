@@ -1,32 +1,25 @@
-"""Running an experiment's runs: preflight, the sequence of runs, failures and interrupts.
+"""Running an experiment's runs: the sequence of runs, failures and interrupts.
 
-The preflight loads each distinct dataset once and asks every run's optimizer whether it can
-handle the problem (:meth:`optlab.Optimizer.check_problem`), so bad input is refused before
-anything is trained or logged.
+Bad input is refused before anything is trained or logged, by :mod:`optlab.preflight`.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from optlab.backend import forced_backend, requested_backend
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData, load_data
-from optlab.errors import ComponentError, InputError
 from optlab.events import RunInfo, RunResult
 from optlab.monitor import StopFlag, stop_flag
-from optlab.plugin_manager import get_registry
+from optlab.preflight import data_key, data_rng, preflight
 from optlab.registry import Registry
-from optlab.runner import Observer, execute, run_streams
+from optlab.runner import Observer, execute
 
-__all__ = ["Outcome", "data_key", "git_tags", "preflight", "result_row", "run_all"]
+__all__ = ["Outcome", "git_tags", "result_row", "run_all"]
 
 
 @dataclass
@@ -65,48 +58,6 @@ def git_tags(spec_path: str) -> dict[str, str]:
     return {"optlab.git_commit": commit, "optlab.git_dirty": str(bool(dirty)).lower()}
 
 
-def data_key(run: RunSpec) -> str:
-    return json.dumps(
-        [run.dataset.as_dict(), run.data.model_dump(mode="json"), run.seed], sort_keys=True
-    )
-
-
-def _data_rng(run: RunSpec) -> np.random.Generator:
-    return run_streams(run.seed)[0]  # the stream the runner uses for the data
-
-
-def preflight(runs: Sequence[RunSpec]) -> dict[str, PreparedData]:
-    """Load every distinct dataset once and let each optimizer refuse its problem.
-
-    Returns the prepared data by key, for :func:`run_all` to reuse.
-
-    Raises
-    ------
-    InputError
-        A dataset cannot be loaded, an optimizer refuses the problem (prefixed by run name),
-        or the backend asked for is unknown or cannot run here.
-    """
-    registry = get_registry()
-    for setting in dict.fromkeys(requested_backend(run.backend) for run in runs):
-        forced_backend(setting, registry)
-    prepared: dict[str, PreparedData] = {}
-    for run in runs:
-        key = data_key(run)
-        if key not in prepared:
-            prepared[key] = load_data(run.dataset, run.data, _data_rng(run))
-        summary = prepared[key].summary
-        try:
-            optimizer = run.optimizer.build()
-            optimizer.check_problem(summary.n_train, summary.n_features, summary.n_classes)
-        except InputError as exc:
-            raise InputError(f"run '{run.name}': {exc}") from exc
-        except Exception as exc:
-            raise ComponentError(
-                "optimizer", run.optimizer.name, run.optimizer.record.provider, f"raised {exc!r}"
-            ) from exc
-    return prepared
-
-
 def run_all(
     experiment: Experiment,
     observer: Observer,
@@ -132,7 +83,7 @@ def run_all(
     for run in experiment.runs:
         data = prepared.get(data_key(run))
         if data is None:
-            data = prepared[data_key(run)] = load_data(run.dataset, run.data, _data_rng(run))
+            data = prepared[data_key(run)] = load_data(run.dataset, run.data, data_rng(run))
         if skip_keys is not None and skip_keys(run, data):
             outcome.skipped.append(run.name)
             continue

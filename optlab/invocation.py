@@ -16,9 +16,10 @@ from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData
 from optlab.errors import RunInterrupted, TrackingError
 from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.execution import Outcome, data_key, git_tags, preflight, run_all
+from optlab.execution import Outcome, git_tags, run_all
 from optlab.monitor import stop_flag, stop_on_signals
 from optlab.plugin_manager import GuardedHooks, get_plugin_manager
+from optlab.preflight import data_key, preflight
 from optlab.registry import Registry
 from optlab.runner import describe_run, run_key
 

@@ -15,7 +15,15 @@ import numpy as np
 from optlab.components import Array, ComponentKind, ComponentRecord, Monitor
 from optlab.objective import Objective
 
-__all__ = ["Optimizer", "OptimizerRecord"]
+__all__ = ["MAX_STEPS", "Optimizer", "OptimizerRecord"]
+
+#: The most parameter updates (optimizer steps) one run may make. Every bundled optimizer's
+#: :meth:`~Optimizer.check_problem` refuses a run needing more (minibatch optimizers:
+#: ``epochs * ceil(N / batch_size)``; ``gd``: ``iterations``; the random searches: ``trials``)
+#: with an :class:`~optlab.errors.InputError` giving the count, this limit and, as its ``key``,
+#: the param to lower. Even at a microsecond a step that many take 17 minutes, and a real step
+#: takes far longer: such a run is a mistake in the spec (an extra digit), not work to start.
+MAX_STEPS = 10**9
 
 
 class Optimizer(ABC):
@@ -38,9 +46,20 @@ class Optimizer(ABC):
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:  # noqa: B027
         """Refuse a problem this optimizer cannot handle, before any run starts.
 
-        Called once per run after the data is loaded and before anything is trained or logged;
-        raise :class:`~optlab.errors.InputError` (one line: which param, what to change), e.g.
-        a ``batch_size`` larger than ``n_examples``. Default: accept everything.
+        Called once per run after the data is loaded (or measured, by ``optlab validate``)
+        and before anything is trained or logged; raise :class:`~optlab.errors.InputError`
+        (one line: which param, what to change) with ``key=`` the param at fault, e.g.
+        ``InputError(..., key="batch_size")`` for a ``batch_size`` larger than ``n_examples``,
+        or a run of more than :data:`MAX_STEPS` steps. Default: accept everything.
+
+        Parameters
+        ----------
+        n_examples : int
+            ``N``, the training split's examples.
+        n_features : int
+            ``D``, the columns of ``X`` (the bias column included, when there is one).
+        n_classes : int
+            ``C``.
         """
 
 

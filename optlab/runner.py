@@ -28,6 +28,7 @@ from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.optimizer import Optimizer
 from optlab.plugin_manager import get_registry
+from optlab.preflight import run_streams
 from optlab.registry import Registry
 
 __all__ = [
@@ -201,11 +202,6 @@ def initial_weights(objective: Objective, rng: np.random.Generator) -> Array:
     norm = float(np.sqrt(np.mean(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))))
     scale = INIT_SCALE / norm if norm > 0 and np.isfinite(norm) else INIT_SCALE
     return (scale * rng.standard_normal(objective.shape)).astype(objective.dtype)
-
-
-def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
-    """The run's four independent random streams: data, initial weights, checks, optimizer."""
-    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
 
 
 def describe_run(

@@ -25,7 +25,8 @@ naming the component and the fault. What is checked:
   factory.
 - :func:`check_dataset`: what ``load(rng)`` returns is accepted by optlab (labels, class
   names, shapes, finite features, image shape), two classes at least, the same data for the
-  same seed, and no use of the global random state.
+  same seed, and no use of the global random state; a ``shape(rng)`` gives the sizes ``load``
+  gives.
 - :func:`check_optimizer`: on a small convex softmax problem, in float32 and float64, the
   weights come back with the shape and dtype of ``W0`` (unmodified), finite and with a lower
   objective; the monitor saw steps and an evaluation; the same seed gives the same weights;
@@ -322,7 +323,9 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     - at least two classes, distinct class names;
     - loading twice with generators of the same seed gives the same arrays and names (the
       splits and every run's numbers depend on it), and loading leaves numpy's and Python's
-      global random state alone (all randomness from ``rng``).
+      global random state alone (all randomness from ``rng``);
+    - a source that measures itself (:class:`~optlab.data.SupportsShape`) gives the
+      :class:`~optlab.DataShape` of what it loads.
 
     Raises
     ------
@@ -331,8 +334,8 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     """
     import random
 
-    from optlab.components import DatasetSource, RawDataset
-    from optlab.data import validate_raw
+    from optlab.components import DatasetSource, DataShape, RawDataset
+    from optlab.data import SupportsShape, validate_raw
     from optlab.errors import DataError
 
     source, name = _build(component, DatasetSource, "dataset", params)
@@ -375,6 +378,15 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
             f"image_shape {tuple(raw.image_shape)} holds {int(np.prod(raw.image_shape))} "
             f"values, a row has {X.shape[1]} features",
         )
+    if isinstance(source, SupportsShape):
+        try:
+            shape = source.shape(np.random.default_rng(1234))
+        except Exception as exc:
+            raise _fail("dataset", name, f"shape raised {exc!r}") from exc
+        n_test = None if raw.X_test is None else int(raw.X_test.shape[0])
+        loaded = DataShape(X.shape[0], X.shape[1], len(raw.classes), n_test, raw.source)
+        if shape != loaded:
+            raise _fail("dataset", name, f"shape() gave {shape}, load gives {loaded}")
     again = loads[1]
     pairs = [(raw.X, again.X), (raw.y, again.y), (raw.X_test, again.X_test)]
     pairs.append((raw.y_test, again.y_test))

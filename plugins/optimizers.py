@@ -127,6 +127,18 @@ class AdamParams(MinibatchParams):
     eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
 
+def _refuse_many_steps(steps: int, key: str, count: str) -> None:
+    """Raise :class:`optlab.InputError` (``key``: the param to lower) when a run needs more
+    than :data:`optlab.MAX_STEPS` steps; ``count`` says how ``steps`` is counted."""
+    if steps > optlab.MAX_STEPS:
+        formula = "" if count == key else f"{count} = "
+        raise optlab.InputError(
+            f"optimizer.{key}: {formula}{steps} steps is more than the {optlab.MAX_STEPS} a run "
+            f"may take (optlab.MAX_STEPS); lower optimizer.{key}",
+            key=key,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Random search
 # --------------------------------------------------------------------------------------------
@@ -145,6 +157,7 @@ def _search(
     """The loop both random searches share: ``propose(best)`` a new ``W`` (D, C), keep it if
     its training objective is lower. Each trial is one step over the whole training set and
     reports the best objective so far. ``start`` competes only if ``start_is_candidate``."""
+    _refuse_many_steps(trials, "trials", "trials")
     n = objective.n_examples
     best = start
     best_parts = objective.value(best) if start_is_candidate else None
@@ -169,6 +182,10 @@ class RandomSearch(optlab.Optimizer):
 
     def __init__(self, params: RandomSearchParams) -> None:
         self.params = params
+
+    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
+        """Refuse more than :data:`optlab.MAX_STEPS` trials."""
+        _refuse_many_steps(self.params.trials, "trials", "trials")
 
     def minimize(
         self,
@@ -196,6 +213,10 @@ class RandomLocalSearch(optlab.Optimizer):
 
     def __init__(self, params: RandomLocalSearchParams) -> None:
         self.params = params
+
+    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
+        """Refuse more than :data:`optlab.MAX_STEPS` trials."""
+        _refuse_many_steps(self.params.trials, "trials", "trials")
 
     def minimize(
         self,
@@ -281,7 +302,9 @@ class GradientDescent(optlab.Optimizer):
         self.params = params
 
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
-        """Refuse a numeric-gradient run needing more than ``max_numeric_evaluations``."""
+        """Refuse more than :data:`optlab.MAX_STEPS` iterations, and a numeric-gradient run
+        needing more than ``max_numeric_evaluations``."""
+        _refuse_many_steps(self.params.iterations, "iterations", "iterations")
         if self.params.gradient == "numeric":
             self._refuse_large_numeric(n_features, n_classes)
 
@@ -293,7 +316,8 @@ class GradientDescent(optlab.Optimizer):
                 f"optimizer.gradient=numeric needs 2*D*C*iterations = 2*{D}*{C}*{p.iterations}"
                 f" = {needed} loss evaluations, more than optimizer.max_numeric_evaluations="
                 f"{p.max_numeric_evaluations}; use gradient: analytic, fewer iterations or "
-                "features, or raise max_numeric_evaluations"
+                "features, or raise max_numeric_evaluations",
+                key="gradient",
             )
 
     def minimize(
@@ -305,8 +329,7 @@ class GradientDescent(optlab.Optimizer):
     ) -> Array:
         p = self.params
         numeric = p.gradient == "numeric"
-        if numeric:
-            self._refuse_large_numeric(*objective.shape)
+        self.check_problem(objective.n_examples, *objective.shape)
         dtype = W0.dtype
         lr = dtype.type(p.lr)
         n = objective.n_examples
@@ -434,12 +457,20 @@ class AdamRule(UpdateRule):
         W -= t(lr) * m_hat / (np.sqrt(v_hat) + t(self.eps))
 
 
-def _refuse_large_batch(params: MinibatchParams, n_examples: int) -> None:
+def _check_minibatch(params: MinibatchParams, n_examples: int) -> None:
+    """Refuse a batch larger than the training set, then more than :data:`optlab.MAX_STEPS`
+    steps (``epochs * ceil(N / batch_size)``)."""
     if params.batch_size > n_examples:
         raise optlab.InputError(
             f"optimizer.batch_size={params.batch_size} is larger than the training set "
-            f"({n_examples} examples); use a batch_size of at most {n_examples}"
+            f"({n_examples} examples); use a batch_size of at most {n_examples}",
+            key="batch_size",
         )
+    _refuse_many_steps(
+        params.epochs * -(-n_examples // params.batch_size),
+        "epochs",
+        f"epochs*ceil(N/batch_size) = {params.epochs}*ceil({n_examples}/{params.batch_size})",
+    )
 
 
 def minibatch_loop(
@@ -476,7 +507,7 @@ def minibatch_loop(
     """
     n = objective.n_examples
     B = params.batch_size
-    _refuse_large_batch(params, n)
+    _check_minibatch(params, n)
     W = W0.copy()
     rule.start(W)
     lr = float(params.lr)
@@ -506,8 +537,9 @@ class MinibatchOptimizer(optlab.Optimizer):
         self.rule = rule
 
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
-        """Refuse a ``batch_size`` larger than the training set."""
-        _refuse_large_batch(self.params, n_examples)
+        """Refuse a ``batch_size`` larger than the training set, and more than
+        :data:`optlab.MAX_STEPS` steps."""
+        _check_minibatch(self.params, n_examples)
 
     def minimize(
         self,

@@ -79,7 +79,7 @@ def test_set_overrides_go_through_validation(spec: Path) -> None:
     assert all(r["optimizer"]["epochs"] == 1 for r in json.loads(out))
     code, _, err = invoke("validate", str(spec), "--set", "optimizer.lr=-1")
     assert code == 2
-    assert "optimizer.lr" in err and "must be > 0" in err
+    assert "optimizer.lr" in err and "must be greater than 0" in err
     assert "Traceback" not in err
 
 

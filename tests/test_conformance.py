@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import types
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -182,6 +183,22 @@ class BrokenDataset(optlab.DatasetSource):
 def test_check_dataset_catches(fault: str, message: str) -> None:
     with pytest.raises(AssertionError, match=rf"^dataset 'BrokenDataset': .*{message}"):
         check_dataset(BrokenDataset(fault))
+
+
+class MismeasuredDataset(BrokenDataset):
+    """Measures itself wrong: one test example too many."""
+
+    def shape(self, rng: np.random.Generator) -> optlab.DataShape:
+        return optlab.DataShape(30, 4, 3, n_test=1)
+
+
+def test_check_dataset_compares_shape_with_load(tmp_path: Path) -> None:
+    with pytest.raises(
+        AssertionError, match=r"shape\(\) gave .*n_test=1.*load gives .*n_test=None"
+    ):
+        check_dataset(MismeasuredDataset("none"))
+    np.savez(tmp_path / "d.npz", X=np.ones((20, 3)), y=np.arange(20) % 2)
+    check_dataset(REGISTRY.get("dataset", "npz"), params={"path": tmp_path / "d.npz"})
 
 
 # ------------------------------------------------------------------------------------ backends

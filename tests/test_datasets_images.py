@@ -6,13 +6,13 @@ import gzip
 import os
 import pickle
 import struct
-import tarfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from dataset_files import idx, tar_gz, write_cifar_bin, write_cifar_py, write_mnist
 
 from optlab.config import ComponentSpec, DataOptions
 from optlab.data import PreparedData, load_data
@@ -20,7 +20,6 @@ from optlab.errors import DataError
 from optlab.registry import Registry
 
 RAW = DataOptions(center=False, bias=False, val=0.0, dtype="float32")
-PER_CLASS = 2  # images per class in each batch
 
 
 pytestmark = pytest.mark.usefixtures("fresh_data_cache")
@@ -35,56 +34,6 @@ def _load(registry: Registry, name: str, options: DataOptions = RAW, **params: A
 # --------------------------------------------------------------------------------------------
 # CIFAR-10
 # --------------------------------------------------------------------------------------------
-
-
-def _cifar_batch(batch: int) -> tuple[np.ndarray, list[int]]:
-    """Channel-major rows: red = 10 * label + batch, green = 100 + row, blue = 200."""
-    labels = [c for c in range(10) for _ in range(PER_CLASS)]
-    n = len(labels)
-    data = np.empty((n, 3, 1024), np.uint8)
-    data[:, 0] = (10 * np.array(labels) + batch)[:, None]
-    data[:, 1] = (100 + np.arange(n))[:, None]
-    data[:, 2] = 200
-    return data.reshape(n, 3072), labels
-
-
-def _write_cifar_py(root: Path, protocol: int = 2, meta: bool = True) -> Path:
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    for k in range(1, 6):
-        data, labels = _cifar_batch(k)
-        batch = {
-            b"batch_label": f"training batch {k} of 5".encode(),
-            b"labels": labels,
-            b"data": data,
-            b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
-        }
-        (d / f"data_batch_{k}").write_bytes(pickle.dumps(batch, protocol=protocol))
-    data, labels = _cifar_batch(0)
-    test = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data}
-    (d / "test_batch").write_bytes(pickle.dumps(test, protocol=protocol))
-    if meta:
-        names = [f"class{c}".encode() for c in range(10)]
-        meta_obj = {b"label_names": names, b"num_cases_per_batch": 20, b"num_vis": 3072}
-        (d / "batches.meta").write_bytes(pickle.dumps(meta_obj, protocol=protocol))
-    return d
-
-
-def _write_cifar_bin(root: Path) -> Path:
-    d = root / "cifar-10-batches-bin"
-    d.mkdir(parents=True)
-    for k, name in [(k, f"data_batch_{k}.bin") for k in range(1, 6)] + [(0, "test_batch.bin")]:
-        data, labels = _cifar_batch(k)
-        records = np.column_stack([np.array(labels, np.uint8), data])
-        (d / name).write_bytes(records.tobytes())
-    (d / "batches.meta.txt").write_text("\n".join(f"bin{c}" for c in range(10)) + "\n\n")
-    return d
-
-
-def _tar_gz(folder: Path, archive: Path) -> Path:
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
-    return archive
 
 
 def _check_cifar(d: PreparedData, prefix: str) -> None:
@@ -103,31 +52,31 @@ def _check_cifar(d: PreparedData, prefix: str) -> None:
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_cifar10_python_directory(registry: Registry, tmp_path: Path, protocol: int) -> None:
-    folder = _write_cifar_py(tmp_path, protocol)
+    folder = write_cifar_py(tmp_path, protocol)
     _check_cifar(_load(registry, "cifar10", path=folder), "class")
     # the parent folder works too, and without batches.meta the standard names are used
-    other = _write_cifar_py(tmp_path / "other", protocol, meta=False)
+    other = write_cifar_py(tmp_path / "other", protocol, meta=False)
     d = _load(registry, "cifar10", path=other.parent)
     assert d.summary.classes[:2] == ("airplane", "automobile")
 
 
 def test_cifar10_binary_directory(registry: Registry, tmp_path: Path) -> None:
-    _check_cifar(_load(registry, "cifar10", path=_write_cifar_bin(tmp_path)), "bin")
+    _check_cifar(_load(registry, "cifar10", path=write_cifar_bin(tmp_path)), "bin")
 
 
-@pytest.mark.parametrize("writer", [_write_cifar_py, _write_cifar_bin])
+@pytest.mark.parametrize("writer", [write_cifar_py, write_cifar_bin])
 def test_cifar10_tar_gz_is_read_without_extracting(
     registry: Registry, tmp_path: Path, writer: Any
 ) -> None:
-    archive = _tar_gz(writer(tmp_path / "src"), tmp_path / "cifar-10.tar.gz")
+    archive = tar_gz(writer(tmp_path / "src"), tmp_path / "cifar-10.tar.gz")
     before = sorted(p.name for p in tmp_path.iterdir())
     d = _load(registry, "cifar10", path=archive)
-    _check_cifar(d, "class" if writer is _write_cifar_py else "bin")
+    _check_cifar(d, "class" if writer is write_cifar_py else "bin")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_cifar10_trains_through_prepare_defaults(registry: Registry, tmp_path: Path) -> None:
-    d = _load(registry, "cifar10", DataOptions(), path=_write_cifar_py(tmp_path))
+    d = _load(registry, "cifar10", DataOptions(), path=write_cifar_py(tmp_path))
     assert d.X_train.dtype == np.float64 and d.X_train.shape[1] == 3073
     assert (d.summary.n_train, d.summary.n_val) == (80, 20)
     assert np.array_equal(np.bincount(d.y_val), [2] * 10)
@@ -135,7 +84,7 @@ def test_cifar10_trains_through_prepare_defaults(registry: Registry, tmp_path: P
 
 def test_cifar10_batches_written_by_numpy_1_load(registry: Registry, tmp_path: Path) -> None:
     """The downloaded batches were pickled by Python 2 / numpy 1.x: numpy.core globals."""
-    folder = _write_cifar_py(tmp_path, protocol=2)
+    folder = write_cifar_py(tmp_path, protocol=2)
     for f in folder.iterdir():
         f.write_bytes(f.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
     assert b"numpy.core.multiarray" in (folder / "data_batch_1").read_bytes()
@@ -153,7 +102,7 @@ class _Evil:
 
 
 def test_cifar10_malicious_pickle_is_refused(registry: Registry, tmp_path: Path) -> None:
-    folder = _write_cifar_py(tmp_path)
+    folder = write_cifar_py(tmp_path)
     pwned = tmp_path / "pwned"
     (folder / "data_batch_3").write_bytes(
         pickle.dumps({b"data": _Evil(pwned), b"labels": [0]}, protocol=2)
@@ -167,7 +116,7 @@ def test_cifar10_malicious_pickle_is_refused(registry: Registry, tmp_path: Path)
 
 
 def test_cifar10_pickle_asking_for_eval_is_refused(registry: Registry, tmp_path: Path) -> None:
-    folder = _write_cifar_py(tmp_path)
+    folder = write_cifar_py(tmp_path)
     payload = b"cbuiltins\neval\n(Vprint('pwned')\ntR."
     (folder / "test_batch").write_bytes(payload)
     with pytest.raises(DataError, match=r"test_batch.*builtins\.eval"):
@@ -203,7 +152,7 @@ def test_cifar10_pickle_asking_for_eval_is_refused(registry: Registry, tmp_path:
 def test_cifar10_bad_python_batches(
     registry: Registry, tmp_path: Path, damage: Any, message: str
 ) -> None:
-    folder = _write_cifar_py(tmp_path)
+    folder = write_cifar_py(tmp_path)
     damage(folder)
     with pytest.raises(DataError, match=message) as info:
         _load(registry, "cifar10", path=folder)
@@ -211,12 +160,12 @@ def test_cifar10_bad_python_batches(
 
 
 def test_cifar10_truncated_binary_and_archive(registry: Registry, tmp_path: Path) -> None:
-    folder = _write_cifar_bin(tmp_path / "a")
+    folder = write_cifar_bin(tmp_path / "a")
     data = (folder / "data_batch_4.bin").read_bytes()
     (folder / "data_batch_4.bin").write_bytes(data[:-100])
     with pytest.raises(DataError, match=r"data_batch_4\.bin: .*truncated"):
         _load(registry, "cifar10", path=folder)
-    archive = _tar_gz(_write_cifar_py(tmp_path / "b"), tmp_path / "c.tar.gz")
+    archive = tar_gz(write_cifar_py(tmp_path / "b"), tmp_path / "c.tar.gz")
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(DataError, match=r"c\.tar\.gz"):
         _load(registry, "cifar10", path=archive)
@@ -234,34 +183,9 @@ def test_cifar10_missing_path(registry: Registry, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _idx(array: np.ndarray) -> bytes:
-    return (
-        struct.pack(">HBB", 0, 0x08, array.ndim)
-        + struct.pack(f">{array.ndim}I", *array.shape)
-        + array.astype(np.uint8).tobytes()
-    )
-
-
-def _write_mnist(root: Path, gz: bool, n_train: int = 30, n_test: int = 10) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        images = np.zeros((n, 28, 28), np.uint8)
-        images[:, 3, 4] = labels * 20
-        images[:, 27, 27] = np.arange(n)
-        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
-            data = _idx(arr)
-            name = f"{prefix}-{kind}-ubyte"
-            if gz:
-                (root / f"{name}.gz").write_bytes(gzip.compress(data))
-            else:
-                (root / name).write_bytes(data)
-    return root
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_idx_plain_and_gz(registry: Registry, tmp_path: Path, gz: bool) -> None:
-    d = _load(registry, "mnist", path=_write_mnist(tmp_path, gz))
+    d = _load(registry, "mnist", path=write_mnist(tmp_path, gz))
     assert (d.summary.n_train, d.summary.n_test) == (30, 10)
     assert d.summary.image_shape == (28, 28) and d.X_train.shape == (30, 784)
     assert d.summary.classes == tuple(str(i) for i in range(10))
@@ -272,7 +196,7 @@ def test_mnist_idx_plain_and_gz(registry: Registry, tmp_path: Path, gz: bool) ->
 
 
 def test_fashion_mnist_shares_the_format(registry: Registry, tmp_path: Path) -> None:
-    d = _load(registry, "fashion_mnist", path=_write_mnist(tmp_path, gz=True))
+    d = _load(registry, "fashion_mnist", path=write_mnist(tmp_path, gz=True))
     assert d.summary.classes[0] == "T-shirt/top" and d.summary.classes[-1] == "Ankle boot"
 
 
@@ -287,7 +211,7 @@ def test_fashion_mnist_shares_the_format(registry: Registry, tmp_path: Path) -> 
     ],
 )
 def test_mnist_bad_images(registry: Registry, tmp_path: Path, damage: Any, message: str) -> None:
-    folder = _write_mnist(tmp_path, gz=False)
+    folder = write_mnist(tmp_path, gz=False)
     damage(folder / "train-images-idx3-ubyte")
     with pytest.raises(DataError, match=message) as info:
         _load(registry, "mnist", path=folder)
@@ -295,14 +219,14 @@ def test_mnist_bad_images(registry: Registry, tmp_path: Path, damage: Any, messa
 
 
 def test_mnist_label_problems(registry: Registry, tmp_path: Path) -> None:
-    folder = _write_mnist(tmp_path, gz=False)
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.arange(9) % 10))
+    folder = write_mnist(tmp_path, gz=False)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx(np.arange(9) % 10))
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: 9 labels for 10 images"):
         _load(registry, "mnist", path=folder)
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.full(10, 12)))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx(np.full(10, 12)))
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: label 12 out of range"):
         _load(registry, "mnist", path=folder)
-    (folder / "t10k-labels-idx1-ubyte").write_bytes(gzip.compress(_idx(np.arange(10)))[:-8])
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(gzip.compress(idx(np.arange(10)))[:-8])
     with pytest.raises(DataError, match="corrupt gzip"):
         _load(registry, "mnist", path=folder)
 

@@ -314,11 +314,11 @@ def _issue_lines(result: Result) -> list[str]:
 @pytest.mark.parametrize(
     ("optimizer", "at", "message"),
     [
-        ("{name: picky, lr: 5}", "5", r"optimizer\.lr: must be <= 1, got 5"),
+        ("{name: picky, lr: 5}", "5", r"optimizer\.lr: must be less than or equal to 1, got 5"),
         (
             "{name: picky, schedule: linear}",
             "linear",
-            r"optimizer\.schedule: must be one of 'step' or 'cosine', got 'linear'.*",
+            r"optimizer\.schedule: must be 'step' or 'cosine', got 'linear'.*",
         ),
         (
             "{name: picky, warmup: 9, epochs: 3}",

@@ -221,8 +221,9 @@ def test_numeric_gd_refuses_problems_too_large_before_training(digits: Digits) -
     assert "2*65*10*1000 = 1300000" in str(info.value)
     assert "\n" not in str(info.value)
     assert not monitor.steps
-    with pytest.raises(optlab.InputError, match="max_numeric_evaluations"):
+    with pytest.raises(optlab.InputError, match="max_numeric_evaluations") as info:
         opt.check_problem(1000, 65, 10)
+    assert info.value.key == "gradient"
     opt.check_problem(1000, 5, 1)  # 2*5*1*1000 = 10000 evaluations: allowed
     build("gd", iterations=1000, max_numeric_evaluations=10).check_problem(1000, 65, 10)
 
@@ -300,9 +301,53 @@ def test_batch_size_larger_than_the_data_is_a_clear_error(digits: Digits) -> Non
         build("sgd").minimize(obj, np.zeros(obj.shape), np.random.default_rng(0), monitor)
     assert not monitor.steps
     for name in ("sgd", "adagrad", "rmsprop", "adam"):
-        with pytest.raises(optlab.InputError, match=r"optimizer\.batch_size=200"):
+        with pytest.raises(optlab.InputError, match=r"optimizer\.batch_size=200") as info:
             build(name).check_problem(50, 65, 10)  # the runner asks before anything starts
+        assert info.value.key == "batch_size"
         build(name).check_problem(200, 65, 10)
+
+
+HUGE = 99999999999999999999999
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "key", "steps"),
+    [
+        ("sgd", {"epochs": HUGE}, "epochs", HUGE),  # N = batch_size: one step an epoch
+        ("adam", {"epochs": 10**8, "batch_size": 3}, "epochs", 10**8 * 67),  # ceil(200 / 3)
+        ("adagrad", {"epochs": 2 * 10**8, "batch_size": 20}, "epochs", 2 * 10**9),
+        ("gd", {"iterations": 10**9 + 1}, "iterations", 10**9 + 1),
+        ("gd", {"iterations": HUGE, "gradient": "numeric"}, "iterations", HUGE),
+        ("random_search", {"trials": 10**12}, "trials", 10**12),
+        ("random_local_search", {"trials": 10**9 + 1}, "trials", 10**9 + 1),
+    ],
+)
+def test_every_bundled_optimizer_refuses_more_than_max_steps_naming_the_knob(
+    name: str, params: dict[str, Any], key: str, steps: int
+) -> None:
+    assert optlab.MAX_STEPS == 10**9
+    with pytest.raises(optlab.InputError) as info:
+        build(name, **params).check_problem(200, 65, 10)
+    text = str(info.value)
+    assert info.value.key == key
+    assert text.startswith(f"optimizer.{key}: ") and text.endswith(f"lower optimizer.{key}")
+    assert f"{steps} steps" in text and f"{optlab.MAX_STEPS}" in text and "\n" not in text
+    # and the loop refuses before its first step when check_problem was not asked
+    obj = Objective(np.ones((200, 65)), np.arange(200) % 10, 10, BoundLoss(SVMLoss(), "svm"))
+    monitor = RecordingMonitor()
+    with pytest.raises(optlab.InputError, match=r"optlab\.MAX_STEPS"):
+        build(name, **params).minimize(obj, np.zeros(obj.shape), np.random.default_rng(0), monitor)
+    assert not monitor.steps
+
+
+def test_max_steps_itself_is_allowed() -> None:
+    build("sgd", epochs=10**9, batch_size=200).check_problem(200, 65, 10)
+    build("sgd", epochs=5 * 10**8, batch_size=100).check_problem(200, 65, 10)
+    build("gd", iterations=optlab.MAX_STEPS).check_problem(200, 65, 10)
+    build("random_search", trials=optlab.MAX_STEPS).check_problem(200, 65, 10)
+    build("random_local_search", trials=optlab.MAX_STEPS).check_problem(200, 65, 10)
+    with pytest.raises(optlab.InputError, match="2000000000 steps"):
+        build("sgd", epochs=10**9, batch_size=199).check_problem(200, 65, 10)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(digits: Digits) -> None:

@@ -12,13 +12,16 @@ from spec_testplugins import make_registry
 
 from optlab._spec_expand import (
     draw_random_points,
-    merge_into,
+    grid_points,
+    merge,
     point_label,
+    run_name,
     set_path,
     unique_names,
 )
+from optlab._spec_issues import Locator
 from optlab._spec_models import Distribution
-from optlab._yaml_positions import Src
+from optlab._spec_yaml import Src
 from optlab.config import Experiment
 from optlab.registry import Registry
 from optlab.spec import describe_plan, load_experiment
@@ -324,16 +327,25 @@ def test_resolved_is_json_and_complete(tmp_path: Path, registry: Registry) -> No
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _src(path: str) -> Src:
-    return Src("f", 1, 1, 1, 1, path)
+def _src(path: str, line: int = 1) -> Src:
+    return Src("f", line, 1, line, 5, path)
 
 
-def test_merge_into_rules() -> None:
+def test_merge_rules() -> None:
     base = {"loss": {"name": "svm", "margin": 2}, "data": {"name": "a", "limit": 3, "path": "x"}}
-    pos = {("loss", "margin"): _src("loss.margin"), ("data", "path"): _src("data.path")}
-    merge_into(base, pos, {"loss": {"name": "softmax"}, "data": {"name": "b"}}, {})
-    assert base == {"loss": {"name": "softmax"}, "data": {"limit": 3, "name": "b"}}
-    assert pos == {}  # the dropped params' positions are gone too
+    override = {"loss": {"name": "softmax"}, "data": {"name": "b"}, "checks": False}
+    merged = merge(base, override)
+    assert merged == {
+        "loss": {"name": "softmax"},
+        "data": {"limit": 3, "name": "b"},
+        "checks": False,
+    }
+    assert base["loss"] == {"name": "svm", "margin": 2}  # neither input changes
+    assert merge(base, {"loss": {"margin": 5}})["loss"] == {"name": "svm", "margin": 5}
+    # below a component, mappings merge key by key even when they hold a "name"
+    assert merge(
+        {"data": {"name": "a", "limit": {"train": 1}}}, {"data": {"limit": {"val": 2}}}
+    ) == {"data": {"name": "a", "limit": {"train": 1, "val": 2}}}
 
 
 def test_set_path_rules() -> None:
@@ -341,18 +353,56 @@ def test_set_path_rules() -> None:
         "regularizer": [{"name": "l2"}],
         "loss": {"name": "svm", "margin": 1},
     }
-    pos: dict[tuple[str | int, ...], Src] = {}
-    src = _src("sweep.grid.x")
-    assert set_path(body, pos, ["regularizer", "0", "strength"], 0.1, src) is None
+    assert set_path(body, ["regularizer", "0", "strength"], 0.1) == ("regularizer", 0, "strength")
     assert body["regularizer"] == [{"name": "l2", "strength": 0.1}]
-    assert set_path(body, pos, ["loss", "name"], "softmax", src) is None
+    set_path(body, ["regularizer", "0"], {"name": "l1"})
+    assert body["regularizer"] == [{"name": "l1"}]  # a new name drops the old params
+    set_path(body, ["loss", "name"], "softmax")
     assert body["loss"] == {"name": "softmax"}
-    assert set_path(body, pos, ["optimizer", "lr"], 0.1, src) is None
+    set_path(body, ["optimizer", "lr"], 0.1)
     assert body["optimizer"] == {"lr": 0.1}
-    problem = set_path(body, pos, ["regularizer", "strength"], 1, src)
-    assert problem is not None and "e.g. regularizer.0.strength" in problem
-    problem = set_path(body, pos, ["regularizer", "2", "strength"], 1, src)
-    assert problem is not None and "index 2 is out of range" in problem
+    with pytest.raises(ValueError, match=r"e\.g\. regularizer\.0\.strength"):
+        set_path(body, ["regularizer", "strength"], 1)
+    with pytest.raises(ValueError, match="index 2 is out of range"):
+        set_path(body, ["regularizer", "2", "strength"], 1)
+    with pytest.raises(ValueError, match=r"'loss.name' is 'softmax' \(a string\), not a mapping"):
+        set_path(body, ["loss", "name", "x"], 1)
+    # under variants.<name> the run's keys start at the third segment
+    doc = {"variants": {"v": {"loss": {"name": "svm", "margin": 2}}}}
+    set_path(doc, ["variants", "v", "loss", "name"], "softmax", offset=2)
+    assert doc == {"variants": {"v": {"loss": {"name": "softmax"}}}}
+
+
+def test_grid_points_and_run_names() -> None:
+    points = list(grid_points({"a": [1, 2], "b": ["x", "y"]}))
+    assert points == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+    assert run_name("svm", ["lr0.1", "softmax"], 3) == "svm-lr0.1-softmax-seed3"
+    assert run_name("svm", [], None) == "svm"
+
+
+def test_locator_prefers_sweep_then_variant_then_base() -> None:
+    positions = {
+        (): _src("", 1),
+        ("loss",): _src("loss", 2),
+        ("loss", "margin"): _src("loss.margin", 2),
+        ("variants", "v"): _src("variants.v", 5),
+        ("variants", "v", "loss"): _src("variants.v.loss", 6),
+    }
+    swept = {("optimizer", "lr"): _src("sweep.grid.optimizer.lr", 9)}
+    loc = Locator("f", positions, "v", swept)
+    assert loc.find(("loss", "margin"))[:2] == (positions[("loss", "margin")], "loss.margin")
+    assert loc.find(("loss",))[1] == "variants.v.loss"  # the variant wrote it
+    assert loc.find(("loss", "scale"))[1:] == ("variants.v.loss.scale", False)
+    assert loc.find(("optimizer", "lr"))[1:] == ("sweep.grid.optimizer.lr", True)
+    assert loc.find(("data",))[1:] == ("variants.v.data", False)
+    issue = loc.issue(("loss", "margin"), "bad", key=False)
+    assert (issue.line, issue.column, issue.path) == (2, 5, "loss.margin")
+    assert Locator("f", positions).find(("data",))[1:] == ("data", False)
 
 
 def test_point_labels_and_unique_names() -> None:

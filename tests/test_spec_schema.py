@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from spec_testplugins import make_registry
 
-from optlab._yaml_positions import load_yaml_text
+from optlab._spec_yaml import load_yaml
 from optlab.errors import SpecError
 from optlab.registry import Registry
 from optlab.schema import SCHEMA_DIALECT, json_schema
@@ -59,27 +60,27 @@ def validator(registry: Registry) -> object:
 
 
 def _data(text: str) -> object:
-    return load_yaml_text(text, "x").data
+    return load_yaml(text, "x")[0]
+
+
+def _branches(schema: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """The schema of each component a run key accepts, by name."""
+    prop = schema["properties"][key]["anyOf"][0]
+    refs = [b["$ref"] for b in prop.get("oneOf", [prop])]
+    branches = [schema["$defs"][r.rsplit("/", 1)[1]] for r in refs]
+    return {b["properties"]["name"]["const"]: b for b in branches}
 
 
 def test_schema_shape(registry: Registry) -> None:
     schema = json_schema(registry)
     assert schema["$schema"] == SCHEMA_DIALECT
     json.dumps(schema)
-    losses = schema["$defs"]["component_loss"]["oneOf"]
-    assert {b["properties"]["name"]["const"] for b in losses} == {"svm", "softmax"}
-    sgd = next(
-        b
-        for b in schema["$defs"]["component_optimizer"]["oneOf"]
-        if b["properties"]["name"]["const"] == "sgd"
-    )
+    assert set(_branches(schema, "loss")) == {"svm", "softmax"}
+    assert schema["properties"]["loss"]["anyOf"][0]["discriminator"]["propertyName"] == "name"
+    sgd = _branches(schema, "optimizer")["sgd"]
     assert sgd["properties"]["lr"]["exclusiveMinimum"] == 0
     assert sgd["additionalProperties"] is False
-    digits = next(
-        b
-        for b in schema["$defs"]["component_data"]["oneOf"]
-        if b["properties"]["name"]["const"] == "digits"
-    )
+    digits = _branches(schema, "data")["digits"]
     assert {"center", "dtype", "limit", "n_samples"} <= set(digits["properties"])
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import model_validator
 from spec_testplugins import BUNDLED, SpecTestPlugin, make_registry
 
 import optlab
@@ -221,8 +222,9 @@ def test_default_registry_is_the_process_registry(
 
 def test_value_error_points_at_the_value(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, BASE.replace("lr: 0.1", "lr: -0.1"), registry)
-    assert brief(found) == [(7, 7, "optimizer.lr", "must be > 0, got -0.1")]
-    assert str(found[0]) == f"{tmp_path / 'spec.yaml'}:7:7: optimizer.lr: must be > 0, got -0.1"
+    assert brief(found) == [(7, 7, "optimizer.lr", "must be greater than 0, got -0.1")]
+    expected = "7:7: optimizer.lr: must be greater than 0, got -0.1"
+    assert str(found[0]) == f"{tmp_path / 'spec.yaml'}:{expected}"
 
 
 def test_unknown_key_points_at_the_key_with_suggestion(tmp_path: Path, registry: Registry) -> None:
@@ -289,15 +291,20 @@ def test_every_error_of_a_file_at_once_in_order(tmp_path: Path, registry: Regist
             "data.name",
             "unknown dataset 'digitz' (did you mean 'digits'?); available: blobs, digits",
         ),
-        (5, 27, "loss.margin", "must be > 0, got -1"),
+        (5, 27, "loss.margin", "must be greater than 0, got -1"),
         (6, 27, "regularizer.1", "must be a mapping like {name: l1, ...}, got 'l1' (a string)"),
-        (7, 28, "optimizer.lr", "must be > 0, got 0"),
-        (7, 43, "optimizer.batch_size", "must be an integer, got 1.5"),
+        (7, 28, "optimizer.lr", "must be greater than 0, got 0"),
+        (
+            7,
+            43,
+            "optimizer.batch_size",
+            "must be a valid integer, got a number with a fractional part",
+        ),
         (
             8,
             20,
             "checks.gradient",
-            "must be one of 'warn', 'error' or 'off', got 'loud' (a string)",
+            "must be 'warn', 'error' or 'off', got 'loud' (a string)",
         ),
     ]
 
@@ -328,7 +335,7 @@ def test_errors_in_variants_point_into_the_variant(tmp_path: Path, registry: Reg
     )
     found = issues(tmp_path, text, registry)
     assert brief(found) == [
-        (13, 20, "variants.wide.loss.margin", "must be > 0, got -2"),
+        (13, 20, "variants.wide.loss.margin", "must be greater than 0, got -2"),
         (
             15,
             18,
@@ -336,7 +343,7 @@ def test_errors_in_variants_point_into_the_variant(tmp_path: Path, registry: Reg
             "unknown loss 'softmx' (did you mean 'softmax'?); available: softmax, svm",
         ),
         (17, 5, "variants.typo", "unknown key 'optimzer' (did you mean 'optimizer'?)"),
-        (19, 21, "variants.fast.optimizer.lr", "must be > 0, got -5"),
+        (19, 21, "variants.fast.optimizer.lr", "must be greater than 0, got -5"),
     ]
 
 
@@ -379,8 +386,8 @@ def test_sweep_errors_point_at_the_sweep_entry(tmp_path: Path, registry: Registr
     )
     found = issues(tmp_path, text, registry)
     assert brief(found) == [
-        (13, 25, "sweep.grid.optimizer.lr", "must be > 0, got -1"),
-        (16, 9, "sweep.grid.optimizer.epochs", "must be > 0, got 0"),
+        (13, 25, "sweep.grid.optimizer.lr", "must be greater than 0, got -1"),
+        (16, 9, "sweep.grid.optimizer.epochs", "must be greater than 0, got 0"),
     ]
 
 
@@ -400,7 +407,7 @@ def test_random_sweep_errors_point_at_the_param(tmp_path: Path, registry: Regist
         (14, "sweep.random.params.optimizer.batch_size"),
         (15, "sweep.random.params.optimizer.lr"),
     ]
-    assert found[1].message.startswith("must be > 0, got -")
+    assert found[1].message.startswith("must be greater than 0, got -")
 
 
 def test_too_many_runs(tmp_path: Path, registry: Registry) -> None:
@@ -439,7 +446,7 @@ def test_yaml_problem_does_not_hide_other_errors(tmp_path: Path, registry: Regis
     text = BASE.replace("lr: 0.1", "lr: -1") + "description: !!python/object:os.system {}\n"
     found = issues(tmp_path, text, registry)
     assert brief(found) == [
-        (7, 7, "optimizer.lr", "must be > 0, got -1"),
+        (7, 7, "optimizer.lr", "must be greater than 0, got -1"),
         (
             10,
             14,
@@ -456,7 +463,7 @@ def test_yaml_problem_does_not_hide_other_errors(tmp_path: Path, registry: Regis
 def test_missing_file(tmp_path: Path, registry: Registry) -> None:
     with pytest.raises(SpecError) as info:
         load_experiment(tmp_path / "nope.yaml", registry=registry)
-    assert str(info.value) == f"{tmp_path / 'nope.yaml'}:0:0: no such file; check the path"
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file; check the path"
 
 
 def test_directory_instead_of_file(tmp_path: Path, registry: Registry) -> None:
@@ -492,7 +499,7 @@ def test_read_failure_is_reported(
     with pytest.raises(SpecError) as info:
         load_experiment(path, registry=registry)
     assert str(info.value) == (
-        f"{path}:0:0: cannot be read: permission denied; check the file's permissions"
+        f"{path}: cannot be read: permission denied; check the file's permissions"
     )
 
 
@@ -596,11 +603,11 @@ def test_bad_set_overrides_are_reported_with_the_file_errors(
         ["optimizer.lr=-1", "optimizer.lrr=1", "nonsense", "data.limit=[1", "loss.margin.x=1"],
     )
     assert [str(i) for i in found if i.file == "--set"] == [
-        "--set:0:0: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1 (in --set nonsense)",
-        "--set:0:0: loss.margin.x: cannot set 'loss.margin.x': 'loss.margin' is -1, not a "
+        "--set: expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1 (in --set nonsense)",
+        "--set: loss.margin.x: cannot set 'loss.margin.x': 'loss.margin' is -1, not a "
         "mapping (in --set loss.margin.x=1)",
-        "--set:0:0: optimizer: unknown key 'lrr' (did you mean 'lr'?) (in --set optimizer.lrr=1)",
-        "--set:0:0: optimizer.lr: must be > 0, got -1 (in --set optimizer.lr=-1)",
+        "--set: optimizer: unknown key 'lrr' (did you mean 'lr'?) (in --set optimizer.lrr=1)",
+        "--set: optimizer.lr: must be greater than 0, got -1 (in --set optimizer.lr=-1)",
         "--set:1:3: data.limit: invalid YAML: expected ',' or ']', but got '<stream end>' "
         "(while parsing a flow sequence) (in --set data.limit=[1)",
     ]
@@ -610,5 +617,70 @@ def test_bad_set_overrides_are_reported_with_the_file_errors(
 def test_set_unknown_top_level_key(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, BASE, registry, ["optimiser.lr=1"])
     assert str(found[0]) == (
-        "--set:0:0: unknown key 'optimiser' (did you mean 'optimizer'?) (in --set optimiser.lr=1)"
+        "--set: unknown key 'optimiser' (did you mean 'optimizer'?) (in --set optimiser.lr=1)"
     )
+
+
+# ------------------------------------------------------------ found by trying it as a new user
+
+
+def test_a_params_validator_failing_in_a_variant_points_into_the_variant(tmp_path: Path) -> None:
+    class PickyParams(optlab.Params):
+        low: float = 0.0
+        high: float = 1.0
+
+        @model_validator(mode="after")
+        def _ordered(self) -> PickyParams:
+            if self.low >= self.high:
+                raise ValueError(f"low must be below high, got {self.low} >= {self.high}")
+            return self
+
+    class Picky:
+        @optlab.hookimpl
+        def optlab_register_losses(self) -> list[LossRecord]:
+            return [LossRecord("picky", lambda p: None, PickyParams)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+        _, reg = build_registry(extra=[("tests", SpecTestPlugin()), ("picky", Picky())])
+    text = BASE + "variants:\n  a: {}\n  b:\n    loss: {name: picky, low: 2}\n"
+    found = issues(tmp_path, text, reg)
+    assert brief(found) == [
+        (13, 11, "variants.b.loss", "low must be below high, got 2.0 >= 1.0"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("lr: 0.1", "lr: .inf", "optimizer.lr"),
+        ("strength: 0.001", "strength: -.inf", "regularizer.strength"),
+        ("margin: 1.0", "margin: .nan", "loss.margin"),
+    ],
+)
+def test_non_finite_numbers_are_refused(
+    tmp_path: Path, registry: Registry, old: str, new: str, path: str
+) -> None:
+    found = issues(tmp_path, BASE.replace(old, new), registry)
+    assert [(i.path, i.message.split(",")[0]) for i in found] == [(path, "must be a finite number")]
+
+
+def test_every_misspelled_sweep_key_is_reported_once(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "sweep:\n  grid: {optimizer.lrr: [0.1, 0.2, 0.3], foo.bar: [1]}\n"
+    found = issues(tmp_path, text, registry)
+    assert brief(found) == [
+        (11, 10, "sweep.grid.optimizer.lrr", "unknown key 'lrr' (did you mean 'lr'?)"),
+        (
+            11,
+            42,
+            "sweep.grid.foo.bar",
+            "sweep keys start with one of data, loss, regularizer, optimizer, checks, got 'foo'",
+        ),
+    ]
+
+
+def test_experiment_name_longer_than_mlflow_allows(tmp_path: Path, registry: Registry) -> None:
+    found = issues(tmp_path, BASE.replace("name: demo", "name: " + "x" * 501), registry)
+    assert [(i.line, i.path, i.message[:41]) for i in found] == [
+        (1, "name", "string should have at most 500 characters")
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from optlab.components import Array
+from optlab.config import DEFAULT_STEP_POINTS
 from optlab.events import EpochReport, StepHistory
 
 __all__ = [
@@ -46,12 +47,6 @@ EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
 # and epoch (an x-axis to choose, not a curve to read) comes last.
 CURVES = "curves/"
 SUMMARY = "summary/"
-
-#: per-step points logged per metric and run, by default (every step is in ``steps.npz``): as
-#: many as MLflow 3.17's charts draw of a run's metric (they fetch a sample of 320 points per run
-#: and metric, ``maxResults: 320`` in its UI). Measured on a CIFAR-10-shaped run of 15 epochs
-#: (3,675 steps): 1,000 points per curve cost 20% of its training time, 320 cost 5%.
-DEFAULT_STEP_POINTS = 320
 
 
 def curve_key(name: str) -> str:

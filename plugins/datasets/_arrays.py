@@ -1,5 +1,10 @@
 """Arrays from the user's files: ``.npz`` archives or ``.npy`` files, and CSV tables.
 
+Both sources have a ``shape(rng)`` (see :class:`optlab.data.SupportsShape`) that measures
+the data without reading the features: an ``.npz`` member's or ``.npy`` file's header, a
+CSV's label column; the labels are read (they are small, and the classes are counted from
+them).
+
 Memory-mapping (``data.mmap: true``): a ``.npy`` file is opened with
 ``np.load(mmap_mode="r")``; a member of an *uncompressed* ``.npz`` (written by ``np.savez``)
 is memory-mapped at its offset inside the archive, since the zip stores it as is. A
@@ -14,13 +19,14 @@ import struct
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from optlab import Array, DataError, DatasetSource, Params, RawDataset
+from optlab import Array, DataError, DatasetSource, DataShape, Params, RawDataset
 
-from ._common import encode_labels, existing_path
+from ._common import encode_labels, existing_path, shape_of, stand_in
 
 __all__ = ["Csv", "CsvParams", "Npz", "NpzParams"]
 
@@ -49,13 +55,14 @@ def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, where: str) -> Array:
     if info.compress_type != zipfile.ZIP_STORED:
         raise DataError(
             f"{where}: compressed .npz members cannot be memory-mapped; save with np.savez "
-            "(not savez_compressed) or as .npy files, or set data.mmap: false"
+            "(not savez_compressed) or as .npy files, or set data.mmap: false",
+            key="path",
         )
     with path.open("rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise DataError(f"{where}: corrupt zip local header")
+            raise DataError(f"{where}: corrupt zip local header", key="path")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         f.seek(info.header_offset + 30 + name_len + extra_len)
         version = np.lib.format.read_magic(f)
@@ -65,14 +72,32 @@ def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, where: str) -> Array:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         offset = f.tell()
     if dtype.hasobject:
-        raise DataError(f"{where}: object arrays are not loaded (they would need pickle)")
+        raise DataError(
+            f"{where}: object arrays are not loaded (they would need pickle)", key="path"
+        )
     return np.memmap(
         path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
     )
 
 
-def _load_npz(path: Path, keys: list[str], mmap: bool) -> tuple[dict[str, Array], list[str]]:
-    """The arrays named ``keys`` that exist in the archive, and every name it holds."""
+def _header(zf: zipfile.ZipFile, name: str) -> Array:
+    """A stand-in for the member ``name`` (see :func:`._common.stand_in`), from its ``.npy``
+    header: a few bytes are read (decompressed), never the values."""
+    with zf.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        fmt = np.lib.format
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(f)
+    if dtype.hasobject:  # np.load's own words for it
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    return stand_in(shape, dtype)
+
+
+def _load_npz(
+    path: Path, keys: list[str], mmap: bool, headers: tuple[str, ...] = ()
+) -> tuple[dict[str, Array], list[str]]:
+    """The arrays named ``keys`` that exist in the archive, and every name it holds; those
+    named in ``headers`` (unless ``mmap``) are stand-ins read from their headers."""
     out: dict[str, Array] = {}
     try:
         if mmap:
@@ -83,26 +108,32 @@ def _load_npz(path: Path, keys: list[str], mmap: bool) -> tuple[dict[str, Array]
                     out[key] = _npz_member_mmap(path, members[key], f"{path}:{key}")
             return out, sorted(members)
         with np.load(path, allow_pickle=False) as archive:
+            stored = set(archive.zip.namelist())
             for key in keys:
                 if key in archive.files:
-                    out[key] = archive[key]
+                    name = key if key in stored else f"{key}.npy"  # as np.load looks it up
+                    out[key] = _header(archive.zip, name) if key in headers else archive[key]
             return out, sorted(archive.files)
     except DataError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable .npz ({exc})") from exc
+        raise DataError(f"{path}: unreadable .npz ({exc})", key="path") from exc
 
 
-def _load_npy_dir(path: Path, keys: list[str], mmap: bool) -> tuple[dict[str, Array], list[str]]:
-    """The ``<key>.npy`` files of a directory that exist, and every .npy name there."""
+def _load_npy_dir(
+    path: Path, keys: list[str], mmap: bool, headers: tuple[str, ...] = ()
+) -> tuple[dict[str, Array], list[str]]:
+    """The ``<key>.npy`` files of a directory that exist, and every .npy name there; those
+    named in ``headers`` are memory-mapped (only their header is read)."""
     out: dict[str, Array] = {}
     for key in keys:
         f = path / f"{key}.npy"
         if f.is_file():
+            mapped = mmap or key in headers
             try:
-                out[key] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+                out[key] = np.load(f, mmap_mode="r" if mapped else None, allow_pickle=False)
             except (ValueError, OSError, EOFError) as exc:
-                raise DataError(f"{f}: unreadable .npy ({exc})") from exc
+                raise DataError(f"{f}: unreadable .npy ({exc})", key="path") from exc
     return out, sorted(f.stem for f in path.glob("*.npy"))
 
 
@@ -113,39 +144,61 @@ class Npz(DatasetSource):
         self.params = params
 
     def load(self, rng: np.random.Generator) -> RawDataset:
-        return self._load(mmap=False)
+        return self._checked(self._load(mmap=False))
 
     def load_mmap(self, rng: np.random.Generator) -> RawDataset:
         """:meth:`load`, memory-mapping the feature arrays (``data.mmap: true``)."""
-        return self._load(mmap=True)
+        return self._checked(self._load(mmap=True))
 
-    def _load(self, mmap: bool) -> RawDataset:
+    @staticmethod
+    def _checked(raw: RawDataset) -> RawDataset:
+        shape_of(raw, "npz")  # the shape checks, as :meth:`shape` makes them (key: path)
+        return raw
+
+    def shape(self, rng: np.random.Generator) -> DataShape:
+        """The sizes :meth:`load` gives, from the feature arrays' ``.npy`` headers and the
+        labels; raises the :class:`DataError` :meth:`load` would for a missing or unreadable
+        path, missing keys or labels, mismatched shapes."""
+        p = self.params
+        return shape_of(self._load(mmap=False, headers=(p.x_key, p.x_test_key)), "npz")
+
+    def shape_mmap(self, rng: np.random.Generator) -> DataShape:
+        """:meth:`shape` as :meth:`load_mmap` sees the data (a compressed archive is an
+        error); mapping reads only the headers."""
+        return shape_of(self._load(mmap=True), "npz")
+
+    def _load(self, mmap: bool, headers: tuple[str, ...] = ()) -> RawDataset:
         p = self.params
         path = existing_path(p.path, "npz")
         keys = [p.x_key, p.y_key, p.x_test_key, p.y_test_key]
         load = _load_npz if path.is_file() else _load_npy_dir
-        arrays, available = load(path, keys, mmap)
+        arrays, available = load(path, keys, mmap, headers)
         if not available:
             held = (
                 f"the archive holds no arrays; expected '{p.x_key}' and '{p.y_key}'"
                 if path.is_file()
                 else f"the folder holds no .npy files; expected {p.x_key}.npy and {p.y_key}.npy"
             )
-            raise DataError(f"{path}: {held}")
-        for key in (p.x_key, p.y_key):
+            raise DataError(f"{path}: {held}", key="path")
+        for param, key in (("x_key", p.x_key), ("y_key", p.y_key)):
             if key not in arrays:
                 raise DataError(
-                    f"{path}: no array '{key}' (found: {', '.join(available)}); set x_key/y_key"
+                    f"{path}: no array '{key}' (found: {', '.join(available)}); set x_key/y_key",
+                    key=param,
                 )
         has_test = [k in arrays for k in (p.x_test_key, p.y_test_key)]
         if any(has_test) and not all(has_test):
-            raise DataError(f"{path}: '{p.x_test_key}' and '{p.y_test_key}' must come together")
+            raise DataError(
+                f"{path}: '{p.x_test_key}' and '{p.y_test_key}' must come together", key="path"
+            )
         X, y = arrays[p.x_key], np.asarray(arrays[p.y_key])
         X_test = arrays[p.x_test_key] if all(has_test) else None
         y_test = np.asarray(arrays[p.y_test_key]) if all(has_test) else None
         for name, lab in ((p.y_key, y), (p.y_test_key, y_test)):
             if lab is not None and lab.ndim != 1:
-                raise DataError(f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}")
+                raise DataError(
+                    f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}", key="path"
+                )
         y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), p.class_names)
         return RawDataset(
             X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
@@ -176,18 +229,18 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _first_row(path: Path, delimiter: str) -> list[str]:
+def _first_row(path: Path, delimiter: str, key: str) -> list[str]:
     try:
         with path.open(encoding="utf-8", newline="") as f:
             for line in f:
                 if line.strip() and not line.lstrip().startswith("#"):
                     return [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable CSV ({exc})") from exc
-    raise DataError(f"{path}: empty CSV file")
+        raise DataError(f"{path}: unreadable CSV ({exc})", key=key) from exc
+    raise DataError(f"{path}: empty CSV file", key=key)
 
 
-def _check_widths(path: Path, delimiter: str, n_cols: int) -> None:
+def _check_widths(path: Path, delimiter: str, n_cols: int, key: str) -> None:
     """Every row has the first row's ``n_cols`` fields (``np.loadtxt`` would silently read a
     longer row's first ``n_cols`` fields, and its label from the wrong column).
 
@@ -204,25 +257,32 @@ def _check_widths(path: Path, delimiter: str, n_cols: int) -> None:
             if len(row) != n_cols:
                 raise DataError(
                     f"{path}: line {rows.line_num} has {len(row)} fields, the first row "
-                    f"{n_cols}; every row needs the same columns"
+                    f"{n_cols}; every row needs the same columns",
+                    key=key,
                 )
 
 
-def _read_csv(path: Path, p: CsvParams) -> tuple[Array, Array]:
-    first = _first_row(path, p.delimiter)
+def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int]:
+    """Rows to skip (the header), the feature columns and the label column of ``path``."""
+    first = _first_row(path, p.delimiter, key)
     n_cols = len(first)
     if isinstance(p.label, str):
         if p.header is False:
-            raise DataError(f"{path}: label column '{p.label}' given by name but header: false")
+            raise DataError(
+                f"{path}: label column '{p.label}' given by name but header: false", key="label"
+            )
         if p.label not in first:
             raise DataError(
-                f"{path}: no column '{p.label}' in the header ({', '.join(first)}); set label"
+                f"{path}: no column '{p.label}' in the header ({', '.join(first)}); set label",
+                key="label",
             )
         label = first.index(p.label)
         header = True
     else:
         if not -n_cols <= p.label < n_cols:
-            raise DataError(f"{path}: label column {p.label} out of range for {n_cols} columns")
+            raise DataError(
+                f"{path}: label column {p.label} out of range for {n_cols} columns", key="label"
+            )
         label = p.label % n_cols
         header = (
             p.header
@@ -231,36 +291,42 @@ def _read_csv(path: Path, p: CsvParams) -> tuple[Array, Array]:
         )
     features = [i for i in range(n_cols) if i != label]
     if not features:
-        raise DataError(f"{path}: only one column; a CSV needs feature columns and a label")
-    skip = int(header)
+        raise DataError(
+            f"{path}: only one column; a CSV needs feature columns and a label", key=key
+        )
+    return int(header), features, label
+
+
+def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tuple[Array, Array]:
+    """Features (N, F) float64 and labels (N,) (int64, or strings) of the file ``path``, the
+    param ``key``; without ``features`` the features are a stand-in (:func:`stand_in`): only
+    the label column is parsed."""
+    skip, columns, label = _columns(path, p, key)
+
+    def column(usecols: list[int], dtype: type[Any], ndmin: Literal[1, 2]) -> Array:
+        return np.loadtxt(
+            path,
+            dtype=dtype,
+            delimiter=p.delimiter,
+            skiprows=skip,
+            usecols=usecols,
+            ndmin=ndmin,
+            encoding="utf-8",
+            quotechar='"',
+        )
+
     try:
-        _check_widths(path, p.delimiter, n_cols)
+        _check_widths(path, p.delimiter, len(columns) + 1, key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            X = np.loadtxt(
-                path,
-                dtype=np.float64,
-                delimiter=p.delimiter,
-                skiprows=skip,
-                usecols=features,
-                ndmin=2,
-                encoding="utf-8",
-                quotechar='"',
-            )
-            y = np.loadtxt(
-                path,
-                dtype=str,
-                delimiter=p.delimiter,
-                skiprows=skip,
-                usecols=[label],
-                ndmin=1,
-                encoding="utf-8",
-                quotechar='"',
-            )
+            X = column(columns, np.float64, 2) if features else None
+            y = column([label], str, 1)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: {str(exc).splitlines()[0]}") from exc
-    if X.shape[0] == 0:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{path}: {str(exc).splitlines()[0]}", key=key) from exc
+    if y.shape[0] == 0:
+        raise DataError(f"{path}: no data rows", key=key)
+    if X is None:
+        X = stand_in((y.shape[0], len(columns)), np.dtype(np.float64))
     y = np.char.strip(y)
     try:
         return X, y.astype(np.int64)
@@ -275,14 +341,26 @@ class Csv(DatasetSource):
         self.params = params
 
     def load(self, rng: np.random.Generator) -> RawDataset:
+        raw = self._read(features=True)
+        shape_of(raw, "csv", test_key="test_path")  # the checks :meth:`shape` makes
+        return raw
+
+    def shape(self, rng: np.random.Generator) -> DataShape:
+        """The sizes :meth:`load` gives, parsing the label column only (the features are
+        counted, not read); raises the :class:`DataError` :meth:`load` would for a missing,
+        unreadable or empty file, ragged rows, a bad label column or labels, a test file of
+        other columns. Not seen: a feature that is not a number."""
+        return shape_of(self._read(features=False), "csv", test_key="test_path")
+
+    def _read(self, features: bool) -> RawDataset:
         p = self.params
         path = existing_path(p.path, "csv", want_dir=False)
-        X, y = _read_csv(path, p)
+        X, y = _read_csv(path, p, "path", features)
         X_test = y_test = None
         if p.test_path is not None:
-            test = existing_path(p.test_path, "csv", want_dir=False)
-            X_test, y_test = _read_csv(test, p)
-        y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path))
+            test = existing_path(p.test_path, "csv", want_dir=False, key="test_path")
+            X_test, y_test = _read_csv(test, p, "test_path", features)
+        y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), test_key="test_path")
         return RawDataset(
             X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
         )

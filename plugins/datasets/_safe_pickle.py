@@ -44,23 +44,24 @@ _RENAMED: dict[str, str] = (
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], where: str) -> None:
+    def __init__(self, file: IO[bytes], where: str, key: str) -> None:
         super().__init__(file, encoding="bytes")
-        self._where = where
+        self._where, self._key = where, key
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in ALLOWED_GLOBALS:
             raise DataError(
                 f"{self._where}: refused to unpickle '{module}.{name}' (only numpy array data is "
-                "allowed in this file); the file is not a genuine dataset batch"
+                "allowed in this file); the file is not a genuine dataset batch",
+                key=self._key,
             )
         return super().find_class(_RENAMED.get(module, module), name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise DataError(f"{self._where}: refused a persistent id in the pickle")
+        raise DataError(f"{self._where}: refused a persistent id in the pickle", key=self._key)
 
 
-def load_pickle(data: bytes | IO[bytes], where: str) -> Any:
+def load_pickle(data: bytes | IO[bytes], where: str, key: str = "path") -> Any:
     """Unpickle ``data`` allowing only numpy array globals.
 
     Parameters
@@ -68,6 +69,8 @@ def load_pickle(data: bytes | IO[bytes], where: str) -> Any:
     data : bytes or binary file
     where : str
         The file's path (or ``archive:member``), for messages.
+    key : str
+        The param that names the file (the errors' :attr:`~optlab.InputError.key`).
 
     Raises
     ------
@@ -76,9 +79,11 @@ def load_pickle(data: bytes | IO[bytes], where: str) -> Any:
     """
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        return _RestrictedUnpickler(stream, where).load()
+        return _RestrictedUnpickler(stream, where, key).load()
     except DataError:
         raise
     except Exception as exc:  # any failure of a corrupt pickle is a data problem
         detail = str(exc) or type(exc).__name__
-        raise DataError(f"{where}: not a readable pickle (truncated or corrupt: {detail})") from exc
+        raise DataError(
+            f"{where}: not a readable pickle (truncated or corrupt: {detail})", key=key
+        ) from exc

@@ -1,0 +1,57 @@
+"""InputError's ``key`` (the spec key at fault): optional, kept through pickling, which is how
+a worker process sends an error back."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from optlab.errors import (
+    BackendUnavailable,
+    DataError,
+    InputError,
+    OptlabError,
+    PluginError,
+    SpecError,
+    SpecIssue,
+    TrackingError,
+    TrackingUnavailable,
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DataError("dataset 'npz': /nope.npz: no such file or directory", key="path"),
+        DataError("no training examples left", key="limit.train"),
+        InputError("optimizer.batch_size=500 is larger than the training set", key="batch_size"),
+        PluginError("unknown loss 'svn'"),
+        TrackingError("store unreachable", key=None),
+        BackendUnavailable("not built"),
+        TrackingUnavailable("gone for 60 s"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_message_and_key_survive_pickling(error: OptlabError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error) and back.args == error.args
+    assert back.key == error.key  # type: ignore[attr-defined]
+    assert back.exit_code == error.exit_code
+
+
+def test_key_is_optional_and_not_in_the_message() -> None:
+    assert DataError("m").key is None
+    error = DataError("m", key="path")
+    assert str(error) == "m" and error.args == ("m",) and error.key == "path"
+
+
+def test_spec_error_pickles_from_its_issues() -> None:
+    issues = [
+        SpecIssue("spec.yaml", 3, 7, "loss", "unknown loss 'svn'; did you mean 'svm'?"),
+        SpecIssue("spec.yaml", 9, 3, "optimizer.lr", "must be finite"),
+    ]
+    error = SpecError(issues)
+    back = pickle.loads(pickle.dumps(error))
+    assert back.issues == issues and str(back) == str(error) and back.key is None

@@ -1,0 +1,109 @@
+"""``optlab validate`` refuses, before training and located at the key at fault, everything
+``optlab run`` refuses once the data are known: an unreadable data path, a batch larger than
+the training set, splits that leave no training example, absurd work. Both commands print the
+same lines and exit 2; a good spec validates (reading only a header where it can)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from optlab.cli import app
+
+SPECS = {
+    "missing path": (
+        "name: v\n"
+        "data: {name: npz, path: /nonexistent/data.npz}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        ["SPEC:2:25: data.path: dataset 'npz': /nonexistent/data.npz: no such file"],
+    ),
+    "batch in a sweep": (
+        "name: v\n"
+        "data: {name: npz, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+        "sweep:\n"
+        "  grid:\n"
+        "    optimizer.batch_size: [10, 5000]\n",
+        ["SPEC:7:32: sweep.grid.optimizer.batch_size: optimizer.batch_size=5000 is larger"],
+    ),
+    "batch in a variant": (
+        "name: v\n"
+        "data: {name: npz, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+        "variants:\n"
+        "  small: {}\n"
+        "  big: {optimizer: {batch_size: 500}}\n",
+        ["SPEC:7:33: variants.big.optimizer.batch_size: optimizer.batch_size=500 is larger"],
+    ),
+    "no training example": (
+        "name: v\n"
+        "data: {name: npz, test: 0.9, val: 0.99, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: gd, lr: 0.1, iterations: 2}\n",
+        ["SPEC:2:35: data.val: dataset 'npz' (DATA): no training examples left"],
+    ),
+    "absurd work": (
+        "name: v\n"
+        "data: {name: npz, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 99999999999999999999999}\n",
+        ["SPEC:4:57: optimizer.epochs: epochs*ceil(N/batch_size) = 99999999999999999999999"],
+    ),
+    "name too long": (
+        "name: " + "x" * 501 + "\n"
+        "data: {name: npz, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        ["SPEC:1:7: name: string should have at most 500 characters"],
+    ),
+}
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(path, X=rng.normal(size=(200, 4)), y=np.arange(200) % 3)
+    return path
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_refused_before_training_and_located(
+    name: str, command: str, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, expected = SPECS[name]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text.replace("DATA", str(data_file)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, [command, str(spec)])
+    assert result.exit_code == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(expected), lines
+    for line, start in zip(lines, expected, strict=True):
+        start = start.replace("SPEC", str(spec)).replace("DATA", str(data_file))
+        assert line.startswith("optlab: error: " + start), line
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_good_spec_validates_from_its_header(
+    data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    text = SPECS["batch in a sweep"][0].replace("DATA", str(data_file))
+    spec.write_text(text.replace("[10, 5000]", "[10, 20]"))
+    import optlab.data
+
+    loads = []
+    monkeypatch.setattr(optlab.data, "_load", lambda *a: loads.append(a) or None)
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0, result.stderr
+    assert "experiment 'v': 2 runs" in result.stdout
+    assert loads == []  # measured from the .npy headers and labels, not loaded
