@@ -94,7 +94,7 @@ def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
             if elem in (name, info.alias)
             for m in _models(info.annotation)
         ]
-        named = [c for c in candidates if c.__name__.rpartition("_")[2] == elem]
+        named = [c for c in candidates if c.__name__.partition("_")[2] == elem]
         candidates = inner or named or candidates
     return sorted({info.alias or n for c in candidates for n, info in c.model_fields.items()})
 
@@ -126,11 +126,11 @@ def _names(registry: Registry, path: KeyPath) -> str:
 
 
 def _message(
-    err: Any, path: KeyPath, prefix: KeyPath, model: type[BaseModel], registry: Registry
+    err: Any, whole: KeyPath, model: type[BaseModel], registry: Registry
 ) -> tuple[str, bool]:
-    """The message for one pydantic error, and whether it is reported at the key."""
+    """The message for one pydantic error at the key path ``whole``, and whether it is
+    reported at the key (rather than at the value)."""
     kind, got, loc = err["type"], err.get("input"), err["loc"]
-    whole = (*prefix, *path)
     if kind == "missing":
         missing = loc[-1]
         if not whole and missing in KIND_OF_KEY:
@@ -179,7 +179,6 @@ def pydantic_issues(
     model: type[BaseModel],
     locator: Locator,
     registry: Registry,
-    prefix: KeyPath = (),
 ) -> list[SpecIssue]:
     """The errors of ``model.model_validate(data)`` (``exc.errors()``) as located issues.
 
@@ -204,7 +203,7 @@ def pydantic_issues(
     for path, err in kept:
         if err["type"] == "union_tag_invalid":
             path = (*path, "name")
-        message, at_key = _message(err, path, prefix, model, registry)
+        message, at_key = _message(err, path, model, registry)
         in_parent = err["type"] == "extra_forbidden"
-        issues.append(locator.issue((*prefix, *path), message, key=at_key, in_parent=in_parent))
+        issues.append(locator.issue(path, message, key=at_key, in_parent=in_parent))
     return issues

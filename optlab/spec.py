@@ -472,14 +472,8 @@ def load_experiment(
     raw, positions, refused = load_yaml(text, file)
     top = Locator(file, positions)
     if not isinstance(raw, dict):
-        got = describe_value(raw)
-        raise SpecError(
-            [
-                top.issue(
-                    (), f"a spec is a mapping of keys (name, data, loss, optimizer, ...), got {got}"
-                )
-            ]
-        )
+        what = f"a spec is a mapping of keys (name, data, ...), got {describe_value(raw)}"
+        raise SpecError([top.issue((), what)])
     issues = _apply_overrides(raw, positions, overrides)
     if registry is None:
         from optlab.plugin_manager import get_registry
@@ -502,40 +496,35 @@ def load_experiment(
     )
 
 
-def _component_text(spec: ComponentSpec, *, skip: frozenset[str] = frozenset()) -> str:
-    params = spec.params.model_dump(mode="json")
-    inner = ", ".join(f"{k}={v}" for k, v in params.items() if k not in skip)
-    return f"{spec.name}({inner})" if inner else spec.name
+def _text(spec: ComponentSpec) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in spec.params.model_dump(mode="json").items())
+    return f"{spec.name}({params})" if params else spec.name
 
 
 def describe_plan(experiment: Experiment) -> list[str]:
-    """Lines for ``optlab validate``: run count, axes, each run and its components.
+    """Lines for ``optlab validate``: run count, axes, the plugin behind each component, and
+    each run with its components (data options that differ from the defaults in brackets).
 
     Example line::
 
         svm: seed=0 data=digits loss=svm(margin=1.0) regularizer=l2(strength=0.0001, ...)
     """
-    n = len(experiment.runs)
-    lines = [f"experiment '{experiment.name}': {n} run{'s' if n != 1 else ''}"]
-    if experiment.description:
-        lines.append(f"  {experiment.description}")
-    if experiment.axes:
-        lines.append(
-            "axes: "
-            + "; ".join(
-                f"{k} = [{', '.join(str(v) for v in vals)}]" for k, vals in experiment.axes.items()
-            )
-        )
+    runs = experiment.runs
+    lines = [f"experiment '{experiment.name}': {_plural(len(runs), 'run')}"]
+    lines += [f"  {experiment.description}"] if experiment.description else []
+    axes = [f"{k} = [{', '.join(map(str, v))}]" for k, v in experiment.axes.items()]
+    lines += ["axes: " + "; ".join(axes)] if axes else []
+    parts = (p for r in runs for p in (r.dataset, r.loss, *r.regularizers, r.optimizer))
+    providers = {f"{p.kind} {p.name} from {p.record.provider or '?'}": None for p in parts}
+    lines.append("components: " + "; ".join(providers))
     defaults = DataOptions().model_dump(mode="json")
-    for run in experiment.runs:
-        opts = run.data.model_dump(mode="json")
-        changed = ", ".join(f"{k}={v}" for k, v in opts.items() if defaults[k] != v)
-        data = _component_text(run.dataset)
-        if changed:
-            data += f" [{changed}]"
-        regs = "+".join(_component_text(r) for r in run.regularizers) or "none"
+    for run in runs:
+        options = run.data.model_dump(mode="json").items()
+        changed = ", ".join(f"{k}={v}" for k, v in options if defaults[k] != v)
+        data = _text(run.dataset) + (f" [{changed}]" if changed else "")
+        regs = "+".join(map(_text, run.regularizers)) or "none"
         lines.append(
-            f"{run.name}: seed={run.seed} data={data} loss={_component_text(run.loss)} "
-            f"regularizer={regs} optimizer={_component_text(run.optimizer)}"
+            f"{run.name}: seed={run.seed} data={data} loss={_text(run.loss)} "
+            f"regularizer={regs} optimizer={_text(run.optimizer)}"
         )
     return lines

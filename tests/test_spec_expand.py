@@ -302,6 +302,8 @@ def test_describe_plan(tmp_path: Path, registry: Registry) -> None:
         "experiment 'demo': 4 runs",
         "  compare losses",
         "axes: variant = [svm, softmax]; seed = [0, 1]",
+        "components: dataset digits from spec_test; loss svm from spec_test; regularizer l2 "
+        "from spec_test; optimizer sgd from spec_test; loss softmax from spec_test",
         "svm-seed0: seed=0 data=digits(n_samples=500) [limit=100] loss=svm(margin=2.0) "
         "regularizer=l2(include_bias=False, strength=0.001) "
         "optimizer=sgd(lr=0.1, batch_size=50, epochs=2)",

@@ -684,3 +684,12 @@ def test_experiment_name_longer_than_mlflow_allows(tmp_path: Path, registry: Reg
     assert [(i.line, i.path, i.message[:41]) for i in found] == [
         (1, "name", "string should have at most 500 characters")
     ]
+
+
+def test_unknown_key_of_a_dataset_whose_name_has_an_underscore(tmp_path: Path) -> None:
+    text = BASE.replace("{name: digits, limit: 100}", "{name: breast_cancer, sise: 3}")
+    found = issues(tmp_path, text, optlab.plugin_manager.get_registry())
+    assert [i.message for i in found] == [  # the keys of breast_cancer, not of every dataset
+        "unknown key 'sise'; allowed keys: bias, center, dtype, limit, mmap, name, "
+        "standardize, test, val"
+    ]
