@@ -391,19 +391,19 @@ def _run_spec(
         "checks": valid.checks.model_dump(mode="json"),
     }
     return RunSpec(
-        name,
-        variant,
-        seed,
-        dataset,
-        data,
-        loss,
-        optimizer,
-        regularizers,
-        valid.checks,
-        backend,
-        point,
-        resolved,
-        where,
+        name=name,
+        variant=variant,
+        seed=seed,
+        dataset=dataset,
+        data=data,
+        loss=loss,
+        optimizer=optimizer,
+        regularizers=regularizers,
+        checks=valid.checks,
+        backend=backend,
+        point=point,
+        resolved=resolved,
+        where=where,
     )
 
 
@@ -492,7 +492,14 @@ def load_experiment(
     for override in overrides:
         digest.update(b"\0--set " + override.encode("utf-8", errors="replace"))
     return Experiment(
-        spec.name, spec.description, file, tuple(runs), spec.tracking, axes, digest.hexdigest(), raw
+        name=spec.name,
+        description=spec.description,
+        source=file,
+        runs=tuple(runs),
+        tracking=spec.tracking,
+        axes=axes,
+        spec_hash=digest.hexdigest(),
+        raw=raw,
     )
 
 
