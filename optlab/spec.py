@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -337,17 +338,17 @@ def _expand(
 
 
 def _unambiguous(valid: Any, registry: Registry, loc: Locator, issues: list[SpecIssue]) -> bool:
-    """Whether each component's name is offered by one plugin only (else an issue each)."""
+    """Whether each component's name is offered by exactly one plugin (else an issue each:
+    a name two plugins offer, or any name of a kind no plugin offers)."""
     parts: list[tuple[KeyPath, Any]] = [
-        (("data",), valid.data),
-        (("loss",), valid.loss),
-        (("optimizer",), valid.optimizer),
+        (("regularizer", i), r) for i, r in enumerate(valid.regularizer)
     ]
-    parts += [(("regularizer", i), r) for i, r in enumerate(valid.regularizer)]
+    parts += [(("data",), valid.data), (("loss",), valid.loss), (("optimizer",), valid.optimizer)]
     before = len(issues)
     for path, value in parts:
+        name = value.get("name") if isinstance(value, dict) else value.name
         try:
-            registry.get(KIND_OF_KEY[str(path[0])], value.name)
+            registry.get(KIND_OF_KEY[str(path[0])], str(name))
         except PluginError as exc:
             issues.append(loc.issue((*path, "name"), str(exc), key=False))
     return len(issues) == before
@@ -442,14 +443,17 @@ def sorted_issues(issues: Sequence[SpecIssue], file: str) -> list[SpecIssue]:
 
 
 def load_experiment(
-    path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None
+    path: str | Path | Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
 ) -> Experiment:
     """Read, validate and expand a spec file.
 
     Parameters
     ----------
-    path : str or Path
-        The YAML spec file.
+    path : str, Path or mapping
+        The YAML spec file, or the spec itself as a mapping of plain values (as the file
+        would hold); a mapping's issues are named ``<spec>: key.path: message``.
     overrides : sequence of str
         ``--set`` overrides, ``"optimizer.lr=0.1"``; values are YAML (``"loss={name: svm}"``).
         Keys starting with ``variants.`` or ``sweep.`` address those sections.
@@ -467,9 +471,15 @@ def load_experiment(
     SpecError
         With every issue found in the file and the overrides, each located.
     """
-    file = str(path)
-    content, text = _read(Path(path), file)
-    raw, positions, refused = load_yaml(text, file)
+    if isinstance(path, Mapping):
+        file, refused = "<spec>", list[SpecIssue]()
+        raw = copy.deepcopy(dict(path))
+        positions = {p: Src(file, 0, 0, 0, 0, ".".join(map(str, p))) for p in _paths(raw)}
+        content = json.dumps(raw, sort_keys=True, default=repr).encode()
+    else:
+        file = str(path)
+        content, text = _read(Path(path), file)
+        raw, positions, refused = load_yaml(text, file)
     top = Locator(file, positions)
     if not isinstance(raw, dict):
         what = f"a spec is a mapping of keys (name, data, ...), got {describe_value(raw)}"

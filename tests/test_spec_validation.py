@@ -693,3 +693,39 @@ def test_unknown_key_of_a_dataset_whose_name_has_an_underscore(tmp_path: Path) -
         "unknown key 'sise'; allowed keys: bias, center, dtype, limit, mmap, name, "
         "standardize, test, val"
     ]
+
+
+def test_a_kind_no_plugin_offers_is_a_located_issue(tmp_path: Path) -> None:
+    class NoOptimizers(SpecTestPlugin):
+        @optlab.hookimpl
+        def optlab_register_optimizers(self) -> list[optlab.OptimizerRecord]:
+            return []
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+        _, reg = build_registry(extra=[("spec_test", NoOptimizers())])
+    found = issues(tmp_path, BASE, reg)
+    assert [(i.line, i.column, i.path, i.message[:40]) for i in found] == [
+        (6, 9, "optimizer.name", "unknown optimizer 'sgd'; available: none")
+    ]
+
+
+def test_a_spec_given_as_a_mapping(registry: Registry) -> None:
+    spec = {
+        "name": "x",
+        "data": {"name": "digits"},
+        "loss": {"name": "svm", "margin": -1},
+        "optimizer": {"name": "sgdd"},
+    }
+    with pytest.raises(SpecError) as info:
+        load_experiment(spec, ["optimizer.lr=-1"], registry=registry)
+    assert [str(i) for i in info.value.issues] == [
+        "<spec>: loss.margin: must be greater than 0, got -1",
+        "<spec>: optimizer.name: unknown optimizer 'sgdd' (did you mean 'sgd'?); "
+        "available: gd, sgd",
+    ]
+    spec["loss"] = {"name": "svm"}
+    spec["optimizer"] = {"name": "sgd"}
+    exp = load_experiment(spec, registry=registry)
+    assert [r.name for r in exp.runs] == ["svm"] and spec["loss"] == {"name": "svm"}
+    assert exp.spec_hash == load_experiment(dict(spec), registry=registry).spec_hash
