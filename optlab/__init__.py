@@ -1,8 +1,9 @@
 """optlab: run, compare and extend CS231n Lecture 3 — losses, regularizers and optimizers
 for linear classifiers, every run tracked in MLflow.
 
-This module is the public surface a plugin uses: hook markers, component records, the
-interfaces the training loop calls, the objective and the errors.
+This module is the public surface: for scripts and notebooks, :func:`run`, :func:`load_spec`
+and :func:`compare` (see :mod:`optlab.api`); for plugins, hook markers, component records,
+the interfaces the training loop calls, the objective and the errors.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from optlab.api import Results, Table, compare, load_spec, run
     from optlab.backend import Backend, BackendRecord
     from optlab.components import (
         Array,
@@ -89,6 +91,7 @@ _WHERE = {
     ),
     **dict.fromkeys(["Backend", "BackendRecord"], "optlab.backend"),
     **dict.fromkeys(["MAX_STEPS", "Optimizer", "OptimizerRecord"], "optlab.optimizer"),
+    **dict.fromkeys(["Results", "Table", "compare", "load_spec", "run"], "optlab.api"),
     "hookimpl": "optlab.hookspecs",
     "LossParts": "optlab.objective",
     "Objective": "optlab.objective",
@@ -96,16 +99,7 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            value: Any = version("optlab")
-        except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-            value = "0+unknown"
-        globals()[name] = value
-        return value
-    module = _WHERE.get(name)
+    module = "optlab._meta" if name == "__version__" else _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'optlab' has no attribute {name!r}")
     value = getattr(import_module(module), name)
@@ -147,11 +141,16 @@ __all__ = [
     "Regularizer",
     "RegularizerParams",
     "RegularizerRecord",
+    "Results",
     "RunError",
     "RunInterrupted",
     "SpecError",
     "SpecIssue",
+    "Table",
     "TrackingError",
     "__version__",
+    "compare",
     "hookimpl",
+    "load_spec",
+    "run",
 ]

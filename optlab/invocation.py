@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any
 
-from optlab import hookimpl
+from optlab.hookspecs import hookimpl
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData
 from optlab.errors import RunInterrupted, TrackingError

@@ -26,7 +26,8 @@ from typing import Any
 
 import pluggy
 
-from optlab import __version__, hookspecs
+from optlab import hookspecs
+from optlab._meta import __version__
 from optlab.backend import Backend, BackendRecord
 from optlab.components import (
     ComponentKind,

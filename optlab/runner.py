@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from optlab import __version__
+from optlab._meta import __version__
 from optlab.backend import requested_backend, select_backend
 from optlab.checks import run_checks
 from optlab.components import Array, Loss, Regularizer
