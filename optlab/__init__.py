@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     )
     from optlab.hookspecs import hookimpl
     from optlab.objective import LossParts, Objective
-    from optlab.optimizer import MAX_STEPS, Optimizer, OptimizerRecord
+    from optlab.optimizer import MAX_STEPS, MinibatchParams, Optimizer, OptimizerRecord
 
 # The public names live in small modules; they are imported on first use, so that
 # `optlab --help` does not pay for numpy and pydantic (PEP 562).
@@ -90,7 +90,9 @@ _WHERE = {
         "optlab.errors",
     ),
     **dict.fromkeys(["Backend", "BackendRecord"], "optlab.backend"),
-    **dict.fromkeys(["MAX_STEPS", "Optimizer", "OptimizerRecord"], "optlab.optimizer"),
+    **dict.fromkeys(
+        ["MAX_STEPS", "MinibatchParams", "Optimizer", "OptimizerRecord"], "optlab.optimizer"
+    ),
     **dict.fromkeys(["Results", "Table", "compare", "load_spec", "run"], "optlab.api"),
     "hookimpl": "optlab.hookspecs",
     "LossParts": "optlab.objective",
@@ -129,6 +131,7 @@ __all__ = [
     "Loss",
     "LossParts",
     "LossRecord",
+    "MinibatchParams",
     "Monitor",
     "Objective",
     "Optimizer",

@@ -15,10 +15,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
@@ -111,15 +112,59 @@ def _sorted_entry_points() -> list[EntryPoint]:
     return unique
 
 
-def _unknown_hooks(plugin: object) -> list[str]:
-    """Names of ``optlab_*`` hook implementations that match no hook specification."""
-    unknown = []
+def _describe_exception(exc: BaseException) -> str:
+    """``Type: message`` on one line (the message's lines joined), or ``Type`` alone when the
+    message is empty: how a failure reason names an exception."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _hook_implementations(plugin: object) -> dict[str, Any]:
+    """The plugin's ``optlab_*`` attributes marked as hook implementations, by name."""
+    found = {}
     for attr in dir(plugin):
-        if attr.startswith("optlab_") and attr not in _HOOK_NAMES:
+        if attr.startswith("optlab_"):
             fn = getattr(plugin, attr, None)
             if callable(fn) and hasattr(fn, f"{hookspecs.PROJECT}_impl"):
-                unknown.append(attr)
-    return unknown
+                found[attr] = fn
+    return found
+
+
+def _required_arguments(fn: Any) -> list[str] | None:
+    """The arguments pluggy passes ``fn`` by name (those without a default), or ``None`` when
+    its signature cannot be read."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in plain and p.default is p.empty]
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    """Names of ``optlab_*`` hook implementations that match no hook specification."""
+    return [name for name in _hook_implementations(plugin) if name not in _HOOK_NAMES]
+
+
+def _wrong_arguments(plugin: object) -> str | None:
+    """One sentence on the first hook implementation asking for an argument its hook does
+    not pass (pluggy matches arguments by name), or ``None``."""
+    for name, fn in _hook_implementations(plugin).items():
+        if name not in _HOOK_NAMES:
+            continue
+        wanted = _required_arguments(fn)
+        offered = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        extra = [arg for arg in wanted or [] if arg not in offered]
+        if extra:
+            return (
+                f"its {name} takes {_names(extra)}, which the hook does not pass (hooks pass "
+                f"their arguments by name; {name} passes {_names(offered)})"
+            )
+    return None
 
 
 def _register(
@@ -127,12 +172,49 @@ def _register(
 ) -> None:
     unknown = _unknown_hooks(plugin)
     if unknown:
-        hint = ", ".join(sorted(_HOOK_NAMES))
-        raise PluginError(f"implements unknown hook {unknown[0]!r} (known hooks: {hint})")
+        hint = did_you_mean(unknown[0], _HOOK_NAMES)
+        raise PluginError(
+            f"it implements unknown hook {unknown[0]!r}{hint}; the hooks are "
+            f"{_names(sorted(_HOOK_NAMES))}"
+        )
+    wrong = _wrong_arguments(plugin)
+    if wrong is not None:
+        raise PluginError(wrong)
     try:
         pm.register(plugin, name=info.name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(str(exc).replace("\n", " ")) from exc
+        raise PluginError(f"pluggy refused to register it: {_describe_exception(exc)}") from exc
+
+
+def _records(
+    hook_name: str, kind: ComponentKind, record_type: type[ComponentRecord[Any]], call: Any
+) -> list[ComponentRecord[Any]]:
+    """Call one plugin's registration hook and check what it returns; a fault is a
+    :class:`PluginError` saying in one sentence what the hook did wrong."""
+    try:
+        returned = call()
+        listed = isinstance(returned, Iterable) and not isinstance(returned, str | bytes | Mapping)
+        records = [] if returned is None else list(returned) if listed else None
+    except Exception as exc:  # the hook (or, for a generator, its iteration) raised
+        raise PluginError(f"{hook_name} raised {_describe_exception(exc)}") from exc
+    if records is None:
+        raise PluginError(
+            f"{hook_name} returned {type(returned).__name__}, expected a list of "
+            f"{record_type.__name__}"
+        )
+    for rec in records:
+        if not isinstance(rec, record_type):
+            raise PluginError(
+                f"{hook_name} returned an item of type {type(rec).__name__} among its "
+                f"records; each must be a {record_type.__name__}"
+            )
+        if not (isinstance(rec.name, str) and _NAME_RE.match(rec.name)):
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise PluginError(
+                f"{hook_name} returned {article} {kind} named {rec.name!r}; names are "
+                "lowercase letters, digits and underscores, starting with a letter"
+            )
+    return records
 
 
 def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
@@ -144,23 +226,9 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
             if info.status != "active":
                 continue
             try:
-                records = impl.function()
-                if records is None:
-                    records = []
-                records = list(records)
-                for rec in records:
-                    if not isinstance(rec, record_type):
-                        raise PluginError(
-                            f"{hook_name} returned {type(rec).__name__}, "
-                            f"expected {record_type.__name__}"
-                        )
-                    if not _NAME_RE.match(rec.name):
-                        raise PluginError(
-                            f"{hook_name} returned {kind} name {rec.name!r}; "
-                            "names are lowercase letters, digits and underscores"
-                        )
-            except Exception as exc:
-                _fail(pm, registry, info, f"{hook_name} raised {exc}")
+                records = _records(hook_name, kind, record_type, impl.function)
+            except PluginError as exc:
+                _fail(pm, registry, info, str(exc))
                 continue
             for rec in records:
                 registry.add(replace(rec, provider=info.name))
@@ -217,7 +285,7 @@ def build_registry(
         try:
             plugin = ep.load()
         except Exception as exc:
-            _fail(pm, registry, info, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+            _fail(pm, registry, info, f"importing {ep.value} raised {_describe_exception(exc)}")
             continue
         try:
             _register(pm, registry, info, plugin)
@@ -331,7 +399,7 @@ class GuardedHooks:
                 if own and isinstance(exc, OptlabError):
                     raise
                 label = self._registry.label(name) if self._registry is not None else name
-                fault = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                fault = f"{hook_name} raised {_describe_exception(exc)}"
                 if own:
                     raise ComponentError("observer", name, label, fault) from exc
                 self.switched_off.add(name)

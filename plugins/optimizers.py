@@ -5,12 +5,12 @@ RMSProp and Adam.
 Every optimizer keeps ``W``'s dtype (hyperparameters are cast to it, so float32 stays
 float32), draws all randomness from the generator it is given, projects ``W`` after each update
 (max norm) and reports each step and evaluation point to the monitor. The minibatch optimizers
-share one loop (:func:`minibatch_loop`); they differ only in their update rule.
+share one loop (:func:`minibatch_loop`) and the params :class:`optlab.MinibatchParams`; they
+differ only in their update rule.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Literal
@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 import optlab
-from optlab import Array
+from optlab import Array, MinibatchParams
 
 __all__ = [
     "AdaGradRule",
@@ -83,21 +83,6 @@ class GDParams(optlab.Params):
     )
 
 
-class MinibatchParams(optlab.Params):
-    """Params shared by every minibatch optimizer."""
-
-    lr: float = Field(1e-3, gt=0, description="Step size (learning rate).")
-    batch_size: int = Field(200, ge=1, description="Examples per minibatch.")
-    epochs: int = Field(10, ge=1, description="Passes over the training set.")
-    sampling: Literal["shuffle", "replacement"] = Field(
-        "shuffle",
-        description="Shuffle once per epoch (each example once), or draw with replacement.",
-    )
-    lr_decay: float = Field(
-        1.0, gt=0, le=1, description="Multiply the learning rate by this after each epoch."
-    )
-
-
 class SGDParams(MinibatchParams):
     """Params of minibatch SGD."""
 
@@ -127,13 +112,13 @@ class AdamParams(MinibatchParams):
     eps: float = Field(1e-8, gt=0, description="Added to the denominator for stability.")
 
 
-def _refuse_many_steps(steps: int, key: str, count: str) -> None:
-    """Raise :class:`optlab.InputError` (``key``: the param to lower) when a run needs more
-    than :data:`optlab.MAX_STEPS` steps; ``count`` says how ``steps`` is counted."""
+def _refuse_many_steps(steps: int, key: str) -> None:
+    """Raise :class:`optlab.InputError` (``key``: the param to lower, which counts the steps)
+    when a run needs more than :data:`optlab.MAX_STEPS` steps. The minibatch optimizers refuse
+    alike in :meth:`optlab.MinibatchParams.check_problem`."""
     if steps > optlab.MAX_STEPS:
-        formula = "" if count == key else f"{count} = "
         raise optlab.InputError(
-            f"optimizer.{key}: {formula}{steps} steps is more than the {optlab.MAX_STEPS} a run "
+            f"optimizer.{key}: {steps} steps is more than the {optlab.MAX_STEPS} a run "
             f"may take (optlab.MAX_STEPS); lower optimizer.{key}",
             key=key,
         )
@@ -157,7 +142,7 @@ def _search(
     """The loop both random searches share: ``propose(best)`` a new ``W`` (D, C), keep it if
     its training objective is lower. Each trial is one step over the whole training set and
     reports the best objective so far. ``start`` competes only if ``start_is_candidate``."""
-    _refuse_many_steps(trials, "trials", "trials")
+    _refuse_many_steps(trials, "trials")
     n = objective.n_examples
     best = start
     best_parts = objective.value(best) if start_is_candidate else None
@@ -185,7 +170,7 @@ class RandomSearch(optlab.Optimizer):
 
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
         """Refuse more than :data:`optlab.MAX_STEPS` trials."""
-        _refuse_many_steps(self.params.trials, "trials", "trials")
+        _refuse_many_steps(self.params.trials, "trials")
 
     def minimize(
         self,
@@ -216,7 +201,7 @@ class RandomLocalSearch(optlab.Optimizer):
 
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
         """Refuse more than :data:`optlab.MAX_STEPS` trials."""
-        _refuse_many_steps(self.params.trials, "trials", "trials")
+        _refuse_many_steps(self.params.trials, "trials")
 
     def minimize(
         self,
@@ -304,7 +289,7 @@ class GradientDescent(optlab.Optimizer):
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
         """Refuse more than :data:`optlab.MAX_STEPS` iterations, and a numeric-gradient run
         needing more than ``max_numeric_evaluations``."""
-        _refuse_many_steps(self.params.iterations, "iterations", "iterations")
+        _refuse_many_steps(self.params.iterations, "iterations")
         if self.params.gradient == "numeric":
             self._refuse_large_numeric(n_features, n_classes)
 
@@ -457,22 +442,6 @@ class AdamRule(UpdateRule):
         W -= t(lr) * m_hat / (np.sqrt(v_hat) + t(self.eps))
 
 
-def _check_minibatch(params: MinibatchParams, n_examples: int) -> None:
-    """Refuse a batch larger than the training set, then more than :data:`optlab.MAX_STEPS`
-    steps (``epochs * ceil(N / batch_size)``)."""
-    if params.batch_size > n_examples:
-        raise optlab.InputError(
-            f"optimizer.batch_size={params.batch_size} is larger than the training set "
-            f"({n_examples} examples); use a batch_size of at most {n_examples}",
-            key="batch_size",
-        )
-    _refuse_many_steps(
-        params.epochs * -(-n_examples // params.batch_size),
-        "epochs",
-        f"epochs*ceil(N/batch_size) = {params.epochs}*ceil({n_examples}/{params.batch_size})",
-    )
-
-
 def minibatch_loop(
     objective: optlab.Objective,
     W0: Array,
@@ -484,11 +453,11 @@ def minibatch_loop(
     """The minibatch training loop every minibatch optimizer shares.
 
     Each epoch draws ``ceil(N / batch_size)`` batches (a shuffled partition of the training set,
-    or draws with replacement), applies ``rule`` to each batch's gradient, projects ``W`` and
-    reports the step; the monitor evaluates after every epoch; the learning rate is multiplied
-    by ``lr_decay`` after every epoch. ``objective.minibatches`` picks how the batches' rows are
-    read (in place by the bundled losses' step kernel, or copied ahead); the steps are the
-    same.
+    or draws with replacement: :meth:`optlab.MinibatchParams.epoch_batches`), applies ``rule``
+    to each batch's gradient, projects ``W`` and reports the step; the monitor evaluates after
+    every epoch; the learning rate is multiplied by ``lr_decay`` after every epoch.
+    ``objective.minibatches`` picks how the batches' rows are read (in place by the bundled
+    losses' step kernel, or copied ahead); the steps are the same.
 
     Parameters
     ----------
@@ -506,18 +475,12 @@ def minibatch_loop(
     W : (D, C) array, dtype of ``W0``
     """
     n = objective.n_examples
-    B = params.batch_size
-    _check_minibatch(params, n)
+    params.check_problem(n)
     W = W0.copy()
     rule.start(W)
     lr = float(params.lr)
-    n_batches = math.ceil(n / B)
     for epoch in range(1, params.epochs + 1):
-        if params.sampling == "shuffle":
-            order = rng.permutation(n)
-            batches = [order[i : i + B] for i in range(0, n, B)]
-        else:
-            batches = list(rng.integers(0, n, size=(n_batches, B)))
+        batches = params.epoch_batches(n, rng)
         with objective.minibatches(batches) as stream:
             for batch in stream:
                 parts, grad = objective.value_and_grad(W, batch)
@@ -539,7 +502,7 @@ class MinibatchOptimizer(optlab.Optimizer):
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
         """Refuse a ``batch_size`` larger than the training set, and more than
         :data:`optlab.MAX_STEPS` steps."""
-        _check_minibatch(self.params, n_examples)
+        self.params.check_problem(n_examples)
 
     def minimize(
         self,

@@ -354,7 +354,12 @@ def test_params_the_plugin_rejects_are_located_in_the_spec(
 
 BROKEN = {
     # entry-point name: (distribution, version, module source, what the reason says)
-    "crashes": ("optlab-crashes", "1.2.3", "raise ImportError('no such thing')\n", "no such thing"),
+    "crashes": (
+        "optlab-crashes",
+        "1.2.3",
+        "raise ImportError('no such thing')\n",
+        "importing fakeplug_crashes raised ImportError: no such thing",
+    ),
     "typo": (
         "optlab-typo",
         "0.4.0",
@@ -365,7 +370,8 @@ BROKEN = {
         def optlab_register_lossez():
             return []
         """,
-        "unknown hook 'optlab_register_lossez'",
+        "it implements unknown hook 'optlab_register_lossez' (did you mean "
+        "'optlab_register_losses'?); the hooks are ",
     ),
     "wrongargs": (
         "optlab-wrongargs",
@@ -377,7 +383,8 @@ BROKEN = {
         def optlab_run_finished(run, outcome):
             pass
         """,
-        "outcome",
+        "its optlab_run_finished takes outcome, which the hook does not pass (hooks pass their "
+        "arguments by name; optlab_run_finished passes run, result, error)",
     ),
 }
 

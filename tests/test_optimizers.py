@@ -294,6 +294,70 @@ def test_shuffling_visits_every_example_once_per_epoch() -> None:
     assert not np.array_equal(np.concatenate(seen[:4]), np.concatenate(seen[4:]))
 
 
+class PlainSGD(optlab.Optimizer):
+    """A third-party minibatch optimizer written with optlab's public pieces only."""
+
+    def __init__(self, params: optlab.MinibatchParams) -> None:
+        self.params = params
+
+    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
+        self.params.check_problem(n_examples)
+
+    def minimize(
+        self,
+        objective: optlab.Objective,
+        W0: np.ndarray,
+        rng: np.random.Generator,
+        monitor: optlab.Monitor,
+    ) -> np.ndarray:
+        p, t = self.params, W0.dtype.type
+        W, lr = W0.copy(), p.lr
+        for epoch in range(1, p.epochs + 1):
+            with objective.minibatches(p.epoch_batches(objective.n_examples, rng)) as stream:
+                for batch in stream:
+                    parts, grad = objective.value_and_grad(W, batch)
+                    W -= t(lr) * grad
+                    objective.project(W)
+                    monitor.step(len(batch), parts.total, parts.data, parts.reg)
+            monitor.evaluate(float(epoch), W)
+            lr *= p.lr_decay
+        return W
+
+
+@pytest.mark.parametrize("sampling", ["shuffle", "replacement"])
+def test_an_optimizer_on_minibatch_params_trains_as_the_bundled_sgd(
+    digits: Digits, sampling: str
+) -> None:
+    """What docs/plugins.md promises of optlab.MinibatchParams: epoch_batches draws the
+    batches as the bundled optimizers do, so plain SGD written on it gives sgd's weights."""
+    settings = {"lr": 0.01, "batch_size": 64, "epochs": 3, "sampling": sampling, "lr_decay": 0.7}
+    _, W_ours, _ = train(digits, SVMLoss(), PlainSGD(optlab.MinibatchParams(**settings)))
+    _, W_sgd, _ = train(digits, SVMLoss(), build("sgd", **settings))
+    np.testing.assert_array_equal(W_ours, W_sgd)
+
+
+def test_minibatch_params_epoch_batches() -> None:
+    rng = np.random.default_rng(0)
+    shuffled = optlab.MinibatchParams(batch_size=4).epoch_batches(10, rng)
+    assert [len(b) for b in shuffled] == [4, 4, 2]
+    assert sorted(np.concatenate(shuffled)) == list(range(10))  # each example once
+    drawn = optlab.MinibatchParams(batch_size=4, sampling="replacement").epoch_batches(10, rng)
+    assert [len(b) for b in drawn] == [4, 4, 4]  # ceil(N / B) full batches
+    assert all(b.dtype == np.int64 and b.min() >= 0 and b.max() < 10 for b in drawn)
+    many = optlab.MinibatchParams(batch_size=10, sampling="replacement").epoch_batches(10, rng)
+    assert len(np.unique(many[0])) < 10  # with replacement: repeats (p = 1 - 10!/10^10)
+
+
+def test_minibatch_params_check_problem_names_the_knob() -> None:
+    with pytest.raises(optlab.InputError, match=r"batch_size=11 .* \(10 examples\)") as big:
+        optlab.MinibatchParams(batch_size=11).check_problem(10)
+    assert big.value.key == "batch_size"
+    with pytest.raises(optlab.InputError, match=r"optlab\.MAX_STEPS") as long:
+        optlab.MinibatchParams(batch_size=1, epochs=10**9).check_problem(2)
+    assert long.value.key == "epochs"
+    optlab.MinibatchParams(batch_size=10).check_problem(10)
+
+
 def test_batch_size_larger_than_the_data_is_a_clear_error(digits: Digits) -> None:
     obj = Objective(digits.X_train[:50], digits.y_train[:50], 10, BoundLoss(SVMLoss(), "svm"))
     monitor = RecordingMonitor()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,12 @@ import pytest
 
 import optlab
 from optlab.errors import OptlabWarning, PluginError
-from optlab.plugin_manager import build_registry, get_registry, registered_plugin
+from optlab.plugin_manager import (
+    GuardedHooks,
+    build_registry,
+    get_registry,
+    registered_plugin,
+)
 
 
 class _NoLoss(optlab.Loss):
@@ -66,7 +72,7 @@ def test_plugin_that_fails_to_import_is_reported_and_others_keep_working(site: P
     info = registry.plugins["broken"]
     assert info.status == "failed"
     assert info.distribution == "optlab-broken" and info.version == "1.2.3"
-    assert "fakeplug_broken" in info.reason and "boom" in info.reason
+    assert info.reason == "importing fakeplug_broken raised ImportError: boom"
     assert registry.get("loss", "zero").provider == "zero_plugin"
 
 
@@ -168,7 +174,10 @@ def test_unknown_hook_is_a_failure_of_that_plugin_only() -> None:
     bad = SimpleNamespace(optlab_register_lossez=optlab_register_lossez)
     _, registry = build_registry(extra=[("typo_plugin", bad), ("zero_plugin", _loss_plugin())])
     assert registry.plugins["typo_plugin"].status == "failed"
-    assert "unknown hook 'optlab_register_lossez'" in registry.plugins["typo_plugin"].reason
+    assert registry.plugins["typo_plugin"].reason.startswith(
+        "it implements unknown hook 'optlab_register_lossez' (did you mean "
+        "'optlab_register_losses'?); the hooks are optlab_epoch_ended, "
+    )
     assert registry.plugins["zero_plugin"].status == "active"
 
 
@@ -181,30 +190,111 @@ def test_hook_with_wrong_argument_names_is_a_failure() -> None:
     _, registry = build_registry(extra=[("args_plugin", bad)])
     info = registry.plugins["args_plugin"]
     assert info.status == "failed"
-    assert "runinfo" in info.reason
+    assert info.reason == (
+        "its optlab_run_started takes runinfo, which the hook does not pass (hooks pass their "
+        "arguments by name; optlab_run_started passes run)"
+    )
 
 
-@pytest.mark.parametrize(
-    ("returned", "fault"),
-    [
-        (lambda: 1 / 0, "division by zero"),
-        (lambda: ["not a record"], "returned str, expected LossRecord"),
-        (
-            lambda: [optlab.LossRecord("Bad Name", lambda p: _NoLoss())],
-            "names are lowercase",
-        ),
-    ],
-)
-def test_registration_faults_are_reported_with_the_hook(returned: object, fault: str) -> None:
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _records_then_raise() -> Iterator[optlab.LossRecord]:
+    yield optlab.LossRecord("fine", lambda p: _NoLoss())
+    raise KeyError("half way")
+
+
+# what the hook returns (called) -> the whole reason: one sentence naming the hook and the fault,
+# and the exception's type whenever something raised
+REGISTRATION_FAULTS = {
+    "raises": (
+        lambda: 1 / 0,
+        "optlab_register_losses raised ZeroDivisionError: division by zero",
+    ),
+    "raises without a message": (
+        lambda: _raise(RuntimeError()),
+        "optlab_register_losses raised RuntimeError",
+    ),
+    "raises on two lines": (
+        lambda: _raise(ValueError("first\n  second")),
+        "optlab_register_losses raised ValueError: first second",
+    ),
+    "raises optlab's own error": (
+        lambda: _raise(PluginError("not configured")),
+        "optlab_register_losses raised PluginError: not configured",
+    ),
+    "a generator that raises": (
+        _records_then_raise,
+        "optlab_register_losses raised KeyError: 'half way'",
+    ),
+    "not a list": (
+        lambda: 5,
+        "optlab_register_losses returned int, expected a list of LossRecord",
+    ),
+    "one record, not a list": (
+        lambda: optlab.LossRecord("fine", lambda p: _NoLoss()),
+        "optlab_register_losses returned LossRecord, expected a list of LossRecord",
+    ),
+    "not a record": (
+        lambda: ["not a record"],
+        "optlab_register_losses returned an item of type str among its records; each must "
+        "be a LossRecord",
+    ),
+    "a bad name": (
+        lambda: [optlab.LossRecord("Bad Name", lambda p: _NoLoss())],
+        "optlab_register_losses returned a loss named 'Bad Name'; names are lowercase "
+        "letters, digits and underscores, starting with a letter",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(REGISTRATION_FAULTS))
+def test_registration_faults_are_one_sentence_naming_the_hook(fault: str) -> None:
+    """Not "optlab_register_losses raised optlab_register_losses returned ...", and never an
+    exception's message without its type."""
+    returned, reason = REGISTRATION_FAULTS[fault]
+
     @optlab.hookimpl
     def optlab_register_losses() -> object:
-        return returned()  # type: ignore[operator]
+        return returned()
 
     bad = SimpleNamespace(optlab_register_losses=optlab_register_losses)
     _, registry = build_registry(extra=[("faulty", bad)])
     info = registry.plugins["faulty"]
     assert info.status == "failed"
-    assert "optlab_register_losses" in info.reason and fault in info.reason
+    assert info.reason == reason
+    assert info.components == [] and "fine" not in registry.names("loss")
+
+
+def test_a_bad_name_says_an_optimizer() -> None:
+    @optlab.hookimpl
+    def optlab_register_optimizers() -> list[optlab.OptimizerRecord]:
+        return [optlab.OptimizerRecord("9lives", lambda p: None)]  # type: ignore[arg-type]
+
+    bad = SimpleNamespace(optlab_register_optimizers=optlab_register_optimizers)
+    _, registry = build_registry(extra=[("faulty", bad)])
+    assert registry.plugins["faulty"].reason.startswith(
+        "optlab_register_optimizers returned an optimizer named '9lives'; "
+    )
+
+
+def test_an_observer_raising_without_a_message_is_named_with_its_type() -> None:
+    class Quiet:
+        @optlab.hookimpl
+        def optlab_run_started(self, run: object) -> None:
+            raise RuntimeError
+
+    pm, registry = build_registry(extra=[("quiet_observer", Quiet())])
+    hooks = GuardedHooks(pm, registry)
+    with pytest.warns(OptlabWarning) as caught:
+        hooks.optlab_run_started(run=None)
+    (warning,) = caught
+    assert str(warning.message) == (
+        "observer plugin quiet_observer (test 0): optlab_run_started raised RuntimeError; it is "
+        "switched off for the rest of this invocation, and the runs go on"
+    )
+    assert hooks.switched_off == {"quiet_observer"}
 
 
 def test_bundled_plugins_come_first_and_are_active() -> None:
