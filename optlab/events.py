@@ -85,7 +85,7 @@ class RunInfo:
     started_at: float | None = None
 
 
-_STEP_FIELDS = ("examples", "time", "loss", "data_loss", "reg_loss")
+_STEP_FIELDS = ("examples", "time", "loss", "data_loss", "reg_loss", "elapsed")
 
 
 @dataclass
@@ -93,7 +93,13 @@ class StepHistory:
     """Per-step curves, as parallel 1-d arrays of equal length ``S``.
 
     ``examples[i]`` is the number of training examples processed after step ``i`` (the shared
-    x-axis of GD and SGD); ``time[i]`` its wall-clock time in seconds since the epoch.
+    x-axis of GD and SGD); ``time[i]`` its wall-clock time in seconds since the epoch (what
+    MLflow stores, in milliseconds); ``elapsed[i]`` the seconds since training started on the
+    run's monotonic clock (the x-axis of "loss vs time"). ``loss`` is the objective of the
+    step's batch: a minibatch's for SGD, the whole training set's for GD.
+
+    A history made without ``elapsed`` (read back from MLflow, or from a ``steps.npz`` written
+    before optlab kept it) takes ``time - time[0]``.
     """
 
     examples: Array = field(default_factory=lambda: np.empty(0, np.int64))
@@ -101,6 +107,12 @@ class StepHistory:
     loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
     data_loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
     reg_loss: Array = field(default_factory=lambda: np.empty(0, np.float64))
+    elapsed: Array = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def __post_init__(self) -> None:
+        if self.elapsed.shape[0] != self.time.shape[0]:
+            start = self.time[0] if self.time.shape[0] else 0.0
+            self.elapsed = np.asarray(self.time, dtype=np.float64) - start
 
     def __len__(self) -> int:
         return int(self.examples.shape[0])
@@ -124,7 +136,14 @@ class StepHistory:
 
 @dataclass(frozen=True)
 class EpochReport:
-    """One evaluation point and the steps since the previous one."""
+    """One evaluation point and the steps since the previous one.
+
+    ``loss`` is the last step's (a minibatch's for SGD); ``train_loss`` the full training
+    objective (mean data loss over the whole training set plus the regularization, without
+    input perturbations), computed from the same scores as ``train_accuracy``: the loss that
+    compares runs fairly. ``time`` is wall-clock (seconds since the Unix epoch), ``elapsed``
+    seconds since training started on the run's monotonic clock (``None``: not measured).
+    """
 
     epoch: float
     examples: int
@@ -133,6 +152,8 @@ class EpochReport:
     train_accuracy: float
     val_accuracy: float | None
     loss: float
+    train_loss: float | None = None
+    elapsed: float | None = None
 
 
 @dataclass
@@ -156,4 +177,13 @@ class RunResult:
 
     @property
     def final_loss(self) -> float | None:
+        """The full training objective at the last evaluation point (``train_loss``), when
+        that point ends the run; else (a run that failed or stopped between evaluations, or
+        recorded before optlab measured it) the last step's loss."""
+        last = self.evaluations[-1] if self.evaluations else None
+        ends = last is not None and (
+            not len(self.steps) or last.examples >= int(self.steps.examples[-1])
+        )
+        if last is not None and ends and last.train_loss is not None:
+            return float(last.train_loss)
         return float(self.steps.loss[-1]) if len(self.steps) else None

@@ -1,9 +1,13 @@
 """The monitor an optimizer reports to: per-step buffers, evaluation points, stop conditions.
 
-:meth:`TrainingMonitor.step` is the only call in the per-step path: it appends four numbers to
+:meth:`TrainingMonitor.step` is the only call in the per-step path: it appends five numbers to
 Python lists, compares the loss with the divergence limit and reads the stop flag. Everything
-else (accuracies, the ``epoch_ended`` observer hook, flushing the buffers) happens at
-evaluation points.
+else (accuracies, the full training objective, the ``epoch_ended`` observer hook, flushing the
+buffers) happens at evaluation points.
+
+Steps are timed on the monotonic clock (``time.perf_counter``) from the monitor's creation,
+just before training: ``elapsed`` in the histories; their wall-clock ``time`` (what MLflow
+stores) is the wall-clock time of that start plus the elapsed seconds.
 """
 
 from __future__ import annotations
@@ -109,6 +113,9 @@ class TrainingMonitor(Monitor):
         self.history = StepHistory()
         self.evaluations: list[EpochReport] = []
         self.best_val_accuracy = float("nan")
+        # the run's clock: wall-clock start, and monotonic seconds since it
+        self.started_wall = time.time()
+        self.started = time.perf_counter()
         self._buf: tuple[list[int], list[float], list[float], list[float], list[float]] = (
             [],
             [],
@@ -123,7 +130,7 @@ class TrainingMonitor(Monitor):
         self.n_steps += 1
         ex, tm, lo, dl, rl = self._buf
         ex.append(self.examples)
-        tm.append(time.time())
+        tm.append(time.perf_counter())
         lo.append(loss)
         dl.append(data_loss)
         rl.append(reg_loss)
@@ -149,12 +156,14 @@ class TrainingMonitor(Monitor):
     def flush(self) -> StepHistory:
         """Move the buffered steps into :attr:`history`; return just those steps."""
         ex, tm, lo, dl, rl = self._buf
+        elapsed = np.asarray(tm, dtype=np.float64) - self.started
         new = StepHistory(
             examples=np.asarray(ex, dtype=np.int64),
-            time=np.asarray(tm, dtype=np.float64),
+            time=self.started_wall + elapsed,
             loss=np.asarray(lo, dtype=np.float64),
             data_loss=np.asarray(dl, dtype=np.float64),
             reg_loss=np.asarray(rl, dtype=np.float64),
+            elapsed=elapsed,
         )
         for buf in self._buf:
             buf.clear()
@@ -164,19 +173,24 @@ class TrainingMonitor(Monitor):
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, epoch: float, W: Array) -> None:
+        """Measure ``W`` at an evaluation point: the full training objective and the training
+        accuracy (one product over the training set), the validation accuracy; report them."""
+        elapsed = time.perf_counter() - self.started
         steps = self.flush()
         obj = self.objective
-        train_acc = obj.accuracy(W, obj.X, obj.y)
+        full, train_acc = obj.value_and_accuracy(W)
         val_acc = obj.accuracy(W, self.X_val, self.y_val) if self.X_val.shape[0] else None
-        loss = float(steps.loss[-1]) if len(steps) else float(obj.value(W).total)
+        loss = float(steps.loss[-1]) if len(steps) else float(full.total)
         report = EpochReport(
             epoch=float(epoch),
             examples=self.examples,
-            time=time.time(),
+            time=self.started_wall + elapsed,
             steps=steps,
             train_accuracy=train_acc,
             val_accuracy=val_acc,
             loss=loss,
+            train_loss=float(full.total),
+            elapsed=elapsed,
         )
         self.evaluations.append(report)
         score = val_acc if val_acc is not None else train_acc

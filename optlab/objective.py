@@ -460,6 +460,23 @@ class Objective:
             return 1
         return min(blas_threads(), full_batch_parts(cores()))
 
+    def value_and_accuracy(self, W: Array) -> tuple[LossParts, float]:
+        """The full objective on the whole training set (as :meth:`value`) and the training
+        accuracy (as :meth:`accuracy`), from one product ``X @ W``: what an evaluation point
+        measures, for the price of the accuracy alone plus the loss over the (N, C) scores."""
+        if self.X.shape[0] == 0:
+            return self.value(W), float("nan")
+        scores = self.backend.scores(self.X, W, threads=self._score_threads(self.X))
+        accuracy = float(np.mean(np.argmax(scores, axis=1) == self.y))  # before the loss reads them
+        try:
+            data = float(self.loss.impl.loss(scores, self.y))
+        except Exception as exc:
+            raise ComponentError(
+                "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
+            ) from exc
+        reg, _ = self.reg_value_and_grad(W, with_grad=False)
+        return LossParts(data + reg, data, reg), accuracy
+
     def accuracy(self, W: Array, X: Array, y: Array) -> float:
         """Fraction of ``X`` (M, D) classified as ``y`` (M,); ``nan`` when ``M == 0``."""
         if X.shape[0] == 0:

@@ -18,9 +18,11 @@ from optlab.errors import InputError
 from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, RunStatus, StepHistory
 from optlab.registry import did_you_mean
 from optlab.tracking.plots import (
+    SWEEP_FIGURE,
     comparison_figure,
     confusion_figure,
     learning_curves_figure,
+    sweep_figure,
     weight_templates,
     weight_templates_figure,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "render_table",
     "rows_to_json",
     "rows_to_markdown",
+    "sweep_figure",
     "weight_templates",
     "weight_templates_figure",
 ]
@@ -213,8 +216,9 @@ def _saved_steps(client: Any, run_id: str) -> StepHistory | None:
         return None
     with tempfile.TemporaryDirectory(prefix="optlab-steps-") as tmp:
         path = client.download_artifacts(run_id, "steps.npz", tmp)
-        with np.load(path, allow_pickle=False) as saved:
-            return StepHistory(**{f.name: saved[f.name] for f in fields(StepHistory)})
+        with np.load(path, allow_pickle=False) as saved:  # (older files have no elapsed)
+            names = [f.name for f in fields(StepHistory) if f.name in saved.files]
+            return StepHistory(**{name: saved[name] for name in names})
 
 
 def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResult]:
@@ -244,6 +248,7 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
         val = (
             dict(zip(*series["val_accuracy"][::2], strict=True)) if "val_accuracy" in series else {}
         )
+        full = dict(zip(*series["train_loss"][::2], strict=True)) if "train_loss" in series else {}
         for step, stamp, epoch in zip(at.tolist(), stamps.tolist(), epochs.tolist(), strict=True):
             i = int(np.searchsorted(steps.examples, step, side="right")) - 1
             evaluations.append(
@@ -255,6 +260,9 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
                     train_accuracy=float(train.get(step, float("nan"))),
                     val_accuracy=float(val[step]) if step in val else None,
                     loss=float(steps.loss[i]) if i >= 0 else float("nan"),
+                    train_loss=float(full[step]) if step in full else None,
+                    # on the run's clock: its last step before the evaluation
+                    elapsed=float(steps.elapsed[i]) if i >= 0 else 0.0,
                 )
             )
     metrics = {  # summary/... (and the latest accuracies of runs logged before the sections)
@@ -342,7 +350,8 @@ def compare(
     """Rows of the latest invocation's comparison and, with ``out_dir``, its figure.
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
-    (created if needed) and returns the figure's path.
+    (created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
+    (:func:`~optlab.tracking.plots.sweep_figure`), and returns the comparison figure's path.
     """
     results = load_latest_invocation(experiment_name, uri)
     if not results:
@@ -358,6 +367,7 @@ def compare(
         (out_dir / "comparison.json").write_text(rows_to_json(rows))
         (out_dir / "comparison.md").write_text(rows_to_markdown(rows))
         figure = comparison_figure(results, out_dir / "comparison.png")
+        sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
         raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
     return rows, figure

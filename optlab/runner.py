@@ -238,8 +238,9 @@ def _evaluation_lines(result: RunResult) -> list[str]:
     lines = []
     for e in result.evaluations:
         val = "" if e.val_accuracy is None else f" val_accuracy={e.val_accuracy:.4f}"
+        full = "" if e.train_loss is None else f" train_loss={e.train_loss:.6g}"
         lines.append(
-            f"epoch {e.epoch:g}: examples={e.examples} loss={e.loss:.6g} "
+            f"epoch {e.epoch:g}: examples={e.examples} loss={e.loss:.6g}{full} "
             f"train_accuracy={e.train_accuracy:.4f}{val}"
         )
     return lines
@@ -392,6 +393,8 @@ def execute(
             if result.evaluations:
                 last = result.evaluations[-1]
                 result.metrics["train_accuracy"] = last.train_accuracy
+                if last.train_loss is not None:  # the full objective, at the last evaluation
+                    result.metrics["train_loss"] = last.train_loss
                 if last.val_accuracy is not None:
                     result.metrics["val_accuracy"] = last.val_accuracy
                 result.metrics["best_val_accuracy"] = monitor.best_val_accuracy

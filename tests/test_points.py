@@ -45,7 +45,7 @@ def test_evaluation_points_and_no_val_accuracy_without_a_validation_split() -> N
         assert made.steps[mine].tolist() == [r.examples for r in reports]
     unvalidated = [type(r)(**{**r.__dict__, "val_accuracy": None}) for r in reports]
     assert "curves/val_accuracy" not in evaluation_points(unvalidated).keys
-    assert len(evaluation_points(unvalidated)) == 2 * len(reports)
+    assert len(evaluation_points(unvalidated)) == 3 * len(reports)
 
 
 @pytest.mark.parametrize(("n", "most"), [(5, 10), (10, 10), (11, 10), (1000, 3), (9999, 1000)])

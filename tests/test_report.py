@@ -192,7 +192,12 @@ def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
     left, right = curves.axes
     assert (left.get_xlabel(), left.get_ylabel()) == ("examples processed", "loss")
     assert (right.get_xlabel(), right.get_ylabel()) == ("epoch", "accuracy")
-    assert _legend_texts(left.get_legend()) == ["loss", "data_loss", "reg_loss"]
+    assert _legend_texts(left.get_legend()) == [
+        "loss (minibatch)",  # 18 steps: too few to smooth
+        "data loss (minibatch)",
+        "reg loss (minibatch)",
+        "training loss (full)",
+    ]
     assert _legend_texts(right.get_legend()) == ["train_accuracy", "val_accuracy"]
 
     (ax,) = confusion.axes
@@ -205,15 +210,19 @@ def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
     assert cells == sorted(str(v) for v in result.confusion.ravel()) and len(cells) == n * n
 
     titles = [a.get_title() for a in comparison.axes]
-    assert titles == ["loss vs examples", "loss vs time", "val accuracy per epoch"]
-    assert [a.get_ylabel() for a in comparison.axes] == ["loss", "loss", "validation accuracy"]
-    assert _legend_texts(comparison.legends[0]) == [i.name for i, _ in seeds]
+    assert titles == ["loss vs examples", "loss vs time", "val accuracy"]
+    labels = [a.get_ylabel() for a in comparison.axes]
+    assert labels == ["training loss", "training loss", "validation accuracy"]
+    assert _legend_texts(comparison.legends[0]) == [  # replicates: one colour, one entry
+        "svm (3 seeds)",
+        "full training loss (at evaluations)",
+        "minibatch loss, smoothed (faint: per step)",
+    ]
 
     for axes in (left, right, *comparison.axes):
         for axis in (axes.xaxis, axes.yaxis):
             assert 3 <= len(_visible_ticks(axis)) <= 7  # fewer ticks, still a scale
-    for epochs in (right.xaxis, comparison.axes[2].xaxis):
-        assert all(t == int(t) for t in _visible_ticks(epochs))  # whole epochs
+    assert all(t == int(t) for t in _visible_ticks(right.xaxis))  # whole epochs
 
 
 def test_a_sweep_fits_80_columns_shared_components_above_swept_values_in_columns() -> None:

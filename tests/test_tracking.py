@@ -331,7 +331,7 @@ def test_ui_command(workdir: Path, template_db: Path) -> None:
 
 
 def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None:
-    """A demo-sized run's points (1,445, within a budget of 1,000 a curve) go out in log_batch
+    """A demo-sized run's points (1,465, within a budget of 1,000 a curve) go out in log_batch
     calls of at most 1,000 (MLflow's limit): the evaluation points while it trains, the
     per-step curves when it ends."""
     run = train("speed", epochs=20, batch=4)  # 20 epochs * 23 steps * 3 curves = 1,380 points
@@ -350,7 +350,7 @@ def test_metrics_are_written_in_few_batches_of_at_most_1000(store: Path) -> None
         drive(tracker, [run])
     points = [c for c in calls if c]
     assert run.result is not None
-    assert sum(points) == 3 * len(run.result.steps) + 3 * 20 + 5  # and 5 final metrics
+    assert sum(points) == 3 * len(run.result.steps) + 4 * 20 + 5  # and 5 final metrics
     assert points == [1000, sum(points) - 1000]
     client = _client(DEFAULT_TRACKING_URI)
     child = child_runs(client, tracker.experiment_id, parent_id)["speed"]
@@ -377,7 +377,7 @@ def test_a_chunk_the_writer_thread_could_not_store_is_written_after_the_figures(
     one that failed there is written again afterwards (with retries), the others not."""
     from mlflow.exceptions import MlflowException
 
-    run = train("retried", epochs=20, batch=4)  # 1,445 points: two chunks
+    run = train("retried", epochs=20, batch=4)  # 1,465 points: two chunks
     tracker = Tracker(
         DEFAULT_TRACKING_URI, "retried", plots=False, flush_interval_s=60.0, step_points=1000
     )
@@ -397,7 +397,7 @@ def test_a_chunk_the_writer_thread_could_not_store_is_written_after_the_figures(
         drive(tracker, [run])
     client = _client(DEFAULT_TRACKING_URI)
     check_logged_run(client, child_runs(client, tracker.experiment_id, parent_id)["retried"], run)
-    assert calls == [1000, 445, 1000], calls  # the failed chunk once more, the other not
+    assert calls == [1000, 465, 1000], calls  # the failed chunk once more, the other not
 
 
 def test_long_curves_are_thinned_to_the_budget_and_kept_whole_in_steps_npz(store: Path) -> None:

@@ -128,6 +128,8 @@ def train(
             train_accuracy=float(np.mean((Xtr @ W).argmax(1) == ytr)),
             val_accuracy=float(np.mean((Xva @ W).argmax(1) == yva)),
             loss=lo[-1],
+            train_loss=sum(_loss(W, Xtr, ytr, lam)[:2]),  # the full training objective
+            elapsed=time.perf_counter() - start,
         )
         run.reports.append(report)
     pred = (Xte @ W).argmax(1)

@@ -28,7 +28,8 @@ def write_run_artifacts(
 
     Files: ``console.log`` (the transcript), ``weights.npz`` (W (D, C) and class names),
     ``steps.npz`` (the per-step history at full resolution: the arrays ``examples``, ``time``,
-    ``loss``, ``data_loss``, ``reg_loss``, each (S,), as in :class:`~optlab.events.StepHistory`)
+    ``loss``, ``data_loss``, ``reg_loss``, ``elapsed``, each (S,), as in
+    :class:`~optlab.events.StepHistory`)
     and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image data only:
     one template per class) and ``confusion_matrix.png``. Files already rendered elsewhere
     (``result.artifacts``) are written as they are instead.
@@ -55,7 +56,7 @@ def write_run_artifacts(
             (
                 "learning curves",
                 lambda: figures_of.learning_curves_figure(
-                    result, folder / "learning_curves.png", run.name
+                    result, folder / "learning_curves.png", run.name, run.data.n_train
                 ),
             )
         )

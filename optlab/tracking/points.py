@@ -37,8 +37,9 @@ __all__ = [
 #: per-step curves (step = examples processed so far), logged as ``curves/<name>``
 STEP_METRICS = ("loss", "data_loss", "reg_loss")
 #: per-evaluation points (step = examples processed at the evaluation), logged as
-#: ``curves/<name>``, but ``epoch`` as itself
-EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy")
+#: ``curves/<name>``, but ``epoch`` as itself; ``train_loss`` is the full training objective
+#: (the per-step ``loss`` is a minibatch's for SGD)
+EPOCH_METRICS = ("epoch", "train_accuracy", "val_accuracy", "train_loss")
 
 # MLflow's chart view groups metrics into sections by the part of their key before the last
 # "/", lists sections alphabetically before the unprefixed "Model metrics", and draws a metric
@@ -170,8 +171,8 @@ def step_points(steps: StepHistory) -> Points:
 
 
 def evaluation_points(reports: Sequence[EpochReport]) -> Points:
-    """``epoch``, ``train_accuracy`` and ``val_accuracy`` (when there is a validation split)
-    of each report, at step ``report.examples``."""
+    """``epoch``, ``train_accuracy``, ``val_accuracy`` (when there is a validation split) and
+    ``train_loss`` (when measured) of each report, at step ``report.examples``."""
     keys: list[str] = []
     values: list[float] = []
     stamps: list[int] = []

@@ -21,6 +21,7 @@ __all__ = [
     "comparison_rows",
     "format_cell",
     "format_value",
+    "group_name",
     "rows_to_json",
     "rows_to_markdown",
 ]
@@ -89,7 +90,9 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(arr.mean()), std
 
 
-def _group_name(names: list[str]) -> str:
+def group_name(names: list[str]) -> str:
+    """The name of a group of replicates: their names without the seed suffix (``svm`` of
+    ``svm-seed0``, ``svm-seed1``) when that leaves one name, else the first name."""
     stems = {_SEED_SUFFIX.sub("", n) or n for n in names}
     return stems.pop() if len(stems) == 1 else names[0]
 
@@ -125,7 +128,7 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
         measures = [_measures(i, r) for i, r in counted]
         n_finished = len(finished)
         row: dict[str, Any] = {
-            "run": _group_name([i.name for i, _ in members]),
+            "run": group_name([i.name for i, _ in members]),
             "variant": first.tags.get("optlab.variant", ""),
             "sweep": _sweep(first),
             "loss": _component(first, "loss"),

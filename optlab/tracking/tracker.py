@@ -4,7 +4,8 @@ Everything goes through ``MlflowClient``'s public methods with explicit run ids 
 fluent active-run stack). What is logged, and when:
 
 - per evaluation point (each epoch, or every ``eval_every`` steps): ``epoch``,
-  ``curves/train_accuracy`` and ``curves/val_accuracy``, buffered and written with
+  ``curves/train_accuracy``, ``curves/val_accuracy`` and ``curves/train_loss`` (the full
+  training objective, the loss that compares runs), buffered and written with
   ``log_batch`` at the first evaluation point ``flush_interval_s`` after the last write, so
   that the MLflow UI follows a long run as it trains: at most ``step_points`` points per
   curve, every evaluation of a run that has no more, else the first half of them as they
@@ -520,7 +521,9 @@ class Tracker:
     ) -> None:
         """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
         ``comparison.png`` (``figure``, if it was drawn elsewhere; else drawn here unless
-        :attr:`plots` is off), tag ``optlab.best_run`` and the best run's accuracies."""
+        :attr:`plots` is off), for a sweep ``val_accuracy_sweep.png``
+        (:func:`~optlab.tracking.plots.sweep_figure`), tag ``optlab.best_run`` and the best
+        run's accuracies."""
         from mlflow.entities import Metric, RunTag
 
         from optlab.tracking import plots, summary
@@ -537,6 +540,8 @@ class Tracker:
                 (folder / "comparison.png").write_bytes(figure)
             elif self.plots:
                 plots.comparison_figure(results, folder / "comparison.png")
+            if self.plots:  # a sweep of one or two values: validation accuracy against them
+                plots.sweep_figure(rows, folder / plots.SWEEP_FIGURE)
             self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
         best = next((r for r in rows if r["best"]), None)
         if best is not None:

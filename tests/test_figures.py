@@ -1,0 +1,472 @@
+"""Issue 21's figures: the full training loss measured at every evaluation point and drawn as
+the loss that compares runs, the minibatch loss faint and smoothed, time on the run's own
+clock, scales and colours chosen from the runs, the sweep's validation-accuracy figure, and
+weight templates centred on zero."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tracking_data import train
+
+from optlab.events import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
+from optlab.monitor import TrainingMonitor
+from optlab.parallel import RecordingObserver
+from optlab.runner import execute
+from optlab.spec import load_experiment
+from optlab.tracking import plots
+from optlab.tracking.plots import (
+    SWEEP_FIGURE,
+    comparison_figure,
+    learning_curves_figure,
+    smoothed,
+    smoothing_weight,
+    sweep_figure,
+    weight_templates_figure,
+)
+from optlab.tracking.summary import comparison_rows
+
+GD_VS_SGD = """\
+name: fair
+seed: 0
+data: {name: digits, limit: {train: 400, val: 100, test: 100}}
+loss: {name: softmax}
+regularizer: {name: l2, strength: 0.001}
+optimizer: {name: sgd, lr: 0.05, batch_size: 20, epochs: 5}
+variants:
+  gd:
+    optimizer: {name: gd, lr: 0.5, iterations: 6, eval_every: 1}
+  sgd: {}
+"""
+
+
+def _run(tmp_path: Path, text: str = GD_VS_SGD) -> dict[str, tuple[RunInfo, RunResult]]:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    experiment = load_experiment(path, [])
+    out = {}
+    for run in experiment.runs:
+        info, result = execute(run, experiment=experiment.name, observer=RecordingObserver())
+        assert result.status == "FINISHED", result.error
+        out[run.name] = (info, result)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RunInfo, RunResult]]:
+    return _run(tmp_path_factory.mktemp("fair"))
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The matplotlib figures the figure functions save, in order."""
+    figures: list[Any] = []
+    save = plots._save
+
+    def keep(fig: Any, path: Path | str) -> Path:
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+# ------------------------------------------------------------------ the full training loss
+def test_every_evaluation_measures_the_full_training_objective(
+    fair: dict[str, tuple[RunInfo, RunResult]],
+) -> None:
+    """GD's step loss is the full objective at the W it steps from, so the objective measured
+    at evaluation k must equal the loss of step k + 1: the evaluation measures the whole
+    training set, with the regularization, at the current W."""
+    _, gd = fair["gd"]
+    full = [e.train_loss for e in gd.evaluations]
+    assert len(full) == 6 and all(v is not None for v in full)
+    np.testing.assert_allclose(full[:-1], gd.steps.loss[1:], rtol=1e-10)
+    assert gd.final_loss == full[-1] == gd.metrics["train_loss"]
+    # SGD: its last step's loss is one minibatch's; final loss and summary are the full one
+    _, sgd = fair["sgd"]
+    last = sgd.evaluations[-1]
+    assert last.train_loss is not None and last.train_loss != last.loss == sgd.steps.loss[-1]
+    assert sgd.final_loss == last.train_loss == sgd.metrics["train_loss"]
+    row = {r["run"]: r for r in comparison_rows(list(fair.values()))}["sgd"]
+    assert row["final_loss"] == last.train_loss
+    assert any("train_loss=" in line for line in sgd.console)
+
+
+def test_the_evaluation_reuses_its_product_for_the_loss(
+    fair: dict[str, tuple[RunInfo, RunResult]],
+) -> None:
+    """An evaluation computes X @ W once for the training set (the accuracy and the full
+    objective from the same scores) and once for the validation set."""
+    from optlab.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab_plugins.losses import SVMLoss
+    from optlab_plugins.regularizers import L2
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    objective = Objective(
+        X,
+        y,
+        3,
+        BoundLoss(SVMLoss(), "svm"),
+        [BoundRegularizer(L2(0.1), "l2")],
+    )
+    W = rng.standard_normal((5, 3))
+    parts, accuracy = objective.value_and_accuracy(W)
+    assert parts == objective.value(W)
+    assert accuracy == objective.accuracy(W, X, y)
+
+    calls: list[int] = []
+    scores = objective.backend.scores
+
+    def counted(X: Any, W: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(X))
+        return scores(X, W, *args, **kwargs)
+
+    objective.backend.scores = counted  # type: ignore[method-assign]
+    info, _ = fair["gd"]
+    reports: list[EpochReport] = []
+    monitor = TrainingMonitor(
+        objective,
+        X[:20],
+        y[:20],
+        info,
+        lambda run, report: reports.append(report),
+        initial_loss=1.0,
+    )
+    monitor.step(60, 1.0, 0.9, 0.1)
+    monitor.evaluate(1.0, W)
+    assert calls == [60, 20]  # training set once, validation set once
+    assert reports[0].train_loss == pytest.approx(parts.total, rel=1e-12)
+
+
+def test_steps_keep_the_runs_monotonic_clock(fair: dict[str, tuple[RunInfo, RunResult]]) -> None:
+    _, sgd = fair["sgd"]
+    steps = sgd.steps
+    assert len(steps.elapsed) == len(steps) and steps.elapsed[0] >= 0
+    assert np.all(np.diff(steps.elapsed) >= 0)  # perf_counter: never backwards
+    # the wall-clock stamps MLflow stores are the start plus the same elapsed seconds
+    np.testing.assert_allclose(np.diff(steps.time - steps.elapsed), 0.0, atol=1e-6)
+    for report in sgd.evaluations:
+        assert report.elapsed is not None
+        last = int(np.searchsorted(steps.examples, report.examples))  # its step
+        assert report.elapsed >= steps.elapsed[last]
+        assert last + 1 == len(steps) or report.elapsed <= steps.elapsed[last + 1]
+
+
+def test_a_history_without_elapsed_takes_it_from_its_wall_clock() -> None:
+    old = StepHistory(
+        np.array([5, 10]), np.array([100.0, 100.5]), np.ones(2), np.ones(2), np.zeros(2)
+    )
+    np.testing.assert_array_equal(old.elapsed, [0.0, 0.5])
+    assert len(old[np.array([1])].elapsed) == 1
+
+
+def test_final_loss_of_a_run_that_stopped_between_evaluations_is_its_last_step() -> None:
+    run = train("stopped", lr=0.5, epochs=3)
+    assert run.result is not None
+    result = run.result
+    assert result.final_loss == result.evaluations[-1].train_loss
+    cut = replace(result, evaluations=result.evaluations[:-1])  # the last epoch not evaluated
+    assert cut.final_loss == result.steps.loss[-1]
+
+
+# ------------------------------------------------------------------ smoothing
+def test_smoothing_is_tensorboards_debiased_moving_average() -> None:
+    values = np.array([4.0, 2.0, math.nan, 3.0, 1.0])
+    w = 0.6
+    expected, last, count = [], 0.0, 0
+    for v in values:  # TensorBoard's loop
+        if not math.isfinite(v):
+            expected.append(v)
+            continue
+        last = last * w + (1 - w) * v
+        count += 1
+        expected.append(last / (1 - w**count))
+    np.testing.assert_allclose(smoothed(values, w), expected, rtol=1e-12)
+    np.testing.assert_array_equal(smoothed(values[:2], 0.0), values[:2])
+    assert smoothing_weight(40) == 0.0  # too few steps to smooth
+    assert 0.7 < smoothing_weight(180) < 0.9 and smoothing_weight(10**6) == 0.999
+    noisy = 1.0 + np.random.default_rng(0).standard_normal(400)
+    assert smoothed(noisy, smoothing_weight(400))[100:].std() < 0.5 * noisy.std()
+
+
+# ------------------------------------------------------------------ the comparison figure
+def _lines(ax: Any) -> list[Any]:
+    return list(ax.get_lines())
+
+
+def test_comparison_draws_the_full_loss_and_the_minibatch_loss_faint_and_smoothed(
+    tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    # a wall clock that jumped (NTP): the time axis must not follow it
+    info, sgd = fair["sgd"]
+    jumped = replace(
+        sgd.steps, time=sgd.steps.time + np.where(np.arange(len(sgd.steps)) > 5, 50, 0)
+    )
+    runs = [fair["gd"], (info, replace(sgd, steps=jumped))]
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    by_examples, by_time, by_val = fig.axes[:3]
+    gd = fair["gd"][1]
+    full = {name: [e.train_loss for e in result.evaluations] for name, (_, result) in fair.items()}
+
+    def drawn(ax: Any, y: Any) -> list[Any]:
+        return [
+            line
+            for line in _lines(ax)
+            if len(line.get_ydata()) == len(y) and np.allclose(line.get_ydata(), y)
+        ]
+
+    # the full objective: dots joined, for both runs, at the evaluations' examples
+    for name, result in (("gd", gd), ("sgd", sgd)):
+        (line,) = drawn(by_examples, full[name])
+        assert line.get_marker() == "o" and line.get_linestyle() == "-"
+        assert list(line.get_xdata()) == [e.examples for e in result.evaluations]
+    # SGD's per-step loss: faint, and its smoothed line over it; GD's steps are full batches
+    (faint,) = drawn(by_examples, sgd.steps.loss)
+    assert faint.get_alpha() is not None and faint.get_alpha() <= 0.3
+    trend = smoothed(sgd.steps.loss, smoothing_weight(len(sgd.steps)))
+    (smooth,) = drawn(by_examples, trend)
+    assert smooth.get_alpha() is None or smooth.get_alpha() > 0.5
+    assert smooth.get_color() == faint.get_color()
+    assert not drawn(by_examples, gd.steps.loss)
+    # loss vs time: the run's own monotonic seconds (not the wall clock that jumped)
+    (faint_t,) = drawn(by_time, sgd.steps.loss)
+    np.testing.assert_array_equal(faint_t.get_xdata(), sgd.steps.elapsed)
+    assert max(faint_t.get_xdata()) < 50
+    # validation accuracy against examples processed: GD and SGD on one scale
+    for _, result in fair.values():
+        accuracies = [e.val_accuracy for e in result.evaluations]
+        (line,) = drawn(by_val, accuracies)
+        assert list(line.get_xdata()) == [e.examples for e in result.evaluations]
+    assert by_examples.get_xscale() == by_time.get_xscale() == "linear"
+
+
+def test_an_axis_is_logarithmic_when_the_runs_differ_by_twenty_times_or_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """random_search_vs_gradient: 1,000 passes of random search against 10 of SGD."""
+    figures = _drawn(monkeypatch)
+    short = train("short", epochs=2)
+    long = train("long", epochs=60, batch=45)  # 2 steps an epoch, 30x the examples
+    pairs = [(r.info, r.result) for r in (short, long) if r.result is not None]
+    comparison_figure(pairs, tmp_path / "wide.png")
+    comparison_figure(pairs[:1], tmp_path / "one.png")
+    wide, one = figures
+    assert [ax.get_xscale() for ax in wide.axes[:3]][::2] == ["log", "log"]
+    assert [ax.get_xscale() for ax in one.axes[:3]] == ["linear"] * 3
+
+
+def _sweep_runs() -> list[tuple[RunInfo, RunResult]]:
+    """A 4 x 4 grid over L2 strength and learning rate (as reg_lr_sweep), in grid order."""
+    pairs = []
+    for strength in (1e-4, 1e-2, 1e-1, 1.0):
+        for lr in (1e-3, 1e-2, 1e-1, 1.0):
+            run = train(f"svm-strength{strength:g}-lr{lr:g}", lr=lr, lam=strength, epochs=2)
+            assert run.result is not None
+            point = {"regularizer.strength": strength, "optimizer.lr": lr}
+            info = replace(run.info, tags={**run.info.tags, SWEEP_TAG: json.dumps(point)})
+            pairs.append((info, run.result))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def sweep() -> list[tuple[RunInfo, RunResult]]:
+    return _sweep_runs()
+
+
+def test_a_sweep_is_coloured_by_value_with_a_short_legend_under_the_panels(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    comparison_figure(sweep, tmp_path / "sweep.png")
+    (fig,) = figures
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    lrs = ["lr=0.001", "lr=0.01", "lr=0.1", "lr=1"]
+    strengths = ["strength=0.0001", "strength=0.01", "strength=0.1", "strength=1"]
+    assert texts[:8] == lrs + strengths  # one entry a value, not 16 runs from 10 colours
+    handles = fig.legends[0].legend_handles
+    colors = [tuple(h.get_color()) for h in handles[:4]]
+    assert len(set(colors)) == 4
+    from matplotlib import colormaps
+
+    viridis = colormaps["viridis"]
+    positions = [
+        np.argmin([np.abs(np.array(viridis(t)) - c).sum() for t in np.linspace(0, 1, 256)])
+        for c in colors
+    ]
+    assert positions == sorted(positions)  # ordered by the learning rate
+    assert len({h.get_linestyle() for h in handles[4:8]}) == 4  # strength: line styles
+    # the runs' lines take their value's colour and style
+    by_val = fig.axes[2]
+    for (info, _), line in zip(sweep, by_val.get_lines(), strict=True):
+        point = json.loads(info.tags[SWEEP_TAG])
+        assert (
+            tuple(line.get_color()) == colors[[1e-3, 1e-2, 1e-1, 1.0].index(point["optimizer.lr"])]
+        )
+    # no empty strip: the panels reach the right edge, the legend sits under them
+    assert fig.axes[2].get_position().x1 > 0.97
+    fig.canvas.draw()
+    box = fig.legends[0].get_window_extent().transformed(fig.transFigure.inverted())
+    assert box.y1 < min(ax.get_position().y0 for ax in fig.axes[:3])
+    assert box.width < 0.95
+
+
+# ------------------------------------------------------------------ the sweep figure
+def test_a_two_value_sweep_gets_the_courses_heatmap_best_cell_marked(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.patches import Rectangle
+
+    figures = _drawn(monkeypatch)
+    rows = comparison_rows(sweep)
+    path = sweep_figure(rows, tmp_path / SWEEP_FIGURE)
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    (fig,) = figures
+    ax = fig.axes[0]
+    (image,) = ax.get_images()
+    cells = np.asarray(image.get_array())
+    assert cells.shape == (4, 4)  # rows: strength (up), columns: learning rate (across)
+    for row in rows:
+        point = row["sweep"]
+        i = [1e-4, 1e-2, 1e-1, 1.0].index(point["regularizer.strength"])
+        j = [1e-3, 1e-2, 1e-1, 1.0].index(point["optimizer.lr"])
+        assert cells[i, j] == pytest.approx(row["best_val_accuracy"])
+    assert ax.get_xlabel() == "optimizer.lr (log scale)"
+    assert ax.get_ylabel() == "regularizer.strength (log scale)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.01", "0.1", "1"]
+    best = next(r for r in rows if r["best"])
+    (mark,) = [p for p in ax.patches if isinstance(p, Rectangle)]
+    j = [1e-3, 1e-2, 1e-1, 1.0].index(best["sweep"]["optimizer.lr"])
+    i = [1e-4, 1e-2, 1e-1, 1.0].index(best["sweep"]["regularizer.strength"])
+    assert mark.get_xy() == (j - 0.5, i - 0.5)
+    assert len(fig.axes) == 2  # and its colour bar
+
+
+def test_a_random_sweep_is_scattered_on_log_axes_and_one_value_is_a_curve(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    scattered = comparison_rows(sweep[:-3])  # not a full grid: points where they are
+    assert sweep_figure(scattered, tmp_path / "scatter.png") is not None
+    ax = figures[-1].axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log") and not ax.get_images()
+    one = []
+    for info, result in sweep[:4]:  # strength fixed: one swept value, the learning rate
+        point = json.loads(info.tags[SWEEP_TAG])
+        tags = {**info.tags, SWEEP_TAG: json.dumps({"optimizer.lr": point["optimizer.lr"]})}
+        one.append((replace(info, tags=tags), result))
+    rows = comparison_rows(one)
+    assert sweep_figure(rows, tmp_path / "line.png") is not None
+    ax = figures[-1].axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "optimizer.lr"
+    curve = ax.get_lines()[0]
+    assert list(curve.get_xdata()) == [1e-3, 1e-2, 1e-1, 1.0]
+    np.testing.assert_allclose(curve.get_ydata(), [r["best_val_accuracy"] for r in rows])
+    star = [line for line in ax.get_lines() if line.get_marker() == "*"]
+    best = next(r for r in rows if r["best"])
+    assert len(star) == 1 and star[0].get_xdata()[0] == best["sweep"]["optimizer.lr"]
+
+
+def test_no_sweep_figure_for_variants_or_many_swept_values(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], fair: dict[str, Any]
+) -> None:
+    assert sweep_figure(comparison_rows(list(fair.values())), tmp_path / "x.png") is None
+    three = []
+    for k, (info, result) in enumerate(sweep):
+        point = {**json.loads(info.tags[SWEEP_TAG]), "optimizer.batch_size": k}
+        three.append((replace(info, tags={**info.tags, SWEEP_TAG: json.dumps(point)}), result))
+    assert sweep_figure(comparison_rows(three), tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_parent_run_and_compare_store_the_sweep_figure(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracking_data import drive
+
+    from optlab.report import compare
+    from optlab.tracking.store import connect
+    from optlab.tracking.tracker import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pairs = sweep[:2]  # learning rates 0.001 and 0.01: a sweep of one value
+    tracker = Tracker(uri, "sweep-figure", plots=True)
+    runs = []
+    for info, result in pairs:
+        from tracking_data import TrainedRun
+
+        runs.append(TrainedRun(info, [], replace(result, W=None, confusion=None)))
+    with tracker.parent("sweep-figure") as parent_id:
+        drive(tracker, runs)
+        tracker.log_comparison([(r.info, r.result) for r in runs if r.result is not None])
+    client = connect(uri)
+    stored = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"comparison.png", SWEEP_FIGURE} <= stored
+    rows, _ = compare("sweep-figure", uri, tmp_path / "out")
+    assert (tmp_path / "out" / SWEEP_FIGURE).exists()
+    # read back: the full training loss of every evaluation, and elapsed seconds
+    from optlab.report import load_latest_invocation
+
+    for (_, result), (_, back) in zip(
+        pairs, load_latest_invocation("sweep-figure", uri), strict=True
+    ):
+        assert [e.train_loss for e in back.evaluations] == [
+            e.train_loss for e in result.evaluations
+        ]
+        assert back.final_loss == result.final_loss
+        np.testing.assert_array_equal(back.steps.elapsed, result.steps.elapsed)
+    assert [r["final_loss"] for r in rows] == [r.final_loss for _, r in pairs]
+
+
+# ------------------------------------------------------------------ weight templates
+def test_single_channel_templates_diverge_from_zero_with_a_colour_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    run = train("templates", lr=0.5)
+    assert run.result is not None and run.result.W is not None
+    W = run.result.W
+    weight_templates_figure(W, run.info.data, tmp_path / "t.png", "t")
+    fig = figures[-1]
+    ax, bar = fig.axes
+    (image,) = ax.get_images()
+    lo, hi = image.get_clim()
+    assert lo == -hi and hi == pytest.approx(np.abs(W[:-1]).max())  # centred on zero
+    assert image.get_cmap().name.startswith("RdBu_r")
+    shown = np.asarray(image.get_array())
+    assert np.isnan(shown).any()  # the gaps between templates: no colour, not "zero"
+    np.testing.assert_allclose(shown[:4, :4], W[:-1, 0].reshape(4, 4))
+    assert bar.get_ylabel() == "weight"
+    # colour images keep the course's min-max RGB pictures (a colormap cannot colour them)
+    rgb = replace(run.info.data, image_shape=(4, 4, 1))
+    W3 = np.random.default_rng(0).standard_normal((49, 3))
+    weight_templates_figure(W3, replace(rgb, image_shape=(4, 4, 3)), tmp_path / "c.png")
+    assert len(figures[-1].axes) == 1
+
+
+def test_learning_curves_smooth_minibatches_and_show_the_full_loss(
+    tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn(monkeypatch)
+    for name in ("sgd", "gd"):
+        info, result = fair[name]
+        learning_curves_figure(result, tmp_path / f"{name}.png", name, info.data.n_train)
+    sgd_fig, gd_fig = figures
+    legend = [t.get_text() for t in sgd_fig.axes[0].get_legend().get_texts()]
+    assert legend == [
+        "loss (minibatch, smoothed)",
+        "data loss (minibatch, smoothed)",
+        "reg loss (minibatch)",
+        "training loss (full)",
+    ]
+    legend = [t.get_text() for t in gd_fig.axes[0].get_legend().get_texts()]
+    assert legend[0] == "loss (full batch)" and legend[-1] == "training loss (full)"
