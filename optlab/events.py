@@ -15,6 +15,7 @@ from optlab.components import Array
 
 __all__ = [
     "BACKEND_TAG",
+    "PLANE_POINTS",
     "SWEEP_TAG",
     "DataSummary",
     "EpochReport",
@@ -30,6 +31,8 @@ RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 SWEEP_TAG = "optlab.sweep"
 #: run tag: the backend that trained the run (``numpy``, ``compiled (avx2)``)
 BACKEND_TAG = "optlab.backend"
+#: most training points a run of two-dimensional data keeps for its decision-regions figure
+PLANE_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,11 @@ class RunResult:
     artifacts: dict[str, bytes] | None = None
     #: wall-clock time the run ended (seconds since the Unix epoch)
     finished_at: float | None = None
+    #: two-dimensional data only (two features besides the bias): ``(epoch, W)`` at the start
+    #: (epoch 0) and at each evaluation point, and the training points ``(X, y)``, X (n, 2)
+    #: without the bias column (at most :data:`PLANE_POINTS`), for the decision regions
+    snapshots: list[tuple[float, Array]] = field(default_factory=list)
+    plane: tuple[Array, Array] | None = None
 
     @property
     def final_loss(self) -> float | None:

@@ -86,6 +86,9 @@ class TrainingMonitor(Monitor):
     initial_loss : float
         The objective at ``W0``; the run diverges when the loss exceeds
         ``divergence_factor * max(initial_loss, 1)`` or is not finite.
+    snapshots : bool
+        Keep a copy of ``W`` at each evaluation point in :attr:`snapshots` (``(epoch, W)``),
+        for the decision regions of two-dimensional data (``W`` is then 3 x C).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class TrainingMonitor(Monitor):
         initial_loss: float,
         divergence_factor: float = 1e3,
         flag: StopFlag = stop_flag,
+        snapshots: bool = False,
     ) -> None:
         self.objective = objective
         self.X_val, self.y_val = X_val, y_val
@@ -112,6 +116,8 @@ class TrainingMonitor(Monitor):
         self.n_steps = 0
         self.history = StepHistory()
         self.evaluations: list[EpochReport] = []
+        self.keep_snapshots = snapshots
+        self.snapshots: list[tuple[float, Array]] = []
         self.best_val_accuracy = float("nan")
         # the run's clock: wall-clock start, and monotonic seconds since it
         self.started_wall = time.time()
@@ -193,6 +199,8 @@ class TrainingMonitor(Monitor):
             elapsed=elapsed,
         )
         self.evaluations.append(report)
+        if self.keep_snapshots:
+            self.snapshots.append((float(epoch), np.array(W, copy=True)))
         score = val_acc if val_acc is not None else train_acc
         if not score <= self.best_val_accuracy:  # first evaluation (nan) or better
             self.best_val_accuracy = score

@@ -23,7 +23,7 @@ from optlab.components import Array, Loss, Regularizer
 from optlab.config import ComponentSpec, RunSpec
 from optlab.data import PreparedData, load_data
 from optlab.errors import ComponentError, InputError, RunError, RunInterrupted
-from optlab.events import BACKEND_TAG, SWEEP_TAG, RunInfo, RunResult
+from optlab.events import BACKEND_TAG, PLANE_POINTS, SWEEP_TAG, RunInfo, RunResult
 from optlab.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.optimizer import Optimizer
@@ -253,6 +253,18 @@ def _final_line(result: RunResult) -> str:
     return f"{result.status}: {result.error} ({metrics})"
 
 
+def plane_points(data: PreparedData) -> tuple[Array, Array] | None:
+    """The training points of two-dimensional data (two features besides the bias): ``X``
+    (n, 2) without the bias column and ``y`` (n,), at most :data:`~optlab.events.PLANE_POINTS`
+    of them (evenly spaced); ``None`` for other data."""
+    summary = data.summary
+    if summary.n_features - int(summary.has_bias) != 2:
+        return None
+    X, y = data.X_train, data.y_train
+    step = max(1, -(-X.shape[0] // PLANE_POINTS))
+    return np.array(X[::step, :2], dtype=np.float64), np.array(y[::step])
+
+
 def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
     """(C, C) counts: row = true class, column = predicted class."""
     flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
@@ -316,6 +328,7 @@ def execute(
 
     error: BaseException | None = None
     monitor: TrainingMonitor | None = None
+    plane = plane_points(data)
     start = time.perf_counter()
     info = dataclasses.replace(info, started_at=time.time())
     try:
@@ -343,7 +356,10 @@ def execute(
                 initial_loss=initial,
                 divergence_factor=run.checks.divergence_factor,
                 flag=flag,
+                snapshots=plane is not None,
             )
+            if plane is not None:  # the regions before training, for the figure
+                monitor.snapshots.append((0.0, np.array(W0, copy=True)))
             start = time.perf_counter()
             try:
                 W = optimizer.minimize(objective, W0, opt_rng, monitor)
@@ -390,6 +406,8 @@ def execute(
             monitor.flush()
             result.steps = monitor.history
             result.evaluations = monitor.evaluations
+            if plane is not None and monitor.snapshots:
+                result.snapshots, result.plane = monitor.snapshots, plane
             if result.evaluations:
                 last = result.evaluations[-1]
                 result.metrics["train_accuracy"] = last.train_accuracy

@@ -470,3 +470,59 @@ def test_learning_curves_smooth_minibatches_and_show_the_full_loss(
     ]
     legend = [t.get_text() for t in gd_fig.axes[0].get_legend().get_texts()]
     assert legend[0] == "loss (full batch)" and legend[-1] == "training loss (full)"
+
+
+# ------------------------------------------------------------------ two-dimensional data
+PLANE = """\
+name: plane
+seed: 0
+data: {name: blobs, n_samples: 240}
+loss: {name: softmax}
+regularizer: {name: l2, strength: 0.001}
+optimizer: {name: sgd, lr: 0.5, batch_size: 32, epochs: 6}
+"""
+
+
+def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fair: dict[str, tuple[RunInfo, RunResult]]
+) -> None:
+    from optlab.tracking.artifacts import write_run_artifacts
+    from optlab.tracking.plots import REGION_PANELS
+
+    ((info, result),) = _run(tmp_path, PLANE).values()
+    # W before training and at every evaluation; the training points without the bias
+    epochs = [epoch for epoch, _ in result.snapshots]
+    assert epochs == [0.0, *(e.epoch for e in result.evaluations)]
+    np.testing.assert_array_equal(result.snapshots[-1][1], result.W)
+    assert result.plane is not None
+    X, y = result.plane
+    assert X.shape == (info.data.n_train, 2) and y.shape == (info.data.n_train,)
+
+    figures = _drawn(monkeypatch)
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    write_run_artifacts(info, result, out)
+    assert (out / "decision_regions.png").exists()
+    (fig,) = [f for f in figures if len(f.axes) == REGION_PANELS]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "epoch 0 (initial W)" and titles[-1].startswith("epoch 6 (train acc ")
+    # the last panel's regions are the trained classifier's predictions on the plane
+    last = fig.axes[-1]
+    (image,) = last.get_images()
+    regions = np.asarray(image.get_array())
+    x0, x1, y0, y1 = image.get_extent()
+    gx, gy = np.linspace(x0, x1, regions.shape[1]), np.linspace(y0, y1, regions.shape[0])
+    W = result.W
+    assert W is not None
+    for i, j in ((0, 0), (5, 200), (120, 37), (239, 239)):
+        point = np.array([gx[j], gy[i], 1.0])
+        assert regions[i, j] == np.argmax(point @ W)
+    (points,) = last.collections
+    np.testing.assert_allclose(points.get_offsets(), X)
+    # on the training points the regions agree with the run's accuracy
+    predicted = np.argmax(np.column_stack([X, np.ones(len(X))]) @ W, axis=1)
+    assert np.mean(predicted == y) == pytest.approx(result.evaluations[-1].train_accuracy)
+
+    # image data: no weights kept, no plane, no such figure
+    _, digits = fair["sgd"]
+    assert digits.snapshots == [] and digits.plane is None

@@ -31,8 +31,9 @@ def write_run_artifacts(
     ``loss``, ``data_loss``, ``reg_loss``, ``elapsed``, each (S,), as in
     :class:`~optlab.events.StepHistory`)
     and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image data only:
-    one template per class) and ``confusion_matrix.png``. Files already rendered elsewhere
-    (``result.artifacts``) are written as they are instead.
+    one template per class), ``decision_regions.png`` (two-dimensional data only: the regions
+    and the training points at a few evaluation points) and ``confusion_matrix.png``. Files
+    already rendered elsewhere (``result.artifacts``) are written as they are instead.
     """
     if result.artifacts is not None:
         for name, data in result.artifacts.items():
@@ -67,6 +68,15 @@ def write_run_artifacts(
                 "weight templates",
                 lambda: figures_of.weight_templates_figure(
                     W, run.data, folder / "weight_templates.png", run.name
+                ),
+            )
+        )
+    if result.plane is not None and result.snapshots:  # two-dimensional data only
+        figures.append(
+            (
+                "decision regions",
+                lambda: figures_of.decision_regions_figure(
+                    result, run.data, folder / "decision_regions.png", run.name
                 ),
             )
         )
