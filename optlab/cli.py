@@ -381,6 +381,39 @@ def compare(
         typer.echo(f"figure: {figure}")
 
 
+# ------------------------------------------------------------------------------------ landscape
+@app.command()
+@handles_errors
+def landscape(
+    experiment: Annotated[
+        str, typer.Argument(metavar="EXPERIMENT", help="Experiment name (the spec's `name`).")
+    ],
+    run: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Only this run (default: every finished run)."),
+    ] = None,
+    tracking_uri: UriOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Also write the figures here.")
+    ] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the random directions.")] = 0,
+) -> None:
+    """Draw the loss landscape of finished runs of an experiment's latest invocation: the
+    training loss along random directions through the learned W (1-D and 2-D slices, and
+    one example's loss), stored as each run's loss_landscape.png."""
+    from optlab.report import LANDSCAPE_FIGURE
+    from optlab.report import landscape as draw_landscapes
+    from optlab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    drawn = draw_landscapes(experiment, uri, out, run, seed)
+    if not drawn:
+        typer.echo(f"experiment '{experiment}': no finished run with weights in its latest run")
+    for name, path in drawn:
+        where = f" and {path}" if path is not None else ""
+        typer.echo(f"{name}: {LANDSCAPE_FIGURE} stored on the run{where}")
+
+
 # ------------------------------------------------------------------------------------ ui
 @app.command()
 @handles_errors

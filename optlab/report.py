@@ -56,10 +56,12 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 __all__ = [
+    "LANDSCAPE_FIGURE",
     "compare",
     "comparison_figure",
     "comparison_rows",
     "confusion_figure",
+    "landscape",
     "learning_curves_figure",
     "load_latest_invocation",
     "read_runs",
@@ -317,6 +319,15 @@ def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo
         The store cannot be used.
     """
     client = connect(uri, must_exist=True)
+    return [
+        _read_run(client, run, experiment_name)
+        for run in _latest_runs(client, experiment_name, uri)
+    ]
+
+
+def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
+    """The MLflow runs of an experiment's latest invocation, in start order (see
+    :func:`load_latest_invocation`)."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
         names = experiment_names(client)
@@ -341,7 +352,7 @@ def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo
     reused = [r for r in parent.data.tags.get(REUSED_TAG, "").split(",") if r]
     runs = [client.get_run(run_id) for run_id in reused] + list(children)
     runs.sort(key=lambda r: r.info.start_time)
-    return [_read_run(client, run, experiment_name) for run in runs]
+    return runs
 
 
 def compare(
@@ -371,3 +382,108 @@ def compare(
     except OSError as exc:
         raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
     return rows, figure
+
+
+#: the artifact :func:`landscape` stores on a run
+LANDSCAPE_FIGURE = "loss_landscape.png"
+
+
+def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
+    """The RunSpec of a run's stored ``spec.yaml`` (its resolved spec), validated again."""
+    import yaml
+
+    from optlab.spec import load_experiment
+
+    resolved = yaml.safe_load(spec_text)
+    if not isinstance(resolved, dict):
+        raise InputError("the run's spec.yaml is not a mapping")
+    with tempfile.TemporaryDirectory(prefix="optlab-landscape-") as tmp:
+        path = Path(tmp) / "spec.yaml"
+        path.write_text(yaml.safe_dump({"name": experiment_name, **resolved}, sort_keys=False))
+        return load_experiment(path, []).runs[0]
+
+
+def landscape(
+    experiment_name: str,
+    uri: str,
+    out_dir: Path | None,
+    run_name: str | None = None,
+    seed: int = 0,
+) -> list[tuple[str, Path | None]]:
+    """Draw the loss landscape (:func:`optlab.landscape.loss_landscape`) of finished runs of
+    an experiment's latest invocation and store it as each run's ``loss_landscape.png``.
+
+    Each run is rebuilt from its ``spec.yaml`` (the same data, split and preprocessing, from
+    its seed) and its ``weights.npz``; the directions are drawn from ``seed``.
+
+    Parameters
+    ----------
+    run_name : str, optional
+        Only this run (default: every FINISHED run with weights).
+    out_dir : path, optional
+        Also write ``<out_dir>/<run>/loss_landscape.png``.
+
+    Returns
+    -------
+    list of (run name, path in ``out_dir`` or None)
+
+    Raises
+    ------
+    InputError
+        No such experiment, invocation or run; a run without weights.
+    """
+    from optlab.data import load_data
+    from optlab.landscape import loss_landscape
+    from optlab.preflight import data_rng
+    from optlab.runner import build_objective
+    from optlab.tracking.plots import loss_landscape_figure
+
+    client = connect(uri, must_exist=True)
+    runs = _latest_runs(client, experiment_name, uri)
+    names = [str(r.info.run_name) for r in runs]
+    if run_name is not None:
+        runs = [r for r in runs if r.info.run_name == run_name]
+        if not runs:
+            hint = did_you_mean(run_name, names)
+            raise InputError(
+                f"experiment '{experiment_name}': its latest invocation has no run "
+                f"'{run_name}'{hint or '; runs: ' + ', '.join(names)}"
+            )
+    else:
+        runs = [r for r in runs if r.info.status == "FINISHED"]
+    drawn: list[tuple[str, Path | None]] = []
+    for run in runs:
+        name, run_id = str(run.info.run_name), run.info.run_id
+        stored = {a.path for a in client.list_artifacts(run_id)}
+        if not {"spec.yaml", "weights.npz"} <= stored:
+            if run_name is None:
+                continue
+            raise InputError(f"run '{name}' has no learned weights (it did not finish)")
+        with tempfile.TemporaryDirectory(prefix="optlab-landscape-") as tmp:
+            folder = Path(tmp)
+            spec = Path(client.download_artifacts(run_id, "spec.yaml", tmp)).read_text()
+            with np.load(client.download_artifacts(run_id, "weights.npz", tmp)) as saved:
+                W = saved["W"]
+            rebuilt = _rebuilt_run(spec, experiment_name)
+            data = load_data(rebuilt.dataset, rebuilt.data, data_rng(rebuilt))
+            objective, _ = build_objective(rebuilt, data, None, np.random.default_rng(seed))
+            if W.shape != objective.shape:
+                raise InputError(
+                    f"run '{name}': weights of shape {W.shape} do not fit its data "
+                    f"({objective.shape}); was the dataset changed?"
+                )
+            slices = loss_landscape(objective, W, np.random.default_rng(seed))
+            figure = loss_landscape_figure(slices, folder / LANDSCAPE_FIGURE, name)
+            client.log_artifact(run_id, str(figure))
+            copy = None
+            if out_dir is not None:
+                try:
+                    (out_dir / name).mkdir(parents=True, exist_ok=True)
+                    copy = out_dir / name / LANDSCAPE_FIGURE
+                    copy.write_bytes(figure.read_bytes())
+                except OSError as exc:
+                    raise InputError(
+                        f"--out {out_dir}: cannot write ({exc.strerror or exc})"
+                    ) from exc
+        drawn.append((name, copy))
+    return drawn

@@ -526,3 +526,64 @@ def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
     # image data: no weights kept, no plane, no such figure
     _, digits = fair["sgd"]
     assert digits.snapshots == [] and digits.plane is None
+
+
+# ------------------------------------------------------------------ loss landscape
+def test_the_loss_landscape_slices_the_objective_through_w() -> None:
+    from optlab.landscape import loss_landscape
+    from optlab.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab_plugins.losses import SVMLoss
+    from optlab_plugins.regularizers import L2
+
+    rng = np.random.default_rng(1)
+    X = np.hstack([rng.standard_normal((80, 6)), np.ones((80, 1))])
+    y = rng.integers(0, 4, 80)
+    objective = Objective(X, y, 4, BoundLoss(SVMLoss(), "svm"), [BoundRegularizer(L2(0.05), "l2")])
+    W = rng.standard_normal((7, 4))
+    land = loss_landscape(objective, W, np.random.default_rng(0), points=41, grid=11)
+    d1, d2 = land.directions
+    for d in (d1, d2):  # scaled to ||W||
+        assert np.linalg.norm(d) == pytest.approx(np.linalg.norm(W))
+    # the slices are the objective at W + a d1 (+ b d2): W itself at the centre
+    for i in (0, 7, 20, 40):
+        a = land.steps[i]
+        assert land.line[i] == pytest.approx(objective.value(W + a * d1).total, rel=1e-10)
+    a, b = land.grid[2], land.grid[9]
+    assert land.plane[9, 2] == pytest.approx(objective.value(W + a * d1 + b * d2).total)
+    assert (
+        land.plane[5, 5] == pytest.approx(land.line[20]) == pytest.approx(objective.value(W).total)
+    )
+    # one example's SVM loss is piecewise linear (few kinks); the full objective is convex
+    k = land.example_index
+    one = [SVMLoss().loss(X[k : k + 1] @ (W + a * d1), y[k : k + 1]) for a in land.steps]
+    np.testing.assert_allclose(land.example, one, rtol=1e-10, atol=1e-12)
+    kinks = np.abs(np.diff(land.example, 2)) > 1e-9
+    assert 0 < kinks.sum() <= 2 * 3 and np.ptp(land.example) > 0
+    assert np.all(np.diff(land.line, 2) >= -1e-9)
+
+
+def test_optlab_landscape_stores_the_figure_on_a_finished_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+    from optlab.tracking.store import connect
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(PLANE.replace("epochs: 6", "epochs: 2"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cli = CliRunner()
+    ran = cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri])
+    assert ran.exit_code == 0, ran.output
+    drawn = cli.invoke(app, ["landscape", "plane", "--tracking-uri", uri, "--out", "land"])
+    assert drawn.exit_code == 0, drawn.output
+    assert "softmax: loss_landscape.png stored on the run" in drawn.stdout
+    assert (tmp_path / "land" / "softmax" / "loss_landscape.png").read_bytes()[:4] == b"\x89PNG"
+    client = connect(uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("plane").experiment_id], "tags.`optlab.role` = 'run'"
+    )
+    assert "loss_landscape.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    unknown = cli.invoke(app, ["landscape", "plane", "--run", "plain", "--tracking-uri", uri])
+    assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr

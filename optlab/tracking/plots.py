@@ -8,13 +8,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optlab.components import Array
 from optlab.events import SWEEP_TAG, DataSummary, RunInfo, RunResult, StepHistory
 from optlab.tracking.summary import group_name
+
+if TYPE_CHECKING:
+    from optlab.landscape import Landscape
 
 __all__ = [
     "REGION_PANELS",
@@ -23,6 +26,7 @@ __all__ = [
     "confusion_figure",
     "decision_regions_figure",
     "learning_curves_figure",
+    "loss_landscape_figure",
     "smoothed",
     "smoothing_weight",
     "sweep_figure",
@@ -830,4 +834,52 @@ def decision_regions_figure(
     )
     name = title or result.name
     fig.suptitle(f"{name}: decision regions on the training points", y=0.99)
+    return _save(fig, path)
+
+
+def loss_landscape_figure(landscape: Landscape, path: Path | str, title: str = "") -> Path:
+    """The slices of :func:`optlab.landscape.loss_landscape`, as in the course notes: one
+    example's data loss along a random direction (piecewise linear for the SVM), the full
+    training objective along it (a bowl) and over a plane of two directions (the learned
+    ``W`` at the centre, marked).
+
+    Parameters
+    ----------
+    landscape : Landscape
+    path : path
+        PNG file to write.
+    """
+    fig = _figure(14, 4.2)
+    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.14, top=0.84, wspace=0.28)
+    one, line, plane = fig.subplots(1, 3)
+    steps = landscape.steps
+    one.plot(steps, landscape.example, color="C3")
+    one.set(
+        xlabel="step a along d1",
+        ylabel="data loss",
+        title=f"one example (#{landscape.example_index})",
+    )
+    line.plot(steps, landscape.line, color="C0")
+    line.set(xlabel="step a along d1", ylabel="training loss", title="full objective, 1-D")
+    for ax in (one, line):
+        ax.axvline(0.0, color="0.5", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+        _few_ticks(ax)
+    grid = landscape.grid
+    edge = (grid[0], grid[-1], grid[0], grid[-1])
+    image = plane.imshow(
+        landscape.plane,
+        cmap="viridis",
+        origin="lower",
+        extent=edge,
+        aspect="auto",
+        interpolation="bilinear",
+    )
+    plane.contour(grid, grid, landscape.plane, levels=8, colors="white", linewidths=0.6)
+    plane.plot([0.0], [0.0], "*", color="red", ms=12, mec="black")
+    plane.set(xlabel="step a along d1", ylabel="step b along d2", title="full objective, 2-D")
+    bar = fig.colorbar(image, ax=plane, fraction=0.06, pad=0.02)
+    bar.set_label("training loss")
+    head = "loss landscape through the learned W (random directions scaled to ||W||)"
+    fig.suptitle(f"{title}: {head}" if title else head)
     return _save(fig, path)
