@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,9 @@ sweep:
     params:
       regularizer.0.strength: {loguniform: [1.0e-5, 1.0e-2]}
 """
+# FUZZ_EXAMPLES=1500 for a longer search (1500 each passed when the spec layer moved to ruamel)
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -167,7 +169,11 @@ def test_structure_mutations(data: st.DataObject, spec_file: Path, registry: Reg
     check(spec_file, registry)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     overrides=st.lists(
         st.tuples(
