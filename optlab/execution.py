@@ -19,16 +19,34 @@ from optlab.preflight import data_key, data_rng, preflight
 from optlab.registry import Registry
 from optlab.runner import Observer, execute
 
-__all__ = ["Outcome", "git_tags", "result_row", "run_all"]
+__all__ = ["Elsewhere", "Outcome", "git_tags", "result_row", "run_all"]
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """A run left to another live invocation on the same store (see
+    :mod:`optlab.tracking.claims`): ``by`` says which one (process, host, MLflow run);
+    ``finished``: it FINISHED the run meanwhile (else it is training it)."""
+
+    name: str
+    by: str
+    finished: bool = False
+
+    def line(self) -> str:
+        """One line for the user."""
+        doing = "finished it meanwhile" if self.finished else "is training it"
+        return f"{self.name}: not run here: another invocation {doing} ({self.by})"
 
 
 @dataclass
 class Outcome:
-    """What an invocation produced: one (info, result) per run that ran, and what was skipped."""
+    """What an invocation produced: one (info, result) per run that ran, what was skipped
+    (FINISHED already, ``--resume``) and what was left to other invocations."""
 
     results: list[tuple[RunInfo, RunResult]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
+    elsewhere: list[Elsewhere] = field(default_factory=list)
 
     @property
     def failed(self) -> list[tuple[RunInfo, RunResult]]:
@@ -66,6 +84,8 @@ def run_all(
     base_tags: dict[str, str] | None = None,
     prepared: dict[str, PreparedData] | None = None,
     skip_keys: Callable[[RunSpec, PreparedData], bool] | None = None,
+    claim: Callable[[RunSpec, PreparedData], Elsewhere | None] | None = None,
+    release: Callable[[RunSpec, PreparedData], None] | None = None,
     fail_fast: bool = False,
     on_result: Callable[[RunInfo, RunResult], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -77,6 +97,11 @@ def run_all(
     A failed run does not stop the others unless ``fail_fast``; an interrupt (SIGINT/SIGTERM)
     ends the current run as KILLED and stops the sequence; so does ``should_stop()``
     returning true after a run (the tracking store is gone: no later run could be recorded).
+
+    ``claim(run, data)``, called just before a run would start, returns an
+    :class:`Elsewhere` when another invocation has the run (it is not run here, and ``log``
+    says so), else ``None``: the run is this invocation's, and ``release(run, data)`` is called
+    once it has ended and been reported.
     """
     prepared = prepared if prepared is not None else preflight(experiment.runs)
     outcome = Outcome()
@@ -86,6 +111,11 @@ def run_all(
             data = prepared[data_key(run)] = load_data(run.dataset, run.data, data_rng(run))
         if skip_keys is not None and skip_keys(run, data):
             outcome.skipped.append(run.name)
+            continue
+        if claim is not None and (other := claim(run, data)) is not None:
+            outcome.elsewhere.append(other)
+            if log is not None:
+                log(other.line())
             continue
         info, result = execute(
             run,
@@ -98,6 +128,8 @@ def run_all(
             log=log,
         )
         outcome.results.append((info, result))
+        if release is not None:
+            release(run, data)
         if on_result is not None:
             on_result(info, result)
         if result.status == "KILLED":

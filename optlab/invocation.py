@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import time
@@ -11,12 +12,12 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any
 
-from optlab.hookspecs import hookimpl
 from optlab.config import Experiment, RunSpec
 from optlab.data import PreparedData
 from optlab.errors import RunInterrupted, TrackingError
 from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.execution import Outcome, git_tags, run_all
+from optlab.execution import Elsewhere, Outcome, git_tags, run_all
+from optlab.hookspecs import hookimpl
 from optlab.monitor import stop_flag, stop_on_signals
 from optlab.plugin_manager import GuardedHooks, get_plugin_manager
 from optlab.preflight import data_key, preflight
@@ -59,7 +60,7 @@ class _Progress:
         self.progress.stop()
 
     def log(self, message: str) -> None:
-        self.progress.console.print(message)
+        self.progress.console.print(message, soft_wrap=True)  # one line, however long
 
     @hookimpl
     def optlab_run_started(self, run: RunInfo) -> None:
@@ -79,6 +80,49 @@ class _Progress:
         self.progress.advance(self.task)
         if result.status != "FINISHED":
             self.log(f"{run.name}: {result.status}: {result.error}")
+
+
+class _Claims:
+    """The invocation's run claims (:mod:`optlab.tracking.claims`), by run: which runs it
+    trains, which it leaves to another live invocation."""
+
+    def __init__(self, claims: Any, prepared: dict[str, PreparedData]) -> None:
+        self.claims = claims
+        self.prepared = prepared
+        self.keys: dict[str, str] = {}  # run name -> run key
+
+    def key(self, run: RunSpec, data: PreparedData | None = None) -> str:
+        data = data if data is not None else self.prepared[data_key(run)]
+        key = run_key(run.name, run.resolved, data.summary.sha256)
+        self.keys[run.name] = key
+        return key
+
+    def acquire(
+        self, runs: list[RunSpec], data: PreparedData | None = None
+    ) -> tuple[list[RunSpec], list[Elsewhere]]:
+        """Claim ``runs``: those this invocation trains, and those left to others."""
+        if not runs:
+            return [], []
+        taken = self.claims.acquire({self.key(run, data): run.name for run in runs})
+        mine = [run for run in runs if self.keys[run.name] not in taken]
+        others = [
+            Elsewhere(run.name, str(t.holder), finished=t.finished_run is not None)
+            for run in runs
+            if (t := taken.get(self.keys[run.name])) is not None
+        ]
+        return mine, others
+
+    def claim(self, run: RunSpec, data: PreparedData) -> Elsewhere | None:
+        _, others = self.acquire([run], data)
+        return others[0] if others else None
+
+    def release(self, run: RunSpec, data: PreparedData | None = None) -> None:
+        if run.name in self.keys:  # written with the next run's claim
+            self.claims.release(self.keys[run.name], later=True)
+
+    def release_name(self, name: str) -> None:
+        if name in self.keys:
+            self.claims.release(self.keys[name])
 
 
 #: below this much free space next to a local store, a run could not be recorded safely
@@ -138,6 +182,7 @@ class Invocation:
         self.executor = executor
         self.scheduler = scheduler
         self.tracker: Any = None
+        self.claims: _Claims | None = None
         self.started_at: float | None = None
         self._drawing: tuple[list[str], Future[bytes]] | None = None
 
@@ -167,9 +212,8 @@ class Invocation:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
-        if workers is not None and not self.resume:
-            # training starts while this process opens the tracking store (runs are recorded
-            # as they complete, by replaying what the workers report)
+        if workers is not None and not self.resume and not self.track:
+            # nothing to claim in a store: training starts while this process goes on
             workers.submit(self.experiment.runs, self.experiment.name, base_tags, self.track)
         finished: dict[str, str] = {}
         if self.track:
@@ -231,9 +275,21 @@ class Invocation:
                 parent_tags = dict(base_tags)
                 if self.experiment.description:  # the parent run's description in MLflow
                     parent_tags[NOTE_TAG] = self.experiment.description
-                stack.enter_context(
+                parent_id = stack.enter_context(
                     self.tracker.parent(self.experiment.name, parent_tags, self.started_at)
                 )
+                from optlab.tracking.claims import RunClaims
+
+                # a run is claimed before it trains: another live invocation on this store
+                # does not train it too (two --resume at once)
+                claims = RunClaims(
+                    self.tracker,
+                    parent_id,
+                    since=None if self.resume else self.started_at,
+                    log=progress.log,
+                )
+                self.claims = _Claims(stack.enter_context(claims), prepared)
+                stack.callback(setattr, self, "claims", None)
             hooks = GuardedHooks(pm, registry)
             if self.jobs == 1 and self.executor == "local":
                 outcome = run_all(
@@ -243,18 +299,51 @@ class Invocation:
                     base_tags=base_tags,
                     prepared=prepared,
                     skip_keys=skip if self.resume else None,
+                    claim=self.claims.claim if self.claims is not None else None,
+                    release=self.claims.release if self.claims is not None else None,
                     fail_fast=self.fail_fast,
                     log=progress.log,
                     should_stop=self._store_gone,
                 )
             else:
-                outcome = self._run_parallel(hooks, registry, base_tags, prepared, skip, workers)
+                outcome = self._run_parallel(
+                    hooks, registry, base_tags, prepared, skip, workers, progress.log
+                )
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
+            if outcome.elsewhere:
+                with contextlib.suppress(TrackingError):  # a nicety: the runs are recorded
+                    self._note_finished_elsewhere(outcome, base_tags)
             if outcome.interrupted:
                 # ends the parent run as KILLED; the runs themselves are already recorded
                 raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
         return outcome
+
+    def _note_finished_elsewhere(self, outcome: Outcome, base_tags: dict[str, str]) -> None:
+        """Name on the parent run (as ``--resume`` does for the runs it reuses) the runs left to
+        other invocations that are FINISHED by now, so that `optlab compare` shows the plan."""
+        from optlab.tracking.tracker import REUSED_TAG
+
+        claims, tracker = self.claims, self.tracker
+        if claims is None or tracker is None or tracker.parent_run_id is None:
+            return
+        keys = [claims.keys[e.name] for e in outcome.elsewhere if e.name in claims.keys]
+        done = claims.claims.finished_elsewhere(keys)
+        if not done:
+            return
+        outcome.elsewhere = [
+            dataclasses.replace(e, finished=e.finished or claims.keys.get(e.name) in done)
+            for e in outcome.elsewhere
+        ]
+        reused = [r for r in base_tags.get(REUSED_TAG, "").split(",") if r]
+        reused += [run_id for key in keys if (run_id := done.get(key)) and run_id not in reused]
+        tracker._call(
+            "name the runs finished elsewhere",
+            tracker.client.set_tag,
+            tracker.parent_run_id,
+            REUSED_TAG,
+            ",".join(reused),
+        )
 
     def _drawn_comparison(self, outcome: Outcome) -> bytes | None:
         """``comparison.png`` as a worker drew it, if it did and for exactly these runs."""
@@ -282,6 +371,7 @@ class Invocation:
         prepared: dict[str, PreparedData],
         skip: Callable[[RunSpec, PreparedData], bool],
         workers: Any,
+        log: Callable[[str], None],
     ) -> Outcome:
         from optlab.parallel import run_parallel
 
@@ -292,7 +382,12 @@ class Invocation:
                 outcome.skipped.append(run.name)
             else:
                 todo.append(run)
-        if workers is not None and self.resume:  # submitted only now that the store is read
+        if self.claims is not None:  # the runs another live invocation has are not run here
+            todo, outcome.elsewhere = self.claims.acquire(todo)
+            for other in outcome.elsewhere:
+                log(other.line())
+        if workers is not None and (self.resume or self.track):
+            # submitted only now that the store is read and the runs are claimed
             workers.submit(todo, self.experiment.name, base_tags, self.track)
 
         def describe(run: RunSpec) -> RunInfo:
@@ -329,6 +424,8 @@ class Invocation:
         ):
             outcome.results.append((info, result))
             outcome.interrupted = outcome.interrupted or result.status == "KILLED"
+            if self.claims is not None:
+                self.claims.release_name(info.name)
         outcome.results = in_order(outcome.results)
         return outcome
 
@@ -345,6 +442,16 @@ class Invocation:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:
             console.print(f"skipped {len(outcome.skipped)} run(s) already finished (--resume)")
+        groups: dict[tuple[str, bool], list[str]] = {}
+        for other in outcome.elsewhere:
+            groups.setdefault((other.by, other.finished), []).append(other.name)
+        for (by, finished), names in groups.items():
+            what = "finished them meanwhile" if finished else "is training them"
+            console.print(
+                f"{len(names)} run(s) not run here: another invocation {what} ({by}): "
+                f"{', '.join(names)}",
+                soft_wrap=True,
+            )
         for info, result in outcome.failed:
             console.print(f"{info.name}: {result.status}: {result.error}")
         if outcome.interrupted:

@@ -6,6 +6,7 @@
     tracker.py  Tracker: the observer plugin (parent run per invocation, child run per run)
     points.py   metric points in columns, as the tracker buffers and writes them; thinning
     retry.py    retrying writes (tenacity) while the store is unreachable; TrackingUnavailable
+    claims.py   run claims: of the invocations alive on one store, one trains a given run
     artifacts.py  a run's files: console.log, weights.npz, steps.npz, figures
     summary.py  the comparison table's rows (replicates as mean ± std, best by validation)
     plots.py    figures: learning curves, weight templates, confusion matrix, comparison
