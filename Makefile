@@ -37,7 +37,7 @@ demo: $(BASE)
 	@echo "Or print it again:                      $(BIN)/optlab compare svm_vs_softmax"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # the numerics and training tests again as on a machine without the compiled backend (no C
 # compiler, not x86-64): the plugin is disabled, so every run trains on the numpy backend
@@ -46,7 +46,7 @@ NUMERICS_TESTS := tests/test_losses.py tests/test_regularizers.py tests/test_opt
 	tests/test_runner.py tests/test_reproducibility.py tests/test_experiments.py \
 	tests/test_parallel.py tests/test_data_prepare.py
 test-numpy: $(STAMP)
-	OPTLAB_DISABLE_PLUGINS=compiled $(BIN)/python -m pytest -n 2 $(NUMERICS_TESTS) $(PYTEST_ARGS)
+	OPTLAB_DISABLE_PLUGINS=compiled $(BIN)/python -m pytest -n 2 --dist worksteal $(NUMERICS_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check optlab plugins tests

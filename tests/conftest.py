@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kernel_sets import compiled_module
+from session_cache import once_per_session
+from venvs import build_wheel, optlab_source
 
 from optlab.data import clear_cache
 from optlab.plugin_manager import build_registry
@@ -13,10 +21,69 @@ from optlab.registry import Registry
 from optlab_plugins.compiled._kernelset import INSTRUCTION_SETS, KernelSet
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n N`` without a ``--dist`` of one's own: work stealing (``--dist worksteal``,
+    as ``make test`` asks), not xdist's default ``load``.
+
+    A few tests take tens of seconds (they start servers, build a wheel, run the benchmark
+    suite, kill sweeps): ``load`` hands them out in fixed chunks, and a worker can end up
+    running the last of them alone while the other waits; a worker that runs out of tests
+    under work stealing takes half of the other's queue.
+    """
+    given = [*config.invocation_params.args, *config.getini("addopts")]
+    given += os.environ.get("PYTEST_ADDOPTS", "").split()
+    if config.getoption("dist") != "load" or any(
+        a.startswith("--dist") or a == "-d" for a in given
+    ):
+        return None
+    from xdist.scheduler import WorkStealingScheduling
+
+    return WorkStealingScheduling(config, log)
+
+
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     """A registry built from the installed plugins (the bundled datasets among them)."""
     return build_registry()[1]
+
+
+@pytest.fixture(scope="session")
+def optlab_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """optlab's wheel, built from a copy of the tree once per test session (tests/venvs.py);
+    tests/test_install.py and tests/test_external_plugin.py install it into fresh virtual
+    environments."""
+    out = once_per_session(
+        tmp_path_factory, "optlab-wheel", lambda out: build_wheel(optlab_source(out), out)
+    )
+    (wheel,) = out.glob("optlab-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new MLflow SQLite store, created and migrated by optlab once per test session (in a
+    process of its own, so that this one's MLflow holds nothing open on it)."""
+
+    def make(folder: Path) -> None:
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        code = f"from optlab.tracking.store import connect; connect({uri!r})"
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+    return once_per_session(tmp_path_factory, "empty-store", make) / "mlflow.db"
+
+
+@pytest.fixture
+def new_store(_empty_store: Path) -> Callable[[Path], str]:
+    """``new_store(path)`` puts an empty, migrated MLflow store at ``path`` and returns its
+    ``sqlite:///`` URI: for tests that run into a new store and are not about creating one
+    (MLflow's migrations of a new SQLite store take a few seconds each time)."""
+
+    def place(path: Path) -> str:
+        shutil.copyfile(_empty_store, path)
+        return f"sqlite:///{path}"
+
+    return place
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,8 +187,25 @@ class RestartableMlflowServer:
             time.sleep(0.05)
 
 
+#: the process's one server while a fixture holds it: every module that imports the fixture has
+#: a fixture definition of its own, and each would otherwise start a server
+_shared: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """A real MLflow tracking server shared by the session's tests."""
-    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
-        yield server
+    """A real MLflow tracking server shared by the session's tests (by every module that
+    imports this fixture; stopped after the last of them)."""
+    if not _shared:
+        stack = contextlib.ExitStack()
+        server = stack.enter_context(start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")))
+        _shared.update(server=server, stack=stack, users=0)
+    _shared["users"] += 1
+    try:
+        yield _shared["server"]
+    finally:
+        _shared["users"] -= 1
+        if not _shared["users"]:
+            stack = _shared.pop("stack")
+            _shared.clear()
+            stack.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from session_cache import once_per_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +45,9 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    out = tmp_path_factory.mktemp("bench") / "results.json"
+def _run_quick_suite(folder: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(folder / "results.json")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -56,7 +55,16 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, A
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+    (folder / "stdout.txt").write_text(done.stdout, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """The results and the printed table of one ``--quick`` run (once per session, also when
+    xdist gives this module's tests to two workers)."""
+    folder = once_per_session(tmp_path_factory, "bench-quick", _run_quick_suite)
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    return results, (folder / "stdout.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

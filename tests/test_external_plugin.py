@@ -19,8 +19,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from session_cache import once_per_session
 from typer.testing import CliRunner
-from venvs import IGNORE, build_wheel, fresh_venv, optlab_source
+from venvs import IGNORE, build_wheel, fresh_venv
 
 from optlab.cli import app
 from optlab.plugin_manager import get_registry
@@ -97,18 +98,25 @@ def test_comparison_spec_without_the_plugin_says_what_is_missing() -> None:
 
 
 @pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def plugin_env(tmp_path_factory: pytest.TempPathFactory, optlab_wheel: Path) -> dict[str, Path]:
     """A fresh venv with optlab's wheel and the plugin's wheel installed (and nothing else of
-    either); the other dependencies come from the test interpreter through a .pth file."""
-    work = tmp_path_factory.mktemp("plugin-env")
-    wheels = work / "wheels"
-    wheels.mkdir()
-    plugin_tree = build_wheel(PLUGIN, wheels)
-    build_wheel(optlab_source(work), wheels)
-    (plugin_wheel,) = wheels.glob("optlab_smooth_hinge-0.1.0-*.whl")
-    (optlab_wheel,) = wheels.glob("optlab-*.whl")
+    either); the other dependencies come from the test interpreter through a .pth file.
+
+    Made once per session (the tests only run commands in it); optlab's wheel is the one
+    tests/test_install.py installs (conftest.py)."""
+
+    def make(work: Path) -> None:
+        wheels = work / "wheels"
+        wheels.mkdir()
+        build_wheel(PLUGIN, wheels)
+        (plugin_wheel,) = wheels.glob("optlab_smooth_hinge-0.1.0-*.whl")
+        site = fresh_venv(work / "venv", optlab_wheel, plugin_wheel)
+        (work / "site").write_text(str(site))
+
+    work = once_per_session(tmp_path_factory, "plugin-env", make)
     env_dir = work / "venv"
-    site = fresh_venv(env_dir, optlab_wheel, plugin_wheel)
+    site = Path((work / "site").read_text())
+    plugin_tree = work / "wheels" / f"src-{PLUGIN.name}"
     return {"dir": env_dir, "site": site, "bin": env_dir / "bin", "plugin_tree": plugin_tree}
 
 

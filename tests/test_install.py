@@ -8,17 +8,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from venvs import build_wheel, fresh_venv, optlab_source
+from venvs import fresh_venv
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    build_wheel(optlab_source(out), out)
-    (whl,) = out.glob("optlab-*.whl")
-    return whl
+@pytest.fixture
+def wheel(optlab_wheel: Path) -> Path:
+    """optlab's wheel, built from a copy of the tree (once per session: conftest.py)."""
+    return optlab_wheel
 
 
 def test_wheel_installs_packages_under_their_own_names(wheel: Path) -> None:

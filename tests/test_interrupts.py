@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,12 @@ def resume_to_the_end(spec: Path) -> None:
 
 
 @pytest.fixture
-def spec(tmp_path: Path) -> Path:
+def spec(tmp_path: Path, new_store: Callable[[Path], str]) -> Path:
+    """The spec, next to an empty store (``_uri``): what is tested starts once the store
+    exists (its creation is tested elsewhere and takes seconds)."""
     path = tmp_path / "long.yaml"
     path.write_text(SPEC)
+    new_store(tmp_path / "mlflow.db")
     return path
 
 

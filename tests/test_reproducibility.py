@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,13 @@ def _histories(uri: str, name: str = "repro") -> dict[str, dict[str, tuple[list[
     return out
 
 
-def test_same_seed_same_histories_across_invocations_and_parallelism(tmp_path: Path) -> None:
+def test_same_seed_same_histories_across_invocations_and_parallelism(
+    tmp_path: Path, new_store: Callable[[Path], str]
+) -> None:
     spec = tmp_path / "repro.yaml"
     spec.write_text(SPEC)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    uris = {
-        name: f"sqlite:///{tmp_path / f'{name}.db'}" for name in ("first", "second", "parallel")
-    }
+    uris = {name: new_store(tmp_path / f"{name}.db") for name in ("first", "second", "parallel")}
     jobs = {"first": "1", "second": "1", "parallel": "2"}
     processes = {
         name: subprocess.Popen(
@@ -117,11 +118,13 @@ variants:
 """
 
 
-def test_fast_paths_give_the_same_histories_on_one_or_two_cores(tmp_path: Path) -> None:
+def test_fast_paths_give_the_same_histories_on_one_or_two_cores(
+    tmp_path: Path, new_store: Callable[[Path], str]
+) -> None:
     spec = tmp_path / "fast.yaml"
     spec.write_text(FAST_PATHS)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    uris = {jobs: f"sqlite:///{tmp_path / f'jobs{jobs}.db'}" for jobs in ("1", "2")}
+    uris = {jobs: new_store(tmp_path / f"jobs{jobs}.db") for jobs in ("1", "2")}
     for jobs, uri in uris.items():
         done = subprocess.run(
             [*COMMAND, str(spec), "--json", "--tracking-uri", uri, "--jobs", jobs],

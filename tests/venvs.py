@@ -11,13 +11,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+#: the C source of optlab's one compiled module (``optlab_plugins.compiled._kernels``)
+KERNELS = Path("plugins") / "compiled" / "_kernels.c"
 
 
 def build_wheel(source: Path, out: Path) -> Path:
     """Build the wheel of a copy of ``source`` into ``out`` (nothing is written into the
-    tree); returns the copy."""
+    tree); returns the copy. optlab's kernels are compiled only if the development install's
+    are missing or older than their source (:func:`reuse_compiled_kernels`)."""
     tree = out / f"src-{source.name}"
     shutil.copytree(source, tree, ignore=IGNORE)
+    if (tree / KERNELS).is_file():
+        reuse_compiled_kernels(tree)
     subprocess.run(
         [
             sys.executable,
@@ -35,6 +40,20 @@ def build_wheel(source: Path, out: Path) -> Path:
         cwd=out,
     )
     return tree
+
+
+def reuse_compiled_kernels(tree: Path) -> None:
+    """Put the kernels the development install compiled from :data:`KERNELS` (which takes
+    most of a minute) where setuptools' ``build_ext`` writes them in ``tree``, with their
+    times kept: it skips the compilation when they are newer than the C source, and compiles
+    as usual when there are none or the source changed since."""
+    built = (ROOT / KERNELS).with_suffix(sysconfig.get_config_var("EXT_SUFFIX"))
+    if not built.is_file():
+        return
+    build_lib = tree / "build" / f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    target = build_lib / "optlab_plugins" / "compiled" / built.name
+    target.parent.mkdir(parents=True)
+    shutil.copy2(built, target)
 
 
 def optlab_source(out: Path) -> Path:
