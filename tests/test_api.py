@@ -4,6 +4,7 @@ signal handlers restored, and a second call in the same process that works."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ SPEC: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('api') / 'mlflow.db'}"
+def store(tmp_path_factory: pytest.TempPathFactory, _empty_store: Path) -> str:
+    """An empty migrated store (copied: creating one is not what these tests are about)."""
+    path = tmp_path_factory.mktemp("api") / "mlflow.db"
+    shutil.copyfile(_empty_store, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,11 @@ def two_resumes_at_once(tmp_path: Path, uri: str, name: str, *second: str) -> No
 
 
 @pytest.mark.slow
-def test_two_resumes_at_once_train_each_run_once_sqlite(tmp_path: Path) -> None:
+def test_two_resumes_at_once_train_each_run_once_sqlite(
+    tmp_path: Path, new_store: Callable[[Path], str]
+) -> None:
     # one of them with two workers: its runs are claimed together, before any is submitted
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     two_resumes_at_once(tmp_path, uri, "claims_sqlite", "--jobs", "2")
 
 
@@ -133,9 +136,9 @@ def test_two_resumes_at_once_train_each_run_once_server(
 
 # ---------------------------------------------------------------------- the race, in threads
 @pytest.fixture(params=["sqlite", "server"])
-def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def uri(request: pytest.FixtureRequest, tmp_path: Path, new_store: Callable[[Path], str]) -> str:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+        return new_store(tmp_path / "mlflow.db")
     server: MlflowServer = request.getfixturevalue("mlflow_server")
     return server.url
 
@@ -238,11 +241,11 @@ def invoke(spec: Path, uri: str, *extra: str) -> Any:
 
 
 def test_a_fresh_claim_is_respected_and_a_stale_one_taken_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(STALE_ENV, "20")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     spec = write_spec(tmp_path, "fresh_stale")
     key_b = keys_of(spec)["b"]
     parent_id, child_id = fake_holder(uri, "fresh_stale", key_b, "b", heartbeat=time.time())
@@ -275,13 +278,13 @@ def test_a_fresh_claim_is_respected_and_a_stale_one_taken_over(
 
 @pytest.mark.slow
 def test_a_holder_killed_with_sigkill_is_taken_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
 ) -> None:
     """A plain ``optlab run`` trains run a (for ever); a ``--resume`` started meanwhile leaves
     a to it and trains the rest; once the first is killed (SIGKILL), its claim is stale at
     once (its process is gone) and the next claim of a takes it over."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     name = "killed_holder"
     spec = write_spec(tmp_path, name, a_epochs=1_000_000)
     first = start(spec, uri)
