@@ -269,15 +269,18 @@ def _run_ids(
         )
 
     ids: dict[str, str] = {}
-    recent = search(f"attributes.start_time >= {int((since or 0) * 1000)}") if since else []
-    for missing in [None, *(k for k in dict.fromkeys(keys))]:
-        runs = recent if missing is None else search(f"tags.`{RUN_KEY_TAG}` = '{missing}'")
-        if missing is not None and missing in ids:
-            continue
+
+    def take(runs: list[Any]) -> None:
         for found_run in runs:
             key = found_run.data.tags.get(RUN_KEY_TAG)
             if key in keys:
                 ids.setdefault(key, found_run.info.run_id)
+
+    if since:
+        take(search(f"attributes.start_time >= {int(since * 1000)}"))
+    for key in dict.fromkeys(keys):
+        if key not in ids:
+            take(search(f"tags.`{RUN_KEY_TAG}` = '{key}'"))
     return ids
 
 

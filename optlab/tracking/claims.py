@@ -77,6 +77,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optlab.errors import TrackingError
+from optlab.tracking.retry import seconds_setting
 from optlab.tracking.tracker import (
     HOST_TAG,
     PARENT_TAG,
@@ -126,23 +127,10 @@ def stale_after(value: float | None = None) -> float:
     TrackingError
         The value is not a finite number of seconds > 0.
     """
-    if value is not None:
-        source, text = "stale_s", str(value)
-    else:
-        source, text = STALE_ENV, os.environ.get(STALE_ENV, "").strip()
-        if not text:
-            return DEFAULT_STALE_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not 0.0 < seconds < float("inf"):
-        raise TrackingError(
-            f"{source}: {text!r} is not a number of seconds > 0; set it to how long an "
-            f"invocation may go without a heartbeat before another one takes over its runs "
-            f"(default {DEFAULT_STALE_S:g})"
-        )
-    return seconds
+    what = (
+        "how long an invocation may go without a heartbeat before another one takes over its runs"
+    )
+    return seconds_setting(value, "stale_s", STALE_ENV, DEFAULT_STALE_S, positive=True, what=what)
 
 
 def heartbeat_every(stale_s: float) -> float:

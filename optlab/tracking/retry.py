@@ -57,6 +57,36 @@ _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
+def seconds_setting(
+    value: float | None, name: str, env: str, default: float, *, positive: bool, what: str
+) -> float:
+    """A duration in seconds: ``value``, else ``$env``, else ``default``.
+
+    Raises
+    ------
+    TrackingError
+        Not a finite number of seconds (> 0 when ``positive``, else >= 0); the message names
+        ``name`` (or ``env``) and says ``what`` the setting is for.
+    """
+    if value is not None:
+        source, text = name, str(value)
+    else:
+        source, text = env, os.environ.get(env, "").strip()
+        if not text:
+            return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0.0 if positive else seconds >= 0.0) or seconds == float("inf"):
+        bound = "> 0" if positive else ">= 0"
+        raise TrackingError(
+            f"{source}: {text!r} is not a number of seconds {bound}; set it to {what} "
+            f"(default {default:g})"
+        )
+    return seconds
+
+
 def retry_budget(value: float | None = None) -> float:
     """The retry budget in seconds: ``value``, else ``$OPTLAB_TRACKING_RETRY_S``, else 60.
 
@@ -65,22 +95,8 @@ def retry_budget(value: float | None = None) -> float:
     TrackingError
         The value is not a finite number >= 0.
     """
-    if value is not None:
-        source, text = "retry_s", str(value)
-    else:
-        source, text = RETRY_ENV, os.environ.get(RETRY_ENV, "").strip()
-        if not text:
-            return DEFAULT_RETRY_S
-    try:
-        budget = float(text)
-    except ValueError:
-        budget = float("nan")
-    if not 0.0 <= budget < float("inf"):
-        raise TrackingError(
-            f"{source}: {text!r} is not a number of seconds >= 0; set it to how long to keep "
-            f"retrying tracking writes while the store is unreachable (default {DEFAULT_RETRY_S:g})"
-        )
-    return budget
+    what = "how long to keep retrying tracking writes while the store is unreachable"
+    return seconds_setting(value, "retry_s", RETRY_ENV, DEFAULT_RETRY_S, positive=False, what=what)
 
 
 def bound_http_retries() -> None:
