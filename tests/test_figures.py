@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tracking_data import train
+from tracking_data import drawn_figures, train
 
 from optlab.events import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
 from optlab.monitor import TrainingMonitor
 from optlab.parallel import RecordingObserver
 from optlab.runner import execute
 from optlab.spec import load_experiment
-from optlab.tracking import plots
 from optlab.tracking.plots import (
     SWEEP_FIGURE,
     comparison_figure,
@@ -61,19 +60,6 @@ def _run(tmp_path: Path, text: str = GD_VS_SGD) -> dict[str, tuple[RunInfo, RunR
 @pytest.fixture(scope="module")
 def fair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RunInfo, RunResult]]:
     return _run(tmp_path_factory.mktemp("fair"))
-
-
-def _drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The matplotlib figures the figure functions save, in order."""
-    figures: list[Any] = []
-    save = plots._save
-
-    def keep(fig: Any, path: Path | str) -> Path:
-        figures.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", keep)
-    return figures
 
 
 # ------------------------------------------------------------------ the full training loss
@@ -204,7 +190,7 @@ def _lines(ax: Any) -> list[Any]:
 def test_comparison_draws_the_full_loss_and_the_minibatch_loss_faint_and_smoothed(
     tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     # a wall clock that jumped (NTP): the time axis must not follow it
     info, sgd = fair["sgd"]
     jumped = replace(
@@ -253,7 +239,7 @@ def test_an_axis_is_logarithmic_when_the_runs_differ_by_twenty_times_or_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """random_search_vs_gradient: 1,000 passes of random search against 10 of SGD."""
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     short = train("short", epochs=2)
     long = train("long", epochs=60, batch=45)  # 2 steps an epoch, 30x the examples
     pairs = [(r.info, r.result) for r in (short, long) if r.result is not None]
@@ -285,7 +271,7 @@ def sweep() -> list[tuple[RunInfo, RunResult]]:
 def test_a_sweep_is_coloured_by_value_with_a_short_legend_under_the_panels(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     comparison_figure(sweep, tmp_path / "sweep.png")
     (fig,) = figures
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -325,7 +311,7 @@ def test_a_two_value_sweep_gets_the_courses_heatmap_best_cell_marked(
 ) -> None:
     from matplotlib.patches import Rectangle
 
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     rows = comparison_rows(sweep)
     path = sweep_figure(rows, tmp_path / SWEEP_FIGURE)
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
@@ -353,7 +339,7 @@ def test_a_two_value_sweep_gets_the_courses_heatmap_best_cell_marked(
 def test_a_random_sweep_is_scattered_on_log_axes_and_one_value_is_a_curve(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     scattered = comparison_rows(sweep[:-3])  # not a full grid: points where they are
     assert sweep_figure(scattered, tmp_path / "scatter.png") is not None
     ax = figures[-1].axes[0]
@@ -431,7 +417,7 @@ def test_the_parent_run_and_compare_store_the_sweep_figure(
 def test_single_channel_templates_diverge_from_zero_with_a_colour_bar(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     run = train("templates", lr=0.5)
     assert run.result is not None and run.result.W is not None
     W = run.result.W
@@ -456,7 +442,7 @@ def test_single_channel_templates_diverge_from_zero_with_a_colour_bar(
 def test_learning_curves_smooth_minibatches_and_show_the_full_loss(
     tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     for name in ("sgd", "gd"):
         info, result = fair[name]
         learning_curves_figure(result, tmp_path / f"{name}.png", name, info.data.n_train)
@@ -498,7 +484,7 @@ def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
     X, y = result.plane
     assert X.shape == (info.data.n_train, 2) and y.shape == (info.data.n_train,)
 
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     out = tmp_path / "artifacts"
     out.mkdir()
     write_run_artifacts(info, result, out)

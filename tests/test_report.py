@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from rich.console import Console
-from tracking_data import TrainedRun, train
+from tracking_data import TrainedRun, drawn_figures, train
 
 from optlab.events import DataSummary, RunInfo, RunResult
 from optlab.report import (
@@ -153,21 +153,6 @@ def test_figures_are_real_pngs(tmp_path: Path, seeds: list[tuple[RunInfo, RunRes
     assert width == 1600  # three panels side by side at 100 dpi
 
 
-def _drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The matplotlib figures the figure functions save, in order."""
-    from optlab.tracking import plots
-
-    figures: list[Any] = []
-    save = plots._save
-
-    def keep(fig: Any, path: Path | str) -> Path:
-        figures.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", keep)
-    return figures
-
-
 def _visible_ticks(axis: Any) -> list[float]:
     lo, hi = sorted(axis.get_view_interval())
     return [float(t) for t in axis.get_majorticklocs() if lo <= t <= hi]
@@ -180,7 +165,7 @@ def _legend_texts(legend: Any) -> list[str]:
 def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
     tmp_path: Path, seeds: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures(monkeypatch)
     info, result = seeds[0]
     assert result.confusion is not None
     learning_curves_figure(result, tmp_path / "curves.png", info.name)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, StepHistory
 from optlab.tracking.points import curve_key, summary_key
 
-__all__ = ["TrainedRun", "make_data", "train"]
+__all__ = ["TrainedRun", "drawn_figures", "make_data", "train"]
 
 IMAGE_SHAPE = (4, 4)
 CLASSES = ("bar", "dot", "ring")
@@ -210,3 +212,18 @@ def check_logged_run(client: Any, logged: Any, run: TrainedRun) -> None:
         assert tags["optlab.status_reason"] == result.error
     else:
         assert "optlab.status_reason" not in tags
+
+
+def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The matplotlib figures optlab's figure functions save from now on, in order."""
+    from optlab.tracking import plots
+
+    figures: list[Any] = []
+    save = plots._save
+
+    def keep(fig: Any, path: Path | str) -> Path:
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
