@@ -3,7 +3,7 @@ compiled backend's kernels (metadata is in pyproject.toml).
 
 The module is optional: on a machine without a C compiler, or not x86-64, the build goes on
 without it, the compiled backend says it cannot run, and optlab trains with the numpy backend
-(see ``optlab/backend.py``).
+(see ``optlab/_contract/backend.py``).
 """
 
 import platform

@@ -173,8 +173,8 @@ def synthetic(
     return X, np.argmax(scores, axis=1).astype(np.int64)
 
 
-def _component(kind: optlab.components.ComponentKind, name: str, **params: Any) -> Any:
-    from optlab.plugin_manager import get_registry
+def _component(kind: optlab._contract.components.ComponentKind, name: str, **params: Any) -> Any:
+    from optlab._contract.plugin_manager import get_registry
 
     record = get_registry().get(kind, name)
     return record.factory(record.params(**params))
@@ -243,7 +243,7 @@ def environment() -> dict[str, Any]:
 
 def backend_kwargs(X: Array, y: Array, n_classes: int, loss_impl: optlab.Loss) -> dict[str, Any]:
     """``Objective``'s keyword arguments that make it train with the backend a run would use
-    (``OPTLAB_BACKEND``, else ``auto``: see :func:`optlab.backend.select_backend`).
+    (``OPTLAB_BACKEND``, else ``auto``: see :func:`optlab._contract.backend.select_backend`).
 
     Empty in an optlab without backends, where the compiled kernels were chosen at import
     (``OPTLAB_KERNELS``) and every ``Objective`` used them.
@@ -251,10 +251,10 @@ def backend_kwargs(X: Array, y: Array, n_classes: int, loss_impl: optlab.Loss) -
     import inspect
 
     try:
-        from optlab.backend import requested_backend, select_backend
+        from optlab._contract.backend import requested_backend, select_backend
     except ImportError:
         return {}
-    from optlab.plugin_manager import get_registry
+    from optlab._contract.plugin_manager import get_registry
 
     given: dict[str, Any] = {
         "setting": requested_backend(),
@@ -278,8 +278,8 @@ def _kernels_label() -> str:
     else:  # before backends: chosen once at import
         return _kernels_in_use(kernels.instruction_set())
     try:
-        from optlab.backend import requested_backend
-        from optlab.plugin_manager import get_registry
+        from optlab._contract.backend import requested_backend
+        from optlab._contract.plugin_manager import get_registry
 
         setting = requested_backend()
         if setting == "numpy":
@@ -369,7 +369,7 @@ class MachineRates:
         The CPU's model name.
     threads : int
         The threads optlab uses for a pass over the data: BLAS's thread count
-        (:func:`optlab.blas_threads.blas_threads`).
+        (:func:`optlab._contract.blas_threads.blas_threads`).
     read_gbs : dict
         Streaming read bandwidth in GB/s (1e9 bytes a second), by thread count (1 and
         ``threads``): the best of three reductions (float max, column sums, 64-bit OR) over a
@@ -418,7 +418,7 @@ def _at_threads(table: dict[int, float], threads: int) -> float:
 
 def threads_used() -> int:
     """The threads optlab's passes over the data use: BLAS's thread count."""
-    from optlab.blas_threads import blas_threads
+    from optlab._contract.blas_threads import blas_threads
 
     return max(1, blas_threads())
 

@@ -122,7 +122,7 @@ def _unavailable(name: str) -> str | None:
         from optlab import kernels  # type: ignore[attr-defined,unused-ignore]
     except ImportError:  # optlab with backends: build it as a run would
         try:
-            from optlab.plugin_manager import get_registry
+            from optlab._contract.plugin_manager import get_registry
 
             record = get_registry().get("backend", name)
             record.factory(record.params())

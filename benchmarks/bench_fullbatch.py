@@ -3,8 +3,8 @@ and against the machine's roofline.
 
 The first reference is ``X.sum()`` on the same array: one streaming read of ``X`` on one core.
 Both products of a full-batch pass (``X @ W`` and ``X.T @ dS``) need all of ``X``; the blocked
-pass of :mod:`optlab.fastpath` reads it once. Where memory is fast and the products' arithmetic
-takes longer than the read, one read is not a floor; the second reference is the roofline
+pass of :mod:`optlab._contract.fastpath` reads it once. Where memory is fast and the products'
+arithmetic takes longer than the read, one read is not a floor; the second reference is the roofline
 (:func:`benchmarks._common.roofline`): the larger of one read of ``X`` at the bandwidth of the
 threads optlab uses and the products' ``4 * N * D * C`` FLOPs at the machine's measured
 large-GEMM rate on those threads.
@@ -31,8 +31,8 @@ from benchmarks._common import (
     synthetic,
     timed_pair,
 )
-from optlab.fastpath import BLOCKED_MIN_BYTES
-from optlab.objective import BoundLoss, Objective
+from optlab._contract.fastpath import BLOCKED_MIN_BYTES
+from optlab._contract.objective import BoundLoss, Objective
 
 __all__ = ["run"]
 

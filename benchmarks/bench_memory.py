@@ -91,7 +91,7 @@ def worker(n: int, d: int, c: int, iterations: int) -> dict[str, float]:
     import numpy as np
 
     from benchmarks._common import NullMonitor, backend_kwargs, loss, optimizer, regularizer
-    from optlab.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, c, n)
@@ -137,16 +137,13 @@ def run_worker(spec: str, features: int, classes: int) -> dict[str, float]:
     import numpy as np
 
     import optlab  # noqa: F401  (the package, as ``optlab run`` imports it)
-    from optlab import cli
+    from optlab._cli import main
 
     # one small product first: BLAS allocates its per-thread work buffers once, whatever X is
     np.ones((64, features), np.float32) @ np.ones((features, classes), np.float32)
     baseline = _rss_bytes()
-    try:
-        code = cli.app(["run", spec, "--no-track"], standalone_mode=False)
-    except SystemExit as exc:  # an error: the CLI prints it and exits
-        code = exc.code
-    if code not in (0, None):
+    code = main(["run", spec, "--no-track"])
+    if code != 0:
         raise RuntimeError(f"optlab run {spec} --no-track exited with {code}")
     return {"baseline_rss": float(baseline), "peak_rss": float(_peak_rss_bytes())}
 

@@ -3,9 +3,9 @@
 Both sides start from the same seeded synthetic ``.npy`` files in a temporary folder (uint8
 pixels like CIFAR-10's, with their own test split) and do the same arithmetic:
 
-- optlab: the spec is loaded with :func:`optlab.spec.load_experiment` and run through
-  :class:`optlab.invocation.Invocation` with MLflow tracking on (a SQLite store in the temporary
-  folder), in this process: interpreter start-up and imports are excluded, everything else
+- optlab: the spec is loaded with :func:`optlab._spec.load.load_experiment` and run through
+  :class:`optlab._execution.invocation.Invocation` with MLflow tracking on (a SQLite store in the
+  temporary folder), in this process: interpreter start-up and imports are excluded, everything else
   (loading through the ``npz`` dataset plugin, preprocessing, sanity checks, per-epoch
   evaluation, tracking, figures) is included.
 - bare: ``np.load``, the same split sizes, centering and bias column, minibatch SGD epochs on
@@ -176,9 +176,9 @@ def bare_loop(folder: Path, setup: Setup) -> float:
 def optlab_run(spec_file: Path, tracking_uri: str, track: bool = True) -> Any:
     """Load the spec and run it through the API ``optlab run`` uses (tracking on unless
     ``track`` is false)."""
-    from optlab.data import clear_cache
-    from optlab.invocation import Invocation
-    from optlab.spec import load_experiment
+    from optlab._execution.invocation import Invocation
+    from optlab._spec.load import load_experiment
+    from optlab._training.data import clear_cache
 
     clear_cache()  # load from the files every time, as the bare loop does
     experiment = load_experiment(spec_file)

@@ -30,7 +30,7 @@ from benchmarks._common import (
     synthetic,
 )
 from optlab import Array, Monitor
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 
 __all__ = ["run"]
 

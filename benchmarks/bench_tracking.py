@@ -2,8 +2,8 @@
 
 - ``tracking.cifar10_shape``: a CIFAR-10-shaped run (49,000 x 3,073 synthetic uint8 images as
   float32, 10 classes; softmax + L2, SGD at batch 200 for 15 epochs), loaded from ``.npy``
-  files and run through :class:`optlab.invocation.Invocation` in this process, with tracking
-  to a SQLite store (figures on, as ``optlab run`` does) and without. The figure is the
+  files and run through :class:`optlab._execution.invocation.Invocation` in this process, with
+  tracking to a SQLite store (figures on, as ``optlab run`` does) and without. The figure is the
   tracked run's extra time over the untracked run's time; target: at most 5%.
 - ``tracking.cifar10_shape.metrics``: the same with ``tracking: {figures: false}``: what
   logging alone costs (run, params, curves, files), without drawing the figures.

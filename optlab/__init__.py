@@ -1,9 +1,18 @@
 """optlab: run, compare and extend CS231n Lecture 3 — losses, regularizers and optimizers
 for linear classifiers, every run tracked in MLflow.
 
-This module is the public surface: for scripts and notebooks, :func:`run`, :func:`load_spec`
-and :func:`compare` (see :mod:`optlab.api`); for plugins, hook markers, component records,
-the interfaces the training loop calls, the objective and the errors.
+This module is the public surface, and with :mod:`optlab.testing` (the conformance kit and
+test doubles for plugin authors) the only one: every other module is private by name
+(``optlab._contract``, ``optlab._spec``, ...) and may change without notice.
+
+- For scripts and notebooks: :func:`run`, :func:`load_spec`, :func:`compare`, and what they
+  return (:class:`Results`, :class:`Table`, :class:`Experiment`, :class:`RunSpec`).
+- For plugins: ``hookimpl``; the component interfaces (:class:`Loss`, :class:`Regularizer`,
+  :class:`Optimizer`, :class:`DatasetSource`, :class:`Backend`, :class:`Monitor`), their
+  params (:class:`Params`, :class:`RegularizerParams`, :class:`MinibatchParams`) and records;
+  what the training loop hands them (:class:`Objective`, :class:`RawDataset`, ...) and what
+  observers are told (:class:`RunInfo`, :class:`EpochReport`, :class:`RunResult`).
+- The errors: one hierarchy under :class:`OptlabError` (see :mod:`optlab._errors`).
 """
 
 from __future__ import annotations
@@ -12,9 +21,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from optlab.api import Results, Table, compare, load_spec, run
-    from optlab.backend import Backend, BackendRecord
-    from optlab.components import (
+    from optlab._api import Results, Table, compare, load_spec, run
+    from optlab._contract.backend import Backend, BackendRecord
+    from optlab._contract.components import (
         Array,
         ComponentRecord,
         DatasetRecord,
@@ -29,7 +38,18 @@ if TYPE_CHECKING:
         RegularizerParams,
         RegularizerRecord,
     )
-    from optlab.errors import (
+    from optlab._contract.hookspecs import hookimpl
+    from optlab._contract.objective import LossParts, Objective
+    from optlab._contract.optimizer import MAX_STEPS, MinibatchParams, Optimizer, OptimizerRecord
+    from optlab._contract.records import (
+        DataSummary,
+        EpochReport,
+        RunInfo,
+        RunResult,
+        RunStatus,
+        StepHistory,
+    )
+    from optlab._errors import (
         BackendUnavailable,
         CheckError,
         ComponentError,
@@ -45,13 +65,13 @@ if TYPE_CHECKING:
         SpecIssue,
         TrackingError,
     )
-    from optlab.hookspecs import hookimpl
-    from optlab.objective import LossParts, Objective
-    from optlab.optimizer import MAX_STEPS, MinibatchParams, Optimizer, OptimizerRecord
+    from optlab._spec.experiment import Experiment, RunSpec
 
-# The public names live in small modules; they are imported on first use, so that
+# The public names live in small private modules; they are imported on first use, so that
 # `optlab --help` does not pay for numpy and pydantic (PEP 562).
 _WHERE = {
+    **dict.fromkeys(["Results", "Table", "compare", "load_spec", "run"], "optlab._api"),
+    **dict.fromkeys(["Experiment", "RunSpec"], "optlab._spec.experiment"),
     **dict.fromkeys(
         [
             "Array",
@@ -68,8 +88,19 @@ _WHERE = {
             "RegularizerParams",
             "RegularizerRecord",
         ],
-        "optlab.components",
+        "optlab._contract.components",
     ),
+    **dict.fromkeys(
+        ["MAX_STEPS", "MinibatchParams", "Optimizer", "OptimizerRecord"],
+        "optlab._contract.optimizer",
+    ),
+    **dict.fromkeys(["LossParts", "Objective"], "optlab._contract.objective"),
+    **dict.fromkeys(["Backend", "BackendRecord"], "optlab._contract.backend"),
+    **dict.fromkeys(
+        ["DataSummary", "EpochReport", "RunInfo", "RunResult", "RunStatus", "StepHistory"],
+        "optlab._contract.records",
+    ),
+    **dict.fromkeys(["hookimpl"], "optlab._contract.hookspecs"),
     **dict.fromkeys(
         [
             "BackendUnavailable",
@@ -87,16 +118,8 @@ _WHERE = {
             "SpecIssue",
             "TrackingError",
         ],
-        "optlab.errors",
+        "optlab._errors",
     ),
-    **dict.fromkeys(["Backend", "BackendRecord"], "optlab.backend"),
-    **dict.fromkeys(
-        ["MAX_STEPS", "MinibatchParams", "Optimizer", "OptimizerRecord"], "optlab.optimizer"
-    ),
-    **dict.fromkeys(["Results", "Table", "compare", "load_spec", "run"], "optlab.api"),
-    "hookimpl": "optlab.hookspecs",
-    "LossParts": "optlab.objective",
-    "Objective": "optlab.objective",
 }
 
 
@@ -124,9 +147,12 @@ __all__ = [
     "ComponentRecord",
     "DataError",
     "DataShape",
+    "DataSummary",
     "DatasetRecord",
     "DatasetSource",
     "DivergenceError",
+    "EpochReport",
+    "Experiment",
     "InputError",
     "Loss",
     "LossParts",
@@ -146,9 +172,14 @@ __all__ = [
     "RegularizerRecord",
     "Results",
     "RunError",
+    "RunInfo",
     "RunInterrupted",
+    "RunResult",
+    "RunSpec",
+    "RunStatus",
     "SpecError",
     "SpecIssue",
+    "StepHistory",
     "Table",
     "TrackingError",
     "__version__",

@@ -1,5 +1,7 @@
 """``python -m optlab`` works like the ``optlab`` command."""
 
-from optlab.cli import main
+import sys
 
-main()
+from optlab._cli import main
+
+sys.exit(main())

@@ -47,13 +47,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optlab.backend import Backend
-from optlab.checks import probe_gradient, relative_error
-from optlab.components import Array, ComponentRecord, Loss, Monitor, Regularizer
-from optlab.errors import BackendUnavailable
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
-from optlab.optimizer import Optimizer
-from optlab.plugin_manager import get_registry, registered_plugin
+from optlab._contract.backend import Backend
+from optlab._contract.components import Array, ComponentRecord, Loss, Monitor, Regularizer
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.optimizer import Optimizer
+from optlab._contract.plugin_manager import get_registry, registered_plugin
+from optlab._errors import BackendUnavailable
+from optlab._meta import exported
+from optlab._training.checks import probe_gradient, relative_error
 
 __all__ = [
     "GRADIENT_TOLERANCE",
@@ -65,6 +66,7 @@ __all__ = [
     "check_loss",
     "check_optimizer",
     "check_regularizer",
+    "get_registry",
     "register_plugin",
     "toy_objective",
 ]
@@ -75,6 +77,7 @@ GRADIENT_TOLERANCE = 1e-5
 
 #: register a plugin (module or object with hook implementations) inside a ``with`` block
 register_plugin = registered_plugin
+exported(get_registry, registered_plugin, module=__name__)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -324,7 +327,7 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     - loading twice with generators of the same seed gives the same arrays and names (the
       splits and every run's numbers depend on it), and loading leaves numpy's and Python's
       global random state alone (all randomness from ``rng``);
-    - a source that measures itself (:class:`~optlab.data.SupportsShape`) gives the
+    - a source that measures itself (:class:`~optlab._training.data.SupportsShape`) gives the
       :class:`~optlab.DataShape` of what it loads.
 
     Raises
@@ -334,9 +337,9 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     """
     import random
 
-    from optlab.components import DatasetSource, DataShape, RawDataset
-    from optlab.data import SupportsShape, validate_raw
-    from optlab.errors import DataError
+    from optlab._contract.components import DatasetSource, DataShape, RawDataset
+    from optlab._errors import DataError
+    from optlab._training.data import SupportsShape, validate_raw
 
     source, name = _build(component, DatasetSource, "dataset", params)
     try:  # first, the imports a first load may make (some touch the global state)

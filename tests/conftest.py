@@ -15,9 +15,9 @@ from kernel_sets import compiled_module
 from session_cache import once_per_session
 from venvs import build_wheel, optlab_source
 
-from optlab.data import clear_cache
-from optlab.plugin_manager import build_registry
-from optlab.registry import Registry
+from optlab._contract.plugin_manager import build_registry
+from optlab._contract.registry import Registry
+from optlab._training.data import clear_cache
 from optlab_plugins.compiled._kernelset import INSTRUCTION_SETS, KernelSet
 
 
@@ -67,7 +67,7 @@ def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def make(folder: Path) -> None:
         uri = f"sqlite:///{folder / 'mlflow.db'}"
-        code = f"from optlab.tracking.store import connect; connect({uri!r})"
+        code = f"from optlab._tracking.store import connect; connect({uri!r})"
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
     return once_per_session(tmp_path_factory, "empty-store", make) / "mlflow.db"

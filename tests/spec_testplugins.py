@@ -27,8 +27,8 @@ from optlab import (
     RegularizerParams,
     RegularizerRecord,
 )
-from optlab.plugin_manager import build_registry
-from optlab.registry import Registry
+from optlab._contract.plugin_manager import build_registry
+from optlab._contract.registry import Registry
 
 
 class SVMParams(Params):

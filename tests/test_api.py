@@ -13,8 +13,8 @@ import mlflow
 import pytest
 
 import optlab
-from optlab.api import Results
-from optlab.errors import SpecError
+from optlab._api import Results
+from optlab._errors import SpecError
 
 SPEC: dict[str, Any] = {
     "name": "api_demo",

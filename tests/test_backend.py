@@ -18,14 +18,14 @@ from typer.testing import CliRunner
 
 import optlab
 from optlab import Array
-from optlab.backend import ENV_VAR
-from optlab.cli import app
-from optlab.config import Experiment
-from optlab.errors import ComponentError, SpecError
-from optlab.events import BACKEND_TAG, RunInfo, RunResult
-from optlab.plugin_manager import get_registry
-from optlab.runner import execute
-from optlab.spec import load_experiment
+from optlab._cli import app
+from optlab._contract.backend import ENV_VAR
+from optlab._contract.plugin_manager import get_registry
+from optlab._contract.records import BACKEND_TAG, RunInfo, RunResult
+from optlab._errors import ComponentError, SpecError
+from optlab._spec.experiment import Experiment
+from optlab._spec.load import load_experiment
+from optlab._training.runner import execute
 from optlab.testing import register_plugin
 
 SPEC = """\

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from kernel_sets import compiled_module, cpu_runs, rtol
 
-import optlab.objective as objective_module
+import optlab._contract.objective as objective_module
 from optlab import Array, Backend, BackendUnavailable, Loss
-from optlab.fastpath import blocked_loss_and_grad
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.fastpath import blocked_loss_and_grad
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.testing import check_backend
 from optlab_plugins.compiled import (
     MAX_CLASSES,

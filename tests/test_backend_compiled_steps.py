@@ -19,12 +19,12 @@ import pytest
 from kernel_sets import rtol
 
 import optlab
-import optlab.objective as objective_module
+import optlab._contract.objective as objective_module
 import optlab_plugins.compiled._steps as steps_module
 from optlab import Array, Backend
-from optlab.batches import Batch
-from optlab.blas_threads import blas_threads
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.batches import Batch
+from optlab._contract.blas_threads import blas_threads
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.testing import RecordingMonitor
 from optlab_plugins.compiled import (
     MAX_SCORE_CLASSES,

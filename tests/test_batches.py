@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import optlab
-import optlab.batches as batches_module
+import optlab._contract.batches as batches_module
 from optlab import Array
-from optlab.batches import Batch, gathers_ahead, minibatches
-from optlab.blas_threads import blas_threads
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.batches import Batch, gathers_ahead, minibatches
+from optlab._contract.blas_threads import blas_threads
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab.testing import RecordingMonitor
 from optlab_plugins.losses import SoftmaxLoss
 from optlab_plugins.optimizers import SGDParams, _sgd
@@ -213,7 +213,7 @@ def test_split_products_train_the_same_bits_on_any_number_of_threads(
     """With many classes a batch's products are split by rows into the machine's parts, walked
     by as many threads as BLAS lends: --jobs 1 (two threads) and a --jobs N worker (one) train
     the same weights, and the same as the products unsplit, to rounding."""
-    import optlab.objective as objective_module
+    import optlab._contract.objective as objective_module
 
     assert objective_module.SPLIT_MIN_CLASSES <= 300
     weights = {}
@@ -233,7 +233,7 @@ def test_split_products_train_the_same_bits_on_any_number_of_threads(
 def test_split_products_use_a_helper_thread_where_blas_lends_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import optlab.objective as objective_module
+    import optlab._contract.objective as objective_module
 
     monkeypatch.setattr(objective_module, "blas_threads", lambda: 2)
     objective, _ = _many_classes()

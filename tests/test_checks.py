@@ -1,4 +1,5 @@
-"""optlab.checks: numeric gradients, the initial-loss and gradient checks, and their policies."""
+"""optlab._training.checks: numeric gradients, the initial-loss and gradient checks, and their
+policies."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 
 import optlab
 from optlab import Array
-from optlab.checks import (
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._spec.experiment import ChecksOptions
+from optlab._training.checks import (
     gradient_check,
     initial_loss_check,
     numeric_gradient,
@@ -18,8 +21,6 @@ from optlab.checks import (
     relative_error,
     run_checks,
 )
-from optlab.config import ChecksOptions
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 from optlab_plugins.regularizers import L1, L2, Dropout, ElasticNet, MaxNorm
 

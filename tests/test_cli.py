@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from optlab.cli import app
+from optlab._cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -156,7 +156,8 @@ def test_schema_is_json_with_every_component() -> None:
 
 
 def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> None:
-    # SystemExit ends the process once its exit handlers ran (see optlab.cli.main)
+    # main() returns the exit status, which __main__ passes to sys.exit: the process ends once
+    # its exit handlers ran
     probe = (
         "import atexit, sys, runpy\n"
         "def check():\n"
@@ -165,7 +166,7 @@ def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> 
         "atexit.register(check)\n"
         "sys.argv = ['optlab', '--help']\n"
         "runpy.run_module('optlab', run_name='__main__')\n"
-        "print('not reached: main() raises SystemExit')\n"
+        "print('not reached: python -m optlab exits with main()')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
@@ -176,7 +177,7 @@ def test_python_dash_m_works_and_help_does_not_import_mlflow(tmp_path: Path) -> 
 
 def test_validate_does_not_import_mlflow(spec: Path) -> None:
     probe = (
-        "import sys\nfrom optlab.cli import app\n"
+        "import sys\nfrom optlab._cli import app\n"
         f"try:\n    app(['validate', {str(spec)!r}])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "assert 'mlflow' not in sys.modules\nprint('ok')\n"
@@ -190,3 +191,14 @@ def test_missing_spec_file_is_one_line_exit_2(tmp_path: Path) -> None:
     code, _, err = invoke("run", str(tmp_path / "nope.yaml"))
     assert code == 2
     assert "nope.yaml" in err and len(err.strip().splitlines()) == 1
+
+
+def test_main_returns_the_exit_status_instead_of_ending_the_process(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A notebook or another program can call it: no SystemExit, the status is returned."""
+    from optlab._cli import main
+
+    assert main(["validate", str(spec)]) == 0
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import optlab
-from optlab.plugin_manager import get_registry
+from optlab._contract.plugin_manager import get_registry
 from optlab.testing import (
     RecordingMonitor,
     check_backend,

@@ -16,8 +16,12 @@ import pytest
 from dataset_files import PER_CLASS, idx, tar_gz, write_cifar_bin, write_cifar_py, write_mnist
 
 import optlab
-from optlab.config import ComponentSpec, DataOptions, SplitLimit
-from optlab.data import (
+from optlab._contract.plugin_manager import build_registry
+from optlab._contract.records import DataSummary
+from optlab._contract.registry import Registry
+from optlab._errors import DataError
+from optlab._spec.experiment import ComponentSpec, DataOptions, SplitLimit
+from optlab._training.data import (
     SupportsShape,
     clear_cache,
     dataset_hash,
@@ -26,10 +30,6 @@ from optlab.data import (
     prepare,
     split_sizes,
 )
-from optlab.errors import DataError
-from optlab.events import DataSummary
-from optlab.plugin_manager import build_registry
-from optlab.registry import Registry
 
 RAW = DataOptions(center=False, bias=False, val=0.0, test=0.0)
 OPTIONS = [

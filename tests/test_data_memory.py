@@ -1,6 +1,6 @@
 """Loading and preparing data never holds two float copies of it at once (issue 18).
 
-The public path, :func:`optlab.data.load_data` with the bundled ``npz`` plugin on ``.npy``
+The public path, :func:`optlab._training.data.load_data` with the bundled ``npz`` plugin on ``.npy``
 files, is measured with :mod:`tracemalloc`, which counts numpy's array bytes: the peak traced
 while loading and preparing must stay within ``1.3 x`` the float training array plus the raw
 arrays as loaded. The data holds 4,000 uint8 images of 3,072 pixels (CIFAR-10's row size), so
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import optlab.data
+import optlab._training.data
 from optlab import Array
-from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, load_data
-from optlab.registry import Registry
+from optlab._contract.registry import Registry
+from optlab._spec.experiment import ComponentSpec, DataOptions
+from optlab._training.data import PreparedData, load_data
 
 pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
@@ -103,7 +103,7 @@ def test_the_measure_catches_two_float_copies(
 ) -> None:
     raw = _write(tmp_path)
     materialize: Callable[..., Array] = _two_copies
-    monkeypatch.setattr(optlab.data, "_materialize", materialize)
+    monkeypatch.setattr(optlab._training.data, "_materialize", materialize)
     options = DataOptions(dtype="float32", val=0.05, center=True, bias=True)
     peak, data = _peak_of_loading(registry, tmp_path, options)
     assert data.X_train.shape == (N - round(0.05 * N), F + 1)

@@ -1,4 +1,4 @@
-"""optlab.data: validation, stratified splits, limits, preprocessing, memory, caching."""
+"""optlab._training.data: validation, stratified splits, limits, preprocessing, memory, caching."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import optlab
-from optlab.config import ComponentSpec, DataOptions, SplitLimit
-from optlab.data import PreparedData, dataset_hash, load_data, prepare
-from optlab.errors import DataError
-from optlab.plugin_manager import build_registry
+from optlab._contract.plugin_manager import build_registry
+from optlab._errors import DataError
+from optlab._spec.experiment import ComponentSpec, DataOptions, SplitLimit
+from optlab._training.data import PreparedData, dataset_hash, load_data, prepare
 
 pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
@@ -168,7 +168,7 @@ def test_integer_data_is_centered_with_the_exact_training_mean(raw_dtype: str, d
 
 
 def test_exact_column_sums_match_the_float64_reduction() -> None:
-    from optlab.data import _column_stats, _exact_rows
+    from optlab._training.data import _column_stats, _exact_rows
 
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     assert _exact_rows(f32, np.dtype(np.uint8)) == 2**24 // 255
@@ -336,7 +336,7 @@ def test_cached_arrays_are_read_only() -> None:
     load_data(spec, DataOptions(), np.random.default_rng(0))
     raw = spec.build().load(np.random.default_rng(0))
     assert raw.X.flags.writeable  # a fresh load is writable; the cached copy is frozen
-    from optlab import data as data_module
+    from optlab._training import data as data_module
 
     (cached, _), *_ = data_module._cache.values()
     assert not cached.X.flags.writeable

@@ -9,9 +9,9 @@ import pydantic
 import pytest
 
 import optlab
-from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, load_data
-from optlab.registry import Registry
+from optlab._contract.registry import Registry
+from optlab._spec.experiment import ComponentSpec, DataOptions
+from optlab._training.data import PreparedData, load_data
 
 ALL = [
     "blobs",

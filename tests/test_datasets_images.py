@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from dataset_files import idx, tar_gz, write_cifar_bin, write_cifar_py, write_mnist
 
-from optlab.config import ComponentSpec, DataOptions
-from optlab.data import PreparedData, load_data
-from optlab.errors import DataError
-from optlab.registry import Registry
+from optlab._contract.registry import Registry
+from optlab._errors import DataError
+from optlab._spec.experiment import ComponentSpec, DataOptions
+from optlab._training.data import PreparedData, load_data
 
 RAW = DataOptions(center=False, bias=False, val=0.0, dtype="float32")
 

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from optlab.errors import (
+from optlab._errors import (
     BackendUnavailable,
     DataError,
     InputError,

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
-from optlab.cli import app
-from optlab.events import RunInfo, RunResult
-from optlab.parallel import RecordingObserver
-from optlab.runner import execute
-from optlab.spec import load_experiment
+from optlab._cli import app
+from optlab._contract.records import RunInfo, RunResult
+from optlab._execution.parallel import RecordingObserver
+from optlab._spec.load import load_experiment
+from optlab._training.runner import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

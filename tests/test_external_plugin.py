@@ -23,8 +23,8 @@ from session_cache import once_per_session
 from typer.testing import CliRunner
 from venvs import IGNORE, build_wheel, fresh_venv
 
-from optlab.cli import app
-from optlab.plugin_manager import get_registry
+from optlab._cli import app
+from optlab._contract.plugin_manager import get_registry
 from optlab.testing import check_loss, check_optimizer, register_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import optlab
-import optlab.fastpath as fastpath
-import optlab.objective as objective_module
+import optlab._contract.fastpath as fastpath
+import optlab._contract.objective as objective_module
 from optlab import Array
-from optlab.backend import score_width
-from optlab.blas_threads import blas_threads
-from optlab.fastpath import blocked_loss_and_grad, default_block_rows
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.backend import score_width
+from optlab._contract.blas_threads import blas_threads
+from optlab._contract.fastpath import blocked_loss_and_grad, default_block_rows
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 from optlab_plugins.regularizers import L2, Dropout
 

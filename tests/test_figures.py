@@ -15,12 +15,9 @@ import numpy as np
 import pytest
 from tracking_data import drawn_figures, train
 
-from optlab.events import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
-from optlab.monitor import TrainingMonitor
-from optlab.parallel import RecordingObserver
-from optlab.runner import execute
-from optlab.spec import load_experiment
-from optlab.tracking.plots import (
+from optlab._contract.records import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
+from optlab._execution.parallel import RecordingObserver
+from optlab._report.figures import (
     SWEEP_FIGURE,
     comparison_figure,
     learning_curves_figure,
@@ -29,7 +26,10 @@ from optlab.tracking.plots import (
     sweep_figure,
     weight_templates_figure,
 )
-from optlab.tracking.summary import comparison_rows
+from optlab._report.rows import comparison_rows
+from optlab._spec.load import load_experiment
+from optlab._training.monitor import TrainingMonitor
+from optlab._training.runner import execute
 
 GD_VS_SGD = """\
 name: fair
@@ -89,7 +89,7 @@ def test_the_evaluation_reuses_its_product_for_the_loss(
 ) -> None:
     """An evaluation computes X @ W once for the training set (the accuracy and the full
     objective from the same scores) and once for the validation set."""
-    from optlab.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
     from optlab_plugins.losses import SVMLoss
     from optlab_plugins.regularizers import L2
 
@@ -378,9 +378,9 @@ def test_the_parent_run_and_compare_store_the_sweep_figure(
 ) -> None:
     from tracking_data import drive
 
-    from optlab.report import compare
-    from optlab.tracking.store import connect
-    from optlab.tracking.tracker import Tracker
+    from optlab._tracking.readback import compare
+    from optlab._tracking.store import connect
+    from optlab._tracking.tracker import Tracker
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -400,7 +400,7 @@ def test_the_parent_run_and_compare_store_the_sweep_figure(
     rows, _ = compare("sweep-figure", uri, tmp_path / "out")
     assert (tmp_path / "out" / SWEEP_FIGURE).exists()
     # read back: the full training loss of every evaluation, and elapsed seconds
-    from optlab.report import load_latest_invocation
+    from optlab._tracking.readback import load_latest_invocation
 
     for (_, result), (_, back) in zip(
         pairs, load_latest_invocation("sweep-figure", uri), strict=True
@@ -472,8 +472,8 @@ optimizer: {name: sgd, lr: 0.5, batch_size: 32, epochs: 6}
 def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fair: dict[str, tuple[RunInfo, RunResult]]
 ) -> None:
-    from optlab.tracking.artifacts import write_run_artifacts
-    from optlab.tracking.plots import REGION_PANELS
+    from optlab._report.figures import REGION_PANELS
+    from optlab._tracking.artifacts import write_run_artifacts
 
     ((info, result),) = _run(tmp_path, PLANE).values()
     # W before training and at every evaluation; the training points without the bias
@@ -516,8 +516,8 @@ def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
 
 # ------------------------------------------------------------------ loss landscape
 def test_the_loss_landscape_slices_the_objective_through_w() -> None:
-    from optlab.landscape import loss_landscape
-    from optlab.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
+    from optlab._training.landscape import loss_landscape
     from optlab_plugins.losses import SVMLoss
     from optlab_plugins.regularizers import L2
 
@@ -553,8 +553,8 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
 ) -> None:
     from typer.testing import CliRunner
 
-    from optlab.cli import app
-    from optlab.tracking.store import connect
+    from optlab._cli import app
+    from optlab._tracking.store import connect
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.yaml").write_text(PLANE.replace("epochs: 6", "epochs: 2"))

@@ -76,9 +76,9 @@ def graph() -> dict[str, set[str]]:
 def test_the_graph_sees_the_imports() -> None:
     edges = graph()
     assert len(edges) > 30
-    assert "optlab.components" in edges["optlab.objective"]
-    assert "optlab.tracking" in edges["optlab.cli"] or any(
-        m.startswith("optlab.tracking") for m in edges["optlab.cli"]
+    assert "optlab._contract.components" in edges["optlab._contract.objective"]
+    assert "optlab._tracking" in edges["optlab._cli"] or any(
+        m.startswith("optlab._tracking") for m in edges["optlab._cli"]
     )
 
 
@@ -91,6 +91,52 @@ def test_there_is_no_import_cycle() -> None:
 
 def test_a_cycle_would_be_found() -> None:
     edges = graph()
-    edges["optlab.errors"] = {*edges["optlab.errors"], "optlab.objective"}
+    edges["optlab._errors"] = {*edges["optlab._errors"], "optlab._contract.objective"}
     with pytest.raises(graphlib.CycleError):
         tuple(graphlib.TopologicalSorter(edges).static_order())
+
+
+#: optlab's layers, lowest first: a module imports only from its own layer and those below
+LAYERS = [
+    ["optlab._errors", "optlab._meta"],
+    ["optlab._contract"],
+    ["optlab._spec"],
+    ["optlab._training"],
+    ["optlab._report"],
+    ["optlab._tracking"],
+    ["optlab._execution"],
+    ["optlab._api", "optlab.testing"],
+    ["optlab._cli", "optlab.__main__", "optlab"],
+]
+
+
+def _layer(module: str) -> int:
+    for level, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members if m != "optlab"):
+            return level
+    assert module == "optlab", f"{module} is in no layer: add it to LAYERS"
+    return len(LAYERS) - 1
+
+
+def _climbs(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
+        for module, targets in edges.items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    )
+
+
+def test_every_module_imports_only_its_own_layer_and_those_below() -> None:
+    """The tree shows the architecture: contract, spec, training, report, tracking, execution,
+    then the Python API and the command line; nothing reaches up (the root package only
+    re-exports, lazily)."""
+    assert _climbs(graph()) == []
+
+
+def test_a_climb_would_be_found() -> None:
+    edges = graph()
+    edges["optlab._contract.objective"] = {"optlab._tracking.store"}
+    assert _climbs(edges) == [
+        "optlab._contract.objective (layer 1) imports optlab._tracking.store (layer 5)"
+    ]

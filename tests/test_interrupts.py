@@ -46,7 +46,7 @@ def _uri(spec: Path) -> str:
 
 
 def children(spec: Path) -> list[Any]:
-    from optlab.tracking.store import connect
+    from optlab._tracking.store import connect
 
     client = connect(_uri(spec))  # waits while the run creates the store
     exp = client.get_experiment_by_name("interrupt_test")

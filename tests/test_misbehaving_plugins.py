@@ -30,11 +30,11 @@ from typer.testing import CliRunner, Result
 
 import optlab
 from optlab import Array
-from optlab.cli import app
-from optlab.errors import ComponentError
-from optlab.events import EpochReport, RunInfo, RunResult
+from optlab._cli import app
+from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._errors import ComponentError
+from optlab._tracking import STATUS_REASON_TAG
 from optlab.testing import register_plugin
-from optlab.tracking import STATUS_REASON_TAG
 
 PLUGIN = "bad_plugin"
 #: how optlab labels a plugin registered in-process: name (distribution version)

@@ -13,9 +13,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import optlab
-from optlab.batches import Batch
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
-from optlab.plugin_manager import get_registry
+from optlab._contract.batches import Batch
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.plugin_manager import get_registry
 from optlab.testing import RecordingMonitor
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 from optlab_plugins.optimizers import (

@@ -91,8 +91,8 @@ def test_dask_executor_needs_a_scheduler(spec: Path) -> None:
 
 
 def test_workers_that_cannot_start_are_one_run_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optlab.errors import RunError
-    from optlab.parallel import LocalWorkers
+    from optlab._errors import RunError
+    from optlab._execution.parallel import LocalWorkers
 
     with LocalWorkers(1) as workers:
 
@@ -112,7 +112,7 @@ def test_workers_see_the_environment_of_the_moment_they_start(
     still take that process's environment as it is when the pool starts."""
     import os
 
-    from optlab.parallel import LocalWorkers
+    from optlab._execution.parallel import LocalWorkers
 
     for value in ("first", "second"):
         monkeypatch.setenv("OPTLAB_TEST_WORKER_ENV", value)
@@ -129,8 +129,8 @@ def test_run_with_jobs_starts_the_fork_server_before_reading_the_spec(
     starts it before anything else, so that they overlap reading the spec and the data."""
     from typer.testing import CliRunner
 
-    import optlab.cli as cli
-    from optlab import fork_server
+    import optlab._cli as cli
+    from optlab._execution import fork_server
 
     order: list[str] = []
     monkeypatch.setattr(fork_server, "start", lambda: order.append("fork server"))
@@ -147,7 +147,7 @@ def test_run_with_jobs_starts_the_fork_server_before_reading_the_spec(
 def test_the_fork_server_preloads_what_a_worker_imports() -> None:
     import importlib.util
 
-    from optlab import fork_server
+    from optlab._execution import fork_server
 
     for name in fork_server.WORKER_PRELOAD:
         assert importlib.util.find_spec(name) is not None, name
@@ -160,10 +160,10 @@ def test_without_a_fork_server_the_workers_are_spawned_and_train_the_same(
     spawned workers, which give the same results as a run in this process."""
     import multiprocessing
 
-    from optlab import fork_server
-    from optlab.parallel import LocalWorkers, RecordingObserver, execute_recorded
-    from optlab.runner import execute
-    from optlab.spec import load_experiment
+    from optlab._execution import fork_server
+    from optlab._execution.parallel import LocalWorkers, RecordingObserver, execute_recorded
+    from optlab._spec.load import load_experiment
+    from optlab._training.runner import execute
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     assert fork_server.start().get_start_method() == "spawn"

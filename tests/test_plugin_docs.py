@@ -1,7 +1,7 @@
 """Every hook is documented in docs/plugins.md and tested somewhere (datasette / llm style).
 
-Adding a hook to optlab/hookspecs.py without a section in the author's kit whose heading is the
-hook's exact signature, or without a test that mentions it, fails here.
+Adding a hook to optlab/_contract/hookspecs.py without a section in the author's kit whose heading
+is the hook's exact signature, or without a test that mentions it, fails here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from optlab import hookspecs
+from optlab._contract import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"

@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import pytest
 
 import optlab
-from optlab.errors import OptlabWarning, PluginError
-from optlab.plugin_manager import (
+from optlab._contract.plugin_manager import (
     GuardedHooks,
     build_registry,
     get_registry,
     registered_plugin,
 )
+from optlab._errors import OptlabWarning, PluginError
 
 
 class _NoLoss(optlab.Loss):
@@ -310,7 +310,7 @@ def test_plugin_text_is_shown_literally_never_as_markup(site: Path) -> None:
     W[d,:]) are printed as they are by `optlab plugins` and `optlab components`."""
     from typer.testing import CliRunner
 
-    from optlab.cli import app
+    from optlab._cli import app
 
     _fake_distribution(
         site,

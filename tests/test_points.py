@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from tracking_data import train
 
-from optlab.events import StepHistory
-from optlab.tracking.points import (
+from optlab._contract.records import StepHistory
+from optlab._tracking.points import (
     EPOCH_METRICS,
     STEP_METRICS,
     Points,

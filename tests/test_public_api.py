@@ -1,14 +1,87 @@
-"""optlab's public surface: every exported name resolves, from the module that defines it."""
+"""optlab's public surface: exactly these names, each resolving, each saying it is ``optlab``'s;
+every other module private by name."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
+from pathlib import Path
+
 import optlab
+import optlab.testing
+
+PUBLIC = {
+    # scripts and notebooks
+    "run", "load_spec", "compare", "Results", "Table", "Experiment", "RunSpec",
+    # plugins: the hook marker, interfaces, params, records
+    "hookimpl", "Loss", "Regularizer", "Optimizer", "DatasetSource", "Backend", "Monitor",
+    "Params", "RegularizerParams", "MinibatchParams", "MAX_STEPS",
+    "ComponentRecord", "LossRecord", "RegularizerRecord", "OptimizerRecord", "DatasetRecord",
+    "BackendRecord", "Objective", "LossParts", "RawDataset", "DataShape", "Array",
+    # what observers are told
+    "RunInfo", "EpochReport", "RunResult", "RunStatus", "DataSummary", "StepHistory",
+    # errors
+    "OptlabError", "OptlabWarning", "InputError", "SpecError", "SpecIssue", "DataError",
+    "PluginError", "ComponentError", "BackendUnavailable", "RunError", "CheckError",
+    "DivergenceError", "RunInterrupted", "TrackingError",
+    "__version__",
+}  # fmt: skip
+
+TESTING = {
+    "GRADIENT_TOLERANCE", "Evaluation", "RecordingMonitor", "Step", "check_backend",
+    "check_dataset", "check_loss", "check_optimizer", "check_regularizer", "get_registry",
+    "register_plugin", "toy_objective",
+}  # fmt: skip
+
+
+def test_the_public_names_are_exactly_these() -> None:
+    assert set(optlab.__all__) == PUBLIC
+    assert set(optlab.testing.__all__) == TESTING
+    assert sorted(dir(optlab)) == sorted(PUBLIC)
 
 
 def test_every_exported_name_resolves() -> None:
     for name in optlab.__all__:
         assert getattr(optlab, name) is not None, name
     assert set(optlab.__all__) - {"__version__"} == set(optlab._WHERE)
+
+
+def test_public_classes_and_functions_say_they_are_optlabs() -> None:
+    """As httpx does: ``optlab.Loss``, not the private module that defines it - in reprs,
+    docs and pickles (which then load through the public name)."""
+    for name in optlab.__all__:
+        obj = getattr(optlab, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__module__ == "optlab", name
+    for name in optlab.testing.__all__:
+        obj = getattr(optlab.testing, name)
+        if isinstance(obj, type) or inspect.isfunction(obj) or hasattr(obj, "__wrapped__"):
+            assert obj.__module__ == "optlab.testing", name
+    assert repr(optlab.SpecError).endswith("'optlab.SpecError'>")
+    error = pickle.loads(pickle.dumps(optlab.DataError("no file", key="data.path")))
+    assert type(error) is optlab.DataError
+
+
+def test_every_other_module_is_private_by_name() -> None:
+    root = Path(optlab.__file__).parent
+    public = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if not any(part.startswith("_") and part not in ("__init__", "__main__") for part in parts):
+            public.append("/".join(parts))
+    assert sorted(public) == ["__init__", "__main__", "testing"]
+
+
+def test_plugins_use_only_public_names() -> None:
+    """The bundled plugins and the example plugin import ``optlab`` and ``optlab.testing``
+    only, as a third-party plugin would."""
+    repo = Path(optlab.__file__).parents[1]
+    for folder in (repo / "plugins", repo / "examples"):
+        for path in folder.rglob("*.py"):
+            for line in path.read_text().splitlines():
+                words = line.split()
+                if words[:1] in (["from"], ["import"]) and words[1].startswith("optlab."):
+                    assert words[1] == "optlab.testing", f"{path.relative_to(repo)}: {line}"
 
 
 def test_no_kernel_names_and_the_backend_interface_is_public() -> None:
@@ -22,7 +95,7 @@ def test_no_kernel_names_and_the_backend_interface_is_public() -> None:
 
 def test_minibatch_params_is_public_and_the_bundled_minibatch_optimizers_build_on_it() -> None:
     """A plugin author reuses the params every bundled minibatch optimizer takes."""
-    from optlab.plugin_manager import get_registry
+    from optlab.testing import get_registry
 
     assert "MinibatchParams" in optlab.__all__
     assert issubclass(optlab.MinibatchParams, optlab.Params)

@@ -7,7 +7,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from optlab.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss
 from optlab_plugins.regularizers import (
     L1,

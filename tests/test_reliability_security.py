@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import optlab.tracking.ui
-from optlab.cli import app
-from optlab.tracking.ui import ui_command
+import optlab._tracking.ui
+from optlab._cli import app
+from optlab._tracking.ui import ui_command
 
 SPEC = """\
 name: secrets
@@ -140,7 +140,7 @@ def test_ui_binds_the_loopback_interface_by_default(
         executed.append(list(args))
         return 0
 
-    monkeypatch.setattr(optlab.tracking.ui, "serve", fake_serve)
+    monkeypatch.setattr(optlab._tracking.ui, "serve", fake_serve)
     result = _invoke("ui", "--port", "5006")
     assert result.exit_code == 0, result.stderr
     (args,) = executed

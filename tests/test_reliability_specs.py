@@ -15,10 +15,10 @@ from mlflow_server import free_port
 from typer.testing import CliRunner, Result
 
 from optlab import hookimpl
-from optlab.cli import app
-from optlab.events import RunInfo
-from optlab.plugin_manager import registered_plugin
-from optlab.spec import MAX_FILE_BYTES
+from optlab._cli import app
+from optlab._contract.plugin_manager import registered_plugin
+from optlab._contract.records import RunInfo
+from optlab._spec.load import MAX_FILE_BYTES
 
 CORPUS = Path(__file__).parent / "bad_specs"
 FILES = sorted(CORPUS.glob("*.yaml"))

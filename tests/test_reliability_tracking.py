@@ -2,8 +2,8 @@
 acknowledged point is lost and none is stored twice.
 
 A real ``mlflow server`` on 127.0.0.1 is crashed (SIGKILL) and started again on the same port
-and store while a real run (``optlab.runner.execute`` on a small blobs problem) is logging to
-it; a small fault-injecting proxy in front of the server loses answers after the server
+and store while a real run (``optlab._training.runner.execute`` on a small blobs problem) is logging
+to it; a small fault-injecting proxy in front of the server loses answers after the server
 committed the write, to check that a re-sent write is not stored twice.
 """
 
@@ -25,17 +25,17 @@ import pytest
 from mlflow_server import RestartableMlflowServer
 from tracking_data import check_logged_run, child_runs, train
 
-import optlab.hookspecs
+import optlab._contract.hookspecs
 from optlab import hookimpl
-from optlab.config import RunSpec
-from optlab.errors import RunError, TrackingError
-from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.plugin_manager import GuardedHooks, get_registry
-from optlab.runner import execute
-from optlab.spec import load_experiment
-from optlab.tracking import STEP_METRICS, Tracker, TrackingUnavailable
-from optlab.tracking.points import EPOCH_METRICS, curve_key
-from optlab.tracking.retry import RETRY_ENV, is_transient, retry_budget, short_reason
+from optlab._contract.plugin_manager import GuardedHooks, get_registry
+from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._errors import RunError, TrackingError
+from optlab._spec.experiment import RunSpec
+from optlab._spec.load import load_experiment
+from optlab._tracking import STEP_METRICS, Tracker, TrackingUnavailable
+from optlab._tracking.points import EPOCH_METRICS, curve_key
+from optlab._tracking.retry import RETRY_ENV, is_transient, retry_budget, short_reason
+from optlab._training.runner import execute
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ class Outage:
 
 def _hooks(*plugins: object) -> GuardedHooks:
     pm = pluggy.PluginManager("optlab")
-    pm.add_hookspecs(optlab.hookspecs)
+    pm.add_hookspecs(optlab._contract.hookspecs)
     for i, plugin in enumerate(plugins):  # the tracker under its name in an invocation
         pm.register(plugin, name="optlab.tracking" if isinstance(plugin, Tracker) else f"plugin{i}")
     return GuardedHooks(pm, get_registry())
@@ -316,7 +316,7 @@ def test_unreachable_errors_are_transient_with_a_short_reason() -> None:
     from mlflow.exceptions import MlflowException
     from mlflow_server import free_port
 
-    from optlab.tracking.retry import bound_http_retries
+    from optlab._tracking.retry import bound_http_retries
 
     bound_http_retries()
     client = MlflowClient(f"http://127.0.0.1:{free_port()}")
@@ -349,7 +349,7 @@ def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
 ) -> None:
     from typer.testing import CliRunner
 
-    from optlab.cli import app
+    from optlab._cli import app
 
     spec = tmp_path / "outage.yaml"
     spec.write_text(SPEC.replace("epochs: 6", "epochs: 2"))

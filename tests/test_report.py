@@ -13,8 +13,9 @@ import pytest
 from rich.console import Console
 from tracking_data import TrainedRun, drawn_figures, train
 
-from optlab.events import DataSummary, RunInfo, RunResult
-from optlab.report import (
+from optlab._contract.records import DataSummary, RunInfo, RunResult
+from optlab._report.rows import rows_to_markdown
+from optlab._tracking.readback import (
     comparison_figure,
     comparison_rows,
     confusion_figure,
@@ -24,7 +25,6 @@ from optlab.report import (
     weight_templates,
     weight_templates_figure,
 )
-from optlab.tracking.summary import rows_to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -213,7 +213,7 @@ def test_figures_keep_their_titles_labels_legends_and_readable_ticks(
 def test_a_sweep_fits_80_columns_shared_components_above_swept_values_in_columns() -> None:
     from dataclasses import replace
 
-    from optlab.events import SWEEP_TAG
+    from optlab._contract.records import SWEEP_TAG
 
     pairs = []
     for lr in (0.5, 0.05, 0.005):
@@ -236,7 +236,7 @@ def test_a_sweep_fits_80_columns_shared_components_above_swept_values_in_columns
 
 
 def test_train_time_has_three_significant_digits() -> None:
-    from optlab.tracking.summary import format_cell
+    from optlab._report.rows import format_cell
 
     for seconds, text in (
         (0.0012345, "0.00123"),

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from mlflow_server import MlflowServer, mlflow_server  # noqa: F401 (fixture)
 
-from optlab.errors import TrackingError
-from optlab.tracking import Tracker
-from optlab.tracking.claims import (
+from optlab._errors import TrackingError
+from optlab._tracking import Tracker
+from optlab._tracking.claims import (
     CLAIM_PREFIX,
     CLAIMED,
     HEARTBEAT_TAG,
@@ -33,7 +33,7 @@ from optlab.tracking.claims import (
     heartbeat_every,
     stale_after,
 )
-from optlab.tracking.tracker import HOST_TAG, PARENT_TAG, PID_TAG, ROLE_TAG, RUN_KEY_TAG
+from optlab._tracking.tracker import HOST_TAG, PARENT_TAG, PID_TAG, ROLE_TAG, RUN_KEY_TAG
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[list[dict[str, Any]], str]:
 
 
 def client_of(uri: str) -> Any:
-    from optlab.tracking.store import connect
+    from optlab._tracking.store import connect
 
     return connect(uri)
 
@@ -192,9 +192,9 @@ def test_claims_made_at_the_same_moment_have_exactly_one_winner(uri: str) -> Non
 # ---------------------------------------------------------------------- stale and fresh claims
 def keys_of(spec: Path) -> dict[str, str]:
     """Run name -> run key (``optlab.run_key``), as an invocation computes them."""
-    from optlab.preflight import data_key, preflight
-    from optlab.runner import run_key
-    from optlab.spec import load_experiment
+    from optlab._spec.load import load_experiment
+    from optlab._training.preflight import data_key, preflight
+    from optlab._training.runner import run_key
 
     runs = load_experiment(spec).runs
     prepared = preflight(runs)
@@ -209,7 +209,7 @@ def fake_holder(
 ) -> tuple[str, str]:
     """An invocation of another host that claims run ``key`` and trains it (RUNNING): its
     parent run id and the run's id."""
-    from optlab.tracking.store import ensure_experiment
+    from optlab._tracking.store import ensure_experiment
 
     client = client_of(uri)
     exp_id = ensure_experiment(client, experiment, uri)
@@ -235,7 +235,7 @@ def fake_holder(
 def invoke(spec: Path, uri: str, *extra: str) -> Any:
     from typer.testing import CliRunner
 
-    from optlab.cli import app
+    from optlab._cli import app
 
     return CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", uri, *extra])
 

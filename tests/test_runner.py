@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import optlab
-from optlab.config import Experiment
-from optlab.events import EpochReport, RunInfo, RunResult
-from optlab.monitor import StopFlag, TrainingMonitor
-from optlab.parallel import RecordingObserver
-from optlab.plugin_manager import registered_plugin
-from optlab.runner import execute, flatten_params
-from optlab.spec import load_experiment
+from optlab._contract.plugin_manager import registered_plugin
+from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._execution.parallel import RecordingObserver
+from optlab._spec.experiment import Experiment
+from optlab._spec.load import load_experiment
+from optlab._training.monitor import StopFlag, TrainingMonitor
+from optlab._training.runner import execute, flatten_params
 
 SPEC = """\
 name: runner_test
@@ -175,7 +175,7 @@ def test_misbehaving_loss_fails_the_run_naming_plugin_and_fault(
 def test_divergence_baseline_is_the_objective_at_W0_from_one_pass_over_the_training_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, initial_check: str
 ) -> None:
-    import optlab.runner as runner_module
+    import optlab._training.runner as runner_module
 
     passes: list[tuple[np.ndarray, float]] = []  # data losses over the whole training set
     data_loss = optlab.Objective.data_loss
@@ -227,9 +227,9 @@ def test_flatten_params_keys_regularizers_by_name() -> None:
 
 @pytest.mark.parametrize("pixel_scale", [1.0, 255.0, 1e4])
 def test_initial_scores_are_near_zero_whatever_the_data_scale(pixel_scale: float) -> None:
-    from optlab.objective import BoundLoss
-    from optlab.plugin_manager import get_registry
-    from optlab.runner import INIT_SCALE, initial_weights
+    from optlab._contract.objective import BoundLoss
+    from optlab._contract.plugin_manager import get_registry
+    from optlab._training.runner import INIT_SCALE, initial_weights
 
     rng = np.random.default_rng(0)
     X = rng.uniform(0, pixel_scale, size=(500, 3073)).astype(np.float32)

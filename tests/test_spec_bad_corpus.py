@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from spec_testplugins import make_registry
 
-from optlab.errors import SpecError
-from optlab.registry import Registry
-from optlab.spec import load_experiment
+from optlab._contract.registry import Registry
+from optlab._errors import SpecError
+from optlab._spec.load import load_experiment
 
 CORPUS = Path(__file__).parent / "bad_specs"
 FILES = sorted(CORPUS.glob("*.yaml"))

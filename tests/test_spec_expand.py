@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from spec_testplugins import make_registry
 
-from optlab._spec_expand import (
+from optlab._contract.registry import Registry
+from optlab._spec.expand import (
     draw_random_points,
     grid_points,
     merge,
@@ -19,12 +20,11 @@ from optlab._spec_expand import (
     set_path,
     unique_names,
 )
-from optlab._spec_issues import Locator
-from optlab._spec_models import Distribution
-from optlab._spec_yaml import Src
-from optlab.config import Experiment
-from optlab.registry import Registry
-from optlab.spec import describe_plan, load_experiment
+from optlab._spec.experiment import Experiment
+from optlab._spec.issues import Locator
+from optlab._spec.load import describe_plan, load_experiment
+from optlab._spec.models import Distribution
+from optlab._spec.reader import Src
 
 BASE = """\
 name: demo

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spec_testplugins import make_registry
 
-from optlab.config import Experiment
-from optlab.errors import SpecError
-from optlab.registry import Registry
-from optlab.spec import describe_plan, load_experiment
+from optlab._contract.registry import Registry
+from optlab._errors import SpecError
+from optlab._spec.experiment import Experiment
+from optlab._spec.load import describe_plan, load_experiment
 
 VALID = """\
 name: fuzz

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from spec_testplugins import make_registry
 
-from optlab._spec_yaml import load_yaml
-from optlab.errors import SpecError
-from optlab.registry import Registry
-from optlab.schema import SCHEMA_DIALECT, json_schema
-from optlab.spec import load_experiment
+from optlab._contract.registry import Registry
+from optlab._errors import SpecError
+from optlab._spec.load import load_experiment
+from optlab._spec.reader import load_yaml
+from optlab._spec.schema import SCHEMA_DIALECT, json_schema
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -98,7 +98,7 @@ def test_bundled_example_specs_agree_with_the_validator() -> None:
     )
     if not examples:
         pytest.skip("no bundled example specs yet")
-    from optlab.plugin_manager import get_registry
+    from optlab._contract.plugin_manager import get_registry
 
     real = get_registry()
     schema = jsonschema.Draft202012Validator(json_schema(real))

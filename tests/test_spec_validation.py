@@ -14,11 +14,11 @@ from spec_testplugins import BUNDLED, SpecTestPlugin, make_registry
 
 import optlab
 from optlab import LossRecord
-from optlab.config import Experiment
-from optlab.errors import SpecError, SpecIssue
-from optlab.plugin_manager import build_registry, registered_plugin
-from optlab.registry import Registry
-from optlab.spec import load_experiment
+from optlab._contract.plugin_manager import build_registry, registered_plugin
+from optlab._contract.registry import Registry
+from optlab._errors import SpecError, SpecIssue
+from optlab._spec.experiment import Experiment
+from optlab._spec.load import load_experiment
 
 BASE = """\
 name: demo
@@ -688,7 +688,7 @@ def test_experiment_name_longer_than_mlflow_allows(tmp_path: Path, registry: Reg
 
 def test_unknown_key_of_a_dataset_whose_name_has_an_underscore(tmp_path: Path) -> None:
     text = BASE.replace("{name: digits, limit: 100}", "{name: breast_cancer, sise: 3}")
-    found = issues(tmp_path, text, optlab.plugin_manager.get_registry())
+    found = issues(tmp_path, text, optlab._contract.plugin_manager.get_registry())
     assert [i.message for i in found] == [  # the keys of breast_cancer, not of every dataset
         "unknown key 'sise'; allowed keys: bias, center, dtype, limit, mmap, name, "
         "standardize, test, val"

@@ -17,12 +17,12 @@ import pytest
 from mlflow_server import free_port
 from tracking_data import TrainedRun, check_logged_run, child_runs, drive, train
 
-from optlab.errors import InputError, TrackingError
-from optlab.events import RunResult
-from optlab.report import compare, comparison_rows, load_latest_invocation
-from optlab.tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
-from optlab.tracking.store import absolute_uri, connect
-from optlab.tracking.ui import chart_link, ui_command
+from optlab._contract.records import RunResult
+from optlab._errors import InputError, TrackingError
+from optlab._tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
+from optlab._tracking.readback import compare, comparison_rows, load_latest_invocation
+from optlab._tracking.store import absolute_uri, connect
+from optlab._tracking.ui import chart_link, ui_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_uri_precedence_flag_spec_env_default(monkeypatch: pytest.MonkeyPatch) -
 
 def test_import_does_not_load_mlflow_or_matplotlib() -> None:
     code = (
-        "import sys, optlab.tracking, optlab.report; "
+        "import sys, optlab._tracking, optlab._tracking.readback; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'matplotlib')))"
     )
     out = subprocess.run(
@@ -122,7 +122,7 @@ def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None
     """MLflow migrates a new SQLite file in each process that opens it; without optlab's
     lock two at once collide ("table ... already exists")."""
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    code = "import sys; from optlab.tracking.store import connect; connect(sys.argv[1])"
+    code = "import sys; from optlab._tracking.store import connect; connect(sys.argv[1])"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
         for _ in range(3)
@@ -247,7 +247,7 @@ def test_stale_running_runs_of_a_dead_process_are_marked_killed(store: Path) -> 
     code = (
         "import os\n"
         "from tracking_data import train\n"
-        "from optlab.tracking import Tracker\n"
+        "from optlab._tracking import Tracker\n"
         "t = Tracker('sqlite:///mlflow.db', 'stale')\n"
         "run = train('orphan', epochs=1)\n"
         "with t.parent('stale', {}):\n"
@@ -483,7 +483,7 @@ def test_console_output_is_an_artifact(store: Path) -> None:
 def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) -> None:
     from typer.testing import CliRunner
 
-    from optlab.cli import app
+    from optlab._cli import app
 
     (workdir / "spec.yaml").write_text(
         "name: budget\nseed: 0\ndescription: SGD on blobs, for the budget test.\n"
@@ -515,7 +515,7 @@ def test_resume_with_nothing_left_logs_nothing_and_prints_the_finished_runs(
 ) -> None:
     from typer.testing import CliRunner
 
-    from optlab.cli import app
+    from optlab._cli import app
 
     (workdir / "spec.yaml").write_text(
         "name: done\nseed: 0\n"

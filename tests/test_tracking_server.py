@@ -10,8 +10,8 @@ import pytest
 from mlflow_server import MlflowServer, mlflow_server  # noqa: F401 (fixture)
 from tracking_data import check_logged_run, child_runs, drive, train
 
-from optlab.report import compare, load_latest_invocation
-from optlab.tracking import Tracker
+from optlab._tracking import Tracker
+from optlab._tracking.readback import compare, load_latest_invocation
 
 pytestmark = pytest.mark.integration
 

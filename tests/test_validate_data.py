@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab.cli import app
+from optlab._cli import app
 
 SPECS = {
     "missing path": (
@@ -99,10 +99,10 @@ def test_a_good_spec_validates_from_its_header(
     spec = tmp_path / "spec.yaml"
     text = SPECS["batch in a sweep"][0].replace("DATA", str(data_file))
     spec.write_text(text.replace("[10, 5000]", "[10, 20]"))
-    import optlab.data
+    import optlab._training.data
 
     loads = []
-    monkeypatch.setattr(optlab.data, "_load", lambda *a: loads.append(a) or None)
+    monkeypatch.setattr(optlab._training.data, "_load", lambda *a: loads.append(a) or None)
     result = CliRunner().invoke(app, ["validate", str(spec)])
     assert result.exit_code == 0, result.stderr
     assert "experiment 'v': 2 runs" in result.stdout

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from optlab.events import DataSummary, EpochReport, RunInfo, RunResult, StepHistory
-from optlab.tracking.points import curve_key, summary_key
+from optlab._contract.records import DataSummary, EpochReport, RunInfo, RunResult, StepHistory
+from optlab._tracking.points import curve_key, summary_key
 
 __all__ = ["TrainedRun", "drawn_figures", "make_data", "train"]
 
@@ -216,7 +216,7 @@ def check_logged_run(client: Any, logged: Any, run: TrainedRun) -> None:
 
 def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The matplotlib figures optlab's figure functions save from now on, in order."""
-    from optlab.tracking import plots
+    from optlab._report import figures as plots
 
     figures: list[Any] = []
     save = plots._save

@@ -24,7 +24,7 @@
  * vectors, 16 registers, up to 6 classes per tile), for the many x86-64 CPUs without AVX-512
  * (most laptops). `isas` names those this CPU runs, best first; calling another raises. The
  * module builds with any x86-64 GCC or Clang (the target attribute), and optlab uses numpy
- * where no kernel runs (the numpy backend, optlab/backend.py).
+ * where no kernel runs (the numpy backend, optlab/_contract/backend.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,6 +1,6 @@
 """Arrays from the user's files: ``.npz`` archives or ``.npy`` files, and CSV tables.
 
-Both sources have a ``shape(rng)`` (see :class:`optlab.data.SupportsShape`) that measures
+Both sources have a ``shape(rng)`` (see :class:`optlab._training.data.SupportsShape`) that measures
 the data without reading the features: an ``.npz`` member's or ``.npy`` file's header, a
 CSV's label column; the labels are read (they are small, and the classes are counted from
 them).

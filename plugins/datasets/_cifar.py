@@ -8,8 +8,8 @@
 - Either as a directory (or a folder holding one of those two), or a ``.tar.gz`` archive
   read member by member in one pass, without extracting anything to disk.
 
-``shape(rng)`` (see :class:`optlab.data.SupportsShape`) measures a copy without reading its
-pixels: binary batches by their sizes, python batches by unpickling them with the pixel bytes
+``shape(rng)`` (see :class:`optlab._training.data.SupportsShape`) measures a copy without reading
+its pixels: binary batches by their sizes, python batches by unpickling them with the pixel bytes
 skipped (seeked over), so their labels and shapes are read and checked.
 
 Rows of the files are channel-major (1024 red, 1024 green, 1024 blue values); they are

@@ -4,7 +4,7 @@ An IDX file starts with a 4-byte magic number (two zero bytes, a type code, the 
 dimensions), then one big-endian uint32 per dimension, then the values, big-endian.
 Both datasets use ubyte images ``(n, rows, cols)`` and ubyte labels ``(n,)``.
 
-``shape(rng)`` (see :class:`optlab.data.SupportsShape`) reads the image files' headers and
+``shape(rng)`` (see :class:`optlab._training.data.SupportsShape`) reads the image files' headers and
 the (small) label files, not the images.
 """
 

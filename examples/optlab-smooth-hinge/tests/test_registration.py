@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from optlab.plugin_manager import get_registry
+from optlab.testing import get_registry
 
 
 def test_entry_point_registers_both_components_with_this_distribution() -> None:

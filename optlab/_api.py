@@ -1,0 +1,310 @@
+"""optlab from Python: run an experiment, load a spec, compare runs - in a script or a notebook.
+
+::
+
+    import optlab
+
+    results = optlab.run("experiments/svm_vs_softmax.yaml", overrides={"optimizer.epochs": 5})
+    results.to_pandas()              # one row per run: name, status, run_id, params, metrics
+    results.comparison               # the table `optlab run` prints (a Table)
+    optlab.compare("svm_vs_softmax").to_pandas()
+
+A spec is a path to a YAML file or the same content as a dict. Nothing here ends the process:
+bad input raises :class:`~optlab._errors.InputError` (a :class:`~optlab._errors.SpecError` with
+every located issue for a bad spec), a failed run is a row whose ``status`` is ``FAILED``, and
+signal handlers are installed only while runs train and restored after, so that a notebook
+can call :func:`run` again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+from optlab._meta import exported
+
+if TYPE_CHECKING:
+    import pandas
+
+    from optlab._spec.experiment import Experiment
+
+__all__ = ["Results", "Table", "compare", "load_spec", "run"]
+
+Spec = str | PathLike[str] | Mapping[str, Any]
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+
+def _overrides(overrides: Overrides) -> list[str]:
+    """``{"optimizer.lr": 0.1}`` -> ``["optimizer.lr=0.1"]`` (values as JSON, which is YAML);
+    a sequence of ``KEY=VALUE`` strings as it is."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    return list(overrides)
+
+
+def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
+    """Validate a spec and expand it into its runs, as ``optlab validate`` does.
+
+    Parameters
+    ----------
+    spec : str, path or mapping
+        A YAML spec file, or its content as a dict.
+    overrides : mapping or sequence of str, optional
+        ``{"optimizer.lr": 0.1}`` or ``["optimizer.lr=0.1"]``, as ``--set``.
+
+    Returns
+    -------
+    Experiment
+        Its ``runs`` hold one validated :class:`~optlab._spec.experiment.RunSpec` each.
+
+    Raises
+    ------
+    SpecError
+        Every issue of the spec, each located (``FILE:LINE:COL: key.path: message``).
+    """
+    from optlab._spec.load import load_experiment
+
+    source = spec if isinstance(spec, Mapping) else Path(spec)
+    return load_experiment(source, _overrides(overrides))
+
+
+@dataclass(frozen=True)
+class Table(Sequence[dict[str, Any]]):
+    """Rows of plain values, shown as the terminal table; :meth:`to_pandas` for a DataFrame."""
+
+    rows: tuple[dict[str, Any], ...]
+    render: Any = field(default=None, repr=False, compare=False)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per entry; nested mappings become dotted columns (``params.optimizer.lr``)."""
+        import pandas
+
+        return pandas.json_normalize(list(self.rows))
+
+    def __str__(self) -> str:
+        if self.render is None:
+            return json.dumps(list(self.rows), indent=2, default=str)
+        from rich.console import Console
+
+        console = Console(width=160, highlight=False, markup=False)
+        with console.capture() as captured:
+            console.print(self.render(list(self.rows)))
+        return captured.get().rstrip()
+
+
+@dataclass(frozen=True)
+class Results(Table):
+    """What :func:`run` returns: one row per run, in the plan's order.
+
+    Each row: ``name``, ``status`` (``FINISHED``, ``FAILED``, ``KILLED``), ``error``,
+    ``run_id`` (the MLflow run, ``None`` untracked), ``params`` (the resolved run, dotted keys)
+    and ``metrics`` (final values: accuracies, losses, training time).
+
+    Attributes
+    ----------
+    experiment : str
+        The MLflow experiment (the spec's ``name``).
+    tracking_uri : str or None
+        Where the runs were logged (``None`` untracked).
+    comparison : Table
+        The comparison table ``optlab run`` prints (replicates grouped, best marked).
+    skipped : tuple of str
+        Runs ``resume`` found finished already (their rows come from the store).
+    interrupted : bool
+        Whether SIGINT/SIGTERM stopped the invocation early.
+    """
+
+    experiment: str = ""
+    tracking_uri: str | None = None
+    comparison: Table = field(default_factory=lambda: Table(()))
+    skipped: tuple[str, ...] = ()
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The rows of runs that did not finish."""
+        return [row for row in self.rows if row["status"] != "FINISHED"]
+
+    def __str__(self) -> str:
+        return str(self.comparison)
+
+
+def run(
+    spec: Spec,
+    *,
+    overrides: Overrides = None,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    resume: bool = False,
+    fail_fast: bool = False,
+    jobs: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    quiet: bool = True,
+) -> Results:
+    """Run every run of a spec, as ``optlab run`` does, and return their results.
+
+    Parameters
+    ----------
+    spec : str, path or mapping
+        A YAML spec file, or its content as a dict.
+    overrides : mapping or sequence of str, optional
+        ``{"optimizer.lr": 0.1}`` or ``["optimizer.lr=0.1"]``, as ``--set``.
+    tracking_uri : str, optional
+        The MLflow store (default: the spec's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``,
+        else ``sqlite:///mlflow.db`` in the working folder).
+    track : bool
+        Log to MLflow (``False``: nothing is written anywhere).
+    resume, fail_fast, jobs, executor, scheduler
+        As ``--resume``, ``--fail-fast``, ``--jobs``, ``--executor``, ``--scheduler``.
+    quiet : bool
+        No progress display.
+
+    Returns
+    -------
+    Results
+        One row per run; a run that failed is a row with ``status`` ``FAILED``.
+
+    Raises
+    ------
+    InputError
+        Bad input (a :class:`~optlab._errors.SpecError` for the spec or its data, an unknown
+        executor, an unusable tracking store); nothing was run.
+    """
+    from optlab._errors import InputError
+    from optlab._execution.invocation import Invocation
+
+    if executor not in ("local", "dask"):
+        raise InputError(f"executor: unknown executor '{executor}'; use local or dask")
+    if executor == "dask" and not scheduler:
+        raise InputError("executor 'dask' needs a scheduler address (tcp://127.0.0.1:8786)")
+    if jobs < 1:
+        raise InputError(f"jobs: must be at least 1, got {jobs}")
+    experiment = load_spec(spec, overrides=overrides)
+    invocation = Invocation(
+        experiment,
+        spec_path="<spec>" if isinstance(spec, Mapping) else str(spec),
+        tracking_uri=tracking_uri,
+        track=track,
+        resume=resume,
+        fail_fast=fail_fast,
+        quiet=quiet,
+        jobs=jobs,
+        executor=executor,
+        scheduler=scheduler,
+    )
+    outcome = invocation.run()
+    uri = invocation.tracker.uri if invocation.tracker is not None else None
+    return _results(experiment.name, outcome, uri, invocation.started_at)
+
+
+def _results(experiment: str, outcome: Any, uri: str | None, since: float | None) -> Results:
+    """Rows from an :class:`optlab._execution.sequential.Outcome` (one per run that ran or was
+    reused)."""
+    from optlab._report.rows import comparison_rows
+    from optlab._tracking.readback import render_table
+
+    run_ids = _run_ids(experiment, uri, [info.key for info, _ in outcome.results], since)
+    rows = tuple(
+        {
+            "name": info.name,
+            "status": result.status,
+            "error": result.error,
+            "run_id": run_ids.get(info.key),
+            "params": dict(info.params),
+            "metrics": dict(result.metrics),
+        }
+        for info, result in outcome.results
+    )
+    table = Table(tuple(comparison_rows(outcome.results)), render_table)
+    return Results(
+        rows,
+        render_table,
+        experiment=experiment,
+        tracking_uri=uri,
+        comparison=table,
+        skipped=tuple(outcome.skipped),
+        interrupted=outcome.interrupted,
+    )
+
+
+def _run_ids(
+    experiment: str, uri: str | None, keys: Sequence[str], since: float | None
+) -> dict[str, str]:
+    """The latest MLflow run of each run key: the runs this invocation started, found by one
+    search from its start time; any other (a run ``resume`` reused) by its key."""
+    if uri is None or not keys:
+        return {}
+    from optlab._tracking import RUN_KEY_TAG, connect
+
+    client = connect(uri, must_exist=True)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+
+    def search(filter_string: str) -> list[Any]:
+        return list(
+            client.search_runs(
+                [found.experiment_id],
+                filter_string=filter_string,
+                order_by=["attributes.start_time DESC"],
+                max_results=max(1000, 4 * len(keys)),
+            )
+        )
+
+    ids: dict[str, str] = {}
+
+    def take(runs: list[Any]) -> None:
+        for found_run in runs:
+            key = found_run.data.tags.get(RUN_KEY_TAG)
+            if key in keys:
+                ids.setdefault(key, found_run.info.run_id)
+
+    if since:
+        take(search(f"attributes.start_time >= {int(since * 1000)}"))
+    for key in dict.fromkeys(keys):
+        if key not in ids:
+            take(search(f"tags.`{RUN_KEY_TAG}` = '{key}'"))
+    return ids
+
+
+def compare(
+    experiment: str, *, tracking_uri: str | None = None, out: str | PathLike[str] | None = None
+) -> Table:
+    """The comparison table of an experiment's latest invocation, as ``optlab compare`` prints
+    it; with ``out``, also writes ``comparison.png``, ``.json`` and ``.md`` there.
+
+    Raises
+    ------
+    InputError
+        No such store or experiment, or no invocation yet.
+    """
+    from optlab._tracking import resolve_tracking_uri
+    from optlab._tracking.readback import compare as compare_runs
+    from optlab._tracking.readback import render_table
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    rows, _ = compare_runs(experiment, uri, Path(out) if out is not None else None)
+    return Table(tuple(rows), render_table)
+
+
+exported(Results, Table, compare, load_spec, run)

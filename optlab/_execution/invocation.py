@@ -1,0 +1,463 @@
+"""One ``optlab run`` invocation: tracking store, parent run, progress, runs, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import ExitStack
+from typing import Any
+
+from optlab._contract.hookspecs import hookimpl
+from optlab._contract.plugin_manager import GuardedHooks, get_plugin_manager
+from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._contract.registry import Registry
+from optlab._errors import RunInterrupted, TrackingError
+from optlab._execution.sequential import Elsewhere, Outcome, git_tags, run_all
+from optlab._spec.experiment import Experiment, RunSpec
+from optlab._training.data import PreparedData
+from optlab._training.monitor import stop_flag, stop_on_signals
+from optlab._training.preflight import data_key, preflight
+from optlab._training.runner import describe_run, run_key
+
+__all__ = ["Invocation"]
+
+
+class _Progress:
+    """An observer plugin that drives a rich progress bar (on stderr) over runs and epochs."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True, highlight=False, markup=False)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not enabled,
+            transient=True,
+        )
+        self.task = self.progress.add_task("runs", total=total)
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, soft_wrap=True)  # one line, however long
+
+    @hookimpl
+    def optlab_run_started(self, run: RunInfo) -> None:
+        self.progress.update(self.task, description=f"{run.name}")
+
+    @hookimpl
+    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
+        val = "" if report.val_accuracy is None else f" val {report.val_accuracy:.3f}"
+        self.progress.update(
+            self.task, description=f"{run.name} epoch {report.epoch:g} loss {report.loss:.4g}{val}"
+        )
+
+    @hookimpl
+    def optlab_run_finished(
+        self, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        self.progress.advance(self.task)
+        if result.status != "FINISHED":
+            self.log(f"{run.name}: {result.status}: {result.error}")
+
+
+class _Claims:
+    """The invocation's run claims (:mod:`optlab._tracking.claims`), by run: which runs it
+    trains, which it leaves to another live invocation."""
+
+    def __init__(self, claims: Any, prepared: dict[str, PreparedData]) -> None:
+        self.claims = claims
+        self.prepared = prepared
+        self.keys: dict[str, str] = {}  # run name -> run key
+
+    def key(self, run: RunSpec, data: PreparedData | None = None) -> str:
+        data = data if data is not None else self.prepared[data_key(run)]
+        key = run_key(run.name, run.resolved, data.summary.sha256)
+        self.keys[run.name] = key
+        return key
+
+    def acquire(
+        self, runs: list[RunSpec], data: PreparedData | None = None
+    ) -> tuple[list[RunSpec], list[Elsewhere]]:
+        """Claim ``runs``: those this invocation trains, and those left to others."""
+        if not runs:
+            return [], []
+        taken = self.claims.acquire({self.key(run, data): run.name for run in runs})
+        mine = [run for run in runs if self.keys[run.name] not in taken]
+        others = [
+            Elsewhere(run.name, str(t.holder), finished=t.finished_run is not None)
+            for run in runs
+            if (t := taken.get(self.keys[run.name])) is not None
+        ]
+        return mine, others
+
+    def claim(self, run: RunSpec, data: PreparedData) -> Elsewhere | None:
+        _, others = self.acquire([run], data)
+        return others[0] if others else None
+
+    def release(self, run: RunSpec, data: PreparedData | None = None) -> None:
+        if run.name in self.keys:  # written with the next run's claim
+            self.claims.release(self.keys[run.name], later=True)
+
+    def release_name(self, name: str) -> None:
+        if name in self.keys:
+            self.claims.release(self.keys[name])
+
+
+#: below this much free space next to a local store, a run could not be recorded safely
+MIN_FREE_BYTES = 50 * 2**20
+
+
+def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
+    """Refuse to start when the folder of a local SQLite store has less than ``minimum``
+    bytes free (a full disk would otherwise fail the runs one by one)."""
+    from optlab._tracking.store import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    folder = path.resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    usage = shutil.disk_usage(folder)
+    if usage.total == 0:  # /proc, /sys: a kernel's view, not storage
+        raise TrackingError(
+            f"{folder}: a virtual file system with no storage (such as /proc) cannot hold the "
+            f"tracking store {uri}; pass --tracking-uri with a folder on a disk"
+        )
+    free = usage.free
+    if free < minimum:
+        raise TrackingError(
+            f"{folder}: only {free / 2**20:.1f} MiB free for the tracking store {uri}; "
+            f"free at least {minimum / 2**20:.0f} MiB or pass --tracking-uri elsewhere"
+        )
+
+
+class Invocation:
+    """Everything ``optlab run`` does between validating the spec and printing the table."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        spec_path: str,
+        tracking_uri: str | None = None,
+        track: bool = True,
+        resume: bool = False,
+        fail_fast: bool = False,
+        quiet: bool = False,
+        jobs: int = 1,
+        executor: str = "local",
+        scheduler: str | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.spec_path = spec_path
+        self.tracking_uri = tracking_uri
+        self.track = track and experiment.tracking.enabled
+        self.resume = resume
+        self.fail_fast = fail_fast
+        self.quiet = quiet
+        self.jobs = jobs
+        self.executor = executor
+        self.scheduler = scheduler
+        self.tracker: Any = None
+        self.claims: _Claims | None = None
+        self.started_at: float | None = None
+        self._drawing: tuple[list[str], Future[bytes]] | None = None
+
+    def _base_tags(self) -> dict[str, str]:
+        tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": self.spec_path}
+        tags.update(git_tags(self.spec_path))
+        return tags
+
+    def _uri(self) -> str:
+        from optlab._tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(self.tracking_uri, self.experiment.tracking.uri)
+
+    def run(self) -> Outcome:
+        """Preflight, open the store, run everything under one parent run."""
+        self.started_at = time.time()
+        workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.jobs > 1 and self.executor == "local":
+            from optlab._execution.parallel import LocalWorkers
+
+            # the workers' fork server imports while this process loads the data
+            workers = LocalWorkers(self.jobs)
+        with workers as started:
+            return self._run(started)
+
+    def _run(self, workers: Any) -> Outcome:
+        prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
+        pm, registry = get_plugin_manager()
+        base_tags = self._base_tags()
+        if workers is not None and not self.resume and not self.track:
+            # nothing to claim in a store: training starts while this process goes on
+            workers.submit(self.experiment.runs, self.experiment.name, base_tags, self.track)
+        finished: dict[str, str] = {}
+        if self.track:
+            from optlab._tracking import Tracker
+
+            uri = self._uri()
+            check_free_space(uri)
+            self.tracker = Tracker(
+                uri,
+                self.experiment.name,
+                plots=self.experiment.tracking.figures,
+                description=self.experiment.description,
+                step_points=self.experiment.tracking.step_points,
+                interrupted=lambda: stop_flag.reason,
+            )
+            if self.resume:
+                self.tracker.mark_stale_running()
+                finished = self.tracker.finished_runs()
+
+        def skip(run: RunSpec, data: PreparedData) -> bool:
+            return run_key(run.name, run.resolved, data.summary.sha256) in finished
+
+        if self.resume and finished:
+            # the parent of this invocation names the finished runs it reuses, so that
+            # `optlab compare` shows the whole plan after a resume
+            from optlab._tracking.tracker import REUSED_TAG
+
+            reused = [
+                finished[key]
+                for run in self.experiment.runs
+                if (key := run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256))
+                in finished
+            ]
+            if reused:
+                base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
+            if len(reused) == len(self.experiment.runs):
+                # nothing left to run: no parent run is logged; the table shows the finished
+                # runs as the store has them
+                from optlab._tracking.readback import read_runs
+
+                results = read_runs(self.tracker.client, reused, self.experiment.name)
+                return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
+
+        progress = _Progress(
+            len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()
+        )
+        outcome = Outcome()
+        with contextlib.suppress(RunInterrupted), ExitStack() as stack:
+            stack.enter_context(stop_on_signals())
+            stop_flag.clear()
+            stack.enter_context(progress)
+            pm.register(progress, name="optlab.progress")
+            stack.callback(pm.unregister, name="optlab.progress")
+            if self.tracker is not None:
+                pm.register(self.tracker, name="optlab.tracking")
+                stack.callback(pm.unregister, name="optlab.tracking")
+                from optlab._tracking import NOTE_TAG
+
+                parent_tags = dict(base_tags)
+                if self.experiment.description:  # the parent run's description in MLflow
+                    parent_tags[NOTE_TAG] = self.experiment.description
+                parent_id = stack.enter_context(
+                    self.tracker.parent(self.experiment.name, parent_tags, self.started_at)
+                )
+                from optlab._tracking.claims import RunClaims
+
+                # a run is claimed before it trains: another live invocation on this store
+                # does not train it too (two --resume at once)
+                claims = RunClaims(
+                    self.tracker,
+                    parent_id,
+                    since=None if self.resume else self.started_at,
+                    log=progress.log,
+                )
+                self.claims = _Claims(stack.enter_context(claims), prepared)
+                stack.callback(setattr, self, "claims", None)
+            hooks = GuardedHooks(pm, registry)
+            if self.jobs == 1 and self.executor == "local":
+                outcome = run_all(
+                    self.experiment,
+                    hooks,
+                    registry=registry,
+                    base_tags=base_tags,
+                    prepared=prepared,
+                    skip_keys=skip if self.resume else None,
+                    claim=self.claims.claim if self.claims is not None else None,
+                    release=self.claims.release if self.claims is not None else None,
+                    fail_fast=self.fail_fast,
+                    log=progress.log,
+                    should_stop=self._store_gone,
+                )
+            else:
+                outcome = self._run_parallel(
+                    hooks, registry, base_tags, prepared, skip, workers, progress.log
+                )
+            if self.tracker is not None and outcome.results:
+                self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
+            if outcome.elsewhere:
+                with contextlib.suppress(TrackingError):  # a nicety: the runs are recorded
+                    self._note_finished_elsewhere(outcome, base_tags)
+            if outcome.interrupted:
+                # ends the parent run as KILLED; the runs themselves are already recorded
+                raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
+        return outcome
+
+    def _note_finished_elsewhere(self, outcome: Outcome, base_tags: dict[str, str]) -> None:
+        """Name on the parent run (as ``--resume`` does for the runs it reuses) the runs left to
+        other invocations that are FINISHED by now, so that `optlab compare` shows the plan."""
+        from optlab._tracking.tracker import REUSED_TAG
+
+        claims, tracker = self.claims, self.tracker
+        if claims is None or tracker is None or tracker.parent_run_id is None:
+            return
+        keys = [claims.keys[e.name] for e in outcome.elsewhere if e.name in claims.keys]
+        done = claims.claims.finished_elsewhere(keys)
+        if not done:
+            return
+        outcome.elsewhere = [
+            dataclasses.replace(e, finished=e.finished or claims.keys.get(e.name) in done)
+            for e in outcome.elsewhere
+        ]
+        reused = [r for r in base_tags.get(REUSED_TAG, "").split(",") if r]
+        reused += [run_id for key in keys if (run_id := done.get(key)) and run_id not in reused]
+        tracker._call(
+            "name the runs finished elsewhere",
+            tracker.client.set_tag,
+            tracker.parent_run_id,
+            REUSED_TAG,
+            ",".join(reused),
+        )
+
+    def _drawn_comparison(self, outcome: Outcome) -> bytes | None:
+        """``comparison.png`` as a worker drew it, if it did and for exactly these runs."""
+        drawing, self._drawing = self._drawing, None
+        if drawing is None:
+            return None
+        names, figure = drawing
+        if names != [info.name for info, _ in outcome.results]:
+            figure.cancel()
+            return None
+        try:
+            png: bytes = figure.result(timeout=60)
+        except Exception:  # drawn here instead
+            return None
+        return png
+
+    def _store_gone(self) -> bool:
+        return bool(self.tracker is not None and self.tracker.unreachable)
+
+    def _run_parallel(
+        self,
+        observer: Any,
+        registry: Registry,
+        base_tags: dict[str, str],
+        prepared: dict[str, PreparedData],
+        skip: Callable[[RunSpec, PreparedData], bool],
+        workers: Any,
+        log: Callable[[str], None],
+    ) -> Outcome:
+        from optlab._execution.parallel import run_parallel
+
+        outcome = Outcome()
+        todo = []
+        for run in self.experiment.runs:
+            if self.resume and skip(run, prepared[data_key(run)]):
+                outcome.skipped.append(run.name)
+            else:
+                todo.append(run)
+        if self.claims is not None:  # the runs another live invocation has are not run here
+            todo, outcome.elsewhere = self.claims.acquire(todo)
+            for other in outcome.elsewhere:
+                log(other.line())
+        if workers is not None and (self.resume or self.track):
+            # submitted only now that the store is read and the runs are claimed
+            workers.submit(todo, self.experiment.name, base_tags, self.track)
+
+        def describe(run: RunSpec) -> RunInfo:
+            return describe_run(
+                run, prepared[data_key(run)], self.experiment.name, registry, base_tags
+            )
+
+        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+
+        def in_order(results: list[tuple[RunInfo, RunResult]]) -> list[tuple[RunInfo, RunResult]]:
+            return sorted(results, key=lambda pair: order.get(pair[0].name, len(order)))
+
+        def draw_comparison(results: list[tuple[RunInfo, RunResult]]) -> None:
+            # every run has ended: a worker draws the comparison while the results are written
+            if workers is not None and self.tracker is not None and self.tracker.plots:
+                ordered = in_order(results)
+                names = [info.name for info, _ in ordered]
+                self._drawing = (names, workers.render_comparison(ordered))
+
+        for info, result in run_parallel(
+            todo,
+            experiment=self.experiment.name,
+            observer=observer,
+            jobs=self.jobs,
+            base_tags=base_tags,
+            describe=describe,
+            executor=self.executor,
+            scheduler=self.scheduler,
+            fail_fast=self.fail_fast,
+            should_stop=self._store_gone,
+            render=bool(self.tracker is not None and getattr(self.tracker, "plots", False)),
+            workers=workers,
+            on_all_done=draw_comparison,
+        ):
+            outcome.results.append((info, result))
+            outcome.interrupted = outcome.interrupted or result.status == "KILLED"
+            if self.claims is not None:
+                self.claims.release_name(info.name)
+        outcome.results = in_order(outcome.results)
+        return outcome
+
+    def print_summary(self, outcome: Outcome) -> None:
+        """The comparison table, failures, and where to look next."""
+        from rich.console import Console
+
+        from optlab._tracking.readback import comparison_rows, render_table
+
+        # run names and errors are shown as they are, never read as rich markup
+        width = None if sys.stdout.isatty() else 160
+        console = Console(highlight=False, markup=False, width=width)
+        if outcome.results:
+            console.print(render_table(comparison_rows(outcome.results)))
+        if outcome.skipped:
+            console.print(f"skipped {len(outcome.skipped)} run(s) already finished (--resume)")
+        groups: dict[tuple[str, bool], list[str]] = {}
+        for other in outcome.elsewhere:
+            groups.setdefault((other.by, other.finished), []).append(other.name)
+        for (by, finished), names in groups.items():
+            what = "finished them meanwhile" if finished else "is training them"
+            console.print(
+                f"{len(names)} run(s) not run here: another invocation {what} ({by}): "
+                f"{', '.join(names)}",
+                soft_wrap=True,
+            )
+        for info, result in outcome.failed:
+            console.print(f"{info.name}: {result.status}: {result.error}")
+        if outcome.interrupted:
+            console.print("interrupted: finish the remaining runs with --resume")
+        if self.tracker is not None:
+            console.print(
+                f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
+                f"view: optlab ui, or optlab compare {self.experiment.name}"
+            )

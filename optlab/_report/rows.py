@@ -1,0 +1,225 @@
+"""The comparison table's rows: one per run, replicates (runs differing only in ``seed``)
+merged as mean ± std, and the best run named by validation accuracy (never by test accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from optlab._contract.records import SWEEP_TAG, RunInfo, RunResult
+
+__all__ = [
+    "COLUMNS",
+    "NUMERIC",
+    "best_caption",
+    "comparison_rows",
+    "format_cell",
+    "format_value",
+    "group_name",
+    "rows_to_json",
+    "rows_to_markdown",
+]
+
+#: numeric columns: (row key, header)
+NUMERIC: tuple[tuple[str, str], ...] = (
+    ("final_loss", "final loss"),
+    ("best_val_accuracy", "best val acc"),
+    ("test_accuracy", "test acc"),
+    ("train_time_s", "train time (s)"),
+)
+#: every column: (row key, header)
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run", "run"),
+    ("variant", "variant"),
+    ("loss", "loss"),
+    ("regularizer", "regularizer"),
+    ("optimizer", "optimizer"),
+    *NUMERIC,
+    ("status", "status"),
+)
+_REPLICATE_KEYS = frozenset({"seed", "name"})
+_SEED_SUFFIX = re.compile(r"[-_.]?seed[-_=]?\d+$")
+
+
+def _component(info: RunInfo, kind: str) -> str:
+    value = info.params.get(f"{kind}.name")
+    if value is None:
+        spec = info.spec.get(kind)
+        if isinstance(spec, dict):
+            value = spec.get("name")
+        elif isinstance(spec, list):
+            value = "+".join(str(s.get("name")) for s in spec if isinstance(s, dict)) or "none"
+        else:
+            value = spec
+    return "" if value is None else str(value)
+
+
+def _sweep(info: RunInfo) -> dict[str, Any]:
+    try:
+        point = json.loads(info.tags.get(SWEEP_TAG, "{}"))
+    except ValueError:
+        return {}
+    return point if isinstance(point, dict) else {}
+
+
+def _measures(info: RunInfo, result: RunResult) -> dict[str, float | None]:
+    metrics = result.metrics
+    best = metrics.get("best_val_accuracy")
+    if best is None or not math.isfinite(best):
+        vals = [e.val_accuracy for e in result.evaluations if e.val_accuracy is not None]
+        best = max(vals) if vals else None
+    return {
+        "final_loss": result.final_loss,
+        "best_val_accuracy": best,
+        "test_accuracy": metrics.get("test_accuracy"),
+        "train_time_s": metrics.get("train_time_s"),
+    }
+
+
+def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
+    arr = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return None, None
+    std = float(arr.std(ddof=1)) if arr.size > 1 else None
+    return float(arr.mean()), std
+
+
+def group_name(names: list[str]) -> str:
+    """The name of a group of replicates: their names without the seed suffix (``svm`` of
+    ``svm-seed0``, ``svm-seed1``) when that leaves one name, else the first name."""
+    stems = {_SEED_SUFFIX.sub("", n) or n for n in names}
+    return stems.pop() if len(stems) == 1 else names[0]
+
+
+def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, Any]]:
+    """One row per run, or per group of replicates, in the order runs first appear.
+
+    Parameters
+    ----------
+    results : sequence of (RunInfo, RunResult)
+
+    Returns
+    -------
+    list of dict
+        Keys: ``run``, ``variant``, ``sweep`` (the run's sweep values, dotted key -> value),
+        ``loss``, ``regularizer``, ``optimizer``, ``final_loss``,
+        ``best_val_accuracy``, ``test_accuracy``, ``train_time_s`` (means over the group's
+        FINISHED runs, or over all when none finished), the same keys with ``_std``
+        (sample standard deviation, ``None`` for a single value), ``status`` (shared status,
+        or ``FINISHED 2/3``), ``replicates``, ``members`` (run names) and ``best`` (``True``
+        for the row with the highest validation accuracy among rows with a FINISHED run).
+    """
+    groups: dict[tuple[tuple[str, str], ...], list[tuple[RunInfo, RunResult]]] = {}
+    for info, result in results:
+        key = tuple(sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS))
+        groups.setdefault(key, []).append((info, result))
+    rows: list[dict[str, Any]] = []
+    for members in groups.values():
+        first = members[0][0]
+        statuses = [r.status for _, r in members]
+        finished = [(i, r) for i, r in members if r.status == "FINISHED"]
+        counted = finished or members
+        measures = [_measures(i, r) for i, r in counted]
+        n_finished = len(finished)
+        row: dict[str, Any] = {
+            "run": group_name([i.name for i, _ in members]),
+            "variant": first.tags.get("optlab.variant", ""),
+            "sweep": _sweep(first),
+            "loss": _component(first, "loss"),
+            "regularizer": _component(first, "regularizer"),
+            "optimizer": _component(first, "optimizer"),
+        }
+        for column, _ in NUMERIC:
+            row[column], row[f"{column}_std"] = _stats([m[column] for m in measures])
+        row["status"] = (
+            statuses[0] if len(set(statuses)) == 1 else f"FINISHED {n_finished}/{len(members)}"
+        )
+        row["replicates"] = len(members)
+        row["members"] = [i.name for i, _ in members]
+        row["best"] = False
+        row["_finished"] = n_finished > 0
+        rows.append(row)
+    candidates = [r for r in rows if r["_finished"] and r["best_val_accuracy"] is not None]
+    if candidates:
+        max(candidates, key=lambda r: r["best_val_accuracy"])["best"] = True
+    for row in rows:
+        del row["_finished"]
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def rows_to_json(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a JSON array (non-finite numbers become ``null``)."""
+    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2)
+
+
+def format_cell(row: dict[str, Any], key: str) -> str:
+    """A cell as text: ``0.953``, ``0.953 ± 0.004`` for replicates, ``-`` when missing."""
+    value = row.get(key)
+    if key not in dict(NUMERIC):
+        text = "" if value is None else str(value)
+        if key == "run" and row.get("replicates", 1) > 1:
+            text += f" ({row['replicates']} seeds)"
+        return text
+    if value is None:
+        return "-"
+    std = row.get(f"{key}_std")
+    if key == "train_time_s":  # three significant digits: 0.00123 next to 1.58
+        decimals = _decimals(value)
+        text = f"{value:.{decimals}f}"
+        return text if std is None else f"{text} ± {std:.{decimals}f}"
+    digits = ".4g" if key == "final_loss" else ".3f"
+    return f"{value:{digits}}" if std is None else f"{value:{digits}} ± {std:{digits}}"
+
+
+def _decimals(value: float) -> int:
+    """Decimals that show three significant digits of ``value`` (none past the point for
+    values of 100 and more)."""
+    if value == 0 or not math.isfinite(value):
+        return 2
+    return max(0, 2 - math.floor(math.log10(abs(value))))
+
+
+def format_value(value: Any) -> str:
+    """A swept parameter's value, short: ``0.001``, ``1e-05``, ``svm``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def best_caption(rows: Sequence[dict[str, Any]]) -> str:
+    """One line naming the best row by validation accuracy, with its test accuracy."""
+    for row in rows:
+        if row["best"]:
+            return (
+                f"best by validation accuracy: {row['run']} "
+                f"(val {format_cell(row, 'best_val_accuracy')}, "
+                f"test {format_cell(row, 'test_accuracy')}; test accuracy is reported, "
+                "never used to choose)"
+            )
+    return "no finished run with a validation accuracy: no best run"
+
+
+def rows_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a GitHub-flavoured markdown table, the best row in bold."""
+    lines = [
+        "| " + " | ".join(h for _, h in COLUMNS) + " |",
+        "|" + "|".join("---:" if k in dict(NUMERIC) else "---" for k, _ in COLUMNS) + "|",
+    ]
+    for row in rows:
+        cells = [format_cell(row, k).replace("|", "\\|") for k, _ in COLUMNS]
+        if row["best"]:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + best_caption(rows) + "\n"

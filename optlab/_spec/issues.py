@@ -1,0 +1,209 @@
+"""Where a run's keys were written, and pydantic's errors as located one-line issues.
+
+A :class:`Locator` answers "where was this key of this run written?" for a run built from
+the base, a variant and a sweep point: a swept key is at its sweep entry, else the closest
+key the variant wrote, else the closest key of the base. :func:`pydantic_issues` formats
+pydantic's own messages (``Input should be greater than 0`` -> ``must be greater than 0, got
+-1``), names unknown keys with a "did you mean", and unknown or ambiguous component names
+with the registry's message.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from optlab._contract.registry import Registry, did_you_mean
+from optlab._errors import PluginError, SpecIssue
+from optlab._spec.models import KIND_OF_KEY
+from optlab._spec.reader import KeyPath, Positions, Src, describe_value
+
+__all__ = ["Locator", "pydantic_issues"]
+
+
+@dataclass
+class Locator:
+    """Where the keys of one run (or of the document, with no variant) were written.
+
+    Attributes
+    ----------
+    file : str
+        The spec file as the user named it.
+    positions : Positions
+        The document's positions (``--set`` values included).
+    variant : str or None
+        The variant the run comes from: its keys win over the base's.
+    swept : dict
+        Run key path set by the sweep point -> its sweep entry.
+    """
+
+    file: str
+    positions: Positions
+    variant: str | None = None
+    swept: dict[KeyPath, Src] = field(default_factory=dict)
+
+    def find(self, path: KeyPath) -> tuple[Src, str, bool]:
+        """The closest source of ``path``: ``(src, dotted path to show, exact)``."""
+        for key, src in self.swept.items():
+            if path[: len(key)] == key:
+                rest = ".".join(map(str, path[len(key) :]))
+                return src, ".".join(p for p in (src.path, rest) if p), path == key
+        prefixes = [("variants", self.variant), ()] if self.variant is not None else [()]
+        for depth in range(len(path), -1, -1):
+            for prefix in prefixes:
+                at = self.positions.get((*prefix, *path[:depth]))
+                if at is not None:
+                    rest = ".".join(map(str, path[depth:]))
+                    return at, ".".join(p for p in (at.path, rest) if p), depth == len(path)
+        raise AssertionError("the document's root always has a position")  # pragma: no cover
+
+    def issue(
+        self, path: KeyPath, message: str, *, key: bool = True, in_parent: bool = False
+    ) -> SpecIssue:
+        """An issue at ``path``: at its key (or its value, ``key=False``), else at the closest
+        key written. ``in_parent`` names the parent (an unknown key's name is in the message)."""
+        src, shown, exact = self.find(path)
+        if in_parent and path and src not in self.swept.values():
+            shown = shown.removesuffix(str(path[-1])).removesuffix(".")
+        line, col = (
+            (src.line, src.column) if key or not exact else (src.value_line, src.value_column)
+        )
+        return SpecIssue(src.file, line, col, shown, message + src.note)
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models inside a type (through Annotated, unions, lists and dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+
+
+def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys accepted where pydantic's ``loc`` points (its tags choose union members)."""
+    candidates = [model]
+    for elem in loc:
+        inner = [
+            m
+            for c in candidates
+            for name, info in c.model_fields.items()
+            if elem in (name, info.alias)
+            for m in _models(info.annotation)
+        ]
+        named = [c for c in candidates if c.__name__.partition("_")[2] == elem]
+        candidates = inner or named or candidates
+    return sorted({info.alias or n for c in candidates for n, info in c.model_fields.items()})
+
+
+def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
+    """The key path of pydantic's ``loc`` in ``data`` (union tags and the index pydantic
+    gives a lone regularizer dropped), and whether its last element was a key of the data."""
+    path: list[str | int] = []
+    found = False
+    for elem in loc:
+        found = (isinstance(data, dict) and elem in data) or (
+            isinstance(data, list) and isinstance(elem, int) and elem < len(data)
+        )
+        if found:
+            path.append(elem)
+            data = data[elem]
+    return tuple(path), found
+
+
+def _kind(path: KeyPath) -> str:
+    """The component kind a key path is in (``variants.<name>.`` skipped), or ``""``."""
+    path = path[2:] if path[:1] == ("variants",) else path
+    return KIND_OF_KEY.get(str(path[0]), "") if path else ""
+
+
+def _names(registry: Registry, path: KeyPath) -> str:
+    kind = _kind(path)
+    return ", ".join(registry.names(kind)) or "none installed" if kind else ""  # type: ignore[arg-type]
+
+
+def _message(
+    err: Any, whole: KeyPath, model: type[BaseModel], registry: Registry
+) -> tuple[str, bool]:
+    """The message for one pydantic error at the key path ``whole``, and whether it is
+    reported at the key (rather than at the value)."""
+    kind, got, loc = err["type"], err.get("input"), err["loc"]
+    if kind == "missing":
+        missing = loc[-1]
+        if not whole and missing in KIND_OF_KEY:
+            return (
+                f"missing required key '{missing}' (available: {_names(registry, (missing,))})",
+                True,
+            )
+        dotted = ".".join(map(str, whole))
+        where = f"add it under {dotted}: or" if dotted else "add it or"
+        return f"missing required key '{missing}'; {where} pass --set {dotted}.{missing}=...", True
+    if kind == "extra_forbidden":
+        allowed = _allowed(model, loc[:-1])
+        hint = did_you_mean(str(loc[-1]), allowed) or f"; allowed keys: {', '.join(allowed)}"
+        return f"unknown key '{loc[-1]}'{hint}", True
+    if kind == "union_tag_not_found":
+        return f"missing required key 'name' (available: {_names(registry, whole)})", True
+    if kind == "union_tag_invalid" or (kind == "literal_error" and loc[-1] == "name"):
+        name = got.get("name") if isinstance(got, dict) else got
+        component = _kind(whole)
+        if component and isinstance(name, str):
+            try:
+                registry.get(component, name)  # type: ignore[arg-type]
+            except PluginError as exc:
+                return str(exc), False
+        names = f" (available: {_names(registry, whole)})" if component else ""
+        return f"must be a {component} name{names}, got {describe_value(name)}", False
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        like = f"like {{name: {got}, ...}}" if isinstance(got, str) and _kind(whole) else ""
+        return f"must be a mapping {like or 'of keys'}, got {describe_value(got)}".replace(
+            "  ", " "
+        ), False
+    if kind in ("value_error", "assertion_error"):
+        text = str(err["ctx"]["error"]) if "error" in err.get("ctx", {}) else err["msg"]
+        return text[:1].lower() + text[1:], False
+    if kind in ("too_short", "string_too_short") and err["ctx"].get("min_length") == 1:
+        return "must not be empty", False
+    text = err["msg"].replace("Input should be", "must be", 1)
+    text = text[:1].lower() + text[1:]
+    plain = isinstance(got, dict | list) or ", got " in text
+    return (text if plain else f"{text}, got {describe_value(got)}"), False
+
+
+def pydantic_issues(
+    errors: Sequence[ErrorDetails],
+    data: Any,
+    model: type[BaseModel],
+    locator: Locator,
+    registry: Registry,
+) -> list[SpecIssue]:
+    """The errors of ``model.model_validate(data)`` (``exc.errors()``) as located issues.
+
+    Errors of the losing members of a union (``limit: -1`` is neither an integer > 0 nor a
+    mapping) collapse to the first, or to the errors that went deeper into the data.
+    """
+    found = []
+    for err in errors:
+        path, whole = _walk(data, err["loc"])
+        found.append((path, whole or err["type"] == "missing", err))
+    kept = [
+        (path, err)
+        for i, (path, whole, err) in enumerate(found)
+        if whole
+        or not any(
+            (p[: len(path)] == path and (len(p) > len(path) or w or j < i))
+            for j, (p, w, _) in enumerate(found)
+            if j != i
+        )
+    ]
+    issues = []
+    for path, err in kept:
+        if err["type"] == "union_tag_invalid":
+            path = (*path, "name")
+        message, at_key = _message(err, path, model, registry)
+        in_parent = err["type"] == "extra_forbidden"
+        issues.append(locator.issue(path, message, key=at_key, in_parent=in_parent))
+    return issues

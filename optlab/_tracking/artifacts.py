@@ -1,0 +1,105 @@
+"""A run's artifact files: console transcript, weights and figures.
+
+Drawing the figures is the costly part of tracking a small run (matplotlib). In parallel
+execution each worker draws its own run's files (:func:`render_to_bytes`), so the invoking
+process, which writes everything to the store, only uploads them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optlab._contract.records import RunInfo, RunResult
+
+__all__ = ["render_to_bytes", "write_run_artifacts"]
+
+
+def write_run_artifacts(
+    run: RunInfo, result: RunResult, folder: Path, *, plots: bool = True
+) -> None:
+    """Write the run's artifact files into ``folder``.
+
+    Files: ``console.log`` (the transcript), ``weights.npz`` (W (D, C) and class names),
+    ``steps.npz`` (the per-step history at full resolution: the arrays ``examples``, ``time``,
+    ``loss``, ``data_loss``, ``reg_loss``, ``elapsed``, each (S,), as in
+    :class:`~optlab._contract.records.StepHistory`)
+    and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image data only:
+    one template per class), ``decision_regions.png`` (two-dimensional data only: the regions
+    and the training points at a few evaluation points) and ``confusion_matrix.png``. Files
+    already rendered elsewhere (``result.artifacts``) are written as they are instead.
+    """
+    if result.artifacts is not None:
+        for name, data in result.artifacts.items():
+            (folder / name).write_bytes(data)
+        return
+    if result.console:
+        (folder / "console.log").write_text("\n".join(result.console) + "\n")
+    if result.W is not None:
+        classes = np.asarray(run.data.classes, dtype=str)
+        np.savez(folder / "weights.npz", W=result.W, classes=classes)
+    if len(result.steps):
+        history = {f.name: getattr(result.steps, f.name) for f in fields(result.steps)}
+        np.savez(folder / "steps.npz", **history)
+    if not plots:
+        return
+    from optlab._report import figures as figures_of
+
+    figures: list[tuple[str, Callable[[], Any]]] = []
+    if len(result.steps) or result.evaluations:
+        figures.append(
+            (
+                "learning curves",
+                lambda: figures_of.learning_curves_figure(
+                    result, folder / "learning_curves.png", run.name, run.data.n_train
+                ),
+            )
+        )
+    W = result.W
+    if W is not None and run.data.image_shape is not None:
+        figures.append(
+            (
+                "weight templates",
+                lambda: figures_of.weight_templates_figure(
+                    W, run.data, folder / "weight_templates.png", run.name
+                ),
+            )
+        )
+    if result.plane is not None and result.snapshots:  # two-dimensional data only
+        figures.append(
+            (
+                "decision regions",
+                lambda: figures_of.decision_regions_figure(
+                    result, run.data, folder / "decision_regions.png", run.name
+                ),
+            )
+        )
+    confusion = result.confusion
+    if confusion is not None:
+        figures.append(
+            (
+                "confusion matrix",
+                lambda: figures_of.confusion_figure(
+                    confusion, run.data.classes, folder / "confusion_matrix.png", run.name
+                ),
+            )
+        )
+    for label, draw in figures:
+        try:
+            draw()
+        except (ValueError, TypeError) as exc:
+            warnings.warn(f"run '{run.name}': no {label} figure: {exc}", stacklevel=2)
+
+
+def render_to_bytes(run: RunInfo, result: RunResult, *, plots: bool = True) -> dict[str, bytes]:
+    """:func:`write_run_artifacts` into memory: file name -> content (for a worker to send)."""
+    with tempfile.TemporaryDirectory(prefix="optlab-render-") as tmp:
+        folder = Path(tmp)
+        write_run_artifacts(run, result, folder, plots=plots)
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}

@@ -1,0 +1,496 @@
+"""The side-by-side comparison: table, figures, and reading an invocation back from MLflow.
+
+The rows and figures themselves come from :mod:`optlab._report.rows` and
+:mod:`optlab._report.figures` (the tracker stores the same report on the parent run).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import numpy as np
+
+from optlab._contract.records import (
+    DataSummary,
+    EpochReport,
+    RunInfo,
+    RunResult,
+    RunStatus,
+    StepHistory,
+)
+from optlab._contract.registry import did_you_mean
+from optlab._errors import InputError
+from optlab._report.figures import (
+    SWEEP_FIGURE,
+    comparison_figure,
+    confusion_figure,
+    learning_curves_figure,
+    sweep_figure,
+    weight_templates,
+    weight_templates_figure,
+)
+from optlab._report.rows import (
+    NUMERIC,
+    best_caption,
+    comparison_rows,
+    format_cell,
+    format_value,
+    rows_to_json,
+    rows_to_markdown,
+)
+from optlab._tracking.points import (
+    CURVES,
+    EPOCH_METRICS,
+    STEP_METRICS,
+    SUMMARY,
+    optlab_name,
+)
+from optlab._tracking.store import connect, experiment_names
+from optlab._tracking.tracker import (
+    DATA_TAG,
+    PARENT_TAG,
+    REUSED_TAG,
+    ROLE_TAG,
+    RUN_KEY_TAG,
+    STATUS_REASON_TAG,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+__all__ = [
+    "LANDSCAPE_FIGURE",
+    "compare",
+    "comparison_figure",
+    "comparison_rows",
+    "confusion_figure",
+    "landscape",
+    "learning_curves_figure",
+    "load_latest_invocation",
+    "read_runs",
+    "render_table",
+    "rows_to_json",
+    "rows_to_markdown",
+    "sweep_figure",
+    "weight_templates",
+    "weight_templates_figure",
+]
+
+
+#: the columns naming a run's components: (row key, header)
+_COMPONENTS = (
+    ("variant", "variant"),
+    ("loss", "loss"),
+    ("regularizer", "regularizer"),
+    ("optimizer", "optimizer"),
+)
+#: short headers of the numeric columns, so that the table fits 80 columns
+_SHORT = {
+    "final_loss": "final loss",
+    "best_val_accuracy": "best val",
+    "test_accuracy": "test",
+    "train_time_s": "time (s)",
+}
+
+
+def _sweep_headers(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(dotted key, header) of every swept parameter, in order of appearance; the header is
+    the key's last part (``lr``), or the whole key where two would share it."""
+    keys = list(dict.fromkeys(key for row in rows for key in row.get("sweep", {})))
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return [(k, s if last.count(s) == 1 else k) for k, s in zip(keys, last, strict=True)]
+
+
+def render_table(rows: list[dict[str, Any]]) -> Table:
+    """The comparison as a rich table; the best run by validation accuracy is starred.
+
+    What every row shares (its loss, regularizer, optimizer) is one line above the table;
+    the swept parameters have a column each; the ``variant`` column is left out when it
+    only repeats the run names. Numbers, statuses and words are never cut: the table fits
+    80 columns, and only a long run name folds.
+    """
+    from rich import box
+    from rich.table import Table
+
+    shared, columns = [], [("run", "run")]
+    for key, header in _COMPONENTS:
+        values = {row[key] for row in rows}
+        if key == "variant" and all(row["variant"] in ("", row["run"]) for row in rows):
+            continue
+        if len(values) == 1 and key != "variant":
+            shared.append(f"{header}: {values.pop() or '-'}")
+        else:
+            columns.append((key, header))
+    sweep = _sweep_headers(rows)
+    title = "optlab comparison" + (f" ({', '.join(shared)})" if shared else "")
+    table = Table(
+        title=title,
+        caption=best_caption(rows),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,  # no vertical rules: their width goes to the cells
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    cells_by_row = [
+        [format_cell(row, key) for key, _ in columns]
+        + [format_value(row["sweep"][key]) if key in row["sweep"] else "-" for key, _ in sweep]
+        + [format_cell(row, key) for key, _ in (*NUMERIC, ("status", "status"))]
+        for row in rows
+    ]
+    for row, cells in zip(rows, cells_by_row, strict=True):
+        if row["best"]:
+            cells[0] = f"★\u00a0{cells[0]}"  # no break between the star and the name
+    headers = [h for _, h in columns] + [h for _, h in sweep]
+    headers += [_SHORT[k] for k, _ in NUMERIC] + ["status"]
+    for i, header in enumerate(headers):
+        widest = max([len(cells[i]) for cells in cells_by_row] or [1])
+        if i == 0:  # the run name folds in a narrow terminal; nothing else does
+            table.add_column(header, overflow="fold", min_width=min(widest, 12))
+            continue
+        numeric = len(columns) <= i < len(headers) - 1  # sweep values and measures
+        justify: Literal["left", "right"] = "right" if numeric else "left"
+        longest_word = max(len(word) for word in header.split())
+        table.add_column(header, justify=justify, min_width=max(widest, longest_word))
+    for row, cells in zip(rows, cells_by_row, strict=True):
+        failed = row["status"] != "FINISHED"
+        table.add_row(*cells, style="bold" if row["best"] else "red" if failed else None)
+    return table
+
+
+# ---------------------------------------------------------------------------- reading back
+def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    runs: list[Any] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _history(client: Any, run_id: str, key: str) -> tuple[Any, Any, Any]:
+    """(steps, timestamps in s, values) of a metric's full history, sorted by step then time."""
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    steps = np.array([m.step for m in points], dtype=np.int64)
+    stamps = np.array([m.timestamp for m in points], dtype=np.float64) / 1000.0
+    values = np.array([m.value for m in points], dtype=np.float64)
+    return steps, stamps, values
+
+
+def _unflatten(params: dict[str, str]) -> dict[str, Any]:
+    """Dotted string params back to a nested dict, JSON values decoded where they parse."""
+    nested: dict[str, Any] = {}
+    for key, text in sorted(params.items()):
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _data_summary(tags: dict[str, str], name: str) -> DataSummary:
+    try:
+        raw = json.loads(tags[DATA_TAG])
+        raw["classes"] = tuple(raw["classes"])
+        if raw.get("image_shape") is not None:
+            raw["image_shape"] = tuple(raw["image_shape"])
+        return DataSummary(**raw)
+    except (KeyError, ValueError, TypeError):
+        return DataSummary(name, 0, 0, 0, 0, 0, (), "", "")
+
+
+def _saved_steps(client: Any, run_id: str) -> StepHistory | None:
+    """The run's per-step history at full resolution, from its ``steps.npz`` artifact (runs
+    logged before optlab wrote one have none)."""
+    if not any(a.path == "steps.npz" for a in client.list_artifacts(run_id)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="optlab-steps-") as tmp:
+        path = client.download_artifacts(run_id, "steps.npz", tmp)
+        with np.load(path, allow_pickle=False) as saved:  # (older files have no elapsed)
+            names = [f.name for f in fields(StepHistory) if f.name in saved.files]
+            return StepHistory(**{name: saved[name] for name in names})
+
+
+def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResult]:
+    run_id = run.info.run_id
+    tags = dict(run.data.tags)
+    params = dict(run.data.params)
+    logged = run.data.metrics
+    saved = _saved_steps(client, run_id)
+    curves = EPOCH_METRICS if saved is not None else (*STEP_METRICS, *EPOCH_METRICS)
+    keys = {optlab_name(key): key for key in logged if not key.startswith(SUMMARY)}
+    series = {k: _history(client, run_id, keys[k]) for k in curves if k in keys}
+    steps = saved if saved is not None else StepHistory()
+    if "loss" in series:  # no steps.npz: the logged (maybe thinned) curves
+        examples, stamps, loss = series["loss"]
+        n = len(loss)
+        parts = [series[k][2] if k in series else np.zeros(n) for k in STEP_METRICS[1:]]
+        n = min(n, *(len(p) for p in parts))
+        steps = StepHistory(examples[:n], stamps[:n], loss[:n], parts[0][:n], parts[1][:n])
+    evaluations: list[EpochReport] = []
+    if "epoch" in series:
+        at, stamps, epochs = series["epoch"]
+        train = (
+            dict(zip(*series["train_accuracy"][::2], strict=True))
+            if "train_accuracy" in series
+            else {}
+        )
+        val = (
+            dict(zip(*series["val_accuracy"][::2], strict=True)) if "val_accuracy" in series else {}
+        )
+        full = dict(zip(*series["train_loss"][::2], strict=True)) if "train_loss" in series else {}
+        for step, stamp, epoch in zip(at.tolist(), stamps.tolist(), epochs.tolist(), strict=True):
+            i = int(np.searchsorted(steps.examples, step, side="right")) - 1
+            evaluations.append(
+                EpochReport(
+                    epoch=epoch,
+                    examples=step,
+                    time=stamp,
+                    steps=StepHistory(),
+                    train_accuracy=float(train.get(step, float("nan"))),
+                    val_accuracy=float(val[step]) if step in val else None,
+                    loss=float(steps.loss[i]) if i >= 0 else float("nan"),
+                    train_loss=float(full[step]) if step in full else None,
+                    # on the run's clock: its last step before the evaluation
+                    elapsed=float(steps.elapsed[i]) if i >= 0 else 0.0,
+                )
+            )
+    metrics = {  # summary/... (and the latest accuracies of runs logged before the sections)
+        optlab_name(k): float(v)
+        for k, v in logged.items()
+        if not k.startswith(CURVES) and k not in (*STEP_METRICS, "epoch")
+    }
+    name = str(run.info.run_name)
+    info = RunInfo(
+        name=name,
+        key=tags.get(RUN_KEY_TAG, ""),
+        experiment=experiment,
+        params=params,
+        spec=_unflatten(params),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        data=_data_summary(tags, params.get("data.name", "")),
+    )
+    # RUNNING (in progress, or its process died) is shown as MLflow reports it
+    status = cast(RunStatus, run.info.status)
+    result = RunResult(
+        name=name,
+        status=status,
+        error=tags.get(STATUS_REASON_TAG),
+        steps=steps,
+        evaluations=evaluations,
+        metrics=metrics,
+    )
+    return info, result
+
+
+def read_runs(client: Any, run_ids: list[str], experiment: str) -> list[tuple[RunInfo, RunResult]]:
+    """Read back the runs ``run_ids`` of ``experiment`` (as :func:`load_latest_invocation`
+    reads each run), in the order given."""
+    return [_read_run(client, client.get_run(run_id), experiment) for run_id in run_ids]
+
+
+def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo, RunResult]]:
+    """Read back the child runs of an experiment's latest invocation (parent run).
+
+    Returns
+    -------
+    list of (RunInfo, RunResult)
+        In start order, with params (as logged: strings), tags, statuses, the full ``loss``,
+        ``data_loss``, ``reg_loss`` histories (``StepHistory``), one ``EpochReport`` per
+        evaluation point and the final metrics. ``W`` and ``confusion`` are not loaded.
+
+    Raises
+    ------
+    InputError
+        No store, unknown experiment (with did-you-mean) or no invocation yet.
+    TrackingError
+        The store cannot be used.
+    """
+    client = connect(uri, must_exist=True)
+    return [
+        _read_run(client, run, experiment_name)
+        for run in _latest_runs(client, experiment_name, uri)
+    ]
+
+
+def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
+    """The MLflow runs of an experiment's latest invocation, in start order (see
+    :func:`load_latest_invocation`)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        names = experiment_names(client)
+        hint = did_you_mean(experiment_name, names)
+        known = f"; experiments: {', '.join(sorted(names))}" if names and not hint else ""
+        raise InputError(f"tracking store {uri!r}: no experiment '{experiment_name}'{hint}{known}")
+    exp_id = str(experiment.experiment_id)
+    parents = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not parents:
+        raise InputError(
+            f"experiment '{experiment_name}' in {uri!r} has no optlab invocation yet; "
+            "run it first (optlab run SPEC)"
+        )
+    parent = parents[0]
+    children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
+    # after --resume: the finished runs of earlier invocations that this one reused
+    reused = [r for r in parent.data.tags.get(REUSED_TAG, "").split(",") if r]
+    runs = [client.get_run(run_id) for run_id in reused] + list(children)
+    runs.sort(key=lambda r: r.info.start_time)
+    return runs
+
+
+def compare(
+    experiment_name: str, uri: str, out_dir: Path | None
+) -> tuple[list[dict[str, Any]], Path | None]:
+    """Rows of the latest invocation's comparison and, with ``out_dir``, its figure.
+
+    Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
+    (created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
+    (:func:`~optlab._report.figures.sweep_figure`), and returns the comparison figure's path.
+    """
+    results = load_latest_invocation(experiment_name, uri)
+    if not results:
+        raise InputError(
+            f"experiment '{experiment_name}': its latest invocation has no runs "
+            "(still starting, or every run was skipped by --resume)"
+        )
+    rows = comparison_rows(results)
+    if out_dir is None:
+        return rows, None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "comparison.json").write_text(rows_to_json(rows))
+        (out_dir / "comparison.md").write_text(rows_to_markdown(rows))
+        figure = comparison_figure(results, out_dir / "comparison.png")
+        sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
+    return rows, figure
+
+
+#: the artifact :func:`landscape` stores on a run
+LANDSCAPE_FIGURE = "loss_landscape.png"
+
+
+def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
+    """The RunSpec of a run's stored ``spec.yaml`` (its resolved spec), validated again."""
+    import yaml
+
+    from optlab._spec.load import load_experiment
+
+    resolved = yaml.safe_load(spec_text)
+    if not isinstance(resolved, dict):
+        raise InputError("the run's spec.yaml is not a mapping")
+    with tempfile.TemporaryDirectory(prefix="optlab-landscape-") as tmp:
+        path = Path(tmp) / "spec.yaml"
+        path.write_text(yaml.safe_dump({"name": experiment_name, **resolved}, sort_keys=False))
+        return load_experiment(path, []).runs[0]
+
+
+def landscape(
+    experiment_name: str,
+    uri: str,
+    out_dir: Path | None,
+    run_name: str | None = None,
+    seed: int = 0,
+) -> list[tuple[str, Path | None]]:
+    """Draw the loss landscape (:func:`optlab._training.landscape.loss_landscape`) of finished runs
+    of an experiment's latest invocation and store it as each run's ``loss_landscape.png``.
+
+    Each run is rebuilt from its ``spec.yaml`` (the same data, split and preprocessing, from
+    its seed) and its ``weights.npz``; the directions are drawn from ``seed``.
+
+    Parameters
+    ----------
+    run_name : str, optional
+        Only this run (default: every FINISHED run with weights).
+    out_dir : path, optional
+        Also write ``<out_dir>/<run>/loss_landscape.png``.
+
+    Returns
+    -------
+    list of (run name, path in ``out_dir`` or None)
+
+    Raises
+    ------
+    InputError
+        No such experiment, invocation or run; a run without weights.
+    """
+    from optlab._report.figures import loss_landscape_figure
+    from optlab._training.data import load_data
+    from optlab._training.landscape import loss_landscape
+    from optlab._training.preflight import data_rng
+    from optlab._training.runner import build_objective
+
+    client = connect(uri, must_exist=True)
+    runs = _latest_runs(client, experiment_name, uri)
+    names = [str(r.info.run_name) for r in runs]
+    if run_name is not None:
+        runs = [r for r in runs if r.info.run_name == run_name]
+        if not runs:
+            hint = did_you_mean(run_name, names)
+            raise InputError(
+                f"experiment '{experiment_name}': its latest invocation has no run "
+                f"'{run_name}'{hint or '; runs: ' + ', '.join(names)}"
+            )
+    else:
+        runs = [r for r in runs if r.info.status == "FINISHED"]
+    drawn: list[tuple[str, Path | None]] = []
+    for run in runs:
+        name, run_id = str(run.info.run_name), run.info.run_id
+        stored = {a.path for a in client.list_artifacts(run_id)}
+        if not {"spec.yaml", "weights.npz"} <= stored:
+            if run_name is None:
+                continue
+            raise InputError(f"run '{name}' has no learned weights (it did not finish)")
+        with tempfile.TemporaryDirectory(prefix="optlab-landscape-") as tmp:
+            folder = Path(tmp)
+            spec = Path(client.download_artifacts(run_id, "spec.yaml", tmp)).read_text()
+            with np.load(client.download_artifacts(run_id, "weights.npz", tmp)) as saved:
+                W = saved["W"]
+            rebuilt = _rebuilt_run(spec, experiment_name)
+            data = load_data(rebuilt.dataset, rebuilt.data, data_rng(rebuilt))
+            objective, _ = build_objective(rebuilt, data, None, np.random.default_rng(seed))
+            if W.shape != objective.shape:
+                raise InputError(
+                    f"run '{name}': weights of shape {W.shape} do not fit its data "
+                    f"({objective.shape}); was the dataset changed?"
+                )
+            slices = loss_landscape(objective, W, np.random.default_rng(seed))
+            figure = loss_landscape_figure(slices, folder / LANDSCAPE_FIGURE, name)
+            client.log_artifact(run_id, str(figure))
+            copy = None
+            if out_dir is not None:
+                try:
+                    (out_dir / name).mkdir(parents=True, exist_ok=True)
+                    copy = out_dir / name / LANDSCAPE_FIGURE
+                    copy.write_bytes(figure.read_bytes())
+                except OSError as exc:
+                    raise InputError(
+                        f"--out {out_dir}: cannot write ({exc.strerror or exc})"
+                    ) from exc
+        drawn.append((name, copy))
+    return drawn

@@ -1,0 +1,254 @@
+"""Where runs are tracked: resolve the URI, check the store before any training, open a client.
+
+Nothing here imports MLflow at module level (``import mlflow`` takes seconds): the client is
+created inside :func:`connect`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from optlab._errors import InputError, TrackingError
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "absolute_uri",
+    "connect",
+    "ensure_experiment",
+    "experiment_names",
+    "experiments",
+    "first_line",
+    "resolve_tracking_uri",
+    "sqlite_path",
+]
+
+#: MLflow's embedded default: a SQLite store in the working folder
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+#: schemes MLflow's tracking client accepts (SQLAlchemy databases, servers, the file store)
+_SCHEMES = frozenset(
+    {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks"}
+)
+#: says the experiment is model training, not GenAI (MLflow 3.17's UI ignores it: see
+#: optlab._tracking.ui)
+_KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
+_HELP = "pass another --tracking-uri (for example sqlite:///mlflow.db)"
+
+
+def resolve_tracking_uri(flag: str | None, spec_uri: str | None) -> str:
+    """The tracking URI in force: ``--tracking-uri`` > spec ``tracking.uri`` >
+    ``MLFLOW_TRACKING_URI`` > ``sqlite:///mlflow.db``."""
+    for candidate in (flag, spec_uri, os.environ.get("MLFLOW_TRACKING_URI")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return DEFAULT_TRACKING_URI
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (MLflow's are multi-line)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI (``None`` for other schemes or in-memory)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    rest = uri[len("sqlite:") :]
+    if not rest.startswith("///"):
+        return None
+    path = rest[3:].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def absolute_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite path made absolute (MLflow caches one store per URI
+    string, so a relative one would keep the folder of its first use)."""
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
+
+
+def _check_scheme(uri: str) -> str:
+    scheme = urlsplit(uri).scheme.lower()
+    if not scheme:  # a bare path: MLflow's deprecated file store
+        return "file"
+    base = scheme.split("+", 1)[0]  # postgresql+psycopg2
+    if base not in _SCHEMES:
+        raise TrackingError(
+            f"tracking URI {uri!r}: unknown scheme '{scheme}'; use one of "
+            f"sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://, mysql:// ({_HELP})"
+        )
+    return base
+
+
+def _check_sqlite(uri: str, path: Path, *, must_exist: bool) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if must_exist and not path.is_file():
+        raise InputError(
+            f"tracking store {uri!r}: {path} does not exist; run an experiment first "
+            f"(optlab run SPEC) or {_HELP}"
+        )
+    if not folder.is_dir():
+        raise TrackingError(
+            f"tracking store {uri!r}: folder {folder} does not exist; create it or {_HELP}"
+        )
+    try:  # a real write: os.access() says yes to root on read-only mounts
+        if path.exists():
+            with path.open("ab"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".optlab-probe-"):
+                pass
+    except OSError as exc:
+        raise TrackingError(
+            f"tracking store {uri!r}: cannot write in {folder} ({exc.strerror or exc}); {_HELP}"
+        ) from exc
+
+
+def _check_server(uri: str, timeout: float, attempts: int) -> None:
+    url = uri.rstrip("/") + "/health"
+    reason = ""
+    for _ in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status == 200:
+                    return
+                reason = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code} on /health: not an MLflow server?"
+            break
+        except (urllib.error.URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+    raise TrackingError(
+        f"tracking server {uri} is unreachable ({reason}); start it (optlab ui or "
+        f"mlflow server) or {_HELP}"
+    )
+
+
+@contextmanager
+def _creation_lock(path: Path | None) -> Iterator[None]:
+    """Serialize the creation of a new SQLite store across processes.
+
+    Two processes that open a new database at once both run MLflow's migrations and one
+    fails ("table ... already exists"); a lock file next to the database (``.NAME.lock``)
+    makes the second wait until the first has finished. It exists only while a store is
+    being created (before the database file, which SQLite makes at once, is migrated): it
+    is removed once the store exists, and a store with no lock file next to it is ready.
+    """
+    if path is None:
+        yield
+        return
+    lock_file = path.with_name(f".{path.name}.lock")
+    if path.exists() and not lock_file.exists():  # created already, by now
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(lock_file, timeout=120):
+        try:
+            yield
+        finally:
+            if path.exists():  # created: no later process needs to wait
+                lock_file.unlink(missing_ok=True)
+
+
+def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempts: int = 2) -> Any:
+    """Check that the store at ``uri`` is usable and return an ``MlflowClient`` on it.
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI.
+    must_exist : bool
+        For readers: a missing SQLite file is an :class:`~optlab._errors.InputError` instead
+        of being created.
+    timeout, attempts : float, int
+        Per-attempt timeout (seconds) and number of attempts of a server's ``/health`` probe.
+
+    Raises
+    ------
+    TrackingError
+        Unknown scheme, unwritable SQLite folder, unreachable server, or a store MLflow
+        cannot open; one line, exit status 2.
+    """
+    scheme = _check_scheme(uri)
+    path = sqlite_path(uri)
+    if path is not None:
+        _check_sqlite(uri, path, must_exist=must_exist)
+    elif scheme in ("http", "https"):
+        _check_server(uri, timeout, attempts)
+    from mlflow import MlflowClient
+
+    quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.WARNING)
+    try:
+        with _creation_lock(path):
+            client = MlflowClient(tracking_uri=absolute_uri(uri))
+            client.search_experiments(max_results=1)  # creates and migrates a new store
+    except Exception as exc:
+        raise TrackingError(f"tracking store {uri!r} cannot be used: {first_line(exc)}") from exc
+    finally:
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(level)
+    return client
+
+
+def experiments(client: Any) -> list[Any]:
+    """The store's active experiments (MLflow ``Experiment`` objects), every page."""
+    found: list[Any] = []
+    token: str | None = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def experiment_names(client: Any) -> list[str]:
+    """Names of the store's active experiments."""
+    return [e.name for e in experiments(client)]
+
+
+def ensure_experiment(client: Any, name: str, uri: str) -> str:
+    """The id of experiment ``name``, created if missing (safe against a concurrent create)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return str(client.create_experiment(name, tags={_KIND_TAG: _KIND}))
+            except MlflowException:  # created meanwhile by another process
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+    except MlflowException as exc:
+        raise TrackingError(
+            f"tracking store {uri!r}: cannot create experiment '{name}': {first_line(exc)}"
+        ) from exc
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"tracking store {uri!r}: experiment '{name}' was deleted; restore it "
+            f"(MLFLOW_TRACKING_URI={uri} mlflow experiments restore --experiment-id "
+            f"{experiment.experiment_id}) or rename the spec's `name`"
+        )
+    return str(experiment.experiment_id)

@@ -1,0 +1,11 @@
+"""Training one run: data, the run itself, its checks and its monitor.
+
+::
+
+    data.py       loading a dataset through its plugin; splits, preprocessing, caching
+    preflight.py  what can be refused before anything trains (sizes, data reachable)
+    runner.py     execute: one run from its RunSpec to its RunResult
+    checks.py     gradient and initial-loss checks
+    monitor.py    the run's monitor: evaluation points, divergence, stopping
+    landscape.py  loss-landscape slices through a learned W
+"""

@@ -1,0 +1,465 @@
+"""Sanity checks before training: the initial loss and a numeric gradient check.
+
+- **Initial loss.** With a small ``W0`` every score is about 0, so the data loss must be about
+  what the loss declares (:meth:`~optlab.Loss.expected_initial_loss`: ``C - 1`` for the SVM,
+  ``log C`` for softmax).
+- **Gradient check.** The analytic gradient of the data loss plus the penalties, on a small
+  batch, against centered finite differences in float64 on a sample of coordinates. The
+  relative error ``|a - n| / max(|a| + |n|, 1e-8)`` above ``1e-2`` means a wrong gradient
+  (the course notes: ``1e-7`` and less is good, ``1e-2`` and more is probably wrong).
+  Coordinates whose perturbation crosses a kink of a non-smooth loss (a hinge margin, ``|w|``
+  at 0) are detected by comparing the one-sided differences and skipped, not counted.
+  Inputs are never perturbed (dropout is off), as in :meth:`~optlab.Objective.value`.
+
+:func:`run_checks` applies the ``warn`` / ``error`` / ``off`` policies of
+:class:`~optlab._spec.experiment.ChecksOptions`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optlab._contract.components import Array
+from optlab._contract.objective import BoundRegularizer, Objective
+from optlab._errors import CheckError, ComponentError
+from optlab._spec.experiment import ChecksOptions
+
+__all__ = [
+    "DENOMINATOR_FLOOR",
+    "ChecksReport",
+    "GradientCheck",
+    "InitialLossCheck",
+    "gradient_check",
+    "initial_loss_check",
+    "numeric_gradient",
+    "probe_gradient",
+    "relative_error",
+    "run_checks",
+]
+
+#: floor of the relative error's denominator: float64 round-off in a centered difference of a
+#: loss of order 1 with ``h = 1e-5`` is about ``1e-11``, so gradients below ``1e-8`` are compared
+#: in absolute terms rather than amplified into false alarms
+DENOMINATOR_FLOOR = 1e-8
+
+Coords = Sequence[tuple[int, ...]] | Array
+
+
+def _coord_list(W: Array, coords: Coords | None) -> list[tuple[int, ...]]:
+    if coords is None:
+        return [tuple(int(i) for i in c) for c in np.ndindex(W.shape)]
+    return [tuple(int(i) for i in c) for c in np.asarray(coords, dtype=np.int64)]
+
+
+def numeric_gradient(
+    f: Callable[[Array], float],
+    W: Array,
+    h: float = 1e-5,
+    coords: Coords | None = None,
+) -> Array:
+    """Centered finite differences ``(f(W + h e) - f(W - h e)) / 2h``, in float64.
+
+    Parameters
+    ----------
+    f : callable
+        Scalar function of an array shaped like ``W``.
+    W : array, any shape
+        The point; not modified (a float64 copy is perturbed).
+    h : float
+        Step.
+    coords : (M, W.ndim) int array or sequence of index tuples, optional
+        Coordinates to differentiate; default all.
+
+    Returns
+    -------
+    grad : float64 array
+        Shaped like ``W`` when ``coords`` is None, else (M,).
+    """
+    W64 = np.array(W, dtype=np.float64, copy=True)
+    points = _coord_list(W64, coords)
+    out = np.empty(len(points), dtype=np.float64)
+    for i, c in enumerate(points):
+        old = W64[c]
+        W64[c] = old + h
+        plus = float(f(W64))
+        W64[c] = old - h
+        minus = float(f(W64))
+        W64[c] = old
+        out[i] = (plus - minus) / (2.0 * h)
+    return out.reshape(W64.shape) if coords is None else out
+
+
+def probe_gradient(
+    f: Callable[[Array], float],
+    W: Array,
+    coords: Coords,
+    h: float = 1e-5,
+    kink_tolerance: float = 1e-2,
+) -> tuple[Array, Array]:
+    """Centered differences at ``coords`` and whether each crosses a kink, in float64.
+
+    A coordinate is at a kink when its one-sided differences disagree:
+    ``|fwd - bwd| > kink_tolerance * max(|fwd| + |bwd|, 1e-8)``. For a smooth function
+    ``fwd - bwd = h f''`` (tiny); across a kink it is the jump of the derivative, and the
+    centered difference is off by half of it, so an undetected kink adds at most about
+    ``kink_tolerance / 2`` to the relative error.
+
+    Parameters
+    ----------
+    f : callable
+    W : array
+    coords : (M, W.ndim) int array or sequence of index tuples
+    h : float
+    kink_tolerance : float
+
+    Returns
+    -------
+    centered : (M,) float64 array
+    kinks : (M,) bool array
+    """
+    W64 = np.array(W, dtype=np.float64, copy=True)
+    f0 = float(f(W64))
+    points = _coord_list(W64, coords)
+    centered = np.empty(len(points), dtype=np.float64)
+    kinks = np.zeros(len(points), dtype=bool)
+    for i, c in enumerate(points):
+        old = W64[c]
+        W64[c] = old + h
+        plus = float(f(W64))
+        W64[c] = old - h
+        minus = float(f(W64))
+        W64[c] = old
+        fwd, bwd = (plus - f0) / h, (f0 - minus) / h
+        centered[i] = (plus - minus) / (2.0 * h)
+        kinks[i] = abs(fwd - bwd) > kink_tolerance * max(abs(fwd) + abs(bwd), DENOMINATOR_FLOOR)
+    return centered, kinks
+
+
+def relative_error(analytic: Array, numeric: Array) -> Array:
+    """``|a - n| / max(|a| + |n|, 1e-8)``, elementwise, in float64."""
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    return np.asarray(np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), DENOMINATOR_FLOOR))
+
+
+# --------------------------------------------------------------------------------------------
+# Initial loss
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitialLossCheck:
+    """The data loss at the initial ``W`` against the loss's expectation.
+
+    Attributes
+    ----------
+    value : float
+        Data loss (no regularization) at ``W0`` on the training set.
+    expected : float
+        ``loss.expected_initial_loss(C)``.
+    tolerance : float
+        Allowed relative deviation.
+    ok : bool
+    message : str
+        One line for people.
+    """
+
+    value: float
+    expected: float
+    tolerance: float
+    ok: bool
+    message: str
+
+
+def initial_loss_check(
+    objective: Objective, W0: Array, tolerance: float = 0.1
+) -> InitialLossCheck | None:
+    """Compare the data loss at ``W0`` (D, C) with the loss's expected initial value.
+
+    Returns ``None`` when the loss declares no expectation.
+    """
+    loss = objective.loss
+    C = objective.n_classes
+    try:
+        expected = loss.impl.expected_initial_loss(C)
+    except Exception as exc:
+        raise ComponentError("loss", loss.name, loss.provider, f"raised {exc!r}") from exc
+    if expected is None:
+        return None
+    expected = float(expected)
+    value = objective.data_loss(W0)
+    deviation = abs(value - expected) / max(abs(expected), 1e-12)
+    ok = bool(deviation <= tolerance)
+    verdict = "ok" if ok else f"off by {deviation:.0%}; is W0 small and are labels in 0..{C - 1}?"
+    message = (
+        f"initial loss {value:.4g}, expected {expected:.4g} for loss '{loss.name}' with C={C} "
+        f"(tolerance {tolerance:.0%}): {verdict}"
+    )
+    return InitialLossCheck(value, expected, tolerance, ok, message)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient check
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """Analytic against numeric gradient on a sample of coordinates.
+
+    Attributes
+    ----------
+    max_rel_error : float
+        Largest relative error over the checked coordinates (``nan`` if none was checked).
+    ok : bool
+        ``max_rel_error <= tolerance`` (true when nothing could be checked).
+    n_checked, n_skipped : int
+        Coordinates compared, and coordinates skipped because they sit at a kink.
+    tolerance : float
+    worst : tuple of int or None
+        ``(d, k)`` of the largest error.
+    analytic, numeric : float
+        The two values at ``worst`` (``nan`` if none).
+    message : str
+    """
+
+    max_rel_error: float
+    ok: bool
+    n_checked: int
+    n_skipped: int
+    tolerance: float
+    worst: tuple[int, int] | None
+    analytic: float
+    numeric: float
+    message: str
+
+
+def gradient_check(
+    objective: Objective,
+    W: Array,
+    rng: np.random.Generator,
+    *,
+    n_coords: int = 20,
+    batch_size: int = 32,
+    h: float = 1e-5,
+    tolerance: float = 1e-2,
+) -> GradientCheck:
+    """Check the analytic gradient of data loss + penalties at ``W`` (D, C), in float64.
+
+    A batch of ``batch_size`` training examples (drawn from ``rng``) is copied to float64;
+    up to ``n_coords`` smooth coordinates of ``W`` (drawn from ``rng``; at most ``5 * n_coords``
+    tried) are compared. Inputs are not perturbed.
+    """
+    N = objective.n_examples
+    idx = np.sort(rng.choice(N, size=min(batch_size, N), replace=False))
+    X = np.asarray(objective.X[idx], dtype=np.float64)
+    y = objective.y[idx]
+    W64 = np.array(W, dtype=np.float64, copy=True)
+
+    def f(V: Array) -> float:
+        return objective.data_loss(V, X, y) + objective.reg_value_and_grad(V, with_grad=False)[0]
+
+    value, grad = objective.data_loss_and_grad(W64, X, y)
+    reg_value, reg_grad = objective.reg_value_and_grad(W64)
+    if reg_grad is not None:
+        grad = grad + reg_grad
+    finite = math.isfinite(value) and math.isfinite(reg_value)
+    if finite and not np.isfinite(grad).all():  # a component's fault, named as training would
+        objective.blame_non_finite_gradient(W64)
+
+    D, C = W64.shape
+    candidates = rng.permutation(D * C)[: 5 * n_coords]
+    checked: list[tuple[int, int]] = []
+    analytic: list[float] = []
+    numeric: list[float] = []
+    skipped = 0
+    # probe in chunks so a smooth objective costs exactly n_coords probes
+    pos = 0
+    while len(checked) < n_coords and pos < len(candidates):
+        chunk = candidates[pos : pos + (n_coords - len(checked))]
+        pos += len(chunk)
+        coords = np.stack(np.unravel_index(chunk, (D, C)), axis=1)
+        centered, kinks = probe_gradient(f, W64, coords, h, kink_tolerance=tolerance)
+        for (d, k), n_val, kink in zip(coords, centered, kinks, strict=True):
+            if kink:
+                skipped += 1
+                continue
+            checked.append((int(d), int(k)))
+            analytic.append(float(grad[d, k]))
+            numeric.append(float(n_val))
+
+    if not checked:
+        return GradientCheck(
+            float("nan"),
+            True,
+            0,
+            skipped,
+            tolerance,
+            None,
+            float("nan"),
+            float("nan"),
+            f"gradient check: not measured, all {skipped} sampled coordinates sit at kinks",
+        )
+    errors = relative_error(np.array(analytic), np.array(numeric))
+    i = int(np.argmax(errors))
+    max_err = float(errors[i])
+    ok = bool(max_err <= tolerance)
+    d, k = checked[i]
+    verdict = (
+        "ok"
+        if ok
+        else f"wrong gradient at W[{d}, {k}]: analytic {analytic[i]:.6g}, numeric {numeric[i]:.6g}"
+        f"{_culprit(objective, W64, X, y, checked, h, tolerance)}"
+    )
+    message = (
+        f"gradient check: max relative error {max_err:.2e} over {len(checked)} coordinates"
+        f" ({skipped} skipped at kinks), tolerance {tolerance:g}: {verdict}"
+    )
+    return GradientCheck(
+        max_err, ok, len(checked), skipped, tolerance, (d, k), analytic[i], numeric[i], message
+    )
+
+
+def _culprit(
+    objective: Objective,
+    W64: Array,
+    X: Array,
+    y: Array,
+    coords: list[tuple[int, int]],
+    h: float,
+    tolerance: float,
+) -> str:
+    """``"; the loss 'svm' (from losses (optlab 0.1.0)) is at fault"``: the data loss and each
+    penalty checked on their own at ``coords`` (float64), the first wrong one named."""
+    points = np.array(coords)
+
+    def wrong(f: Callable[[Array], float], grad: Array | None, rows: int) -> bool:
+        inside = [i for i, (d, _) in enumerate(coords) if d < rows]
+        if not inside:
+            return False
+        centered, kinks = probe_gradient(f, W64, points[inside], h, kink_tolerance=tolerance)
+        analytic = np.zeros(len(inside)) if grad is None else grad[tuple(points[inside].T)]
+        smooth = ~kinks
+        errors = relative_error(analytic[smooth], centered[smooth])
+        return bool(errors.size and errors.max() > tolerance)
+
+    loss = objective.loss
+    _, data_grad = objective.data_loss_and_grad(W64, X, y)
+    if wrong(lambda V: objective.data_loss(V, X, y), data_grad, W64.shape[0]):
+        return f"; the loss '{loss.name}' (from {loss.provider}) is at fault"
+    for reg in objective.regularizers:
+        if not reg.impl.has_penalty:
+            continue
+        rows = W64.shape[0] - (0 if reg.impl.include_bias or not objective.has_bias else 1)
+
+        def penalty(V: Array, reg: BoundRegularizer = reg, rows: int = rows) -> float:
+            return float(reg.impl.penalty_and_grad(V[:rows])[0])
+
+        _, g = reg.impl.penalty_and_grad(W64[:rows])
+        if wrong(penalty, g, rows):
+            return f"; the regularizer '{reg.name}' (from {reg.provider}) is at fault"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChecksReport:
+    """What :func:`run_checks` measured, and the warnings its policies produced.
+
+    Attributes
+    ----------
+    initial_loss : InitialLossCheck or None
+        ``None`` when off or when the loss declares no expectation.
+    gradient : GradientCheck or None
+        ``None`` when off.
+    notes : list of str
+        Lines explaining checks that did not run.
+    """
+
+    options: ChecksOptions
+    initial_loss: InitialLossCheck | None = None
+    gradient: GradientCheck | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        """``initial_loss``, ``expected_initial_loss`` and ``grad_check_max_rel_error`` when
+        measured."""
+        out: dict[str, float] = {}
+        if self.initial_loss is not None:
+            out["initial_loss"] = self.initial_loss.value
+            out["expected_initial_loss"] = self.initial_loss.expected
+        if self.gradient is not None and self.gradient.n_checked:
+            out["grad_check_max_rel_error"] = self.gradient.max_rel_error
+        return out
+
+    def warnings(self) -> list[str]:
+        """One line per failed check under the ``warn`` policy."""
+        out = []
+        if self.initial_loss is not None and not self.initial_loss.ok:
+            out.append(f"warning: {self.initial_loss.message}")
+        if self.gradient is not None and not self.gradient.ok:
+            out.append(f"warning: {self.gradient.message}")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """No check failed."""
+        return not self.warnings()
+
+    def lines(self) -> list[str]:
+        """Every check's result, one line each, for ``optlab check``."""
+        out = list(self.notes)
+        if self.initial_loss is not None:
+            out.append(self.initial_loss.message)
+        if self.gradient is not None:
+            out.append(self.gradient.message)
+        return out
+
+
+def run_checks(
+    objective: Objective,
+    W0: Array,
+    options: ChecksOptions,
+    rng: np.random.Generator,
+) -> ChecksReport:
+    """Run the enabled checks at ``W0`` (D, C) under their policies.
+
+    Raises
+    ------
+    CheckError
+        A check failed under the ``error`` policy (the message has the measured and the
+        expected numbers).
+    """
+    report = ChecksReport(options)
+    failures: list[str] = []
+    if options.initial_loss == "off":
+        report.notes.append("initial loss: not checked (checks.initial_loss: off)")
+    else:
+        check = initial_loss_check(objective, W0, options.initial_loss_tolerance)
+        if check is None:
+            report.notes.append(
+                f"initial loss: not checked (loss '{objective.loss.name}' declares no "
+                "expected initial value)"
+            )
+        else:
+            report.initial_loss = check
+            if not check.ok and options.initial_loss == "error":
+                failures.append(check.message)
+    if options.gradient == "off":
+        report.notes.append("gradient check: not run (checks.gradient: off)")
+    else:
+        grad = gradient_check(objective, W0, rng, tolerance=options.gradient_tolerance)
+        report.gradient = grad
+        if not grad.ok and options.gradient == "error":
+            failures.append(grad.message)
+    if failures:
+        raise CheckError("sanity check failed: " + "; ".join(failures))
+    return report

@@ -1,0 +1,101 @@
+"""Checking an experiment's runs against their data before anything is trained or logged.
+
+Each distinct dataset is loaded once - or, for ``optlab validate``, only measured (a header or
+a shape, :func:`optlab._training.data.inspect_data`) - and every run's optimizer may refuse the
+problem (:meth:`optlab.Optimizer.check_problem`). Every problem is located at the spec key at fault,
+in the base, variant or sweep entry the run comes from
+(:meth:`optlab._spec.experiment.RunSpec.issue`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from optlab._contract.backend import forced_backend, requested_backend
+from optlab._contract.plugin_manager import get_registry
+from optlab._contract.records import DataSummary
+from optlab._errors import ComponentError, DataError, InputError, SpecError, SpecIssue
+from optlab._spec.experiment import RunSpec
+from optlab._spec.load import sorted_issues
+from optlab._training.data import PreparedData, inspect_data, load_data
+
+__all__ = ["data_key", "data_rng", "preflight", "run_streams"]
+
+
+def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
+    """The run's four independent random streams: data, initial weights, checks, optimizer."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+
+
+def data_key(run: RunSpec) -> str:
+    """What identifies a run's data: runs that share it share one prepared copy."""
+    return json.dumps(
+        [run.dataset.as_dict(), run.data.model_dump(mode="json"), run.seed], sort_keys=True
+    )
+
+
+def data_rng(run: RunSpec) -> np.random.Generator:
+    """The generator the run's data are split and drawn with."""
+    return run_streams(run.seed)[0]
+
+
+def _located(run: RunSpec, component: str, exc: InputError) -> SpecIssue:
+    """``exc`` at the key it names, below ``component`` (the key not repeated in front)."""
+    key = ".".join(filter(None, (component, exc.key)))
+    return run.issue(key, str(exc).removeprefix(f"{key}: "))
+
+
+def preflight(runs: Sequence[RunSpec], *, load: bool = True) -> dict[str, PreparedData]:
+    """Check every run against its data before anything is trained or logged.
+
+    Each distinct dataset is loaded once (or, with ``load=False``, only measured: a header or
+    a shape, see :func:`optlab._training.data.inspect_data`), and every run's optimizer may
+    refuse the problem (:meth:`optlab.Optimizer.check_problem`). Returns the prepared data by
+    :func:`data_key`, for :func:`run_all` to reuse (empty with ``load=False``).
+
+    Raises
+    ------
+    SpecError
+        Every problem found, each located at the spec key at fault (``data.path``,
+        ``optimizer.batch_size``) in the base, variant or sweep entry the run comes from.
+    InputError
+        The backend asked for is unknown or cannot run here.
+    ComponentError
+        An optimizer's ``check_problem`` raised something other than an InputError.
+    """
+    registry = get_registry()
+    for setting in dict.fromkeys(requested_backend(run.backend) for run in runs):
+        forced_backend(setting, registry)
+    prepared: dict[str, PreparedData] = {}
+    sizes: dict[str, DataSummary | None] = {}
+    issues: list[SpecIssue] = []
+    for run in runs:
+        key = data_key(run)
+        if key not in sizes:
+            try:
+                if load:
+                    prepared[key] = load_data(run.dataset, run.data, data_rng(run))
+                    sizes[key] = prepared[key].summary
+                else:
+                    sizes[key] = inspect_data(run.dataset, run.data, data_rng(run))
+            except DataError as exc:
+                sizes[key] = None
+                issues.append(_located(run, "data", exc))
+        summary = sizes[key]
+        if summary is None:
+            continue
+        try:
+            optimizer = run.optimizer.build()
+            optimizer.check_problem(summary.n_train, summary.n_features, summary.n_classes)
+        except InputError as exc:
+            issues.append(_located(run, "optimizer", exc))
+        except Exception as exc:
+            raise ComponentError(
+                "optimizer", run.optimizer.name, run.optimizer.record.provider, f"raised {exc!r}"
+            ) from exc
+    if issues:
+        raise SpecError(sorted_issues(issues, issues[0].file))
+    return prepared

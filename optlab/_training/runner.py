@@ -1,0 +1,432 @@
+"""One run: data -> objective -> sanity checks -> optimizer -> evaluation.
+
+:func:`execute` never raises for a failure of the run itself: it returns a
+:class:`~optlab._contract.records.RunResult` with status FAILED or KILLED and whatever was measured,
+after firing ``optlab_run_finished``. Input errors found before the run starts (bad data) raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from optlab._contract.backend import requested_backend, select_backend
+from optlab._contract.components import Array, Loss, Regularizer
+from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
+from optlab._contract.optimizer import Optimizer
+from optlab._contract.plugin_manager import get_registry
+from optlab._contract.records import BACKEND_TAG, PLANE_POINTS, SWEEP_TAG, RunInfo, RunResult
+from optlab._contract.registry import Registry
+from optlab._errors import ComponentError, InputError, RunError, RunInterrupted
+from optlab._meta import __version__
+from optlab._spec.experiment import ComponentSpec, RunSpec
+from optlab._training.checks import run_checks
+from optlab._training.data import PreparedData, load_data
+from optlab._training.monitor import StopFlag, TrainingMonitor, stop_flag
+from optlab._training.preflight import run_streams
+
+__all__ = [
+    "Observer",
+    "build_objective",
+    "describe_run",
+    "execute",
+    "flatten_params",
+    "initial_weights",
+    "run_key",
+    "run_streams",
+    "run_tags",
+]
+
+#: typical size of the initial scores: "W is small, so all scores are about 0" (the lecture)
+INIT_SCALE = 1e-3
+#: rows of X used to measure the data's scale for the initial weights
+_SCALE_ROWS = 1024
+
+
+class Observer(Protocol):
+    """The three observer hooks (``pm.hook`` satisfies this)."""
+
+    def optlab_run_started(self, *, run: RunInfo) -> Any: ...
+    def optlab_epoch_ended(self, *, run: RunInfo, report: Any) -> Any: ...
+    def optlab_run_finished(
+        self, *, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> Any: ...
+
+
+def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved run spec as flat dotted keys, as logged to MLflow.
+
+    A list of regularizers is keyed by name (``regularizer.l2.strength``) and
+    ``regularizer.name`` joins their names (``l2+max_norm``, or ``none``).
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    for key, value in resolved.items():
+        if key == "regularizer" and isinstance(value, list):
+            names = [str(r.get("name")) for r in value if isinstance(r, Mapping)]
+            flat["regularizer.name"] = "+".join(names) if names else "none"
+            for reg in value:
+                params = {k: v for k, v in reg.items() if k != "name"}
+                walk(f"regularizer.{reg.get('name')}", params)
+        else:
+            walk(key, value)
+    return flat
+
+
+def run_key(name: str, resolved: Mapping[str, Any], data_sha256: str) -> str:
+    """Identity of a run for ``--resume``: its name in the plan, its resolved spec, its data
+    and the code version (two variants that resolve alike are still two runs)."""
+    blob = json.dumps(
+        {"name": name, "spec": resolved, "data": data_sha256, "optlab": __version__},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _provider_label(spec: ComponentSpec, registry: Registry | None) -> str:
+    if registry is None:
+        return spec.record.provider or "unknown"
+    return registry.label(spec.record.provider)
+
+
+def run_tags(
+    run: RunSpec,
+    data: PreparedData,
+    registry: Registry | None,
+    base: Mapping[str, str],
+    backend: str | None = None,
+) -> dict[str, str]:
+    """Tags of a run: variant, providers with versions, optlab version, data hash, the
+    backend that trains it (``optlab.backend``), ``base``."""
+    tags = dict(base)
+    tags["optlab.variant"] = run.variant or run.name
+    if run.point:  # the sweep values of this run (dotted key -> value)
+        tags[SWEEP_TAG] = json.dumps(run.point, default=str)
+    tags["optlab.version"] = __version__
+    tags["optlab.data_sha256"] = data.summary.sha256
+    tags["optlab.provider.dataset"] = _provider_label(run.dataset, registry)
+    tags["optlab.provider.loss"] = _provider_label(run.loss, registry)
+    tags["optlab.provider.optimizer"] = _provider_label(run.optimizer, registry)
+    for reg in run.regularizers:
+        tags[f"optlab.provider.regularizer.{reg.name}"] = _provider_label(reg, registry)
+    if backend is not None:
+        tags[BACKEND_TAG] = backend
+    return tags
+
+
+def _build(spec: ComponentSpec, registry: Registry | None, expected: type) -> Any:
+    """Call a component's factory once; a fault or a wrong type names the plugin."""
+    provider = _provider_label(spec, registry)
+    try:
+        obj = spec.build()
+    except InputError:
+        raise
+    except Exception as exc:
+        raise ComponentError(spec.kind, spec.name, provider, f"factory raised {exc!r}") from exc
+    if not isinstance(obj, expected):
+        raise ComponentError(
+            spec.kind,
+            spec.name,
+            provider,
+            f"factory returned {type(obj).__name__}, expected a subclass of {expected.__name__}",
+        )
+    return obj
+
+
+def build_objective(
+    run: RunSpec, data: PreparedData, registry: Registry | None, rng: np.random.Generator
+) -> tuple[Objective, Optimizer]:
+    """Resolve a run's components once and build its objective over the training split.
+
+    Returns
+    -------
+    objective : Objective
+        Over ``data.X_train`` (N, D); ``rng`` drives input perturbations (dropout).
+    optimizer : Optimizer
+    """
+    loss = BoundLoss(
+        _build(run.loss, registry, Loss), run.loss.name, _provider_label(run.loss, registry)
+    )
+    regs = [
+        BoundRegularizer(
+            _build(spec, registry, Regularizer), spec.name, _provider_label(spec, registry)
+        )
+        for spec in run.regularizers
+    ]
+    optimizer = _build(run.optimizer, registry, Optimizer)
+    summary = data.summary
+    backend = select_backend(
+        requested_backend(run.backend),
+        registry if registry is not None else get_registry(),
+        data.X_train,
+        data.y_train,
+        summary.n_classes,
+        loss.impl,
+    )
+    objective = Objective(
+        data.X_train,
+        data.y_train,
+        summary.n_classes,
+        loss,
+        regs,
+        has_bias=summary.has_bias,
+        rng=rng,
+        backend=backend,
+    )
+    return objective, optimizer
+
+
+def initial_weights(objective: Objective, rng: np.random.Generator) -> Array:
+    """Small random ``W0`` (D, C) in the objective's dtype: all scores start near 0.
+
+    Entries are ``N(0, s^2)`` with ``s = INIT_SCALE / ||x||_rms``, where ``||x||_rms`` is the
+    root-mean-square norm of (up to the first 1,024) training rows, so the initial scores
+    have a spread of about ``INIT_SCALE`` whatever the data's scale: on digits as on raw
+    CIFAR-10 pixels the initial losses are then near ``C - 1`` and ``log C``.
+    """
+    rows = objective.X[:_SCALE_ROWS]
+    norm = float(np.sqrt(np.mean(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))))
+    scale = INIT_SCALE / norm if norm > 0 and np.isfinite(norm) else INIT_SCALE
+    return (scale * rng.standard_normal(objective.shape)).astype(objective.dtype)
+
+
+def describe_run(
+    run: RunSpec,
+    data: PreparedData,
+    experiment: str,
+    registry: Registry | None,
+    base_tags: Mapping[str, str],
+    backend: str | None = None,
+) -> RunInfo:
+    """The :class:`RunInfo` observers receive: name, key, flat params, tags (with the label of
+    the ``backend`` that trains it, when known), data summary."""
+    return RunInfo(
+        name=run.name,
+        key=run_key(run.name, run.resolved, data.summary.sha256),
+        experiment=experiment,
+        params=flatten_params(run.resolved),
+        spec=dict(run.resolved),
+        tags=run_tags(run, data, registry, base_tags, backend),
+        data=data.summary,
+    )
+
+
+def _components_line(run: RunSpec) -> str:
+    def one(spec: ComponentSpec) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in spec.params.model_dump().items())
+        return f"{spec.name}({params})" if params else spec.name
+
+    regs = " + ".join(one(r) for r in run.regularizers) or "none"
+    return f"seed={run.seed} loss={one(run.loss)} regularizer={regs} optimizer={one(run.optimizer)}"
+
+
+def _evaluation_lines(result: RunResult) -> list[str]:
+    lines = []
+    for e in result.evaluations:
+        val = "" if e.val_accuracy is None else f" val_accuracy={e.val_accuracy:.4f}"
+        full = "" if e.train_loss is None else f" train_loss={e.train_loss:.6g}"
+        lines.append(
+            f"epoch {e.epoch:g}: examples={e.examples} loss={e.loss:.6g}{full} "
+            f"train_accuracy={e.train_accuracy:.4f}{val}"
+        )
+    return lines
+
+
+def _final_line(result: RunResult) -> str:
+    metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items()))
+    if result.status == "FINISHED":
+        return f"{result.status}: {metrics}"
+    return f"{result.status}: {result.error} ({metrics})"
+
+
+def plane_points(data: PreparedData) -> tuple[Array, Array] | None:
+    """The training points of two-dimensional data (two features besides the bias): ``X``
+    (n, 2) without the bias column and ``y`` (n,), at most
+    :data:`~optlab._contract.records.PLANE_POINTS` of them (evenly spaced); ``None`` for other
+    data."""
+    summary = data.summary
+    if summary.n_features - int(summary.has_bias) != 2:
+        return None
+    X, y = data.X_train, data.y_train
+    step = max(1, -(-X.shape[0] // PLANE_POINTS))
+    return np.array(X[::step, :2], dtype=np.float64), np.array(y[::step])
+
+
+def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
+    """(C, C) counts: row = true class, column = predicted class."""
+    flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def execute(
+    run: RunSpec,
+    *,
+    experiment: str,
+    observer: Observer,
+    registry: Registry | None = None,
+    base_tags: Mapping[str, str] | None = None,
+    data: PreparedData | None = None,
+    flag: StopFlag = stop_flag,
+    log: Callable[[str], None] | None = None,
+) -> tuple[RunInfo, RunResult]:
+    """Train and evaluate one run; report it to ``observer``.
+
+    Parameters
+    ----------
+    run : RunSpec
+    experiment : str
+        The experiment (spec) name.
+    observer : Observer
+        Receives run started / epoch ended / run finished (``pm.hook``).
+    registry : Registry, optional
+        For provider names and versions in tags and messages (default: the process's).
+    base_tags : mapping, optional
+        Tags shared by every run of the invocation (spec hash, git commit).
+    data : PreparedData, optional
+        Already prepared data (otherwise loaded from ``run.dataset``).
+    log : callable(str), optional
+        Receives warnings (e.g. a failed sanity check under the ``warn`` policy).
+
+    Returns
+    -------
+    info : RunInfo
+    result : RunResult
+        Status FINISHED, FAILED or KILLED; metrics measured before a failure are kept.
+    """
+    data_rng, init_rng, check_rng, opt_rng = run_streams(run.seed)
+    registry = registry if registry is not None else get_registry()
+    if data is None:
+        data = load_data(run.dataset, run.data, data_rng)
+    objective, optimizer = build_objective(run, data, registry, opt_rng)
+    summary = data.summary
+    info = describe_run(run, data, experiment, registry, base_tags or {}, objective.backend.label)
+    result = RunResult(name=run.name, status="FINISHED")
+    console = result.console
+    console.append(f"run {run.name}: {_components_line(run)}")
+    console.append(
+        f"data {summary.name}: {summary.n_train} train, {summary.n_val} val, "
+        f"{summary.n_test} test; D={summary.n_features}, C={summary.n_classes}, {summary.dtype}"
+    )
+
+    def warn(line: str) -> None:
+        console.append(f"warning: {line}")
+        if log is not None:
+            log(f"{run.name}: {line}")
+
+    error: BaseException | None = None
+    monitor: TrainingMonitor | None = None
+    plane = plane_points(data)
+    start = time.perf_counter()
+    info = dataclasses.replace(info, started_at=time.time())
+    try:
+        # a diverging run's overflows are reported once, as divergence (the monitor), not as
+        # numpy's RuntimeWarnings with source paths
+        with np.errstate(all="ignore"):
+            observer.optlab_run_started(run=info)
+            W0 = initial_weights(objective, init_rng)
+            checks = run_checks(objective, W0, run.checks, check_rng)
+            result.metrics.update(checks.metrics())
+            console.extend(f"check: {line}" for line in checks.lines())
+            for line in checks.warnings():
+                warn(line)
+            if checks.initial_loss is not None:  # the check measured the data loss at W0 already
+                reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
+                initial = checks.initial_loss.value + reg
+            else:
+                initial = objective.value(W0).total
+            monitor = TrainingMonitor(
+                objective,
+                data.X_val,
+                data.y_val,
+                info,
+                observer.optlab_epoch_ended,
+                initial_loss=initial,
+                divergence_factor=run.checks.divergence_factor,
+                flag=flag,
+                snapshots=plane is not None,
+            )
+            if plane is not None:  # the regions before training, for the figure
+                monitor.snapshots.append((0.0, np.array(W0, copy=True)))
+            start = time.perf_counter()
+            try:
+                W = optimizer.minimize(objective, W0, opt_rng, monitor)
+            except (RunError, InputError):
+                raise
+            except Exception as exc:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"raised {exc!r}",
+                ) from exc
+            result.metrics["train_time_s"] = time.perf_counter() - start
+            if not isinstance(W, np.ndarray) or W.shape != objective.shape:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"returned weights of shape {getattr(W, 'shape', None)}, "
+                    f"expected {objective.shape}",
+                )
+            if W.dtype != objective.dtype:
+                raise ComponentError(
+                    "optimizer",
+                    run.optimizer.name,
+                    _provider_label(run.optimizer, registry),
+                    f"returned weights of dtype {W.dtype}, expected {objective.dtype}",
+                )
+            result.W = W
+            if data.X_test.shape[0]:
+                pred = objective.predict(W, data.X_test)
+                result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
+                result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
+    except (RunError, InputError) as exc:
+        error = exc
+        result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"
+        result.error = str(exc)
+    except KeyboardInterrupt as exc:
+        error = exc
+        result.status, result.error = "KILLED", "interrupted (KeyboardInterrupt)"
+    finally:
+        result.metrics.setdefault("train_time_s", time.perf_counter() - start)
+        if monitor is not None:
+            monitor.flush()
+            result.steps = monitor.history
+            result.evaluations = monitor.evaluations
+            if plane is not None and monitor.snapshots:
+                result.snapshots, result.plane = monitor.snapshots, plane
+            if result.evaluations:
+                last = result.evaluations[-1]
+                result.metrics["train_accuracy"] = last.train_accuracy
+                if last.train_loss is not None:  # the full objective, at the last evaluation
+                    result.metrics["train_loss"] = last.train_loss
+                if last.val_accuracy is not None:
+                    result.metrics["val_accuracy"] = last.val_accuracy
+                result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
+        console.extend(_evaluation_lines(result))
+        console.append(_final_line(result))
+        result.finished_at = time.time()
+        try:
+            observer.optlab_run_finished(run=info, result=result, error=error)
+        except RunError as exc:
+            # an observer failed after the run ended (a third-party plugin, or the tracking
+            # store gone): observers before it saw the run's own status; the invocation
+            # reports this failure and exits 1
+            result.status, result.error = "FAILED", str(exc)
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    return info, result
