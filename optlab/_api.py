@@ -221,7 +221,7 @@ def _results(experiment: str, outcome: Any, uri: str | None, since: float | None
     """Rows from an :class:`optlab._execution.sequential.Outcome` (one per run that ran or was
     reused)."""
     from optlab._report.rows import comparison_rows
-    from optlab._tracking.readback import render_table
+    from optlab._report.table import render_table
 
     run_ids = _run_ids(experiment, uri, [info.key for info, _ in outcome.results], since)
     rows = tuple(
@@ -298,9 +298,9 @@ def compare(
     InputError
         No such store or experiment, or no invocation yet.
     """
+    from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
-    from optlab._tracking.readback import render_table
 
     uri = resolve_tracking_uri(tracking_uri, None)
     rows, _ = compare_runs(experiment, uri, Path(out) if out is not None else None)

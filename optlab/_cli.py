@@ -367,9 +367,10 @@ def compare(
     ] = None,
 ) -> None:
     """Compare the runs of an experiment's latest invocation, from the tracking store."""
+    from optlab._report.rows import rows_to_json
+    from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
-    from optlab._tracking.readback import render_table, rows_to_json
 
     uri = resolve_tracking_uri(tracking_uri, None)
     rows, figure = compare_runs(experiment, uri, out)

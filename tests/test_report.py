@@ -14,17 +14,15 @@ from rich.console import Console
 from tracking_data import TrainedRun, drawn_figures, train
 
 from optlab._contract.records import DataSummary, RunInfo, RunResult
-from optlab._report.rows import rows_to_markdown
-from optlab._tracking.readback import (
+from optlab._report.figures import (
     comparison_figure,
-    comparison_rows,
     confusion_figure,
     learning_curves_figure,
-    render_table,
-    rows_to_json,
     weight_templates,
     weight_templates_figure,
 )
+from optlab._report.rows import comparison_rows, rows_to_json, rows_to_markdown
+from optlab._report.table import render_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

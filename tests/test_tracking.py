@@ -19,8 +19,9 @@ from tracking_data import TrainedRun, check_logged_run, child_runs, drive, train
 
 from optlab._contract.records import RunResult
 from optlab._errors import InputError, TrackingError
+from optlab._report.rows import comparison_rows
 from optlab._tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
-from optlab._tracking.readback import compare, comparison_rows, load_latest_invocation
+from optlab._tracking.readback import compare, load_latest_invocation
 from optlab._tracking.store import absolute_uri, connect
 from optlab._tracking.ui import chart_link, ui_command
 

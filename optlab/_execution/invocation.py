@@ -433,7 +433,8 @@ class Invocation:
         """The comparison table, failures, and where to look next."""
         from rich.console import Console
 
-        from optlab._tracking.readback import comparison_rows, render_table
+        from optlab._report.rows import comparison_rows
+        from optlab._report.table import render_table
 
         # run names and errors are shown as they are, never read as rich markup
         width = None if sys.stdout.isatty() else 160
