@@ -159,7 +159,7 @@ def run(
     jobs: int = 1,
     executor: str = "local",
     scheduler: str | None = None,
-    quiet: bool = True,
+    quiet: bool = False,
 ) -> Results:
     """Run every run of a spec, as ``optlab run`` does, and return their results.
 
@@ -177,7 +177,8 @@ def run(
     resume, fail_fast, jobs, executor, scheduler
         As ``--resume``, ``--fail-fast``, ``--jobs``, ``--executor``, ``--scheduler``.
     quiet : bool
-        No progress display.
+        No progress display (otherwise a progress bar in a terminal, or a widget in Jupyter
+        with ``ipywidgets`` installed: ``pip install 'optlab[notebook]'``).
 
     Returns
     -------

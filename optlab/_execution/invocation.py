@@ -28,7 +28,9 @@ __all__ = ["Invocation"]
 
 
 class _Progress:
-    """An observer plugin that drives a rich progress bar (on stderr) over runs and epochs."""
+    """An observer plugin that drives a rich progress bar over runs and epochs: on stderr in a
+    terminal, as a widget in Jupyter (rich's notebook support, with ipywidgets installed);
+    nowhere when ``enabled`` is false or the output goes to a file or pipe."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         from rich.console import Console
@@ -41,6 +43,7 @@ class _Progress:
         )
 
         self.console = Console(stderr=True, highlight=False, markup=False)
+        enabled = enabled and (self.console.is_terminal or self.console.is_jupyter)
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -258,7 +261,7 @@ class Invocation:
                 return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
 
         progress = _Progress(
-            len(self.experiment.runs), enabled=not self.quiet and sys.stderr.isatty()
+            len(self.experiment.runs), enabled=not self.quiet
         )
         outcome = Outcome()
         with contextlib.suppress(RunInterrupted), ExitStack() as stack:
