@@ -573,3 +573,61 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     assert "loss_landscape.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
     unknown = cli.invoke(app, ["landscape", "plane", "--run", "plain", "--tracking-uri", uri])
     assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr
+
+
+def test_a_spec_that_asks_gets_each_runs_loss_landscape_when_it_has_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """``tracking: {landscape: ...}``: every run logs the slices (numbers and figure) through
+    its learned W, even with the other figures off; without it, nothing is computed."""
+    import optlab
+    from optlab._spec.experiment import LandscapeOptions
+    from optlab._tracking.store import connect
+
+    off = tmp_path / "off.yaml"
+    off.write_text(PLANE)
+    assert load_experiment(off, []).runs[0].landscape is None  # off by default
+    on = load_experiment(off, ["tracking.landscape=true"]).runs[0].landscape
+    assert on == LandscapeOptions() and (on.points, on.grid) == (41, 21)  # the cheap default
+
+    figures = drawn_figures(monkeypatch)
+    uri = new_store(tmp_path / "mlflow.db")
+    spec = PLANE.replace("epochs: 6", "epochs: 2") + (
+        "tracking: {figures: false, landscape: {points: 21, grid: 7}}\n"
+        "variants: {softmax: {}, svm: {loss: {name: svm}}}\n"
+    )
+    (tmp_path / "on.yaml").write_text(spec)
+    results = optlab.run(str(tmp_path / "on.yaml"), tracking_uri=uri)
+    assert list(results.to_pandas()["status"]) == ["FINISHED", "FINISHED"]
+    client = connect(uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("plane").experiment_id], "tags.`optlab.role` = 'run'"
+    )
+    assert sorted(r.info.run_name for r in runs) == ["softmax", "svm"]
+    for run in runs:
+        stored = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"loss_landscape.png", "loss_landscape.npz"} <= stored
+        assert "learning_curves.png" not in stored  # figures: false
+        folder = tmp_path / str(run.info.run_name)
+        folder.mkdir()
+        with np.load(client.download_artifacts(run.info.run_id, "loss_landscape.npz", folder)) as s:
+            steps, line, grid, plane = s["steps"], s["line"], s["grid"], s["plane"]
+            example = s["example"]
+        assert steps.shape == line.shape == example.shape == (21,) and plane.shape == (7, 7)
+        assert steps[10] == grid[3] == 0.0
+        # the centre is the learned W: the full objective the run logged at its end
+        final = run.data.metrics["summary/train_loss"]
+        assert line[10] == pytest.approx(final, rel=1e-9)
+        assert plane[3, 3] == pytest.approx(final, rel=1e-9)
+        assert np.all(np.diff(line, 2) >= -1e-9)  # a bowl: the objective is convex
+    # the figures drawn are the landscapes (the other figures are off): the command's figure
+    assert len(figures) == 2
+    for fig in figures:
+        one, line_ax, plane_ax = fig.axes[:3]
+        assert [ax.get_title() for ax in (line_ax, plane_ax)] == [
+            "full objective, 1-D",
+            "full objective, 2-D",
+        ]
+        assert one.get_title().startswith("one example (#")
+        assert len(line_ax.get_lines()[0].get_xdata()) == 21
+        assert plane_ax.get_images()[0].get_array().shape == (7, 7)

@@ -7,12 +7,15 @@ writes to the tracking store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._meta import exported
+
+if TYPE_CHECKING:
+    from optlab._training.landscape import Landscape
 
 __all__ = [
     "BACKEND_TAG",
@@ -183,6 +186,9 @@ class RunResult:
     #: without the bias column (at most :data:`PLANE_POINTS`), for the decision regions
     snapshots: list[tuple[float, Array]] = field(default_factory=list)
     plane: tuple[Array, Array] | None = None
+    #: the loss landscape through the learned W, when the spec asks for it
+    #: (``tracking.landscape``) and the run finished
+    landscape: Landscape | None = None
 
     @property
     def final_loss(self) -> float | None:

@@ -260,9 +260,7 @@ class Invocation:
                 results = read_runs(self.tracker.client, reused, self.experiment.name)
                 return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
 
-        progress = _Progress(
-            len(self.experiment.runs), enabled=not self.quiet
-        )
+        progress = _Progress(len(self.experiment.runs), enabled=not self.quiet)
         outcome = Outcome()
         with contextlib.suppress(RunInterrupted), ExitStack() as stack:
             stack.enter_context(stop_on_signals())

@@ -850,7 +850,7 @@ def loss_landscape_figure(landscape: Landscape, path: Path | str, title: str = "
         PNG file to write.
     """
     fig = _figure(14, 4.2)
-    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.14, top=0.84, wspace=0.28)
+    fig.subplots_adjust(left=0.05, right=0.95, bottom=0.14, top=0.84, wspace=0.28)
     one, line, plane = fig.subplots(1, 3)
     steps = landscape.steps
     one.plot(steps, landscape.example, color="C3")

@@ -333,7 +333,8 @@ def _expand(
                     _run_spec(valid, registry, name, variant, seed, point, spec.backend, where)
                 )
     names = unique_names([r.name for r in runs])
-    runs = [replace(r, name=n) for r, n in zip(runs, names, strict=True)]
+    landscape = spec.tracking.landscape_options()  # drawn by each run when it has trained
+    runs = [replace(r, name=n, landscape=landscape) for r, n in zip(runs, names, strict=True)]
     axes = ({"variant": variants} if variants else {}) | axes
     return runs, axes | ({"seed": list(seeds)} if spec.seeds is not None else {})
 

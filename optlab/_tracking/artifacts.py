@@ -12,13 +12,47 @@ import warnings
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optlab._contract.records import RunInfo, RunResult
 
-__all__ = ["render_to_bytes", "write_run_artifacts"]
+if TYPE_CHECKING:
+    from optlab._training.landscape import Landscape
+
+__all__ = [
+    "LANDSCAPE_DATA",
+    "LANDSCAPE_FIGURE",
+    "render_to_bytes",
+    "write_landscape",
+    "write_run_artifacts",
+]
+
+#: the loss landscape's files (:func:`write_landscape`)
+LANDSCAPE_FIGURE = "loss_landscape.png"
+LANDSCAPE_DATA = "loss_landscape.npz"
+
+
+def write_landscape(landscape: Landscape, folder: Path, title: str = "") -> list[Path]:
+    """Write the slices of :func:`optlab._training.landscape.loss_landscape` into ``folder``: their
+    numbers in ``loss_landscape.npz`` (arrays ``steps``, ``line``, ``example``,
+    ``example_index``, ``grid``, ``plane``, as in :class:`~optlab._training.landscape.Landscape`,
+    without the directions) and their figure in ``loss_landscape.png``
+    (:func:`~optlab._report.figures.loss_landscape_figure`). Returns both paths."""
+    from optlab._report.figures import loss_landscape_figure
+
+    data = folder / LANDSCAPE_DATA
+    np.savez(
+        data,
+        steps=landscape.steps,
+        line=landscape.line,
+        example=landscape.example,
+        example_index=landscape.example_index,
+        grid=landscape.grid,
+        plane=landscape.plane,
+    )
+    return [data, loss_landscape_figure(landscape, folder / LANDSCAPE_FIGURE, title)]
 
 
 def write_run_artifacts(
@@ -29,10 +63,11 @@ def write_run_artifacts(
     Files: ``console.log`` (the transcript), ``weights.npz`` (W (D, C) and class names),
     ``steps.npz`` (the per-step history at full resolution: the arrays ``examples``, ``time``,
     ``loss``, ``data_loss``, ``reg_loss``, ``elapsed``, each (S,), as in
-    :class:`~optlab._contract.records.StepHistory`)
-    and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image data only:
-    one template per class), ``decision_regions.png`` (two-dimensional data only: the regions
-    and the training points at a few evaluation points) and ``confusion_matrix.png``. Files
+    :class:`~optlab._contract.records.StepHistory`), ``loss_landscape.npz`` and
+    ``loss_landscape.png`` when the spec asked for the landscape (:func:`write_landscape`; even
+    without ``plots``), and with ``plots`` ``learning_curves.png``, ``weight_templates.png`` (image
+    data only: one template per class), ``decision_regions.png`` (two-dimensional data only: the
+    regions and the training points at a few evaluation points) and ``confusion_matrix.png``. Files
     already rendered elsewhere (``result.artifacts``) are written as they are instead.
     """
     if result.artifacts is not None:
@@ -47,6 +82,9 @@ def write_run_artifacts(
     if len(result.steps):
         history = {f.name: getattr(result.steps, f.name) for f in fields(result.steps)}
         np.savez(folder / "steps.npz", **history)
+    landscape = result.landscape
+    if landscape is not None:  # the spec asked for it: drawn even with the figures off
+        _draw(run, "loss landscape", lambda: write_landscape(landscape, folder, run.name))
     if not plots:
         return
     from optlab._report import figures as figures_of
@@ -91,10 +129,15 @@ def write_run_artifacts(
             )
         )
     for label, draw in figures:
-        try:
-            draw()
-        except (ValueError, TypeError) as exc:
-            warnings.warn(f"run '{run.name}': no {label} figure: {exc}", stacklevel=2)
+        _draw(run, label, draw)
+
+
+def _draw(run: RunInfo, label: str, draw: Callable[[], Any]) -> None:
+    """Call ``draw``; a figure the run's data cannot make is a warning, not a failure."""
+    try:
+        draw()
+    except (ValueError, TypeError) as exc:
+        warnings.warn(f"run '{run.name}': no {label} figure: {exc}", stacklevel=3)
 
 
 def render_to_bytes(run: RunInfo, result: RunResult, *, plots: bool = True) -> dict[str, bytes]:

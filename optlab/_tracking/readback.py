@@ -35,6 +35,7 @@ from optlab._report.rows import (
     rows_to_json,
     rows_to_markdown,
 )
+from optlab._tracking import artifacts as artifact_files
 from optlab._tracking.points import (
     CURVES,
     EPOCH_METRICS,
@@ -293,8 +294,8 @@ def compare(
     return rows, figure
 
 
-#: the artifact :func:`landscape` stores on a run
-LANDSCAPE_FIGURE = "loss_landscape.png"
+#: the figure :func:`landscape` stores on a run (with the slices' numbers, LANDSCAPE_DATA)
+LANDSCAPE_FIGURE = artifact_files.LANDSCAPE_FIGURE
 
 
 def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
@@ -320,7 +321,9 @@ def landscape(
     seed: int = 0,
 ) -> list[tuple[str, Path | None]]:
     """Draw the loss landscape (:func:`optlab._training.landscape.loss_landscape`) of finished runs
-    of an experiment's latest invocation and store it as each run's ``loss_landscape.png``.
+    of an experiment's latest invocation and store it as each run's ``loss_landscape.png``
+    (and the slices' numbers as its ``loss_landscape.npz``:
+    :func:`~optlab._tracking.artifacts.write_landscape`, as a run does when its spec asks).
 
     Each run is rebuilt from its ``spec.yaml`` (the same data, split and preprocessing, from
     its seed) and its ``weights.npz``; the directions are drawn from ``seed``.
@@ -341,7 +344,6 @@ def landscape(
     InputError
         No such experiment, invocation or run; a run without weights.
     """
-    from optlab._report.figures import loss_landscape_figure
     from optlab._training.data import load_data
     from optlab._training.landscape import loss_landscape
     from optlab._training.preflight import data_rng
@@ -382,8 +384,9 @@ def landscape(
                     f"({objective.shape}); was the dataset changed?"
                 )
             slices = loss_landscape(objective, W, np.random.default_rng(seed))
-            figure = loss_landscape_figure(slices, folder / LANDSCAPE_FIGURE, name)
-            client.log_artifact(run_id, str(figure))
+            for file in artifact_files.write_landscape(slices, folder, name):
+                client.log_artifact(run_id, str(file))
+            figure = folder / LANDSCAPE_FIGURE
             copy = None
             if out_dir is not None:
                 try:

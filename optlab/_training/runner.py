@@ -28,6 +28,7 @@ from optlab._meta import __version__
 from optlab._spec.experiment import ComponentSpec, RunSpec
 from optlab._training.checks import run_checks
 from optlab._training.data import PreparedData, load_data
+from optlab._training.landscape import Landscape, loss_landscape
 from optlab._training.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab._training.preflight import run_streams
 
@@ -39,6 +40,7 @@ __all__ = [
     "flatten_params",
     "initial_weights",
     "run_key",
+    "run_landscape",
     "run_streams",
     "run_tags",
 ]
@@ -272,6 +274,40 @@ def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int) -> Array:
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def run_landscape(
+    run: RunSpec,
+    objective: Objective,
+    W: Array,
+    console: list[str],
+    warn: Callable[[str], None],
+) -> Landscape | None:
+    """The loss landscape the spec asks for (``run.landscape``) through the learned ``W``:
+    :func:`optlab._training.landscape.loss_landscape` with directions drawn from
+    ``default_rng(run.seed)``, as ``optlab landscape --seed SEED`` draws them. A loss that
+    fails on the slices only warns (``None``): the run has trained."""
+    options = run.landscape
+    if options is None:
+        return None
+    start = time.perf_counter()
+    try:
+        slices = loss_landscape(
+            objective,
+            W,
+            np.random.default_rng(run.seed),
+            span=options.span,
+            points=options.points,
+            grid=options.grid,
+        )
+    except (ComponentError, ValueError) as exc:
+        warn(f"no loss landscape: {exc}")
+        return None
+    console.append(
+        f"landscape: {options.points} points along a line, {options.grid} x {options.grid} "
+        f"over a plane, {time.perf_counter() - start:.3g} s"
+    )
+    return slices
+
+
 def execute(
     run: RunSpec,
     *,
@@ -394,6 +430,8 @@ def execute(
                 pred = objective.predict(W, data.X_test)
                 result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
                 result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
+            if run.landscape is not None:
+                result.landscape = run_landscape(run, objective, W, console, warn)
     except (RunError, InputError) as exc:
         error = exc
         result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"
