@@ -272,12 +272,13 @@ def test_a_sweep_is_coloured_by_value_with_a_short_legend_under_the_panels(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     figures = drawn_figures(monkeypatch)
+    sweep = sweep[:8]  # two strengths x four learning rates: overlaid (16 runs: see below)
     comparison_figure(sweep, tmp_path / "sweep.png")
     (fig,) = figures
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     lrs = ["lr=0.001", "lr=0.01", "lr=0.1", "lr=1"]
-    strengths = ["strength=0.0001", "strength=0.01", "strength=0.1", "strength=1"]
-    assert texts[:8] == lrs + strengths  # one entry a value, not 16 runs from 10 colours
+    strengths = ["strength=0.0001", "strength=0.01"]
+    assert texts[:6] == lrs + strengths  # one entry a value, not 8 runs from 10 colours
     handles = fig.legends[0].legend_handles
     colors = [tuple(h.get_color()) for h in handles[:4]]
     assert len(set(colors)) == 4
@@ -289,7 +290,7 @@ def test_a_sweep_is_coloured_by_value_with_a_short_legend_under_the_panels(
         for c in colors
     ]
     assert positions == sorted(positions)  # ordered by the learning rate
-    assert len({h.get_linestyle() for h in handles[4:8]}) == 4  # strength: line styles
+    assert len({h.get_linestyle() for h in handles[4:6]}) == 2  # strength: line styles
     # the runs' lines take their value's colour and style
     by_val = fig.axes[2]
     for (info, _), line in zip(sweep, by_val.get_lines(), strict=True):
@@ -303,6 +304,51 @@ def test_a_sweep_is_coloured_by_value_with_a_short_legend_under_the_panels(
     box = fig.legends[0].get_window_extent().transformed(fig.transFigure.inverted())
     assert box.y1 < min(ax.get_position().y0 for ax in fig.axes[:3])
     assert box.width < 0.95
+
+
+def test_a_sweep_of_many_runs_is_drawn_as_small_multiples(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reg_lr_sweep's 16 runs cannot be told apart in one panel: a column of panels per
+    strength (titled with it), its four runs coloured by learning rate, the rows (loss vs
+    examples, loss vs time, val accuracy) sharing their axes, and a legend of the colours."""
+    figures = drawn_figures(monkeypatch)
+    comparison_figure(sweep, tmp_path / "sweep.png")
+    (fig,) = figures
+    axes = np.array(fig.axes).reshape(3, 4)
+    strengths, lrs = [1e-4, 1e-2, 1e-1, 1.0], [1e-3, 1e-2, 1e-1, 1.0]
+    titles = ["strength=0.0001", "strength=0.01", "strength=0.1", "strength=1"]
+    assert [ax.get_title() for ax in axes[0]] == titles
+    assert [ax.get_xlabel() for ax in axes[:, 0]] == [
+        "examples processed",
+        "training time (s)",
+        "examples processed",
+    ]
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[:4] == ["lr=0.001", "lr=0.01", "lr=0.1", "lr=1"]
+    assert not any(t.startswith("strength") for t in texts)  # the columns say it
+    colors = [tuple(h.get_color()) for h in fig.legends[0].legend_handles[:4]]
+    # each column: the runs of its strength, in order, one validation line each, by lr
+    for k, strength in enumerate(strengths):
+        column = [
+            (json.loads(info.tags[SWEEP_TAG]), result)
+            for info, result in sweep
+            if json.loads(info.tags[SWEEP_TAG])["regularizer.strength"] == strength
+        ]
+        lines = axes[2, k].get_lines()
+        assert len(lines) == len(column) == 4
+        for (point, result), line in zip(column, lines, strict=True):
+            assert list(line.get_ydata()) == [e.val_accuracy for e in result.evaluations]
+            assert tuple(line.get_color()) == colors[lrs.index(point["optimizer.lr"])]
+            assert line.get_linestyle() == "-"
+    # one scale per row, to compare the columns; the y labels once, on the left
+    for row in axes:
+        assert len({ax.get_ylim() for ax in row}) == 1 and len({ax.get_xlim() for ax in row}) == 1
+        assert row[0].get_ylabel() and not any(ax.get_ylabel() for ax in row[1:])
+    fig.canvas.draw()
+    box = fig.legends[0].get_window_extent().transformed(fig.transFigure.inverted())
+    assert box.y1 < min(ax.get_position().y0 for ax in axes[2])
+    assert axes[0, -1].get_position().x1 > 0.97
 
 
 # ------------------------------------------------------------------ the sweep figure
