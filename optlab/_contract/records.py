@@ -7,15 +7,12 @@ writes to the tracking store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._meta import exported
-
-if TYPE_CHECKING:
-    from optlab._training.landscape import Landscape
 
 __all__ = [
     "BACKEND_TAG",
@@ -23,6 +20,7 @@ __all__ = [
     "SWEEP_TAG",
     "DataSummary",
     "EpochReport",
+    "Landscape",
     "RunInfo",
     "RunResult",
     "RunStatus",
@@ -161,6 +159,39 @@ class EpochReport:
     loss: float
     train_loss: float | None = None
     elapsed: float | None = None
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """Slices of the training objective around a learned ``W`` (computed by
+    :func:`optlab._training.landscape.loss_landscape`).
+
+    Attributes
+    ----------
+    steps : (K,) array
+        Steps ``a`` along ``d1`` of the one-dimensional slices (0: ``W`` itself).
+    line : (K,) array
+        The full objective (mean data loss over the training set plus regularization) at
+        ``W + a d1``.
+    example : (K,) array
+        The data loss of training example :attr:`example_index` alone at ``W + a d1``: of
+        200 examples drawn at random, the one whose loss changes most along the slice.
+    example_index : int
+    grid : (M,) array
+        Steps ``a`` (along ``d1``, across) and ``b`` (along ``d2``, up) of the plane.
+    plane : (M, M) array
+        The full objective at ``W + grid[j] d1 + grid[i] d2`` in row ``i``, column ``j``.
+    directions : ((D, C) array, (D, C) array)
+        ``d1`` and ``d2``.
+    """
+
+    steps: Array
+    line: Array
+    example: Array
+    example_index: int
+    grid: Array
+    plane: Array
+    directions: tuple[Array, Array]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from optlab._contract.records import SWEEP_TAG, DataSummary, RunInfo, RunResult,
 from optlab._report.rows import group_name
 
 if TYPE_CHECKING:
-    from optlab._training.landscape import Landscape
+    from optlab._contract.records import Landscape
 
 __all__ = [
     "REGION_PANELS",

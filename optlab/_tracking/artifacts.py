@@ -19,7 +19,7 @@ import numpy as np
 from optlab._contract.records import RunInfo, RunResult
 
 if TYPE_CHECKING:
-    from optlab._training.landscape import Landscape
+    from optlab._contract.records import Landscape
 
 __all__ = [
     "LANDSCAPE_DATA",
@@ -37,7 +37,7 @@ LANDSCAPE_DATA = "loss_landscape.npz"
 def write_landscape(landscape: Landscape, folder: Path, title: str = "") -> list[Path]:
     """Write the slices of :func:`optlab._training.landscape.loss_landscape` into ``folder``: their
     numbers in ``loss_landscape.npz`` (arrays ``steps``, ``line``, ``example``,
-    ``example_index``, ``grid``, ``plane``, as in :class:`~optlab._training.landscape.Landscape`,
+    ``example_index``, ``grid``, ``plane``, as in :class:`~optlab._contract.records.Landscape`,
     without the directions) and their figure in ``loss_landscape.png``
     (:func:`~optlab._report.figures.loss_landscape_figure`). Returns both paths."""
     from optlab._report.figures import loss_landscape_figure

@@ -14,47 +14,15 @@ the loss over (N, C) scores and the penalty of a (D, C) matrix, not a product wi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._contract.objective import Objective
+from optlab._contract.records import Landscape
 from optlab._errors import ComponentError
 
 __all__ = ["Landscape", "loss_landscape"]
-
-
-@dataclass(frozen=True)
-class Landscape:
-    """Slices of the objective around ``W``.
-
-    Attributes
-    ----------
-    steps : (K,) array
-        Steps ``a`` along ``d1`` of the one-dimensional slices (0: ``W`` itself).
-    line : (K,) array
-        The full objective (mean data loss over the training set plus regularization) at
-        ``W + a d1``.
-    example : (K,) array
-        The data loss of training example :attr:`example_index` alone at ``W + a d1``: of
-        200 examples drawn at random, the one whose loss changes most along the slice.
-    example_index : int
-    grid : (M,) array
-        Steps ``a`` (along ``d1``, across) and ``b`` (along ``d2``, up) of the plane.
-    plane : (M, M) array
-        The full objective at ``W + grid[j] d1 + grid[i] d2`` in row ``i``, column ``j``.
-    directions : ((D, C) array, (D, C) array)
-        ``d1`` and ``d2``.
-    """
-
-    steps: Array
-    line: Array
-    example: Array
-    example_index: int
-    grid: Array
-    plane: Array
-    directions: tuple[Array, Array]
 
 
 def _direction(W: Array, rng: np.random.Generator) -> Array:

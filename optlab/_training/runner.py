@@ -21,14 +21,21 @@ from optlab._contract.components import Array, Loss, Regularizer
 from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab._contract.optimizer import Optimizer
 from optlab._contract.plugin_manager import get_registry
-from optlab._contract.records import BACKEND_TAG, PLANE_POINTS, SWEEP_TAG, RunInfo, RunResult
+from optlab._contract.records import (
+    BACKEND_TAG,
+    PLANE_POINTS,
+    SWEEP_TAG,
+    Landscape,
+    RunInfo,
+    RunResult,
+)
 from optlab._contract.registry import Registry
 from optlab._errors import ComponentError, InputError, RunError, RunInterrupted
 from optlab._meta import __version__
 from optlab._spec.experiment import ComponentSpec, RunSpec
 from optlab._training.checks import run_checks
 from optlab._training.data import PreparedData, load_data
-from optlab._training.landscape import Landscape, loss_landscape
+from optlab._training.landscape import loss_landscape
 from optlab._training.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab._training.preflight import run_streams
 
