@@ -17,16 +17,11 @@ from tracking_data import drawn_figures, train
 
 from optlab._contract.records import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
 from optlab._execution.parallel import RecordingObserver
-from optlab._report.figures import (
-    SWEEP_FIGURE,
-    comparison_figure,
-    learning_curves_figure,
-    smoothed,
-    smoothing_weight,
-    sweep_figure,
-    weight_templates_figure,
-)
+from optlab._report.comparison import comparison_figure
+from optlab._report.drawing import smoothed, smoothing_weight
 from optlab._report.rows import comparison_rows
+from optlab._report.run_figures import learning_curves_figure, weight_templates_figure
+from optlab._report.sweep import SWEEP_FIGURE, sweep_figure
 from optlab._spec.load import load_experiment
 from optlab._training.monitor import TrainingMonitor
 from optlab._training.runner import execute
@@ -527,7 +522,7 @@ optimizer: {name: sgd, lr: 0.5, batch_size: 32, epochs: 6}
 def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fair: dict[str, tuple[RunInfo, RunResult]]
 ) -> None:
-    from optlab._report.figures import REGION_PANELS
+    from optlab._report.planes import REGION_PANELS
     from optlab._tracking.artifacts import write_run_artifacts
 
     ((info, result),) = _run(tmp_path, PLANE).values()

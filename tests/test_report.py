@@ -14,14 +14,14 @@ from rich.console import Console
 from tracking_data import TrainedRun, drawn_figures, train
 
 from optlab._contract.records import DataSummary, RunInfo, RunResult
-from optlab._report.figures import (
-    comparison_figure,
+from optlab._report.comparison import comparison_figure
+from optlab._report.rows import comparison_rows, rows_to_json, rows_to_markdown
+from optlab._report.run_figures import (
     confusion_figure,
     learning_curves_figure,
     weight_templates,
     weight_templates_figure,
 )
-from optlab._report.rows import comparison_rows, rows_to_json, rows_to_markdown
 from optlab._report.table import render_table
 
 PNG = b"\x89PNG\r\n\x1a\n"

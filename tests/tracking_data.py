@@ -216,14 +216,14 @@ def check_logged_run(client: Any, logged: Any, run: TrainedRun) -> None:
 
 def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The matplotlib figures optlab's figure functions save from now on, in order."""
-    from optlab._report import figures as plots
+    from optlab._report import drawing
 
     figures: list[Any] = []
-    save = plots._save
+    save = drawing.save
 
     def keep(fig: Any, path: Path | str) -> Path:
         figures.append(fig)
         return save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(drawing, "save", keep)
     return figures

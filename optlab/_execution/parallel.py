@@ -194,9 +194,9 @@ class LocalWorkers:
 
 
 def render_comparison(results: Sequence[tuple[RunInfo, RunResult]]) -> bytes:
-    """The comparison figure of ``results`` (see :func:`optlab._report.figures.comparison_figure`)
-    as PNG bytes."""
-    from optlab._report.figures import comparison_figure
+    """The comparison figure of ``results`` as PNG bytes (see
+    :func:`optlab._report.comparison.comparison_figure`)."""
+    from optlab._report.comparison import comparison_figure
 
     with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
         return comparison_figure(results, Path(tmp) / "comparison.png").read_bytes()

@@ -39,8 +39,8 @@ def write_landscape(landscape: Landscape, folder: Path, title: str = "") -> list
     numbers in ``loss_landscape.npz`` (arrays ``steps``, ``line``, ``example``,
     ``example_index``, ``grid``, ``plane``, as in :class:`~optlab._contract.records.Landscape`,
     without the directions) and their figure in ``loss_landscape.png``
-    (:func:`~optlab._report.figures.loss_landscape_figure`). Returns both paths."""
-    from optlab._report.figures import loss_landscape_figure
+    (:func:`~optlab._report.planes.loss_landscape_figure`). Returns both paths."""
+    from optlab._report.planes import loss_landscape_figure
 
     data = folder / LANDSCAPE_DATA
     np.savez(
@@ -87,14 +87,19 @@ def write_run_artifacts(
         _draw(run, "loss landscape", lambda: write_landscape(landscape, folder, run.name))
     if not plots:
         return
-    from optlab._report import figures as figures_of
+    from optlab._report.planes import decision_regions_figure
+    from optlab._report.run_figures import (
+        confusion_figure,
+        learning_curves_figure,
+        weight_templates_figure,
+    )
 
     figures: list[tuple[str, Callable[[], Any]]] = []
     if len(result.steps) or result.evaluations:
         figures.append(
             (
                 "learning curves",
-                lambda: figures_of.learning_curves_figure(
+                lambda: learning_curves_figure(
                     result, folder / "learning_curves.png", run.name, run.data.n_train
                 ),
             )
@@ -104,7 +109,7 @@ def write_run_artifacts(
         figures.append(
             (
                 "weight templates",
-                lambda: figures_of.weight_templates_figure(
+                lambda: weight_templates_figure(
                     W, run.data, folder / "weight_templates.png", run.name
                 ),
             )
@@ -113,7 +118,7 @@ def write_run_artifacts(
         figures.append(
             (
                 "decision regions",
-                lambda: figures_of.decision_regions_figure(
+                lambda: decision_regions_figure(
                     result, run.data, folder / "decision_regions.png", run.name
                 ),
             )
@@ -123,7 +128,7 @@ def write_run_artifacts(
         figures.append(
             (
                 "confusion matrix",
-                lambda: figures_of.confusion_figure(
+                lambda: confusion_figure(
                     confusion, run.data.classes, folder / "confusion_matrix.png", run.name
                 ),
             )

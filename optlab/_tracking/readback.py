@@ -25,16 +25,13 @@ from optlab._contract.records import (
 )
 from optlab._contract.registry import did_you_mean
 from optlab._errors import InputError
-from optlab._report.figures import (
-    SWEEP_FIGURE,
-    comparison_figure,
-    sweep_figure,
-)
+from optlab._report.comparison import comparison_figure
 from optlab._report.rows import (
     comparison_rows,
     rows_to_json,
     rows_to_markdown,
 )
+from optlab._report.sweep import SWEEP_FIGURE, sweep_figure
 from optlab._tracking import artifacts as artifact_files
 from optlab._tracking.points import (
     CURVES,
@@ -272,7 +269,7 @@ def compare(
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
     (created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
-    (:func:`~optlab._report.figures.sweep_figure`), and returns the comparison figure's path.
+    (:func:`~optlab._report.sweep.sweep_figure`), and returns the comparison figure's path.
     """
     results = load_latest_invocation(experiment_name, uri)
     if not results:

@@ -522,12 +522,13 @@ class Tracker:
         """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
         ``comparison.png`` (``figure``, if it was drawn elsewhere; else drawn here unless
         :attr:`plots` is off), for a sweep ``val_accuracy_sweep.png``
-        (:func:`~optlab._report.figures.sweep_figure`), tag ``optlab.best_run`` and the best
+        (:func:`~optlab._report.sweep.sweep_figure`), tag ``optlab.best_run`` and the best
         run's accuracies."""
         from mlflow.entities import Metric, RunTag
 
-        from optlab._report import figures as plots
         from optlab._report import rows as summary
+        from optlab._report.comparison import comparison_figure
+        from optlab._report.sweep import SWEEP_FIGURE, sweep_figure
 
         run_id = self.parent_run_id
         if run_id is None:
@@ -540,9 +541,9 @@ class Tracker:
             if figure is not None:
                 (folder / "comparison.png").write_bytes(figure)
             elif self.plots:
-                plots.comparison_figure(results, folder / "comparison.png")
+                comparison_figure(results, folder / "comparison.png")
             if self.plots:  # a sweep of one or two values: validation accuracy against them
-                plots.sweep_figure(rows, folder / plots.SWEEP_FIGURE)
+                sweep_figure(rows, folder / SWEEP_FIGURE)
             self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
         best = next((r for r in rows if r["best"]), None)
         if best is not None:

@@ -1,0 +1,352 @@
+"""The comparison figure of several runs: losses against examples and time, validation
+accuracy; styles by variant and swept value, small multiples for large sweeps."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optlab._contract.records import SWEEP_TAG, RunInfo, RunResult
+from optlab._report import drawing
+from optlab._report.rows import group_name
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "comparison_figure",
+]
+
+
+@dataclass(frozen=True)
+class _Style:
+    color: Any
+    linestyle: str
+
+
+def _sweep_point(info: RunInfo) -> dict[str, Any]:
+    try:
+        point = json.loads(info.tags.get(SWEEP_TAG, "{}"))
+    except ValueError:
+        return {}
+    return point if isinstance(point, dict) else {}
+
+
+def _ordered(values: Sequence[Any]) -> list[Any]:
+    """Distinct values, numbers by value, else in order of appearance."""
+    distinct = list(dict.fromkeys(values))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
+    return sorted(distinct) if numeric else distinct
+
+
+def _ramp(n: int) -> list[Any]:
+    """``n`` colours along viridis, dark to light (its last yellow left out: too pale)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * k / max(n - 1, 1)) for k in range(n)]
+
+
+_LINESTYLES = ("-", "--", "-.", ":")
+#: more groups of runs than this over two swept values are drawn as small multiples
+_OVERLAID = 8
+#: most columns of small multiples
+_COLUMNS = 6
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Small multiples: a column of panels per value of a swept key (or the variant)."""
+
+    titles: list[str]
+    #: each run's column
+    of_run: list[int]
+
+
+def _styles(
+    results: Sequence[tuple[RunInfo, RunResult]],
+) -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None]:
+    """A colour and line style per run, the legend's entries (style, label), and the
+    columns of small multiples (or None: the runs overlaid on one row of panels).
+
+    Replicates (runs differing only in ``seed``) share a style. Up to 10 groups of runs get
+    matplotlib's colour cycle, one entry each. A sweep (or more than 10 groups) gets colours
+    from a colormap ordered by the swept value that varies most, and the legend one entry per
+    value instead of one per run. A second swept value (or the variant) splits the runs into
+    columns of small multiples when there are more than :data:`_OVERLAID` groups (16 runs of
+    a 4 x 4 grid: four columns of four lines, four legend entries), else, with at most four
+    values, gets line styles (and an entry per value).
+    """
+    from matplotlib import rcParams
+
+    keys = [
+        tuple(sorted((k, str(v)) for k, v in info.params.items() if k not in ("seed", "name")))
+        for info, _ in results
+    ]
+    groups = list(dict.fromkeys(keys))
+    group_of = [groups.index(k) for k in keys]
+    names: dict[int, list[str]] = {}
+    for (info, _), g in zip(results, group_of, strict=True):
+        names.setdefault(g, []).append(info.name)
+    status: dict[int, set[str]] = {}
+    for (_, result), g in zip(results, group_of, strict=True):
+        status.setdefault(g, set()).add(result.status)
+    points = [_sweep_point(info) for info, _ in results]
+    dims: dict[str, list[Any]] = {}
+    for key in dict.fromkeys(k for point in points for k in point):
+        dims[key] = [point.get(key) for point in points]
+    variants = [info.tags.get("optlab.variant", "") for info, _ in results]
+    if dims and 1 < len(set(variants)) < len(groups):  # named variants, crossed with a sweep
+        dims["variant"] = variants
+    dims = {k: v for k, v in dims.items() if len(set(map(str, v))) > 1}
+
+    def per_group() -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None]:
+        n = len(groups)
+        cycle = rcParams["axes.prop_cycle"].by_key().get("color", [])
+        if n <= len(cycle):
+            colors = cycle[:n]
+        elif n <= 20:
+            from matplotlib import colormaps
+
+            colors = [colormaps["tab20"](k) for k in range(n)]
+        else:
+            colors = _ramp(n)
+        styles = [_Style(colors[g], "-") for g in range(n)]
+        entries = []
+        for g in range(n):
+            members = names[g]
+            label = (
+                members[0] if len(members) == 1 else f"{group_name(members)} ({len(members)} seeds)"
+            )
+            ended = status[g] - {"FINISHED"}
+            if ended:
+                label += f" ({', '.join(sorted(ended))})"
+            entries.append((styles[g], label))
+        return [styles[g] for g in group_of], entries, None
+
+    if not dims or len(dims) > 2:
+        return per_group()
+    # colour: the value with the most distinct values (the learning rate on a tie, as in the
+    # sweep figure's x-axis); columns of small multiples or line style: the other
+    prefer = drawing.x_key(list(dims))
+    by_spread = sorted(dims, key=lambda k: (len(set(map(str, dims[k]))), k == prefer), reverse=True)
+    color_key = by_spread[0]
+    style_key = by_spread[1] if len(by_spread) > 1 else None
+    color_values = _ordered(dims[color_key])
+    style_values = _ordered(dims[style_key]) if style_key is not None else [None]
+    short = {k: k.rsplit(".", 1)[-1] for k in dims}
+    colors = _ramp(len(color_values))
+    entries = [
+        (_Style(colors[i], "-"), f"{short[color_key]}={drawing.value_label(v)}")
+        for i, v in enumerate(color_values)
+    ]
+    if style_key is not None and len(groups) > _OVERLAID and len(style_values) <= _COLUMNS:
+        columns = _Columns(
+            [f"{short[style_key]}={drawing.value_label(v)}" for v in style_values],
+            [style_values.index(v) for v in dims[style_key]],
+        )
+        color_of = [colors[color_values.index(c)] for c in dims[color_key]]
+        return [_Style(c, "-") for c in color_of], entries, columns
+    if len(style_values) > len(_LINESTYLES):
+        return per_group()
+    styles = [
+        _Style(
+            colors[color_values.index(c)],
+            _LINESTYLES[style_values.index(st)] if style_key is not None else "-",
+        )
+        for c, st in zip(
+            dims[color_key],
+            dims[style_key] if style_key is not None else [None] * len(results),
+            strict=True,
+        )
+    ]
+    if style_key is not None:
+        entries += [
+            (_Style("0.35", _LINESTYLES[i]), f"{short[style_key]}={drawing.value_label(v)}")
+            for i, v in enumerate(style_values)
+        ]
+    return styles, entries, None
+
+
+def _legend_layout(labels: Sequence[str], width: float) -> tuple[int, float]:
+    """Columns of a legend under the panels of a figure ``width`` inches wide, and its height
+    in inches: as many columns as entries of the longest label fit."""
+    if not labels:
+        return 1, 0.0
+    entry = 0.55 + 0.062 * max(len(label) for label in labels)  # inches, at fontsize 8
+    ncols = max(1, min(len(labels), int((width - 0.5) // entry)))
+    rows = -(-len(labels) // ncols)
+    return ncols, 0.2 + 0.19 * rows
+
+
+@dataclass
+class _Drawn:
+    """What the curves drawn by :func:`_draw_runs` span, for the axes' scales and range."""
+
+    ends_examples: list[float] = field(default_factory=list)
+    ends_time: list[float] = field(default_factory=list)
+    #: the full objective and each run's first loss: the y-range
+    tops: list[float] = field(default_factory=list)
+    any_minibatch: bool = False
+    any_full: bool = False
+
+
+def _draw_runs(
+    panels: Sequence[Any],
+    runs: Sequence[tuple[RunInfo, RunResult, _Style]],
+    faint: float,
+    drawn: _Drawn,
+) -> None:
+    """Draw ``runs`` on ``panels`` (loss vs examples, loss vs time, val accuracy), noting
+    what they span in ``drawn``."""
+    by_examples, by_time, by_val = panels
+    for info, result, style in runs:
+        steps = result.steps
+        color, ls = style.color, style.linestyle
+        full_x, full_t, full = drawing.full_loss(result)
+        minibatch = drawing.minibatch(steps, info.data.n_train)
+        drawn.tops += [float(v) for v in full[np.isfinite(full)]]
+        drawn.any_full = drawn.any_full or bool(len(full))
+        if len(steps):
+            drawn.ends_examples.append(float(steps.examples[-1]))
+            drawn.ends_time.append(float(steps.elapsed[-1]))
+            if math.isfinite(steps.loss[0]):
+                drawn.tops.append(float(steps.loss[0]))
+            drawn.any_minibatch = drawn.any_minibatch or minibatch
+            if minibatch:
+                weight = drawing.smoothing_weight(len(steps))
+                trend = drawing.smoothed(steps.loss, weight)
+                for ax, x in ((by_examples, steps.examples), (by_time, steps.elapsed)):
+                    ax.plot(x, steps.loss, color=color, lw=0.6, alpha=faint)
+                    ax.plot(x, trend, color=color, ls=ls, lw=0.9, alpha=0.8)
+            elif not len(full):  # full-batch steps and no evaluation measured the objective
+                by_examples.plot(steps.examples, steps.loss, color=color, ls=ls, lw=1.4)
+                by_time.plot(steps.elapsed, steps.loss, color=color, ls=ls, lw=1.4)
+                drawn.tops += [float(v) for v in steps.loss[np.isfinite(steps.loss)]]
+        if len(full):
+            by_examples.plot(full_x, full, "o", color=color, ls=ls, lw=1.5, ms=3)
+            known = np.isfinite(full_t)
+            by_time.plot(full_t[known], full[known], "o", color=color, ls=ls, lw=1.5, ms=3)
+        if result.status != "FINISHED" and len(steps):  # where it stopped
+            by_examples.plot(steps.examples[-1:], steps.loss[-1:], "x", color=color, ms=7)
+        evals = [e for e in result.evaluations if e.val_accuracy is not None]
+        if evals:
+            by_val.plot(
+                [e.examples for e in evals],
+                [e.val_accuracy for e in evals],
+                "o",
+                ls=ls,
+                ms=3,
+                lw=1.2,
+                color=color,
+            )
+
+
+def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path | str) -> Path:
+    """The runs' curves: training loss against examples processed and against time (the
+    run's own clock), validation accuracy against examples processed.
+
+    The loss is the full training objective at each evaluation point (the line with dots: it
+    compares GD with SGD fairly); a minibatch run's per-step loss is drawn faint with its
+    smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when the runs'
+    extents along it differ by 20x or more. Colours: see :func:`_styles`; the legend is under
+    the panels, in as many columns as fit. The runs are overlaid on one row of three panels,
+    or, for a sweep of two values with many runs (:func:`_styles`), drawn as small multiples:
+    a column per value of one (titled with it), the three panels as rows sharing their axes.
+    """
+    from matplotlib.lines import Line2D
+
+    styles, entries, columns = _styles(results)
+    labels = [label for _, label in entries]
+    explained = [
+        "full training loss (at evaluations)",
+        "minibatch loss, smoothed (faint: per step)",
+    ]
+    ncols, legend_h = _legend_layout([*labels, *explained], 16)
+    small = columns is not None  # small multiples: three rows of panels
+    height = (3 * 2.7 + 0.5 if small else 4.4) + legend_h
+    fig = drawing.figure(16, height)  # fixed margins: a layout engine doubles the drawing time
+    fig.subplots_adjust(
+        left=0.05,
+        right=0.985,
+        bottom=(legend_h + 0.55) / height,
+        top=1 - (0.35 if small else 0.4) / height,
+        wspace=0.08 if small else 0.2,
+        hspace=0.42,
+    )
+    if columns is None:
+        grid = np.array(fig.subplots(1, 3)).reshape(3, 1)
+        members = [list(range(len(results)))]
+    else:
+        n = len(columns.titles)
+        grid = fig.subplots(3, n, sharex="row", sharey="row", squeeze=False)
+        members = [[i for i, c in enumerate(columns.of_run) if c == k] for k in range(n)]
+    faint = 0.25 if max(map(len, members)) <= 6 else 0.12
+    drawn = _Drawn()
+    for k, indices in enumerate(members):
+        runs = [(*results[i], styles[i]) for i in indices]
+        _draw_runs(list(grid[:, k]), runs, faint, drawn)
+    for k in range(grid.shape[1]):
+        by_examples, by_time, by_val = grid[:, k]
+        by_examples.set(xlabel="examples processed", ylabel="training loss")
+        by_time.set(xlabel="training time (s)", ylabel="training loss")
+        by_val.set(xlabel="examples processed", ylabel="validation accuracy")
+        if columns is None:
+            by_examples.set_title("loss vs examples")
+            by_time.set_title("loss vs time")
+            by_val.set_title("val accuracy")
+        else:
+            by_examples.set_title(columns.titles[k])
+            if k:  # the row's y-axis is shared: labelled once, on the left
+                for ax in grid[:, k]:
+                    ax.set_ylabel("")
+                    ax.tick_params(labelleft=False)
+    tops = drawn.tops
+    if tops and max(tops) > 0:
+        # a minibatch's spikes (faint) may leave the panel: the objective and where each run
+        # started set the range
+        low = min(0.0, min(tops))
+        for ax in grid[:2].ravel():
+            ax.set_ylim(low, 1.08 * max(tops))
+    log_examples = drawing.wide(drawn.ends_examples)
+    bins = 6 if columns is None else 5  # every tick is several artists: fewer in small panels
+    for row, ax in ((i, ax) for i in range(3) for ax in grid[i]):
+        ax.grid(alpha=0.3)
+        log_x = drawing.wide(drawn.ends_time) if row == 1 else log_examples
+        if log_x:
+            ax.set_xscale("log")
+            from matplotlib.ticker import MaxNLocator
+
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 5, 10]))
+        else:
+            drawing.few_ticks(ax, bins=bins)
+    if entries:
+        handles = [
+            Line2D([], [], color=st.color, ls=st.linestyle, lw=1.5, marker="o", ms=3)
+            for st, _ in entries
+        ]
+        grey = "0.45"
+        if drawn.any_full:  # what the two kinds of line are
+            handles.append(Line2D([], [], color=grey, lw=1.5, marker="o", ms=3))
+            labels.append("full training loss (at evaluations)")
+        if drawn.any_minibatch:
+            handles.append(Line2D([], [], color=grey, lw=0.9))
+            labels.append("minibatch loss, smoothed (faint: per step)")
+        fig.legend(
+            handles=handles,
+            labels=labels,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.1 / height),
+            ncols=ncols,
+            fontsize=8,
+            frameon=False,
+            handlelength=2.5,
+            columnspacing=1.2,
+        )
+    return drawing.save(fig, path)

@@ -1,0 +1,154 @@
+"""The sweep figure of a parent run: validation accuracy against one swept value, or the
+course's heatmap over two (log axes, the best cell marked)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optlab._contract.components import Array
+from optlab._report import drawing
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "SWEEP_FIGURE",
+    "sweep_figure",
+]
+
+
+#: the parent run's figure of a sweep: validation accuracy against the swept values
+SWEEP_FIGURE = "val_accuracy_sweep.png"
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _log_spaced(values: Sequence[float]) -> bool:
+    """Positive values spanning a factor of 10 or more: drawn on a logarithmic axis."""
+    return bool(values) and min(values) > 0 and max(values) >= 10 * min(values)
+
+
+def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | None:
+    """Validation accuracy against the swept values, as in the course's hyperparameter search.
+
+    Two swept numeric values (learning rate and regularization strength): a heatmap of the
+    best validation accuracy of each grid cell, on logarithmic axes where the values span a
+    factor of 10 or more (a grid's cells at its values; a random sweep's points scattered on
+    the axes); one swept value: validation accuracy against it. The best run (by validation
+    accuracy, as in the table) is marked. Nothing is drawn (``None``) for other comparisons:
+    no sweep, more than two swept values, a value that is not a number, or two rows at the
+    same point (a sweep crossed with variants).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`~optlab._report.rows.comparison_rows` (``sweep``, ``best_val_accuracy``,
+        ``best``, ``status``; replicates already merged).
+    path : path
+        PNG file to write.
+    """
+    keys = list(dict.fromkeys(k for row in rows for k in row.get("sweep", {})))
+    if not keys or len(keys) > 2 or len(rows) < 2:
+        return None
+    points = [tuple(row.get("sweep", {}).get(k) for k in keys) for row in rows]
+    if len(set(points)) != len(points) or not all(_numeric(v) for p in points for v in p):
+        return None
+    accuracy = np.array(
+        [np.nan if r["best_val_accuracy"] is None else r["best_val_accuracy"] for r in rows]
+    )
+    failed = [r["status"] != "FINISHED" for r in rows]
+    best = next((i for i, r in enumerate(rows) if r["best"]), None)
+    if len(keys) == 1:
+        return _sweep_line(keys[0], [p[0] for p in points], accuracy, failed, best, path)
+    x_key = drawing.x_key(keys)
+    y_key = keys[1] if x_key == keys[0] else keys[0]
+    xi, yi = keys.index(x_key), keys.index(y_key)
+    return _sweep_map(
+        (x_key, [p[xi] for p in points]), (y_key, [p[yi] for p in points]), accuracy, best, path
+    )
+
+
+def _sweep_line(
+    key: str,
+    values: list[float],
+    accuracy: Array,
+    failed: list[bool],
+    best: int | None,
+    path: Path | str,
+) -> Path:
+    order = np.argsort(values)
+    x = np.asarray(values, dtype=np.float64)[order]
+    fig = drawing.figure(6, 4)
+    fig.subplots_adjust(left=0.13, right=0.96, bottom=0.14, top=0.9)
+    ax = fig.subplots()
+    ax.plot(x, accuracy[order], "o-", color="C0", ms=5)
+    for i in np.flatnonzero(failed):
+        ax.plot([values[i]], [accuracy[i]], "x", color="C3", ms=8)
+    if best is not None:
+        ax.plot([values[best]], [accuracy[best]], "*", color="C3", ms=16, mec="black")
+    if _log_spaced(values):
+        ax.set_xscale("log")
+    else:
+        drawing.few_ticks(ax)
+    ax.grid(alpha=0.3)
+    ax.set(xlabel=key, ylabel="best validation accuracy", title=f"validation accuracy vs {key}")
+    return drawing.save(fig, path)
+
+
+def _sweep_map(
+    x: tuple[str, list[float]],
+    y: tuple[str, list[float]],
+    accuracy: Array,
+    best: int | None,
+    path: Path | str,
+) -> Path:
+    (x_key, xs), (y_key, ys) = x, y
+    columns, lines = sorted(set(xs)), sorted(set(ys))
+    grid = len(columns) * len(lines) == len(xs)  # every cell of the grid, once
+    fig = drawing.figure(6.6, 5)
+    fig.subplots_adjust(left=0.15, right=0.9, bottom=0.12, top=0.91)
+    ax = fig.subplots()
+    finite = accuracy[np.isfinite(accuracy)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if grid:
+        cells = np.full((len(lines), len(columns)), np.nan)
+        for value, a, b in zip(accuracy, xs, ys, strict=True):
+            cells[lines.index(b), columns.index(a)] = value
+        image = ax.imshow(cells, cmap="viridis", vmin=lo, vmax=hi, origin="lower", aspect="auto")
+        # the values at their cells, in order: evenly spaced decades read as a log axis
+        ax.set_xticks(range(len(columns)), [drawing.value_label(float(v)) for v in columns])
+        ax.set_yticks(range(len(lines)), [drawing.value_label(float(v)) for v in lines])
+        middle = (lo + hi) / 2
+        for (i, j), value in np.ndenumerate(cells):
+            text = "-" if not np.isfinite(value) else f"{value:.3f}"
+            color = "black" if np.isfinite(value) and value > middle else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+        if best is not None:
+            from matplotlib.patches import Rectangle
+
+            j, i = columns.index(xs[best]), lines.index(ys[best])
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+        scale = " (log scale)"
+        x_label = x_key + (scale if _log_spaced(columns) else "")
+        y_label = y_key + (scale if _log_spaced(lines) else "")
+    else:  # a random sweep: its points where they are, as in the course's scatter
+        image = ax.scatter(xs, ys, c=accuracy, cmap="viridis", vmin=lo, vmax=hi, s=60)
+        if best is not None:
+            ax.plot([xs[best]], [ys[best]], "*", color="red", ms=18, mec="black")
+        if _log_spaced(xs):
+            ax.set_xscale("log")
+        if _log_spaced(ys):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        x_label, y_label = x_key, y_key
+    bar = fig.colorbar(image, ax=ax, fraction=0.06, pad=0.02)
+    bar.set_label("best validation accuracy")
+    ax.set(xlabel=x_label, ylabel=y_label, title="best validation accuracy (best run marked)")
+    return drawing.save(fig, path)
