@@ -21,15 +21,9 @@ from optlab._contract.records import DataSummary
 from optlab._contract.registry import Registry
 from optlab._errors import DataError
 from optlab._spec.experiment import ComponentSpec, DataOptions, SplitLimit
-from optlab._training.data import (
-    SupportsShape,
-    clear_cache,
-    dataset_hash,
-    inspect_data,
-    load_data,
-    prepare,
-    split_sizes,
-)
+from optlab._training.data import SupportsShape, clear_cache, inspect_data, load_data
+from optlab._training.prepare import dataset_hash, prepare
+from optlab._training.splits import split_sizes
 
 RAW = DataOptions(center=False, bias=False, val=0.0, test=0.0)
 OPTIONS = [

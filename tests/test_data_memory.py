@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import optlab._training.data
+import optlab._training.prepare
 from optlab import Array
 from optlab._contract.registry import Registry
 from optlab._spec.experiment import ComponentSpec, DataOptions
@@ -103,7 +103,7 @@ def test_the_measure_catches_two_float_copies(
 ) -> None:
     raw = _write(tmp_path)
     materialize: Callable[..., Array] = _two_copies
-    monkeypatch.setattr(optlab._training.data, "_materialize", materialize)
+    monkeypatch.setattr(optlab._training.prepare, "_materialize", materialize)
     options = DataOptions(dtype="float32", val=0.05, center=True, bias=True)
     peak, data = _peak_of_loading(registry, tmp_path, options)
     assert data.X_train.shape == (N - round(0.05 * N), F + 1)

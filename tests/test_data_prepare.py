@@ -12,7 +12,8 @@ import optlab
 from optlab._contract.plugin_manager import build_registry
 from optlab._errors import DataError
 from optlab._spec.experiment import ComponentSpec, DataOptions, SplitLimit
-from optlab._training.data import PreparedData, dataset_hash, load_data, prepare
+from optlab._training.data import PreparedData, load_data
+from optlab._training.prepare import dataset_hash, prepare
 
 pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
@@ -168,7 +169,7 @@ def test_integer_data_is_centered_with_the_exact_training_mean(raw_dtype: str, d
 
 
 def test_exact_column_sums_match_the_float64_reduction() -> None:
-    from optlab._training.data import _column_stats, _exact_rows
+    from optlab._training.prepare import _column_stats, _exact_rows
 
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     assert _exact_rows(f32, np.dtype(np.uint8)) == 2**24 // 255

@@ -2,7 +2,9 @@
 
 ::
 
-    data.py       loading a dataset through its plugin; splits, preprocessing, caching
+    data.py       loading a dataset through its plugin, cached per process; measuring it
+    prepare.py    validating raw data, converting and preprocessing it into its splits
+    splits.py     stratified, seeded split sizes and indices
     preflight.py  what can be refused before anything trains (sizes, data reachable)
     runner.py     execute: one run from its RunSpec to its RunResult
     checks.py     gradient and initial-loss checks

@@ -1,31 +1,7 @@
-"""Loading data through dataset plugins, then validation, splits and preprocessing.
-
-:func:`load_data` is what the runner calls: it builds the dataset source from its
-:class:`~optlab._spec.experiment.ComponentSpec`, loads it (cached per process), and :func:`prepare`
-s it.
-
-Order of operations in :func:`prepare`
---------------------------------------
-1. validate the raw data (shapes, labels in ``0..C-1``, finite features);
-2. split, stratified by class and seeded by the generator: the dataset's own test split is
-   kept when it has one, else a fraction ``test`` of the examples becomes the test split;
-   then a fraction ``val`` of the remaining training examples becomes the validation split;
-3. ``limit``: a stratified subsample of each split (one cap for all, or one per split);
-4. each split is converted to the requested dtype in one pass, straight into its final
-   ``(n, F + bias)`` array; the training mean is subtracted (``center``) and the training
-   standard deviation divided out (``standardize``), in place; statistics come from the
-   training split only, so nothing leaks from validation or test;
-5. the bias column of ones is written last (``bias``).
-
-Peak memory is the raw data plus the final arrays and one bounded scratch block: rows are
-converted chunk by chunk straight into their final array (never a whole float copy first, then
-another for the split, the centering or the bias column), and column statistics are
-accumulated in float64 chunk by chunk in one reused block of at most ``_CHUNK_BYTES``. So two
-float copies of the data are never held at once: at the CIFAR-10 shape (50,000 + 10,000 uint8
-images of 3,072 pixels, float32) loading and preparing peak at the raw uint8 arrays plus the
-final float arrays (1.0x the training array, 0.02x validation, 0.2x test); for a whole run see
-``memory.run.fullbatch.uint8`` in ``benchmarks/bench_memory.py``, and
-``tests/test_data_memory.py``.
+"""Loading data through dataset plugins: :func:`load_data` is what the runner calls. It builds
+the dataset source from its :class:`~optlab._spec.experiment.ComponentSpec`, loads it (cached
+per process), and prepares it (:func:`optlab._training.prepare.prepare`: validation, splits,
+preprocessing).
 
 Caching and seeds
 -----------------
@@ -54,40 +30,42 @@ totals only (:func:`split_sizes`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from optlab._contract.components import Array, DatasetSource, DataShape, RawDataset
+from optlab._contract.components import DatasetSource, DataShape, RawDataset
 from optlab._contract.records import DataSummary
 from optlab._errors import DataError
-from optlab._spec.experiment import ComponentSpec, DataOptions, SplitLimit
+from optlab._spec.experiment import ComponentSpec, DataOptions
+from optlab._training.prepare import (
+    PreparedData,
+    dataset_hash,
+    dataset_label,
+    prepare,
+    prepare_hashed,
+    validate_raw,
+)
+from optlab._training.splits import no_training_examples, split_sizes
 
 __all__ = [
+    "CACHE_SIZE",
     "PreparedData",
-    "SplitSizes",
     "SupportsMmap",
     "SupportsShape",
     "clear_cache",
-    "dataset_hash",
     "inspect_data",
     "load_data",
-    "prepare",
-    "split_sizes",
-    "validate_raw",
 ]
 
-#: datasets kept loaded per process
+
 CACHE_SIZE = 4
 #: bytes of float64 scratch per chunk when converting and computing column statistics
-_CHUNK_BYTES = 4 * 2**20
 
 
 @runtime_checkable
@@ -97,6 +75,7 @@ class SupportsMmap(Protocol):
     def load_mmap(self, rng: np.random.Generator) -> RawDataset: ...
 
 
+@runtime_checkable
 @runtime_checkable
 class SupportsShape(Protocol):
     """A dataset source that can measure its data without loading it (used by
@@ -113,482 +92,9 @@ class SupportsShape(Protocol):
     def shape(self, rng: np.random.Generator) -> DataShape: ...
 
 
-@dataclass(frozen=True)
-class PreparedData:
-    """A run's data, split and preprocessed.
-
-    Attributes
-    ----------
-    X_train, X_val, X_test : (N_split, D) float arrays of the requested dtype
-        ``D`` counts the bias column (the last one) when ``summary.has_bias``. Validation
-        and test may have 0 rows.
-    y_train, y_val, y_test : (N_split,) int64 arrays of labels in ``0..C-1``
-    summary : DataSummary
-        Name, sizes, ``n_features`` (= ``D``), classes, dtype, the raw data's sha256.
-    """
-
-    X_train: Array
-    y_train: Array
-    X_val: Array
-    y_val: Array
-    X_test: Array
-    y_test: Array
-    summary: DataSummary
-
-
-# --------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------
-
-
-def _where(name: str, source: str) -> str:
-    return f"dataset '{name}' ({source})" if source else f"dataset '{name}'"
-
-
-def _rows_bad(X: Array) -> int:
-    """Index of the first row of ``X`` holding NaN or inf (``X`` is known to have one)."""
-    step = max(1, _CHUNK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
-    for start in range(0, X.shape[0], step):
-        bad = np.flatnonzero(~np.isfinite(X[start : start + step]).all(axis=1))
-        if bad.size:
-            return start + int(bad[0])
-    return -1  # pragma: no cover - only called when a non-finite value exists
-
-
-def _check_split(X: Array, y: Array, n_classes: int, where: str, part: str) -> Array:
-    """Validate one split; return ``X`` as (N, F) (a view when it had more dimensions)."""
-    if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
-        raise DataError(f"{where}: {part} features and labels must be numpy arrays")
-    if X.ndim < 2:
-        raise DataError(f"{where}: {part} features must be (N, F), found shape {X.shape}")
-    if X.ndim > 2:
-        X = X.reshape(X.shape[0], -1)
-    if X.dtype.kind not in "biuf":
-        raise DataError(f"{where}: {part} features must be numbers, found dtype {X.dtype}")
-    if y.ndim != 1:
-        raise DataError(f"{where}: {part} labels must be 1-d, found shape {y.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise DataError(
-            f"{where}: {part} has {X.shape[0]} examples but {y.shape[0]} labels; "
-            "features and labels must have the same length"
-        )
-    if y.dtype.kind not in "iu":
-        raise DataError(f"{where}: {part} labels must be integers, found dtype {y.dtype}")
-    if y.size:
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_classes:
-            bad = lo if lo < 0 else hi
-            raise DataError(
-                f"{where}: {part} label {bad} out of range 0..{n_classes - 1} ({n_classes} classes)"
-            )
-    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
-        row = _rows_bad(X)
-        raise DataError(f"{where}: {part} features contain NaN or inf (first in row {row})")
-    return X
-
-
-def validate_raw(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
-    """What a dataset plugin returned, checked: class names, labels in ``0..C-1``, numeric
-    finite features, matching shapes, both parts of a test split or neither.
-
-    Returns
-    -------
-    X : (N, F) array
-        The training features, flattened to 2-d.
-    X_test : (M, F) array or None
-
-    Raises
-    ------
-    DataError
-        Naming the dataset, its source and the fault.
-    """
-    where = _where(name, raw.source)
-    if not raw.classes:
-        raise DataError(f"{where}: no class names")
-    X = _check_split(raw.X, raw.y, len(raw.classes), where, "training data")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{where}: no data (features of shape {X.shape})")
-    if (raw.X_test is None) != (raw.y_test is None):
-        raise DataError(f"{where}: a test split needs both X_test and y_test")
-    X_test = None
-    if raw.X_test is not None and raw.y_test is not None:
-        X_test = _check_split(raw.X_test, raw.y_test, len(raw.classes), where, "test split")
-        if X_test.shape[1] != X.shape[1]:
-            raise DataError(
-                f"{where}: test split has {X_test.shape[1]} features, training data {X.shape[1]}"
-            )
-    return X, X_test
-
-
-# --------------------------------------------------------------------------------------------
-# splits
-# --------------------------------------------------------------------------------------------
-
-
-def _allocate(counts: Array, k: int) -> Array:
-    """Split ``k`` picks over classes in proportion to ``counts`` (largest remainders)."""
-    total = int(counts.sum())
-    k = min(k, total)
-    if total == 0 or k == 0:
-        return np.zeros_like(counts)
-    ideal = counts * (k / total)
-    take = np.floor(ideal).astype(np.int64)
-    short = k - int(take.sum())
-    if short:
-        # largest fractional parts first; ties to the larger class, then the lower label
-        order = np.lexsort((-counts, -(ideal - take)))
-        take[order[:short]] += 1
-    return np.minimum(take, counts)
-
-
-def _stratified_pick(idx: Array, y: Array, k: int, rng: np.random.Generator) -> tuple[Array, Array]:
-    """Pick ``k`` of the examples ``idx`` keeping class proportions.
-
-    Returns
-    -------
-    picked, rest : 1-d int arrays of indices, each sorted ascending
-    """
-    if k >= idx.shape[0]:
-        return idx, idx[:0]
-    labels = y[idx]
-    shuffled = rng.permutation(idx.shape[0])
-    order = shuffled[np.argsort(labels[shuffled], kind="stable")]  # by class, random within
-    counts = np.bincount(labels, minlength=int(labels.max(initial=0)) + 1)
-    starts = np.cumsum(counts) - counts
-    rank = np.arange(idx.shape[0]) - np.repeat(starts, counts)
-    chosen = rank < np.repeat(_allocate(counts, k), counts)
-    return np.sort(idx[order[chosen]]), np.sort(idx[order[~chosen]])
-
-
-def _limits(limit: int | SplitLimit | None) -> tuple[int | None, int | None, int | None]:
-    if limit is None:
-        return None, None, None
-    if isinstance(limit, int):
-        return limit, limit, limit
-    return limit.train, limit.val, limit.test
-
-
-@dataclass(frozen=True)
-class SplitSizes:
-    """How many examples each split gets (see :func:`split_sizes`)."""
-
-    n_train: int
-    n_val: int
-    n_test: int
-
-
-def split_sizes(n_examples: int, n_test_own: int | None, options: DataOptions) -> SplitSizes:
-    """The sizes of the splits :func:`prepare` makes, from the totals alone.
-
-    A stratified pick of ``k`` of ``n`` examples takes exactly ``min(k, n)`` of them whatever
-    their labels, so the sizes depend neither on the labels nor on the generator.
-
-    Parameters
-    ----------
-    n_examples : int
-        ``N``, the examples of the training data.
-    n_test_own : int or None
-        ``M``, the examples of the dataset's own test split; ``None`` when it has none (then
-        a fraction ``options.test`` of the ``N`` becomes the test split).
-    options : DataOptions
-        ``val``, ``test`` and ``limit`` are used.
-
-    Returns
-    -------
-    SplitSizes
-        Equal to ``(len(y_train), len(y_val), len(y_test))`` of :func:`prepare`'s result.
-    """
-    if n_test_own is None:
-        n_test = min(round(options.test * n_examples), n_examples)
-        pool = n_examples - n_test
-    else:
-        n_test, pool = n_test_own, n_examples
-    n_val = min(round(options.val * pool), pool)
-    caps = _limits(options.limit)
-    sizes = (pool - n_val, n_val, n_test)
-    return SplitSizes(
-        *(n if cap is None else min(n, cap) for n, cap in zip(sizes, caps, strict=True))
-    )
-
-
-def _no_training_examples(
-    where: str, n_examples: int, n_test_own: int | None, options: DataOptions
-) -> DataError:
-    """The error for splits that leave no training example; its key is the option that took
-    them all: ``test`` (nothing left after the test split) or ``val``."""
-    key = "test" if n_test_own is None and round(options.test * n_examples) >= n_examples else "val"
-    return DataError(
-        f"{where}: no training examples left after the splits "
-        f"({n_examples} examples, val={options.val}, test={options.test}); lower data.{key}",
-        key=key,
-    )
-
-
-def _split_indices(
-    y: Array,
-    has_own_test: bool,
-    n_test_own: int,
-    y_test: Array | None,
-    options: DataOptions,
-    rng: np.random.Generator,
-) -> tuple[Array, Array, Array | None, Array]:
-    """Indices of train, val (into ``X``) and test (into ``X`` or, when own, ``X_test``).
-
-    Returns ``(train, val, test_from_X, test_own)``: exactly one of the last two is used.
-    """
-    everything = np.arange(y.shape[0])
-    if has_own_test:
-        test_own = np.arange(n_test_own)
-        test_from_x = None
-        pool = everything
-    else:
-        n_test = round(options.test * y.shape[0])
-        test_from_x, pool = _stratified_pick(everything, y, n_test, rng)
-        test_own = everything[:0]
-    n_val = round(options.val * pool.shape[0])
-    val, train = _stratified_pick(pool, y, n_val, rng)
-    lim_train, lim_val, lim_test = _limits(options.limit)
-    if lim_train is not None:
-        train = _stratified_pick(train, y, lim_train, rng)[0]
-    if lim_val is not None:
-        val = _stratified_pick(val, y, lim_val, rng)[0]
-    if lim_test is not None:
-        if test_from_x is not None:
-            test_from_x = _stratified_pick(test_from_x, y, lim_test, rng)[0]
-        elif y_test is not None:
-            test_own = _stratified_pick(test_own, y_test, lim_test, rng)[0]
-    return train, val, test_from_x, test_own
-
-
-# --------------------------------------------------------------------------------------------
-# conversion and statistics
-# --------------------------------------------------------------------------------------------
-
-
-def _chunk_rows(n_cols: int) -> int:
-    return max(1, _CHUNK_BYTES // (8 * max(1, n_cols)))
-
-
-def _materialize(X: Array, idx: Array, dtype: np.dtype[Any], bias: bool) -> Array:
-    """``X[idx]`` as a new C-ordered ``(len(idx), F + bias)`` array of ``dtype``.
-
-    Rows are gathered and converted chunk by chunk, straight into the result.
-    """
-    n, F = idx.shape[0], X.shape[1]
-    out = np.empty((n, F + int(bias)), dtype=dtype)
-    contiguous = n > 0 and int(idx[-1]) - int(idx[0]) == n - 1  # sorted, so a plain range
-    step = _chunk_rows(F)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        rows = X[int(idx[0]) + start : int(idx[0]) + stop] if contiguous else X[idx[start:stop]]
-        out[start:stop, :F] = rows
-    if bias:
-        out[:, F] = 1
-    return out
-
-
-def _exact_rows(dtype: np.dtype[Any], raw: np.dtype[Any]) -> int:
-    """How many rows of integers of dtype ``raw``, converted to the float ``dtype``, can be
-    summed in ``dtype`` arithmetic without rounding (every partial sum stays within the
-    consecutive integers the float holds: ``2**24`` for float32); 0 when ``raw`` is not an
-    integer dtype."""
-    if raw.kind not in "biu":
-        return 0
-    bound = 1 if raw.kind == "b" else max(-int(np.iinfo(raw).min), int(np.iinfo(raw).max))
-    return int(2 ** (np.finfo(dtype).nmant + 1)) // bound
-
-
-def _column_stats(
-    X: Array, n_cols: int, need_std: bool, exact_rows: int = 0
-) -> tuple[Array, Array | None]:
-    """Float64 mean and (population) standard deviation of ``X[:, :n_cols]``, chunked.
-
-    Parameters
-    ----------
-    X : (N, F) float array
-        The training split (its first ``n_cols`` columns are the features).
-    n_cols : int
-    need_std : bool
-        Also compute the standard deviation (a second pass).
-    exact_rows : int
-        See :func:`_exact_rows`: ``X`` holds integers and blocks of that many rows sum exactly
-        in ``X``'s dtype, so the column sums are taken with one BLAS product per block (several
-        times faster than a float64 reduction) and are the same numbers.
-
-    Returns
-    -------
-    mean : (n_cols,) float64 array
-    std : (n_cols,) float64 array, or None unless ``need_std``
-
-    Memory: besides the results, at most one float64 block of ``_CHUNK_BYTES``, reused.
-    """
-    n = X.shape[0]
-    step = _chunk_rows(n_cols)
-    total = np.zeros(n_cols, np.float64)
-    if exact_rows >= 64:
-        block = min(exact_rows, 4096)
-        ones = np.ones(block, dtype=X.dtype)
-        for start in range(0, n, block):
-            rows = X[start : start + block, :n_cols]
-            total += ones[: rows.shape[0]] @ rows
-    else:
-        for start in range(0, n, step):
-            total += X[start : start + step, :n_cols].sum(axis=0, dtype=np.float64)
-    mean = total / max(n, 1)
-    if not need_std:
-        return mean, None
-    squares = np.zeros(n_cols, np.float64)
-    # one float64 scratch block, reused: each chunk is converted and centered into it by one
-    # subtraction (the same numbers as ``chunk.astype(float64) - mean``, without the two
-    # temporaries per chunk that form allocates)
-    scratch = np.empty((min(step, n), n_cols), np.float64)
-    for start in range(0, n, step):
-        rows = X[start : start + step, :n_cols]
-        d = scratch[: rows.shape[0]]
-        np.subtract(rows, mean, out=d)
-        squares += np.einsum("ij,ij->j", d, d)
-    return mean, np.sqrt(squares / max(n, 1))
-
-
 # --------------------------------------------------------------------------------------------
 # hashing
 # --------------------------------------------------------------------------------------------
-
-
-def _hash_array(h: Any, a: Array) -> None:
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    if a.flags.c_contiguous:
-        h.update(a.reshape(-1).view(np.uint8))
-        return
-    rows = max(1, _CHUNK_BYTES // max(1, a[:1].nbytes))
-    for start in range(0, a.shape[0], rows):
-        h.update(np.ascontiguousarray(a[start : start + rows]).reshape(-1).view(np.uint8))
-
-
-def dataset_hash(raw: RawDataset) -> str:
-    """sha256 of the raw features and labels (bytes, shapes, dtypes), own test split included."""
-    h = hashlib.sha256()
-    for a in (raw.X, raw.y, raw.X_test, raw.y_test):
-        if a is None:
-            h.update(b"none")
-        else:
-            _hash_array(h, np.asarray(a))
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# prepare
-# --------------------------------------------------------------------------------------------
-
-
-def prepare(
-    raw: RawDataset,
-    options: DataOptions,
-    rng: np.random.Generator,
-    name: str,
-    sha256: str | None = None,
-) -> PreparedData:
-    """Validate, split and preprocess a loaded dataset.
-
-    Parameters
-    ----------
-    raw : RawDataset
-        ``X`` (N, F) of any real dtype (more dimensions are flattened), ``y`` (N,) ints;
-        optionally its own test split. Not modified.
-    options : DataOptions
-        ``val``, ``test``, ``limit``, ``center``, ``standardize``, ``dtype``, ``bias``.
-    rng : numpy.random.Generator
-        Draws the splits and subsamples.
-    name : str
-        The dataset's name, for the summary and messages.
-    sha256 : str, optional
-        The raw data's hash when already known (else computed here).
-
-    Returns
-    -------
-    PreparedData
-
-    Raises
-    ------
-    DataError
-        One line naming the dataset, its source and the problem.
-    """
-    return _prepare(
-        raw, options, rng, name, lambda: dataset_hash(raw) if sha256 is None else sha256
-    )
-
-
-def _prepare(
-    raw: RawDataset,
-    options: DataOptions,
-    rng: np.random.Generator,
-    name: str,
-    sha256: Callable[[], str],
-) -> PreparedData:
-    """:func:`prepare`; ``sha256()`` gives the raw data's hash and is called last, when the
-    summary is built (so a hash computed on another thread overlaps the preparation)."""
-    X, X_test_raw = validate_raw(raw, name)
-    y = raw.y
-    has_own_test = X_test_raw is not None and raw.y_test is not None
-    n_test_own = 0 if X_test_raw is None else X_test_raw.shape[0]
-    train, val, test_x, test_own = _split_indices(
-        y, has_own_test, n_test_own, raw.y_test, options, rng
-    )
-    if train.shape[0] == 0:
-        raise _no_training_examples(
-            _where(name, raw.source), y.shape[0], n_test_own if has_own_test else None, options
-        )
-    dtype = np.dtype(options.dtype)
-    F = X.shape[1]
-    X_train = _materialize(X, train, dtype, options.bias)
-    X_val = _materialize(X, val, dtype, options.bias)
-    if test_x is not None:
-        X_test, y_test = _materialize(X, test_x, dtype, options.bias), y[test_x]
-    else:
-        assert X_test_raw is not None and raw.y_test is not None
-        X_test = _materialize(X_test_raw, test_own, dtype, options.bias)
-        y_test = raw.y_test[test_own]
-
-    if options.center or options.standardize:
-        mean, std = _column_stats(
-            X_train, F, options.standardize, exact_rows=_exact_rows(dtype, X.dtype)
-        )
-        shift = mean.astype(dtype) if options.center else None
-        scale = None
-        if std is not None:
-            safe = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-            scale = (1.0 / safe).astype(dtype)
-        step = _chunk_rows(F)
-        for part in (X_train, X_val, X_test):
-            for start in range(0, part.shape[0], step):
-                block = part[start : start + step, :F]
-                if shift is not None:
-                    block -= shift
-                if scale is not None:
-                    block *= scale
-
-    summary = DataSummary(
-        name=name,
-        n_train=int(X_train.shape[0]),
-        n_val=int(X_val.shape[0]),
-        n_test=int(X_test.shape[0]),
-        n_features=int(X_train.shape[1]),
-        n_classes=len(raw.classes),
-        classes=tuple(str(c) for c in raw.classes),
-        dtype=dtype.name,
-        sha256=sha256(),
-        image_shape=tuple(raw.image_shape) if raw.image_shape is not None else None,
-        has_bias=options.bias,
-    )
-    return PreparedData(
-        X_train=X_train,
-        y_train=y[train].astype(np.int64),
-        X_val=X_val,
-        y_val=y[val].astype(np.int64),
-        X_test=X_test,
-        y_test=np.asarray(y_test, dtype=np.int64),
-        summary=summary,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -722,7 +228,7 @@ def load_data(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optlab-hash") as pool:
         digest = pool.submit(dataset_hash, raw)
         try:
-            return _prepare(raw, options, rng, dataset.name, digest.result)
+            return prepare_hashed(raw, options, rng, dataset.name, digest.result)
         finally:
             if digest.exception() is None:  # cached even when preparing fails, as before
                 _cache_put(key, (raw, digest.result()))
@@ -804,7 +310,7 @@ def inspect_data(
     else:  # the checks validate_raw makes of the sizes
         assert shape is not None
         sha, classes, image_shape = None, (), None
-        where = _where(dataset.name, shape.source)
+        where = dataset_label(dataset.name, shape.source)
         if not shape.n_classes:
             raise DataError(f"{where}: no class names")
         if shape.n_examples == 0 or shape.n_features == 0:
@@ -812,8 +318,8 @@ def inspect_data(
             raise DataError(f"{where}: no data (features of shape {found})")
     sizes = split_sizes(shape.n_examples, shape.n_test, options)
     if sizes.n_train == 0:
-        where = _where(dataset.name, shape.source)
-        raise _no_training_examples(where, shape.n_examples, shape.n_test, options)
+        where = dataset_label(dataset.name, shape.source)
+        raise no_training_examples(where, shape.n_examples, shape.n_test, options)
     return DataSummary(
         name=dataset.name,
         n_train=sizes.n_train,

@@ -35,7 +35,8 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
 
     from optlab._contract.components import DatasetSource, DataShape, RawDataset
     from optlab._errors import DataError
-    from optlab._training.data import SupportsShape, validate_raw
+    from optlab._training.data import SupportsShape
+    from optlab._training.prepare import validate_raw
 
     source, name = build(component, DatasetSource, "dataset", params)
     try:  # first, the imports a first load may make (some touch the global state)
