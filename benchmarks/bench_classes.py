@@ -173,13 +173,13 @@ def worker(name: str, items: list[tuple[int, Path]], quick: bool) -> dict[str, A
         bare_s: list[float] = []
         used = ""
         for _ in range(rounds):  # alternate, so both sides see the same machine load
-            outcome = optlab_run(spec, uri, track=False)
-            info, result = outcome.results[0]
+            results = optlab_run(spec, uri, track=False)
+            info, result = results.runs[0]
             if result.W is None or result.W.shape[1] != c:
                 raise RuntimeError(f"C={c}: the run trained W of shape {result.W.shape}")
             used = _backend_used(dict(info.tags))
             optlab_s.extend(_run_epochs(result))
-            del outcome, result
+            del results, result
             for _ in range(epochs):
                 start = time.perf_counter()
                 bare_epoch(bare, setup)

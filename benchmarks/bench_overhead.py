@@ -3,8 +3,7 @@
 Both sides start from the same seeded synthetic ``.npy`` files in a temporary folder (uint8
 pixels like CIFAR-10's, with their own test split) and do the same arithmetic:
 
-- optlab: the spec is loaded with :func:`optlab._spec.load.load_experiment` and run through
-  :class:`optlab._execution.invocation.Invocation` with MLflow tracking on (a SQLite store in the
+- optlab: the spec is run with :func:`optlab.run`, MLflow tracking on (a SQLite store in the
   temporary folder), in this process: interpreter start-up and imports are excluded, everything else
   (loading through the ``npz`` dataset plugin, preprocessing, sanity checks, per-epoch
   evaluation, tracking, figures) is included.
@@ -174,21 +173,17 @@ def bare_loop(folder: Path, setup: Setup) -> float:
 
 
 def optlab_run(spec_file: Path, tracking_uri: str, track: bool = True) -> Any:
-    """Load the spec and run it through the API ``optlab run`` uses (tracking on unless
+    """Run the spec through optlab's Python API, :func:`optlab.run` (tracking on unless
     ``track`` is false)."""
-    from optlab._execution.invocation import Invocation
-    from optlab._spec.load import load_experiment
+    import optlab
     from optlab._training.data import clear_cache
 
-    clear_cache()  # load from the files every time, as the bare loop does
-    experiment = load_experiment(spec_file)
-    invocation = Invocation(
-        experiment, spec_path=str(spec_file), tracking_uri=tracking_uri, track=track, quiet=True
-    )
-    outcome = invocation.run()
-    if outcome.failed or not outcome.results:
-        raise RuntimeError(f"benchmark run failed: {outcome.failed}")
-    return outcome
+    clear_cache()  # load from the files every time, as the bare loop does (optlab keeps a
+    # process-wide cache of loaded datasets, which a second run of one spec would reuse)
+    results = optlab.run(spec_file, tracking_uri=tracking_uri, track=track, quiet=True)
+    if results.failed or not len(results):
+        raise RuntimeError(f"benchmark run failed: {results.failed}")
+    return results
 
 
 def measure(
@@ -217,7 +212,7 @@ def measure(
         t_opt / t_bare,
         "x",
         target,
-        note="through the Python API (load_experiment + Invocation.run, tracking to SQLite), "
+        note="through the Python API (optlab.run, tracking to SQLite), "
         "interpreter start-up excluded; both load the same .npy files",
         detail={"optlab_seconds": t_opt, "bare_seconds": t_bare, "epochs": setup.epochs},
     )

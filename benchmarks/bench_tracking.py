@@ -2,7 +2,7 @@
 
 - ``tracking.cifar10_shape``: a CIFAR-10-shaped run (49,000 x 3,073 synthetic uint8 images as
   float32, 10 classes; softmax + L2, SGD at batch 200 for 15 epochs), loaded from ``.npy``
-  files and run through :class:`optlab._execution.invocation.Invocation` in this process, with
+  files and run through :func:`optlab.run` in this process, with
   tracking to a SQLite store (figures on, as ``optlab run`` does) and without. The figure is the
   tracked run's extra time over the untracked run's time; target: at most 5%.
 - ``tracking.cifar10_shape.metrics``: the same with ``tracking: {figures: false}``: what
@@ -102,7 +102,7 @@ def cifar10_shape(quick: bool) -> list[Figure]:
     shape = f"{n}x{d} float32, softmax+l2, sgd batch 200, {epochs} epochs"
     detail = {"untracked_s": untracked, "rounds": k}
     note = (
-        f"Invocation.run tracked to SQLite against track=False: median of {k} same-round "
+        f"optlab.run tracked to SQLite against track=False: median of {k} same-round "
         "ratios, order rotated"
     )
     return [

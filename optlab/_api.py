@@ -30,6 +30,7 @@ from optlab._meta import exported
 if TYPE_CHECKING:
     import pandas
 
+    from optlab._contract.records import RunInfo, RunResult
     from optlab._spec.experiment import Experiment
 
 __all__ = ["Results", "Table", "compare", "load_spec", "run"]
@@ -131,6 +132,10 @@ class Results(Table):
         Runs ``resume`` found finished already (their rows come from the store).
     interrupted : bool
         Whether SIGINT/SIGTERM stopped the invocation early.
+    runs : tuple of (RunInfo, RunResult)
+        Each row's whole record, as observer plugins see it: the resolved spec and tags, and
+        what the run measured - the trained ``W`` (D, C), every evaluation and step, the test
+        confusion matrix (``results.runs[0][1].W``).
     """
 
     experiment: str = ""
@@ -138,6 +143,7 @@ class Results(Table):
     comparison: Table = field(default_factory=lambda: Table(()))
     skipped: tuple[str, ...] = ()
     interrupted: bool = False
+    runs: tuple[tuple[RunInfo, RunResult], ...] = field(default=(), repr=False)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -245,6 +251,7 @@ def _results(experiment: str, outcome: Any, uri: str | None, since: float | None
         comparison=table,
         skipped=tuple(outcome.skipped),
         interrupted=outcome.interrupted,
+        runs=tuple(outcome.results),
     )
 
 

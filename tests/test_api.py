@@ -54,6 +54,9 @@ def test_run_returns_one_row_per_run_with_its_mlflow_run(
         assert logged.info.run_name == row["name"] and logged.info.status == "FINISHED"
         assert row["params"]["loss.name"] == {"soft": "softmax", "hinge": "svm"}[row["name"]]
         assert 0.0 <= row["metrics"]["test_accuracy"] <= 1.0
+    for row, (info, result) in zip(results, results.runs, strict=True):  # the whole records
+        assert info.name == row["name"] and result.metrics == row["metrics"]
+        assert result.W is not None and result.W.shape == (3, 3)  # 2 features + bias, 3 blobs
     assert after is before  # the handlers installed for the run were restored
 
 
