@@ -7,6 +7,7 @@
     issues.py      pydantic's errors as located one-line issues
     expand.py      variants, sweeps and seed replicates, as pure functions
     experiment.py  the validated result: Experiment and its RunSpecs
+    runs.py        a validated spec expanded into its runs, each validated where it comes from
     load.py        load_experiment: file (or mapping) -> Experiment, or SpecError
     schema.py      the JSON Schema of spec files (``optlab schema``)
 """

@@ -24,6 +24,7 @@ __all__ = [
     "draw_random_points",
     "grid_points",
     "merge",
+    "plural",
     "point_label",
     "run_name",
     "set_path",
@@ -187,3 +188,21 @@ def unique_names(names: Sequence[str]) -> list[str]:
         seen.add(name)
         out.append(name)
     return out
+
+
+def plural(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def key_paths(value: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
+    """``path`` and the key path of everything inside ``value``."""
+    yield path
+    inner = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in inner:
+        yield from key_paths(item, (*path, key))

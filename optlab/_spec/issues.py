@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from optlab._contract.registry import Registry, did_you_mean
@@ -23,7 +23,11 @@ from optlab._errors import PluginError, SpecIssue
 from optlab._spec.models import KIND_OF_KEY
 from optlab._spec.reader import KeyPath, Positions, Src, describe_value
 
-__all__ = ["Locator", "pydantic_issues"]
+__all__ = [
+    "Locator",
+    "pydantic_issues",
+    "validate",
+]
 
 
 @dataclass
@@ -207,3 +211,26 @@ def pydantic_issues(
         in_parent = err["type"] == "extra_forbidden"
         issues.append(locator.issue(path, message, key=at_key, in_parent=in_parent))
     return issues
+
+
+def validate(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    loc: Locator,
+    registry: Registry,
+    issues: list[SpecIssue],
+    *,
+    partial: bool = False,
+) -> tuple[Any, set[KeyPath]]:
+    """``model.model_validate(data)``, or ``None``, its issues, and the paths that failed (a
+    top-level key, or ``("variants", name)``). ``partial`` ignores missing run keys."""
+    try:
+        return model.model_validate(data), set()
+    except ValidationError as exc:
+        errors = [
+            e
+            for e in exc.errors()
+            if not (partial and e["type"] == "missing" and len(e["loc"]) == 1)
+        ]
+        issues += pydantic_issues(errors, data, model, loc, registry)
+        return None, {tuple(e["loc"][: 2 if e["loc"][0] == "variants" else 1]) for e in errors}

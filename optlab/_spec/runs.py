@@ -1,0 +1,254 @@
+"""A validated spec expanded into its runs: variants x sweep points x seeds, each run validated
+by the registry's run model where it comes from (base, variant or sweep entry), its components
+resolved once (:class:`~optlab._spec.experiment.ComponentSpec`)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from optlab._contract.components import ComponentKind
+from optlab._contract.registry import Registry, did_you_mean
+from optlab._errors import PluginError, SpecIssue
+from optlab._spec.expand import (
+    draw_random_points,
+    key_paths,
+    merge,
+    plural,
+    point_label,
+    run_name,
+    set_path,
+    split_dotted,
+    unique_names,
+)
+from optlab._spec.experiment import ComponentSpec, DataOptions, RunSpec
+from optlab._spec.issues import Locator, validate
+from optlab._spec.models import KIND_OF_KEY, RUN_KEYS, run_model
+from optlab._spec.reader import KeyPath, Positions, Src
+
+__all__ = ["Setting", "expand_runs", "sweep_points"]
+
+
+Setting = tuple[KeyPath, Any, Src]  # a run key path set by a sweep point, its value, its source
+
+
+def sweep_points(
+    spec: Any, positions: Positions, top: Locator, issues: list[SpecIssue]
+) -> tuple[list[tuple[list[Setting], list[str]]], dict[str, list[Any]]]:
+    """The sweep's points, each its settings and name labels, and the sweep's axes.
+
+    A key that addresses nothing a run has is an issue, and left out of the points."""
+    grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
+    written: dict[str, KeyPath] = {k: ("sweep", "grid", k) for k in grid}
+    for k in random.params if random else ():
+        if k in written:
+            issues.append(
+                top.issue(
+                    ("sweep", "random", "params", k),
+                    f"'{k}' is swept twice (in grid and in random)",
+                )
+            )
+        written[k] = ("sweep", "random", "params", k)
+    keys: dict[str, KeyPath] = {}
+    for k, doc_path in written.items():
+        segments = split_dotted(k) or ["", ""]
+        if segments[0] in RUN_KEYS:
+            keys[k] = tuple(segments)
+            continue
+        hint = did_you_mean(segments[0], RUN_KEYS) + (
+            "; use seeds: [...] to replicate runs" if segments[0] in ("seed", "seeds") else ""
+        )
+        problem = f"sweep keys start with one of {', '.join(RUN_KEYS)}, got '{segments[0]}'{hint}"
+        issues.append(
+            top.issue(
+                doc_path,
+                problem if split_dotted(k) else f"'{k}' is not a dotted key like optimizer.lr",
+            )
+        )
+    axes = [
+        [
+            (
+                keys[k],
+                v,
+                replace(
+                    positions[written[k]],
+                    value_line=positions[(*written[k], i)].value_line,
+                    value_column=positions[(*written[k], i)].value_column,
+                ),
+                point_label(k, v),
+            )
+            for i, v in enumerate(values)
+        ]
+        for k, values in grid.items()
+        if k in keys
+    ]
+    params = {
+        k: d for k, d in (random.params.items() if random else ()) if k in keys and k not in grid
+    }
+    drawn = draw_random_points(random.trials, params, spec.seed) if random else [{}]
+    draws = [
+        [(keys[k], v, positions[written[k]], point_label(k, v, short=True)) for k, v in d.items()]
+        for d in drawn
+    ]
+    points = [
+        ([(p, v, s) for p, v, s, _ in (*g, *r)], [label for *_, label in (*g, *r)])
+        for g in itertools.product(*axes)
+        for r in draws
+    ]
+    values = {k: list(v) for k, v in grid.items() if k in keys} | {
+        k: [d[k] for d in drawn] for k in params
+    }
+    return points, values
+
+
+def expand_runs(
+    spec: Any,
+    raw: dict[str, Any],
+    positions: Positions,
+    file: str,
+    registry: Registry,
+    issues: list[SpecIssue],
+) -> tuple[list[RunSpec], dict[str, list[Any]]]:
+    """Variants x sweep points x seeds -> validated runs (issues collected, not raised)."""
+    top, run = Locator(file, positions), run_model(registry)
+    base = {k: raw[k] for k in RUN_KEYS if k in raw}
+    seeds = spec.seeds if spec.seeds is not None else [spec.seed]
+    variants = list(spec.variants or {})
+    if variants:  # the base alone too, so a mistake every variant overrides still shows
+        named = {k: v for k, v in base.items() if not (isinstance(v, dict) and "name" not in v)}
+        validate(run, named, top, registry, issues, partial=True)
+    loss = base.get("loss")
+    label = (
+        loss.get("name") if isinstance(loss, dict) and isinstance(loss.get("name"), str) else "run"
+    )
+    drafts = [(v, v, merge(base, raw["variants"][v] or {})) for v in variants] or [
+        (label, None, base)
+    ]
+    points, axes = sweep_points(spec, positions, top, issues)
+    n_runs = len(drafts) * len(points) * len(seeds)
+    if n_runs > spec.max_runs:
+        at = next(
+            k
+            for k, c in (
+                ("sweep", spec.sweep),
+                ("max_runs", "max_runs" in raw),
+                ("variants", variants),
+                ("seeds", True),
+            )
+            if c
+        )
+        parts = [plural(len(variants), "variant")] if len(variants) > 1 else []
+        counts = " x ".join(
+            [*parts, plural(len(points), "sweep point"), plural(len(seeds), "seed")]
+        )
+        message = f"the spec expands to {n_runs} runs ({counts}), more than max_runs "
+        issues.append(
+            top.issue((at,), f"{message}({spec.max_runs}); narrow the sweep or raise max_runs")
+        )
+        points, seeds = [([], [])], []  # still validate each variant, once
+    runs: list[RunSpec] = []
+    for label, variant, merged in drafts:
+        for settings, labels in points:
+            body = copy.deepcopy(merged)
+            loc = Locator(file, positions, variant, {p: src for p, _, src in settings})
+            try:
+                for path, value, _ in settings:
+                    set_path(body, [str(p) for p in path], value)
+            except ValueError as exc:
+                issues.append(loc.issue(path, str(exc)))
+                continue
+            valid, _ = validate(run, body, loc, registry, issues)
+            if valid is None or not _unambiguous(valid, registry, loc, issues):
+                continue
+            where = {".".join(map(str, p)): loc.issue(p, "", key=False) for p in key_paths(body)}
+            point = {".".join(map(str, p)): v for p, v, _ in settings}
+            for seed in seeds:
+                name = run_name(label, labels, seed if len(seeds) > 1 else None)
+                runs.append(
+                    _run_spec(valid, registry, name, variant, seed, point, spec.backend, where)
+                )
+    names = unique_names([r.name for r in runs])
+    landscape = spec.tracking.landscape_options()  # drawn by each run when it has trained
+    runs = [replace(r, name=n, landscape=landscape) for r, n in zip(runs, names, strict=True)]
+    axes = ({"variant": variants} if variants else {}) | axes
+    return runs, axes | ({"seed": list(seeds)} if spec.seeds is not None else {})
+
+
+def _unambiguous(valid: Any, registry: Registry, loc: Locator, issues: list[SpecIssue]) -> bool:
+    """Whether each component's name is offered by exactly one plugin (else an issue each:
+    a name two plugins offer, or any name of a kind no plugin offers)."""
+    parts: list[tuple[KeyPath, Any]] = [
+        (("regularizer", i), r) for i, r in enumerate(valid.regularizer)
+    ]
+    parts += [(("data",), valid.data), (("loss",), valid.loss), (("optimizer",), valid.optimizer)]
+    before = len(issues)
+    for path, value in parts:
+        name = value.get("name") if isinstance(value, dict) else value.name
+        try:
+            registry.get(KIND_OF_KEY[str(path[0])], str(name))
+        except PluginError as exc:
+            issues.append(loc.issue((*path, "name"), str(exc), key=False))
+    return len(issues) == before
+
+
+def _params(model: type[BaseModel], valid: BaseModel) -> Any:
+    """The part of a validated component that ``model`` describes, as a ``model``."""
+    fields = model.model_fields
+    return model.model_construct(
+        _fields_set=valid.model_fields_set & set(fields), **{f: getattr(valid, f) for f in fields}
+    )
+
+
+def _run_spec(
+    valid: Any,
+    registry: Registry,
+    name: str,
+    variant: str | None,
+    seed: int,
+    point: dict[str, Any],
+    backend: str,
+    where: dict[str, SpecIssue],
+) -> RunSpec:
+    def component(kind: ComponentKind, value: Any) -> ComponentSpec:
+        record = registry.get(kind, value.name)
+        return ComponentSpec(kind, value.name, _params(record.params, value), record)
+
+    dataset, data = component("dataset", valid.data), _params(DataOptions, valid.data)
+    loss, optimizer = component("loss", valid.loss), component("optimizer", valid.optimizer)
+    regularizers = tuple(component("regularizer", r) for r in valid.regularizer)
+    resolved = {
+        "seed": seed,
+        "data": {
+            "name": dataset.name,
+            **data.model_dump(mode="json"),
+            **dataset.params.model_dump(mode="json"),
+        },
+        "loss": loss.as_dict(),
+        "regularizer": [r.as_dict() for r in regularizers],
+        "optimizer": optimizer.as_dict(),
+        "checks": valid.checks.model_dump(mode="json"),
+    }
+    return RunSpec(
+        name=name,
+        variant=variant,
+        seed=seed,
+        dataset=dataset,
+        data=data,
+        loss=loss,
+        optimizer=optimizer,
+        regularizers=regularizers,
+        checks=valid.checks,
+        backend=backend,
+        point=point,
+        resolved=resolved,
+        where=where,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------
