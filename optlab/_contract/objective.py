@@ -5,6 +5,10 @@
 Components are resolved once, when the objective is built; the per-step methods call them
 directly and check their outputs cheaply (shape, dtype, finiteness of the reduced gradient), so
 a misbehaving plugin fails the run with a :class:`~optlab._errors.ComponentError` that names it.
+
+Its size (about 500 lines) is kept on purpose: the objective's full-batch pass, its minibatch
+session and the choices between them (blocked reads, score padding, BLAS threads) depend on
+each other, and are read together when the numbers move.
 """
 
 from __future__ import annotations

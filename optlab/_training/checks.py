@@ -13,6 +13,10 @@
 
 :func:`run_checks` applies the ``warn`` / ``error`` / ``off`` policies of
 :class:`~optlab._spec.experiment.ChecksOptions`.
+
+Its size (about 460 lines): numeric gradients (also used by :mod:`optlab.testing`), the two
+checks, finding the component at fault, and the policies that turn results into warnings or
+errors - one concern, the sanity checks of the lecture, read top to bottom.
 """
 
 from __future__ import annotations
