@@ -85,6 +85,31 @@ def test_comparison_spec_is_valid_and_uses_the_plugin(plugin_module: Any) -> Non
     assert "optimizer=lookahead_sgd(" in plan
 
 
+def test_the_plugins_optimizer_refuses_problems_at_the_key_to_change(
+    plugin_module: Any, tmp_path: Path
+) -> None:
+    """As the tutorial says: a batch larger than the training set, or more than MAX_STEPS
+    steps, is one located line and exit status 2, before anything trains."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: lookahead_limits\n"
+        "data: {name: blobs, n_samples: 100}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: lookahead_sgd}\n"
+        "variants:\n"
+        "  big: {optimizer: {batch_size: 500}}\n"
+        "  endless: {optimizer: {batch_size: 1, epochs: 99999999999}}\n"
+    )
+    with register_plugin(plugin_module, name=EP_NAME):
+        result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    big, endless = result.stderr.splitlines()
+    assert big.startswith(f"optlab: error: {spec}:6:33: variants.big.optimizer.batch_size: ")
+    assert "is larger than the training set (64 examples)" in big
+    assert endless.startswith(f"optlab: error: {spec}:7:48: variants.endless.optimizer.epochs: ")
+    assert "(optlab.MAX_STEPS); lower optimizer.epochs" in endless
+
+
 def test_comparison_spec_without_the_plugin_says_what_is_missing() -> None:
     result = CliRunner().invoke(app, ["validate", str(SPEC)])
     assert result.exit_code == 2

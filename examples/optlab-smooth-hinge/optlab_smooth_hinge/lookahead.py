@@ -49,11 +49,22 @@ class LookaheadSGD(optlab.Optimizer):
         self.params = params
 
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
-        """Refuse a ``batch_size`` larger than the training set."""
-        if self.params.batch_size > n_examples:
+        """Refuse a ``batch_size`` larger than the training set, and a run of more than
+        ``optlab.MAX_STEPS`` steps; ``key=`` names the param, so the error is shown at its line
+        in the spec file."""
+        p = self.params
+        if p.batch_size > n_examples:
             raise optlab.InputError(
-                f"optimizer.batch_size={self.params.batch_size} is larger than the training "
-                f"set ({n_examples} examples); use a batch_size of at most {n_examples}"
+                f"optimizer.batch_size={p.batch_size} is larger than the training set "
+                f"({n_examples} examples); use a batch_size of at most {n_examples}",
+                key="batch_size",
+            )
+        steps = p.epochs * -(-n_examples // p.batch_size)
+        if steps > optlab.MAX_STEPS:
+            raise optlab.InputError(
+                f"optimizer.epochs={p.epochs} makes {steps} steps, more than the "
+                f"{optlab.MAX_STEPS} a run may take (optlab.MAX_STEPS); lower optimizer.epochs",
+                key="epochs",
             )
 
     def minimize(
