@@ -141,12 +141,13 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     checked to be there and readable and the sizes to fit, reading only headers and shapes
     where the dataset can.
     """
+    from optlab._contract.plugin_manager import get_registry
     from optlab._spec.load import describe_plan
     from optlab._training.preflight import preflight
 
     experiment = _load(spec, set_)
     preflight(experiment.runs, load=False)
-    for line in describe_plan(experiment):
+    for line in describe_plan(experiment, get_registry().plugins):
         typer.echo(line)
 
 

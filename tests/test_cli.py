@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import optlab
 from optlab._cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,8 @@ def test_validate_prints_the_plan(spec: Path) -> None:
     code, out, _ = invoke("validate", str(spec))
     assert code == 0
     assert "2 runs" in out and "svm:" in out and "softmax:" in out
+    # which plugin provides each component, with its distribution and version
+    assert f"loss svm from losses (optlab {optlab.__version__})" in out
 
 
 def test_run_json_gives_one_object_per_run(spec: Path) -> None:

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optlab._contract.registry import Registry, did_you_mean
+from optlab._contract.registry import PluginInfo, Registry, did_you_mean
 from optlab._errors import SpecError, SpecIssue
 from optlab._spec.expand import (
     key_paths,
@@ -252,9 +252,12 @@ def _text(spec: ComponentSpec) -> str:
     return f"{spec.name}({params})" if params else spec.name
 
 
-def describe_plan(experiment: Experiment) -> list[str]:
-    """Lines for ``optlab validate``: run count, axes, the plugin behind each component, and
-    each run with its components (data options that differ from the defaults in brackets).
+def describe_plan(
+    experiment: Experiment, plugins: Mapping[str, PluginInfo] | None = None
+) -> list[str]:
+    """Lines for ``optlab validate``: run count, axes, the plugin behind each component (with
+    its distribution and version, where ``plugins`` - the registry's - knows it), and each run
+    with its components (data options that differ from the defaults in brackets).
 
     Example line::
 
@@ -266,7 +269,12 @@ def describe_plan(experiment: Experiment) -> list[str]:
     axes = [f"{k} = [{', '.join(map(str, v))}]" for k, v in experiment.axes.items()]
     lines += ["axes: " + "; ".join(axes)] if axes else []
     parts = (p for r in runs for p in (r.dataset, r.loss, *r.regularizers, r.optimizer))
-    providers = {f"{p.kind} {p.name} from {p.record.provider or '?'}": None for p in parts}
+    known = plugins or {}
+
+    def source(provider: str) -> str:
+        return known[provider].label if provider in known else provider or "?"
+
+    providers = {f"{p.kind} {p.name} from {source(p.record.provider)}": None for p in parts}
     lines.append("components: " + "; ".join(providers))
     defaults = DataOptions().model_dump(mode="json")
     for run in runs:
