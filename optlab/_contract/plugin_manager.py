@@ -243,12 +243,7 @@ def _fail(pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, reason
     info.status, info.reason = "failed", reason
     if pm.has_plugin(info.name):
         pm.unregister(name=info.name)
-    # drop anything it registered before failing
-    for kind, name in info.components:
-        recs = registry._records[kind].get(name, [])
-        recs[:] = [r for r in recs if r.provider != info.name]
-        if not recs:
-            registry._records[kind].pop(name, None)
+    registry.remove_provider(info.name)  # anything it registered before failing
     info.components.clear()
 
 

@@ -72,6 +72,14 @@ class Registry:
         """Add one record (its ``provider`` must be set)."""
         self._records[record.kind][record.name].append(record)
 
+    def remove_provider(self, provider: str) -> None:
+        """Drop every record ``provider`` registered (a plugin that failed part-way)."""
+        for by_name in self._records.values():
+            for name, recs in list(by_name.items()):
+                recs[:] = [r for r in recs if r.provider != provider]
+                if not recs:
+                    del by_name[name]
+
     def names(self, kind: ComponentKind) -> list[str]:
         """Sorted component names of one kind (colliding names included once)."""
         return sorted(self._records[kind])
