@@ -454,9 +454,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Before returning, :func:`gc.freeze` moves every object into the permanent generation, so
     that the interpreter's teardown skips the final garbage collection of all that MLflow,
-    SQLAlchemy and matplotlib allocated: 1.1 s of teardown after ``optlab run`` becomes 0.08 s
-    (measured on the demo). Thread shutdown, the exit handlers of every library and flushing
-    the streams still happen as in any Python program.
+    SQLAlchemy and matplotlib allocated, most of the teardown's time (see benchmarks/README.md,
+    "Measurements behind the code"). Thread shutdown, the exit handlers of every library and
+    flushing the streams still happen as in any Python program.
     """
     try:
         app(args=argv, prog_name="optlab")

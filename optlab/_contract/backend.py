@@ -149,8 +149,8 @@ class Backend:
             C-contiguous, of the dtype of the product.
         """
         # C-contiguous, as W is: the regularizer's gradient added in and the update then stay in
-        # one layout. (dS.T @ X).T, a transposed view, made a step at 200 x 3,073 twice as
-        # slow at C = 1,000 (42.7 against 21.2 ms with one BLAS thread) and 20% slower at 10.
+        # one layout; (dS.T @ X).T, a transposed view, made steps up to twice as slow
+        # (benchmarks/README.md, "Measurements behind the code")
         return X.T @ dscores
 
     def score_width(self, X: Array, W: Array) -> int:
@@ -184,8 +184,8 @@ def score_width(n_classes: int, dtype: np.dtype[np.floating]) -> int:
     """Columns of the scores product: ``C``, or ``C`` padded with zero columns where faster.
 
     OpenBLAS's kernels for ``X_b @ W`` with few columns run faster on a width that fills their
-    SIMD tiles: measured in cache on AVX-512, ``C = 10 -> 16`` gains 8-40% (both dtypes) and
-    ``C = 3 -> 8`` gains 30% in float32 (and loses in float64); ``C >= 16`` gains nothing.
+    SIMD tiles (``C = 10 -> 16`` in both dtypes, ``C = 3 -> 8`` in float32; nothing from
+    ``C >= 16``: benchmarks/README.md, "Measurements behind the code").
 
     Parameters
     ----------

@@ -9,7 +9,7 @@ while the batches are in use (:mod:`optlab._contract.blas_threads`): OpenBLAS ga
 second thread on these products, the helper takes that core, and one thread rounds the same whatever
 cores a run was given, so the steps of ``--jobs 1`` and ``--jobs N`` are the same.
 
-Measured at the CIFAR-10 shape on two cores (batch 200), an SGD epoch took 10-20% less time.
+An SGD epoch takes less time so (benchmarks/README.md, "Measurements behind the code").
 Batches smaller than :data:`AHEAD_MIN_BYTES` are gathered in place: handing work to a thread
 and back costs tens of microseconds, more than copying a small batch. The batches, and so the
 trained weights, are the same either way.

@@ -32,7 +32,7 @@ __all__ = ["blas_threads", "cores", "single_threaded"]
 @functools.cache
 def _controller() -> Any:
     """threadpoolctl's view of the BLAS libraries loaded (numpy's), made once: finding the
-    libraries costs about 2 ms; reading or setting their thread count afterwards, microseconds."""
+    libraries is slow next to reading or setting their thread count afterwards."""
     import numpy  # noqa: F401  (loads numpy's BLAS before threadpoolctl looks for it)
     from threadpoolctl import ThreadpoolController
 

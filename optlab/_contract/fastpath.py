@@ -13,9 +13,9 @@ mean is the sum of the block gradients scaled the same way.
 
 With ``parts=k`` the blocks are shared out as ``k`` runs of consecutive blocks, and with
 ``threads=k`` each run has a thread of its own, with single-threaded BLAS
-(:mod:`optlab._contract.blas_threads`). Measured at the CIFAR-10 shape on two cores, two such
-threads took 10-20% less time than one thread calling two-threaded OpenBLAS, which gains little from
-threads on these skinny products. The sums are the same however many threads walk the parts,
+(:mod:`optlab._contract.blas_threads`): faster than one thread calling two-threaded OpenBLAS,
+which gains little from threads on these skinny products (benchmarks/README.md, "Measurements
+behind the code"). The sums are the same however many threads walk the parts,
 and :class:`~optlab.Objective` takes the parts from the machine (:func:`full_batch_parts`), so
 results do not depend on the cores a run was given (``--jobs 1`` or ``--jobs N``).
 
@@ -56,12 +56,11 @@ _Part = tuple[float, Array]
 #: Called with ``(dS_b, S_b)`` for every block before ``dS_b`` is used; raises if it is wrong.
 ScoreGradCheck = Callable[[object, Array], None]
 
-#: Bytes of ``X`` per block. Measured at the CIFAR-10 shape on a 2-core Xeon (2 MiB L2 per
-#: core, large shared L3, OpenBLAS with 2 threads): 8-16 MiB blocks were fastest; below 2 MiB the
-#: per-block cost (Python, loss call, BLAS thread wake-up) dominates, more so on a busy machine.
+#: Bytes of ``X`` per block: small blocks pay a per-block cost (Python, loss call, BLAS thread
+#: wake-up), large ones leave the cache (benchmarks/README.md, "Measurements behind the code").
 BLOCK_BYTES = 8 * 1024 * 1024
-#: ``X`` smaller than this stays on the straightforward path: at 4 MiB one block cost 8% more
-#: than the two plain products (padding and copies), from 8 MiB on the blocked pass was ahead.
+#: ``X`` smaller than this stays on the straightforward path, where the blocked pass's padding
+#: and copies cost more than they save.
 BLOCKED_MIN_BYTES = 16 * 1024 * 1024
 #: The most parts :func:`full_batch_parts` gives (and so threads a full-batch pass uses).
 MAX_PARTS = 8
@@ -73,9 +72,9 @@ def full_batch_parts(cores: int) -> int:
 
     It depends on the machine only, never on the threads a process was given, so a run's
     numbers are the same with ``--jobs 1`` (the parts walked by up to as many threads as BLAS
-    has) and in a ``--jobs N`` worker (one thread walks them all). Measured on two cores only:
-    a thread per part, each calling single-threaded BLAS, beat one thread calling two-threaded
-    OpenBLAS by 10-20%. With more cores each thread still walks its own share of the rows,
+    has) and in a ``--jobs N`` worker (one thread walks them all). A thread per part, each
+    calling single-threaded BLAS, beats one thread calling multi-threaded OpenBLAS (measured on
+    two cores only). With more cores each thread still walks its own share of the rows,
     with no hand-off between threads until the end.
     """
     return max(2, min(MAX_PARTS, int(cores)))

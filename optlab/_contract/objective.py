@@ -43,10 +43,8 @@ T = TypeVar("T")
 
 #: A minibatch's products are split into parts from this many classes and this many bytes of
 #: the batch's rows on: with fewer classes the products are short and the helper thread that
-#: copies the next batch ahead (optlab._contract.batches) keeps the second core busy already.
-#: Measured at 200 x 3,073 float32 on two cores (an SGD epoch against a plain numpy loop with
-#: two-threaded BLAS): C = 1,000 1.71x slower unsplit, 1.01x split; C = 100 and C = 40 no gain
-#: (1.24-1.31x either way; 1.28x against 1.54x).
+#: copies the next batch ahead (optlab._contract.batches) keeps the second core busy already
+#: (benchmarks/README.md, "Measurements behind the code").
 SPLIT_MIN_CLASSES = 256
 SPLIT_MIN_BYTES = 512 * 1024
 

@@ -65,8 +65,8 @@ def few_ticks(ax: Any, *, integer_x: bool = False, bins: int = 6) -> None:
 
 
 def save(fig: Any, path: Path | str) -> Path:
-    """Draw and write the PNG. zlib level 1 instead of 6: a quarter to a third less encoding
-    time for files about 12% larger."""
+    """Draw and write the PNG, with zlib level 1 instead of 6: less encoding time for slightly
+    larger files (benchmarks/README.md, "Measurements behind the code")."""
     out = Path(path)
     fig.savefig(out, dpi=100, format="png", pil_kwargs={"compress_level": 1})
     return out

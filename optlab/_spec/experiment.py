@@ -32,8 +32,8 @@ Policy = Literal["warn", "error", "off"]
 
 #: per-step points logged per metric and run, by default (every step is in ``steps.npz``): as
 #: many as MLflow 3.17's charts draw of a run's metric (they fetch a sample of 320 points per run
-#: and metric, ``maxResults: 320`` in its UI). Measured on a CIFAR-10-shaped run of 15 epochs
-#: (3,675 steps): 1,000 points per curve cost 20% of its training time, 320 cost 5%.
+#: and metric, ``maxResults: 320`` in its UI); what more would cost: benchmarks/README.md,
+#: "Measurements behind the code".
 DEFAULT_STEP_POINTS = 320
 
 

@@ -53,8 +53,8 @@ Why exactly one invocation wins a run
 
 What it costs
     Per run, with ``optlab run``: one write (this run's claim, and the previous run's release)
-    and two searches (the claims of the RUNNING invocations; the key's FINISHED runs): 22 ms
-    on SQLite on a busy two-core machine (about 7 ms a call). With ``--jobs N`` the claims of
+    and two searches (the claims of the RUNNING invocations; the key's FINISHED runs); their
+    time is in benchmarks/README.md, "Measurements behind the code". With ``--jobs N`` the claims of
     all runs are written in batches and read with one search, and each release is one write.
     Plus the heartbeat, one write every 5 s.
 

@@ -20,9 +20,8 @@ fluent active-run stack). What is logged, and when:
 
 (Why these names and steps: :mod:`optlab._tracking.points`.)
 
-A point costs MLflow 75-250 us to store (SQLite, synchronous or asynchronous logging alike,
-measured on two machines), so the budget, not the number of steps, bounds what tracking costs
-a run.
+Storing a point costs MLflow far more than computing it (benchmarks/README.md, "Measurements
+behind the code"), so the budget, not the number of steps, bounds what tracking costs a run.
 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab._tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
@@ -277,7 +276,7 @@ class Tracker:
         With ``meanwhile`` (drawing and logging the run's figures), the chunks are first
         written by a thread while ``meanwhile()`` runs; what that thread could not store is
         then written here, with retries. (MLflow's own asynchronous logging, tried for this,
-        made ``make demo`` 30% slower instead of 10% faster.)"""
+        was slower: benchmarks/README.md, "Measurements behind the code".)"""
         with self._lock:
             batch = Points.concat(child.pending)
             child.pending = [
