@@ -9,11 +9,16 @@ committed the write, to check that a re-sent write is not stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -381,3 +386,173 @@ def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
     (finished,) = (r for r in runs if r.info.status == "FINISHED")
     losses = client.get_metric_history(finished.info.run_id, curve_key("loss"))
     assert len(losses) == 2 * 24 and len({m.step for m in losses}) == 2 * 24
+
+
+def test_no_room_to_write_is_never_retried_and_says_where() -> None:
+    """A full disk or quota, or a read-only file system, whatever reports it (the OS, SQLite,
+    a tracking server's answer), is not waited for: retrying cannot help."""
+    import errno
+    import sqlite3
+
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    from optlab._tracking.retry import NoRoom, Retrier, no_room, no_room_message
+
+    copy = OSError(errno.ENOSPC, "No space left on device", "/tmp/f.png", None, "/mnt/f.png")
+    assert no_room(copy) == NoRoom(errno.ENOSPC, "/mnt/f.png")  # a copy's destination
+    assert no_room(OSError(errno.EDQUOT, "Disk quota exceeded")) == NoRoom(errno.EDQUOT)
+    assert no_room(OSError(errno.EROFS, "Read-only file system")) == NoRoom(errno.EROFS)
+    database = sqlite3.connect(":memory:")
+    database.execute("pragma max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        database.executescript("create table a(x); create table b(x); create table c(x);")
+    try:  # as MLflow passes SQLite's error on
+        raise MlflowException(str(full.value), error_code="TEMPORARILY_UNAVAILABLE") from full.value
+    except MlflowException as passed_on:
+        assert no_room(passed_on) == NoRoom(errno.ENOSPC)
+    answer = requests.Response()
+    answer.status_code = 500
+    server_full = requests.HTTPError("500: [Errno 28] No space left on device", response=answer)
+    server_down = requests.HTTPError("500: Internal Server Error", response=answer)
+    assert is_transient(server_down) and not is_transient(server_full)
+    assert not is_transient(MlflowException("disk quota exceeded", error_code="INTERNAL_ERROR"))
+    assert not is_transient(copy) and not is_transient(full.value)
+
+    def fails() -> None:
+        raise copy
+
+    retrier = Retrier("http://127.0.0.1:5000", 60.0)
+    with pytest.raises(OSError):
+        retrier.call("log artifacts of 'a'", fails)
+    assert retrier.retries == 0
+    assert no_room_message(NoRoom(errno.ENOSPC), retrier.uri, "log artifacts of 'a'") == (
+        "tracking server http://127.0.0.1:5000: its storage says no space left on device while "
+        "trying to log artifacts of 'a'; the run was stopped: free space on the server, then "
+        "finish the remaining runs with `optlab run SPEC --resume`"
+    )
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``tmpfs(size)`` mounts a new tmpfs of that size (``mount -o size=``) and returns its
+    folder; the test is skipped where mounting is not permitted (not root, a container)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        try:
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                capture_output=True,
+                text=True,
+            )
+        except OSError as exc:
+            pytest.skip(f"cannot mount a tmpfs here: {exc}")
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def _fill(folder: Path, leave: int = 0) -> Path:
+    """A file that takes all but ``leave`` bytes of the file system of ``folder``."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        out.write(b"\0" * (shutil.disk_usage(folder).free - leave))
+        while leave == 0:
+            out.write(b"\0" * 65536)
+    return filler
+
+
+def _optlab_run(spec: Path, uri: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "optlab", "run", str(spec), "--tracking-uri", uri],
+        cwd=spec.parent,  # MLflow keeps a new experiment's artifacts in ./mlruns
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+LONG = """\
+name: disk_full
+data: {name: digits}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.001, batch_size: 1000, epochs: 100000}
+checks: {gradient: off}
+"""
+
+
+def test_a_disk_that_fills_up_mid_run_ends_it_in_seconds_with_one_line(
+    tmpfs: Callable[[str], Path], new_store: Callable[[Path], str]
+) -> None:
+    """The working folder (store and artifacts) on a small tmpfs that fills up while a run
+    trains: the invocation ends within seconds, exit 1, with one line on what is full and what
+    to do (it used to train on, with a traceback every 5 s, and end with exit 2). The store
+    cannot take the runs' end either; once there is room, ``--resume`` ends them."""
+    folder = tmpfs("64m")
+    uri = new_store(folder / "mlflow.db")
+    spec = folder / "long.yaml"
+    spec.write_text(LONG + "tracking: {step_points: 2}\n")  # one evaluation point written
+    proc = _optlab_run(spec, uri, OPTLAB_CLAIM_STALE_S="1.2")  # a heartbeat every 0.2 s
+    deadline = time.monotonic() + 90
+    while not list(folder.glob("mlruns/1/*/artifacts/spec.yaml")):  # the run has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    # from now on the run writes nothing until it ends: the heartbeat finds the disk full
+    filler = _fill(folder)
+    full = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # if it trains on
+    assert time.monotonic() - full < 10.0
+    assert proc.returncode == 1
+    assert err.startswith(
+        f"optlab: error: {folder / 'mlflow.db'}: no space left on device (file system {folder}: "
+        "0.0 of 64.0 MiB free) while trying to record the runs in tracking store "
+    )
+    assert (
+        err.endswith(
+            "free space there, then finish the remaining runs with `optlab run SPEC --resume`\n"
+        )
+        and err.count("\n") == 1
+    ), err
+
+    filler.unlink()
+    ended = Tracker(uri, "disk_full", plots=False).mark_stale_running()
+    assert sorted(ended) == ["disk_full", "softmax"]
+
+
+def test_no_room_for_a_run_s_files_fails_it_and_the_store_records_why(
+    tmpfs: Callable[[str], Path], new_store: Callable[[Path], str], tmp_path: Path
+) -> None:
+    """The artifacts' folder full (a tmpfs; the store elsewhere): the run that cannot store
+    its files ends FAILED with the reason, and so does its parent, where the store has room."""
+    folder = tmpfs("256k")
+    uri = new_store(tmp_path / "mlflow.db")
+    spec = folder / "short.yaml"
+    spec.write_text(LONG.replace("epochs: 100000", "epochs: 5") + "tracking: {figures: false}\n")
+    _fill(folder, leave=8192)  # two pages: spec.yaml fits when the run starts, weights.npz not
+    proc = _optlab_run(spec, uri)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    line = err.removeprefix("optlab: error: ").rstrip("\n")
+    assert line.startswith(f"{folder}/mlruns/1/") and "\n" not in line, err
+    assert f": no space left on device (file system {folder}: " in line
+    assert "while trying to log artifacts of 'softmax'" in line
+    runs = _client(uri).search_runs(["1"])
+    assert {r.info.run_name: r.info.status for r in runs} == {
+        "disk_full": "FAILED",
+        "softmax": "FAILED",
+    }
+    assert {
+        r.data.tags["optlab.status_reason"].removeprefix("TrackingUnavailable: ") for r in runs
+    } == {line}

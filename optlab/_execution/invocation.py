@@ -54,6 +54,9 @@ class _Progress:
             transient=True,
         )
         self.task = self.progress.add_task("runs", total=total)
+        #: the message of a lost tracking store, which the invocation ends with: a run that
+        #: failed with it is not reported twice
+        self.lost: Callable[[], str | None] = lambda: None
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -81,7 +84,7 @@ class _Progress:
         self, run: RunInfo, result: RunResult, error: BaseException | None
     ) -> None:
         self.progress.advance(self.task)
-        if result.status != "FINISHED":
+        if result.status != "FINISHED" and result.error != self.lost():
             self.log(f"{run.name}: {result.status}: {result.error}")
 
 
@@ -269,6 +272,7 @@ class Invocation:
             pm.register(progress, name="optlab.progress")
             stack.callback(pm.unregister, name="optlab.progress")
             if self.tracker is not None:
+                progress.lost = lambda: self.tracker.unreachable
                 pm.register(self.tracker, name="optlab.tracking")
                 stack.callback(pm.unregister, name="optlab.tracking")
                 from optlab._tracking import NOTE_TAG

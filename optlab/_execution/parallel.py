@@ -242,15 +242,18 @@ def _crashed(info: RunInfo, exc: BaseException) -> list[tuple[str, dict[str, Any
     ]
 
 
-def _completed_local(workers: LocalWorkers) -> Iterator[Future[Any]]:
-    """Futures as they complete, polling the stop flag: on SIGINT/SIGTERM the queued runs are
-    cancelled and the running workers are asked (SIGTERM) to end their run as KILLED."""
+def _completed_local(
+    workers: LocalWorkers, should_stop: Callable[[], bool] | None = None
+) -> Iterator[Future[Any]]:
+    """Futures as they complete, polling the stop flag and ``should_stop()`` (the tracking
+    store is lost, say the heartbeat found it full): then the queued runs are cancelled and
+    the running workers are asked (SIGTERM) to end their run as KILLED."""
     pending = set(workers.futures)
     signalled = False
     while pending:
         done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         yield from done
-        if stop_flag.reason is not None and not signalled:
+        if (stop_flag.reason is not None or _asked(should_stop)) and not signalled:
             signalled = True
             workers.cancel()
             workers.terminate()
@@ -344,7 +347,7 @@ def _collect_local(
 ) -> Iterator[tuple[RunInfo, RunResult]]:
     futures = workers.futures
     stopping = False
-    for fut in _completed_local(workers):
+    for fut in _completed_local(workers, should_stop):
         if on_all_done is not None and all(f.done() for f in futures):
             ended = [f for f in futures if not f.cancelled()]
             on_all_done([_outcome(_events(f, futures[f], describe)) for f in ended])

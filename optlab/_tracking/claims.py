@@ -280,8 +280,9 @@ class RunClaims:
         while not self._stop.wait(self.every):
             try:
                 self._client.set_tag(*self._beat())
-            except Exception:  # the next beat tries again; a lost store ends the invocation
-                continue
+            except Exception as exc:  # the next beat tries again; a lost store ends the invocation
+                if self.tracker.out_of_room(exc, "record the runs") is not None:
+                    return  # no room: the run in progress fails at its next evaluation point
 
     # ------------------------------------------------------------------------ plumbing
     @property

@@ -21,6 +21,11 @@ answer was lost:
 - creating a run is the one write that is not idempotent: the tracker looks for a run with
   the same name, start time and process before it creates one again.
 
+A write that fails because the storage has no room (a full disk or quota, a read-only file
+system: :func:`no_room`, whether the OS, SQLite or a tracking server says so) is not retried:
+the store is lost at once, with one line naming the file and its file system
+(:meth:`Retrier.out_of_room`).
+
 MLflow's own HTTP client would retry each request for minutes (7 retries with backoff, 120 s
 timeout) with no way to bound the total time; :func:`bound_http_retries` turns that off unless
 the user set those variables, so that the budget above is the one that holds.
@@ -28,10 +33,14 @@ the user set those variables, so that the budget above is the one that holds.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import tenacity
@@ -41,10 +50,14 @@ from optlab._errors import RunInterrupted, TrackingError, TrackingUnavailable
 __all__ = [
     "DEFAULT_RETRY_S",
     "RETRY_ENV",
+    "NoRoom",
     "Retrier",
     "TrackingUnavailable",
     "bound_http_retries",
     "is_transient",
+    "no_room",
+    "no_room_message",
+    "quiet_no_room_logs",
     "retry_budget",
     "short_reason",
 ]
@@ -125,16 +138,130 @@ def _status(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+#: what an errno that leaves no room to write means
+_NO_ROOM = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+#: the same, as a tracking server or a SQL store words it (the errno itself is lost there)
+_NO_ROOM_TEXT = {
+    "database or disk is full": errno.ENOSPC,  # SQLite's SQLITE_FULL
+    "no space left on device": errno.ENOSPC,
+    "disk quota exceeded": errno.EDQUOT,
+    "read-only file system": errno.EROFS,
+}
+_SQLITE_FULL = 13
+
+
+@dataclass(frozen=True)
+class NoRoom:
+    """The storage under a write cannot take it: full, over quota or read-only.
+
+    ``path`` is the file that could not be written, when the error names it."""
+
+    errno: int
+    path: str | None = None
+
+    @property
+    def what(self) -> str:
+        """``no space left on device``, ``disk quota exceeded`` or ``read-only file system``."""
+        return _NO_ROOM[self.errno]
+
+
+def no_room(error: BaseException) -> NoRoom | None:
+    """Whether ``error`` (or what caused it) says the storage has no room for a write: an
+    ``OSError`` with ``ENOSPC``, ``EDQUOT`` or ``EROFS``, SQLite's "database or disk is full",
+    or a tracking server's message saying one of these. Retrying cannot fix it."""
+    for cause in _chain(error):
+        if isinstance(cause, OSError) and cause.errno in _NO_ROOM:
+            path = cause.filename2 or cause.filename  # a copy names its destination second
+            return NoRoom(cause.errno, os.fsdecode(path) if isinstance(path, str | bytes) else None)
+        if getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return NoRoom(errno.ENOSPC)
+        text = str(cause).lower()
+        for phrase, number in _NO_ROOM_TEXT.items():
+            if phrase in text:
+                return NoRoom(number)
+    return None
+
+
+def _file_system(path: str) -> str:
+    """``file system /mnt: 0.0 of 64.0 MiB free``: the mounted file system that holds ``path``
+    (``""`` if it cannot be told)."""
+    from pathlib import Path
+
+    try:
+        mount = Path(path).absolute()
+        while not mount.exists() and mount != mount.parent:
+            mount = mount.parent
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        usage = shutil.disk_usage(mount)
+    except OSError:
+        return ""
+    return f"file system {mount}: {usage.free / 2**20:.1f} of {usage.total / 2**20:.1f} MiB free"
+
+
+def no_room_message(room: NoRoom, uri: str, what: str) -> str:
+    """One line: which file (and file system) or which server has no room, for which write,
+    and what to do."""
+    from optlab._tracking.store import sqlite_path
+
+    database = sqlite_path(uri)
+    path = room.path or (str(database.absolute()) if database is not None else None)
+    todo = {
+        errno.ENOSPC: "free space there",
+        errno.EDQUOT: "free space there or raise the quota",
+        errno.EROFS: "make it writable",
+    }[room.errno]
+    resume = "finish the remaining runs with `optlab run SPEC --resume`"
+    if path is None:
+        return (
+            f"tracking server {uri}: its storage says {room.what} while trying to {what}; the "
+            f"run was stopped: {todo.replace('there', 'on the server')}, then {resume}"
+        )
+    where = _file_system(path)
+    return (
+        f"{path}: {room.what}{f' ({where})' if where else ''} while trying to {what} in tracking "
+        f"store {uri!r}; the run was stopped: {todo}, then {resume}"
+    )
+
+
+class _NoRoomFilter(logging.Filter):
+    """Drops MLflow's log record (with its traceback) of a database error that says there is
+    no room: the tracker reports it itself, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or no_room(error) is None
+
+
+#: MLflow's logger that logs every database error of a SQL store with its traceback
+_SQL_LOGGER = "mlflow.store.db.utils"
+
+
+def quiet_no_room_logs() -> None:
+    """Install :class:`_NoRoomFilter` on MLflow's SQL store logger (once)."""
+    logger = logging.getLogger(_SQL_LOGGER)
+    if not any(isinstance(f, _NoRoomFilter) for f in logger.filters):
+        logger.addFilter(_NoRoomFilter())
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) means the store is unreachable for now.
 
     True for refused/reset/aborted connections and timeouts, HTTP 408/429/5xx answers, and a
     locked or lost database connection; False for everything else (a bad request, a deleted
-    run, a TLS certificate problem, a full disk), which retrying cannot fix.
+    run, a TLS certificate problem, a full disk or quota, a read-only file system: see
+    :func:`no_room`; also when a server answers 5xx for one of these), which retrying cannot
+    fix.
     """
     import requests.exceptions as http
     from mlflow.exceptions import MlflowException
 
+    if no_room(error) is not None:
+        return False
     for cause in _chain(error):
         if isinstance(cause, http.SSLError):
             return False
@@ -213,12 +340,26 @@ class Retrier:
         self.interrupted = interrupted or _never_interrupted
         #: the message every write fails with once the budget ran out (``None`` while fine)
         self.lost: str | None = None
+        #: the same message when the store was lost because it has no room (:func:`no_room`):
+        #: a write as small as a run's status may still fit where points or files did not
+        self.full: str | None = None
         #: number of failed attempts that were retried (for tests and diagnostics)
         self.retries = 0
 
     def reset(self) -> None:
         """Forget an earlier outage (a new invocation tries the store again)."""
-        self.lost = None
+        self.lost = self.full = None
+
+    def out_of_room(self, error: BaseException, what: str) -> str | None:
+        """If ``error`` says the store has no room for writes (:func:`no_room`), the store is
+        lost from now on (every later write fails at once with one message, as after an
+        outage); returns that message, else ``None``."""
+        room = no_room(error)
+        if room is None:
+            return None
+        if self.full is None:  # the first write that failed says where
+            self.full = self.lost = no_room_message(room, self.uri, what)
+        return self.full
 
     def _where(self) -> str:
         if self.uri.startswith(("http://", "https://")):

@@ -39,14 +39,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optlab._contract.hookspecs import hookimpl
 from optlab._contract.records import EpochReport, RunInfo, RunResult, StepHistory
-from optlab._errors import OptlabError, RunInterrupted, TrackingError
+from optlab._errors import OptlabError, RunInterrupted, TrackingError, TrackingUnavailable
 from optlab._tracking.points import (
     DEFAULT_STEP_POINTS,
     EPOCH_METRICS,
@@ -58,7 +58,7 @@ from optlab._tracking.points import (
     summary_key,
     thinned,
 )
-from optlab._tracking.retry import Retrier, bound_http_retries, retry_budget
+from optlab._tracking.retry import Retrier, bound_http_retries, quiet_no_room_logs, retry_budget
 from optlab._tracking.store import connect, ensure_experiment, first_line
 
 __all__ = [
@@ -206,6 +206,7 @@ class Tracker:
         # the CLI prints where runs went; MLflow would print a URL per run to stdout
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         bound_http_retries()  # the retry budget decides how long to wait
+        quiet_no_room_logs()  # a full disk is reported in one line, without MLflow's traceback
         client = connect(self.uri)
         self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
         self._client = client
@@ -235,6 +236,22 @@ class Tracker:
         """The message writes fail with since the store was lost (``None`` while it works)."""
         return self._retry.lost
 
+    def out_of_room(self, error: BaseException, what: str) -> str | None:
+        """Whether ``error``, of a write made outside :meth:`_call` (the claims' heartbeat),
+        says the store has no room: then the store is lost (:attr:`unreachable`), the run in
+        progress fails at its next evaluation point, and this is the message."""
+        return self._retry.out_of_room(error, what)
+
+    def _end_quietly(self, run_id: str, status: str, reason: str) -> None:
+        """One attempt, without retries, to end a run once the store has no room: a status
+        may fit where points or files did not; where it does not either, ``--resume`` ends
+        the run later (as after ``kill -9``)."""
+        from mlflow.exceptions import MlflowException
+
+        with suppress(MlflowException, OSError):
+            self.client.set_tag(run_id, STATUS_REASON_TAG, _clip(reason, 8000))
+            self.client.set_terminated(run_id, status, _ms(time.time()))
+
     def pending_points(self, run_name: str) -> int:
         """Metric points of an open run still waiting in the buffer (not yet acknowledged)."""
         with self._lock:
@@ -258,6 +275,9 @@ class Tracker:
             with self._lock:
                 return self._retry.call(what, fn, *args, **kwargs)
         except (MlflowException, OSError) as exc:
+            full = self._retry.out_of_room(exc, what)
+            if full is not None:  # the run fails; so does every later write, at once
+                raise TrackingUnavailable(full) from exc
             raise TrackingError(
                 f"tracking store {self.uri!r}: could not {what}: {first_line(exc)}"
             ) from exc
@@ -383,6 +403,13 @@ class Tracker:
             status, reason = "FAILED", f"{type(exc).__name__}: {first_line(exc)}"
             raise
         finally:
+            if self._retry.full is not None:  # no room: end the runs if a status still fits
+                with self._lock:
+                    leftovers, self._children = list(self._children.items()), {}
+                for _, child in leftovers:
+                    self._end_quietly(child.run_id, "FAILED", self._retry.full)
+                ended = "FAILED" if status == "FINISHED" else status
+                self._end_quietly(run_id, ended, reason or self._retry.full)
             try:
                 with self._lock:
                     leftovers = list(self._children.items())
@@ -445,6 +472,8 @@ class Tracker:
         :attr:`step_points` evaluations; the rest are thinned when the run ends); write the
         buffer when ``flush_interval_s`` has passed (the per-step curves are written when the
         run ends, thinned)."""
+        if self._retry.full is not None:  # found by the heartbeat: nothing can be recorded
+            raise TrackingUnavailable(self._retry.full)
         child = self._child(run)
         with self._lock:
             child.steps.append(report.steps)
