@@ -332,29 +332,49 @@ def run(
         fork_server.start()  # its imports overlap this process's, and reading spec and data
     from optlab._execution.invocation import Invocation
 
-    experiment = _load(spec, set_)
-    invocation = Invocation(
-        experiment,
-        spec_path=str(spec),
-        tracking_uri=tracking_uri,
-        track=not no_track,
-        resume=resume,
-        fail_fast=fail_fast,
-        quiet=as_json,
-        jobs=jobs,
-        executor=executor,
-        scheduler=scheduler,
-    )
-    outcome = invocation.run()
-    if as_json:
-        from optlab._execution.sequential import result_row
-
-        typer.echo(
-            json.dumps([result_row(i, r) for i, r in outcome.results], indent=2, default=str)
+    invocation = None
+    try:
+        invocation = Invocation(
+            _load(spec, set_),
+            spec_path=str(spec),
+            tracking_uri=tracking_uri,
+            track=not no_track,
+            resume=resume,
+            fail_fast=fail_fast,
+            quiet=as_json,
+            jobs=jobs,
+            executor=executor,
+            scheduler=scheduler,
+            command=_command(spec, set_, tracking_uri),
         )
-    else:
-        invocation.print_summary(outcome)
+        outcome = invocation.run()
+        if as_json:
+            from optlab._execution.sequential import result_row
+
+            rows = [result_row(i, r) for i, r in outcome.results]
+            typer.echo(json.dumps(rows, indent=2, default=str))
+        else:
+            invocation.print_summary(outcome)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
+        if invocation is None:
+            typer.echo("optlab: interrupted before any run started: nothing is recorded", err=True)
+        else:
+            typer.echo(f"optlab: {invocation.interrupted_line()}", err=True)
+        raise typer.Exit(130) from None
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
+
+
+def _command(spec: Path, overrides: list[str] | None, tracking_uri: str | None) -> str:
+    """``optlab run SPEC`` with the options that decide which runs it has, quoted for a shell
+    (for messages that say what to run next)."""
+    import shlex
+
+    words = ["optlab", "run", str(spec)]
+    for override in overrides or []:
+        words += ["--set", override]
+    if tracking_uri is not None:
+        words += ["--tracking-uri", tracking_uri]
+    return shlex.join(words)
 
 
 # ------------------------------------------------------------------------------------ compare

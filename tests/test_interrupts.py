@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -259,3 +260,75 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
 
     resume_to_the_end(spec)
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
+
+
+def _resume_command(spec: Path) -> str:
+    """What optlab says to run next after an interrupt (``start`` gives the store)."""
+    return shlex.join(["optlab", "run", str(spec), "--tracking-uri", _uri(spec)]) + " --resume"
+
+
+def test_a_second_ctrl_c_ends_at_once_and_says_what_is_saved_and_what_next(spec: Path) -> None:
+    """Ctrl-C twice: exit 130 at once, with one line on what is saved and the command that
+    finishes the rest (it used to end with no output at all)."""
+    proc = start(spec)
+    wait_until_running(spec, "b", proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two signals sent at once may reach the process as one
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"optlab: interrupted: 1 run FINISHED and saved in {_uri(spec)} (experiment "
+        f"'interrupt_test'); finish the others with `{_resume_command(spec)}`"
+    )
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: a process that writes to it blocks until it is read."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write, b"." * 65536)
+    os.set_blocking(write, True)
+    return read, write
+
+
+def test_ctrl_c_once_every_run_has_ended_says_so_in_one_line(spec: Path) -> None:
+    """A Ctrl-C after the runs have ended (here while the table is printed: stdout is a full
+    pipe, so the process waits there) is no longer a silent exit 130."""
+    spec.write_text(SPEC.split("variants:")[0] + "tracking: {figures: false}\n")
+    read, write = _full_pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "optlab", "run", str(spec), "--tracking-uri", _uri(spec)],
+        cwd=spec.parent,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write)
+    deadline = time.monotonic() + 90
+    while _invocation_status(spec) != "FINISHED":
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    with os.fdopen(read, "rb") as stdout:
+        stdout.read()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err == (
+        f"optlab: interrupted after every run had ended: 1 run FINISHED and saved in "
+        f"{_uri(spec)} (experiment 'interrupt_test'); see them with `optlab compare "
+        f"interrupt_test --tracking-uri {_uri(spec)}`\n"
+    )
+
+
+def _invocation_status(spec: Path) -> str | None:
+    from optlab._tracking.store import connect
+
+    client = connect(_uri(spec))
+    exp = client.get_experiment_by_name("interrupt_test")
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("optlab.role") == "invocation"]
+    return parents[0].info.status if parents else None

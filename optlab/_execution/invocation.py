@@ -176,6 +176,7 @@ class Invocation:
         jobs: int = 1,
         executor: str = "local",
         scheduler: str | None = None,
+        command: str = "optlab run SPEC",
     ) -> None:
         self.experiment = experiment
         self.spec_path = spec_path
@@ -187,6 +188,10 @@ class Invocation:
         self.jobs = jobs
         self.executor = executor
         self.scheduler = scheduler
+        #: how to start this invocation again (without --resume), for messages
+        self.command = command
+        #: what :meth:`run` returned, once it has
+        self.outcome: Outcome | None = None
         self.tracker: Any = None
         self.claims: _Claims | None = None
         self.started_at: float | None = None
@@ -212,7 +217,8 @@ class Invocation:
             # the workers' fork server imports while this process loads the data
             workers = LocalWorkers(self.jobs)
         with workers as started:
-            return self._run(started)
+            self.outcome = self._run(started)
+            return self.outcome
 
     def _run(self, workers: Any) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
@@ -461,9 +467,39 @@ class Invocation:
         for info, result in outcome.failed:
             console.print(f"{info.name}: {result.status}: {result.error}")
         if outcome.interrupted:
-            console.print("interrupted: finish the remaining runs with --resume")
+            what = f"interrupted: finish the remaining runs with `{self.command} --resume`"
+            console.print(what, soft_wrap=True)
         if self.tracker is not None:
             console.print(
                 f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
                 f"view: optlab ui, or optlab compare {self.experiment.name}"
             )
+
+    def interrupted_line(self) -> str:
+        """One line for a ``KeyboardInterrupt`` that ended the invocation (a second Ctrl-C, or
+        one after the signal handlers were gone, once the runs had ended): what is saved, and
+        what to run next."""
+        if not self.track:
+            return "interrupted; nothing is recorded (tracking is off)"
+        if self.tracker is None:
+            nothing = "interrupted before any run started: nothing is recorded"
+            return f"{nothing}; start again with `{self.command}`"
+        outcome = self.outcome
+        if outcome is None:  # the runs recorded so far
+            finished = self.tracker.ended.get("FINISHED", 0)
+        else:  # the invocation had ended: every run it ran is recorded
+            finished = len(outcome.skipped) + len(outcome.results) - len(outcome.failed)
+        saved = (
+            f"{finished or 'no'} run{'' if finished == 1 else 's'} FINISHED and saved in "
+            f"{self.tracker.uri} (experiment '{self.experiment.name}')"
+        )
+        if outcome is None or outcome.failed or outcome.interrupted:
+            return f"interrupted: {saved}; finish the others with `{self.command} --resume`"
+        import shlex
+
+        from optlab._tracking import resolve_tracking_uri
+
+        see = ["optlab", "compare", self.experiment.name]
+        if self.tracker.uri != resolve_tracking_uri(None, None):
+            see += ["--tracking-uri", self.tracker.uri]
+        return f"interrupted after every run had ended: {saved}; see them with `{shlex.join(see)}`"

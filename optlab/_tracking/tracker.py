@@ -236,6 +236,11 @@ class Tracker:
         """The message writes fail with since the store was lost (``None`` while it works)."""
         return self._retry.lost
 
+    @property
+    def ended(self) -> dict[str, int]:
+        """How many runs of the current (or last) invocation were recorded, by status."""
+        return dict(self._counts)
+
     def out_of_room(self, error: BaseException, what: str) -> str | None:
         """Whether ``error``, of a write made outside :meth:`_call` (the claims' heartbeat),
         says the store has no room: then the store is lost (:attr:`unreachable`), the run in
