@@ -105,9 +105,9 @@ def statuses(spec: Path) -> dict[str, list[str]]:
     return out
 
 
-def resume_to_the_end(spec: Path) -> None:
-    """``optlab run --resume`` with run b shortened so that it finishes."""
-    spec.write_text(SPEC.replace("epochs: 100000", "epochs: 20"))
+def resume_to_the_end(spec: Path, text: str = SPEC) -> None:
+    """``optlab run --resume`` with the long runs (b) shortened so that they finish."""
+    spec.write_text(text.replace("epochs: 100000", "epochs: 20"))
     resumed = subprocess.run(
         [
             sys.executable,
@@ -332,3 +332,33 @@ def _invocation_status(spec: Path) -> str | None:
     runs = [] if exp is None else client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("optlab.role") == "invocation"]
     return parents[0].info.status if parents else None
+
+
+def test_ctrl_c_with_jobs_2_records_no_run_that_was_still_queued(spec: Path) -> None:
+    """Runs queued behind the running ones when Ctrl-C comes are not recorded at all (they
+    used to be recorded KILLED "at step 1", with one point, as if they had trained), and
+    ``--resume`` trains them."""
+    queued = SPEC.replace("lr: 0.003, batch_size: 1000, epochs: 60", "lr: 0.003, epochs: 100000")
+    queued += "  d: {optimizer: {name: sgd, lr: 0.004, batch_size: 1000}}\n"
+    spec.write_text(queued)
+    proc = start(spec, "--jobs", "2")
+    deadline = time.monotonic() + 90
+    while statuses(spec) != {"a": ["FINISHED"]}:  # b and c train (long), d waits in the queue
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"], "c": ["KILLED"]}
+    assert f"finish the remaining runs with `{_resume_command(spec)}`" in out
+
+    # --resume trains d (b and c are left out here: resuming KILLED runs is tested above)
+    lines = queued.splitlines(keepends=True)
+    resume_to_the_end(spec, "".join(x for x in lines if not x.startswith(("  b:", "  c:"))))
+    assert statuses(spec) == {
+        "a": ["FINISHED"],
+        "b": ["KILLED"],
+        "c": ["KILLED"],
+        "d": ["FINISHED"],
+    }

@@ -120,6 +120,33 @@ def test_stop_request_ends_the_run_as_killed_with_metrics_kept(tmp_path: Path) -
     assert len(result.evaluations) == 1 and len(result.steps) > 0
 
 
+def test_a_stop_requested_before_a_run_trains_trains_nothing(tmp_path: Path) -> None:
+    """A stop that came before a run trained (during its checks, while the run before it was
+    being recorded, or while it waited for a worker) trains not a step: the run ends KILLED
+    "before training started", run_all starts no later run, and a worker does not start a
+    queued one (such runs used to be recorded KILLED "at step 1", with one point)."""
+    from optlab.execution import run_all
+    from optlab.monitor import stop_flag
+    from optlab.parallel import execute_recorded
+
+    flag = StopFlag()
+    flag.request("SIGINT")
+    _, result, _ = run_one(experiment(tmp_path), flag)
+    assert (result.status, result.error) == (
+        "KILLED",
+        "interrupted by SIGINT before training started",
+    )
+    assert len(result.steps) == 0 and not result.evaluations
+    exp = experiment(tmp_path, SPEC + "variants: {a: {}, b: {}}\n")
+    outcome = run_all(exp, RecordingObserver(), flag=flag)
+    assert outcome.interrupted and not outcome.results
+    stop_flag.request("SIGTERM")  # as a worker's signal handler does
+    try:
+        assert execute_recorded(exp.runs[0], exp.name, {}) == []
+    finally:
+        stop_flag.clear()
+
+
 class _BadLoss(optlab.Loss):
     def __init__(self, fault: str) -> None:
         self.fault = fault

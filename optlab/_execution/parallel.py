@@ -205,11 +205,16 @@ def render_comparison(results: Sequence[tuple[RunInfo, RunResult]]) -> bytes:
 def execute_recorded(
     run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool = False
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Run ``run`` in this (worker) process; return the observer events it produced.
+    """Run ``run`` in this (worker) process; return the observer events it produced: none
+    when a stop was requested before the run started (it waited in the queue; it is not
+    recorded at all, and ``--resume`` trains it).
 
     With ``render``, the run's artifact files are drawn here and travel in
     ``result.artifacts``."""
     from optlab._contract.plugin_manager import get_registry
+
+    if stop_flag.reason is not None:
+        return []
 
     observer = RecordingObserver()
     info, result = execute(
@@ -316,10 +321,10 @@ def run_parallel(
                 for run in runs
             }
             for fut in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
-                if fut.cancelled():
+                if fut.cancelled() or not (events := _events(fut, futures[fut], describe)):
                     continue
                 try:
-                    info, result = _finish(_events(fut, futures[fut], describe), observer)
+                    info, result = _finish(events, observer)
                 except BaseException:
                     client.cancel(list(futures))  # type: ignore[no-untyped-call]
                     raise
@@ -349,13 +354,13 @@ def _collect_local(
     stopping = False
     for fut in _completed_local(workers, should_stop):
         if on_all_done is not None and all(f.done() for f in futures):
-            ended = [f for f in futures if not f.cancelled()]
-            on_all_done([_outcome(_events(f, futures[f], describe)) for f in ended])
+            ended = [_events(f, futures[f], describe) for f in futures if not f.cancelled()]
+            on_all_done([_outcome(events) for events in ended if events])
             on_all_done = None
-        if fut.cancelled():
-            continue
+        if fut.cancelled() or not (events := _events(fut, futures[fut], describe)):
+            continue  # cancelled, or stopped before it started (no events)
         try:
-            info, result = _finish(_events(fut, futures[fut], describe), observer)
+            info, result = _finish(events, observer)
         except BaseException:
             workers.cancel()
             raise

@@ -95,7 +95,8 @@ def run_all(
     """Run every run of ``experiment`` in order, one process.
 
     A failed run does not stop the others unless ``fail_fast``; an interrupt (SIGINT/SIGTERM)
-    ends the current run as KILLED and stops the sequence; so does ``should_stop()``
+    ends the current run as KILLED and stops the sequence (the runs after it are not started,
+    also when it came after the current run had trained); so does ``should_stop()``
     returning true after a run (the tracking store is gone: no later run could be recorded).
 
     ``claim(run, data)``, called just before a run would start, returns an
@@ -106,6 +107,9 @@ def run_all(
     prepared = prepared if prepared is not None else preflight(experiment.runs)
     outcome = Outcome()
     for run in experiment.runs:
+        if flag.reason is not None:  # asked to stop while the last run was being recorded
+            outcome.interrupted = True
+            break
         data = prepared.get(data_key(run))
         if data is None:
             data = prepared[data_key(run)] = load_data(run.dataset, run.data, data_rng(run))

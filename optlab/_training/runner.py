@@ -404,6 +404,8 @@ def execute(
             )
             if plane is not None:  # the regions before training, for the figure
                 monitor.snapshots.append((0.0, np.array(W0, copy=True)))
+            if flag.reason is not None:  # during the checks: not a step was trained
+                raise RunInterrupted(f"interrupted by {flag.reason} before training started")
             start = time.perf_counter()
             try:
                 W = optimizer.minimize(objective, W0, opt_rng, monitor)
