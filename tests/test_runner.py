@@ -125,9 +125,9 @@ def test_a_stop_requested_before_a_run_trains_trains_nothing(tmp_path: Path) -> 
     being recorded, or while it waited for a worker) trains not a step: the run ends KILLED
     "before training started", run_all starts no later run, and a worker does not start a
     queued one (such runs used to be recorded KILLED "at step 1", with one point)."""
-    from optlab.execution import run_all
-    from optlab.monitor import stop_flag
-    from optlab.parallel import execute_recorded
+    from optlab._execution.parallel import execute_recorded
+    from optlab._execution.sequential import run_all
+    from optlab._training.monitor import stop_flag
 
     flag = StopFlag()
     flag.request("SIGINT")
