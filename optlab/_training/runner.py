@@ -381,16 +381,7 @@ def execute(
         with np.errstate(all="ignore"):
             observer.optlab_run_started(run=info)
             W0 = initial_weights(objective, init_rng)
-            checks = run_checks(objective, W0, run.checks, check_rng)
-            result.metrics.update(checks.metrics())
-            console.extend(f"check: {line}" for line in checks.lines())
-            for line in checks.warnings():
-                warn(line)
-            if checks.initial_loss is not None:  # the check measured the data loss at W0 already
-                reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
-                initial = checks.initial_loss.value + reg
-            else:
-                initial = objective.value(W0).total
+            initial = _sanity_checks(run, objective, W0, check_rng, result, warn)
             monitor = TrainingMonitor(
                 objective,
                 data.X_val,
@@ -407,40 +398,10 @@ def execute(
             if flag.reason is not None:  # during the checks: not a step was trained
                 raise RunInterrupted(f"interrupted by {flag.reason} before training started")
             start = time.perf_counter()
-            try:
-                W = optimizer.minimize(objective, W0, opt_rng, monitor)
-            except (RunError, InputError):
-                raise
-            except Exception as exc:
-                raise ComponentError(
-                    "optimizer",
-                    run.optimizer.name,
-                    _provider_label(run.optimizer, registry),
-                    f"raised {exc!r}",
-                ) from exc
+            W = _minimize(run, optimizer, objective, W0, opt_rng, monitor, registry)
             result.metrics["train_time_s"] = time.perf_counter() - start
-            if not isinstance(W, np.ndarray) or W.shape != objective.shape:
-                raise ComponentError(
-                    "optimizer",
-                    run.optimizer.name,
-                    _provider_label(run.optimizer, registry),
-                    f"returned weights of shape {getattr(W, 'shape', None)}, "
-                    f"expected {objective.shape}",
-                )
-            if W.dtype != objective.dtype:
-                raise ComponentError(
-                    "optimizer",
-                    run.optimizer.name,
-                    _provider_label(run.optimizer, registry),
-                    f"returned weights of dtype {W.dtype}, expected {objective.dtype}",
-                )
             result.W = W
-            if data.X_test.shape[0]:
-                pred = objective.predict(W, data.X_test)
-                result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
-                result.confusion = confusion_matrix(data.y_test, pred, summary.n_classes)
-            if run.landscape is not None:
-                result.landscape = run_landscape(run, objective, W, console, warn)
+            _test(run, objective, W, data, result, warn)
     except (RunError, InputError) as exc:
         error = exc
         result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"
@@ -451,19 +412,7 @@ def execute(
     finally:
         result.metrics.setdefault("train_time_s", time.perf_counter() - start)
         if monitor is not None:
-            monitor.flush()
-            result.steps = monitor.history
-            result.evaluations = monitor.evaluations
-            if plane is not None and monitor.snapshots:
-                result.snapshots, result.plane = monitor.snapshots, plane
-            if result.evaluations:
-                last = result.evaluations[-1]
-                result.metrics["train_accuracy"] = last.train_accuracy
-                if last.train_loss is not None:  # the full objective, at the last evaluation
-                    result.metrics["train_loss"] = last.train_loss
-                if last.val_accuracy is not None:
-                    result.metrics["val_accuracy"] = last.val_accuracy
-                result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
+            _measured(monitor, plane, result)
         console.extend(_evaluation_lines(result))
         console.append(_final_line(result))
         result.finished_at = time.time()
@@ -477,3 +426,92 @@ def execute(
     if isinstance(error, KeyboardInterrupt):
         raise error
     return info, result
+
+
+def _sanity_checks(
+    run: RunSpec,
+    objective: Objective,
+    W0: Array,
+    rng: np.random.Generator,
+    result: RunResult,
+    warn: Callable[[str], None],
+) -> float:
+    """Run the spec's sanity checks at ``W0`` into ``result``; return the objective at ``W0``
+    (the check's data loss plus the penalty, where the check measured it)."""
+    checks = run_checks(objective, W0, run.checks, rng)
+    result.metrics.update(checks.metrics())
+    result.console.extend(f"check: {line}" for line in checks.lines())
+    for line in checks.warnings():
+        warn(line)
+    if checks.initial_loss is not None:  # the check measured the data loss at W0 already
+        reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
+        return checks.initial_loss.value + reg
+    return objective.value(W0).total
+
+
+def _minimize(
+    run: RunSpec,
+    optimizer: Optimizer,
+    objective: Objective,
+    W0: Array,
+    rng: np.random.Generator,
+    monitor: TrainingMonitor,
+    registry: Registry,
+) -> Array:
+    """The optimizer's weights (D, C), checked; a fault of the optimizer plugin is a
+    :class:`ComponentError` that names it."""
+
+    def fault(what: str) -> ComponentError:
+        label = _provider_label(run.optimizer, registry)
+        return ComponentError("optimizer", run.optimizer.name, label, what)
+
+    try:
+        W = optimizer.minimize(objective, W0, rng, monitor)
+    except (RunError, InputError):
+        raise
+    except Exception as exc:
+        raise fault(f"raised {exc!r}") from exc
+    if not isinstance(W, np.ndarray) or W.shape != objective.shape:
+        shape = getattr(W, "shape", None)
+        raise fault(f"returned weights of shape {shape}, expected {objective.shape}")
+    if W.dtype != objective.dtype:
+        raise fault(f"returned weights of dtype {W.dtype}, expected {objective.dtype}")
+    return W
+
+
+def _test(
+    run: RunSpec,
+    objective: Objective,
+    W: Array,
+    data: PreparedData,
+    result: RunResult,
+    warn: Callable[[str], None],
+) -> None:
+    """Test accuracy and confusion matrix of the trained ``W``, and its loss landscape when
+    the spec asks for it, into ``result``."""
+    if data.X_test.shape[0]:
+        pred = objective.predict(W, data.X_test)
+        result.metrics["test_accuracy"] = float(np.mean(pred == data.y_test))
+        result.confusion = confusion_matrix(data.y_test, pred, data.summary.n_classes)
+    if run.landscape is not None:
+        result.landscape = run_landscape(run, objective, W, result.console, warn)
+
+
+def _measured(
+    monitor: TrainingMonitor, plane: tuple[Array, Array] | None, result: RunResult
+) -> None:
+    """What the monitor recorded - steps, evaluations, snapshots of the plane - and the last
+    evaluation's metrics, into ``result`` (also for a run that failed or was stopped)."""
+    monitor.flush()
+    result.steps = monitor.history
+    result.evaluations = monitor.evaluations
+    if plane is not None and monitor.snapshots:
+        result.snapshots, result.plane = monitor.snapshots, plane
+    if result.evaluations:
+        last = result.evaluations[-1]
+        result.metrics["train_accuracy"] = last.train_accuracy
+        if last.train_loss is not None:  # the full objective, at the last evaluation
+            result.metrics["train_loss"] = last.train_loss
+        if last.val_accuracy is not None:
+            result.metrics["val_accuracy"] = last.val_accuracy
+        result.metrics["best_val_accuracy"] = monitor.best_val_accuracy
