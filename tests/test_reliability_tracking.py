@@ -529,7 +529,9 @@ def test_a_disk_that_fills_up_mid_run_ends_it_in_seconds_with_one_line(
     ), err
 
     filler.unlink()
-    ended = Tracker(uri, "disk_full", plots=False).mark_stale_running()
+    from optlab._tracking.resume import mark_stale_running
+
+    ended = mark_stale_running(Tracker(uri, "disk_full", plots=False))
     assert sorted(ended) == ["disk_full", "softmax"]
 
 

@@ -22,6 +22,7 @@ from optlab._errors import InputError, TrackingError
 from optlab._report.rows import comparison_rows
 from optlab._tracking import DEFAULT_TRACKING_URI, Tracker, resolve_tracking_uri
 from optlab._tracking.readback import compare, load_latest_invocation
+from optlab._tracking.resume import finished_runs, mark_stale_running
 from optlab._tracking.store import absolute_uri, connect
 from optlab._tracking.ui import chart_link, ui_command
 
@@ -179,7 +180,7 @@ def test_invocation_logs_everything_to_default_sqlite(
         "learning_curves.png",
         "steps.npz",
     }
-    assert tracker.finished_keys() == {runs["svm"].info.key, runs["softmax"].info.key}
+    assert set(finished_runs(tracker)) == {runs["svm"].info.key, runs["softmax"].info.key}
 
 
 def test_many_params_and_long_steps_are_batched(store: Path) -> None:
@@ -240,7 +241,7 @@ def test_killed_and_crashed_invocations(store: Path, runs: dict[str, TrainedRun]
     parent = client.get_run(parent_id)
     assert parent.info.status == "FAILED"
     assert parent.data.tags["optlab.status_reason"] == "ZeroDivisionError: division by zero"
-    assert tracker.finished_keys() == set()
+    assert set(finished_runs(tracker)) == set()
 
 
 def test_stale_running_runs_of_a_dead_process_are_marked_killed(store: Path) -> None:
@@ -263,14 +264,14 @@ def test_stale_running_runs_of_a_dead_process_are_marked_killed(store: Path) -> 
     running = client.search_runs([tracker.experiment_id], "attributes.status = 'RUNNING'")
     assert {r.info.run_name for r in running} == {"stale", "orphan"}
     with tracker.parent("stale", {}) as mine:
-        ended = tracker.mark_stale_running()
+        ended = mark_stale_running(tracker)
         assert sorted(ended) == ["orphan", "stale"]
         assert client.get_run(mine).info.status == "RUNNING"  # our own run is alive
     for run in running:
         now = client.get_run(run.info.run_id)
         assert now.info.status == "KILLED"
         assert f"process {run.data.tags['optlab.pid']}" in now.data.tags["optlab.status_reason"]
-    assert tracker.mark_stale_running() == []
+    assert mark_stale_running(tracker) == []
 
 
 # ------------------------------------------------------------------------------------ compare

@@ -12,6 +12,7 @@ from tracking_data import check_logged_run, child_runs, drive, train
 
 from optlab._tracking import Tracker
 from optlab._tracking.readback import compare, load_latest_invocation
+from optlab._tracking.resume import finished_runs
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ def test_invocation_logged_through_the_server(
     local = Path(client.download_artifacts(svm, "weights.npz", str(tmp_path)))
     with np.load(local) as saved:
         np.testing.assert_array_equal(saved["W"], runs["svm"].result.W)  # type: ignore[union-attr]
-    assert tracker.finished_keys() == {runs["svm"].info.key, runs["softmax"].info.key}
+    assert set(finished_runs(tracker)) == {runs["svm"].info.key, runs["softmax"].info.key}
 
     loaded = load_latest_invocation("server-cmp", mlflow_server.url)
     assert [(i.name, r.status) for i, r in loaded] == [

@@ -242,8 +242,10 @@ class Invocation:
                 interrupted=lambda: stop_flag.reason,
             )
             if self.resume:
-                self.tracker.mark_stale_running()
-                finished = self.tracker.finished_runs()
+                from optlab._tracking.resume import finished_runs, mark_stale_running
+
+                mark_stale_running(self.tracker)
+                finished = finished_runs(self.tracker)
 
         def skip(run: RunSpec, data: PreparedData) -> bool:
             return run_key(run.name, run.resolved, data.summary.sha256) in finished
@@ -348,7 +350,7 @@ class Invocation:
         ]
         reused = [r for r in base_tags.get(REUSED_TAG, "").split(",") if r]
         reused += [run_id for key in keys if (run_id := done.get(key)) and run_id not in reused]
-        tracker._call(
+        tracker.call(
             "name the runs finished elsewhere",
             tracker.client.set_tag,
             tracker.parent_run_id,

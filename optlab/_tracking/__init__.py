@@ -7,6 +7,7 @@
     points.py   metric points in columns, as the tracker buffers and writes them; thinning
     retry.py    retrying writes (tenacity) while the store is unreachable; TrackingUnavailable
     claims.py   run claims: of the invocations alive on one store, one trains a given run
+    resume.py   what --resume asks of the store: FINISHED runs, stale RUNNING ones ended
     artifacts.py  a run's files: console.log, weights.npz, steps.npz, figures
     readback.py  an invocation's runs read back from MLflow (``optlab compare``, landscape)
     ui.py       ``optlab ui``: the MLflow UI on the store

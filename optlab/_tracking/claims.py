@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optlab._errors import TrackingError
+from optlab._tracking.resume import process_alive
 from optlab._tracking.retry import seconds_setting
 from optlab._tracking.tracker import (
     HOST_TAG,
@@ -88,7 +89,6 @@ from optlab._tracking.tracker import (
     ROLE_TAG,
     RUN_KEY_TAG,
     Tracker,
-    _process_alive,
 )
 
 __all__ = [
@@ -183,7 +183,7 @@ class Holder:
         here = self.host == socket.gethostname()
         if here and self.pid == os.getpid() and self.run_id not in _ACTIVE:
             return "its invocation in this process has ended"
-        if here and self.pid is not None and not _process_alive(self.pid):
+        if here and self.pid is not None and not process_alive(self.pid):
             return "its process is gone"
         if self.heartbeat is None:
             return "it has no heartbeat"
@@ -290,10 +290,10 @@ class RunClaims:
         return self.tracker.client
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.tracker._call(what, fn, *args, **kwargs)
+        return self.tracker.call(what, fn, *args, **kwargs)
 
     def _search(self, filter_string: str) -> list[Any]:
-        return self.tracker._search(filter_string)
+        return self.tracker.search_runs(filter_string)
 
     def _write(self, runs: Mapping[str, str]) -> None:
         """Claim ``runs`` (run key -> name), and write the releases not written yet, in one
@@ -398,10 +398,10 @@ class RunClaims:
                 "and attributes.status = 'RUNNING'"
             )
             for run in left:
-                self.tracker._terminate(run.info.run_id, "KILLED", reason, "end a stale run")
+                self.tracker.end_run(run.info.run_id, "KILLED", reason, "end a stale run")
             if holder.run_id not in self._ended:
                 self._ended.add(holder.run_id)
-                self.tracker._terminate(holder.run_id, "KILLED", reason, "end a stale invocation")
+                self.tracker.end_run(holder.run_id, "KILLED", reason, "end a stale invocation")
 
     # ------------------------------------------------------------------------ the protocol
     def acquire(self, runs: Mapping[str, str]) -> dict[str, Taken]:

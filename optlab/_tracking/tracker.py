@@ -26,6 +26,11 @@ behind the code"), so the budget, not the number of steps, bounds what tracking 
 A store that becomes unreachable during a run is waited for (see :mod:`optlab._tracking.retry`):
 buffered points stay in the buffer until the store acknowledges them, and a write is sent
 again only where doing so cannot duplicate anything.
+
+Its size (about 600 lines) is one protocol with the store: the three observer hooks, the
+parent run, and the writes - buffered, acknowledged, never duplicated, given up cleanly when
+the store is gone or full. What it builds on lives beside it: points (points.py), retries
+(retry.py), run claims (claims.py), resume (resume.py), reading runs back (readback.py).
 """
 
 from __future__ import annotations
@@ -102,16 +107,6 @@ def _param_value(value: Any) -> str:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000.0)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -212,7 +207,7 @@ class Tracker:
         self._client = client
         if self.description:  # the spec's description, as the experiment's in MLflow
             what = "set the experiment's description"
-            self._call(
+            self.call(
                 what, client.set_experiment_tag, self.experiment_id, NOTE_TAG, self.description
             )
 
@@ -271,7 +266,7 @@ class Tracker:
         return self._client
 
     # ------------------------------------------------------------------------ plumbing
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, retried while the store is unreachable (only for writes
         that are safe to repeat, see :mod:`optlab._tracking.retry`)."""
         from mlflow.exceptions import MlflowException
@@ -317,7 +312,7 @@ class Tracker:
                     child.pending = [chunk for chunk, write in sent if write.exception()]
             while child.pending:
                 metrics = child.pending[0].metrics()
-                self._call(
+                self.call(
                     f"log metrics of '{name}'", self.client.log_batch, child.run_id, metrics=metrics
                 )
                 del child.pending[0]
@@ -342,7 +337,7 @@ class Tracker:
                 self.experiment_id, start_time=start_time, run_name=run_name, tags=tags
             )
 
-        return str(self._call(what, create).info.run_id)
+        return str(self.call(what, create).info.run_id)
 
     def _created_earlier(self, run_name: str, start_time: int, tags: Mapping[str, str]) -> Any:
         found = self.client.search_runs(
@@ -359,7 +354,7 @@ class Tracker:
     def _own_tags(self, role: str) -> dict[str, str]:
         return {ROLE_TAG: role, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
-    def _terminate(
+    def end_run(
         self,
         run_id: str,
         status: str,
@@ -368,9 +363,9 @@ class Tracker:
         finished_at: float | None = None,
     ) -> None:
         if reason:
-            self._call(what, self.client.set_tag, run_id, STATUS_REASON_TAG, _clip(reason, 8000))
+            self.call(what, self.client.set_tag, run_id, STATUS_REASON_TAG, _clip(reason, 8000))
         end = _ms(time.time() if finished_at is None else finished_at)
-        self._call(what, self.client.set_terminated, run_id, status, end)
+        self.call(what, self.client.set_terminated, run_id, status, end)
 
     # ------------------------------------------------------------------------ parent run
     @contextmanager
@@ -421,7 +416,7 @@ class Tracker:
                 for name, child in leftovers:  # a child stays (with its buffer) if this fails
                     self._buffer_steps(child, StepHistory.concat(child.steps))
                     self._flush(name, child)
-                    self._terminate(
+                    self.end_run(
                         child.run_id,
                         "FINISHED" if status == "FINISHED" else status,
                         None if status == "FINISHED" else f"invocation ended: {reason}",
@@ -430,8 +425,8 @@ class Tracker:
                     with self._lock:
                         self._children.pop(name, None)
                 counts = [RunTag(f"optlab.n_{k.lower()}", str(v)) for k, v in self._counts.items()]
-                self._call("tag the parent run", self.client.log_batch, run_id, tags=counts)
-                self._terminate(run_id, status, reason, "end the parent run")
+                self.call("tag the parent run", self.client.log_batch, run_id, tags=counts)
+                self.end_run(run_id, status, reason, "end the parent run")
             except TrackingError:
                 if status == "FINISHED":
                     raise  # otherwise the invocation's own error is the one to report
@@ -463,11 +458,11 @@ class Tracker:
         params = [Param(k, _param_value(v)) for k, v in run.params.items()]
         for start in range(0, len(params), _MAX_PARAMS):
             chunk = params[start : start + _MAX_PARAMS]
-            self._call(
+            self.call(
                 f"log params of '{run.name}'", self.client.log_batch, child.run_id, params=chunk
             )
         spec = yaml.safe_dump(run.spec, sort_keys=False, allow_unicode=True)
-        self._call(
+        self.call(
             f"log spec of '{run.name}'", self.client.log_text, child.run_id, spec, "spec.yaml"
         )
 
@@ -526,7 +521,7 @@ class Tracker:
         if result.status != "FINISHED":
             reason = result.error or (f"{type(error).__name__}: {error}" if error else None)
             reason = reason or result.status.lower()
-        self._terminate(
+        self.end_run(
             child.run_id, result.status, reason, f"end run '{run.name}'", result.finished_at
         )
         with self._lock:
@@ -547,7 +542,7 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="optlab-artifacts-") as tmp:
             write_run_artifacts(run, result, Path(tmp), plots=self.plots)
             if any(Path(tmp).iterdir()):
-                self._call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
+                self.call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
 
     def log_comparison(
         self, results: Sequence[tuple[RunInfo, RunResult]], figure: bytes | None = None
@@ -577,7 +572,7 @@ class Tracker:
                 comparison_figure(results, folder / "comparison.png")
             if self.plots:  # a sweep of one or two values: validation accuracy against them
                 sweep_figure(rows, folder / SWEEP_FIGURE)
-            self._call("log the comparison", self.client.log_artifacts, run_id, tmp)
+            self.call("log the comparison", self.client.log_artifacts, run_id, tmp)
         best = next((r for r in rows if r["best"]), None)
         if best is not None:
             now = _ms(time.time())
@@ -587,16 +582,19 @@ class Tracker:
                 if best[k] is not None
             ]
             tags = [RunTag("optlab.best_run", str(best["run"]))]
-            self._call(
+            self.call(
                 "log the comparison", self.client.log_batch, run_id, metrics=metrics, tags=tags
             )
 
     # ------------------------------------------------------------------------ resume
-    def _search(self, filter_string: str) -> list[Any]:
+
+    def search_runs(self, filter_string: str) -> list[Any]:
+        """Every run of the experiment matching ``filter_string`` (MLflow's search syntax),
+        all pages, each search retried like any write."""
         runs: list[Any] = []
         token: str | None = None
         while True:
-            page = self._call(
+            page = self.call(
                 "search runs",
                 self.client.search_runs,
                 [self.experiment_id],
@@ -608,43 +606,3 @@ class Tracker:
             token = page.token
             if not token:
                 return runs
-
-    def finished_keys(self) -> set[str]:
-        """Run keys (tag ``optlab.run_key``) of the experiment's FINISHED child runs."""
-        return set(self.finished_runs())
-
-    def finished_runs(self) -> dict[str, str]:
-        """Run key -> MLflow run id of the experiment's FINISHED child runs (the latest run
-        of each key)."""
-        runs = self._search(f"tags.`{ROLE_TAG}` = 'run' and attributes.status = 'FINISHED'")
-        found: dict[str, tuple[int, str]] = {}
-        for r in runs:
-            key = r.data.tags.get(RUN_KEY_TAG)
-            if key is not None and (key not in found or r.info.start_time > found[key][0]):
-                found[key] = (int(r.info.start_time), str(r.info.run_id))
-        return {key: run_id for key, (_, run_id) in found.items()}
-
-    def mark_stale_running(self, *, other_hosts: bool = False) -> list[str]:
-        """End as KILLED the experiment's runs left RUNNING by a process that is gone.
-
-        A run is stale when it was started on this host by a process that no longer exists
-        (with ``other_hosts``, every RUNNING run of another host counts as stale too). Runs of
-        the current process are never touched. Returns the names of the runs ended.
-        """
-        host, me = socket.gethostname(), os.getpid()
-        ended: list[str] = []
-        for run in self._search("attributes.status = 'RUNNING'"):
-            tags = run.data.tags
-            try:
-                pid = int(tags.get(PID_TAG, ""))
-            except ValueError:
-                continue
-            same_host = tags.get(HOST_TAG) == host
-            if same_host and (pid == me or _process_alive(pid)):
-                continue
-            if not same_host and not other_hosts:
-                continue
-            reason = f"process {pid} on {tags.get(HOST_TAG)} ended without finishing the run"
-            self._terminate(run.info.run_id, "KILLED", reason, "end a stale run")
-            ended.append(str(run.info.run_name))
-        return ended
