@@ -3,7 +3,7 @@
 Exit status: 0 success, 1 a run failed, 2 bad input (spec, data, plugin, tracking store, usage).
 Errors a user can cause print one line per problem and no traceback.
 
-Its size (about 480 lines) is one Typer function per command (run, validate, schema, plugins,
+Its size (about 500 lines) is one Typer function per command (run, validate, schema, plugins,
 components, check, compare, landscape, ui) with its help text; each calls a layer below.
 """
 

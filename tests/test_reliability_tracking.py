@@ -397,7 +397,8 @@ def test_no_room_to_write_is_never_retried_and_says_where() -> None:
     import requests
     from mlflow.exceptions import MlflowException
 
-    from optlab._tracking.retry import NoRoom, Retrier, no_room, no_room_message
+    from optlab._tracking.no_room import NoRoom, no_room, no_room_message
+    from optlab._tracking.retry import Retrier
 
     copy = OSError(errno.ENOSPC, "No space left on device", "/tmp/f.png", None, "/mnt/f.png")
     assert no_room(copy) == NoRoom(errno.ENOSPC, "/mnt/f.png")  # a copy's destination

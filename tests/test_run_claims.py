@@ -193,8 +193,8 @@ def test_claims_made_at_the_same_moment_have_exactly_one_winner(uri: str) -> Non
 def keys_of(spec: Path) -> dict[str, str]:
     """Run name -> run key (``optlab.run_key``), as an invocation computes them."""
     from optlab._spec.load import load_experiment
+    from optlab._training.describe import run_key
     from optlab._training.preflight import data_key, preflight
-    from optlab._training.runner import run_key
 
     runs = load_experiment(spec).runs
     prepared = preflight(runs)

@@ -16,8 +16,9 @@ from optlab._contract.records import EpochReport, RunInfo, RunResult
 from optlab._execution.parallel import RecordingObserver
 from optlab._spec.experiment import Experiment
 from optlab._spec.load import load_experiment
+from optlab._training.describe import flatten_params
 from optlab._training.monitor import StopFlag, TrainingMonitor
-from optlab._training.runner import execute, flatten_params
+from optlab._training.runner import execute
 
 SPEC = """\
 name: runner_test

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -12,80 +11,20 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any
 
-from optlab._contract.hookspecs import hookimpl
 from optlab._contract.plugin_manager import GuardedHooks, get_plugin_manager
-from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._contract.records import RunInfo, RunResult
 from optlab._contract.registry import Registry
 from optlab._errors import RunInterrupted, TrackingError
+from optlab._execution.progress import Progress
 from optlab._execution.sequential import Elsewhere, Outcome, git_tags, run_all
 from optlab._spec.experiment import Experiment, RunSpec
+from optlab._tracking.no_room import check_free_space
 from optlab._training.data import PreparedData
+from optlab._training.describe import describe_run, run_key
 from optlab._training.monitor import stop_flag, stop_on_signals
 from optlab._training.preflight import data_key, preflight
-from optlab._training.runner import describe_run, run_key
 
 __all__ = ["Invocation"]
-
-
-class _Progress:
-    """An observer plugin that drives a rich progress bar over runs and epochs: on stderr in a
-    terminal, as a widget in Jupyter (rich's notebook support, with ipywidgets installed);
-    nowhere when ``enabled`` is false or the output goes to a file or pipe."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = Console(stderr=True, highlight=False, markup=False)
-        enabled = enabled and (self.console.is_terminal or self.console.is_jupyter)
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=not enabled,
-            transient=True,
-        )
-        self.task = self.progress.add_task("runs", total=total)
-        #: the message of a lost tracking store, which the invocation ends with: a run that
-        #: failed with it is not reported twice
-        self.lost: Callable[[], str | None] = lambda: None
-
-    def __enter__(self) -> _Progress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def log(self, message: str) -> None:
-        self.progress.console.print(message, soft_wrap=True)  # one line, however long
-
-    @hookimpl
-    def optlab_run_started(self, run: RunInfo) -> None:
-        self.progress.update(self.task, description=f"{run.name}")
-
-    @hookimpl
-    def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
-        val = "" if report.val_accuracy is None else f" val {report.val_accuracy:.3f}"
-        self.progress.update(
-            self.task, description=f"{run.name} epoch {report.epoch:g} loss {report.loss:.4g}{val}"
-        )
-
-    @hookimpl
-    def optlab_run_finished(
-        self, run: RunInfo, result: RunResult, error: BaseException | None
-    ) -> None:
-        self.progress.advance(self.task)
-        if result.status != "FINISHED" and result.error != self.lost():
-            self.log(f"{run.name}: {result.status}: {result.error}")
 
 
 class _Claims:
@@ -129,35 +68,6 @@ class _Claims:
     def release_name(self, name: str) -> None:
         if name in self.keys:
             self.claims.release(self.keys[name])
-
-
-#: below this much free space next to a local store, a run could not be recorded safely
-MIN_FREE_BYTES = 50 * 2**20
-
-
-def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
-    """Refuse to start when the folder of a local SQLite store has less than ``minimum``
-    bytes free (a full disk would otherwise fail the runs one by one)."""
-    from optlab._tracking.store import sqlite_path
-
-    path = sqlite_path(uri)
-    if path is None:
-        return
-    folder = path.resolve().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    usage = shutil.disk_usage(folder)
-    if usage.total == 0:  # /proc, /sys: a kernel's view, not storage
-        raise TrackingError(
-            f"{folder}: a virtual file system with no storage (such as /proc) cannot hold the "
-            f"tracking store {uri}; pass --tracking-uri with a folder on a disk"
-        )
-    free = usage.free
-    if free < minimum:
-        raise TrackingError(
-            f"{folder}: only {free / 2**20:.1f} MiB free for the tracking store {uri}; "
-            f"free at least {minimum / 2**20:.0f} MiB or pass --tracking-uri elsewhere"
-        )
 
 
 class Invocation:
@@ -271,7 +181,7 @@ class Invocation:
                 results = read_runs(self.tracker.client, reused, self.experiment.name)
                 return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
 
-        progress = _Progress(len(self.experiment.runs), enabled=not self.quiet)
+        progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
         outcome = Outcome()
         with contextlib.suppress(RunInterrupted), ExitStack() as stack:
             stack.enter_context(stop_on_signals())

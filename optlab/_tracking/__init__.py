@@ -6,6 +6,7 @@
     tracker.py  Tracker: the observer plugin (parent run per invocation, child run per run)
     points.py   metric points in columns, as the tracker buffers and writes them; thinning
     retry.py    retrying writes (tenacity) while the store is unreachable; TrackingUnavailable
+    no_room.py  a full disk, quota or read-only file system: recognised, never retried, told
     claims.py   run claims: of the invocations alive on one store, one trains a given run
     resume.py   what --resume asks of the store: FINISHED runs, stale RUNNING ones ended
     artifacts.py  a run's files: console.log, weights.npz, steps.npz, figures

@@ -33,31 +33,29 @@ the user set those variables, so that the budget above is the one that holds.
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import tenacity
 
 from optlab._errors import RunInterrupted, TrackingError, TrackingUnavailable
+from optlab._tracking.no_room import (
+    error_chain,
+    http_status,
+    no_room,
+    no_room_message,
+)
 
 __all__ = [
     "DEFAULT_RETRY_S",
     "RETRY_ENV",
-    "NoRoom",
     "Retrier",
     "TrackingUnavailable",
     "bound_http_retries",
     "is_transient",
-    "no_room",
-    "no_room_message",
-    "quiet_no_room_logs",
     "retry_budget",
     "short_reason",
 ]
@@ -120,134 +118,6 @@ def bound_http_retries() -> None:
         os.environ.setdefault(name, value)
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _status(error: BaseException) -> int | None:
-    """The HTTP status of a ``requests`` error or an ``MlflowException`` (else ``None``)."""
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    if status is None and hasattr(error, "get_http_status_code"):
-        status = error.get_http_status_code()
-    return status if isinstance(status, int) else None
-
-
-#: what an errno that leaves no room to write means
-_NO_ROOM = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-}
-#: the same, as a tracking server or a SQL store words it (the errno itself is lost there)
-_NO_ROOM_TEXT = {
-    "database or disk is full": errno.ENOSPC,  # SQLite's SQLITE_FULL
-    "no space left on device": errno.ENOSPC,
-    "disk quota exceeded": errno.EDQUOT,
-    "read-only file system": errno.EROFS,
-}
-_SQLITE_FULL = 13
-
-
-@dataclass(frozen=True)
-class NoRoom:
-    """The storage under a write cannot take it: full, over quota or read-only.
-
-    ``path`` is the file that could not be written, when the error names it."""
-
-    errno: int
-    path: str | None = None
-
-    @property
-    def what(self) -> str:
-        """``no space left on device``, ``disk quota exceeded`` or ``read-only file system``."""
-        return _NO_ROOM[self.errno]
-
-
-def no_room(error: BaseException) -> NoRoom | None:
-    """Whether ``error`` (or what caused it) says the storage has no room for a write: an
-    ``OSError`` with ``ENOSPC``, ``EDQUOT`` or ``EROFS``, SQLite's "database or disk is full",
-    or a tracking server's message saying one of these. Retrying cannot fix it."""
-    for cause in _chain(error):
-        if isinstance(cause, OSError) and cause.errno in _NO_ROOM:
-            path = cause.filename2 or cause.filename  # a copy names its destination second
-            return NoRoom(cause.errno, os.fsdecode(path) if isinstance(path, str | bytes) else None)
-        if getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL:
-            return NoRoom(errno.ENOSPC)
-        text = str(cause).lower()
-        for phrase, number in _NO_ROOM_TEXT.items():
-            if phrase in text:
-                return NoRoom(number)
-    return None
-
-
-def _file_system(path: str) -> str:
-    """``file system /mnt: 0.0 of 64.0 MiB free``: the mounted file system that holds ``path``
-    (``""`` if it cannot be told)."""
-    from pathlib import Path
-
-    try:
-        mount = Path(path).absolute()
-        while not mount.exists() and mount != mount.parent:
-            mount = mount.parent
-        while not os.path.ismount(mount):
-            mount = mount.parent
-        usage = shutil.disk_usage(mount)
-    except OSError:
-        return ""
-    return f"file system {mount}: {usage.free / 2**20:.1f} of {usage.total / 2**20:.1f} MiB free"
-
-
-def no_room_message(room: NoRoom, uri: str, what: str) -> str:
-    """One line: which file (and file system) or which server has no room, for which write,
-    and what to do."""
-    from optlab._tracking.store import sqlite_path
-
-    database = sqlite_path(uri)
-    path = room.path or (str(database.absolute()) if database is not None else None)
-    todo = {
-        errno.ENOSPC: "free space there",
-        errno.EDQUOT: "free space there or raise the quota",
-        errno.EROFS: "make it writable",
-    }[room.errno]
-    resume = "finish the remaining runs with `optlab run SPEC --resume`"
-    if path is None:
-        return (
-            f"tracking server {uri}: its storage says {room.what} while trying to {what}; the "
-            f"run was stopped: {todo.replace('there', 'on the server')}, then {resume}"
-        )
-    where = _file_system(path)
-    return (
-        f"{path}: {room.what}{f' ({where})' if where else ''} while trying to {what} in tracking "
-        f"store {uri!r}; the run was stopped: {todo}, then {resume}"
-    )
-
-
-class _NoRoomFilter(logging.Filter):
-    """Drops MLflow's log record (with its traceback) of a database error that says there is
-    no room: the tracker reports it itself, in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return error is None or no_room(error) is None
-
-
-#: MLflow's logger that logs every database error of a SQL store with its traceback
-_SQL_LOGGER = "mlflow.store.db.utils"
-
-
-def quiet_no_room_logs() -> None:
-    """Install :class:`_NoRoomFilter` on MLflow's SQL store logger (once)."""
-    logger = logging.getLogger(_SQL_LOGGER)
-    if not any(isinstance(f, _NoRoomFilter) for f in logger.filters):
-        logger.addFilter(_NoRoomFilter())
-
-
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) means the store is unreachable for now.
 
@@ -262,7 +132,7 @@ def is_transient(error: BaseException) -> bool:
 
     if no_room(error) is not None:
         return False
-    for cause in _chain(error):
+    for cause in error_chain(error):
         if isinstance(cause, http.SSLError):
             return False
         if isinstance(cause, ConnectionError | TimeoutError | http.ConnectionError | http.Timeout):
@@ -270,9 +140,9 @@ def is_transient(error: BaseException) -> bool:
         if isinstance(cause, http.RetryError | http.ChunkedEncodingError):
             return True
         if isinstance(cause, http.HTTPError):
-            return _status(cause) in _TRANSIENT_STATUS
+            return http_status(cause) in _TRANSIENT_STATUS
         if isinstance(cause, MlflowException):
-            if _status(cause) not in _TRANSIENT_STATUS:
+            if http_status(cause) not in _TRANSIENT_STATUS:
                 return False
             text = str(cause).lower()
             if "operationalerror" in text:  # a SQL store's database error, passed on by MLflow
@@ -292,7 +162,7 @@ def short_reason(error: BaseException) -> str:
     ``timed out``, ``HTTP 503``), from ``error`` or what caused it."""
     from optlab._tracking.store import first_line
 
-    texts = [str(cause) for cause in _chain(error)]
+    texts = [str(cause) for cause in error_chain(error)]
     for text in reversed(texts):  # innermost first
         found = _ERRNO.search(text)
         if found:
@@ -305,7 +175,7 @@ def short_reason(error: BaseException) -> str:
         return "timed out"
     if "RemoteDisconnected" in joined or "Connection aborted" in joined:
         return "connection closed without an answer"
-    status_code = _status(error)
+    status_code = http_status(error)
     prefix = f"HTTP {status_code}: " if status_code is not None else ""
     return f"{prefix}{first_line(error)[:160]}"
 

@@ -52,6 +52,7 @@ from typing import Any
 from optlab._contract.hookspecs import hookimpl
 from optlab._contract.records import EpochReport, RunInfo, RunResult, StepHistory
 from optlab._errors import OptlabError, RunInterrupted, TrackingError, TrackingUnavailable
+from optlab._tracking.no_room import quiet_no_room_logs
 from optlab._tracking.points import (
     DEFAULT_STEP_POINTS,
     EPOCH_METRICS,
@@ -63,7 +64,7 @@ from optlab._tracking.points import (
     summary_key,
     thinned,
 )
-from optlab._tracking.retry import Retrier, bound_http_retries, quiet_no_room_logs, retry_budget
+from optlab._tracking.retry import Retrier, bound_http_retries, retry_budget
 from optlab._tracking.store import connect, ensure_experiment, first_line
 
 __all__ = [

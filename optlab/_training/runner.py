@@ -8,8 +8,6 @@ after firing ``optlab_run_finished``. Input errors found before the run starts (
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -22,19 +20,17 @@ from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab._contract.optimizer import Optimizer
 from optlab._contract.plugin_manager import get_registry
 from optlab._contract.records import (
-    BACKEND_TAG,
     PLANE_POINTS,
-    SWEEP_TAG,
     Landscape,
     RunInfo,
     RunResult,
 )
 from optlab._contract.registry import Registry
 from optlab._errors import ComponentError, InputError, RunError, RunInterrupted
-from optlab._meta import __version__
 from optlab._spec.experiment import ComponentSpec, RunSpec
 from optlab._training.checks import run_checks
 from optlab._training.data import PreparedData, load_data
+from optlab._training.describe import describe_run, provider_label
 from optlab._training.landscape import loss_landscape
 from optlab._training.monitor import StopFlag, TrainingMonitor, stop_flag
 from optlab._training.preflight import run_streams
@@ -42,14 +38,10 @@ from optlab._training.preflight import run_streams
 __all__ = [
     "Observer",
     "build_objective",
-    "describe_run",
     "execute",
-    "flatten_params",
     "initial_weights",
-    "run_key",
     "run_landscape",
     "run_streams",
-    "run_tags",
 ]
 
 #: typical size of the initial scores: "W is small, so all scores are about 0" (the lecture)
@@ -68,78 +60,9 @@ class Observer(Protocol):
     ) -> Any: ...
 
 
-def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved run spec as flat dotted keys, as logged to MLflow.
-
-    A list of regularizers is keyed by name (``regularizer.l2.strength``) and
-    ``regularizer.name`` joins their names (``l2+max_norm``, or ``none``).
-    """
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = value
-
-    for key, value in resolved.items():
-        if key == "regularizer" and isinstance(value, list):
-            names = [str(r.get("name")) for r in value if isinstance(r, Mapping)]
-            flat["regularizer.name"] = "+".join(names) if names else "none"
-            for reg in value:
-                params = {k: v for k, v in reg.items() if k != "name"}
-                walk(f"regularizer.{reg.get('name')}", params)
-        else:
-            walk(key, value)
-    return flat
-
-
-def run_key(name: str, resolved: Mapping[str, Any], data_sha256: str) -> str:
-    """Identity of a run for ``--resume``: its name in the plan, its resolved spec, its data
-    and the code version (two variants that resolve alike are still two runs)."""
-    blob = json.dumps(
-        {"name": name, "spec": resolved, "data": data_sha256, "optlab": __version__},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def _provider_label(spec: ComponentSpec, registry: Registry | None) -> str:
-    if registry is None:
-        return spec.record.provider or "unknown"
-    return registry.label(spec.record.provider)
-
-
-def run_tags(
-    run: RunSpec,
-    data: PreparedData,
-    registry: Registry | None,
-    base: Mapping[str, str],
-    backend: str | None = None,
-) -> dict[str, str]:
-    """Tags of a run: variant, providers with versions, optlab version, data hash, the
-    backend that trains it (``optlab.backend``), ``base``."""
-    tags = dict(base)
-    tags["optlab.variant"] = run.variant or run.name
-    if run.point:  # the sweep values of this run (dotted key -> value)
-        tags[SWEEP_TAG] = json.dumps(run.point, default=str)
-    tags["optlab.version"] = __version__
-    tags["optlab.data_sha256"] = data.summary.sha256
-    tags["optlab.provider.dataset"] = _provider_label(run.dataset, registry)
-    tags["optlab.provider.loss"] = _provider_label(run.loss, registry)
-    tags["optlab.provider.optimizer"] = _provider_label(run.optimizer, registry)
-    for reg in run.regularizers:
-        tags[f"optlab.provider.regularizer.{reg.name}"] = _provider_label(reg, registry)
-    if backend is not None:
-        tags[BACKEND_TAG] = backend
-    return tags
-
-
 def _build(spec: ComponentSpec, registry: Registry | None, expected: type) -> Any:
     """Call a component's factory once; a fault or a wrong type names the plugin."""
-    provider = _provider_label(spec, registry)
+    provider = provider_label(spec, registry)
     try:
         obj = spec.build()
     except InputError:
@@ -168,11 +91,11 @@ def build_objective(
     optimizer : Optimizer
     """
     loss = BoundLoss(
-        _build(run.loss, registry, Loss), run.loss.name, _provider_label(run.loss, registry)
+        _build(run.loss, registry, Loss), run.loss.name, provider_label(run.loss, registry)
     )
     regs = [
         BoundRegularizer(
-            _build(spec, registry, Regularizer), spec.name, _provider_label(spec, registry)
+            _build(spec, registry, Regularizer), spec.name, provider_label(spec, registry)
         )
         for spec in run.regularizers
     ]
@@ -211,27 +134,6 @@ def initial_weights(objective: Objective, rng: np.random.Generator) -> Array:
     norm = float(np.sqrt(np.mean(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))))
     scale = INIT_SCALE / norm if norm > 0 and np.isfinite(norm) else INIT_SCALE
     return (scale * rng.standard_normal(objective.shape)).astype(objective.dtype)
-
-
-def describe_run(
-    run: RunSpec,
-    data: PreparedData,
-    experiment: str,
-    registry: Registry | None,
-    base_tags: Mapping[str, str],
-    backend: str | None = None,
-) -> RunInfo:
-    """The :class:`RunInfo` observers receive: name, key, flat params, tags (with the label of
-    the ``backend`` that trains it, when known), data summary."""
-    return RunInfo(
-        name=run.name,
-        key=run_key(run.name, run.resolved, data.summary.sha256),
-        experiment=experiment,
-        params=flatten_params(run.resolved),
-        spec=dict(run.resolved),
-        tags=run_tags(run, data, registry, base_tags, backend),
-        data=data.summary,
-    )
 
 
 def _components_line(run: RunSpec) -> str:
@@ -462,7 +364,7 @@ def _minimize(
     :class:`ComponentError` that names it."""
 
     def fault(what: str) -> ComponentError:
-        label = _provider_label(run.optimizer, registry)
+        label = provider_label(run.optimizer, registry)
         return ComponentError("optimizer", run.optimizer.name, label, what)
 
     try:
