@@ -63,12 +63,13 @@ def optlab_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new MLflow SQLite store, created and migrated by optlab once per test session (in a
-    process of its own, so that this one's MLflow holds nothing open on it)."""
+    process of its own, so that this one's MLflow holds nothing open on it; in the store's
+    folder, where MLflow puts the default experiment's artifact location)."""
 
     def make(folder: Path) -> None:
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         code = f"from optlab._tracking.store import connect; connect({uri!r})"
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=folder)
 
     return once_per_session(tmp_path_factory, "empty-store", make) / "mlflow.db"
 

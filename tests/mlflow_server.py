@@ -1,6 +1,8 @@
 """A real ``mlflow server`` for tests: free port on 127.0.0.1, its own SQLite store and artifact
 folder under tmp, one worker, its own process group (killed as a group afterwards).
 :class:`RestartableMlflowServer` can be crashed and started again on the same port and store.
+Given an empty, migrated store (conftest's ``_empty_store``), a server starts on a copy of it
+instead of migrating a new one (seconds of MLflow's migrations).
 
 Use it by importing the fixture into a test module (or a conftest)::
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +86,14 @@ def _mlflow_executable() -> Path:
     return mlflow
 
 
+def _seed(folder: Path, template: Path | None) -> None:
+    """Put a copy of the empty store ``template`` where the server keeps its store (if given,
+    and if there is no store there yet)."""
+    store = folder / "server.db"
+    if template is not None and not store.exists():
+        shutil.copyfile(template, store)
+
+
 def _spawn(folder: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``mlflow server`` on 127.0.0.1:``port`` with its store in ``folder`` (log appended)."""
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
@@ -117,10 +128,12 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 
 
 @contextlib.contextmanager
-def start_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
-    """Start ``mlflow server`` with its store in ``folder``; stop its process group at exit."""
+def start_mlflow_server(folder: Path, template: Path | None = None) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` with its store in ``folder`` (a copy of the empty store
+    ``template``, if given); stop its process group at exit."""
     _mlflow_executable()
     folder.mkdir(parents=True, exist_ok=True)
+    _seed(folder, template)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = folder / "server.log"
@@ -138,12 +151,14 @@ class RestartableMlflowServer:
     """An ``mlflow server`` that a test can crash and start again on the same port, with the
     same backend store and artifact folder (what a client sees when its server restarts).
 
-    Use it as a context manager; the process group is stopped at exit.
+    Use it as a context manager; the process group is stopped at exit. Its store starts as a
+    copy of the empty store ``template``, if given.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, template: Path | None = None) -> None:
         _mlflow_executable()
         folder.mkdir(parents=True, exist_ok=True)
+        _seed(folder, template)
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -193,12 +208,15 @@ _shared: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+def mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
+) -> Iterator[MlflowServer]:
     """A real MLflow tracking server shared by the session's tests (by every module that
-    imports this fixture; stopped after the last of them)."""
+    imports this fixture; stopped after the last of them), on a copy of the empty store."""
     if not _shared:
         stack = contextlib.ExitStack()
-        server = stack.enter_context(start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")))
+        folder = tmp_path_factory.mktemp("mlflow-server")
+        server = stack.enter_context(start_mlflow_server(folder, _empty_store))
         _shared.update(server=server, stack=stack, users=0)
     _shared["users"] += 1
     try:

@@ -55,8 +55,11 @@ optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 6}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableMlflowServer]:
-    with RestartableMlflowServer(tmp_path_factory.mktemp("restartable-mlflow")) as srv:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
+) -> Iterator[RestartableMlflowServer]:
+    folder = tmp_path_factory.mktemp("restartable-mlflow")
+    with RestartableMlflowServer(folder, template=_empty_store) as srv:
         yield srv
 
 
@@ -334,7 +337,7 @@ def test_unreachable_errors_are_transient_with_a_short_reason() -> None:
 
 
 def test_retry_budget_from_argument_environment_or_default(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, new_store: Callable[[Path], str]
 ) -> None:
     monkeypatch.delenv(RETRY_ENV, raising=False)
     assert retry_budget() == 60.0
@@ -346,7 +349,7 @@ def test_retry_budget_from_argument_environment_or_default(
         with pytest.raises(TrackingError, match=f"{RETRY_ENV}: '{bad}' is not a number"):
             retry_budget()
     monkeypatch.setenv(RETRY_ENV, "0.5")
-    assert Tracker(f"sqlite:///{tmp_path / 'm.db'}", "budget", plots=False).retry_s == 0.5
+    assert Tracker(new_store(tmp_path / "m.db"), "budget", plots=False).retry_s == 0.5
 
 
 def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
