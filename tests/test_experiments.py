@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -336,10 +336,10 @@ def test_sweep_names_its_best_run_by_validation_and_reports_its_test_accuracy() 
 
 
 def test_a_tracked_sweep_is_compared_in_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     spec = str(EXPERIMENTS / "reg_lr_sweep.yaml")
     small = [
         "--set",

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -209,11 +209,11 @@ def test_installed_plugin_is_listed_with_its_distribution(
 
 @pytest.mark.slow
 def test_installed_plugin_runs_the_comparison_tracked_in_mlflow(
-    plugin_env: dict[str, Path], tmp_path: Path
+    plugin_env: dict[str, Path], tmp_path: Path, new_store: Callable[[Path], str]
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")  # the venv's MLflow is this interpreter's
     overrides = [arg for s in SHRINK for arg in ("--set", s)]
     ran = _optlab(
         plugin_env, "run", str(SPEC), *overrides, "--json", "--tracking-uri", uri, cwd=tmp_path

@@ -424,7 +424,10 @@ def test_no_sweep_figure_for_variants_or_many_swept_values(
 
 
 def test_the_parent_run_and_compare_store_the_sweep_figure(
-    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    sweep: list[tuple[RunInfo, RunResult]],
+    monkeypatch: pytest.MonkeyPatch,
+    new_store: Any,
 ) -> None:
     from tracking_data import drive
 
@@ -433,7 +436,7 @@ def test_the_parent_run_and_compare_store_the_sweep_figure(
     from optlab._tracking.tracker import Tracker
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     pairs = sweep[:2]  # learning rates 0.001 and 0.01: a sweep of one value
     tracker = Tracker(uri, "sweep-figure", plots=True)
     runs = []
@@ -599,7 +602,7 @@ def test_the_loss_landscape_slices_the_objective_through_w() -> None:
 
 
 def test_optlab_landscape_stores_the_figure_on_a_finished_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:
     from typer.testing import CliRunner
 
@@ -608,7 +611,7 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.yaml").write_text(PLANE.replace("epochs: 6", "epochs: 2"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     cli = CliRunner()
     ran = cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri])
     assert ran.exit_code == 0, ran.output

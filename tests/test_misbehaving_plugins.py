@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -216,13 +217,17 @@ optimizer: {name: sgd, lr: 0.1, batch_size: 30, epochs: 2}
 
 
 @pytest.fixture(scope="module")
-def invocation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One ``optlab run --json`` of a spec with a good variant and one variant per fault."""
+def invocation(
+    tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
+) -> Iterator[dict[str, Any]]:
+    """One ``optlab run --json`` of a spec with a good variant and one variant per fault (into
+    a copy of the empty store)."""
     work = tmp_path_factory.mktemp("misbehaving")
     spec = work / "spec.yaml"
     spec.write_text(
         BASE + "variants:\n  good: {}\n" + "".join(_variant(n) for n in [*FAULTS, "nan_loss"])
     )
+    shutil.copyfile(_empty_store, work / "mlflow.db")
     uri = f"sqlite:///{work / 'mlflow.db'}"
     recorder = EndRecorder()
     with register_plugin(BadPlugin(), name=PLUGIN), register_plugin(recorder, name="recorder"):

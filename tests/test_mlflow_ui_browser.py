@@ -9,6 +9,7 @@ on the parent run; and ``optlab ui`` prints the link and none of MLflow's start-
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,11 +49,14 @@ CARD = '[data-testid="experiment-view-compare-runs-card"]'
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+def ui(
+    tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
+) -> Iterator[tuple[str, list[str]]]:
     """``optlab ui`` on a store holding one invocation: (the link it printed, everything it
-    printed once stopped)."""
+    printed once stopped). The default store starts as a copy of the empty store."""
     folder = tmp_path_factory.mktemp("browser")
     (folder / "spec.yaml").write_text(SPEC)
+    shutil.copyfile(_empty_store, folder / "mlflow.db")
     command = [sys.executable, "-m", "optlab"]
     subprocess.run([*command, "run", "spec.yaml"], cwd=folder, check=True, capture_output=True)
     port = free_port()

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,10 @@ def check_every_point(uri: str, tmp: Path) -> None:
     assert parent.end_time >= max(r.info.end_time for r in children)
 
 
-def test_jobs_4_into_the_default_sqlite_store(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_jobs_4_into_the_default_sqlite_store(
+    tmp_path: Path, new_store: Callable[[Path], str]
+) -> None:
+    uri = new_store(tmp_path / "mlflow.db")
     run_jobs4(tmp_path, uri)
     check_every_point(uri, tmp_path)
 

@@ -3,6 +3,7 @@ the UI listens on the loopback interface unless told otherwise."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,7 @@ def _artifact_paths(client: Any, run_id: str, folder: str | None = None) -> Iter
 
 
 def test_secrets_in_the_environment_are_not_logged(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
 ) -> None:
     from mlflow import MlflowClient
 
@@ -60,6 +61,7 @@ def test_secrets_in_the_environment_are_not_logged(
         monkeypatch.setenv(name, value)
     spec = workdir / "secrets.yaml"
     spec.write_text(SPEC)
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")  # the default store, empty
     result = _invoke("run", str(spec))
     assert result.exit_code == 1, result.stderr  # the diverging variant fails, and is logged
     for value in secrets.values():
@@ -128,9 +130,9 @@ def test_python_tags_are_refused_and_nothing_runs(payload: str, where: str, work
 
 
 def test_ui_binds_the_loopback_interface_by_default(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
 ) -> None:
-    (workdir / "mlflow.db").touch()
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
     argv = ui_command("sqlite:///mlflow.db", 5005)
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
 

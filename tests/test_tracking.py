@@ -29,14 +29,6 @@ from optlab._tracking.ui import chart_link, ui_command
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated store: creating one costs seconds (schema migrations)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    connect(f"sqlite:///{path}")
-    return path
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working folder (no store yet)."""
@@ -46,9 +38,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def store(workdir: Path, template_db: Path) -> Path:
-    """A working folder holding an empty default store ``./mlflow.db``."""
-    shutil.copyfile(template_db, workdir / "mlflow.db")
+def store(workdir: Path, _empty_store: Path) -> Path:
+    """A working folder holding an empty default store ``./mlflow.db`` (a copy of the session's
+    empty store: creating one costs seconds of schema migrations)."""
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
     return workdir
 
 
@@ -306,11 +299,11 @@ def test_compare_reads_back_the_latest_invocation(store: Path, runs: dict[str, T
     assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[1] is None
 
 
-def test_compare_errors_are_one_line_input_errors(workdir: Path, template_db: Path) -> None:
+def test_compare_errors_are_one_line_input_errors(workdir: Path, _empty_store: Path) -> None:
     with pytest.raises(InputError, match=r"mlflow\.db does not exist"):
         compare("anything", DEFAULT_TRACKING_URI, None)
     assert not (workdir / "mlflow.db").exists()
-    shutil.copyfile(template_db, workdir / "mlflow.db")
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
     Tracker(DEFAULT_TRACKING_URI, "svm_vs_softmax")
     with pytest.raises(InputError, match="did you mean 'svm_vs_softmax'"):
         compare("svm_vs_sofmax", DEFAULT_TRACKING_URI, None)
@@ -318,10 +311,10 @@ def test_compare_errors_are_one_line_input_errors(workdir: Path, template_db: Pa
         compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)
 
 
-def test_ui_command(workdir: Path, template_db: Path) -> None:
+def test_ui_command(workdir: Path, _empty_store: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         ui_command(DEFAULT_TRACKING_URI, 5000)
-    shutil.copyfile(template_db, workdir / "mlflow.db")
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
     argv = ui_command(DEFAULT_TRACKING_URI, 5001)
     assert Path(argv[0]).name in ("mlflow", Path(sys.executable).name)
     joined = " ".join(argv)
@@ -482,12 +475,12 @@ def test_console_output_is_an_artifact(store: Path) -> None:
     assert text.read_text() == "epoch 1 loss 0.9\n"
 
 
-def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) -> None:
+def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(store: Path) -> None:
     from typer.testing import CliRunner
 
     from optlab._cli import app
 
-    (workdir / "spec.yaml").write_text(
+    (store / "spec.yaml").write_text(
         "name: budget\nseed: 0\ndescription: SGD on blobs, for the budget test.\n"
         "data: {name: blobs, n_samples: 300, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}\n"
         "loss: {name: softmax}\n"
@@ -513,13 +506,13 @@ def test_the_spec_sets_the_step_budget_and_turns_the_figures_off(workdir: Path) 
 
 
 def test_resume_with_nothing_left_logs_nothing_and_prints_the_finished_runs(
-    workdir: Path,
+    store: Path,
 ) -> None:
     from typer.testing import CliRunner
 
     from optlab._cli import app
 
-    (workdir / "spec.yaml").write_text(
+    (store / "spec.yaml").write_text(
         "name: done\nseed: 0\n"
         "data: {name: blobs, n_samples: 200, n_features: 4, n_classes: 3, val: 0.2, test: 0.2}\n"
         "loss: {name: svm}\n"
