@@ -6,13 +6,17 @@ sides interleaved, so it holds on a busy machine better than an absolute time wo
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,7 @@ __all__ = [
     "environment",
     "loss",
     "machine_rates",
+    "new_store",
     "optimizer",
     "quick_machine_rates",
     "roofline",
@@ -141,6 +146,31 @@ def timed_pair(f: Callable[[], object], reference: Callable[[], object], k: int)
         t_ref = min(t_ref, best_of(reference, 1))
         t_f = min(t_f, best_of(f, 1))
     return Timing(t_f, t_ref, k)
+
+
+#: the empty store :func:`new_store` copies (made at its first call)
+_empty_store: list[Path] = []
+
+
+def new_store(path: Path, *, empty: bool) -> str:
+    """The ``sqlite:///`` URI of a tracking store at ``path``: with ``empty``, a copy of an empty
+    store migrated once per process is put there first; without, the first tracked run
+    creates it, as a user's first run does.
+
+    ``--quick`` times each side once, without warm-up runs: creating a new SQLite store
+    (MLflow's schema migrations) takes seconds, more than a quick figure's work, and would be
+    timed every time; the full suite's warm-up runs create theirs outside the timing.
+    """
+    if empty:
+        if not _empty_store:
+            from optlab._tracking.store import connect
+
+            folder = Path(tempfile.mkdtemp(prefix="optlab-bench-store-"))
+            atexit.register(shutil.rmtree, folder, True)
+            connect(f"sqlite:///{folder / 'mlflow.db'}")
+            _empty_store.append(folder / "mlflow.db")
+        shutil.copyfile(_empty_store[0], path)
+    return f"sqlite:///{path}"
 
 
 def synthetic(

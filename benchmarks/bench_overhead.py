@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import CIFAR_SHAPE, Figure, best_of
+from benchmarks._common import CIFAR_SHAPE, Figure, best_of, new_store
 from optlab import Array
 
 __all__ = ["run"]
@@ -199,7 +199,7 @@ def measure(
         folder = Path(tmp)
         write(folder)
         spec = write_spec(folder / "spec.yaml", folder, setup)
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        uri = new_store(folder / "mlflow.db", empty=not warm_up)
         if warm_up:
             optlab_run(spec, uri)  # imports, store creation, page cache
         t_bare = t_opt = float("inf")

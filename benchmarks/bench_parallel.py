@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from benchmarks._common import Figure
+from benchmarks._common import Figure, new_store
 from benchmarks.bench_startup import optlab_command, wall_time
 
 __all__ = ["SWEEP", "run"]
@@ -46,17 +46,8 @@ def run(quick: bool = False) -> list[Figure]:
         spec = Path(tmp) / "sweep.yaml"
         spec.write_text(SWEEP.format(epochs=epochs, lrs=lrs, seeds=seeds))
         for jobs in (1, 2):
-            store = Path(tmp) / f"jobs{jobs}.db"
-            argv = [
-                *optlab,
-                "run",
-                str(spec),
-                "--json",
-                "--jobs",
-                str(jobs),
-                "--tracking-uri",
-                f"sqlite:///{store}",
-            ]
+            uri = new_store(Path(tmp) / f"jobs{jobs}.db", empty=quick)
+            argv = [*optlab, "run", str(spec), "--json", "--jobs", str(jobs), "--tracking-uri", uri]
             seconds[jobs] = wall_time(argv, k)
     return [
         Figure(

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure, best_of
+from benchmarks._common import CIFAR_SHAPE, QUICK_SHAPE, Figure, best_of, new_store
 from benchmarks.bench_overhead import Setup, optlab_run, write_spec, write_synthetic
 
 __all__ = ["run"]
@@ -89,7 +89,7 @@ def cifar10_shape(quick: bool) -> list[Figure]:
         spec = write_spec(folder / "spec.yaml", folder, setup)
         bare = folder / "no-figures.yaml"
         bare.write_text(spec.read_text() + "tracking: {figures: false}\n", encoding="utf-8")
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        uri = new_store(folder / "mlflow.db", empty=quick)
         if not quick:
             _invocation_s(spec, uri, track=True)  # imports, store creation, page cache
         untracked = _invocation_s(spec, uri, track=False)
@@ -141,6 +141,7 @@ def demo(quick: bool) -> Figure:
     """``make demo``'s command on an existing store, against the same with ``--no-track``."""
     with tempfile.TemporaryDirectory(prefix="optlab-bench-demo-") as tmp:
         folder = Path(tmp)
+        new_store(folder / "mlflow.db", empty=quick)  # the command's default store
         if not quick:
             _command_s(cwd=folder)  # creates the store
         tracked, untracked = _alternated(
