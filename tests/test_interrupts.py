@@ -105,27 +105,21 @@ def statuses(spec: Path) -> dict[str, list[str]]:
     return out
 
 
+def invoke(*args: str) -> Any:
+    """The ``optlab`` command in this process (quicker than a new one, which imports MLflow
+    again): for the commands after the interrupted one, which no signal reaches."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 def resume_to_the_end(spec: Path, text: str = SPEC) -> None:
     """``optlab run --resume`` with the long runs (b) shortened so that they finish."""
     spec.write_text(text.replace("epochs: 100000", "epochs: 20"))
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optlab",
-            "run",
-            str(spec),
-            "--tracking-uri",
-            _uri(spec),
-            "--resume",
-            "--json",
-        ],
-        cwd=spec.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = invoke("run", str(spec), "--tracking-uri", _uri(spec), "--resume", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
 
 
 @pytest.fixture
@@ -167,23 +161,8 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED", "FINISHED"], "c": ["FINISHED"]}
 
     # the comparison after a resume shows the whole plan: the reused run and the new ones
-    compared = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optlab",
-            "compare",
-            "interrupt_test",
-            "--json",
-            "--tracking-uri",
-            _uri(spec),
-        ],
-        cwd=spec.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert compared.returncode == 0, compared.stderr
+    compared = invoke("compare", "interrupt_test", "--json", "--tracking-uri", _uri(spec))
+    assert compared.exit_code == 0, compared.stderr
     rows = {row["run"].lstrip("★ "): row for row in json.loads(compared.stdout)}
     assert set(rows) == {"a", "b", "c"}
     assert all(row["status"] == "FINISHED" for row in rows.values())
