@@ -427,7 +427,7 @@ def landscape(
     training loss along random directions through the learned W (1-D and 2-D slices, and
     one example's loss), stored as each run's loss_landscape.png."""
     from optlab._tracking import resolve_tracking_uri
-    from optlab._tracking.readback import LANDSCAPE_FIGURE
+    from optlab._tracking.artifacts import LANDSCAPE_FIGURE
     from optlab._tracking.readback import landscape as draw_landscapes
 
     uri = resolve_tracking_uri(tracking_uri, None)

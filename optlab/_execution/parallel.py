@@ -268,6 +268,10 @@ def _completed_local(
 def _events(
     fut: Any, run: RunSpec, describe: Callable[[RunSpec], RunInfo]
 ) -> list[tuple[str, dict[str, Any]]]:
+    """The events of ``run``'s finished future: none when it was cancelled or stopped before
+    it started (it is not recorded at all), a FAILED run's when its worker crashed."""
+    if fut.cancelled():
+        return []
     try:
         events: list[tuple[str, dict[str, Any]]] = fut.result()
         return events
@@ -321,7 +325,7 @@ def run_parallel(
                 for run in runs
             }
             for fut in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
-                if fut.cancelled() or not (events := _events(fut, futures[fut], describe)):
+                if not (events := _events(fut, futures[fut], describe)):
                     continue
                 try:
                     info, result = _finish(events, observer)
@@ -354,11 +358,11 @@ def _collect_local(
     stopping = False
     for fut in _completed_local(workers, should_stop):
         if on_all_done is not None and all(f.done() for f in futures):
-            ended = [_events(f, futures[f], describe) for f in futures if not f.cancelled()]
+            ended = [_events(f, futures[f], describe) for f in futures]
             on_all_done([_outcome(events) for events in ended if events])
             on_all_done = None
-        if fut.cancelled() or not (events := _events(fut, futures[fut], describe)):
-            continue  # cancelled, or stopped before it started (no events)
+        if not (events := _events(fut, futures[fut], describe)):
+            continue  # cancelled, or stopped before it started
         try:
             info, result = _finish(events, observer)
         except BaseException:

@@ -43,15 +43,9 @@ def write_landscape(landscape: Landscape, folder: Path, title: str = "") -> list
     from optlab._report.planes import loss_landscape_figure
 
     data = folder / LANDSCAPE_DATA
-    np.savez(
-        data,
-        steps=landscape.steps,
-        line=landscape.line,
-        example=landscape.example,
-        example_index=landscape.example_index,
-        grid=landscape.grid,
-        plane=landscape.plane,
-    )
+    slices = {f.name: getattr(landscape, f.name) for f in fields(landscape)}
+    del slices["directions"]
+    np.savez(data, **slices)
     return [data, loss_landscape_figure(landscape, folder / LANDSCAPE_FIGURE, title)]
 
 

@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
-    "LANDSCAPE_FIGURE",
     "compare",
     "landscape",
     "load_latest_invocation",
@@ -291,10 +290,6 @@ def compare(
     return rows, figure
 
 
-#: the figure :func:`landscape` stores on a run (with the slices' numbers, LANDSCAPE_DATA)
-LANDSCAPE_FIGURE = artifact_files.LANDSCAPE_FIGURE
-
-
 def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
     """The RunSpec of a run's stored ``spec.yaml`` (its resolved spec), validated again."""
     import yaml
@@ -383,12 +378,12 @@ def landscape(
             slices = loss_landscape(objective, W, np.random.default_rng(seed))
             for file in artifact_files.write_landscape(slices, folder, name):
                 client.log_artifact(run_id, str(file))
-            figure = folder / LANDSCAPE_FIGURE
+            figure = folder / artifact_files.LANDSCAPE_FIGURE
             copy = None
             if out_dir is not None:
                 try:
                     (out_dir / name).mkdir(parents=True, exist_ok=True)
-                    copy = out_dir / name / LANDSCAPE_FIGURE
+                    copy = out_dir / name / artifact_files.LANDSCAPE_FIGURE
                     copy.write_bytes(figure.read_bytes())
                 except OSError as exc:
                     raise InputError(
