@@ -197,35 +197,28 @@ def run(
         Bad input (a :class:`~optlab._errors.SpecError` for the spec or its data, an unknown
         executor, an unusable tracking store); nothing was run.
     """
-    from optlab._errors import InputError
+    from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
 
-    if executor not in ("local", "dask"):
-        raise InputError(f"executor: unknown executor '{executor}'; use local or dask")
-    if executor == "dask" and not scheduler:
-        raise InputError("executor 'dask' needs a scheduler address (tcp://127.0.0.1:8786)")
-    if jobs < 1:
-        raise InputError(f"jobs: must be at least 1, got {jobs}")
-    experiment = load_spec(spec, overrides=overrides)
-    invocation = Invocation(
-        experiment,
-        spec_path="<spec>" if isinstance(spec, Mapping) else str(spec),
-        tracking_uri=tracking_uri,
-        track=track,
-        resume=resume,
-        fail_fast=fail_fast,
-        quiet=quiet,
-        jobs=jobs,
-        executor=executor,
-        scheduler=scheduler,
-    )
-    outcome = invocation.run()
+    with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+        experiment = load_spec(spec, overrides=overrides)
+        invocation = Invocation(
+            experiment,
+            spec_path="<spec>" if isinstance(spec, Mapping) else str(spec),
+            tracking_uri=tracking_uri,
+            track=track,
+            resume=resume,
+            fail_fast=fail_fast,
+            quiet=quiet,
+            executor=where,
+        )
+        outcome = invocation.run()
     uri = invocation.tracker.uri if invocation.tracker is not None else None
     return _results(experiment.name, outcome, uri, invocation.started_at)
 
 
 def _results(experiment: str, outcome: Any, uri: str | None, since: float | None) -> Results:
-    """Rows from an :class:`optlab._execution.sequential.Outcome` (one per run that ran or was
+    """Rows from an :class:`optlab._execution.executor.Outcome` (one per run that ran or was
     reused)."""
     from optlab._report.rows import comparison_rows
     from optlab._report.table import render_table

@@ -64,6 +64,20 @@ SpecUriOpt = Annotated[
         "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
     ),
 ]
+JobsOpt = Annotated[
+    int,
+    typer.Option(
+        "--jobs", "-j", min=1, metavar="N", help="Runs at once, in local worker processes."
+    ),
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(metavar="NAME", help="Where runs execute: local, or dask (needs --scheduler)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786."),
+]
 
 
 def _print_version(value: bool) -> None:
@@ -273,17 +287,24 @@ def components(
 # ------------------------------------------------------------------------------------ check
 @app.command()
 @handles_errors
-def check(spec: SpecArg, set_: SetOpt = None) -> None:
+def check(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
+) -> None:
     """Run only the sanity checks (initial loss, gradient check) of every run and print them."""
+    from optlab._execution.by_name import make_executor
     from optlab._execution.check import check_runs
 
-    experiment = _load(spec, set_)
     ok = True
-    for name, lines, passed in check_runs(experiment):
-        typer.echo(f"{name}:")
-        for line in lines:
-            typer.echo(f"  {line}")
-        ok = ok and passed
+    with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+        for report in check_runs(_load(spec, set_), where):
+            typer.echo(f"{report.name}:")
+            for line in report.lines:
+                typer.echo(f"  {line}")
+            ok = ok and report.passed
     raise typer.Exit(0 if ok else 1)
 
 
@@ -302,54 +323,32 @@ def run(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first failed run.")
     ] = False,
-    jobs: Annotated[
-        int,
-        typer.Option(
-            "--jobs", "-j", min=1, metavar="N", help="Runs at once, in local worker processes."
-        ),
-    ] = 1,
-    executor: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME", help="Where runs execute: local, or dask (needs --scheduler)."
-        ),
-    ] = "local",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786."),
-    ] = None,
+    jobs: JobsOpt = 1,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
-    from optlab._errors import InputError
-
-    if executor not in ("local", "dask"):
-        raise InputError(f"--executor: unknown executor '{executor}'; use local or dask")
-    if executor == "dask" and not scheduler:
-        raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
-    if jobs > 1 and executor == "local":
-        from optlab._execution import fork_server
-
-        fork_server.start()  # its imports overlap this process's, and reading spec and data
+    from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
 
     invocation = None
     try:
-        invocation = Invocation(
-            _load(spec, set_),
-            spec_path=str(spec),
-            tracking_uri=tracking_uri,
-            track=not no_track,
-            resume=resume,
-            fail_fast=fail_fast,
-            quiet=as_json,
-            jobs=jobs,
-            executor=executor,
-            scheduler=scheduler,
-            command=_command(spec, set_, tracking_uri),
-        )
-        outcome = invocation.run()
+        # made first: local workers' fork server imports while this process reads the spec
+        with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+            invocation = Invocation(
+                _load(spec, set_),
+                spec_path=str(spec),
+                tracking_uri=tracking_uri,
+                track=not no_track,
+                resume=resume,
+                fail_fast=fail_fast,
+                quiet=as_json,
+                executor=where,
+                command=_command(spec, set_, tracking_uri),
+            )
+            outcome = invocation.run()
         if as_json:
-            from optlab._execution.sequential import result_row
+            from optlab._report.rows import result_row
 
             rows = [result_row(i, r) for i, r in outcome.results]
             typer.echo(json.dumps(rows, indent=2, default=str))

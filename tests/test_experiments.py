@@ -24,7 +24,7 @@ from typer.testing import CliRunner, Result
 
 from optlab._cli import app
 from optlab._contract.records import RunInfo, RunResult
-from optlab._execution.parallel import RecordingObserver
+from optlab._execution.recording import RecordingObserver
 from optlab._spec.load import load_experiment
 from optlab._training.runner import execute
 

@@ -16,7 +16,7 @@ import pytest
 from tracking_data import drawn_figures, train
 
 from optlab._contract.records import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
-from optlab._execution.parallel import RecordingObserver
+from optlab._execution.recording import RecordingObserver
 from optlab._report.comparison import comparison_figure
 from optlab._report.drawing import smoothed, smoothing_weight
 from optlab._report.rows import comparison_rows

@@ -92,17 +92,19 @@ def test_dask_executor_needs_a_scheduler(spec: Path) -> None:
 
 def test_workers_that_cannot_start_are_one_run_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from optlab._errors import RunError
-    from optlab._execution.parallel import LocalWorkers
+    from optlab._execution.executor import Job
+    from optlab._execution.local import LocalProcesses
+    from optlab._execution.recording import RecordingObserver
 
-    with LocalWorkers(1) as workers:
+    with LocalProcesses(1) as workers:
 
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("no processes")
 
         monkeypatch.setattr(workers.pool, "submit", broken)
-        workers.submit([object()], "e", {}, False)  # type: ignore[list-item]
+        runs = workers.run([object()], Job("e", RecordingObserver()))  # type: ignore[list-item]
         with pytest.raises(RunError, match="could not start the worker processes: no processes"):
-            _ = workers.futures
+            list(runs)
 
 
 def test_workers_see_the_environment_of_the_moment_they_start(
@@ -112,11 +114,11 @@ def test_workers_see_the_environment_of_the_moment_they_start(
     still take that process's environment as it is when the pool starts."""
     import os
 
-    from optlab._execution.parallel import LocalWorkers
+    from optlab._execution.local import LocalProcesses
 
     for value in ("first", "second"):
         monkeypatch.setenv("OPTLAB_TEST_WORKER_ENV", value)
-        with LocalWorkers(1) as workers:
+        with LocalProcesses(1) as workers:
             seen = workers.pool.submit(os.getenv, "OPTLAB_TEST_WORKER_ENV").result(60)
         assert seen == value
 
@@ -161,14 +163,15 @@ def test_without_a_fork_server_the_workers_are_spawned_and_train_the_same(
     import multiprocessing
 
     from optlab._execution import fork_server
-    from optlab._execution.parallel import LocalWorkers, RecordingObserver, execute_recorded
+    from optlab._execution.local import LocalProcesses
+    from optlab._execution.recording import RecordingObserver, execute_recorded
     from optlab._spec.load import load_experiment
     from optlab._training.runner import execute
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     assert fork_server.start().get_start_method() == "spawn"
     run = load_experiment(spec).runs[0]
-    with LocalWorkers(1) as workers:
+    with LocalProcesses(1) as workers:
         events = workers.pool.submit(execute_recorded, run, "e", {}, False).result(120)
     name, finished = events[-1]
     spawned = finished["result"]

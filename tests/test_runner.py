@@ -13,7 +13,7 @@ import pytest
 import optlab
 from optlab._contract.plugin_manager import registered_plugin
 from optlab._contract.records import EpochReport, RunInfo, RunResult
-from optlab._execution.parallel import RecordingObserver
+from optlab._execution.recording import RecordingObserver
 from optlab._spec.experiment import Experiment
 from optlab._spec.load import load_experiment
 from optlab._training.describe import flatten_params
@@ -124,10 +124,11 @@ def test_stop_request_ends_the_run_as_killed_with_metrics_kept(tmp_path: Path) -
 def test_a_stop_requested_before_a_run_trains_trains_nothing(tmp_path: Path) -> None:
     """A stop that came before a run trained (during its checks, while the run before it was
     being recorded, or while it waited for a worker) trains not a step: the run ends KILLED
-    "before training started", run_all starts no later run, and a worker does not start a
-    queued one (such runs used to be recorded KILLED "at step 1", with one point)."""
-    from optlab._execution.parallel import execute_recorded
-    from optlab._execution.sequential import run_all
+    "before training started", the in-process executor starts no later run, and a worker does
+    not start a queued one (such runs used to be recorded KILLED "at step 1", with one point)."""
+    from optlab._execution.executor import Job
+    from optlab._execution.in_process import InProcess
+    from optlab._execution.recording import execute_recorded
     from optlab._training.monitor import stop_flag
 
     flag = StopFlag()
@@ -139,8 +140,7 @@ def test_a_stop_requested_before_a_run_trains_trains_nothing(tmp_path: Path) -> 
     )
     assert len(result.steps) == 0 and not result.evaluations
     exp = experiment(tmp_path, SPEC + "variants: {a: {}, b: {}}\n")
-    outcome = run_all(exp, RecordingObserver(), flag=flag)
-    assert outcome.interrupted and not outcome.results
+    assert list(InProcess().run(exp.runs, Job(exp.name, RecordingObserver(), flag=flag))) == []
     stop_flag.request("SIGTERM")  # as a worker's signal handler does
     try:
         assert execute_recorded(exp.runs[0], exp.name, {}) == []

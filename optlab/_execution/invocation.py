@@ -4,51 +4,68 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from optlab._contract.plugin_manager import GuardedHooks, get_plugin_manager
 from optlab._contract.records import RunInfo, RunResult
-from optlab._contract.registry import Registry
 from optlab._errors import RunInterrupted, TrackingError
+from optlab._execution.executor import Elsewhere, Executor, Job, Outcome
+from optlab._execution.in_process import InProcess
 from optlab._execution.progress import Progress
-from optlab._execution.sequential import Elsewhere, Outcome, git_tags, run_all
 from optlab._spec.experiment import Experiment, RunSpec
 from optlab._tracking.no_room import check_free_space
 from optlab._training.data import PreparedData
-from optlab._training.describe import describe_run, run_key
+from optlab._training.describe import run_key
 from optlab._training.monitor import stop_flag, stop_on_signals
 from optlab._training.preflight import data_key, preflight
 
-__all__ = ["Invocation"]
+__all__ = ["Invocation", "git_tags"]
+
+
+def git_tags(spec_path: str) -> dict[str, str]:
+    """``optlab.git_commit`` and ``optlab.git_dirty`` when the spec lives in a git checkout."""
+    folder = Path(spec_path).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"optlab.git_commit": commit, "optlab.git_dirty": str(bool(dirty)).lower()}
 
 
 class _Claims:
-    """The invocation's run claims (:mod:`optlab._tracking.claims`), by run: which runs it
-    trains, which it leaves to another live invocation."""
+    """The invocation's run claims (:mod:`optlab._tracking.claims`), by run name: which runs
+    it trains, which it leaves to another live invocation."""
 
     def __init__(self, claims: Any, prepared: dict[str, PreparedData]) -> None:
         self.claims = claims
         self.prepared = prepared
         self.keys: dict[str, str] = {}  # run name -> run key
 
-    def key(self, run: RunSpec, data: PreparedData | None = None) -> str:
-        data = data if data is not None else self.prepared[data_key(run)]
-        key = run_key(run.name, run.resolved, data.summary.sha256)
-        self.keys[run.name] = key
-        return key
-
-    def acquire(
-        self, runs: list[RunSpec], data: PreparedData | None = None
-    ) -> tuple[list[RunSpec], list[Elsewhere]]:
-        """Claim ``runs``: those this invocation trains, and those left to others."""
-        if not runs:
-            return [], []
-        taken = self.claims.acquire({self.key(run, data): run.name for run in runs})
+    def acquire(self, runs: Sequence[RunSpec]) -> tuple[list[RunSpec], list[Elsewhere]]:
+        for run in runs:
+            data = self.prepared[data_key(run)]
+            self.keys[run.name] = run_key(run.name, run.resolved, data.summary.sha256)
+        taken = self.claims.acquire({self.keys[run.name]: run.name for run in runs})
         mine = [run for run in runs if self.keys[run.name] not in taken]
         others = [
             Elsewhere(run.name, str(t.holder), finished=t.finished_run is not None)
@@ -57,17 +74,9 @@ class _Claims:
         ]
         return mine, others
 
-    def claim(self, run: RunSpec, data: PreparedData) -> Elsewhere | None:
-        _, others = self.acquire([run], data)
-        return others[0] if others else None
-
-    def release(self, run: RunSpec, data: PreparedData | None = None) -> None:
-        if run.name in self.keys:  # written with the next run's claim
-            self.claims.release(self.keys[run.name], later=True)
-
-    def release_name(self, name: str) -> None:
+    def release(self, name: str, *, later: bool = False) -> None:
         if name in self.keys:
-            self.claims.release(self.keys[name])
+            self.claims.release(self.keys[name], later=later)
 
 
 class Invocation:
@@ -83,9 +92,7 @@ class Invocation:
         resume: bool = False,
         fail_fast: bool = False,
         quiet: bool = False,
-        jobs: int = 1,
-        executor: str = "local",
-        scheduler: str | None = None,
+        executor: Executor | None = None,
         command: str = "optlab run SPEC",
     ) -> None:
         self.experiment = experiment
@@ -95,9 +102,8 @@ class Invocation:
         self.resume = resume
         self.fail_fast = fail_fast
         self.quiet = quiet
-        self.jobs = jobs
-        self.executor = executor
-        self.scheduler = scheduler
+        #: where the runs execute (the caller closes it): this process by default
+        self.executor = executor if executor is not None else InProcess()
         #: how to start this invocation again (without --resume), for messages
         self.command = command
         #: what :meth:`run` returned, once it has
@@ -120,23 +126,13 @@ class Invocation:
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
-        workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if self.jobs > 1 and self.executor == "local":
-            from optlab._execution.parallel import LocalWorkers
+        self.outcome = self._run(self.executor)
+        return self.outcome
 
-            # the workers' fork server imports while this process loads the data
-            workers = LocalWorkers(self.jobs)
-        with workers as started:
-            self.outcome = self._run(started)
-            return self.outcome
-
-    def _run(self, workers: Any) -> Outcome:
+    def _run(self, executor: Executor) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
         pm, registry = get_plugin_manager()
         base_tags = self._base_tags()
-        if workers is not None and not self.resume and not self.track:
-            # nothing to claim in a store: training starts while this process goes on
-            workers.submit(self.experiment.runs, self.experiment.name, base_tags, self.track)
         finished: dict[str, str] = {}
         if self.track:
             from optlab._tracking import Tracker
@@ -157,32 +153,31 @@ class Invocation:
                 mark_stale_running(self.tracker)
                 finished = finished_runs(self.tracker)
 
-        def skip(run: RunSpec, data: PreparedData) -> bool:
-            return run_key(run.name, run.resolved, data.summary.sha256) in finished
-
-        if self.resume and finished:
+        outcome = Outcome()
+        todo: list[RunSpec] = []
+        reused: list[str] = []  # ids of the FINISHED runs --resume reuses
+        for run in self.experiment.runs:
+            key = run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256)
+            if key in finished:
+                outcome.skipped.append(run.name)
+                reused.append(finished[key])
+            else:
+                todo.append(run)
+        if reused:
             # the parent of this invocation names the finished runs it reuses, so that
             # `optlab compare` shows the whole plan after a resume
             from optlab._tracking.tracker import REUSED_TAG
 
-            reused = [
-                finished[key]
-                for run in self.experiment.runs
-                if (key := run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256))
-                in finished
-            ]
-            if reused:
-                base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
-            if len(reused) == len(self.experiment.runs):
-                # nothing left to run: no parent run is logged; the table shows the finished
-                # runs as the store has them
-                from optlab._tracking.readback import read_runs
+            base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
+        if reused and not todo:
+            # nothing left to run: no parent run is logged; the table shows the finished runs
+            # as the store has them
+            from optlab._tracking.readback import read_runs
 
-                results = read_runs(self.tracker.client, reused, self.experiment.name)
-                return Outcome(results=results, skipped=[r.name for r in self.experiment.runs])
+            outcome.results = read_runs(self.tracker.client, reused, self.experiment.name)
+            return outcome
 
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
-        outcome = Outcome()
         with contextlib.suppress(RunInterrupted), ExitStack() as stack:
             stack.enter_context(stop_on_signals())
             stop_flag.clear()
@@ -213,25 +208,31 @@ class Invocation:
                 )
                 self.claims = _Claims(stack.enter_context(claims), prepared)
                 stack.callback(setattr, self, "claims", None)
-            hooks = GuardedHooks(pm, registry)
-            if self.jobs == 1 and self.executor == "local":
-                outcome = run_all(
-                    self.experiment,
-                    hooks,
-                    registry=registry,
-                    base_tags=base_tags,
-                    prepared=prepared,
-                    skip_keys=skip if self.resume else None,
-                    claim=self.claims.claim if self.claims is not None else None,
-                    release=self.claims.release if self.claims is not None else None,
-                    fail_fast=self.fail_fast,
-                    log=progress.log,
-                    should_stop=self._store_gone,
-                )
-            else:
-                outcome = self._run_parallel(
-                    hooks, registry, base_tags, prepared, skip, workers, progress.log
-                )
+            job = Job(
+                experiment=self.experiment.name,
+                observer=GuardedHooks(pm, registry),
+                registry=registry,
+                base_tags=base_tags,
+                prepared=prepared,
+                claims=self.claims,
+                fail_fast=self.fail_fast,
+                should_stop=self._store_gone,
+                log=progress.log,
+                render=bool(self.tracker is not None and self.tracker.plots),
+                on_all_done=lambda results: self._draw_comparison(executor, results),
+            )
+            for ended in executor.run(todo, job):
+                if isinstance(ended, Elsewhere):
+                    outcome.elsewhere.append(ended)
+                else:
+                    outcome.results.append(ended)
+            order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+            outcome.results.sort(key=lambda pair: order[pair[0].name])
+            # interrupted: a run was KILLED, or a stop left runs that never started
+            ran = len(outcome.results) + len(outcome.elsewhere)
+            outcome.interrupted = any(r.status == "KILLED" for _, r in outcome.results) or (
+                stop_flag.reason is not None and ran < len(todo)
+            )
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
             if outcome.elsewhere:
@@ -268,6 +269,18 @@ class Invocation:
             ",".join(reused),
         )
 
+    def _draw_comparison(
+        self, executor: Executor, results: list[tuple[RunInfo, RunResult]]
+    ) -> None:
+        """Every run has ended: the executor draws the comparison (where it can) while the
+        results are written."""
+        if self.tracker is not None and self.tracker.plots:
+            order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+            ordered = sorted(results, key=lambda pair: order[pair[0].name])
+            figure = executor.render_comparison(ordered)
+            if figure is not None:
+                self._drawing = ([info.name for info, _ in ordered], figure)
+
     def _drawn_comparison(self, outcome: Outcome) -> bytes | None:
         """``comparison.png`` as a worker drew it, if it did and for exactly these runs."""
         drawing, self._drawing = self._drawing, None
@@ -285,72 +298,6 @@ class Invocation:
 
     def _store_gone(self) -> bool:
         return bool(self.tracker is not None and self.tracker.unreachable)
-
-    def _run_parallel(
-        self,
-        observer: Any,
-        registry: Registry,
-        base_tags: dict[str, str],
-        prepared: dict[str, PreparedData],
-        skip: Callable[[RunSpec, PreparedData], bool],
-        workers: Any,
-        log: Callable[[str], None],
-    ) -> Outcome:
-        from optlab._execution.parallel import run_parallel
-
-        outcome = Outcome()
-        todo = []
-        for run in self.experiment.runs:
-            if self.resume and skip(run, prepared[data_key(run)]):
-                outcome.skipped.append(run.name)
-            else:
-                todo.append(run)
-        if self.claims is not None:  # the runs another live invocation has are not run here
-            todo, outcome.elsewhere = self.claims.acquire(todo)
-            for other in outcome.elsewhere:
-                log(other.line())
-        if workers is not None and (self.resume or self.track):
-            # submitted only now that the store is read and the runs are claimed
-            workers.submit(todo, self.experiment.name, base_tags, self.track)
-
-        def describe(run: RunSpec) -> RunInfo:
-            return describe_run(
-                run, prepared[data_key(run)], self.experiment.name, registry, base_tags
-            )
-
-        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
-
-        def in_order(results: list[tuple[RunInfo, RunResult]]) -> list[tuple[RunInfo, RunResult]]:
-            return sorted(results, key=lambda pair: order.get(pair[0].name, len(order)))
-
-        def draw_comparison(results: list[tuple[RunInfo, RunResult]]) -> None:
-            # every run has ended: a worker draws the comparison while the results are written
-            if workers is not None and self.tracker is not None and self.tracker.plots:
-                ordered = in_order(results)
-                names = [info.name for info, _ in ordered]
-                self._drawing = (names, workers.render_comparison(ordered))
-
-        for info, result in run_parallel(
-            todo,
-            experiment=self.experiment.name,
-            observer=observer,
-            jobs=self.jobs,
-            base_tags=base_tags,
-            describe=describe,
-            executor=self.executor,
-            scheduler=self.scheduler,
-            fail_fast=self.fail_fast,
-            should_stop=self._store_gone,
-            render=bool(self.tracker is not None and getattr(self.tracker, "plots", False)),
-            workers=workers,
-            on_all_done=draw_comparison,
-        ):
-            outcome.results.append((info, result))
-            outcome.interrupted = outcome.interrupted or result.status == "KILLED"
-            if self.claims is not None:
-                self.claims.release_name(info.name)
-        outcome.results = in_order(outcome.results)
-        return outcome
 
     def print_summary(self, outcome: Outcome) -> None:
         """The comparison table, failures, and where to look next."""

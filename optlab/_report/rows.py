@@ -22,6 +22,7 @@ __all__ = [
     "format_cell",
     "format_value",
     "group_name",
+    "result_row",
     "rows_to_json",
     "rows_to_markdown",
 ]
@@ -223,3 +224,20 @@ def rows_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + best_caption(rows) + "\n"
+
+
+def result_row(info: RunInfo, result: RunResult) -> dict[str, Any]:
+    """One run as a JSON-ready dict (for ``optlab run --json``)."""
+    return {
+        "name": info.name,
+        "status": result.status,
+        "error": result.error,
+        "loss": info.spec.get("loss"),
+        "regularizer": info.spec.get("regularizer"),
+        "optimizer": info.spec.get("optimizer"),
+        "data": info.spec.get("data"),
+        "seed": info.spec.get("seed"),
+        "final_loss": result.final_loss,
+        "metrics": result.metrics,
+        "key": info.key,
+    }

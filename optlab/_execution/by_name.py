@@ -1,0 +1,41 @@
+"""The executors by the name ``--executor`` and ``optlab.run(executor=...)`` take."""
+
+from __future__ import annotations
+
+from optlab._errors import InputError
+from optlab._execution.executor import Executor
+
+__all__ = ["EXECUTORS", "make_executor"]
+
+#: the names :func:`make_executor` knows
+EXECUTORS = ("local", "dask")
+
+
+def make_executor(name: str = "local", *, jobs: int = 1, scheduler: str | None = None) -> Executor:
+    """The executor called ``name`` (``local``: this process with ``jobs=1``, else ``jobs``
+    local worker processes; ``dask``: the Dask cluster at ``scheduler``).
+
+    Raises
+    ------
+    InputError
+        An unknown name, ``jobs < 1``, or ``dask`` without a scheduler address.
+    """
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor '{name}'; use {' or '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise InputError(f"jobs: must be at least 1, got {jobs}")
+    if name == "dask":
+        if not scheduler:
+            raise InputError(
+                "executor 'dask' needs a scheduler address (--scheduler tcp://127.0.0.1:8786)"
+            )
+        from optlab._execution.dask import DaskCluster
+
+        return DaskCluster(scheduler)
+    if jobs == 1:
+        from optlab._execution.in_process import InProcess
+
+        return InProcess()
+    from optlab._execution.local import LocalProcesses
+
+    return LocalProcesses(jobs)

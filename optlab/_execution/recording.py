@@ -1,0 +1,137 @@
+"""A run executed in a worker, its observer events recorded there and replayed here.
+
+Workers train; the invoking process writes. A worker executes a run with a
+:class:`RecordingObserver` and returns the events it recorded; the invoking process replays
+them to its own observers (tracking, progress, third-party observers) as each run completes.
+So there is one writer to the tracking store whatever the parallelism, and a worker never
+needs to reach it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optlab._contract.records import EpochReport, RunInfo, RunResult
+from optlab._errors import RunError
+from optlab._spec.experiment import RunSpec
+from optlab._training.monitor import stop_flag
+from optlab._training.runner import Observer, execute
+
+__all__ = [
+    "Events",
+    "RecordingObserver",
+    "ended",
+    "execute_recorded",
+    "outcome",
+    "render_comparison",
+    "replay",
+    "without_artifacts",
+]
+
+#: a run's observer events: (hook name, keyword arguments), in order
+Events = list[tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class RecordingObserver:
+    """An observer that keeps the hook calls it receives, to be replayed elsewhere."""
+
+    events: Events = field(default_factory=list)
+
+    def optlab_run_started(self, *, run: RunInfo) -> None:
+        self.events.append(("optlab_run_started", {"run": run}))
+
+    def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
+        self.events.append(("optlab_epoch_ended", {"run": run, "report": report}))
+
+    def optlab_run_finished(
+        self, *, run: RunInfo, result: RunResult, error: BaseException | None
+    ) -> None:
+        # exceptions do not always pickle: the result carries the message
+        self.events.append(("optlab_run_finished", {"run": run, "result": result}))
+
+
+def replay(events: Events, observer: Observer) -> None:
+    """Call ``observer``'s hooks with recorded events, in order."""
+    for name, kwargs in events:
+        if name == "optlab_run_finished":
+            result: RunResult = kwargs["result"]
+            error = RunError(result.error) if result.error else None
+            observer.optlab_run_finished(run=kwargs["run"], result=result, error=error)
+        else:
+            getattr(observer, name)(**kwargs)
+
+
+def execute_recorded(
+    run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool = False
+) -> Events:
+    """Run ``run`` in this (worker) process; return the observer events it produced: none
+    when a stop was requested before the run started (it waited in the queue; it is not
+    recorded at all, and ``--resume`` trains it).
+
+    With ``render``, the run's artifact files are drawn here and travel in
+    ``result.artifacts``."""
+    from optlab._contract.plugin_manager import get_registry
+
+    if stop_flag.reason is not None:
+        return []
+
+    observer = RecordingObserver()
+    info, result = execute(
+        run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
+    )
+    if render:
+        # drawing the figures is the costly part of tracking a small run: do it here, in
+        # parallel, so that the invoking process only uploads the files
+        from optlab._tracking.artifacts import render_to_bytes
+
+        result.artifacts = render_to_bytes(info, result)
+    return observer.events
+
+
+def ended(
+    fut: Future[Events] | Any, run: RunSpec, describe: Callable[[RunSpec], RunInfo]
+) -> Events:
+    """The events of ``run``'s finished future (a concurrent or a Dask future): none when it
+    was cancelled or stopped before it started (it is not recorded at all); a FAILED run's,
+    described by ``describe``, when its worker crashed or the task raised."""
+    if fut.cancelled():
+        return []
+    try:
+        events: Events = fut.result()
+        return events
+    except Exception as exc:
+        info = describe(run)
+        result = RunResult(name=info.name, status="FAILED", error=f"worker failed: {exc!r}")
+        return [
+            ("optlab_run_started", {"run": info}),
+            ("optlab_run_finished", {"run": info, "result": result}),
+        ]
+
+
+def outcome(events: Events) -> tuple[RunInfo, RunResult]:
+    """The (info, result) a run's events end with."""
+    _, last = events[-1]
+    return last["run"], last["result"]
+
+
+def without_artifacts(
+    results: Sequence[tuple[RunInfo, RunResult]],
+) -> list[tuple[RunInfo, RunResult]]:
+    """``results`` without the drawn artifact files (lighter to send to a worker)."""
+    return [(info, dataclasses.replace(result, artifacts=None)) for info, result in results]
+
+
+def render_comparison(results: Sequence[tuple[RunInfo, RunResult]]) -> bytes:
+    """The comparison figure of ``results`` as PNG bytes (see
+    :func:`optlab._report.comparison.comparison_figure`)."""
+    from optlab._report.comparison import comparison_figure
+
+    with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
+        return comparison_figure(results, Path(tmp) / "comparison.png").read_bytes()

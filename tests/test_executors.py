@@ -1,0 +1,211 @@
+"""The executor interface: this process, local worker processes and Dask keep one contract.
+
+Each executor runs a plan's runs and yields their results, reports every run's events to the
+observer, leaves claimed runs to another invocation, stops after a failure with ``fail_fast``,
+and runs ``optlab check`` the same way (:meth:`Executor.map`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from optlab._execution.by_name import make_executor
+from optlab._execution.check import check_runs
+from optlab._execution.executor import Elsewhere, Ended, Executor, Job
+from optlab._execution.in_process import InProcess
+from optlab._execution.local import LocalProcesses
+from optlab._execution.recording import RecordingObserver
+from optlab._spec.experiment import Experiment, RunSpec
+from optlab._spec.load import load_experiment
+from optlab._training.preflight import preflight
+
+SPEC = """\
+name: executors_test
+data: {name: digits, limit: 120}
+loss: {name: softmax}
+optimizer: {name: sgd, lr: 0.05, batch_size: 40, epochs: 1}
+variants:
+  a: {}
+  b: {optimizer: {name: sgd, lr: 1.0e+12}}
+  c: {loss: {name: svm}}
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
+    path = tmp_path_factory.mktemp("executors") / "spec.yaml"
+    path.write_text(SPEC)
+    return load_experiment(path)
+
+
+def _dask() -> Iterator[Executor]:
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        make_executor("dask", scheduler=cluster.scheduler_address) as executor,
+    ):
+        yield executor
+
+
+def _in_process() -> Iterator[Executor]:
+    with InProcess() as executor:
+        yield executor
+
+
+def _local() -> Iterator[Executor]:
+    with LocalProcesses(2) as executor:
+        yield executor
+
+
+@pytest.fixture(params=[_in_process, _local, _dask], ids=["in_process", "local", "dask"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    yield from request.param()
+
+
+class FakeClaims:
+    """Claims that leave run ``b`` to another invocation and note what is released."""
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    def acquire(self, runs: Sequence[RunSpec]) -> tuple[list[RunSpec], list[Elsewhere]]:
+        mine = [run for run in runs if run.name != "b"]
+        return mine, [Elsewhere(run.name, "pid 1 on elsewhere") for run in runs if run not in mine]
+
+    def release(self, name: str, *, later: bool = False) -> None:
+        self.released.append(name)
+
+
+def _job(experiment: Experiment, **kwargs: object) -> Job:
+    return Job(
+        experiment.name,
+        RecordingObserver(),
+        prepared=preflight(experiment.runs),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _statuses(ended: Sequence[Ended]) -> dict[str, str]:
+    """Run name -> status of the runs that ran (not those left elsewhere)."""
+    return {e[0].name: e[1].status for e in ended if not isinstance(e, Elsewhere)}
+
+
+def test_every_executor_runs_every_run_and_reports_its_events(
+    experiment: Experiment, executor: Executor
+) -> None:
+    job = _job(experiment)
+    ended = list(executor.run(experiment.runs, job))
+    assert _statuses(ended) == {"a": "FINISHED", "b": "FAILED", "c": "FINISHED"}
+    observer = job.observer
+    assert isinstance(observer, RecordingObserver)
+    finished = [kw["run"].name for name, kw in observer.events if name == "optlab_run_finished"]
+    assert sorted(finished) == ["a", "b", "c"]
+
+
+def test_every_executor_gives_the_numbers_of_this_process(
+    experiment: Experiment, executor: Executor
+) -> None:
+    def accuracies(where: Executor) -> dict[str, float]:
+        return {
+            e[0].name: e[1].metrics["test_accuracy"]
+            for e in where.run(experiment.runs, _job(experiment))
+            if not isinstance(e, Elsewhere) and e[1].status == "FINISHED"
+        }
+
+    assert accuracies(executor) == accuracies(InProcess())
+
+
+def test_every_executor_leaves_claimed_runs_to_the_other_invocation(
+    experiment: Experiment, executor: Executor
+) -> None:
+    claims = FakeClaims()
+    lines: list[str] = []
+    ended = list(executor.run(experiment.runs, _job(experiment, claims=claims, log=lines.append)))
+    elsewhere = [e for e in ended if isinstance(e, Elsewhere)]
+    assert [e.name for e in elsewhere] == ["b"]
+    assert _statuses(ended) == {
+        "a": "FINISHED",
+        "c": "FINISHED",
+    }
+    assert sorted(claims.released) == ["a", "c"]
+    assert lines == ["b: not run here: another invocation is training it (pid 1 on elsewhere)"]
+
+
+def test_fail_fast_starts_no_run_after_the_failure(experiment: Experiment) -> None:
+    ended = list(InProcess().run(experiment.runs, _job(experiment, fail_fast=True)))
+    assert _statuses(ended) == {"a": "FINISHED", "b": "FAILED"}
+
+
+def test_a_lost_store_stops_the_runs_after_a_failure(experiment: Experiment) -> None:
+    """``should_stop`` (the tracking store is gone) counts only once a run has failed."""
+    job = _job(experiment, should_stop=lambda: True)
+    assert _statuses(list(InProcess().run(experiment.runs, job))) == {
+        "a": "FINISHED",
+        "b": "FAILED",
+    }
+
+
+def test_breaking_off_the_iteration_starts_no_further_run(experiment: Experiment) -> None:
+    job = _job(experiment)
+    for _ in InProcess().run(experiment.runs, job):
+        break
+    assert isinstance(job.observer, RecordingObserver)
+    started = [name for name, _ in job.observer.events if name == "optlab_run_started"]
+    assert len(started) == 1
+
+
+def test_every_executor_maps_in_the_order_of_the_runs(
+    experiment: Experiment, executor: Executor
+) -> None:
+    name: Callable[[RunSpec], str] = operator.attrgetter("name")
+    assert list(executor.map(name, experiment.runs)) == ["a", "b", "c"]
+
+
+def test_check_gives_the_same_reports_on_every_executor(
+    experiment: Experiment, executor: Executor
+) -> None:
+    assert list(check_runs(experiment, executor)) == list(check_runs(experiment))
+
+
+def test_check_with_jobs_prints_what_it_prints_without(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    one = CliRunner().invoke(app, ["check", str(spec)])
+    two = CliRunner().invoke(app, ["check", str(spec), "--jobs", "2"])
+    assert one.exit_code == two.exit_code == 0, one.stdout + two.stdout
+    assert one.stdout == two.stdout and "a:" in one.stdout and "c:" in one.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "jobs", "scheduler", "message"),
+    [
+        ("cloud", 1, None, "unknown executor 'cloud'; use local or dask"),
+        ("local", 0, None, "jobs: must be at least 1, got 0"),
+        ("dask", 1, None, "executor 'dask' needs a scheduler address"),
+    ],
+)
+def test_bad_executor_choices_are_one_input_error(
+    name: str, jobs: int, scheduler: str | None, message: str
+) -> None:
+    from optlab._errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        make_executor(name, jobs=jobs, scheduler=scheduler)
+
+
+@pytest.mark.parametrize(("jobs", "kind"), [(1, InProcess), (2, LocalProcesses)])
+def test_local_is_this_process_for_one_job_and_workers_for_more(
+    jobs: int, kind: type[Executor]
+) -> None:
+    with make_executor("local", jobs=jobs) as executor:
+        assert type(executor) is kind
