@@ -19,10 +19,21 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from optlab._errors import OptlabError
 
 __all__ = ["app", "main"]
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments plainly (``optlab run [OPTIONS] SPEC``):
+    Typer 0.29 writes a required argument in braces (``{SPEC}``), which reads as a choice."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
 
 app = typer.Typer(
     name="optlab",
@@ -146,7 +157,7 @@ def _console(stderr: bool = False) -> Any:
 
 
 # ------------------------------------------------------------------------------------ validate
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Validate a spec and its data, and print its plan (runs, axes, resolved components).
@@ -166,7 +177,7 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
 
 
 # ------------------------------------------------------------------------------------ schema
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def schema() -> None:
     """Print the JSON Schema of spec files, including every registered component's params."""
@@ -177,7 +188,7 @@ def schema() -> None:
 
 
 # ------------------------------------------------------------------------------------ plugins
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def plugins(as_json: JsonOpt = False) -> None:
     """List every plugin: distribution, version, status and the components it provides."""
@@ -228,7 +239,7 @@ def _params_info(model: Any) -> list[dict[str, Any]]:
     return out
 
 
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def components(
     kind: Annotated[
@@ -285,7 +296,7 @@ def components(
 
 
 # ------------------------------------------------------------------------------------ check
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def check(
     spec: SpecArg,
@@ -309,7 +320,7 @@ def check(
 
 
 # ------------------------------------------------------------------------------------ run
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def run(
     spec: SpecArg,
@@ -377,7 +388,7 @@ def _command(spec: Path, overrides: list[str] | None, tracking_uri: str | None) 
 
 
 # ------------------------------------------------------------------------------------ compare
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def compare(
     experiment: Annotated[
@@ -406,7 +417,7 @@ def compare(
 
 
 # ------------------------------------------------------------------------------------ landscape
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def landscape(
     experiment: Annotated[
@@ -439,7 +450,7 @@ def landscape(
 
 
 # ------------------------------------------------------------------------------------ ui
-@app.command()
+@app.command(cls=_Command)
 @handles_errors
 def ui(
     tracking_uri: UriOpt = None,

@@ -205,3 +205,28 @@ def test_main_returns_the_exit_status_instead_of_ending_the_process(
     assert main(["validate", str(spec)]) == 0
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("run", "optlab run [OPTIONS] SPEC"),
+        ("validate", "optlab validate [OPTIONS] SPEC"),
+        ("check", "optlab check [OPTIONS] SPEC"),
+        ("compare", "optlab compare [OPTIONS] EXPERIMENT"),
+        ("landscape", "optlab landscape [OPTIONS] EXPERIMENT"),
+        ("ui", "optlab ui [OPTIONS]"),
+    ],
+)
+def test_help_shows_the_usage_line_plainly(command: str, usage: str) -> None:
+    """``-h`` works; arguments are named as in the docs, not in braces (``{SPEC}``), and no
+    flag shows a type (``--help <bool>``)."""
+    code, out, _ = invoke(command, "-h")
+    assert code == 0
+    assert out.splitlines()[0] == f"Usage: {usage}"
+    assert "<bool>" not in out and "{" not in out.splitlines()[0]
+
+
+def test_version_prints_the_version() -> None:
+    code, out, _ = invoke("--version")
+    assert (code, out.strip()) == (0, f"optlab {optlab.__version__}")
