@@ -131,28 +131,7 @@ class Invocation:
 
     def _run(self, executor: Executor) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
-        pm, registry = get_plugin_manager()
-        base_tags = self._base_tags()
-        finished: dict[str, str] = {}
-        if self.track:
-            from optlab._tracking import Tracker
-
-            uri = self._uri()
-            check_free_space(uri)
-            self.tracker = Tracker(
-                uri,
-                self.experiment.name,
-                plots=self.experiment.tracking.figures,
-                description=self.experiment.description,
-                step_points=self.experiment.tracking.step_points,
-                interrupted=lambda: stop_flag.reason,
-            )
-            if self.resume:
-                from optlab._tracking.resume import finished_runs, mark_stale_running
-
-                mark_stale_running(self.tracker)
-                finished = finished_runs(self.tracker)
-
+        finished = self._open_store()
         outcome = Outcome()
         todo: list[RunSpec] = []
         reused: list[str] = []  # ids of the FINISHED runs --resume reuses
@@ -163,51 +142,69 @@ class Invocation:
                 reused.append(finished[key])
             else:
                 todo.append(run)
+        base_tags = self._base_tags()
         if reused:
             # the parent of this invocation names the finished runs it reuses, so that
             # `optlab compare` shows the whole plan after a resume
             from optlab._tracking.tracker import REUSED_TAG
 
-            base_tags = {**base_tags, REUSED_TAG: ",".join(reused)}
-        if reused and not todo:
-            # nothing left to run: no parent run is logged; the table shows the finished runs
-            # as the store has them
-            from optlab._tracking.readback import read_runs
+            base_tags[REUSED_TAG] = ",".join(reused)
+            if not todo:
+                # nothing left to run: no parent run is logged; the table shows the finished
+                # runs as the store has them
+                from optlab._tracking.readback import read_runs
 
-            outcome.results = read_runs(self.tracker.client, reused, self.experiment.name)
-            return outcome
+                outcome.results = read_runs(self.tracker.client, reused, self.experiment.name)
+                return outcome
+        with contextlib.suppress(RunInterrupted):
+            self._run_under_parent(executor, todo, prepared, base_tags, outcome)
+        return outcome
 
+    def _open_store(self) -> dict[str, str]:
+        """Open the tracking store (when tracking); with ``--resume``, its FINISHED runs (run
+        key -> MLflow run id)."""
+        if not self.track:
+            return {}
+        from optlab._tracking import Tracker
+
+        uri = self._uri()
+        check_free_space(uri)
+        self.tracker = Tracker(
+            uri,
+            self.experiment.name,
+            plots=self.experiment.tracking.figures,
+            description=self.experiment.description,
+            step_points=self.experiment.tracking.step_points,
+            interrupted=lambda: stop_flag.reason,
+        )
+        if not self.resume:
+            return {}
+        from optlab._tracking.resume import finished_runs, mark_stale_running
+
+        mark_stale_running(self.tracker)
+        return finished_runs(self.tracker)
+
+    def _run_under_parent(
+        self,
+        executor: Executor,
+        todo: list[RunSpec],
+        prepared: dict[str, PreparedData],
+        base_tags: dict[str, str],
+        outcome: Outcome,
+    ) -> None:
+        """Run ``todo`` on ``executor`` with signal handling, progress and (when tracking) a
+        parent run and run claims, filling ``outcome``; raises :class:`RunInterrupted` (which
+        ends the parent run as KILLED) when interrupted."""
+        pm, registry = get_plugin_manager()
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
-        with contextlib.suppress(RunInterrupted), ExitStack() as stack:
+        with ExitStack() as stack:
             stack.enter_context(stop_on_signals())
             stop_flag.clear()
             stack.enter_context(progress)
             pm.register(progress, name="optlab.progress")
             stack.callback(pm.unregister, name="optlab.progress")
             if self.tracker is not None:
-                progress.lost = lambda: self.tracker.unreachable
-                pm.register(self.tracker, name="optlab.tracking")
-                stack.callback(pm.unregister, name="optlab.tracking")
-                from optlab._tracking import NOTE_TAG
-
-                parent_tags = dict(base_tags)
-                if self.experiment.description:  # the parent run's description in MLflow
-                    parent_tags[NOTE_TAG] = self.experiment.description
-                parent_id = stack.enter_context(
-                    self.tracker.parent(self.experiment.name, parent_tags, self.started_at)
-                )
-                from optlab._tracking.claims import RunClaims
-
-                # a run is claimed before it trains: another live invocation on this store
-                # does not train it too (two --resume at once)
-                claims = RunClaims(
-                    self.tracker,
-                    parent_id,
-                    since=None if self.resume else self.started_at,
-                    log=progress.log,
-                )
-                self.claims = _Claims(stack.enter_context(claims), prepared)
-                stack.callback(setattr, self, "claims", None)
+                self._open_parent(stack, pm, progress, prepared, base_tags)
             job = Job(
                 experiment=self.experiment.name,
                 observer=GuardedHooks(pm, registry),
@@ -239,9 +236,37 @@ class Invocation:
                 with contextlib.suppress(TrackingError):  # a nicety: the runs are recorded
                     self._note_finished_elsewhere(outcome, base_tags)
             if outcome.interrupted:
-                # ends the parent run as KILLED; the runs themselves are already recorded
                 raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
-        return outcome
+
+    def _open_parent(
+        self,
+        stack: ExitStack,
+        pm: Any,
+        progress: Progress,
+        prepared: dict[str, PreparedData],
+        base_tags: dict[str, str],
+    ) -> None:
+        """Register the tracker, start the parent run and take the run claims, each ended by
+        ``stack``."""
+        from optlab._tracking import NOTE_TAG
+        from optlab._tracking.claims import RunClaims
+
+        tracker = self.tracker
+        progress.lost = lambda: tracker.unreachable
+        pm.register(tracker, name="optlab.tracking")
+        stack.callback(pm.unregister, name="optlab.tracking")
+        parent_tags = dict(base_tags)
+        if self.experiment.description:  # the parent run's description in MLflow
+            parent_tags[NOTE_TAG] = self.experiment.description
+        parent_id = stack.enter_context(
+            tracker.parent(self.experiment.name, parent_tags, self.started_at)
+        )
+        # a run is claimed before it trains: another live invocation on this store does not
+        # train it too (two --resume at once)
+        since = None if self.resume else self.started_at
+        claims = RunClaims(tracker, parent_id, since=since, log=progress.log)
+        self.claims = _Claims(stack.enter_context(claims), prepared)
+        stack.callback(setattr, self, "claims", None)
 
     def _note_finished_elsewhere(self, outcome: Outcome, base_tags: dict[str, str]) -> None:
         """Name on the parent run (as ``--resume`` does for the runs it reuses) the runs left to
