@@ -438,13 +438,14 @@ def test_no_room_to_write_is_never_retried_and_says_where() -> None:
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """``tmpfs(size)`` mounts a new tmpfs of that size (``mount -o size=``) and returns its
-    folder; the test is skipped where mounting is not permitted (not root, a container)."""
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(size, name=None)`` mounts a new tmpfs of that size (``mount -o size=``) on a
+    new folder of the test's tmp_path (``name``, or ``tmpfsN``) and returns that folder; the
+    test is skipped where mounting is not permitted (not root, a container)."""
     mounted: list[Path] = []
 
-    def mount(size: str) -> Path:
-        folder = tmp_path / f"tmpfs{len(mounted)}"
+    def mount(size: str, name: str | None = None) -> Path:
+        folder = tmp_path / (name or f"tmpfs{len(mounted)}")
         folder.mkdir()
         try:
             done = subprocess.run(
@@ -479,7 +480,7 @@ def _fill(folder: Path, leave: int = 0) -> Path:
 def _optlab_run(spec: Path, uri: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "optlab", "run", str(spec), "--tracking-uri", uri],
-        cwd=spec.parent,  # MLflow keeps a new experiment's artifacts in ./mlruns
+        cwd=spec.parent,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -497,7 +498,7 @@ checks: {gradient: off}
 
 
 def test_a_disk_that_fills_up_mid_run_ends_it_in_seconds_with_one_line(
-    tmpfs: Callable[[str], Path], new_store: Callable[[Path], str]
+    tmpfs: Callable[..., Path], new_store: Callable[[Path], str]
 ) -> None:
     """The working folder (store and artifacts) on a small tmpfs that fills up while a run
     trains: the invocation ends within seconds, exit 1, with one line on what is full and what
@@ -540,20 +541,21 @@ def test_a_disk_that_fills_up_mid_run_ends_it_in_seconds_with_one_line(
 
 
 def test_no_room_for_a_run_s_files_fails_it_and_the_store_records_why(
-    tmpfs: Callable[[str], Path], new_store: Callable[[Path], str], tmp_path: Path
+    tmpfs: Callable[..., Path], new_store: Callable[[Path], str], tmp_path: Path
 ) -> None:
-    """The artifacts' folder full (a tmpfs; the store elsewhere): the run that cannot store
-    its files ends FAILED with the reason, and so does its parent, where the store has room."""
-    folder = tmpfs("256k")
+    """The artifacts' folder full (a tmpfs on ``mlruns`` beside the store; the store on
+    another file system): the run that cannot store its files ends FAILED with the reason, and
+    so does its parent, where the store has room."""
+    folder = tmpfs("256k", "mlruns")
     uri = new_store(tmp_path / "mlflow.db")
-    spec = folder / "short.yaml"
+    spec = tmp_path / "short.yaml"
     spec.write_text(LONG.replace("epochs: 100000", "epochs: 5") + "tracking: {figures: false}\n")
     _fill(folder, leave=8192)  # two pages: spec.yaml fits when the run starts, weights.npz not
     proc = _optlab_run(spec, uri)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     line = err.removeprefix("optlab: error: ").rstrip("\n")
-    assert line.startswith(f"{folder}/mlruns/1/") and "\n" not in line, err
+    assert line.startswith(f"{folder}/1/") and "\n" not in line, err
     assert f": no space left on device (file system {folder}: " in line
     assert "while trying to log artifacts of 'softmax'" in line
     runs = _client(uri).search_runs(["1"])
