@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,24 @@ def test_fail_fast_stops_at_the_first_failure(spec: Path) -> None:
     code, out, _ = invoke("run", str(spec), "--json", "--no-track", "--fail-fast")
     assert code == 1
     assert [r["name"] for r in json.loads(out)] == ["svm"]
+
+
+def test_run_into_a_store_in_another_folder_keeps_the_artifacts_beside_it(
+    spec: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
+) -> None:
+    """``optlab run SPEC --tracking-uri sqlite:////elsewhere/mlflow.db``: the runs' artifacts
+    go to ``mlruns/`` beside that database, not to ``./mlruns`` of the working folder."""
+    spec.write_text(TINY + "tracking: {figures: false}\n")
+    (spec.parent / "store").mkdir()
+    uri = new_store(spec.parent / "store" / "mlflow.db")
+    work = spec.parent / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
+    assert code == 0, err
+    saved = sorted(spec.parent.glob("store/mlruns/1/*/artifacts/spec.yaml"))
+    assert len(saved) == 2  # the two variants' runs
+    assert list(work.iterdir()) == []
 
 
 def test_check_prints_both_sanity_checks(spec: Path) -> None:

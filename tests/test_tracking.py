@@ -128,6 +128,46 @@ def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None
     assert not (workdir / ".mlflow.db.lock").exists()  # nothing left beside the store
 
 
+def test_artifacts_go_beside_a_store_in_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """A SQLite store outside the working folder: new experiments keep their runs' artifacts
+    in ``mlruns/<experiment id>`` beside the database (MLflow's default is ``./mlruns`` of
+    the working folder), each in its own id's folder, deleted experiments counted."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "work").mkdir()
+    uri = new_store(tmp_path / "store" / "mlflow.db")
+    monkeypatch.chdir(tmp_path / "work")
+    first = Tracker(uri, "first", plots=False)
+    client = _client(uri)
+    client.delete_experiment(first.experiment_id)
+    tracker = Tracker(uri, "second", plots=False)
+    assert int(tracker.experiment_id) == int(first.experiment_id) + 1
+    run = train("svm", epochs=1)
+    with tracker.parent("second", {}) as parent_id:
+        drive(tracker, [run])
+    (child,) = child_runs(client, tracker.experiment_id, parent_id).values()
+
+    folder = tmp_path / "store" / "mlruns"
+    for experiment in (first, tracker):
+        location = client.get_experiment(experiment.experiment_id).artifact_location
+        assert location == str(folder / experiment.experiment_id)
+    assert (
+        child.info.artifact_uri == f"{folder / tracker.experiment_id / child.info.run_id}/artifacts"
+    )
+    assert (Path(child.info.artifact_uri) / "spec.yaml").is_file()
+    assert list((tmp_path / "work").iterdir()) == []  # nothing in the working folder
+
+
+def test_the_default_store_keeps_its_artifacts_in_mlruns_of_the_working_folder(
+    store: Path,
+) -> None:
+    """``sqlite:///mlflow.db``: ``./mlruns/<experiment id>``, as MLflow's default puts them."""
+    tracker = Tracker(DEFAULT_TRACKING_URI, "exp", plots=False)
+    location = _client(DEFAULT_TRACKING_URI).get_experiment(tracker.experiment_id).artifact_location
+    assert location == str(store / "mlruns" / tracker.experiment_id)
+
+
 # ------------------------------------------------------------------------------------ runs
 def test_invocation_logs_everything_to_default_sqlite(
     workdir: Path, runs: dict[str, TrainedRun]

@@ -228,15 +228,49 @@ def experiment_names(client: Any) -> list[str]:
     return [e.name for e in experiments(client)]
 
 
+def _new_artifact_location(client: Any, uri: str) -> str | None:
+    """Where a new experiment of the store at ``uri`` is to keep its runs' artifacts.
+
+    For a local SQLite store: ``mlruns/<experiment id>`` beside the database file, as
+    ``mlflow server --backend-store-uri sqlite:///... --default-artifact-root`` would place
+    them. MLflow's own default there is ``./mlruns/<experiment id>`` of the working folder the
+    process was in when it first opened the store: beside the database only when that is the
+    database's folder (the default ``sqlite:///mlflow.db``, whose layout stays as it was).
+    ``None`` for other stores: a tracking server decides where its artifacts go.
+
+    MLflow appends the experiment's id to its default root but takes an explicit
+    ``artifact_location`` as it is, and the id is given only when the experiment is created:
+    it is the next one the store gives, SQLite's next row id (the largest id so far, deleted
+    experiments among them, plus one). Should another process create an experiment in between,
+    this one's artifacts are still beside the database, in the folder of the other's id (run
+    folders are named after their run ids: the two do not collide).
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    from mlflow.entities import ViewType
+
+    last = client.search_experiments(
+        view_type=ViewType.ALL, max_results=1, order_by=["experiment_id DESC"]
+    )
+    next_id = int(last[0].experiment_id) + 1 if last else 1
+    return os.path.join(os.path.dirname(os.path.abspath(path)), "mlruns", str(next_id))
+
+
 def ensure_experiment(client: Any, name: str, uri: str) -> str:
-    """The id of experiment ``name``, created if missing (safe against a concurrent create)."""
+    """The id of experiment ``name``, created if missing (safe against a concurrent create).
+
+    A new experiment of a local SQLite store keeps its artifacts beside the database, wherever
+    the working folder is (:func:`_new_artifact_location`); existing experiments keep theirs.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
+            location = _new_artifact_location(client, uri)
             try:
-                return str(client.create_experiment(name, tags={_KIND_TAG: _KIND}))
+                return str(client.create_experiment(name, location, tags={_KIND_TAG: _KIND}))
             except MlflowException:  # created meanwhile by another process
                 experiment = client.get_experiment_by_name(name)
                 if experiment is None:
