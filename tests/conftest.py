@@ -42,6 +42,25 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return WorkStealingScheduling(config, log)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_in_tmp_folder(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A module's module-scoped fixtures (set up before any test's own fixtures) run in a new
+    empty working folder of the module's, as its tests do in theirs (``_in_tmp_path``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp(request.module.__name__))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own empty working folder, its ``tmp_path``: what optlab or MLflow
+    write relative to the working folder (the default store ``./mlflow.db``, ``./mlruns``) goes
+    there, not into the checkout. Tests find the repository's files from ``__file__``."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     """A registry built from the installed plugins (the bundled datasets among them)."""
