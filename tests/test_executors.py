@@ -209,3 +209,32 @@ def test_local_is_this_process_for_one_job_and_workers_for_more(
 ) -> None:
     with make_executor("local", jobs=jobs) as executor:
         assert type(executor) is kind
+
+
+def test_dask_without_dask_installed_is_one_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from optlab._errors import InputError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name)
+    )
+    with pytest.raises(InputError, match=r"pip install 'optlab\[dask\]'"):
+        make_executor("dask", scheduler="tcp://127.0.0.1:8786")
+
+
+def test_an_unreachable_scheduler_is_found_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``optlab run`` enters the executor before it reads the spec or opens the store."""
+    distributed = pytest.importorskip("distributed")
+    from optlab._errors import InputError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("Timed out trying to connect")
+
+    monkeypatch.setattr(distributed, "Client", refuse)
+    executor = make_executor("dask", scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"), executor:
+        pass

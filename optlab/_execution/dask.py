@@ -35,8 +35,18 @@ class DaskCluster(Executor):
     """The Dask scheduler at ``scheduler`` (e.g. ``tcp://127.0.0.1:8786``)."""
 
     def __init__(self, scheduler: str) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise InputError(
+                "executor 'dask' needs Dask's distributed scheduler: pip install 'optlab[dask]'"
+            )
         self.scheduler = scheduler
         self._client: Any = None
+
+    def __enter__(self) -> DaskCluster:
+        self._connected()  # an unreachable scheduler is bad input, found before anything runs
+        return self
 
     def _connected(self) -> Any:
         if self._client is None:
