@@ -4,6 +4,7 @@ signal handlers restored, and a second call in the same process that works."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 from pathlib import Path
@@ -98,3 +99,27 @@ def test_bad_input_raises(tmp_path: Path) -> None:
         optlab.run(SPEC, executor="cloud")
     experiment = optlab.load_spec(SPEC, overrides={"optimizer.lr": 0.5})
     assert [run.optimizer.params.lr for run in experiment.runs] == [0.5, 0.5]  # type: ignore[attr-defined]
+
+
+def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
+    """Two SIGINTs during a run, the KeyboardInterrupt of the second caught by the code it
+    interrupted (as can happen inside a C callback while a figure is drawn): the call still
+    ends with KeyboardInterrupt, and the signal handlers are restored."""
+    from optlab._contract.plugin_manager import get_plugin_manager
+
+    class Swallower:
+        @optlab.hookimpl
+        def optlab_run_finished(self, run: Any, result: Any, error: Any) -> None:
+            signal.raise_signal(signal.SIGINT)  # the first: stop after this run
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)  # the second: stop at once
+
+    pm, _ = get_plugin_manager()
+    pm.register(Swallower(), name="swallower")
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            optlab.run(SPEC, track=False, quiet=True)
+    finally:
+        pm.unregister(name="swallower")
+    assert signal.getsignal(signal.SIGINT) is before

@@ -127,6 +127,11 @@ class Invocation:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
         self.outcome = self._run(self.executor)
+        if stop_flag.forced:
+            # a second Ctrl-C whose KeyboardInterrupt was lost on the way (raised where the
+            # code it interrupted swallowed it, say inside a C callback while drawing) still
+            # ends the invocation as a second Ctrl-C does
+            raise KeyboardInterrupt
         return self.outcome
 
     def _run(self, executor: Executor) -> Outcome:

@@ -32,16 +32,19 @@ __all__ = ["StopFlag", "TrainingMonitor", "stop_flag", "stop_on_signals"]
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; read by the monitor at every step."""
+    """Set by SIGINT/SIGTERM; read by the monitor at every step. ``forced``: a second SIGINT
+    came (stop at once)."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.forced = False
 
     def request(self, reason: str) -> None:
         self.reason = reason
 
     def clear(self) -> None:
         self.reason = None
+        self.forced = False
 
 
 #: the process-wide flag the signal handlers set
@@ -59,6 +62,7 @@ def stop_on_signals(flag: StopFlag = stop_flag) -> Iterator[StopFlag]:
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if flag.reason is not None and signum == signal.SIGINT:
+            flag.forced = True  # seen by the caller also should the exception be swallowed
             raise KeyboardInterrupt
         flag.request(name)
 
