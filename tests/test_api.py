@@ -123,3 +123,6 @@ def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     finally:
         pm.unregister(name="swallower")
     assert signal.getsignal(signal.SIGINT) is before
+    from optlab._training.monitor import stop_flag
+
+    assert (stop_flag.reason, stop_flag.forced) == (None, False)  # nothing left for later runs

@@ -126,8 +126,12 @@ class Invocation:
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
-        self.outcome = self._run(self.executor)
-        if stop_flag.forced:
+        try:
+            self.outcome = self._run(self.executor)
+        finally:
+            forced = stop_flag.forced
+            stop_flag.clear()  # the interrupt is this invocation's: the next one starts afresh
+        if forced:
             # a second Ctrl-C whose KeyboardInterrupt was lost on the way (raised where the
             # code it interrupted swallowed it, say inside a C callback while drawing) still
             # ends the invocation as a second Ctrl-C does
