@@ -126,15 +126,19 @@ def test_run_into_a_store_in_another_folder_keeps_the_artifacts_beside_it(
     spec: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
 ) -> None:
     """``optlab run SPEC --tracking-uri sqlite:////elsewhere/mlflow.db``: the runs' artifacts
-    go to ``mlruns/`` beside that database, not to ``./mlruns`` of the working folder."""
+    go to ``mlruns/`` beside that database, not to ``./mlruns`` of the working folder, and the
+    commands the summary suggests name that store."""
     spec.write_text(TINY + "tracking: {figures: false}\n")
     (spec.parent / "store").mkdir()
     uri = new_store(spec.parent / "store" / "mlflow.db")
     work = spec.parent / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
+    code, out, err = invoke("run", str(spec), "--tracking-uri", uri)
     assert code == 0, err
+    assert (
+        f"view: optlab ui --tracking-uri {uri}, or optlab compare tiny --tracking-uri {uri}" in out
+    )
     saved = sorted(spec.parent.glob("store/mlruns/1/*/artifacts/spec.yaml"))
     assert len(saved) == 2  # the two variants' runs
     assert list(work.iterdir()) == []

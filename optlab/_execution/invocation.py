@@ -363,10 +363,23 @@ class Invocation:
             what = f"interrupted: finish the remaining runs with `{self.command} --resume`"
             console.print(what, soft_wrap=True)
         if self.tracker is not None:
+            ui, compare = self._commands("ui"), self._commands("compare", self.experiment.name)
             console.print(
                 f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
-                f"view: optlab ui, or optlab compare {self.experiment.name}"
+                f"view: {ui}, or {compare}",
+                soft_wrap=True,
             )
+
+    def _commands(self, *words: str) -> str:
+        """``optlab WORDS``, with ``--tracking-uri`` unless the store is the default one."""
+        import shlex
+
+        from optlab._tracking import resolve_tracking_uri
+
+        command = ["optlab", *words]
+        if self.tracker is not None and self.tracker.uri != resolve_tracking_uri(None, None):
+            command += ["--tracking-uri", self.tracker.uri]
+        return shlex.join(command)
 
     def interrupted_line(self) -> str:
         """One line for a ``KeyboardInterrupt`` that ended the invocation (a second Ctrl-C, or
@@ -388,11 +401,5 @@ class Invocation:
         )
         if outcome is None or outcome.failed or outcome.interrupted:
             return f"interrupted: {saved}; finish the others with `{self.command} --resume`"
-        import shlex
-
-        from optlab._tracking import resolve_tracking_uri
-
-        see = ["optlab", "compare", self.experiment.name]
-        if self.tracker.uri != resolve_tracking_uri(None, None):
-            see += ["--tracking-uri", self.tracker.uri]
-        return f"interrupted after every run had ended: {saved}; see them with `{shlex.join(see)}`"
+        see = self._commands("compare", self.experiment.name)
+        return f"interrupted after every run had ended: {saved}; see them with `{see}`"
