@@ -103,22 +103,23 @@ class LocalProcesses(Executor):
         mine, others = job.claim(runs)
         yield from others
         futures = self._submit(mine, job)
+        try:
+            yield from self._ended(futures, job)
+        finally:  # also when the caller stops iterating: the queued runs are not started
+            self._cancel()
+
+    def _ended(self, futures: dict[Future[Any], RunSpec], job: Job) -> Iterator[Ended]:
         stopping = False
         on_all_done = job.on_all_done
         for fut in self._completed(futures, job):
             if on_all_done is not None and all(f.done() for f in futures):
                 # every run has ended: the caller can start what needs every result
-                on_all_done(
-                    [outcome(e) for f in futures if (e := ended(f, futures[f], job.describe))]
-                )
+                every = [ended(f, futures[f], job.describe) for f in futures]
+                on_all_done([outcome(events) for events in every if events])
                 on_all_done = None
             if not (events := ended(fut, futures[fut], job.describe)):
                 continue  # cancelled, or stopped before it started
-            try:
-                replay(events, job.observer)
-            except BaseException:
-                self._cancel()
-                raise
+            replay(events, job.observer)
             info, result = outcome(events)
             if job.claims is not None:
                 job.claims.release(info.name)
