@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from optlab._errors import InputError
 from optlab._execution.executor import Ended, Executor, Job
-from optlab._execution.recording import Events, ended, execute_recorded, outcome, replay
+from optlab._execution.recording import ended, execute_recorded, outcome, replay
 from optlab._spec.experiment import RunSpec
 
 __all__ = ["DaskCluster"]
@@ -25,10 +25,6 @@ def _one_thread(fn: Callable[..., T], *args: Any) -> T:
 
     with threadpool_limits(1):
         return fn(*args)
-
-
-def _execute(run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool) -> Events:
-    return _one_thread(execute_recorded, run, experiment, base_tags, render)
 
 
 class DaskCluster(Executor):
@@ -68,7 +64,15 @@ class DaskCluster(Executor):
         mine, others = job.claim(runs)
         yield from others
         futures = {
-            client.submit(_execute, run, job.experiment, job.base_tags, job.render, pure=False): run
+            client.submit(
+                _one_thread,
+                execute_recorded,
+                run,
+                job.experiment,
+                job.base_tags,
+                job.render,
+                pure=False,
+            ): run
             for run in mine
         }
         try:

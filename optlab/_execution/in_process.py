@@ -12,8 +12,8 @@ from typing import TypeVar
 
 from optlab._execution.executor import Ended, Executor, Job
 from optlab._spec.experiment import RunSpec
-from optlab._training.data import PreparedData, load_data
-from optlab._training.preflight import data_key, data_rng
+from optlab._training.data import PreparedData
+from optlab._training.preflight import data_key, preflight
 from optlab._training.runner import execute
 
 __all__ = ["InProcess"]
@@ -22,9 +22,10 @@ T = TypeVar("T")
 
 
 def _data(run: RunSpec, prepared: dict[str, PreparedData]) -> PreparedData:
+    """``run``'s data from ``prepared``, loaded there first if the caller has not."""
     key = data_key(run)
     if key not in prepared:
-        prepared[key] = load_data(run.dataset, run.data, data_rng(run))
+        prepared.update(preflight([run]))
     return prepared[key]
 
 

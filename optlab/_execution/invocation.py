@@ -232,8 +232,7 @@ class Invocation:
                     outcome.elsewhere.append(ended)
                 else:
                     outcome.results.append(ended)
-            order = {run.name: i for i, run in enumerate(self.experiment.runs)}
-            outcome.results.sort(key=lambda pair: order[pair[0].name])
+            outcome.results = self._in_plan_order(outcome.results)
             # interrupted: a run was KILLED, or a stop left runs that never started
             ran = len(outcome.results) + len(outcome.elsewhere)
             outcome.interrupted = any(r.status == "KILLED" for _, r in outcome.results) or (
@@ -303,14 +302,20 @@ class Invocation:
             ",".join(reused),
         )
 
+    def _in_plan_order(
+        self, results: list[tuple[RunInfo, RunResult]]
+    ) -> list[tuple[RunInfo, RunResult]]:
+        """``results`` in the order of the plan's runs (workers end in any order)."""
+        order = {run.name: i for i, run in enumerate(self.experiment.runs)}
+        return sorted(results, key=lambda pair: order[pair[0].name])
+
     def _draw_comparison(
         self, executor: Executor, results: list[tuple[RunInfo, RunResult]]
     ) -> None:
         """Every run has ended: the executor draws the comparison (where it can) while the
         results are written."""
         if self.tracker is not None and self.tracker.plots:
-            order = {run.name: i for i, run in enumerate(self.experiment.runs)}
-            ordered = sorted(results, key=lambda pair: order[pair[0].name])
+            ordered = self._in_plan_order(results)
             figure = executor.render_comparison(ordered)
             if figure is not None:
                 self._drawing = ([info.name for info, _ in ordered], figure)

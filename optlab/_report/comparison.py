@@ -3,7 +3,6 @@ accuracy; styles by variant and swept value, small multiples for large sweeps.""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optlab._contract.records import SWEEP_TAG, RunInfo, RunResult
+from optlab._contract.records import RunInfo, RunResult
 from optlab._report import drawing
-from optlab._report.rows import group_name
+from optlab._report.rows import group_name, sweep_point
 
 if TYPE_CHECKING:
     pass
@@ -28,14 +27,6 @@ __all__ = [
 class _Style:
     color: Any
     linestyle: str
-
-
-def _sweep_point(info: RunInfo) -> dict[str, Any]:
-    try:
-        point = json.loads(info.tags.get(SWEEP_TAG, "{}"))
-    except ValueError:
-        return {}
-    return point if isinstance(point, dict) else {}
 
 
 def _ordered(values: Sequence[Any]) -> list[Any]:
@@ -97,7 +88,7 @@ def _styles(
     status: dict[int, set[str]] = {}
     for (_, result), g in zip(results, group_of, strict=True):
         status.setdefault(g, set()).add(result.status)
-    points = [_sweep_point(info) for info, _ in results]
+    points = [sweep_point(info) for info, _ in results]
     dims: dict[str, list[Any]] = {}
     for key in dict.fromkeys(k for point in points for k in point):
         dims[key] = [point.get(key) for point in points]

@@ -25,6 +25,7 @@ __all__ = [
     "result_row",
     "rows_to_json",
     "rows_to_markdown",
+    "sweep_point",
 ]
 
 #: numeric columns: (row key, header)
@@ -61,7 +62,8 @@ def _component(info: RunInfo, kind: str) -> str:
     return "" if value is None else str(value)
 
 
-def _sweep(info: RunInfo) -> dict[str, Any]:
+def sweep_point(info: RunInfo) -> dict[str, Any]:
+    """The run's swept values (``{"optimizer.lr": 0.01}``) from its tags; empty if none."""
     try:
         point = json.loads(info.tags.get(SWEEP_TAG, "{}"))
     except ValueError:
@@ -131,7 +133,7 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
         row: dict[str, Any] = {
             "run": group_name([i.name for i, _ in members]),
             "variant": first.tags.get("optlab.variant", ""),
-            "sweep": _sweep(first),
+            "sweep": sweep_point(first),
             "loss": _component(first, "loss"),
             "regularizer": _component(first, "regularizer"),
             "optimizer": _component(first, "optimizer"),

@@ -59,6 +59,23 @@ def _coord_list(W: Array, coords: Coords | None) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in c) for c in np.asarray(coords, dtype=np.int64)]
 
 
+def _both_sides(
+    f: Callable[[Array], float], W64: Array, points: list[tuple[int, ...]], h: float
+) -> tuple[Array, Array]:
+    """``f(W + h e_c)`` and ``f(W - h e_c)`` for each coordinate ``c`` of ``points``, each
+    (M,) float64; ``W64`` is perturbed in place and restored."""
+    plus = np.empty(len(points), dtype=np.float64)
+    minus = np.empty(len(points), dtype=np.float64)
+    for i, c in enumerate(points):
+        old = W64[c]
+        W64[c] = old + h
+        plus[i] = float(f(W64))
+        W64[c] = old - h
+        minus[i] = float(f(W64))
+        W64[c] = old
+    return plus, minus
+
+
 def numeric_gradient(
     f: Callable[[Array], float],
     W: Array,
@@ -84,16 +101,8 @@ def numeric_gradient(
         Shaped like ``W`` when ``coords`` is None, else (M,).
     """
     W64 = np.array(W, dtype=np.float64, copy=True)
-    points = _coord_list(W64, coords)
-    out = np.empty(len(points), dtype=np.float64)
-    for i, c in enumerate(points):
-        old = W64[c]
-        W64[c] = old + h
-        plus = float(f(W64))
-        W64[c] = old - h
-        minus = float(f(W64))
-        W64[c] = old
-        out[i] = (plus - minus) / (2.0 * h)
+    plus, minus = _both_sides(f, W64, _coord_list(W64, coords), h)
+    out = (plus - minus) / (2.0 * h)
     return out.reshape(W64.shape) if coords is None else out
 
 
@@ -127,19 +136,11 @@ def probe_gradient(
     """
     W64 = np.array(W, dtype=np.float64, copy=True)
     f0 = float(f(W64))
-    points = _coord_list(W64, coords)
-    centered = np.empty(len(points), dtype=np.float64)
-    kinks = np.zeros(len(points), dtype=bool)
-    for i, c in enumerate(points):
-        old = W64[c]
-        W64[c] = old + h
-        plus = float(f(W64))
-        W64[c] = old - h
-        minus = float(f(W64))
-        W64[c] = old
-        fwd, bwd = (plus - f0) / h, (f0 - minus) / h
-        centered[i] = (plus - minus) / (2.0 * h)
-        kinks[i] = abs(fwd - bwd) > kink_tolerance * max(abs(fwd) + abs(bwd), DENOMINATOR_FLOOR)
+    plus, minus = _both_sides(f, W64, _coord_list(W64, coords), h)
+    fwd, bwd = (plus - f0) / h, (f0 - minus) / h
+    centered = (plus - minus) / (2.0 * h)
+    scale = np.maximum(np.abs(fwd) + np.abs(bwd), DENOMINATOR_FLOOR)
+    kinks = np.abs(fwd - bwd) > kink_tolerance * scale
     return centered, kinks
 
 
