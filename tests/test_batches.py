@@ -210,9 +210,10 @@ def _many_classes(C: int = 300) -> tuple[Objective, Any]:
 def test_split_products_train_the_same_bits_on_any_number_of_threads(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
-    """With many classes a batch's products are split by rows into the machine's parts, walked
-    by as many threads as BLAS lends: --jobs 1 (two threads) and a --jobs N worker (one) train
-    the same weights, and the same as the products unsplit, to rounding."""
+    """With many classes a batch's products are split into the machine's parts (the scores by
+    rows, the weight gradient by features), walked by as many threads as BLAS lends: --jobs 1
+    (two threads) and a --jobs N worker (one) train the same weights, and the same as the
+    products unsplit, to rounding."""
     import optlab._contract.objective as objective_module
 
     assert objective_module.SPLIT_MIN_CLASSES <= 300

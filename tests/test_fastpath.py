@@ -19,7 +19,11 @@ import optlab._contract.objective as objective_module
 from optlab import Array
 from optlab._contract.backend import score_width
 from optlab._contract.blas_threads import blas_threads
-from optlab._contract.fastpath import blocked_loss_and_grad, default_block_rows
+from optlab._contract.fastpath import (
+    blocked_loss_and_accuracy,
+    blocked_loss_and_grad,
+    default_block_rows,
+)
 from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab_plugins.losses import SoftmaxLoss, SVMLoss
 from optlab_plugins.regularizers import L2, Dropout
@@ -191,20 +195,26 @@ def make_objective(
     )
 
 
-@pytest.fixture
-def blocked_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Send every full batch down the blocked path; record how often it is taken."""
+def always_blocked(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Send every whole training set down the objective's blocked pass ``name``, in 64-row
+    blocks; returns the list that records each call of it."""
     calls: list[int] = []
-    real = objective_module.blocked_loss_and_grad
+    real = getattr(objective_module, name)
 
-    def counting(*args: Any, **kwargs: Any) -> tuple[float, Array]:
+    def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_module, "BLOCKED_MIN_BYTES", 0)
-    monkeypatch.setattr(objective_module, "blocked_loss_and_grad", counting)
+    monkeypatch.setattr(objective_module, name, counting)
     monkeypatch.setattr(fastpath, "BLOCK_BYTES", 40 * 8 * 64)  # 64-row blocks: several
     return calls
+
+
+@pytest.fixture
+def blocked_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Send every full batch down the blocked path; record how often it is taken."""
+    return always_blocked(monkeypatch, "blocked_loss_and_grad")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -401,3 +411,91 @@ def test_objective_full_batch_is_the_same_on_any_number_of_threads(
 @pytest.mark.parametrize(("machine", "parts"), [(1, 2), (2, 2), (3, 3), (8, 8), (64, 8)])
 def test_full_batch_parts_follow_the_machine(machine: int, parts: int) -> None:
     assert fastpath.full_batch_parts(machine) == parts
+
+
+# ------------------------------------------------------------------ evaluation (loss, accuracy)
+
+
+def straightforward_evaluation(
+    loss: optlab.Loss, X: Array, y: Array, W: Array
+) -> tuple[float, int]:
+    scores = X @ W
+    correct = int(np.count_nonzero(np.argmax(scores, axis=1) == y))
+    return float(loss.loss(scores, y)), correct
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize(("block_rows", "parts", "threads"), [(7, 1, 1), (7, 3, 2), (100, 2, 2)])
+def test_blocked_evaluation_equals_straightforward(
+    name: str, dtype: Any, block_rows: int, parts: int, threads: int
+) -> None:
+    X, y, W = problem(100, 37, 10, dtype)
+    loss = LOSSES[name]
+    value, correct = blocked_loss_and_accuracy(
+        X, y, W, loss.loss, block_rows, parts=parts, threads=threads
+    )
+    want_value, want_correct = straightforward_evaluation(loss, X, y, W)
+    assert value == pytest.approx(want_value, rel=1e-5 if dtype == np.float32 else 1e-12)
+    assert correct == want_correct
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blocked_evaluation_depends_on_parts_not_on_threads(dtype: Any) -> None:
+    X, y, W = problem(2000, 300, 10, dtype, seed=5)
+    loss = LOSSES["softmax"].loss
+    serial = blocked_loss_and_accuracy(X, y, W, loss, 64, parts=3, threads=1)
+    threaded = blocked_loss_and_accuracy(X, y, W, loss, 64, parts=3, threads=3)
+    with threadpool_limits(1):  # as in a --jobs N worker
+        limited = blocked_loss_and_accuracy(X, y, W, loss, 64, parts=3, threads=1)
+    assert serial == threaded == limited
+
+
+def test_blocked_evaluation_never_calls_the_loss_at_once() -> None:
+    X, y, W = problem(400, 20, 5, np.float64)
+    busy = threading.Lock()
+    callers: set[str] = set()
+
+    def loss(scores: Array, labels: Array) -> float:
+        assert busy.acquire(blocking=False), "the loss was called by two threads at once"
+        try:
+            callers.add(threading.current_thread().name)
+            time.sleep(0.001)
+            return LOSSES["svm"].loss(scores, labels)
+        finally:
+            busy.release()
+
+    value, _ = blocked_loss_and_accuracy(X, y, W, loss, 20, parts=3, threads=3)
+    assert value == pytest.approx(straightforward_evaluation(LOSSES["svm"], X, y, W)[0])
+    assert len(callers) == 3
+
+
+def test_blocked_evaluation_of_no_rows_and_bad_blocks() -> None:
+    X, y, W = problem(0, 5, 3, np.float64)
+    assert blocked_loss_and_accuracy(X, y, W, LOSSES["svm"].loss) == (0.0, 0)
+    with pytest.raises(ValueError, match="block_rows"):
+        blocked_loss_and_accuracy(X, y, W, LOSSES["svm"].loss, 0)
+
+
+@pytest.mark.parametrize("name", ["svm", "softmax"])
+def test_objective_evaluates_a_large_training_set_in_blocks(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """value_and_accuracy walks a training set of BLOCKED_MIN_BYTES or more in blocks, with the
+    numbers of the one-product evaluation (to rounding), and names a loss that fails there."""
+    obj = make_objective(np.float64, LOSSES[name], (L2(0.1),))
+    W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(np.float64)
+    whole, whole_accuracy = obj.value_and_accuracy(W)
+    calls = always_blocked(monkeypatch, "blocked_loss_and_accuracy")
+    blocked, blocked_accuracy = obj.value_and_accuracy(W)
+    assert calls == [1]
+    assert blocked.data == pytest.approx(whole.data, rel=1e-12)
+    assert blocked.reg == whole.reg
+    assert blocked_accuracy == whole_accuracy
+
+    def broken(scores: Array, labels: Array) -> float:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(obj.loss.impl, "loss", broken)
+    with pytest.raises(optlab.ComponentError, match=r"test_loss.*boom"):
+        obj.value_and_accuracy(W)

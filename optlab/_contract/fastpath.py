@@ -44,6 +44,7 @@ __all__ = [
     "MAX_PARTS",
     "LossAndGrad",
     "ScoreGradCheck",
+    "blocked_loss_and_accuracy",
     "blocked_loss_and_grad",
     "default_block_rows",
     "full_batch_parts",
@@ -51,6 +52,8 @@ __all__ = [
 
 #: A loss over a block of scores: ``(S_b (n_b, C), y_b (n_b,)) -> (mean loss, dS_b (n_b, C))``.
 LossAndGrad = Callable[[Array, Array], tuple[float, Array]]
+#: A loss over a block of scores, without its gradient: ``(S_b, y_b) -> mean loss``.
+LossOnly = Callable[[Array, Array], float]
 #: One part's share of a pass: ``(mean loss share, dW.T (C, D) share)``.
 _Part = tuple[float, Array]
 #: Called with ``(dS_b, S_b)`` for every block before ``dS_b`` is used; raises if it is wrong.
@@ -167,23 +170,98 @@ def blocked_loss_and_grad(
     width = backend.score_width(X, W)  # OpenBLAS is faster on some padded widths
     if width != c:
         W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
-    blocks = -(-n // rows)
-    parts = max(1, min(int(parts), blocks))
-    threads = max(1, min(int(threads), parts))
     # runs of consecutive blocks: the same blocks, hence loss calls, for any number of threads
-    bounds = [min(n, (blocks * k // parts) * rows) for k in range(parts + 1)]
+    bounds = _part_bounds(n, rows, parts)
+    threads = max(1, min(int(threads), len(bounds) - 1))
     walker = _Walker(X, y, W, c, dtype, rows, n, loss_and_grad, check, backend)
     # single-threaded BLAS however many threads walk: OpenBLAS's X @ W on two threads can
     # differ in the last bits from one thread, and the result must not depend on the cores
     with single_threaded():
         if threads == 1:
-            results = [walker.walk(bounds[k], bounds[k + 1]) for k in range(parts)]
+            results = [walker.walk(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
         else:
             results = walker.walk_threaded(bounds, threads)
     grad_t = results[0][1]
     for _, part in results[1:]:
         grad_t += part
     return sum(value for value, _ in results), np.ascontiguousarray(grad_t.T)
+
+
+def _part_bounds(n: int, rows: int, parts: int) -> list[int]:
+    """Row bounds of ``parts`` runs of consecutive blocks of ``rows`` rows (fewer runs when
+    there are fewer blocks): the same blocks for any number of threads."""
+    blocks = -(-n // rows)
+    parts = max(1, min(int(parts), blocks))
+    return [min(n, (blocks * k // parts) * rows) for k in range(parts + 1)]
+
+
+def blocked_loss_and_accuracy(
+    X: Array,
+    y: Array,
+    W: Array,
+    loss: LossOnly,
+    block_rows: int | None = None,
+    *,
+    parts: int = 1,
+    threads: int = 1,
+    backend: Backend | None = None,
+) -> tuple[float, int]:
+    """Mean data loss over ``X`` and how many rows score their label highest, one block of
+    rows at a time: no (N, C) scores array, and the same numbers however many threads walk.
+
+    Parameters
+    ----------
+    X : (N, D) float array
+    y : (N,) int array
+    W : (D, C) float array
+    loss : callable
+        ``(S_b (n_b, C), y_b (n_b,)) -> mean loss over the block`` (e.g. ``Loss.loss``); never
+        called by two threads at once, and after the block's predictions are read.
+    block_rows, parts, threads, backend
+        As for :func:`blocked_loss_and_grad`.
+
+    Returns
+    -------
+    mean_loss : float
+    correct : int
+        Rows whose highest score is at their label (the first, on ties).
+    """
+    n, d = X.shape
+    rows = default_block_rows(d, X.dtype.itemsize) if block_rows is None else int(block_rows)
+    if rows < 1:
+        raise ValueError(f"block_rows must be at least 1; got {block_rows}")
+    rows = min(rows, max(n, 1))
+    bounds = _part_bounds(n, rows, parts)
+    threads = max(1, min(int(threads), len(bounds) - 1))
+    backend = Backend() if backend is None else backend
+    dtype = np.result_type(X.dtype, W.dtype)
+    lock = threading.Lock()
+    errors = np.geterr()  # a new thread starts with numpy's default floating-point state
+
+    def walk(k: int) -> tuple[float, int]:
+        first, end = bounds[k], bounds[k + 1]
+        out = np.empty((max(0, min(rows, end - first)), W.shape[1]), dtype=dtype)
+        total, correct = 0.0, 0
+        with np.errstate(**errors):
+            for start in range(first, end, rows):
+                stop = min(start + rows, end)
+                scores = backend.scores(X[start:stop], W, out=out[: stop - start])
+                labels = y[start:stop]
+                correct += int(np.count_nonzero(np.argmax(scores, axis=1) == labels))
+                with lock:
+                    value = loss(scores, labels)
+                total += float(value) * ((stop - start) / n)
+        return total, correct
+
+    # single-threaded BLAS, as in blocked_loss_and_grad: the numbers must not depend on cores
+    with single_threaded():
+        if threads == 1:
+            results = [walk(k) for k in range(len(bounds) - 1)]
+        else:
+            with ThreadPoolExecutor(threads - 1, "optlab-evaluate") as pool:
+                others = [pool.submit(walk, k) for k in range(1, len(bounds) - 1)]
+                results = [walk(0)] + [future.result() for future in others]
+    return sum(value for value, _ in results), sum(hits for _, hits in results)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ from optlab._contract.backend import Backend, Stepper
 from optlab._contract.batches import Batch, minibatches
 from optlab._contract.blas_threads import blas_threads, cores, single_threaded
 from optlab._contract.components import Array, Loss, Regularizer
-from optlab._contract.fastpath import BLOCKED_MIN_BYTES, blocked_loss_and_grad, full_batch_parts
+from optlab._contract.fastpath import (
+    BLOCKED_MIN_BYTES,
+    blocked_loss_and_accuracy,
+    blocked_loss_and_grad,
+    full_batch_parts,
+)
 from optlab._errors import ComponentError
 from optlab._meta import exported
 
@@ -45,20 +50,21 @@ T = TypeVar("T")
 #: the batch's rows on: with fewer classes the products are short and the helper thread that
 #: copies the next batch ahead (optlab._contract.batches) keeps the second core busy already
 #: (benchmarks/README.md, "Measurements behind the code").
-SPLIT_MIN_CLASSES = 256
+SPLIT_MIN_CLASSES = 32
 SPLIT_MIN_BYTES = 512 * 1024
 
 
-class _RowParts:
-    """A batch's two products in ``parts`` runs of rows, walked by ``threads`` threads, each
-    calling the backend with BLAS held to one thread (see :data:`SPLIT_MIN_CLASSES`)."""
+class _SplitProducts:
+    """A batch's two products in ``parts`` pieces, walked by ``threads`` threads, each calling
+    the backend with BLAS held to one thread (see :data:`SPLIT_MIN_CLASSES`): the scores by
+    runs of rows, the weight gradient by runs of features (no piece is summed with another)."""
 
     def __init__(self, parts: int, threads: int) -> None:
         self.parts = parts
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
 
-    def __enter__(self) -> _RowParts:
+    def __enter__(self) -> _SplitProducts:
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads - 1, "optlab-products")
         return self
@@ -90,12 +96,15 @@ class _RowParts:
         return out
 
     def weight_grad(self, backend: Backend, dscores: Array, X: Array) -> Array:
-        """``X.T @ dscores`` (D, C): the runs' gradients, summed in order."""
-        grads = self._map(lambda r: backend.weight_grad(dscores[r], X[r]), self._runs(X.shape[0]))
-        total = grads[0] + grads[1] if len(grads) > 1 else np.array(grads[0])
-        for g in grads[2:]:
-            total += g
-        return total
+        """``X.T @ dscores`` (D, C), each run of features (rows of the result) by the
+        backend."""
+        out = np.empty((X.shape[1], dscores.shape[1]), np.result_type(X.dtype, dscores.dtype))
+
+        def part(r: slice) -> None:
+            out[r] = backend.weight_grad(dscores, X[:, r])
+
+        self._map(part, self._runs(X.shape[1]))
+        return out
 
 
 class LossParts(NamedTuple):
@@ -174,7 +183,7 @@ class Objective:
         self._projections = tuple(r for r in self.regularizers if r.impl.has_projection)
         self._perturbations = tuple(r for r in self.regularizers if r.impl.has_perturbation)
         self._steps = self._stepper()
-        self._split: _RowParts | None = None  # inside minibatches(), for large batches
+        self._split: _SplitProducts | None = None  # inside minibatches(), for large batches
 
     # ----------------------------------------------------------------------------- shapes
     @property
@@ -240,10 +249,10 @@ class Objective:
     def data_loss_and_grad(self, W: Array, X: Array, y: Array) -> tuple[float, Array]:
         """Mean data loss over ``X`` (B, D) and its gradient with respect to ``W`` (D, C).
 
-        Inside :meth:`minibatches`, a large batch's products are split by rows into the
-        machine's parts (:func:`~optlab._contract.fastpath.full_batch_parts`), each part's through
-        the backend on a thread of its own where BLAS lends one, and the parts' gradients summed
-        in order: the same sums however many threads do them."""
+        Inside :meth:`minibatches`, a large batch's products are split into the machine's parts
+        (:func:`~optlab._contract.fastpath.full_batch_parts`), the scores by rows and the weight
+        gradient by features, each part's through the backend on a thread of its own where BLAS
+        lends one: the same sums however many threads do them."""
         split = self._split if self._split is not None and len(X) >= self._split.parts else None
         scores = self.backend.scores(X, W) if split is None else split.scores(self.backend, X, W)
         try:
@@ -353,7 +362,7 @@ class Objective:
                 yield stream
                 return
             parts = full_batch_parts(cores())
-            with _RowParts(parts, min(threads, parts)) as self._split:
+            with _SplitProducts(parts, min(threads, parts)) as self._split:
                 try:
                     yield stream
                 finally:
@@ -465,20 +474,41 @@ class Objective:
 
     def value_and_accuracy(self, W: Array) -> tuple[LossParts, float]:
         """The full objective on the whole training set (as :meth:`value`) and the training
-        accuracy (as :meth:`accuracy`), from one product ``X @ W``: what an evaluation point
-        measures, for the price of the accuracy alone plus the loss over the (N, C) scores."""
-        if self.X.shape[0] == 0:
+        accuracy (as :meth:`accuracy`), from the same scores ``X @ W``: what an evaluation point
+        measures, for the price of the accuracy alone plus the loss over the scores. A large
+        training set is walked a block of rows at a time on the machine's parts
+        (:func:`~optlab._contract.fastpath.blocked_loss_and_accuracy`), never as one (N, C)
+        scores array."""
+        n = self.X.shape[0]
+        if n == 0:
             return self.value(W), float("nan")
-        scores = self.backend.scores(self.X, W, threads=self._score_threads(self.X))
-        accuracy = float(np.mean(np.argmax(scores, axis=1) == self.y))  # before the loss reads them
+        if self.X.nbytes >= BLOCKED_MIN_BYTES:
+            parts = full_batch_parts(cores())
+            data, correct = blocked_loss_and_accuracy(
+                self.X,
+                self.y,
+                W,
+                self._loss_value,
+                parts=parts,
+                threads=min(blas_threads(), parts),
+                backend=self.backend,
+            )
+            accuracy = correct / n
+        else:
+            scores = self.backend.scores(self.X, W)
+            accuracy = float(np.mean(np.argmax(scores, axis=1) == self.y))  # before the loss
+            data = self._loss_value(scores, self.y)
+        reg, _ = self.reg_value_and_grad(W, with_grad=False)
+        return LossParts(data + reg, data, reg), accuracy
+
+    def _loss_value(self, scores: Array, y: Array) -> float:
+        """The loss's mean over ``scores`` (n, C); a fault of the loss names it."""
         try:
-            data = float(self.loss.impl.loss(scores, self.y))
+            return float(self.loss.impl.loss(scores, y))
         except Exception as exc:
             raise ComponentError(
                 "loss", self.loss.name, self.loss.provider, f"raised {exc!r}"
             ) from exc
-        reg, _ = self.reg_value_and_grad(W, with_grad=False)
-        return LossParts(data + reg, data, reg), accuracy
 
     def accuracy(self, W: Array, X: Array, y: Array) -> float:
         """Fraction of ``X`` (M, D) classified as ``y`` (M,); ``nan`` when ``M == 0``."""
