@@ -35,6 +35,8 @@ __all__ = [
     "healthy",
     "mlflow_server",
     "start_mlflow_server",
+    "stop",
+    "wait_healthy",
 ]
 
 STARTUP_TIMEOUT_S = 90.0
@@ -66,7 +68,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -118,7 +120,7 @@ def _spawn(folder: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not healthy(url):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -139,12 +141,12 @@ def start_mlflow_server(folder: Path, template: Path | None = None) -> Iterator[
     log = folder / "server.log"
     process = _spawn(folder, port, log)
     try:
-        _wait_healthy(url, process, log)
+        wait_healthy(url, process, log)
         yield MlflowServer(
             url, f"sqlite:///{folder / 'server.db'}", folder / "artifacts", log, process
         )
     finally:
-        _stop(process)
+        stop(process)
 
 
 class RestartableMlflowServer:
@@ -185,7 +187,7 @@ class RestartableMlflowServer:
             return
         self.process = _spawn(self.folder, self.port, self.log)
         self.starts += 1
-        _wait_healthy(self.url, self.process, self.log)
+        wait_healthy(self.url, self.process, self.log)
 
     def stop(self, *, crash: bool = True) -> None:
         """Stop the server: SIGKILL to its process group (``crash``) or SIGTERM."""
@@ -197,7 +199,7 @@ class RestartableMlflowServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         else:
-            _stop(process)
+            stop(process)
         while healthy(self.url):  # the port no longer answers
             time.sleep(0.05)
 

@@ -46,7 +46,10 @@ def _mlflow_executable() -> list[str]:
 
 def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """The argv of ``mlflow server`` serving the UI on the store at ``uri``, quietly (one
-    worker, no access log, warnings only).
+    worker, no access log, warnings only). Experiments created in the UI keep their artifacts
+    beside a SQLite store's file, in ``mlruns/<experiment id>``, as optlab's own do
+    (:func:`~optlab._tracking.store.ensure_experiment`); MLflow's default is the folder the
+    server was started in.
 
     Raises
     ------
@@ -62,6 +65,9 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
             f"tracking store {uri!r}: {path} does not exist; run an experiment first "
             "(optlab run SPEC) or pass --tracking-uri"
         )
+    artifacts = (
+        [] if path is None else ["--default-artifact-root", str(path.resolve().parent / "mlruns")]
+    )
     return [
         *_mlflow_executable(),
         "server",
@@ -69,6 +75,7 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
         uri,
         "--registry-store-uri",
         uri,
+        *artifacts,
         "--host",
         host,
         "--port",
