@@ -481,17 +481,23 @@ def test_blocked_evaluation_of_no_rows_and_bad_blocks() -> None:
 def test_objective_evaluates_a_large_training_set_in_blocks(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    """value_and_accuracy walks a training set of BLOCKED_MIN_BYTES or more in blocks, with the
-    numbers of the one-product evaluation (to rounding), and names a loss that fails there."""
+    """value_and_accuracy walks the training set in blocks where its scores would take
+    BLOCK_BYTES or more, with the numbers of the one-product evaluation (to rounding), and
+    names a loss that fails there."""
     obj = make_objective(np.float64, LOSSES[name], (L2(0.1),))
     W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(np.float64)
     whole, whole_accuracy = obj.value_and_accuracy(W)
     calls = always_blocked(monkeypatch, "blocked_loss_and_accuracy")
+    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8)  # the scores' size: blocked
     blocked, blocked_accuracy = obj.value_and_accuracy(W)
     assert calls == [1]
     assert blocked.data == pytest.approx(whole.data, rel=1e-12)
     assert blocked.reg == whole.reg
     assert blocked_accuracy == whole_accuracy
+    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8 + 8)  # scores smaller: one product
+    assert obj.value_and_accuracy(W)[1] == whole_accuracy
+    assert calls == [1]
+    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8)
 
     def broken(scores: Array, labels: Array) -> float:
         raise RuntimeError("boom")
