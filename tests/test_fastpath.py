@@ -441,6 +441,27 @@ def test_blocked_evaluation_equals_straightforward(
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c", [2, 3, 10, 16, 17])
+def test_blocked_evaluation_on_padded_widths(dtype: Any, c: int) -> None:
+    """W is padded to the backend's faster width for the product; the loss and the predictions
+    see the C true columns only (zero padding would win every row whose scores are negative)."""
+    X, y, W = problem(150, 33, c, dtype, seed=4)
+    W -= 1.0  # negative scores: a padded column of zeros would be each row's maximum
+    assert score_width(c, np.dtype(dtype)) >= c
+    seen: list[int] = []
+
+    def loss(scores: Array, labels: Array) -> float:
+        seen.append(scores.shape[1])
+        return LOSSES["softmax"].loss(scores, labels)
+
+    got = blocked_loss_and_accuracy(X, y, W, loss, 64, parts=2, threads=2)
+    want = straightforward_evaluation(LOSSES["softmax"], X, y, W)
+    assert got[0] == pytest.approx(want[0], rel=1e-5)
+    assert got[1] == want[1]
+    assert set(seen) == {c}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_blocked_evaluation_depends_on_parts_not_on_threads(dtype: Any) -> None:
     X, y, W = problem(2000, 300, 10, dtype, seed=5)
     loss = LOSSES["softmax"].loss
@@ -481,23 +502,21 @@ def test_blocked_evaluation_of_no_rows_and_bad_blocks() -> None:
 def test_objective_evaluates_a_large_training_set_in_blocks(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    """value_and_accuracy walks the training set in blocks where its scores would take
-    BLOCK_BYTES or more, with the numbers of the one-product evaluation (to rounding), and
-    names a loss that fails there."""
+    """value_and_accuracy walks a training set of BLOCKED_MIN_BYTES or more in blocks, with the
+    numbers of the one-product evaluation (to rounding), and names a loss that fails there."""
     obj = make_objective(np.float64, LOSSES[name], (L2(0.1),))
     W = (np.random.default_rng(1).standard_normal(obj.shape) * 0.1).astype(np.float64)
     whole, whole_accuracy = obj.value_and_accuracy(W)
     calls = always_blocked(monkeypatch, "blocked_loss_and_accuracy")
-    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8)  # the scores' size: blocked
     blocked, blocked_accuracy = obj.value_and_accuracy(W)
     assert calls == [1]
     assert blocked.data == pytest.approx(whole.data, rel=1e-12)
     assert blocked.reg == whole.reg
     assert blocked_accuracy == whole_accuracy
-    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8 + 8)  # scores smaller: one product
+    monkeypatch.setattr(objective_module, "BLOCKED_MIN_BYTES", obj.X.nbytes + 1)  # one product
     assert obj.value_and_accuracy(W)[1] == whole_accuracy
     assert calls == [1]
-    monkeypatch.setattr(fastpath, "BLOCK_BYTES", 300 * 10 * 8)
+    monkeypatch.setattr(objective_module, "BLOCKED_MIN_BYTES", 0)
 
     def broken(scores: Array, labels: Array) -> float:
         raise RuntimeError("boom")

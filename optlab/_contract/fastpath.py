@@ -235,17 +235,26 @@ def blocked_loss_and_accuracy(
     threads = max(1, min(int(threads), len(bounds) - 1))
     backend = Backend() if backend is None else backend
     dtype = np.result_type(X.dtype, W.dtype)
+    c = W.shape[1]
+    width = backend.score_width(X, W)  # as in blocked_loss_and_grad
+    if width != c:
+        W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
     lock = threading.Lock()
     errors = np.geterr()  # a new thread starts with numpy's default floating-point state
 
     def walk(k: int) -> tuple[float, int]:
         first, end = bounds[k], bounds[k + 1]
-        out = np.empty((max(0, min(rows, end - first)), W.shape[1]), dtype=dtype)
+        size = max(0, min(rows, end - first))
+        wide = np.empty((size, width), dtype=dtype)
+        narrow = wide if width == c else np.empty((size, c), dtype=dtype)
         total, correct = 0.0, 0
         with np.errstate(**errors):
             for start in range(first, end, rows):
                 stop = min(start + rows, end)
-                scores = backend.scores(X[start:stop], W, out=out[: stop - start])
+                scores = backend.scores(X[start:stop], W, out=wide[: stop - start])
+                if width != c:
+                    scores = narrow[: stop - start]
+                    np.copyto(scores, wide[: stop - start, :c])
                 labels = y[start:stop]
                 correct += int(np.count_nonzero(np.argmax(scores, axis=1) == labels))
                 with lock:

@@ -22,7 +22,6 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from optlab._contract import fastpath
 from optlab._contract.backend import Backend, Stepper
 from optlab._contract.batches import Batch, minibatches
 from optlab._contract.blas_threads import blas_threads, cores, single_threaded
@@ -476,15 +475,14 @@ class Objective:
     def value_and_accuracy(self, W: Array) -> tuple[LossParts, float]:
         """The full objective on the whole training set (as :meth:`value`) and the training
         accuracy (as :meth:`accuracy`), from the same scores ``X @ W``: what an evaluation point
-        measures, for the price of the accuracy alone plus the loss over the scores. Where the
-        (N, C) scores would take :data:`~optlab._contract.fastpath.BLOCK_BYTES` or more, the
-        training set is walked a block of rows at a time on the machine's parts instead
-        (:func:`~optlab._contract.fastpath.blocked_loss_and_accuracy`), so that the loss's
-        temporaries stay in cache."""
+        measures, for the price of the accuracy alone plus the loss over the scores. A training
+        set as large as the blocked pass's is walked a block of rows at a time on the machine's
+        parts (:func:`~optlab._contract.fastpath.blocked_loss_and_accuracy`): the scores and the
+        loss's temporaries stay in cache, and the numbers do not depend on the threads."""
         n = self.X.shape[0]
         if n == 0:
             return self.value(W), float("nan")
-        if n * self.n_classes * self.X.dtype.itemsize >= fastpath.BLOCK_BYTES:
+        if self.X.nbytes >= BLOCKED_MIN_BYTES:
             parts = full_batch_parts(cores())
             data, correct = blocked_loss_and_accuracy(
                 self.X,
