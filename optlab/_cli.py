@@ -340,7 +340,7 @@ def run(
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
     from optlab._execution.by_name import make_executor
-    from optlab._execution.invocation import Invocation
+    from optlab._execution.invocation import NOTHING_STARTED, Invocation
 
     invocation = None
     try:
@@ -367,7 +367,7 @@ def run(
             invocation.print_summary(outcome)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
         if invocation is None:
-            typer.echo("optlab: interrupted before any run started: nothing is recorded", err=True)
+            typer.echo(f"optlab: {NOTHING_STARTED}", err=True)
         else:
             typer.echo(f"optlab: {invocation.interrupted_line()}", err=True)
         raise typer.Exit(130) from None

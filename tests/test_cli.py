@@ -253,3 +253,19 @@ def test_help_shows_the_usage_line_plainly(command: str, usage: str) -> None:
 def test_version_prints_the_version() -> None:
     code, out, _ = invoke("--version")
     assert (code, out.strip()) == (0, f"optlab {optlab.__version__}")
+
+
+def test_ctrl_c_before_any_run_says_nothing_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while the spec is still being read: exit 130 and one line, nothing recorded."""
+    import optlab._cli as cli
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", interrupted)
+    code, out, err = invoke("run", str(tmp_path / "spec.yaml"))
+    assert code == 130
+    assert out == ""
+    assert err == "optlab: interrupted before any run started: nothing is recorded\n"

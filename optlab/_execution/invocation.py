@@ -26,7 +26,10 @@ from optlab._training.describe import run_key
 from optlab._training.monitor import stop_flag, stop_on_signals
 from optlab._training.preflight import data_key, preflight
 
-__all__ = ["Invocation", "git_tags"]
+__all__ = ["NOTHING_STARTED", "Invocation", "git_tags"]
+
+#: What an interrupt before the first run says (the CLI's, too, when no invocation was made).
+NOTHING_STARTED = "interrupted before any run started: nothing is recorded"
 
 
 def git_tags(spec_path: str) -> dict[str, str]:
@@ -393,8 +396,7 @@ class Invocation:
         if not self.track:
             return "interrupted; nothing is recorded (tracking is off)"
         if self.tracker is None:
-            nothing = "interrupted before any run started: nothing is recorded"
-            return f"{nothing}; start again with `{self.command}`"
+            return f"{NOTHING_STARTED}; start again with `{self.command}`"
         outcome = self.outcome
         if outcome is None:  # the runs recorded so far
             finished = self.tracker.ended.get("FINISHED", 0)
