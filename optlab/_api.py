@@ -18,6 +18,7 @@ can call :func:`run` again.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from optlab._errors import InputError
 from optlab._meta import exported
 
 if TYPE_CHECKING:
@@ -39,6 +41,56 @@ Spec = str | PathLike[str] | Mapping[str, Any]
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
 
+def _refuse(name: str, expected: str, value: object, hint: str = "") -> InputError:
+    """The one message of a wrong argument: ``name: expected ..., got ...``."""
+    got = f"{value!r}"
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return InputError(f"{name}: expected {expected}, got {type(value).__name__} {got}{hint}")
+
+
+def _check_spec(spec: object) -> None:
+    if isinstance(spec, Mapping | PathLike) or (isinstance(spec, str) and "\n" not in spec):
+        return
+    if isinstance(spec, str):  # YAML text: say what to pass instead of "no such file"
+        raise _refuse("spec", "a path or a mapping (for YAML text: yaml.safe_load(text))", spec)
+    raise _refuse("spec", "a path (str or os.PathLike) or a mapping", spec)
+
+
+def _check_options(**options: object) -> None:
+    """Every keyword argument of :func:`run` other than the spec, checked in one place (the
+    executor's name, ``jobs``' range and the overrides' items are checked where they are
+    used)."""
+    for name in ("track", "resume", "fail_fast", "quiet"):
+        if not isinstance(options[name], bool):
+            raise _refuse(name, "True or False", options[name])
+    jobs = options["jobs"]
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise _refuse("jobs", "an int", jobs)
+    for name in ("tracking_uri", "scheduler"):
+        if options[name] is not None and not isinstance(options[name], str):
+            raise _refuse(name, "a str or None", options[name])
+    if not isinstance(options["executor"], str):
+        raise _refuse("executor", "a str ('local' or 'dask')", options["executor"])
+
+
+def _check_not_reimported() -> None:
+    """Refuse a call made by the top level of a script that a worker process is importing.
+
+    Worker processes (``jobs > 1``) start by importing the script that started them, as
+    ``__mp_main__`` (Python's multiprocessing does, to find what the script defines): a call
+    of :func:`run` at its top level would run the experiment again in each worker, and start
+    workers of its own. The error names the cure, Python's usual one.
+    """
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            raise InputError(
+                "optlab.run was called by a worker process importing the script that started "
+                'it: with jobs > 1, call optlab.run under `if __name__ == "__main__":`'
+            )
+        frame = frame.f_back
+
+
 def _overrides(overrides: Overrides) -> list[str]:
     """``{"optimizer.lr": 0.1}`` -> ``["optimizer.lr=0.1"]`` (values as JSON, which is YAML);
     a sequence of ``KEY=VALUE`` strings as it is."""
@@ -46,6 +98,11 @@ def _overrides(overrides: Overrides) -> list[str]:
         return []
     if isinstance(overrides, Mapping):
         return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        hint = f"; pass [{overrides!r}]" if "=" in overrides else ""
+        raise _refuse("overrides", "a mapping or a list of 'KEY=VALUE' strings", overrides, hint)
+    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
+        raise _refuse("overrides", "a mapping or a list of 'KEY=VALUE' strings", overrides)
     return list(overrides)
 
 
@@ -71,6 +128,7 @@ def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
     """
     from optlab._spec.load import load_experiment
 
+    _check_spec(spec)
     source = spec if isinstance(spec, Mapping) else Path(spec)
     return load_experiment(source, _overrides(overrides))
 
@@ -200,6 +258,19 @@ def run(
     from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
 
+    _check_not_reimported()
+    _check_spec(spec)
+    _overrides(overrides)  # checked before any worker starts
+    _check_options(
+        tracking_uri=tracking_uri,
+        track=track,
+        resume=resume,
+        fail_fast=fail_fast,
+        jobs=jobs,
+        executor=executor,
+        scheduler=scheduler,
+        quiet=quiet,
+    )
     with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
         experiment = load_spec(spec, overrides=overrides)
         invocation = Invocation(
@@ -303,6 +374,10 @@ def compare(
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
 
+    if not isinstance(experiment, str):
+        raise _refuse("experiment", "an experiment's name (a str)", experiment)
+    if tracking_uri is not None and not isinstance(tracking_uri, str):
+        raise _refuse("tracking_uri", "a str or None", tracking_uri)
     uri = resolve_tracking_uri(tracking_uri, None)
     rows, _ = compare_runs(experiment, uri, Path(out) if out is not None else None)
     return Table(tuple(rows), render_table)

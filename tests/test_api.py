@@ -101,6 +101,43 @@ def test_bad_input_raises(tmp_path: Path) -> None:
     assert [run.optimizer.params.lr for run in experiment.runs] == [0.5, 0.5]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"jobs": "2"}, "jobs: expected an int, got str '2'"),
+        ({"jobs": 1.5}, "jobs: expected an int, got float 1.5"),
+        ({"jobs": True}, "jobs: expected an int, got bool True"),
+        ({"track": "no"}, "track: expected True or False, got str 'no'"),
+        ({"resume": 1}, "resume: expected True or False, got int 1"),
+        ({"tracking_uri": 3}, "tracking_uri: expected a str or None, got int 3"),
+        ({"executor": None}, "executor: expected a str ('local' or 'dask'), got NoneType None"),
+        ({"overrides": 5}, "overrides: expected a mapping or a list of 'KEY=VALUE' strings"),
+        (
+            {"overrides": "optimizer.lr=0.1"},
+            "overrides: expected a mapping or a list of 'KEY=VALUE' strings, got str "
+            "'optimizer.lr=0.1'; pass ['optimizer.lr=0.1']",
+        ),
+        ({"overrides": ["a=1", 2]}, "got list ['a=1', 2]"),
+        ({"spec": b"name: x"}, "spec: expected a path (str or os.PathLike) or a mapping"),
+        ({"spec": "name: x\ndata: {}"}, "(for YAML text: yaml.safe_load(text))"),
+    ],
+)
+def test_wrong_arguments_are_one_input_error_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: dict[str, Any], message: str
+) -> None:
+    """A wrong type is an InputError naming the argument, before anything runs or is
+    written (a truthy track="no" used to turn tracking on; a str of overrides was split into
+    characters)."""
+    monkeypatch.chdir(tmp_path)
+    spec = arguments.pop("spec", SPEC)
+    with pytest.raises(optlab.InputError) as caught:
+        optlab.run(spec, **arguments)
+    assert message in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(optlab.InputError, match="experiment: expected an experiment's name"):
+        optlab.compare(5)  # type: ignore[arg-type]
+
+
 def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     """Two SIGINTs during a run, the KeyboardInterrupt of the second caught by the code it
     interrupted (as can happen inside a C callback while a figure is drawn): the call still
@@ -126,3 +163,49 @@ def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     from optlab._training.monitor import stop_flag
 
     assert (stop_flag.reason, stop_flag.forced) == (None, False)  # nothing left for later runs
+
+
+UNGUARDED = """\
+import optlab
+spec = {
+    "name": "unguarded",
+    "data": {"name": "blobs", "n_samples": 120},
+    "loss": {"name": "softmax"},
+    "optimizer": {"name": "sgd", "lr": 0.1, "batch_size": 20, "epochs": 1},
+    "tracking": {"figures": False},
+    "variants": {"soft": {}, "hinge": {"loss": {"name": "svm"}}},
+}
+first = optlab.run(spec, tracking_uri="sqlite:///s.db", quiet=True)
+second = optlab.run(spec, tracking_uri="sqlite:///s.db", quiet=True, jobs=2)
+print([row["status"] for row in first], [row["error"] for row in second])
+"""
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_its_workers(
+    tmp_path: Path, _empty_store: Path
+) -> None:
+    """optlab.run(jobs=2) at a script's top level: each worker imports the script (Python's
+    multiprocessing does); its calls of optlab.run there are refused with the cure, so nothing
+    runs twice, and the parent records the runs as FAILED with the reason instead of crashing
+    (it used to re-run the script's experiments in every worker, then end in a traceback)."""
+    import subprocess
+    import sys
+
+    shutil.copyfile(_empty_store, tmp_path / "s.db")
+    (tmp_path / "script.py").write_text(UNGUARDED)
+    proc = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'call optlab.run under `if __name__ == "__main__":`' in proc.stderr
+    statuses, errors = proc.stdout.strip().split("] [")
+    assert statuses == "['FINISHED', 'FINISHED'"
+    assert errors.count("worker failed: its process ended abruptly") == 2
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 's.db'}")
+    experiment = client.get_experiment_by_name("unguarded")
+    children = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if "mlflow.parentRunId" in r.data.tags
+    ]
+    assert sorted(r.info.status for r in children) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]

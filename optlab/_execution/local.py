@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 from optlab._contract.records import RunInfo, RunResult
@@ -155,9 +155,15 @@ class LocalProcesses(Executor):
                 self._terminate()
                 pending = {f for f in pending if not f.cancelled()}
 
-    def render_comparison(self, results: Sequence[tuple[RunInfo, RunResult]]) -> Future[bytes]:
-        """Drawn in a worker, where matplotlib is imported already."""
-        return self.pool.submit(render_comparison, without_artifacts(results))
+    def render_comparison(
+        self, results: Sequence[tuple[RunInfo, RunResult]]
+    ) -> Future[bytes] | None:
+        """Drawn in a worker, where matplotlib is imported already (``None``, drawn by the
+        invoking process, when the workers are gone)."""
+        try:
+            return self.pool.submit(render_comparison, without_artifacts(results))
+        except BrokenExecutor:
+            return None
 
     # -------------------------------------------------------------------------------- map
     def map(self, fn: Callable[[RunSpec], T], runs: Sequence[RunSpec]) -> Iterator[T]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,13 +106,16 @@ def ended(
     try:
         events: Events = fut.result()
         return events
+    except BrokenExecutor:  # the process itself ended: killed, out of memory, failed to start
+        error = "its process ended abruptly (killed, out of memory, or failed to start)"
     except Exception as exc:
-        info = describe(run)
-        result = RunResult(name=info.name, status="FAILED", error=f"worker failed: {exc!r}")
-        return [
-            ("optlab_run_started", {"run": info}),
-            ("optlab_run_finished", {"run": info, "result": result}),
-        ]
+        error = repr(exc)
+    info = describe(run)
+    result = RunResult(name=info.name, status="FAILED", error=f"worker failed: {error}")
+    return [
+        ("optlab_run_started", {"run": info}),
+        ("optlab_run_finished", {"run": info, "result": result}),
+    ]
 
 
 def outcome(events: Events) -> tuple[RunInfo, RunResult]:
