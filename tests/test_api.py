@@ -209,3 +209,35 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_its_workers(
         if "mlflow.parentRunId" in r.data.tags
     ]
     assert sorted(r.info.status for r in children) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+
+
+def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
+    tmp_path: Path, _empty_store: Path
+) -> None:
+    """After --resume the results, the printed table and the parent run's comparison hold the
+    whole plan: the runs it reused as the store has them, and those it ran again (the reused
+    ones used to be missing, so the summary said there was no best run)."""
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = {**SPEC, "variants": {"ok": {}, "boom": {"optimizer": {"lr": 1e30}}}}
+    first = optlab.run(spec, tracking_uri=uri, quiet=True)
+    assert [(row["name"], row["status"]) for row in first] == [
+        ("ok", "FINISHED"),
+        ("boom", "FAILED"),
+    ]
+    again = optlab.run(spec, tracking_uri=uri, quiet=True, resume=True)
+    assert again.skipped == ("ok",)
+    assert [(row["name"], row["status"]) for row in again] == [
+        ("ok", "FINISHED"),
+        ("boom", "FAILED"),
+    ]
+    assert again[0]["run_id"] == first[0]["run_id"]  # the same MLflow run, reused
+    assert again[0]["metrics"]["best_val_accuracy"] == first[0]["metrics"]["best_val_accuracy"]
+    assert [row["run"] for row in again.comparison if row["best"]] == ["ok"]
+    client = mlflow.MlflowClient(uri)
+    parents = client.search_runs(
+        [client.get_experiment_by_name("api_demo").experiment_id],
+        filter_string="tags.`optlab.role` = 'invocation'",
+        order_by=["attributes.start_time DESC"],
+    )
+    assert parents[0].data.tags["optlab.best_run"] == "ok"

@@ -68,8 +68,9 @@ Ended = tuple[RunInfo, RunResult] | Elsewhere
 
 @dataclass
 class Outcome:
-    """What an invocation produced: one (info, result) per run that ran, in the plan's order;
-    what was skipped (FINISHED already, ``--resume``) and what was left to other invocations."""
+    """What an invocation produced: one (info, result) per run that ran or that ``--resume``
+    reused (FINISHED already, as the store has it; their names are in ``skipped``), in the
+    plan's order, and what was left to other invocations."""
 
     results: list[tuple[RunInfo, RunResult]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)

@@ -155,21 +155,20 @@ class Invocation:
             else:
                 todo.append(run)
         base_tags = self._base_tags()
+        done: list[tuple[RunInfo, RunResult]] = []  # the reused runs, as the store has them
         if reused:
             # the parent of this invocation names the finished runs it reuses, so that
             # `optlab compare` shows the whole plan after a resume
+            from optlab._tracking.readback import read_runs
             from optlab._tracking.tracker import REUSED_TAG
 
             base_tags[REUSED_TAG] = ",".join(reused)
-            if not todo:
-                # nothing left to run: no parent run is logged; the table shows the finished
-                # runs as the store has them
-                from optlab._tracking.readback import read_runs
-
-                outcome.results = read_runs(self.tracker.client, reused, self.experiment.name)
+            done = read_runs(self.tracker.client, reused, self.experiment.name)
+            if not todo:  # nothing left to run: no parent run is logged
+                outcome.results = self._in_plan_order(done)
                 return outcome
         with contextlib.suppress(RunInterrupted):
-            self._run_under_parent(executor, todo, prepared, base_tags, outcome)
+            self._run_under_parent(executor, todo, prepared, base_tags, outcome, done)
         return outcome
 
     def _open_store(self) -> dict[str, str]:
@@ -203,10 +202,13 @@ class Invocation:
         prepared: dict[str, PreparedData],
         base_tags: dict[str, str],
         outcome: Outcome,
+        done: list[tuple[RunInfo, RunResult]],
     ) -> None:
         """Run ``todo`` on ``executor`` with signal handling, progress and (when tracking) a
-        parent run and run claims, filling ``outcome``; raises :class:`RunInterrupted` (which
-        ends the parent run as KILLED) when interrupted."""
+        parent run and run claims, filling ``outcome`` with their results and those of the
+        runs ``done`` already (``--resume``: they are in the table and the comparison too);
+        raises :class:`RunInterrupted` (which ends the parent run as KILLED) when
+        interrupted."""
         pm, registry = get_plugin_manager()
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
         with ExitStack() as stack:
@@ -228,19 +230,19 @@ class Invocation:
                 should_stop=self._store_gone,
                 log=progress.log,
                 render=bool(self.tracker is not None and self.tracker.plots),
-                on_all_done=lambda results: self._draw_comparison(executor, results),
+                on_all_done=lambda results: self._draw_comparison(executor, [*results, *done]),
             )
             for ended in executor.run(todo, job):
                 if isinstance(ended, Elsewhere):
                     outcome.elsewhere.append(ended)
                 else:
                     outcome.results.append(ended)
-            outcome.results = self._in_plan_order(outcome.results)
             # interrupted: a run was KILLED, or a stop left runs that never started
             ran = len(outcome.results) + len(outcome.elsewhere)
             outcome.interrupted = any(r.status == "KILLED" for _, r in outcome.results) or (
                 stop_flag.reason is not None and ran < len(todo)
             )
+            outcome.results = self._in_plan_order([*outcome.results, *done])
             if self.tracker is not None and outcome.results:
                 self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
             if outcome.elsewhere:
@@ -401,7 +403,7 @@ class Invocation:
         if outcome is None:  # the runs recorded so far
             finished = self.tracker.ended.get("FINISHED", 0)
         else:  # the invocation had ended: every run it ran is recorded
-            finished = len(outcome.skipped) + len(outcome.results) - len(outcome.failed)
+            finished = len(outcome.results) - len(outcome.failed)  # the reused ones among them
         saved = (
             f"{finished or 'no'} run{'' if finished == 1 else 's'} FINISHED and saved in "
             f"{self.tracker.uri} (experiment '{self.experiment.name}')"
