@@ -60,6 +60,15 @@ def test_replicates_become_mean_and_std(seeds: list[tuple[RunInfo, RunResult]]) 
     assert group["status"] == "FINISHED"
 
 
+def test_variants_of_identical_settings_are_rows_of_their_own() -> None:
+    """Two variants whose settings are the same are two rows, not one group of "replicates"
+    (a spec without seeds has none)."""
+    first, second = _pair(train("first", lr=0.5)), _pair(train("second", lr=0.5))
+    assert first[0].params == second[0].params
+    rows = comparison_rows([first, second])
+    assert [(r["run"], r["replicates"]) for r in rows] == [("first", 1), ("second", 1)]
+
+
 def test_best_is_chosen_by_validation_never_test() -> None:
     a, b = train("a", lr=0.5), train("b", lr=0.05)
     rows = comparison_rows(

@@ -282,3 +282,23 @@ def test_a_diverging_run_leaks_no_numpy_warning(tmp_path: Path, optimizer: str) 
         _, result, _ = run_one(experiment(tmp_path, spec))
     assert result.status == "FAILED" and result.error is not None
     assert result.error.startswith("diverged: ")
+
+
+def test_without_a_validation_split_there_is_no_best_validation_accuracy() -> None:
+    """data.val 0: best_val_accuracy is nan (the table's "-") and no run is the best; the
+    training accuracy used to stand in for it, so the best run was chosen on training data."""
+    import math
+
+    import optlab
+
+    spec = {
+        "name": "noval",
+        "data": {"name": "iris", "val": 0.0, "test": 0.2},
+        "loss": {"name": "softmax"},
+        "optimizer": {"name": "sgd", "lr": 0.1, "batch_size": 20, "epochs": 2},
+        "variants": {"a": {}, "b": {"optimizer": {"lr": 0.01}}},
+    }
+    results = optlab.run(spec, track=False, quiet=True)
+    assert all(math.isnan(row["metrics"]["best_val_accuracy"]) for row in results)
+    assert all(row["metrics"]["train_accuracy"] > 0 for row in results)
+    assert not any(row["best"] for row in results.comparison)

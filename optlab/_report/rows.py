@@ -118,9 +118,12 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
         or ``FINISHED 2/3``), ``replicates``, ``members`` (run names) and ``best`` (``True``
         for the row with the highest validation accuracy among rows with a FINISHED run).
     """
-    groups: dict[tuple[tuple[str, str], ...], list[tuple[RunInfo, RunResult]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[RunInfo, RunResult]]] = {}
     for info, result in results:
-        key = tuple(sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS))
+        # replicates: runs whose names differ only by the seed suffix, with the same params
+        # otherwise (variants of identical settings stay apart: their names differ)
+        params = sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS)
+        key = (_SEED_SUFFIX.sub("", info.name) or info.name, *params)
         groups.setdefault(key, []).append((info, result))
     rows: list[dict[str, Any]] = []
     for members in groups.values():

@@ -205,9 +205,10 @@ class TrainingMonitor(Monitor):
         self.evaluations.append(report)
         if self.keep_snapshots:
             self.snapshots.append((float(epoch), np.array(W, copy=True)))
-        score = val_acc if val_acc is not None else train_acc
-        if not score <= self.best_val_accuracy:  # first evaluation (nan) or better
-            self.best_val_accuracy = score
+        # without a validation split there is no best validation accuracy (nan: shown as
+        # "-", and such a run is never the best run); the training accuracy does not stand in
+        if val_acc is not None and not val_acc <= self.best_val_accuracy:  # first, or better
+            self.best_val_accuracy = val_acc
         self.on_epoch(run=self.run, report=report)
         if self.flag.reason is not None:
             raise RunInterrupted(f"interrupted by {self.flag.reason} at epoch {epoch:g}")
