@@ -576,3 +576,22 @@ def test_resume_with_nothing_left_logs_nothing_and_prints_the_finished_runs(
     assert len(parents) == 1  # the resume logged no parent run of its own
     table = runner.invoke(app, ["run", "spec.yaml", "--resume"])
     assert "softmax" in table.stdout and "skipped 2 run(s) already finished" in table.stdout
+
+
+def test_the_best_group_of_replicates_is_named_as_a_group(store: Path) -> None:
+    """With seeds the best row is a group: the parent names it ``optlab.best_group`` with its
+    runs in ``optlab.best_group_runs`` and has its mean accuracy (``optlab.best_run`` named
+    the group, which is no run)."""
+    seeded = [train(f"svm-seed{s}", lr=0.5, seed=s, variant="svm") for s in range(2)]
+    other = train("softmax", lr=1e-4, epochs=1)
+    tracker = Tracker(DEFAULT_TRACKING_URI, "groups", plots=False)
+    with tracker.parent("groups", {}) as parent_id:
+        drive(tracker, [*seeded, other])
+        tracker.log_comparison([(r.info, r.result) for r in [*seeded, other]])  # type: ignore[misc]
+    parent = _client(DEFAULT_TRACKING_URI).get_run(parent_id)
+    means = np.mean([r.result.metrics["best_val_accuracy"] for r in seeded])  # type: ignore[union-attr]
+    assert means > other.result.metrics["best_val_accuracy"]  # type: ignore[union-attr]
+    assert parent.data.tags["optlab.best_group"] == "svm"
+    assert parent.data.tags["optlab.best_group_runs"] == "svm-seed0,svm-seed1"
+    assert "optlab.best_run" not in parent.data.tags
+    assert parent.data.metrics["summary/best_val_accuracy"] == pytest.approx(means)

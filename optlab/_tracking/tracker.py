@@ -552,7 +552,8 @@ class Tracker:
         ``comparison.png`` (``figure``, if it was drawn elsewhere; else drawn here unless
         :attr:`plots` is off), for a sweep ``val_accuracy_sweep.png``
         (:func:`~optlab._report.sweep.sweep_figure`), tag ``optlab.best_run`` and the best
-        run's accuracies."""
+        run's accuracies (for a group of replicates, ``optlab.best_group`` and
+        ``optlab.best_group_runs``, the runs' names, and the group's mean accuracies)."""
         from mlflow.entities import Metric, RunTag
 
         from optlab._report import rows as summary
@@ -582,7 +583,13 @@ class Tracker:
                 for k in ("best_val_accuracy", "test_accuracy")
                 if best[k] is not None
             ]
-            tags = [RunTag("optlab.best_run", str(best["run"]))]
+            if best["replicates"] > 1:  # a group of seeds: its name is no run's, its values means
+                tags = [
+                    RunTag("optlab.best_group", str(best["run"])),
+                    RunTag("optlab.best_group_runs", ",".join(best["members"])),
+                ]
+            else:
+                tags = [RunTag("optlab.best_run", str(best["run"]))]
             self.call(
                 "log the comparison", self.client.log_batch, run_id, metrics=metrics, tags=tags
             )
