@@ -133,9 +133,10 @@ def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
     return load_experiment(source, _overrides(overrides))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Table(Sequence[dict[str, Any]]):
-    """Rows of plain values, shown as the terminal table; :meth:`to_pandas` for a DataFrame."""
+    """Rows of plain values, shown as the terminal table (by ``print`` and in IPython and
+    Jupyter); :meth:`to_pandas` for a DataFrame."""
 
     rows: tuple[dict[str, Any], ...]
     render: Any = field(default=None, repr=False, compare=False)
@@ -159,6 +160,13 @@ class Table(Sequence[dict[str, Any]]):
 
         return pandas.json_normalize(list(self.rows))
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self.rows)} rows>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """What IPython and Jupyter show for a cell that ends with a table: ``str(table)``."""
+        printer.text(f"{type(self).__name__}(...)" if cycle else str(self))
+
     def __str__(self) -> str:
         if self.render is None:
             return json.dumps(list(self.rows), indent=2, default=str)
@@ -170,7 +178,7 @@ class Table(Sequence[dict[str, Any]]):
         return captured.get().rstrip()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Results(Table):
     """What :func:`run` returns: one row per run, in the plan's order.
 

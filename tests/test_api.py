@@ -70,6 +70,19 @@ def test_results_as_a_dataframe_and_as_the_table(first: tuple[Results, Any, Any]
     assert "soft" in str(results) and "hinge" in str(results)
 
 
+def test_ipython_shows_the_results_as_the_table(first: tuple[Results, Any, Any]) -> None:
+    """A notebook cell ending with the results shows the comparison table, not a dump of the
+    rows."""
+    from IPython.core.formatters import PlainTextFormatter
+
+    results, _, _ = first
+    shown = PlainTextFormatter()(results)
+    assert shown == str(results) == str(results.comparison)
+    assert "best val" in shown and "soft" in shown and not shown.startswith("Results(")
+    assert PlainTextFormatter()(results.comparison) == str(results.comparison)
+    assert repr(results) == "<Results: 2 rows>"
+
+
 def test_a_second_call_in_the_same_process_and_compare(
     first: tuple[Results, Any, Any], store: str
 ) -> None:

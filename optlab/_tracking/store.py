@@ -86,8 +86,14 @@ def absolute_uri(uri: str) -> str:
 
 def _check_scheme(uri: str) -> str:
     scheme = urlsplit(uri).scheme.lower()
-    if not scheme:  # a bare path: MLflow's deprecated file store
-        return "file"
+    if not scheme or scheme == "file":  # a path: MLflow's file store, in maintenance mode
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+            return "file"
+        path = Path(urlsplit(uri).path if scheme else uri).expanduser().absolute()
+        raise TrackingError(
+            f"tracking URI {uri!r} is a path: for a SQLite store there use sqlite:///{path} "
+            "(MLflow's file store, which a path means, needs MLFLOW_ALLOW_FILE_STORE=true)"
+        )
     base = scheme.split("+", 1)[0]  # postgresql+psycopg2
     if base not in _SCHEMES:
         raise TrackingError(
