@@ -142,6 +142,10 @@ def test_run_into_a_store_in_another_folder_keeps_the_artifacts_beside_it(
     saved = sorted(spec.parent.glob("store/mlruns/1/*/artifacts/spec.yaml"))
     assert len(saved) == 2  # the two variants' runs
     assert list(work.iterdir()) == []
+    for path in saved:  # each run's spec.yaml is a spec of that run, runnable as it is
+        code, out, err = invoke("validate", str(path))
+        assert code == 0, err
+        assert "1 run" in out and ("svm:" in out) != ("softmax:" in out)
 
 
 def test_check_prints_both_sanity_checks(spec: Path) -> None:

@@ -437,7 +437,8 @@ class Tracker:
     # ------------------------------------------------------------------------ hooks
     @hookimpl
     def optlab_run_started(self, run: RunInfo) -> None:
-        """Create the child run: tags, params (batches of 100) and ``spec.yaml``."""
+        """Create the child run: tags, params (batches of 100) and ``spec.yaml`` (the run's
+        resolved spec, runnable as it is)."""
         import yaml
         from mlflow.entities import Param
 
@@ -462,7 +463,12 @@ class Tracker:
             self.call(
                 f"log params of '{run.name}'", self.client.log_batch, child.run_id, params=chunk
             )
-        spec = yaml.safe_dump(run.spec, sort_keys=False, allow_unicode=True)
+        # a spec of this one run that `optlab run spec.yaml` runs again: the experiment's name,
+        # the resolved settings, and the run's name as the one variant's
+        runnable = {"name": self.experiment_name, **run.spec, "variants": {run.name: {}}}
+        spec = f"# run '{run.name}' of experiment '{self.experiment_name}', resolved\n" + (
+            yaml.safe_dump(runnable, sort_keys=False, allow_unicode=True)
+        )
         self.call(
             f"log spec of '{run.name}'", self.client.log_text, child.run_id, spec, "spec.yaml"
         )
