@@ -354,6 +354,59 @@ def test_params_the_plugin_rejects_are_located_in_the_spec(
 
 
 # --------------------------------------------------------------------------------------------
+# A malformed record: refused when the registry is built, not by every command after
+# --------------------------------------------------------------------------------------------
+
+
+class DictParamsPlugin:
+    """A loss whose params is a dict, not a params model."""
+
+    @optlab.hookimpl
+    def optlab_register_losses(self) -> list[optlab.LossRecord]:
+        return [
+            optlab.LossRecord("pnc", lambda p: _Softmax(), {"a": 1}, "params is a dict")  # type: ignore[arg-type]
+        ]
+
+
+DICT_PARAMS_REASON = (
+    "optlab_register_losses returned loss 'pnc' whose params is not an optlab.Params subclass "
+    "(got dict)"
+)
+
+
+def test_a_malformed_record_fails_its_plugin_and_every_command_keeps_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "survives.yaml"
+    spec.write_text(RUNNABLE)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    with register_plugin(DictParamsPlugin(), name="dict_params"):
+        listed = runner.invoke(app, ["plugins", "--json"])
+        assert listed.exit_code == 0, listed.output
+        (info,) = [p for p in json.loads(listed.stdout) if p["name"] == "dict_params"]
+        assert (info["status"], info["reason"]) == ("failed", DICT_PARAMS_REASON)
+        for command in (
+            ["components", "--kind", "loss"],
+            ["schema"],
+            ["validate", str(spec)],
+            ["run", str(spec), "--json", "--no-track"],
+        ):
+            result = runner.invoke(app, command)
+            assert result.exit_code == 0, (command, result.output)
+            assert "Traceback" not in result.output
+
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with register_plugin(DictParamsPlugin(), name="dict_params"):  # the registry built again
+        strict = runner.invoke(app, ["run", str(spec), "--no-track"])
+    assert strict.exit_code == 2, strict.output
+    assert strict.stderr.splitlines() == [
+        f"optlab: error: plugin dict_params (test 0) failed: {DICT_PARAMS_REASON} "
+        "(OPTLAB_STRICT_PLUGINS is set)"
+    ]
+
+
+# --------------------------------------------------------------------------------------------
 # Plugins that fail to load: installed fake distributions, the real command in a subprocess
 # --------------------------------------------------------------------------------------------
 

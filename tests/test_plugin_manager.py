@@ -8,8 +8,10 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel, Field, model_validator
 
 import optlab
 from optlab._contract.plugin_manager import (
@@ -196,6 +198,66 @@ def test_hook_with_wrong_argument_names_is_a_failure() -> None:
     )
 
 
+class _GoodParams(optlab.Params):
+    scale: float = Field(1.0, gt=0)
+
+
+class _PlainParams(BaseModel):
+    scale: float = 1.0
+
+
+class _OutOfBounds(optlab.Params):
+    target: float = Field(0.0, gt=0)
+
+
+class _WrongType(optlab.Params):
+    path: str  # required: a spec gives it
+    scale: float = Field("abc")  # type: ignore[assignment]
+
+
+class _RuleBroken(optlab.Params):
+    warmup: int = 5
+    epochs: int = 3
+
+    @model_validator(mode="after")
+    def _warmup_shorter(self) -> _RuleBroken:
+        if self.warmup >= self.epochs:
+            raise ValueError(f"warmup ({self.warmup}) must be shorter than epochs ({self.epochs})")
+        return self
+
+
+class _NeedsPath(optlab.Params):
+    """Good defaults next to a required field, an alias, a default factory and a rule that
+    needs the required field: accepted (only the defaults are checked)."""
+
+    path: str
+    scale: float = Field(1.0, gt=0, alias="Scale")
+    sizes: list[int] = Field(default_factory=lambda: [1, 2])
+    choice: Literal["a", "b"] = "a"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_given(cls, data: Any) -> Any:
+        if not data["path"]:  # a KeyError without the path: pydantic lets it through
+            raise ValueError("path is empty")
+        return data
+
+
+def test_records_with_good_defaults_and_required_fields_are_accepted() -> None:
+    @optlab.hookimpl
+    def optlab_register_losses() -> list[optlab.LossRecord]:
+        return [
+            optlab.LossRecord("needs_path", lambda p: _NoLoss(), _NeedsPath),
+            optlab.LossRecord("good", lambda p: _NoLoss(), _GoodParams),
+            optlab.LossRecord("bare", _NoLoss),  # params default to optlab.Params
+        ]
+
+    plugin = SimpleNamespace(optlab_register_losses=optlab_register_losses)
+    _, registry = build_registry(extra=[("good_plugin", plugin)])
+    assert registry.plugins["good_plugin"].status == "active", registry.plugins["good_plugin"]
+    assert {"needs_path", "good", "bare"} <= set(registry.names("loss"))
+
+
 def _raise(exc: BaseException) -> None:
     raise exc
 
@@ -245,6 +307,50 @@ REGISTRATION_FAULTS = {
         lambda: [optlab.LossRecord("Bad Name", lambda p: _NoLoss())],
         "optlab_register_losses returned a loss named 'Bad Name'; names are lowercase "
         "letters, digits and underscores, starting with a letter",
+    ),
+    "no return statement": (
+        lambda: None,
+        "optlab_register_losses returned None, expected a list of LossRecord (is its return "
+        "statement missing?)",
+    ),
+    "a name twice": (
+        lambda: [optlab.LossRecord("twice", lambda p: _NoLoss())] * 2,
+        "optlab_register_losses returned two losses named 'twice'; each name once",
+    ),
+    "params a dict": (
+        lambda: [optlab.LossRecord("pnc", lambda p: _NoLoss(), {"a": 1}, "params is a dict")],
+        "optlab_register_losses returned loss 'pnc' whose params is not an optlab.Params "
+        "subclass (got dict)",
+    ),
+    "params a plain pydantic model": (
+        lambda: [optlab.LossRecord("plain", lambda p: _NoLoss(), _PlainParams)],
+        "optlab_register_losses returned loss 'plain' whose params is not an optlab.Params "
+        "subclass (got _PlainParams, a plain pydantic BaseModel, which ignores unknown keys)",
+    ),
+    "params an instance": (
+        lambda: [optlab.LossRecord("inst", lambda p: _NoLoss(), _GoodParams())],
+        "optlab_register_losses returned loss 'inst' whose params is not an optlab.Params "
+        "subclass (got an instance of _GoodParams; pass the class)",
+    ),
+    "a factory that is not callable": (
+        lambda: [optlab.LossRecord("nocall", "SquaredLoss", _GoodParams)],
+        "optlab_register_losses returned loss 'nocall' whose factory is not callable (got str)",
+    ),
+    "a default out of its own bounds": (
+        lambda: [optlab.LossRecord("bounds", lambda p: _NoLoss(), _OutOfBounds)],
+        "optlab_register_losses returned loss 'bounds' whose params _OutOfBounds has defaults "
+        "it refuses: target=0.0 (Input should be greater than 0)",
+    ),
+    "a default of the wrong type, next to a required field": (
+        lambda: [optlab.LossRecord("wrongtype", lambda p: _NoLoss(), _WrongType)],
+        "optlab_register_losses returned loss 'wrongtype' whose params _WrongType has defaults "
+        "it refuses: scale='abc' (Input should be a valid number, unable to parse string as a "
+        "number)",
+    ),
+    "defaults its own rule refuses": (
+        lambda: [optlab.LossRecord("rule", lambda p: _NoLoss(), _RuleBroken)],
+        "optlab_register_losses returned loss 'rule' whose params _RuleBroken has defaults it "
+        "refuses: Value error, warmup (5) must be shorter than epochs (3)",
     ),
 }
 

@@ -3,7 +3,9 @@
 - optlab's own plugin (``optlab``: the ``numpy`` backend) comes first, then the bundled
   plugins (distribution ``optlab``), then every other entry point, sorted.
 - A plugin that fails to import, implements an unknown hook, has a hook with wrong argument
-  names, or raises while registering is marked ``failed`` with the reason; the others keep
+  names, raises while registering, or returns a record that cannot work (a factory that is not
+  callable, params that are not an :class:`~optlab.Params` subclass or whose defaults break its
+  own constraints, a name twice) is marked ``failed`` with the reason; the others keep
   working. ``OPTLAB_STRICT_PLUGINS=1`` turns the failures into one :class:`PluginError`
   naming every failed plugin, a line each.
 - ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name); a
@@ -12,7 +14,7 @@
 - Each plugin's registration hooks are called one plugin at a time, so every record knows its
   provider and one broken plugin cannot hide the others' components.
 
-Its size (about 420 lines) is that of one job done carefully: loading entry points, calling
+Its size (about 490 lines) is that of one job done carefully: loading entry points, calling
 each plugin's hooks alone, and turning every way a plugin can break into one message that
 names the plugin, the hook and the fault.
 """
@@ -30,6 +32,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel, ValidationError
 
 from optlab._contract import hookspecs
 from optlab._contract.backend import Backend, BackendRecord
@@ -198,14 +201,16 @@ def _records(
     try:
         returned = call()
         listed = isinstance(returned, Iterable) and not isinstance(returned, str | bytes | Mapping)
-        records = [] if returned is None else list(returned) if listed else None
+        records = list(returned) if listed else None
     except Exception as exc:  # the hook (or, for a generator, its iteration) raised
         raise PluginError(f"{hook_name} raised {_describe_exception(exc)}") from exc
     if records is None:
+        got = "None" if returned is None else type(returned).__name__
         raise PluginError(
-            f"{hook_name} returned {type(returned).__name__}, expected a list of "
-            f"{record_type.__name__}"
+            f"{hook_name} returned {got}, expected a list of {record_type.__name__}"
+            + (" (is its return statement missing?)" if returned is None else "")
         )
+    seen: set[str] = set()
     for rec in records:
         if not isinstance(rec, record_type):
             raise PluginError(
@@ -218,7 +223,73 @@ def _records(
                 f"{hook_name} returned {article} {kind} named {rec.name!r}; names are "
                 "lowercase letters, digits and underscores, starting with a letter"
             )
+        if rec.name in seen:
+            plural = "losses" if kind == "loss" else f"{kind}s"
+            raise PluginError(
+                f"{hook_name} returned two {plural} named {rec.name!r}; each name once"
+            )
+        seen.add(rec.name)
+        fault = _record_fault(rec)
+        if fault is not None:
+            raise PluginError(f"{hook_name} returned {kind} {rec.name!r} whose {fault}")
     return records
+
+
+def _record_fault(rec: ComponentRecord[Any]) -> str | None:
+    """What is wrong with a record whose type and name are right, as the end of a sentence
+    (``"factory is not callable (got str)"``), or ``None``.
+
+    Checked here, once, so that a bad record fails its plugin instead of every command that
+    builds the spec models (``schema``, ``validate``, ``run``) or the run that calls it.
+    """
+    if not callable(rec.factory):
+        return f"factory is not callable (got {type(rec.factory).__name__})"
+    params: object = rec.params
+    if not (isinstance(params, type) and issubclass(params, Params)):
+        if isinstance(params, type) and issubclass(params, BaseModel):
+            # a spec's component model subclasses the params model: a plain BaseModel would
+            # silently ignore misspelt keys and let .inf and .nan through
+            got = f"{params.__name__}, a plain pydantic BaseModel, which ignores unknown keys"
+        elif isinstance(params, BaseModel):
+            got = f"an instance of {type(params).__name__}; pass the class"
+        else:
+            got = type(params).__name__
+        return f"params is not an optlab.Params subclass (got {got})"
+    return _invalid_defaults(params)
+
+
+def _invalid_defaults(params: type[Params]) -> str | None:
+    """What is wrong with the defaults of ``params``, validated as a spec's values would be
+    (pydantic does not validate defaults), or ``None``.
+
+    When every field has a default, the model is validated whole, its own validators
+    included, as for a spec that gives only the component's name. Otherwise the required
+    fields are missing (a spec gives them), and only the errors of the defaults count.
+    Defaults made by a ``default_factory`` and fields read through an ``AliasChoices`` or
+    ``AliasPath`` are left for pydantic to fill in, as it would for a spec.
+    """
+    fields = params.model_fields
+    complete = not any(f.is_required() for f in fields.values())
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        alias = f.validation_alias if f.validation_alias is not None else f.alias
+        if f.is_required() or f.default_factory is not None or not isinstance(alias, str | None):
+            continue
+        values[alias or name] = f.default
+    try:
+        params.model_validate(values)
+    except ValidationError as exc:
+        faults = [
+            f"{'.'.join(map(str, e['loc']))}={e['input']!r} ({e['msg']})" if e["loc"] else e["msg"]
+            for e in exc.errors()
+            if complete or (e["loc"] and e["loc"][0] in values)
+        ]
+        if faults:
+            return f"params {params.__name__} has defaults it refuses: {'; '.join(faults)}"
+    except Exception as exc:  # a validator raising what pydantic does not catch
+        if complete:
+            return f"params {params.__name__} raised {_describe_exception(exc)} on its defaults"
+    return None
 
 
 def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
