@@ -91,3 +91,78 @@ def test_hook_is_exercised_by_a_test(hook: str) -> None:
         if p.resolve() != this and re.search(rf"\b{hook}\b", p.read_text())
     ]
     assert mentioned_in, f"no test under tests/ mentions the hook {hook}"
+
+
+# --------------------------------------------------------------------------------------------
+# The samples: names of their own, and what the dataset sample says about a bad path
+# --------------------------------------------------------------------------------------------
+
+_RECORD = re.compile(
+    r"optlab\.(Loss|Regularizer|Optimizer|Dataset|Backend)Record\(\s*(?:name=)?\"([^\"]+)\""
+)
+
+
+def test_the_samples_name_no_bundled_component() -> None:
+    """A reader copies a sample: a name the bundled plugins provide would then be an error for
+    everyone (two providers), the bundled component's users included."""
+    from optlab._contract.plugin_manager import get_registry
+
+    registry = get_registry()
+    named = [(kind.lower(), name) for kind, name in _RECORD.findall(DOCS.read_text())]
+    assert ("dataset", "numeric_csv") in named  # guards against passing vacuously
+    clashes = [(k, n) for k, n in named if n in registry.names(k)]  # type: ignore[arg-type]
+    assert not clashes, f"docs/plugins.md samples register bundled names: {clashes}"
+
+
+def _dataset_sample() -> dict[str, Any]:
+    """The namespace of the code block of docs/plugins.md's dataset hook section, run."""
+    text = DOCS.read_text()
+    section = text[text.index("### `optlab_register_datasets()") :]
+    block = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None
+    namespace: dict[str, Any] = {"__name__": "docs_dataset_sample"}
+    exec(compile(block.group(1), f"{DOCS}:dataset sample", "exec"), namespace)
+    return namespace
+
+
+def test_the_dataset_sample_loads_and_names_a_bad_path_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+    from optlab.testing import check_dataset, register_plugin
+
+    sample = _dataset_sample()
+    (record,) = sample["optlab_register_datasets"]()
+    good = tmp_path / "good.csv"
+    good.write_text("".join(f"{i % 5}.0,{i % 3}.5,{i % 2}\n" for i in range(20)))
+    check_dataset(record, params={"path": str(good)})
+
+    words = tmp_path / "words.csv"
+    words.write_text("a,b,0\n")
+    spec = tmp_path / "spec.yaml"
+    plugin = SimpleNamespace(optlab_register_datasets=sample["optlab_register_datasets"])
+    monkeypatch.chdir(tmp_path)
+    lines = {}
+    with register_plugin(plugin, name="sample"):
+        for path in (tmp_path / "nope.csv", words):
+            spec.write_text(
+                f"name: s\ndata: {{name: numeric_csv, path: {path}}}\n"
+                "loss: {name: softmax}\noptimizer: {name: sgd}\n"
+            )
+            result = CliRunner().invoke(app, ["validate", str(spec)])
+            assert result.exit_code == 2, result.output
+            (lines[path.name],) = result.stderr.splitlines()
+    column = len("data: {name: numeric_csv, path: ") + 1
+    assert lines["nope.csv"] == (
+        f"optlab: error: {spec}:2:{column}: data.path: dataset 'numeric_csv': "
+        f"{tmp_path / 'nope.csv'}: no such file; pass --set data.path=... with the right path"
+    )
+    assert lines["words.csv"].startswith(
+        f"optlab: error: {spec}:2:{column}: data.path: dataset 'numeric_csv': {words}: cannot "
+        "read it: could not convert string"
+    ), lines["words.csv"]
+    assert all("None" not in line for line in lines.values())
