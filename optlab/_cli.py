@@ -193,25 +193,24 @@ def schema() -> None:
 def plugins(as_json: JsonOpt = False) -> None:
     """List every plugin: distribution, version, status and the components it provides."""
     from optlab._contract.plugin_manager import get_registry
+    from optlab._errors import OptlabWarning
 
     registry = get_registry()
     infos = list(registry.plugins.values())
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
-        return
-    from rich.table import Table
+    else:
+        from rich.table import Table
 
-    table = Table("plugin", "distribution", "version", "status", "components")
-    for i in infos:
-        status = i.status if not i.reason or i.status == "disabled" else f"{i.status}: {i.reason}"
-        comps = ", ".join(f"{k}:{n}" for k, n in i.components)
-        table.add_row(i.name, i.distribution, i.version, status, comps)
-    _console().print(table)
-    for kind, name, providers in registry.collisions():
-        _console(stderr=True).print(
-            f"warning: {kind} '{name}' is provided by {' and '.join(providers)}; "
-            "using it is an error until one is disabled (OPTLAB_DISABLE_PLUGINS)"
-        )
+        table = Table("plugin", "distribution", "version", "status", "components")
+        for i in infos:
+            failed = i.reason and i.status != "disabled"
+            status = f"{i.status}: {i.reason}" if failed else i.status
+            comps = ", ".join(f"{k}:{n}" for k, n in i.components)
+            table.add_row(i.name, i.distribution, i.version, status, comps)
+        _console().print(table)
+    for line in registry.collision_lines():  # one line each, as every warning of optlab's
+        warnings.warn(OptlabWarning(line), stacklevel=1)
 
 
 # ------------------------------------------------------------------------------------ components

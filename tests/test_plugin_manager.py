@@ -162,6 +162,45 @@ def test_name_collision_lists_both_and_using_it_names_both_providers() -> None:
         registry.get("loss", "dup")
 
 
+DUP_LINE = (
+    "loss 'dup' is provided by first_plugin and second_plugin; using it is an error until one "
+    "is disabled (OPTLAB_DISABLE_PLUGINS=<plugin>)"
+)
+
+
+def test_a_name_collision_is_an_error_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError) as clash:
+        build_registry(
+            extra=[("first_plugin", _loss_plugin("dup")), ("second_plugin", _loss_plugin("dup"))]
+        )
+    assert str(clash.value) == f"{DUP_LINE} (OPTLAB_STRICT_PLUGINS is set)"
+
+
+def test_optlab_plugins_warns_of_a_collision_as_of_anything_else_and_strict_mode_refuses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    runner = CliRunner()
+    first, second = _loss_plugin("dup"), _loss_plugin("dup")
+    with registered_plugin(first, name="first_plugin"), registered_plugin(second, "second_plugin"):
+        for args in (["plugins"], ["plugins", "--json"]):
+            listed = runner.invoke(app, args)
+            assert listed.exit_code == 0, listed.output
+            assert listed.stderr.splitlines() == [f"optlab: warning: {DUP_LINE}"]
+    monkeypatch.setenv("OPTLAB_STRICT_PLUGINS", "1")
+    with registered_plugin(first, name="first_plugin"), registered_plugin(second, "second_plugin"):
+        strict = runner.invoke(app, ["plugins"])
+    assert strict.exit_code == 2, strict.output
+    assert strict.stderr.splitlines() == [
+        f"optlab: error: {DUP_LINE} (OPTLAB_STRICT_PLUGINS is set)"
+    ]
+    assert strict.stdout == ""
+
+
 def test_unknown_component_name_suggests_the_closest() -> None:
     _, registry = build_registry(extra=[("zero_plugin", _loss_plugin("hingelike"))])
     with pytest.raises(PluginError, match="did you mean 'hingelike'"):

@@ -11,6 +11,8 @@
 - ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name); a
   name that matches no plugin is an :class:`~optlab._errors.OptlabWarning` (an error under
   ``OPTLAB_STRICT_PLUGINS=1``), since a misspelt name would otherwise disable nothing.
+- Two plugins offering one name are both kept (using the name is an error naming both);
+  ``OPTLAB_STRICT_PLUGINS=1`` refuses that too.
 - Each plugin's registration hooks are called one plugin at a time, so every record knows its
   provider and one broken plugin cannot hide the others' components.
 
@@ -378,15 +380,15 @@ def build_registry(
     _collect(pm, registry)
     failed = [info for info in registry.plugins.values() if info.status == "failed"]
     unmatched = _unmatched_disables(disabled, registry)
-    if (failed or unmatched) and _strict():  # every failure, one line each
+    clashes = registry.collision_lines()
+    if (failed or unmatched or clashes) and _strict():  # every fault, one line each
         raise PluginError(
             "\n".join(
-                [
-                    *(
-                        f"plugin {info.label} failed: {info.reason} (OPTLAB_STRICT_PLUGINS is set)"
-                        for info in failed
-                    ),
-                    *(f"{line} (OPTLAB_STRICT_PLUGINS is set)" for line in unmatched),
+                f"{line} (OPTLAB_STRICT_PLUGINS is set)"
+                for line in [
+                    *(f"plugin {info.label} failed: {info.reason}" for info in failed),
+                    *unmatched,
+                    *clashes,
                 ]
             )
         )

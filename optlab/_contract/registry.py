@@ -99,6 +99,15 @@ class Registry:
             if len(recs) > 1
         ]
 
+    def collision_lines(self) -> list[str]:
+        """One line per name offered by more than one plugin (:meth:`collisions`), saying what
+        to do: how ``optlab plugins`` warns of it, and how strict mode refuses it."""
+        return [
+            f"{kind} '{name}' is provided by {' and '.join(providers)}; using it is an error "
+            "until one is disabled (OPTLAB_DISABLE_PLUGINS=<plugin>)"
+            for kind, name, providers in self.collisions()
+        ]
+
     def get(self, kind: ComponentKind, name: str) -> ComponentRecord[Any]:
         """The record of ``name``; :class:`PluginError` if unknown or offered twice."""
         recs = self._records[kind].get(name)
