@@ -141,8 +141,20 @@ def handles_errors(fn: F) -> F:
 
 
 def _load(spec: Path, overrides: list[str] | None) -> Any:
+    """The experiment of ``spec``, read after a warning line per plugin that failed to load
+    (a spec naming one of its components would otherwise hear only of an unknown name)."""
+    from optlab._contract.plugin_manager import get_registry
+    from optlab._errors import OptlabWarning
     from optlab._spec.load import load_experiment
 
+    for info in get_registry().plugins.values():
+        if info.status == "failed":
+            warnings.warn(
+                OptlabWarning(
+                    f"plugin {info.label} failed: {info.reason} (optlab plugins for details)"
+                ),
+                stacklevel=1,
+            )
     return load_experiment(spec, overrides or [])
 
 

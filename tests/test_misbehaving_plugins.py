@@ -406,6 +406,37 @@ def test_a_malformed_record_fails_its_plugin_and_every_command_keeps_working(
     ]
 
 
+def test_validate_run_and_check_name_each_failed_plugin_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec naming a component of a plugin that failed hears why, not only "unknown loss"."""
+    warning = (
+        f"optlab: warning: plugin dict_params (test 0) failed: {DICT_PARAMS_REASON} (optlab "
+        "plugins for details)"
+    )
+    good, uses_it = tmp_path / "good.yaml", tmp_path / "uses_it.yaml"
+    good.write_text(RUNNABLE)
+    uses_it.write_text(RUNNABLE.replace("{name: softmax}", "{name: pnc}"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    with register_plugin(DictParamsPlugin(), name="dict_params"):
+        for command in (
+            ["validate"],
+            ["check"],
+            ["run", "--json", "--no-track"],
+        ):
+            fine = runner.invoke(app, [*command, str(good)])
+            assert fine.exit_code == 0, (command, fine.output)
+            assert fine.stderr.splitlines() == [warning], command
+            refused = runner.invoke(app, [*command, str(uses_it)])
+            assert refused.exit_code == 2, (command, refused.output)
+            first, error = refused.stderr.splitlines()
+            assert first == warning, command
+            assert (
+                error.startswith(f"optlab: error: {uses_it}:3:") and "unknown loss 'pnc'" in error
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # Plugins that fail to load: installed fake distributions, the real command in a subprocess
 # --------------------------------------------------------------------------------------------
