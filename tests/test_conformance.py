@@ -444,6 +444,61 @@ def test_check_optimizer_catches(fault: str, message: str) -> None:
         check_optimizer(BrokenOptimizer(fault))
 
 
+class KnobIgnoringSGD(optlab.Optimizer):
+    """Plain SGD on optlab.MinibatchParams that ignores one of them (or none)."""
+
+    def __init__(self, params: optlab.MinibatchParams, ignores: str) -> None:
+        self.params, self.ignores = params, ignores
+
+    def minimize(
+        self,
+        objective: optlab.Objective,
+        W0: np.ndarray,
+        rng: np.random.Generator,
+        monitor: optlab.Monitor,
+    ) -> np.ndarray:
+        p, t = self.params, W0.dtype.type
+        W, lr = W0.copy(), 0.01 if self.ignores == "lr" else p.lr
+        shuffled = optlab.MinibatchParams(batch_size=p.batch_size)
+        for epoch in range(1, p.epochs + 1):
+            drawn = shuffled if self.ignores == "sampling" else p
+            for batch in drawn.epoch_batches(objective.n_examples, rng):
+                parts, grad = objective.value_and_grad(W, batch)
+                W -= t(lr) * grad
+                objective.project(W)
+                monitor.step(len(batch), parts.total, parts.data, parts.reg)
+            monitor.evaluate(float(epoch), W)
+            if self.ignores != "lr_decay":
+                lr *= p.lr_decay
+        return W
+
+
+def _knob_ignoring(ignores: str) -> optlab.OptimizerRecord:
+    def factory(params: optlab.MinibatchParams) -> KnobIgnoringSGD:
+        return KnobIgnoringSGD(params, ignores)
+
+    return optlab.OptimizerRecord(f"ignores_{ignores}", factory, optlab.MinibatchParams)
+
+
+@pytest.mark.parametrize(
+    ("ignores", "message"),
+    [
+        ("lr", "lr=0.1 and lr=0.05 give the same weights"),
+        ("lr_decay", "lr_decay=1.0 and lr_decay=0.5 give the same weights"),
+        ("sampling", "sampling='shuffle' and sampling='replacement' give the same weights"),
+    ],
+)
+def test_check_optimizer_catches_an_ignored_param(ignores: str, message: str) -> None:
+    """A spec's lr (and, for optlab.MinibatchParams, lr_decay and sampling) must matter."""
+    record = _knob_ignoring(ignores)
+    with pytest.raises(AssertionError, match=rf"^optimizer 'ignores_{ignores}': {message}; "):
+        check_optimizer(record, params={"lr": 0.1, "batch_size": 32, "epochs": 1})
+
+
+def test_an_optimizer_honouring_its_params_passes_with_one_epoch() -> None:
+    check_optimizer(_knob_ignoring("nothing"), params={"lr": 0.1, "batch_size": 32, "epochs": 1})
+
+
 def test_a_correct_handwritten_optimizer_passes() -> None:
     check_optimizer(BrokenOptimizer("none"))
     check_optimizer(GradientDescent(GDParams(lr=0.1, iterations=20)))

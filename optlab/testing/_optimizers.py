@@ -11,7 +11,7 @@ import numpy as np
 
 from optlab._contract.components import Array, Regularizer
 from optlab._contract.objective import BoundRegularizer, Objective
-from optlab._contract.optimizer import Optimizer
+from optlab._contract.optimizer import MinibatchParams, Optimizer, OptimizerRecord
 from optlab.testing._common import (
     DTYPES,
     build,
@@ -40,6 +40,13 @@ def check_optimizer(
     """Check an optimizer (an :class:`~optlab.OptimizerRecord` or an :class:`~optlab.Optimizer`)
     on :func:`toy_objective` (240 examples): pass ``params`` if the defaults do not suit it.
 
+    In float32 and float64: weights of the right shape and dtype, ``W0`` unmodified, a lower
+    objective, steps and an evaluation reported, the same weights for the same seed, and a
+    max-norm constraint holding at the end. Given a record, also: ``lr`` (where its params
+    model has one) and, for an :class:`~optlab.MinibatchParams` subclass, ``lr_decay`` and
+    ``sampling``, each changed alone, change the weights (an optimizer ignoring them passes
+    every other check).
+
     Raises
     ------
     AssertionError
@@ -48,6 +55,8 @@ def check_optimizer(
     opt: Optimizer
     opt, name = build(component, Optimizer, "optimizer", params)
     kind = "optimizer"
+    if isinstance(component, OptimizerRecord):
+        _check_knobs(component, name, params, seed)
     for dtype in DTYPES:
         W_first = _run_once(opt, name, toy_objective(dtype), seed)
         W_again = _run_once(opt, name, toy_objective(dtype), seed)
@@ -66,6 +75,49 @@ def check_optimizer(
             f"final W breaks a max-norm constraint (column norms {np.round(norms, 4)} > {cap}); "
             "call objective.project(W) after each update",
         )
+
+
+def _other(knob: str, value: Any) -> Any:
+    """A value of ``knob`` that must change an optimizer's weights, given the one in use."""
+    if knob == "lr":
+        return value / 2
+    if knob == "lr_decay":
+        return 0.5 if value == 1 else 1.0
+    return "replacement" if value == "shuffle" else "shuffle"  # sampling
+
+
+def _check_knobs(
+    record: OptimizerRecord, name: str, params: Mapping[str, Any] | None, seed: int
+) -> None:
+    """The params a spec expects to matter do: ``lr`` where the params model has it, and
+    ``lr_decay`` and ``sampling`` of an :class:`~optlab.MinibatchParams` subclass. Each is
+    changed alone (``lr`` halved, ``lr_decay`` 1 against 0.5 over two epochs at least,
+    ``sampling`` the other way), and the weights on the float64 toy problem must change."""
+    kind = "optimizer"
+    model = record.params
+    knobs = ["lr"] if "lr" in model.model_fields else []
+    if issubclass(model, MinibatchParams):
+        knobs += ["lr_decay", "sampling"]
+    settings = dict(params or {})
+    for knob in knobs:
+        given = dict(settings)
+        if knob == "lr_decay":  # the decay applies after each epoch: from the second on
+            given["epochs"] = max(2, model(**settings).epochs)  # type: ignore[attr-defined]
+        value = getattr(model(**given), knob)
+        other = _other(knob, value)
+        try:
+            changed = record.factory(model(**{**given, knob: other}))
+        except Exception:  # a value its params refuse (a bound): nothing to compare with
+            continue
+        W = _run_once(record.factory(model(**given)), name, toy_objective(np.float64), seed)
+        W_other = _run_once(changed, name, toy_objective(np.float64), seed, require_decrease=False)
+        if np.array_equal(W, W_other):
+            raise fail(
+                kind,
+                name,
+                f"{knob}={value!r} and {knob}={other!r} give the same weights; a spec's "
+                f"optimizer.{knob} must change the training (it is ignored)",
+            )
 
 
 def _run_once(
