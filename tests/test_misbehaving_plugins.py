@@ -105,6 +105,8 @@ class _BadOptimizer(optlab.Optimizer):
         rng: np.random.Generator,
         monitor: optlab.Monitor,
     ) -> Array:
+        if self.fault == "no_eval_opt":  # neither a step nor an evaluation reported
+            return W0.copy()
         parts, _ = objective.value_and_grad(W0)
         monitor.step(objective.n_examples, parts.total, parts.data, parts.reg)
         if self.fault == "raising_opt":
@@ -138,6 +140,10 @@ FAULTS: dict[str, tuple[str, str]] = {
     "raising_reg": ("regularizer", r"raised RuntimeError\('boom in raising_reg'\)"),
     "raising_opt": ("optimizer", r"raised RuntimeError\('boom in raising_opt'\)"),
     "bad_dtype_opt": ("optimizer", r"returned weights of dtype float32, expected float64"),
+    "no_eval_opt": (
+        "optimizer",
+        r"returned without calling monitor\.evaluate; call it at least once, at the end",
+    ),
 }
 
 

@@ -360,8 +360,9 @@ def _minimize(
     monitor: TrainingMonitor,
     registry: Registry,
 ) -> Array:
-    """The optimizer's weights (D, C), checked; a fault of the optimizer plugin is a
-    :class:`ComponentError` that names it."""
+    """The optimizer's weights (D, C), checked (shape, dtype, and at least one evaluation
+    point reported); a fault of the optimizer plugin is a :class:`ComponentError` that names
+    it."""
 
     def fault(what: str) -> ComponentError:
         label = provider_label(run.optimizer, registry)
@@ -378,6 +379,8 @@ def _minimize(
         raise fault(f"returned weights of shape {shape}, expected {objective.shape}")
     if W.dtype != objective.dtype:
         raise fault(f"returned weights of dtype {W.dtype}, expected {objective.dtype}")
+    if not monitor.evaluations:  # the run would have no accuracy, and no curve
+        raise fault("returned without calling monitor.evaluate; call it at least once, at the end")
     return W
 
 
