@@ -185,6 +185,23 @@ def test_check_dataset_catches(fault: str, message: str) -> None:
         check_dataset(BrokenDataset(fault))
 
 
+class BadShapeData(optlab.DatasetSource):
+    """120 examples, 117 labels, from a source with a name."""
+
+    def load(self, rng: np.random.Generator) -> optlab.RawDataset:
+        X = rng.standard_normal((120, 4))
+        return optlab.RawDataset(X, np.arange(117) % 3, ["a", "b", "c"], source="bad")
+
+
+def test_check_dataset_names_the_dataset_once() -> None:
+    with pytest.raises(AssertionError) as caught:
+        check_dataset(BadShapeData())
+    assert str(caught.value) == (
+        "dataset 'BadShapeData': training data has 120 examples but 117 labels; features and "
+        "labels must have the same length"
+    )
+
+
 class MismeasuredDataset(BrokenDataset):
     """Measures itself wrong: one test example too many."""
 

@@ -36,7 +36,7 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     from optlab._contract.components import DatasetSource, DataShape, RawDataset
     from optlab._errors import DataError
     from optlab._training.data import SupportsShape
-    from optlab._training.prepare import validate_raw
+    from optlab._training.prepare import dataset_label, validate_raw
 
     source, name = build(component, DatasetSource, "dataset", params)
     try:  # first, the imports a first load may make (some touch the global state)
@@ -65,8 +65,9 @@ def check_dataset(component: Any, *, params: Mapping[str, Any] | None = None) ->
     raw = loads[0]
     try:
         X, _ = validate_raw(raw, name)
-    except DataError as exc:
-        raise fail("dataset", name, str(exc)) from exc
+    except DataError as exc:  # its message starts with the dataset's name: said once
+        fault = str(exc).removeprefix(f"{dataset_label(name, raw.source)}: ")
+        raise fail("dataset", name, fault) from exc
     if len(raw.classes) < 2:
         raise fail("dataset", name, f"{len(raw.classes)} class(es); a classifier needs two")
     if len(set(raw.classes)) != len(raw.classes):
