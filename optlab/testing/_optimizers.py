@@ -55,8 +55,6 @@ def check_optimizer(
     opt: Optimizer
     opt, name = build(component, Optimizer, "optimizer", params)
     kind = "optimizer"
-    if isinstance(component, OptimizerRecord):
-        _check_knobs(component, name, params, seed)
     for dtype in DTYPES:
         W_first = _run_once(opt, name, toy_objective(dtype), seed)
         W_again = _run_once(opt, name, toy_objective(dtype), seed)
@@ -75,6 +73,8 @@ def check_optimizer(
             f"final W breaks a max-norm constraint (column norms {np.round(norms, 4)} > {cap}); "
             "call objective.project(W) after each update",
         )
+    if isinstance(component, OptimizerRecord):
+        _check_knobs(component, name, params, seed)
 
 
 def _other(knob: str, value: Any) -> Any:
@@ -104,10 +104,10 @@ def _check_knobs(
         if knob == "lr_decay":  # the decay applies after each epoch: from the second on
             given["epochs"] = max(2, model(**settings).epochs)  # type: ignore[attr-defined]
         value = getattr(model(**given), knob)
-        other = _other(knob, value)
         try:
+            other = _other(knob, value)
             changed = record.factory(model(**{**given, knob: other}))
-        except Exception:  # a value its params refuse (a bound): nothing to compare with
+        except Exception:  # a value its params refuse (a bound, a type): nothing to compare
             continue
         W = _run_once(record.factory(model(**given)), name, toy_objective(np.float64), seed)
         W_other = _run_once(changed, name, toy_objective(np.float64), seed, require_decrease=False)
