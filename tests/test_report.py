@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,109 @@ def test_numbers_are_never_cut_in_a_narrow_terminal() -> None:
         assert f"{row['final_loss']:.4g}" in text
         assert f"{row['test_accuracy']:.3f}" in text
         assert row["status"] in text
+
+
+def _row(run: str, status: str = "FINISHED", **values: Any) -> dict[str, Any]:
+    """A comparison row as :func:`comparison_rows` makes it (a single run unless given)."""
+    row: dict[str, Any] = {
+        "run": run,
+        "variant": "",
+        "sweep": {},
+        "loss": "svm",
+        "regularizer": "l2",
+        "optimizer": "sgd",
+        "status": status,
+        "replicates": 1,
+        "members": [run],
+        "best": False,
+    }
+    for key in ("final_loss", "best_val_accuracy", "test_accuracy", "train_time_s"):
+        row[key], row[f"{key}_std"] = 0.5, None
+    return row | values
+
+
+def _drawn(rows: list[dict[str, Any]], width: int) -> list[str]:
+    console = Console(width=width, record=True)
+    console.print(render_table(rows))
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= width
+    return lines
+
+
+def _assert_whole(lines: list[str], rows: list[dict[str, Any]], shown: str = "{}") -> None:
+    """Each row is one line of the table holding its whole run name (as ``shown``) and ending
+    in its whole status."""
+    lines = [line for line in lines if line.startswith(" ")]  # the table's, not the caption's
+    for row in rows:
+        name = re.escape(shown.format(row["run"]))
+        held = [line for line in lines if re.search(rf"\s{name}\s", line)]
+        assert len(held) == 1, (name, lines)
+        assert held[0].rstrip().endswith(f" {row['status']}"), held[0]
+    header = next(line for line in lines if line.split()[:1] == ["run"])
+    assert header.rstrip().endswith(" status"), header
+
+
+def test_run_names_and_statuses_are_whole_in_80_columns() -> None:
+    """The walk-through's sweep (two variants, three learning rates): the variant column only
+    repeats the names' prefixes, and nothing is cut or folded."""
+    rows = [
+        _row(
+            f"{variant}-lr{lr}",
+            variant=variant,
+            loss=variant,
+            sweep={"optimizer.lr": lr},
+            final_loss=2.129,
+            train_time_s=0.00555,
+            status=status,
+        )
+        for variant, status in (("svm", "FINISHED"), ("softmax", "FINISHED 2/3"))
+        for lr in (0.0001, 0.001, 0.01)
+    ]
+    rows[2]["best"], rows[5]["status"] = True, "FAILED"
+    lines = _drawn(rows, 80)
+    _assert_whole(lines, rows)
+    assert "★\u00a0svm-lr0.01" in "\n".join(lines)
+    header = next(line for line in lines if line.split()[:1] == ["run"])
+    assert header.split()[:3] == ["run", "loss", "lr"], header  # no variant column
+    assert "left out" not in "\n".join(lines)
+
+
+def test_a_narrow_terminal_leaves_out_the_least_useful_columns_first() -> None:
+    """The components' columns, then the ``± std`` of replicates give way first; the run
+    names, best val and statuses always stay, and the line under the table says what went."""
+    rows = [
+        _row(
+            f"softmax-long-strength{s}-lr{lr}",
+            variant="softmax-long",
+            loss=loss,
+            regularizer=regularizer,
+            optimizer=optimizer,
+            sweep={"regularizer.strength": s, "optimizer.lr": lr},
+            final_loss=1.234,
+            final_loss_std=0.012,
+            best_val_accuracy=0.9,
+            best_val_accuracy_std=0.004,
+            replicates=3,
+            status=status,
+        )
+        for s, lr, loss, regularizer, optimizer, status in (
+            (0.0001, 0.0001, "svm", "l1", "sgd", "FINISHED 2/3"),
+            (0.01, 0.001, "softmax", "l2", "adam", "FAILED"),
+        )
+    ]
+    rows[0]["best"] = True
+    wide = "\n".join(_drawn(rows, 250))
+    for header in ("loss", "regularizer", "optimizer", "strength", "lr", "final loss", "±"):
+        assert header in wide
+    assert "left out" not in wide
+    for width, gone in (
+        (120, "optimizer, regularizer, loss, ± std"),
+        (80, "optimizer, regularizer, loss, ± std, time (s), final loss, strength, lr"),
+    ):
+        lines = _drawn(rows, width)
+        _assert_whole(lines, rows, "{} (3 seeds)")
+        assert "★\u00a0softmax-long-strength0.0001-lr0.0001 (3 seeds)" in "\n".join(lines)
+        header = next(line for line in lines if line.split()[:1] == ["run"])
+        assert "val" in header.split()  # best val stays
+        assert "±" not in "\n".join(lines[: lines.index(header) + 4])
+        assert f"left out to fit {width} columns: {gone}" in " ".join(lines)
