@@ -28,6 +28,7 @@ from optlab._tracking.claims import (
     CLAIM_PREFIX,
     CLAIMED,
     HEARTBEAT_TAG,
+    RELEASED,
     STALE_ENV,
     RunClaims,
     heartbeat_every,
@@ -86,16 +87,24 @@ def client_of(uri: str) -> Any:
     return connect(uri)
 
 
-def runs_of(uri: str, experiment: str) -> list[Any]:
+def runs_of(uri: str, experiment: str, role: str = "run") -> list[Any]:
+    """The runs (or, with ``role="invocation"``, the parent runs) of ``experiment``."""
     client = client_of(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
     return list(
         client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'run'", max_results=1000
+            [exp.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = '{role}'", max_results=1000
         )
     )
+
+
+def claim_tags(run: Any) -> dict[str, str]:
+    """A parent run's claim tags and heartbeat."""
+    return {
+        k: v for k, v in run.data.tags.items() if k.startswith(CLAIM_PREFIX) or k == HEARTBEAT_TAG
+    }
 
 
 def finished_per_run(uri: str, experiment: str) -> Counter[str]:
@@ -274,6 +283,41 @@ def test_a_fresh_claim_is_respected_and_a_stale_one_taken_over(
         run = client.get_run(run_id)
         assert run.info.status == "KILLED"
         assert "taken over by invocation" in run.data.tags["optlab.status_reason"]
+    # the two invocations here have ended: their claim tags and heartbeats are gone
+    ours = [r for r in runs_of(uri, "fresh_stale", "invocation") if r.info.run_id != parent_id]
+    assert [r.info.status for r in ours] == ["FINISHED", "FINISHED"]
+    assert [claim_tags(r) for r in ours] == [{}, {}]
+
+
+def test_an_ended_invocation_deletes_its_claim_tags_and_heartbeat(
+    tmp_path: Path, new_store: Callable[[Path], str]
+) -> None:
+    """While the invocation goes on, a release overwrites its claim tag; once it has ended,
+    every claim tag it wrote (released, released later, still held) and its heartbeat are
+    deleted from its parent run, also one that is gone already."""
+    uri = new_store(tmp_path / "mlflow.db")
+    tracker = Tracker(uri, "ended", plots=False)
+    client = client_of(uri)
+    with (
+        tracker.parent("ended") as parent_id,
+        RunClaims(tracker, parent_id, since=None) as claims,
+    ):
+        assert claims.acquire({"k1": "a", "k2": "b", "k3": "c", "k4": "d"}) == {}
+        claims.release("k1")
+        claims.release("k2", later=True)
+        tags = claim_tags(client.get_run(parent_id))
+        assert tags.pop(HEARTBEAT_TAG)
+        assert tags == {
+            CLAIM_PREFIX + "k1": RELEASED + "a",
+            CLAIM_PREFIX + "k2": CLAIMED + "b",  # written with the next claim, or at the end
+            CLAIM_PREFIX + "k3": CLAIMED + "c",
+            CLAIM_PREFIX + "k4": CLAIMED + "d",
+        }
+        client.delete_tag(parent_id, CLAIM_PREFIX + "k3")  # as if a retried delete
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert claim_tags(parent) == {}
+    assert parent.data.tags[HOST_TAG] and parent.data.tags[PID_TAG]  # who ran it stays
 
 
 @pytest.mark.slow

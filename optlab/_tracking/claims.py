@@ -14,9 +14,14 @@ What a claim is
     ``set_tag`` per invocation, however many runs it holds). A claim is written with
     ``set_tag`` (many with ``log_batch``, 100 a call) and released once the run has ended and
     is recorded (with ``optlab run``, in the same call as the next run's claim); a run that
-    did not finish can then be trained by another invocation. A tag is overwritten, never
-    deleted: ``delete_tag`` costs twice as much, and the released tags record which runs an
-    invocation trained.
+    did not finish can then be trained by another invocation. While the invocation goes on,
+    a release overwrites the tag (a ``delete_tag`` costs two to three ``set_tag`` on SQLite,
+    and cannot be batched with the next claim). When it ends, its claims still in force are
+    released in one call, then its claim tags are deleted, then its heartbeat, one
+    ``delete_tag`` each: no invocation reads them any more (only the claims of RUNNING
+    invocations are read, and the parent run ends next), and its child runs already say which
+    runs it trained. A claim tag left on an ended parent run (its store was lost, or its
+    process killed and taken over) is harmless for the same reason.
 
 Live or stale
     A claim is live while its parent run is RUNNING, its heartbeat is younger than the
@@ -56,14 +61,15 @@ What it costs
     and two searches (the claims of the RUNNING invocations; the key's FINISHED runs); their
     time is in benchmarks/README.md, "Measurements behind the code". With ``--jobs N`` the claims of
     all runs are written in batches and read with one search, and each release is one write.
-    Plus the heartbeat, one write every 5 s.
+    Plus the heartbeat, one write every 5 s; and when the invocation ends, one ``delete_tag``
+    per run it claimed, and one for the heartbeat.
 
 What it does not do
     An invocation paused (stopped, or cut off from the store) for longer than the staleness
     interval loses its claims while it may still train; its runs are then trained twice.
     ``--no-track`` runs use no store and claim nothing.
 
-Its size (about 460 lines, a quarter of it this docstring) is the protocol's: claiming,
+Its size (about 490 lines, a quarter of it this docstring) is the protocol's: claiming,
 respecting and taking over, the heartbeat, and the reasons each step is safe.
 """
 
@@ -246,6 +252,7 @@ class RunClaims:
         self.log = log
         self.held: dict[str, str] = {}  # run key -> name: claimed, not released
         self._released: dict[str, str] = {}  # released, written with the next write
+        self._tagged: set[str] = set()  # run keys with a claim tag (deleted at the end)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ended: set[str] = set()  # stale invocations ended here
@@ -266,12 +273,36 @@ class RunClaims:
         if self._thread is not None:
             self._thread.join(timeout=10)
         # the runs released last, and those claimed but never run (interrupted, --fail-fast):
-        # the parent run ends next, which ends its claims anyway, but its tags should say so
+        # released at once, in one call (deleting the tags takes a call each), then deleted
         self._released.update(self.held)
         self.held.clear()
         if self.tracker.unreachable is None:
             with contextlib.suppress(TrackingError):
                 self._write({})
+                self._delete_tags()
+
+    def _delete_tags(self) -> None:
+        """Delete the invocation's claim tags, then its heartbeat: the heartbeat last, since a
+        claim without one would look stale; not while a beat may still be written."""
+        for key in sorted(self._tagged):
+            self._delete(CLAIM_PREFIX + key)
+            self._tagged.discard(key)
+        if self._thread is None or not self._thread.is_alive():
+            self._delete(HEARTBEAT_TAG)
+
+    def _delete(self, tag: str) -> None:
+        """Delete a tag of the parent run; one already gone is fine (a retried call whose
+        first attempt was committed, or a claim whose write failed)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._call(f"delete the tag {tag}", self._client.delete_tag, self.parent_run_id, tag)
+        except TrackingError as exc:
+            cause = exc.__cause__
+            if not (
+                isinstance(cause, MlflowException) and cause.error_code == "RESOURCE_DOES_NOT_EXIST"
+            ):
+                raise
 
     def _beat(self) -> tuple[str, str, str]:
         return self.parent_run_id, HEARTBEAT_TAG, f"{time.time():.3f}"
@@ -303,6 +334,7 @@ class RunClaims:
         released = {k: n for k, n in self._released.items() if k not in runs}
         tags = [RunTag(CLAIM_PREFIX + k, f"{RELEASED}{n[:200]}") for k, n in released.items()]
         tags += [RunTag(CLAIM_PREFIX + k, f"{CLAIMED}{n[:200]}") for k, n in runs.items()]
+        self._tagged.update(runs)  # before the write: a failed one may still have committed
         if len(tags) == 1:
             what, (tag,) = "write a run's claim", tags
             self._call(what, self._client.set_tag, self.parent_run_id, tag.key, tag.value)

@@ -18,6 +18,8 @@ answer was lost:
   adds nothing;
 - params (same value), tags, artifacts (same path) and run status are overwritten with the
   same content;
+- a tag deleted again is found gone, which the one caller that deletes tags (the run claims)
+  takes as done;
 - creating a run is the one write that is not idempotent: the tracker looks for a run with
   the same name, start time and process before it creates one again.
 
