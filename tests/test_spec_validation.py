@@ -614,6 +614,43 @@ def test_bad_set_overrides_are_reported_with_the_file_errors(
     assert [i.path for i in found if i.file != "--set"] == ["loss.margin"]
 
 
+def test_a_missing_key_s_hint_is_a_set_that_works(tmp_path: Path) -> None:
+    """The hint for a missing key names the ``--set`` that supplies it: a top-level key as
+    ``name=...`` (``.name=...`` is refused), a nested one by its dotted path, inside a variant
+    too; none where no ``--set`` key reaches the key (a variant named with a dot)."""
+
+    class NeedyParams(optlab.Params):
+        scale: float
+
+    class Needy:
+        @optlab.hookimpl
+        def optlab_register_losses(self) -> list[LossRecord]:
+            return [LossRecord("needy", lambda p: None, NeedyParams)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+        _, reg = build_registry(extra=[("tests", SpecTestPlugin()), ("needy", Needy())])
+    random = "sweep:\n  random:\n    params:\n      optimizer.lr: {uniform: [0.1, 1]}\n"
+    needy = "variants:\n  a: {}\n  b:\n    loss: {name: needy}\n"
+    cases = [
+        (BASE.replace("name: demo\n", ""), "", "name", "demo"),
+        (BASE.replace("svm, margin: 1.0", "needy"), "loss: ", "loss.scale", "2"),
+        (BASE + random, "sweep.random: ", "sweep.random.trials", "3"),
+        (BASE + needy, "variants.b.loss: ", "variants.b.loss.scale", "2"),
+    ]
+    for text, where, key, value in cases:
+        (issue,) = issues(tmp_path, text, reg)
+        missing = key.rpartition(".")[2]
+        under = f"add it under {key.rpartition('.')[0]}:" if "." in key else "add it"
+        assert issue.message == f"missing required key '{missing}'; {under} or pass --set {key}=..."
+        assert str(issue).endswith(f": {where}{issue.message}")
+        load(tmp_path, text, reg, [f"{key}={value}"])  # the hint's --set is accepted and works
+    with pytest.raises(SpecError, match=r"expected KEY\.PATH=VALUE"):
+        load(tmp_path, cases[0][0], reg, [".name=demo"])
+    (issue,) = issues(tmp_path, BASE + needy.replace("  b:", "  lr0.1:"), reg)
+    assert issue.message == "missing required key 'scale'; add it under variants.lr0.1.loss:"
+
+
 def test_set_unknown_top_level_key(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, BASE, registry, ["optimiser.lr=1"])
     assert str(found[0]) == (

@@ -24,11 +24,13 @@ __all__ = [
     "draw_random_points",
     "grid_points",
     "merge",
+    "override_path",
     "plural",
     "point_label",
     "run_name",
     "set_path",
     "split_dotted",
+    "sweep_head",
     "unique_names",
 ]
 
@@ -60,6 +62,27 @@ def split_dotted(key: str) -> list[str] | None:
     """``"optimizer.lr"`` -> ``["optimizer", "lr"]``; ``None`` when a segment is empty."""
     parts = key.strip().split(".")
     return parts if all(p.strip() == p and p for p in parts) else None
+
+
+def sweep_head(segments: Sequence[str]) -> int:
+    """How many leading segments of a ``--set`` key name a part of ``sweep`` keyed by dotted
+    keys: 3 under ``sweep.random.params``, 2 elsewhere under ``sweep``, 0 outside it."""
+    if list(segments[:3]) == ["sweep", "random", "params"]:
+        return 3
+    return 2 if list(segments[:1]) == ["sweep"] else 0
+
+
+def override_path(key: str) -> list[str] | None:
+    """The segments a ``--set KEY=VALUE`` sets: ``KEY`` split at its dots, a sweep's dotted
+    key kept whole (``sweep.grid.optimizer.lr`` -> ``sweep``, ``grid``, ``optimizer.lr``);
+    ``None`` when a segment is empty."""
+    segments = split_dotted(key)
+    if segments is None:
+        return None
+    head = sweep_head(segments)
+    if head and len(segments) > head:
+        return [*segments[:head], ".".join(segments[head:])]
+    return segments
 
 
 def set_path(root: dict[str, Any], segments: Sequence[str], value: Any, offset: int = 0) -> KeyPath:

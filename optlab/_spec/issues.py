@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from optlab._contract.registry import Registry, did_you_mean
 from optlab._errors import PluginError, SpecIssue
+from optlab._spec.expand import override_path
 from optlab._spec.models import KIND_OF_KEY
 from optlab._spec.reader import KeyPath, Positions, Src, describe_value
 
@@ -65,6 +66,19 @@ class Locator:
                     rest = ".".join(map(str, path[depth:]))
                     return at, ".".join(p for p in (at.path, rest) if p), depth == len(path)
         raise AssertionError("the document's root always has a position")  # pragma: no cover
+
+    def written(self, path: KeyPath) -> KeyPath | None:
+        """Where the run's key ``path`` is written in the document: under ``variants.<name>``
+        where the variant writes it (or the deepest part of it written), else in the base;
+        ``None`` where a sweep point sets it."""
+        if any(path[: len(key)] == key for key in self.swept):
+            return None
+        prefixes = [("variants", self.variant), ()] if self.variant is not None else [()]
+        for depth in range(len(path), 0, -1):
+            for prefix in prefixes:
+                if (*prefix, *path[:depth]) in self.positions:
+                    return (*prefix, *path)
+        return path
 
     def issue(
         self, path: KeyPath, message: str, *, key: bool = True, in_parent: bool = False
@@ -129,22 +143,36 @@ def _names(registry: Registry, path: KeyPath) -> str:
     return ", ".join(registry.names(kind)) or "none installed" if kind else ""  # type: ignore[arg-type]
 
 
+def _set_hint(path: KeyPath | None) -> str:
+    """`` or pass --set KEY=...`` for the document's key at ``path`` (``name``,
+    ``variants.b.optimizer.lr``), or nothing where no ``--set`` key reaches it (a sweep
+    point's value, a key with a dot of its own such as a variant named ``lr0.1``)."""
+    if path is None:
+        return ""
+    key = ".".join(map(str, path))
+    return f" or pass --set {key}=..." if override_path(key) == list(map(str, path)) else ""
+
+
+def _missing(missing: str, whole: KeyPath, locator: Locator, registry: Registry) -> str:
+    """The message for the key ``missing`` absent from the mapping at the run's ``whole``:
+    where to add it, and the ``--set`` that would."""
+    if not whole and missing in KIND_OF_KEY:
+        return f"missing required key '{missing}' (available: {_names(registry, (missing,))})"
+    _, shown, _ = locator.find(whole)
+    where = f"add it under {shown}:" if shown else "add it"
+    written = locator.written(whole)
+    hint = _set_hint(None if written is None else (*written, missing))
+    return f"missing required key '{missing}'; {where}{hint}"
+
+
 def _message(
-    err: Any, whole: KeyPath, model: type[BaseModel], registry: Registry
+    err: Any, whole: KeyPath, model: type[BaseModel], locator: Locator, registry: Registry
 ) -> tuple[str, bool]:
-    """The message for one pydantic error at the key path ``whole``, and whether it is
+    """The message for one pydantic error at the run's key path ``whole``, and whether it is
     reported at the key (rather than at the value)."""
     kind, got, loc = err["type"], err.get("input"), err["loc"]
     if kind == "missing":
-        missing = loc[-1]
-        if not whole and missing in KIND_OF_KEY:
-            return (
-                f"missing required key '{missing}' (available: {_names(registry, (missing,))})",
-                True,
-            )
-        dotted = ".".join(map(str, whole))
-        where = f"add it under {dotted}: or" if dotted else "add it or"
-        return f"missing required key '{missing}'; {where} pass --set {dotted}.{missing}=...", True
+        return _missing(str(loc[-1]), whole, locator, registry), True
     if kind == "extra_forbidden":
         allowed = _allowed(model, loc[:-1])
         hint = did_you_mean(str(loc[-1]), allowed) or f"; allowed keys: {', '.join(allowed)}"
@@ -207,7 +235,7 @@ def pydantic_issues(
     for path, err in kept:
         if err["type"] == "union_tag_invalid":
             path = (*path, "name")
-        message, at_key = _message(err, path, model, registry)
+        message, at_key = _message(err, path, model, locator, registry)
         in_parent = err["type"] == "extra_forbidden"
         issues.append(locator.issue(path, message, key=at_key, in_parent=in_parent))
     return issues

@@ -31,9 +31,10 @@ from optlab._contract.registry import PluginInfo, Registry, did_you_mean
 from optlab._errors import SpecError, SpecIssue
 from optlab._spec.expand import (
     key_paths,
+    override_path,
     plural,
     set_path,
-    split_dotted,
+    sweep_head,
 )
 from optlab._spec.experiment import ComponentSpec, DataOptions, Experiment
 from optlab._spec.issues import Locator, validate
@@ -95,25 +96,17 @@ def _apply_overrides(
     for text in overrides:
         note = f" (in --set {text})"
         key, sep, value_text = (part.strip() for part in text.partition("="))
-        segments = split_dotted(key) if sep else None
+        segments = override_path(key) if sep else None
         if segments is None:
             issues.append(
                 SpecIssue(_SET, 0, 0, "", f"expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1{note}")
             )
             continue
-        head = (
-            3
-            if segments[:3] == ["sweep", "random", "params"]
-            else 2
-            if segments[0] == "sweep"
-            else 0
-        )
-        if head and len(segments) > head:
-            segments = [*segments[:head], ".".join(segments[head:])]
+        head = sweep_head(segments)
         try:
             value, _, bad = load_yaml(value_text, _SET, allow_empty=True)
             if not bad:
-                path = set_path(raw, segments, value, 2 if segments[0] == "variants" else head or 0)
+                path = set_path(raw, segments, value, 2 if segments[0] == "variants" else head)
                 for sub in [*(path[:n] for n in range(1, len(path))), *key_paths(value, path)]:
                     dotted = ".".join(map(str, sub))
                     positions[sub] = Src(_SET, 0, 0, 0, 0, dotted, note)
