@@ -201,7 +201,15 @@ def test_csv_no_header_label_index_delimiter_and_test_file(
 @pytest.mark.parametrize(
     ("text", "params", "message"),
     [
-        ("a,b,y\n1,2,0\n3,x,1\n", {}, "could not convert string 'x'"),
+        (
+            "a,b,y\n1,2,0\n3,x,1\n",
+            {},
+            "could not convert string 'x' to float64 on line 3, column 2",
+        ),
+        # the label first: the features are the file's columns 2 and 3
+        ("y,a,b\n0,1,2\n1,3,x\n", {"label": "y"}, "'x' to float64 on line 3, column 3"),
+        # blank lines and comments are not data rows: the line is the file's
+        ("a,b,y\n# note\n\n1,2,0\n3,x,1\n", {}, "'x' to float64 on line 5, column 2"),
         ("a,b,y\n1,2,0\n3,1\n", {}, "line 3 has 2 fields, the first row 3"),
         # a longer row would be cut to the first row's width, its label read from column 2
         ("a,b,y\n1,2,0\n# note\n\n3,1,1,2\n", {}, "line 5 has 4 fields, the first row 3"),

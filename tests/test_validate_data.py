@@ -107,3 +107,27 @@ def test_a_good_spec_validates_from_its_header(
     assert result.exit_code == 0, result.stderr
     assert "experiment 'v': 2 runs" in result.stdout
     assert loads == []  # measured from the .npy headers and labels, not loaded
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_word_among_a_small_csv_s_numbers_is_found_by_validate_too(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV small enough to read whole is read whole by validate: a feature that is not a
+    number is refused there as by run, at data.path, naming the file's line and column."""
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n4,5,0\n6,7,1\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: v\n"
+        "data: {name: csv, path: bad.csv, val: 0.25, test: 0.25}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 2, epochs: 1}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, [command, str(spec)])
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr == (
+        f"optlab: error: {spec}:2:25: data.path: dataset 'csv': bad.csv: could not convert "
+        "string 'x' to float64 on line 3, column 2.\n"
+    )

@@ -15,6 +15,7 @@ asking for ``np.savez`` or ``.npy`` files (or ``data.mmap: false``).
 from __future__ import annotations
 
 import csv
+import re
 import struct
 import warnings
 import zipfile
@@ -297,6 +298,26 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int]:
     return int(header), features, label
 
 
+#: where numpy's loadtxt says a value could not be read
+_CELL = re.compile(r"at row (?P<row>\d+), column (?P<column>\d+)")
+#: a CSV file up to this size is read whole by :meth:`Csv.shape` (``optlab validate``), so that
+#: a feature that is not a number is found there too; a larger one has its labels read only
+WHOLE_CSV_BYTES = 16 * 1024 * 1024
+
+
+def _file_line(path: Path, skip: int, row: int) -> int:
+    """The line (from 1) of ``path`` holding data row ``row`` (from 0) as numpy's loadtxt
+    counts them: after ``skip`` lines, blank lines and ``#`` comments left out."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        seen = -1
+        for number, text in enumerate(lines, start=1):
+            if number > skip and text.split("#", 1)[0].strip():
+                seen += 1
+                if seen == row:
+                    return number
+    return skip + row + 1
+
+
 def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tuple[Array, Array]:
     """Features (N, F) float64 and labels (N,) (int64, or strings) of the file ``path``, the
     param ``key``; without ``features`` the features are a stand-in (:func:`stand_in`): only
@@ -322,7 +343,12 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
             X = column(columns, np.float64, 2) if features else None
             y = column([label], str, 1)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: {str(exc).splitlines()[0]}", key=key) from exc
+        message = str(exc).splitlines()[0]
+        if cell := _CELL.search(message):  # numpy counts the data rows, not the file's lines
+            line = _file_line(path, skip, int(cell["row"]))
+            where = f"on line {line}, column {cell['column']}"
+            message = message[: cell.start()] + where + message[cell.end() :]
+        raise DataError(f"{path}: {message}", key=key) from exc
     if y.shape[0] == 0:
         raise DataError(f"{path}: no data rows", key=key)
     if X is None:
@@ -346,11 +372,16 @@ class Csv(DatasetSource):
         return raw
 
     def shape(self, rng: np.random.Generator) -> DataShape:
-        """The sizes :meth:`load` gives, parsing the label column only (the features are
-        counted, not read); raises the :class:`DataError` :meth:`load` would for a missing,
-        unreadable or empty file, ragged rows, a bad label column or labels, a test file of
-        other columns. Not seen: a feature that is not a number."""
-        return shape_of(self._read(features=False), "csv", test_key="test_path")
+        """The sizes :meth:`load` gives; raises the :class:`DataError` :meth:`load` would for
+        a missing, unreadable or empty file, ragged rows, a bad label column or labels, a test
+        file of other columns, and, in files of up to :data:`WHOLE_CSV_BYTES` (read whole), a
+        feature that is not a number. Larger files have their label column parsed only."""
+        small = all(
+            Path(f).stat().st_size <= WHOLE_CSV_BYTES
+            for f in (self.params.path, self.params.test_path)
+            if f is not None and Path(f).is_file()
+        )
+        return shape_of(self._read(features=small), "csv", test_key="test_path")
 
     def _read(self, features: bool) -> RawDataset:
         p = self.params
