@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from optlab._contract.backend import requested_backend, select_backend
+from optlab._contract.blas_threads import blas_threads
 from optlab._contract.components import Array, Loss, Regularizer
 from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective
 from optlab._contract.optimizer import Optimizer
@@ -299,6 +300,7 @@ def execute(
                 monitor.snapshots.append((0.0, np.array(W0, copy=True)))
             if flag.reason is not None:  # during the checks: not a step was trained
                 raise RunInterrupted(f"interrupted by {flag.reason} before training started")
+            blas_threads()  # finding the BLAS libraries, once a process (ms): not training time
             start = time.perf_counter()
             W = _minimize(run, optimizer, objective, W0, opt_rng, monitor, registry)
             result.metrics["train_time_s"] = time.perf_counter() - start
