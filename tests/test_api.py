@@ -254,3 +254,22 @@ def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
         order_by=["attributes.start_time DESC"],
     )
     assert parents[0].data.tags["optlab.best_run"] == "ok"
+
+
+def test_the_spec_file_tag_is_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
+) -> None:
+    """``optlab.spec_file`` on the parent run is the spec's absolute path (it was the path as
+    given: relative in one invocation, absolute in another)."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    optlab.run("spec.yaml", quiet=True)
+    client = mlflow.MlflowClient("sqlite:///mlflow.db")
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("api_demo").experiment_id],
+        filter_string="tags.`optlab.role` = 'invocation'",
+    )
+    assert parent.data.tags["optlab.spec_file"] == str(tmp_path.resolve() / "spec.yaml")

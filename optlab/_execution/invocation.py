@@ -117,7 +117,9 @@ class Invocation:
         self._drawing: tuple[list[str], Future[bytes]] | None = None
 
     def _base_tags(self) -> dict[str, str]:
-        tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": self.spec_path}
+        path = self.spec_path  # a file's as an absolute path, whatever the working folder
+        spec_file = path if path.startswith("<") else str(Path(path).resolve())
+        tags = {"optlab.spec_hash": self.experiment.spec_hash, "optlab.spec_file": spec_file}
         tags.update(git_tags(self.spec_path))
         return tags
 
