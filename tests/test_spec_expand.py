@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import textwrap
@@ -11,6 +12,7 @@ import pytest
 from spec_testplugins import make_registry
 
 from optlab._contract.registry import Registry
+from optlab._errors import SpecError
 from optlab._spec.expand import (
     draw_random_points,
     grid_points,
@@ -71,8 +73,9 @@ def test_variants_merge_and_replace_on_name_change(tmp_path: Path, registry: Reg
     assert by["wide"].loss.params.model_dump() == {"margin": 5.0}
     assert by["softmax"].loss.name == "softmax"
     assert by["softmax"].loss.params.model_dump() == {}
-    # a new optimizer name drops sgd's params (gd has no batch_size) and uses gd's defaults
-    assert by["gd"].optimizer.params.model_dump() == {"lr": 0.5, "iterations": 100}
+    # a new optimizer name keeps the params gd has too (lr) and drops the others (gd has no
+    # batch_size or epochs: not an error), gd's defaults for the rest
+    assert by["gd"].optimizer.params.model_dump() == {"lr": 0.1, "iterations": 100}
     assert by["fast"].optimizer.params.model_dump() == {"lr": 0.5, "batch_size": 50, "epochs": 2}
     assert [r.variant for r in exp.runs] == names(exp)
     assert exp.axes == {"variant": names(exp)}
@@ -83,7 +86,8 @@ def test_variant_new_dataset_keeps_data_options(tmp_path: Path, registry: Regist
     exp = load(tmp_path, text, registry)
     blobs, less = exp.runs
     assert blobs.dataset.name == "blobs" and blobs.data.limit == 100
-    assert blobs.dataset.params.model_dump()["n_samples"] == 300  # blobs' default, not 500
+    # blobs has an n_samples too: the base's is kept across the change of dataset
+    assert blobs.dataset.params.model_dump()["n_samples"] == 500
     assert less.dataset.params.model_dump() == {"n_samples": 10}
 
 
@@ -198,7 +202,7 @@ def test_grid_over_list_entries_components_and_data(tmp_path: Path, registry: Re
     assert soft.loss.name == "softmax"
     assert wide.loss.name == "svm" and wide.loss.params.margin == 4.0  # type: ignore[attr-defined]
     assert soft.data.limit == 10
-    assert soft.optimizer.params.model_dump() == {"lr": 0.5, "iterations": 100}
+    assert soft.optimizer.params.model_dump() == {"lr": 0.1, "iterations": 100}  # lr kept
 
 
 def test_names_stay_unique(tmp_path: Path, registry: Registry) -> None:
@@ -416,3 +420,110 @@ def test_point_labels_and_unique_names() -> None:
     assert point_label("data.center", False) == "centerfalse"
     assert point_label("data.limit", None) == "limitnone"
     assert unique_names(["a", "a", "a-2", "b", "a"]) == ["a", "a-3", "a-2", "b", "a-4"]
+
+
+# ------------------------------------------------------------- a change of component name
+
+WALK = """\
+name: walk
+data: {name: iris, val: 0.1, limit: 80}
+loss: {name: svm, margin: 2.0}
+regularizer: {name: l2, strength: 0.01, include_bias: true}
+optimizer: {name: sgd, lr: 0.01, batch_size: 32, epochs: 2, momentum: 0.9}
+"""
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Registry:
+    from optlab._contract.plugin_manager import get_registry
+
+    return get_registry()
+
+
+def test_a_new_name_keeps_the_settings_the_new_component_has() -> None:
+    def keys(key: str, name: str) -> frozenset[str] | None:
+        return {"hinge": frozenset({"margin"}), "other": frozenset()}.get(name)
+
+    base = {"loss": {"name": "svm", "margin": 2, "squared": True}}
+    assert merge(base, {"loss": {"name": "hinge"}}, keys=keys) == {
+        "loss": {"name": "hinge", "margin": 2}
+    }
+    assert merge(base, {"loss": {"name": "other"}}, keys=keys) == {"loss": {"name": "other"}}
+    # what the override writes is kept, whatever the new component has
+    assert merge(base, {"loss": {"name": "other", "squared": False}}, keys=keys) == {
+        "loss": {"name": "other", "squared": False}
+    }
+    # a base without a name is completed, not renamed: nothing is dropped
+    assert merge({"loss": {"margin": 2}}, {"loss": {"name": "other"}}, keys=keys) == {
+        "loss": {"margin": 2, "name": "other"}
+    }
+    body = copy.deepcopy(base)
+    set_path(body, ["loss", "name"], "hinge", keys=keys)
+    assert body == {"loss": {"name": "hinge", "margin": 2}}
+
+
+def test_set_name_keeps_shared_settings_whatever_the_order(
+    tmp_path: Path, bundled: Registry
+) -> None:
+    for overrides in (
+        ["optimizer.lr=0.005", "optimizer.name=adam"],
+        ["optimizer.name=adam", "optimizer.lr=0.005"],
+    ):
+        run = load_experiment(_write(tmp_path, WALK), overrides, registry=bundled).runs[0]
+        params = run.optimizer.params.model_dump()
+        assert run.optimizer.name == "adam"
+        assert (params["lr"], params["batch_size"], params["epochs"]) == (0.005, 32, 2)
+    # a setting the new component lacks is an error when --set gives it, in either order
+    for overrides in (
+        ["optimizer.momentum=0.5", "optimizer.name=adam"],
+        ["optimizer.name=adam", "optimizer.momentum=0.5"],
+    ):
+        with pytest.raises(SpecError) as info:
+            load_experiment(_write(tmp_path, WALK), overrides, registry=bundled)
+        assert [i.message[:28] for i in info.value.issues] == ["unknown key 'momentum'; allo"]
+
+
+def test_variant_changing_names_keeps_shared_settings(tmp_path: Path, bundled: Registry) -> None:
+    text = WALK + textwrap.dedent(
+        """\
+        variants:
+          adagrad: {optimizer: {name: adagrad, lr: 0.1}}
+          other: {loss: {name: softmax}, regularizer: {name: l1}, data: {name: wine}}
+        """
+    )
+    adagrad, other = load_experiment(_write(tmp_path, text), registry=bundled).runs
+    # momentum, which adagrad lacks, is dropped without an error
+    assert adagrad.optimizer.params.model_dump() | {"eps": 0} == {
+        "lr": 0.1,
+        "batch_size": 32,
+        "epochs": 2,
+        "sampling": "shuffle",
+        "lr_decay": 1.0,
+        "eps": 0,
+    }
+    assert other.loss.name == "softmax"  # svm's margin dropped, no error
+    assert (other.regularizers[0].name, other.regularizers[0].params.model_dump()) == (
+        "l1",
+        {"include_bias": True, "strength": 0.01},
+    )
+    assert (other.dataset.name, other.data.val, other.data.limit) == ("wine", 0.1, 80)
+
+
+def test_sweeping_names_keeps_shared_settings(tmp_path: Path, bundled: Registry) -> None:
+    text = WALK + "sweep: {grid: {optimizer.name: [sgd, adam], regularizer.name: [l1]}}\n"
+    runs = load_experiment(_write(tmp_path, text), registry=bundled).runs
+    assert [r.optimizer.params.batch_size for r in runs] == [32, 32]  # type: ignore[attr-defined]
+    assert [r.regularizers[0].params.strength for r in runs] == [0.01, 0.01]  # type: ignore[attr-defined]
+    # a key swept with a name goes after it, whatever the order written: adam lacks momentum
+    text = WALK + "sweep: {grid: {optimizer.momentum: [0.5], optimizer.name: [sgd, adam]}}\n"
+    with pytest.raises(SpecError) as info:
+        load_experiment(_write(tmp_path, text), registry=bundled)
+    assert [(i.path, i.message[:22]) for i in info.value.issues] == [
+        ("sweep.grid.optimizer.momentum", "unknown key 'momentum'")
+    ]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "walk.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

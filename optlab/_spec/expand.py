@@ -1,10 +1,14 @@
 """Variants x sweep points x seeds: small pure functions on the parsed YAML.
 
 Merge rule (variants, sweep values, ``--set``): mappings merge key by key, anything else is
-replaced; but when an override changes a component's ``name``, the component's params are
-replaced, not merged (``loss: {name: svm, margin: 2}`` + ``loss: {name: softmax}`` is softmax
-with its defaults). ``data`` keeps its :class:`~optlab._spec.experiment.DataOptions` keys across a
-change of dataset.
+replaced; but when an override changes a component's ``name`` (the base names one, the
+override another), the base's settings that the new component also has are kept and the
+others dropped (``optimizer: {name: sgd, lr: 0.1, momentum: 0.9}`` + ``optimizer: {name:
+adam}`` is adam with ``lr: 0.1`` and adam's other defaults; ``data`` keeps its
+:class:`~optlab._spec.experiment.DataOptions` keys). What a component has is the ``keys``
+lookup's answer (:func:`optlab._spec.models.component_keys`). Keys the override itself
+writes are always kept, and the settings of one sweep point, or all the ``--set`` options,
+change names first (:func:`names_first`), so that their order does not matter.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,10 +24,16 @@ import numpy as np
 from optlab._spec.models import DATA_OPTION_KEYS, KIND_OF_KEY, Distribution
 from optlab._spec.reader import KeyPath, describe_value
 
+#: The keys a component accepts besides ``name``: (run key such as ``optimizer``, the
+#: component's name) -> its keys, or ``None`` for a name no plugin offers.
+Keys = Callable[[str, Any], Collection[str] | None]
+
 __all__ = [
+    "Keys",
     "draw_random_points",
     "grid_points",
     "merge",
+    "names_first",
     "override_path",
     "plural",
     "point_label",
@@ -42,20 +52,37 @@ def _is_component(path: KeyPath) -> bool:
     )
 
 
-def merge(old: Any, new: Any, path: KeyPath = ()) -> Any:
+def merge(old: Any, new: Any, path: KeyPath = (), keys: Keys | None = None) -> Any:
     """``new`` deep-merged over ``old`` (neither is changed), by the module's merge rule.
 
-    ``path`` is where the values sit in a run (``("loss",)``), so components are recognised.
+    ``path`` is where the values sit in a run (``("loss",)``), so components are recognised;
+    ``keys`` says what each component accepts (without it, only ``data``'s options are
+    known to be shared across a change of name).
     """
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return copy.deepcopy(new)
-    if _is_component(path) and "name" in new and new["name"] != old.get("name"):
-        keep = DATA_OPTION_KEYS if path == ("data",) else frozenset()
+    if _is_component(path) and _renames(old, new):
+        shared = keys(str(path[0]), new["name"]) if keys is not None else None
+        keep = shared if shared is not None else DATA_OPTION_KEYS if path == ("data",) else ()
         old = {k: v for k, v in old.items() if k in keep}
     out = copy.deepcopy(old)
     for key, value in new.items():
-        out[key] = merge(out.get(key), value, (*path, key))
+        out[key] = merge(out.get(key), value, (*path, key), keys)
     return out
+
+
+def _renames(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` gives the component ``old`` names another name."""
+    return old.get("name") is not None and "name" in new and new["name"] != old["name"]
+
+
+def names_first(path: Sequence[str | int], value: Any) -> bool:
+    """Whether setting ``path`` (relative to a run) to ``value`` may change a component's
+    name, so that it goes before the other settings (``sorted(..., key=not names_first)``)."""
+    run = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in path)
+    return (bool(run) and run[-1] == "name" and _is_component(run[:-1])) or (
+        _is_component(run) and isinstance(value, dict) and "name" in value
+    )
 
 
 def split_dotted(key: str) -> list[str] | None:
@@ -85,13 +112,20 @@ def override_path(key: str) -> list[str] | None:
     return segments
 
 
-def set_path(root: dict[str, Any], segments: Sequence[str], value: Any, offset: int = 0) -> KeyPath:
+def set_path(
+    root: dict[str, Any],
+    segments: Sequence[str],
+    value: Any,
+    offset: int = 0,
+    keys: Keys | None = None,
+) -> KeyPath:
     """Set a dotted path in ``root`` (in place), creating mappings on the way, by the merge
-    rule (setting ``loss.name`` to a new name drops the loss's params). A list entry is
-    addressed by its index (``regularizer.0.strength``).
+    rule (setting ``loss.name`` to a new name drops the params the new loss does not have).
+    A list entry is addressed by its index (``regularizer.0.strength``).
 
     ``offset`` is how many leading segments come before a run's keys (2 under
-    ``variants.<name>``, ``len(segments)`` where there is no run). Returns the path set.
+    ``variants.<name>``, ``len(segments)`` where there is no run); ``keys`` as for
+    :func:`merge`. Returns the path set.
 
     Raises
     ------
@@ -129,10 +163,10 @@ def set_path(root: dict[str, Any], segments: Sequence[str], value: Any, offset: 
             )
     run = path[offset:] if len(path) >= offset else None
     if key == "name" and run is not None and _is_component(run) and parent is not None:
-        parent[path[-1]] = merge(node, {"name": value}, run)  # noqa: RUF100
+        parent[path[-1]] = merge(node, {"name": value}, run, keys)
     else:
         old = node.get(key) if isinstance(node, dict) else node[key]
-        node[key] = merge(old, value, (*run, key) if run is not None else ())
+        node[key] = merge(old, value, (*run, key) if run is not None else (), keys)
     return (*path, key)
 
 

@@ -19,6 +19,7 @@ format is :func:`optlab._spec.schema.json_schema`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import stat
@@ -31,6 +32,7 @@ from optlab._contract.registry import PluginInfo, Registry, did_you_mean
 from optlab._errors import SpecError, SpecIssue
 from optlab._spec.expand import (
     key_paths,
+    names_first,
     override_path,
     plural,
     set_path,
@@ -38,7 +40,7 @@ from optlab._spec.expand import (
 )
 from optlab._spec.experiment import ComponentSpec, DataOptions, Experiment
 from optlab._spec.issues import Locator, validate
-from optlab._spec.models import RUN_KEYS, spec_model
+from optlab._spec.models import RUN_KEYS, component_keys, spec_model
 from optlab._spec.reader import Positions, Src, describe_value, load_yaml
 from optlab._spec.runs import expand_runs
 
@@ -88,11 +90,14 @@ def _read(path: Path, file: str) -> tuple[bytes, str]:
 
 
 def _apply_overrides(
-    raw: dict[str, Any], positions: Positions, overrides: Sequence[str]
+    raw: dict[str, Any], positions: Positions, overrides: Sequence[str], registry: Registry
 ) -> list[SpecIssue]:
     """Set each ``KEY.PATH=VALUE`` in the document (values are YAML); what an override sets
-    is located at it. A sweep key stays one segment (``sweep.grid.optimizer.lr``)."""
+    is located at it. A sweep key stays one segment (``sweep.grid.optimizer.lr``). The
+    overrides that change a component's name go first, so that their order does not matter
+    (:func:`~optlab._spec.expand.names_first`)."""
     issues: list[SpecIssue] = []
+    parsed: list[tuple[str, str, list[str], int, Any]] = []
     for text in overrides:
         note = f" (in --set {text})"
         key, sep, value_text = (part.strip() for part in text.partition("="))
@@ -105,16 +110,26 @@ def _apply_overrides(
         head = sweep_head(segments)
         try:
             value, _, bad = load_yaml(value_text, _SET, allow_empty=True)
-            if not bad:
-                path = set_path(raw, segments, value, 2 if segments[0] == "variants" else head)
-                for sub in [*(path[:n] for n in range(1, len(path))), *key_paths(value, path)]:
-                    dotted = ".".join(map(str, sub))
-                    positions[sub] = Src(_SET, 0, 0, 0, 0, dotted, note)
         except SpecError as exc:
             bad = exc.issues
+        if bad:
+            issues += [replace(i, path=key, message=i.message + note) for i in bad]
+            continue
+        offset = 2 if segments[0] == "variants" else head or 0
+        parsed.append((text, key, segments, offset, value))
+    keys = functools.partial(component_keys, registry)
+    for text, key, segments, offset, value in sorted(
+        parsed, key=lambda p: not names_first(p[2][p[3] :], p[4])
+    ):
+        note = f" (in --set {text})"
+        try:
+            path = set_path(raw, segments, value, offset, keys)
         except ValueError as exc:
-            bad = [SpecIssue(_SET, 0, 0, key, str(exc))]
-        issues += [replace(i, path=key, message=i.message + note) for i in bad]
+            issues.append(SpecIssue(_SET, 0, 0, key, str(exc) + note))
+            continue
+        for sub in [*(path[:n] for n in range(1, len(path))), *key_paths(value, path)]:
+            dotted = ".".join(map(str, sub))
+            positions[sub] = Src(_SET, 0, 0, 0, 0, dotted, note)
     return issues
 
 
@@ -211,11 +226,11 @@ def load_experiment(
     if not isinstance(raw, dict):
         what = f"a spec is a mapping of keys (name, data, ...), got {describe_value(raw)}"
         raise SpecError([top.issue((), what)])
-    issues = _apply_overrides(raw, positions, overrides)
     if registry is None:
         from optlab._contract.plugin_manager import get_registry
 
         registry = get_registry()
+    issues = _apply_overrides(raw, positions, overrides, registry)
     spec = _structure(raw, top, registry, issues)
     runs, axes = (
         expand_runs(spec, raw, positions, file, registry, issues) if spec is not None else ([], {})

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from optlab._contract.components import ComponentKind
 from optlab._contract.registry import Registry
@@ -36,6 +37,8 @@ __all__ = [
     "RUN_KEYS",
     "Distribution",
     "SweepModel",
+    "component_fields",
+    "component_keys",
     "run_model",
     "spec_model",
 ]
@@ -153,6 +156,32 @@ def _component(kind: ComponentKind, name: str, params: type[BaseModel], summary:
     return metaclass(f"{kind}_{name}", bases, namespace)
 
 
+def component_fields(registry: Registry, key: str, name: Any) -> dict[str, FieldInfo] | None:
+    """The fields of the component named ``name`` under the run key ``key`` (``optimizer``,
+    ``data``: the dataset's params and :class:`~optlab._spec.experiment.DataOptions`;
+    ``checks``: :class:`~optlab._spec.experiment.ChecksOptions`, any name), as validated
+    (the first plugin offering the name, as :func:`run_model`); ``None`` for an unknown name."""
+    if key == "checks":
+        return dict(ChecksOptions.model_fields)
+    kind = KIND_OF_KEY.get(key)
+    if kind is None or not isinstance(name, str):
+        return None
+    record = next((r for r in registry.records(kind) if r.name == name), None)
+    if record is None:
+        return None
+    fields = dict(record.params.model_fields)
+    return fields | dict(DataOptions.model_fields) if kind == "dataset" else fields
+
+
+def component_keys(registry: Registry, key: str, name: Any) -> frozenset[str] | None:
+    """The keys a component accepts besides ``name`` (:func:`component_fields`, aliases
+    included), or ``None`` for an unknown name."""
+    fields = component_fields(registry, key, name)
+    if fields is None:
+        return None
+    return frozenset(k for n, info in fields.items() for k in (n, info.alias) if k)
+
+
 @functools.lru_cache(maxsize=8)
 def _run_types(registry: Registry) -> dict[str, Any]:
     """The type of each run key: per component kind, a union discriminated by ``name``."""
@@ -227,7 +256,10 @@ def _partial(kind: ComponentKind, registry: Registry) -> Any:
     """Part of a component, merged into the base run's: any keys, and a registered name."""
     names = tuple(dict.fromkeys(r.name for r in registry.records(kind)))
     fields: dict[str, Any] = {"name": (Literal[names] | None if names else str | None, None)}
-    doc = f"Part of a {kind}, merged into the base run's (a new name replaces its params)."
+    doc = (
+        f"Part of a {kind}, merged into the base run's (a new name keeps the base's params "
+        "that the new component also has)."
+    )
     config = ConfigDict(extra="allow", frozen=True)
     return create_model(f"partial_{kind}", __config__=config, __doc__=doc, **fields)
 

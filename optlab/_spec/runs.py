@@ -5,6 +5,7 @@ resolved once (:class:`~optlab._spec.experiment.ComponentSpec`)."""
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ from optlab._spec.expand import (
     draw_random_points,
     key_paths,
     merge,
+    names_first,
     plural,
     point_label,
     run_name,
@@ -27,7 +29,7 @@ from optlab._spec.expand import (
 )
 from optlab._spec.experiment import ComponentSpec, DataOptions, RunSpec
 from optlab._spec.issues import Locator, validate
-from optlab._spec.models import KIND_OF_KEY, RUN_KEYS, run_model
+from optlab._spec.models import KIND_OF_KEY, RUN_KEYS, component_keys, run_model
 from optlab._spec.reader import KeyPath, Positions, Src
 
 __all__ = ["Setting", "expand_runs", "sweep_points"]
@@ -125,7 +127,8 @@ def expand_runs(
     label = (
         loss.get("name") if isinstance(loss, dict) and isinstance(loss.get("name"), str) else "run"
     )
-    drafts = [(v, v, merge(base, raw["variants"][v] or {})) for v in variants] or [
+    keys = functools.partial(component_keys, registry)
+    drafts = [(v, v, merge(base, raw["variants"][v] or {}, keys=keys)) for v in variants] or [
         (label, None, base)
     ]
     points, axes = sweep_points(spec, positions, top, issues)
@@ -156,8 +159,8 @@ def expand_runs(
             body = copy.deepcopy(merged)
             loc = Locator(file, positions, variant, {p: src for p, _, src in settings})
             try:
-                for path, value, _ in settings:
-                    set_path(body, [str(p) for p in path], value)
+                for path, value, _ in sorted(settings, key=lambda s: not names_first(*s[:2])):
+                    set_path(body, [str(p) for p in path], value, keys=keys)
             except ValueError as exc:
                 issues.append(loc.issue(path, str(exc)))
                 continue
