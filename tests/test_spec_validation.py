@@ -766,3 +766,25 @@ def test_a_spec_given_as_a_mapping(registry: Registry) -> None:
     exp = load_experiment(spec, registry=registry)
     assert [r.name for r in exp.runs] == ["svm"] and spec["loss"] == {"name": "svm"}
     assert exp.spec_hash == load_experiment(dict(spec), registry=registry).spec_hash
+
+
+def test_set_cannot_create_a_variant(tmp_path: Path, registry: Registry) -> None:
+    text = BASE + "variants:\n  svm: {}\n  softmax: {loss: {name: softmax}}\n"
+    for override, message in [
+        (
+            "variants.sofmax.optimizer.lr=0.1",
+            "--set: no variant 'sofmax' (did you mean 'softmax'?); --set changes existing "
+            "variants (add one in the file) (in --set variants.sofmax.optimizer.lr=0.1)",
+        ),
+        (
+            "variants={other: {}}",
+            "--set: no variant 'other' (the spec's are svm, softmax); --set changes existing "
+            "variants (add one in the file) (in --set variants={other: {}})",
+        ),
+    ]:
+        assert [str(i) for i in issues(tmp_path, text, registry, [override])] == [message]
+    found = issues(tmp_path, BASE, registry, ["variants.a={}"])
+    assert [i.message[:36] for i in found] == ["no variant 'a' (the spec has none); "]
+    # an existing variant is changed as before
+    exp = load(tmp_path, text, registry, ["variants.softmax.optimizer.lr=0.3"])
+    assert [r.optimizer.params.lr for r in exp.runs] == [0.1, 0.3]  # type: ignore[attr-defined]

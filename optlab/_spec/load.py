@@ -122,6 +122,10 @@ def _apply_overrides(
         parsed, key=lambda p: not names_first(p[2][p[3] :], p[4])
     ):
         note = f" (in --set {text})"
+        unknown = _new_variant(raw, segments, value)
+        if unknown:
+            issues.append(SpecIssue(_SET, 0, 0, "", unknown + note))
+            continue
         try:
             path = set_path(raw, segments, value, offset, keys)
         except ValueError as exc:
@@ -131,6 +135,24 @@ def _apply_overrides(
             dotted = ".".join(map(str, sub))
             positions[sub] = Src(_SET, 0, 0, 0, 0, dotted, note)
     return issues
+
+
+def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any) -> str:
+    """Why a ``--set`` may not set ``variants...`` (a variant the file does not have: a typo
+    would add a run), or ``""``."""
+    if segments[0] != "variants":
+        return ""
+    have = list(raw["variants"]) if isinstance(raw.get("variants"), dict) else []
+    named = segments[1:2] if len(segments) > 1 else list(value) if isinstance(value, dict) else []
+    for name in named:
+        if name not in have:
+            hint = did_you_mean(name, have) or (
+                f" (the spec's are {', '.join(have)})" if have else " (the spec has none)"
+            )
+            return (
+                f"no variant '{name}'{hint}; --set changes existing variants (add one in the file)"
+            )
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
