@@ -788,3 +788,23 @@ def test_set_cannot_create_a_variant(tmp_path: Path, registry: Registry) -> None
     # an existing variant is changed as before
     exp = load(tmp_path, text, registry, ["variants.softmax.optimizer.lr=0.3"])
     assert [r.optimizer.params.lr for r in exp.runs] == [0.1, 0.3]  # type: ignore[attr-defined]
+
+
+def test_sweeping_a_key_of_a_component_the_run_lacks(tmp_path: Path, registry: Registry) -> None:
+    text = BASE.replace("regularizer: {name: l2, strength: 0.001}\n", "")
+    sweep = "sweep:\n  grid:\n    regularizer.strength: [0.1, 1]\n"
+    found = issues(
+        tmp_path, text + "variants:\n  a: {}\n  b: {regularizer: {name: l2}}\n" + sweep, registry
+    )
+    assert [(i.line, i.column, i.path, i.message) for i in found] == [
+        (
+            14,
+            5,
+            "sweep.grid.regularizer.strength",
+            "neither the base nor variant 'a' has a regularizer to set 'strength' on; add "
+            "regularizer: {name: l2} (or sweep regularizer.name too)",
+        )
+    ]
+    # sweeping the name too gives the run its regularizer
+    exp = load(tmp_path, text + sweep + "    regularizer.name: [l2]\n", registry)
+    assert [r.regularizers[0].params.strength for r in exp.runs] == [0.1, 1.0]  # type: ignore[attr-defined]

@@ -158,6 +158,10 @@ def expand_runs(
         for settings, labels in points:
             body = copy.deepcopy(merged)
             loc = Locator(file, positions, variant, {p: src for p, _, src in settings})
+            absent = _absent_components(body, settings, variant, registry)
+            if absent:
+                issues += [loc.issue(path, message) for path, message in absent]
+                continue
             try:
                 for path, value, _ in sorted(settings, key=lambda s: not names_first(*s[:2])):
                     set_path(body, [str(p) for p in path], value, keys=keys)
@@ -179,6 +183,41 @@ def expand_runs(
     runs = [replace(r, name=n, landscape=landscape) for r, n in zip(runs, names, strict=True)]
     axes = ({"variant": variants} if variants else {}) | axes
     return runs, axes | ({"seed": list(seeds)} if spec.seeds is not None else {})
+
+
+def _absent_components(
+    body: dict[str, Any], settings: list[Setting], variant: str | None, registry: Registry
+) -> list[tuple[KeyPath, str]]:
+    """The swept keys below a component the run does not have (``regularizer.strength``
+    with no ``regularizer:``), unless the point also sets that component or its name; each
+    with its message."""
+    given = {p for p, _, _ in settings if len(p) == 1 or p[1:] == ("name",)}
+    out = []
+    for path, _, _ in settings:
+        head = str(path[0])
+        value = body.get(head)
+        if (
+            head not in KIND_OF_KEY
+            or len(path) < 2
+            or {(head,), (head, "name")} & given
+            or not (value is None or value == [] or str(value).lower() == "none")
+        ):
+            continue
+        field = str(path[-1])
+        names = registry.names(KIND_OF_KEY[head])
+        example = next(
+            (n for n in names if field in (component_keys(registry, head, n) or ())),
+            names[0] if names else "...",
+        )
+        a = "an" if head[0] in "aeiou" else "a"
+        who = (
+            f"the spec has no {head}"
+            if variant is None
+            else f"neither the base nor variant '{variant}' has {a} {head}"
+        )
+        fix = f"add {head}: {{name: {example}}} (or sweep {head}.name too)"
+        out.append((path, f"{who} to set '{field}' on; {fix}"))
+    return out
 
 
 def _unambiguous(valid: Any, registry: Registry, loc: Locator, issues: list[SpecIssue]) -> bool:
