@@ -407,7 +407,32 @@ def test_random_sweep_errors_point_at_the_param(tmp_path: Path, registry: Regist
         (14, "sweep.random.params.optimizer.batch_size"),
         (15, "sweep.random.params.optimizer.lr"),
     ]
-    assert found[1].message.startswith("must be greater than 0, got -")
+    assert found[1].message == (
+        "the range [-1.0, -0.5] leaves optimizer.lr's bounds (> 0); keep it within them"
+    )
+
+
+def test_a_random_range_is_checked_against_the_bounds_whatever_the_seed(tmp_path: Path) -> None:
+    bundled = optlab._contract.plugin_manager.get_registry()
+    sweep = "sweep: {random: {trials: 2, params: {optimizer.momentum: {uniform: [0.0, 1.2]}}}}\n"
+    text = BASE.replace("  epochs: 2", "  epochs: 2\n  momentum: 0.5") + sweep
+    for seed in range(4):  # seed 0 draws only values below 1
+        found = issues(tmp_path, text + f"seed: {seed}\n", bundled)
+        assert [str(i).split(": ", 1)[1] for i in found] == [
+            "sweep.random.params.optimizer.momentum: the range [0.0, 1.2] leaves "
+            "optimizer.momentum's bounds (< 1); keep it within them"
+        ]
+    # both ends, for loguniform and int ranges and the numbers of a choice too
+    params = (
+        "{optimizer.lr: {loguniform: [0.001, 0.1]}, optimizer.epochs: {int: [0, 3]}, "
+        "optimizer.lr_decay: {loguniform: [0.5, 2.0]}, optimizer.beta1: {choice: [0.9, 1, 1.5]}}"
+    )
+    text = BASE.replace("sgd", "adam") + f"sweep: {{random: {{trials: 2, params: {params}}}}}\n"
+    assert [i.message for i in issues(tmp_path, text, bundled)] == [
+        "the range [0, 3] leaves optimizer.epochs's bounds (>= 1); keep it within them",
+        "the range [0.5, 2.0] leaves optimizer.lr_decay's bounds (<= 1); keep it within them",
+        "the choice 1, 1.5 leaves optimizer.beta1's bounds (< 1); keep it within them",
+    ]
 
 
 def test_too_many_runs(tmp_path: Path, registry: Registry) -> None:
@@ -808,3 +833,11 @@ def test_sweeping_a_key_of_a_component_the_run_lacks(tmp_path: Path, registry: R
     # sweeping the name too gives the run its regularizer
     exp = load(tmp_path, text + sweep + "    regularizer.name: [l2]\n", registry)
     assert [r.regularizers[0].params.strength for r in exp.runs] == [0.1, 1.0]  # type: ignore[attr-defined]
+
+
+def test_a_bad_value_swept_into_a_list_entry_points_at_the_sweep(
+    tmp_path: Path, registry: Registry
+) -> None:
+    text = BASE.replace("regularizer: {name: l2, strength: 0.001}", "regularizer: [{name: l2}]")
+    found = issues(tmp_path, text + "sweep:\n  grid:\n    regularizer.0.strength: [-1]\n", registry)
+    assert [(i.line, i.path) for i in found] == [(12, "sweep.grid.regularizer.0.strength")]

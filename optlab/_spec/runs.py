@@ -7,10 +7,14 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import operator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from optlab._contract.components import ComponentKind
 from optlab._contract.registry import Registry, did_you_mean
@@ -29,13 +33,25 @@ from optlab._spec.expand import (
 )
 from optlab._spec.experiment import ComponentSpec, DataOptions, RunSpec
 from optlab._spec.issues import Locator, validate
-from optlab._spec.models import KIND_OF_KEY, RUN_KEYS, component_keys, run_model
+from optlab._spec.models import (
+    KIND_OF_KEY,
+    RUN_KEYS,
+    Distribution,
+    component_fields,
+    component_keys,
+    run_model,
+)
 from optlab._spec.reader import KeyPath, Positions, Src
 
 __all__ = ["Setting", "expand_runs", "sweep_points"]
 
 
 Setting = tuple[KeyPath, Any, Src]  # a run key path set by a sweep point, its value, its source
+
+
+def _key_path(segments: list[str]) -> KeyPath:
+    """A swept key's path in a run, a list index as an int (as validation errors have it)."""
+    return tuple(int(s) if s.isdigit() else s for s in segments)
 
 
 def sweep_points(
@@ -59,7 +75,7 @@ def sweep_points(
     for k, doc_path in written.items():
         segments = split_dotted(k) or ["", ""]
         if segments[0] in RUN_KEYS:
-            keys[k] = tuple(segments)
+            keys[k] = _key_path(segments)
             continue
         hint = did_you_mean(segments[0], RUN_KEYS) + (
             "; use seeds: [...] to replicate runs" if segments[0] in ("seed", "seeds") else ""
@@ -132,6 +148,12 @@ def expand_runs(
         (label, None, base)
     ]
     points, axes = sweep_points(spec, positions, top, issues)
+    grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
+    ranges = [
+        (_key_path(k.split(".")), d)
+        for k, d in (random.params.items() if random else ())
+        if k in axes and k not in grid
+    ]
     n_runs = len(drafts) * len(points) * len(seeds)
     if n_runs > spec.max_runs:
         at = next(
@@ -168,7 +190,13 @@ def expand_runs(
             except ValueError as exc:
                 issues.append(loc.issue(path, str(exc)))
                 continue
-            valid, _ = validate(run, body, loc, registry, issues)
+            bad = _out_of_bounds(body, ranges, registry)
+            issues += [loc.issue(p, message) for p, message in bad]
+            found: list[SpecIssue] = []
+            valid, _ = validate(run, body, loc, registry, found)
+            # a draw outside the bounds is the range's fault, reported once whatever the seed
+            shown = {loc.issue(p, "").path for p, _ in bad}
+            issues += [i for i in found if i.path not in shown]
             if valid is None or not _unambiguous(valid, registry, loc, issues):
                 continue
             where = {".".join(map(str, p)): loc.issue(p, "", key=False) for p in key_paths(body)}
@@ -183,6 +211,71 @@ def expand_runs(
     runs = [replace(r, name=n, landscape=landscape) for r, n in zip(runs, names, strict=True)]
     axes = ({"variant": variants} if variants else {}) | axes
     return runs, axes | ({"seed": list(seeds)} if spec.seeds is not None else {})
+
+
+#: The bounds of a params field a random-sweep range is checked against: annotated_types'
+#: class, its attribute, how messages write it, the test a value must pass.
+_BOUNDS: tuple[tuple[type, str, str, Callable[[Any, Any], bool]], ...] = (
+    (Gt, "gt", ">", operator.gt),
+    (Ge, "ge", ">=", operator.ge),
+    (Lt, "lt", "<", operator.lt),
+    (Le, "le", "<=", operator.le),
+)
+
+
+def _out_of_bounds(
+    body: dict[str, Any], ranges: list[tuple[KeyPath, Distribution]], registry: Registry
+) -> list[tuple[KeyPath, str]]:
+    """The random-sweep ranges (both ends; each number of a ``choice``) outside the bounds of
+    the parameter they draw (its field's ``gt``/``ge``/``lt``/``le``), each with its message:
+    some draws would fail, which ones depending on the seed."""
+    out = []
+    for path, dist in ranges:
+        info = _field(body, path, registry)
+        if info is None:
+            continue
+        ends = dist.uniform or dist.loguniform or dist.int_
+        values = list(ends) if ends else [v for v in dist.choice or () if _number(v)]
+        checks = [
+            (symbol, bound, ok)
+            for m in info.metadata
+            for kind, attr, symbol, ok in _BOUNDS
+            if isinstance(m, kind) and _number(bound := getattr(m, attr))
+        ]
+        outside = [v for v in values if not all(ok(v, b) for _, b, ok in checks)]
+        bounds = [(s, b) for s, b, ok in checks if not all(ok(v, b) for v in values)]
+        if bounds:
+            what = f"range {list(ends)}" if ends else f"choice {', '.join(map(str, outside))}"
+            limits = ", ".join(f"{symbol} {bound}" for symbol, bound in bounds)
+            dotted = ".".join(map(str, path))
+            out.append(
+                (path, f"the {what} leaves {dotted}'s bounds ({limits}); keep it within them")
+            )
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _field(body: dict[str, Any], path: KeyPath, registry: Registry) -> FieldInfo | None:
+    """The field of the run's component that ``path`` sets (``optimizer.momentum``,
+    ``regularizer.0.strength``, ``checks.gradient_tolerance``), or ``None``."""
+    head, rest = str(path[0]), [str(p) for p in path[1:]]
+    component = body.get(head)
+    if head == "regularizer" and rest[:1] and rest[0].isdigit():
+        index, rest = int(rest[0]), rest[1:]
+        entries = component if isinstance(component, list) else []
+        component = entries[index] if index < len(entries) else None
+    elif head == "regularizer" and isinstance(component, list):
+        return None
+    if len(rest) != 1 or not isinstance(component, dict | None):
+        return None
+    fields = component_fields(registry, head, (component or {}).get("name"))
+    return next(
+        (i for n, i in (fields or {}).items() if rest[0] in (n, i.alias)),
+        None,
+    )
 
 
 def _absent_components(
