@@ -634,7 +634,8 @@ def test_bad_set_overrides_are_reported_with_the_file_errors(
         "--set: optimizer: unknown key 'lrr' (did you mean 'lr'?) (in --set optimizer.lrr=1)",
         "--set: optimizer.lr: must be greater than 0, got -1 (in --set optimizer.lr=-1)",
         "--set:1:3: data.limit: invalid YAML: expected ',' or ']', but got '<stream end>' "
-        "(while parsing a flow sequence) (in --set data.limit=[1)",
+        "(the '[' opened on line 1 is still open here: close it with ']', or separate its "
+        "entries with ',') (in --set data.limit=[1)",
     ]
     assert [i.path for i in found if i.file != "--set"] == ["loss.margin"]
 

@@ -201,6 +201,13 @@ def _yaml_issue(file: str, text: str, exc: YAMLError, root: Node | None = None) 
         problem = (
             "invalid YAML: found a second document; a spec file holds one: remove the extra '---'"
         )
+    elif exc.context and "flow" in exc.context and exc.context_mark is not None:
+        opened = "{" if "mapping" in exc.context else "["
+        closer = "}" if opened == "{" else "]"
+        problem = (
+            f"{problem} (the '{opened}' opened on line {exc.context_mark.line + 1} is still "
+            f"open here: close it with '{closer}', or separate its entries with ',')"
+        )
     elif exc.context:
         problem = f"{problem} ({exc.context.strip()})"
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
