@@ -55,6 +55,16 @@ SPECS = {
         "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 99999999999999999999999}\n",
         ["SPEC:4:57: optimizer.epochs: epochs*ceil(N/batch_size) = 99999999999999999999999"],
     ),
+    "one class": (
+        "name: v\n"
+        "data: {name: npz, path: ONE}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        [
+            "SPEC:2:7: data: dataset 'npz' (ONE): the training split has only one class (0); "
+            "a classifier needs at least 2"
+        ],
+    ),
     "name too long": (
         "name: " + "x" * 501 + "\n"
         "data: {name: npz, path: DATA}\n"
@@ -79,8 +89,10 @@ def test_refused_before_training_and_located(
     name: str, command: str, data_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text, expected = SPECS[name]
+    one = tmp_path / "one.npz"  # every label 0
+    np.savez(one, X=np.random.default_rng(0).normal(size=(60, 4)), y=np.zeros(60, int))
     spec = tmp_path / "spec.yaml"
-    spec.write_text(text.replace("DATA", str(data_file)))
+    spec.write_text(text.replace("DATA", str(data_file)).replace("ONE", str(one)))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = CliRunner().invoke(app, [command, str(spec)])
@@ -89,6 +101,7 @@ def test_refused_before_training_and_located(
     assert len(lines) == len(expected), lines
     for line, start in zip(lines, expected, strict=True):
         start = start.replace("SPEC", str(spec)).replace("DATA", str(data_file))
+        start = start.replace("ONE", str(one))
         assert line.startswith("optlab: error: " + start), line
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
@@ -131,3 +144,27 @@ def test_a_word_among_a_small_csv_s_numbers_is_found_by_validate_too(
         f"optlab: error: {spec}:2:25: data.path: dataset 'csv': bad.csv: could not convert "
         "string 'x' to float64 on line 3, column 2.\n"
     )
+
+
+def test_a_training_split_of_one_class_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two class names, so only the labels show it: the header does not, the run refuses
+    one = tmp_path / "one.npz"
+    np.savez(one, X=np.random.default_rng(0).normal(size=(60, 4)), y=np.zeros(60, int))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: v\n"
+        f"data: {{name: npz, path: {one}, class_names: [a, b]}}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["run", str(spec)])
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"optlab: error: {spec}:2:7: data: dataset 'npz' ({one}): the training split has only "
+        "one class (a); a classifier needs at least 2"
+    )
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()

@@ -21,11 +21,11 @@ asked for memory-mapped arrays through it; other sources load normally.
 Measuring without loading
 -------------------------
 :func:`inspect_data` gives the summary :func:`load_data` would (sizes of every split, features,
-classes) and raises the errors it would for a missing or unreadable source and for splits that
-leave no training example, reading as little as it can: a source that defines ``shape(rng)``
-(:class:`SupportsShape`; every bundled file dataset) measures its files from headers and labels;
-another is loaded, into the cache :func:`load_data` then uses. The split sizes depend on the
-totals only (:func:`split_sizes`).
+classes) and raises the errors it would for a missing or unreadable source, for splits that
+leave no training example and for data of one class, reading as little as it can: a source
+that defines ``shape(rng)`` (:class:`SupportsShape`; every bundled file dataset) measures its
+files from headers and labels; another is loaded, into the cache :func:`load_data` then uses.
+The split sizes depend on the totals only (:func:`split_sizes`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from optlab._training.prepare import (
     prepare_hashed,
     validate_raw,
 )
-from optlab._training.splits import no_training_examples, split_sizes
+from optlab._training.splits import no_training_examples, one_class, split_sizes
 
 __all__ = [
     "CACHE_SIZE",
@@ -211,27 +211,33 @@ def load_data(
     ------
     DataError
         Whatever goes wrong, including an unexpected exception from the plugin (named with
-        its provider).
+        its provider), and a training split of one class (a classifier needs two).
     """
     seed = int(rng.integers(2**63))
     keys = _cache_keys(dataset, options, seed)
     hit = _cached(keys)
     if hit is not None and hit[2] is not None:
-        return prepare(hit[1], options, rng, dataset.name, sha256=hit[2])
-    if hit is not None:  # loaded by inspect_data, not hashed yet
-        key, raw = hit[0], hit[1]
+        raw = hit[1]
+        data = prepare(raw, options, rng, dataset.name, sha256=hit[2])
     else:
-        raw, seeded = _load(dataset, options, seed)
-        key = keys[seeded]
-    # hashlib releases the GIL: the hash is computed on another core while the data are
-    # prepared, and awaited for the summary (the data are read-only since _load)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optlab-hash") as pool:
-        digest = pool.submit(dataset_hash, raw)
-        try:
-            return prepare_hashed(raw, options, rng, dataset.name, digest.result)
-        finally:
-            if digest.exception() is None:  # cached even when preparing fails, as before
-                _cache_put(key, (raw, digest.result()))
+        if hit is not None:  # loaded by inspect_data, not hashed yet
+            key, raw = hit[0], hit[1]
+        else:
+            raw, seeded = _load(dataset, options, seed)
+            key = keys[seeded]
+        # hashlib releases the GIL: the hash is computed on another core while the data are
+        # prepared, and awaited for the summary (the data are read-only since _load)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optlab-hash") as pool:
+            digest = pool.submit(dataset_hash, raw)
+            try:
+                data = prepare_hashed(raw, options, rng, dataset.name, digest.result)
+            finally:
+                if digest.exception() is None:  # cached even when preparing fails, as before
+                    _cache_put(key, (raw, digest.result()))
+    if int(data.y_train.min()) == int(data.y_train.max()):  # the splits left one class
+        where = dataset_label(dataset.name, raw.source)
+        raise one_class(where, str(raw.classes[int(data.y_train[0])]))
+    return data
 
 
 def _measure(dataset: ComponentSpec, options: DataOptions, seed: int) -> DataShape | None:
@@ -258,9 +264,11 @@ def inspect_data(
     dataset: ComponentSpec, options: DataOptions, rng: np.random.Generator
 ) -> DataSummary:
     """The summary :func:`load_data` would give for the same arguments, reading only what it
-    must, and the :class:`DataError` it would raise for a missing or unreadable source or for
+    must, and the :class:`DataError` it would raise for a missing or unreadable source, for
     splits that leave no training example (``key``: the option to change, ``val`` or
-    ``test``; a dataset plugin's own errors keep the key it gave, e.g. ``path``).
+    ``test``; a dataset plugin's own errors keep the key it gave, e.g. ``path``) and for data
+    of one class (one class name, or one label in data it loads; a split that leaves the
+    other classes out of the training examples is only seen by :func:`load_data`).
 
     A source that can measure itself (:class:`SupportsShape`) is measured (headers, file
     sizes, labels); any other is loaded and validated, and kept in the cache
@@ -320,6 +328,12 @@ def inspect_data(
     if sizes.n_train == 0:
         where = dataset_label(dataset.name, shape.source)
         raise no_training_examples(where, shape.n_examples, shape.n_test, options)
+    # one class name, or (loaded) one label: no split has two
+    labels = hit[1].y if hit is not None else None
+    if shape.n_classes < 2 or (labels is not None and int(labels.min()) == int(labels.max())):
+        where = dataset_label(dataset.name, shape.source)
+        label = int(labels[0]) if labels is not None else 0
+        raise one_class(where, classes[label] if classes else str(label))
     return DataSummary(
         name=dataset.name,
         n_train=sizes.n_train,

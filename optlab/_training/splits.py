@@ -109,6 +109,15 @@ def split_sizes(n_examples: int, n_test_own: int | None, options: DataOptions) -
     )
 
 
+def one_class(where: str, name: str | None) -> DataError:
+    """The error for a training split whose examples are all of one class (``name``, when
+    known): a classifier needs two."""
+    which = f" ({name})" if name is not None else ""
+    return DataError(
+        f"{where}: the training split has only one class{which}; a classifier needs at least 2"
+    )
+
+
 def no_training_examples(
     where: str, n_examples: int, n_test_own: int | None, options: DataOptions
 ) -> DataError:
