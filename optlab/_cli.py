@@ -161,10 +161,10 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    stream = sys.stderr if stderr else sys.stdout
-    # a pipe or a file gets a wide table rather than 80 columns of wrapped cells; what plugins,
-    # specs, data and exceptions say is shown as it is, never read as rich markup
-    width = None if stream.isatty() else 160
+    from optlab._report.table import output_width
+
+    # what plugins, specs, data and exceptions say is shown as it is, never read as markup
+    width = output_width(sys.stderr if stderr else sys.stdout)
     return Console(stderr=stderr, highlight=False, markup=False, width=width)
 
 
@@ -289,9 +289,11 @@ def components(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("kind", "name", "provider", "summary", "params")
+    # a long word folds rather than ending in '...' (batch_size=20... read as 20)
+    fold = [Column(h, overflow="fold") for h in ("kind", "name", "provider", "summary", "params")]
+    table = Table(*fold)
     for r in rows:
         params = ", ".join(
             f"{p['name']}" + ("" if p["required"] else f"={p['default']!r}") for p in r["params"]

@@ -273,3 +273,13 @@ def test_ctrl_c_before_any_run_says_nothing_is_recorded(
     assert code == 130
     assert out == ""
     assert err == "optlab: interrupted before any run started: nothing is recorded\n"
+
+
+def test_components_in_80_columns_cut_no_value() -> None:
+    """A long parameter folds onto the next line; it used to end in an ellipsis, so that
+    batch_size=20... read as a default of 20."""
+    result = runner.invoke(app, ["components", "--kind", "optimizer"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "batch_size=200" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")

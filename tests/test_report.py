@@ -372,3 +372,37 @@ def test_a_narrow_terminal_leaves_out_the_least_useful_columns_first() -> None:
         assert "val" in header.split()  # best val stays
         assert "±" not in "\n".join(lines[: lines.index(header) + 4])
         assert f"left out to fit {width} columns: {gone}" in " ".join(lines)
+
+
+def test_a_measure_no_run_has_and_a_swept_component_name_take_no_column() -> None:
+    """Without a validation split no run has a best val: its column of '-' is not drawn (it
+    kept the table's place at 80 columns while the test accuracy gave way); a swept loss.name
+    is the loss column already, not a second column headed 'name'."""
+    rows = [
+        _row(
+            f"{variant}-{loss}",
+            variant=variant,
+            loss=loss,
+            optimizer=optimizer,
+            sweep={"loss.name": loss},
+            best_val_accuracy=None,
+            test_accuracy=0.9,
+            final_loss=0.5,
+            train_time_s=0.01,
+        )
+        for variant, optimizer in (("fast", "sgd"), ("slow", "adam"))
+        for loss in ("svm", "softmax")
+    ]
+    lines = _drawn(rows, 80)
+    header = next(line for line in lines if line.split()[:1] == ["run"])
+    assert header.split() == [
+        "run",
+        "loss",
+        "optimizer",
+        "final",
+        "loss",
+        "test",
+        "time",
+        "(s)",
+        "status",
+    ]

@@ -597,18 +597,22 @@ def test_the_best_group_of_replicates_is_named_as_a_group(store: Path) -> None:
     assert parent.data.metrics["summary/best_val_accuracy"] == pytest.approx(means)
 
 
-@pytest.mark.parametrize("given", ["runs/x.db", "file:///tmp/elsewhere/x"])
+@pytest.mark.parametrize("given", ["runs/x.db", "file:///tmp/elsewhere/x", "mlruns"])
 def test_a_path_as_tracking_uri_says_which_sqlite_uri_to_use(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
     """A path means MLflow's file store, which MLflow 3 refuses with five sentences; optlab
     says in one line which sqlite:/// URI to use, and writes nothing."""
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    if given == "mlruns":  # an existing folder: the store is a file in it
+        (workdir / given).mkdir()
     with pytest.raises(TrackingError) as caught:
         connect(given)
     absolute = workdir / given if "://" not in given else Path("/tmp/elsewhere/x")
+    if given == "mlruns":
+        absolute /= "mlflow.db"
     assert str(caught.value) == (
         f"tracking URI {given!r} is a path: for a SQLite store there use sqlite:///{absolute} "
         "(MLflow's file store, which a path means, needs MLFLOW_ALLOW_FILE_STORE=true)"
     )
-    assert list(workdir.iterdir()) == []
+    assert [p.name for p in workdir.iterdir()] == ([given] if given == "mlruns" else [])

@@ -350,11 +350,10 @@ class Invocation:
         from rich.console import Console
 
         from optlab._report.rows import comparison_rows
-        from optlab._report.table import render_table
+        from optlab._report.table import output_width, render_table
 
         # run names and errors are shown as they are, never read as rich markup
-        width = None if sys.stdout.isatty() else 160
-        console = Console(highlight=False, markup=False, width=width)
+        console = Console(highlight=False, markup=False, width=output_width(sys.stdout))
         if outcome.results:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:

@@ -107,7 +107,10 @@ def ended(
         events: Events = fut.result()
         return events
     except BrokenExecutor:  # the process itself ended: killed, out of memory, failed to start
-        error = "its process ended abruptly (killed, out of memory, or failed to start)"
+        error = (
+            "its process ended abruptly (killed, out of memory, or failed to start: its own "
+            "error, if it had one, is printed above)"
+        )
     except Exception as exc:
         error = repr(exc)
     info = describe(run)

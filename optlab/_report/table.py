@@ -7,6 +7,7 @@ cut or folded: when the columns do not fit, the least useful ones give way first
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,8 @@ _COMPONENTS = (
     ("regularizer", "regularizer"),
     ("optimizer", "optimizer"),
 )
+#: swept keys whose values a component column shows already
+_NAMED_BY_COMPONENTS = frozenset(f"{key}.name" for key, _ in _COMPONENTS)
 #: short headers of the numeric columns, so that the table fits 80 columns
 _SHORT = {
     "final_loss": "final loss",
@@ -106,8 +109,8 @@ def _text_column(kind: str, header: str, cells: list[str], numeric: bool = False
 
 def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[_Column]]:
     """What every row shares (``loss: svm``), and the columns: the run, the components that
-    differ (not ``variant`` when the run names tell it), the swept parameters, the measures
-    and the status."""
+    differ (not ``variant`` when the run names tell it), the swept parameters (not a swept
+    component name: its column tells it), the measures some run has and the status."""
     names = [("★\u00a0" if row["best"] else "") + format_cell(row, "run") for row in rows]
     shared, columns = [], [_text_column("run", "run", names)]  # no break after the star
     for key, header in _COMPONENTS:
@@ -119,10 +122,14 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[_Column]]:
         else:
             columns.append(_text_column(key, header, [format_cell(row, key) for row in rows]))
     for key, header in _sweep_headers(rows):
+        if key in _NAMED_BY_COMPONENTS:  # a swept loss.name: the loss column tells it
+            continue
         swept = [format_value(row["sweep"][key]) if key in row["sweep"] else "-" for row in rows]
         columns.append(_text_column("sweep", header, swept, numeric=True))
     for key, _ in NUMERIC:
         cells = tuple(format_cell(row, key) for row in rows)
+        if all(cell == "-" for cell in cells):  # measured by no run (no validation split)
+            continue
         means = tuple(format_cell({**row, f"{key}_std": None}, key) for row in rows)
         columns.append(_Column(key, _SHORT[key], cells, means, numeric=True))
     columns.append(_text_column("status", "status", [format_cell(row, "status") for row in rows]))
@@ -219,6 +226,14 @@ class ComparisonTable:
             style = "bold" if row["best"] else "red" if failed else None
             table.add_row(*(column.cells[i] for column in shown), style=style)
         return table
+
+
+def output_width(stream: Any) -> int | None:
+    """The width to draw for ``stream``: the terminal's, or ``$COLUMNS`` when set (``None``:
+    rich finds either); a pipe or a file otherwise gets 160 columns, a wide table rather than
+    80 columns of wrapped cells."""
+    isatty = getattr(stream, "isatty", None)
+    return None if (isatty is not None and isatty()) or os.environ.get("COLUMNS") else 160
 
 
 def render_table(rows: list[dict[str, Any]]) -> ComparisonTable:

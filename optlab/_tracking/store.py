@@ -90,6 +90,8 @@ def _check_scheme(uri: str) -> str:
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
             return "file"
         path = Path(urlsplit(uri).path if scheme else uri).expanduser().absolute()
+        if path.is_dir():  # a folder: the store would be a file in it
+            path = path / "mlflow.db"
         raise TrackingError(
             f"tracking URI {uri!r} is a path: for a SQLite store there use sqlite:///{path} "
             "(MLflow's file store, which a path means, needs MLFLOW_ALLOW_FILE_STORE=true)"
