@@ -474,8 +474,8 @@ def test_plugin_text_is_shown_literally_never_as_markup(site: Path) -> None:
     runner = CliRunner()
     plugin = SimpleNamespace(optlab_register_losses=optlab_register_losses)
     with registered_plugin(plugin, name="bracket_plugin"):
-        listed = runner.invoke(app, ["plugins"], terminal_width=400)
-        described = runner.invoke(app, ["components", "--kind", "loss"], terminal_width=400)
+        listed = runner.invoke(app, ["plugins"], env={"COLUMNS": "400"})
+        described = runner.invoke(app, ["components", "--kind", "loss"], env={"COLUMNS": "400"})
     assert listed.exit_code == 0, listed.stderr
     for text in ("[/etc/optlab]", "[bold]really[/bold]"):  # cells wrap at spaces
         assert text in listed.stdout
