@@ -159,13 +159,9 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from optlab._report.table import plain_console
 
-    from optlab._report.table import output_width
-
-    # what plugins, specs, data and exceptions say is shown as it is, never read as markup
-    width = output_width(sys.stderr if stderr else sys.stdout)
-    return Console(stderr=stderr, highlight=False, markup=False, width=width)
+    return plain_console(stderr)
 
 
 # ------------------------------------------------------------------------------------ validate

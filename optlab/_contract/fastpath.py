@@ -160,19 +160,10 @@ def blocked_loss_and_grad(
         raise ValueError(f"W must be ({d}, C) for X of shape {X.shape}; got {W.shape}")
     if y.shape != (n,):
         raise ValueError(f"y must be ({n},) for X of shape {X.shape}; got {y.shape}")
-    rows = default_block_rows(d, X.dtype.itemsize) if block_rows is None else int(block_rows)
-    if rows < 1:
-        raise ValueError(f"block_rows must be at least 1; got {block_rows}")
-    rows = min(rows, max(n, 1))
     c = W.shape[1]
     dtype = np.result_type(X.dtype, W.dtype)
     backend = Backend() if backend is None else backend
-    width = backend.score_width(X, W)  # OpenBLAS is faster on some padded widths
-    if width != c:
-        W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
-    # runs of consecutive blocks: the same blocks, hence loss calls, for any number of threads
-    bounds = _part_bounds(n, rows, parts)
-    threads = max(1, min(int(threads), len(bounds) - 1))
+    rows, bounds, threads, W = _layout(X, W, block_rows, parts, threads, backend)
     walker = _Walker(X, y, W, c, dtype, rows, n, loss_and_grad, check, backend)
     # single-threaded BLAS however many threads walk: OpenBLAS's X @ W on two threads can
     # differ in the last bits from one thread, and the result must not depend on the cores
@@ -187,12 +178,26 @@ def blocked_loss_and_grad(
     return sum(value for value, _ in results), np.ascontiguousarray(grad_t.T)
 
 
-def _part_bounds(n: int, rows: int, parts: int) -> list[int]:
-    """Row bounds of ``parts`` runs of consecutive blocks of ``rows`` rows (fewer runs when
-    there are fewer blocks): the same blocks for any number of threads."""
+def _layout(
+    X: Array, W: Array, block_rows: int | None, parts: int, threads: int, backend: Backend
+) -> tuple[int, list[int], int, Array]:
+    """How a blocked pass walks ``X`` (N, D): rows per block, the row bounds of the runs of
+    consecutive blocks (``parts``, fewer when there are fewer blocks: the same blocks, hence
+    loss calls, for any number of threads), the threads that walk them, and ``W`` (D, C)
+    zero-padded to the width the backend's scores product handles fastest."""
+    n, d = X.shape
+    rows = default_block_rows(d, X.dtype.itemsize) if block_rows is None else int(block_rows)
+    if rows < 1:
+        raise ValueError(f"block_rows must be at least 1; got {block_rows}")
+    rows = min(rows, max(n, 1))
     blocks = -(-n // rows)
     parts = max(1, min(int(parts), blocks))
-    return [min(n, (blocks * k // parts) * rows) for k in range(parts + 1)]
+    bounds = [min(n, (blocks * k // parts) * rows) for k in range(parts + 1)]
+    c = W.shape[1]
+    width = backend.score_width(X, W)  # OpenBLAS is faster on some padded widths
+    if width != c:
+        W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
+    return rows, bounds, max(1, min(int(threads), parts)), W
 
 
 def blocked_loss_and_accuracy(
@@ -226,19 +231,12 @@ def blocked_loss_and_accuracy(
     correct : int
         Rows whose highest score is at their label (the first, on ties).
     """
-    n, d = X.shape
-    rows = default_block_rows(d, X.dtype.itemsize) if block_rows is None else int(block_rows)
-    if rows < 1:
-        raise ValueError(f"block_rows must be at least 1; got {block_rows}")
-    rows = min(rows, max(n, 1))
-    bounds = _part_bounds(n, rows, parts)
-    threads = max(1, min(int(threads), len(bounds) - 1))
-    backend = Backend() if backend is None else backend
-    dtype = np.result_type(X.dtype, W.dtype)
+    n = X.shape[0]
     c = W.shape[1]
-    width = backend.score_width(X, W)  # as in blocked_loss_and_grad
-    if width != c:
-        W = np.concatenate([W, np.zeros((d, width - c), dtype=W.dtype)], axis=1)
+    dtype = np.result_type(X.dtype, W.dtype)
+    backend = Backend() if backend is None else backend
+    rows, bounds, threads, W = _layout(X, W, block_rows, parts, threads, backend)
+    width = W.shape[1]
     lock = threading.Lock()
     errors = np.geterr()  # a new thread starts with numpy's default floating-point state
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -347,13 +346,11 @@ class Invocation:
 
     def print_summary(self, outcome: Outcome) -> None:
         """The comparison table, failures, and where to look next."""
-        from rich.console import Console
 
         from optlab._report.rows import comparison_rows
-        from optlab._report.table import output_width, render_table
+        from optlab._report.table import plain_console, render_table
 
-        # run names and errors are shown as they are, never read as rich markup
-        console = Console(highlight=False, markup=False, width=output_width(sys.stdout))
+        console = plain_console()
         if outcome.results:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.measure import Measurement
     from rich.table import Table
 
-__all__ = ["ComparisonTable", "render_table"]
+__all__ = ["ComparisonTable", "plain_console", "render_table"]
 
 
 #: the columns naming a run's components: (row key, header)
@@ -228,12 +228,19 @@ class ComparisonTable:
         return table
 
 
-def output_width(stream: Any) -> int | None:
-    """The width to draw for ``stream``: the terminal's, or ``$COLUMNS`` when set (``None``:
-    rich finds either); a pipe or a file otherwise gets 160 columns, a wide table rather than
-    80 columns of wrapped cells."""
+def plain_console(stderr: bool = False) -> Console:
+    """The console optlab prints tables and messages to: what plugins, specs, data and runs
+    say is shown as it is, never read as rich markup. Its width is the terminal's, or
+    ``$COLUMNS`` when set; a pipe or a file otherwise gets 160 columns, a wide table rather
+    than 80 columns of wrapped cells."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
     isatty = getattr(stream, "isatty", None)
-    return None if (isatty is not None and isatty()) or os.environ.get("COLUMNS") else 160
+    wide = None if (isatty is not None and isatty()) or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, markup=False, width=wide)
 
 
 def render_table(rows: list[dict[str, Any]]) -> ComparisonTable:

@@ -367,7 +367,7 @@ class Csv(DatasetSource):
         self.params = params
 
     def load(self, rng: np.random.Generator) -> RawDataset:
-        raw = self._read(features=True)
+        raw = self._read(whole_up_to=float("inf"))
         shape_of(raw, "csv", test_key="test_path")  # the checks :meth:`shape` makes
         return raw
 
@@ -376,21 +376,18 @@ class Csv(DatasetSource):
         a missing, unreadable or empty file, ragged rows, a bad label column or labels, a test
         file of other columns, and, in files of up to :data:`WHOLE_CSV_BYTES` (read whole), a
         feature that is not a number. Larger files have their label column parsed only."""
-        small = all(
-            Path(f).stat().st_size <= WHOLE_CSV_BYTES
-            for f in (self.params.path, self.params.test_path)
-            if f is not None and Path(f).is_file()
-        )
-        return shape_of(self._read(features=small), "csv", test_key="test_path")
+        return shape_of(self._read(whole_up_to=WHOLE_CSV_BYTES), "csv", test_key="test_path")
 
-    def _read(self, features: bool) -> RawDataset:
+    def _read(self, whole_up_to: float) -> RawDataset:
+        """Both files; each of at most ``whole_up_to`` bytes with its features parsed, a
+        larger one with its labels only (the features a stand-in)."""
         p = self.params
         path = existing_path(p.path, "csv", want_dir=False)
-        X, y = _read_csv(path, p, "path", features)
+        X, y = _read_csv(path, p, "path", path.stat().st_size <= whole_up_to)
         X_test = y_test = None
         if p.test_path is not None:
             test = existing_path(p.test_path, "csv", want_dir=False, key="test_path")
-            X_test, y_test = _read_csv(test, p, "test_path", features)
+            X_test, y_test = _read_csv(test, p, "test_path", test.stat().st_size <= whole_up_to)
         y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), test_key="test_path")
         return RawDataset(
             X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
