@@ -488,7 +488,9 @@ def test_blocked_evaluation_never_calls_the_loss_at_once() -> None:
 
     value, _ = blocked_loss_and_accuracy(X, y, W, loss, 20, parts=3, threads=3)
     assert value == pytest.approx(straightforward_evaluation(LOSSES["svm"], X, y, W)[0])
-    assert len(callers) == 3
+    # the calling thread walks the first part and a pool thread the others: at least two
+    # threads called the loss (a busy machine may let one pool thread walk both other parts)
+    assert len(callers) >= 2
 
 
 def test_blocked_evaluation_of_no_rows_and_bad_blocks() -> None:
