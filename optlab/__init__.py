@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         SpecIssue,
         TrackingError,
     )
+    from optlab._meta import __version__
     from optlab._spec.experiment import Experiment, RunSpec
 
 # The public names live in small private modules; they are imported on first use, so that
@@ -123,13 +124,15 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = "optlab._meta" if name == "__version__" else _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optlab' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers see the imports above: a name not among them is an error
+
+    def __getattr__(name: str) -> Any:
+        module = "optlab._meta" if name == "__version__" else _WHERE.get(name)
+        if module is None:
+            raise AttributeError(f"module 'optlab' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -76,14 +76,6 @@ class SVMLoss(optlab.Loss):
         """``(C - 1) * Delta`` (``(C - 1) * Delta**2`` when squared): all scores about 0."""
         return (n_classes - 1) * (self.margin**2 if self.squared else self.margin)
 
-    @property
-    def kernel_form(self) -> optlab.KernelForm | None:
-        """``hinge`` or ``squared_hinge`` with this margin (``None`` in a subclass that
-        overrides :meth:`loss_and_grad`)."""
-        if type(self).loss_and_grad is not SVMLoss.loss_and_grad:
-            return None
-        return optlab.KernelForm("squared_hinge" if self.squared else "hinge", self.margin)
-
 
 class SoftmaxLoss(optlab.Loss):
     """Cross-entropy of the softmax of the scores: ``L_i = -log(exp(s_y) / sum_j exp(s_j))``.
@@ -125,13 +117,6 @@ class SoftmaxLoss(optlab.Loss):
     def expected_initial_loss(self, n_classes: int) -> float | None:
         """``log C``: with all scores about 0 every class has probability ``1/C``."""
         return math.log(n_classes)
-
-    @property
-    def kernel_form(self) -> optlab.KernelForm | None:
-        """``softmax`` (``None`` in a subclass that overrides :meth:`loss_and_grad`)."""
-        if type(self).loss_and_grad is not SoftmaxLoss.loss_and_grad:
-            return None
-        return optlab.KernelForm("softmax")
 
 
 def _svm(params: SVMParams) -> SVMLoss:
