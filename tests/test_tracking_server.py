@@ -133,3 +133,31 @@ def test_experiments_made_in_the_ui_keep_their_artifacts_beside_the_store(
         assert sorted(p.name for p in elsewhere.iterdir()) == []
     finally:
         stop(process)
+
+
+def test_run_on_a_server_suggests_what_works_with_a_server(
+    mlflow_server: MlflowServer,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's last line says where to see the runs: a tracking server's own UI (``optlab
+    ui`` refuses a server), and ``optlab compare`` on it, which works."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: server-summary\ndata: {name: digits, limit: 200}\nloss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.01, batch_size: 32, epochs: 1}\n"
+        "tracking: {figures: false}\n"
+    )
+    url = mlflow_server.url
+    done = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", url])
+    assert done.exit_code == 0, done.stderr
+    compare_command = f"optlab compare server-summary --tracking-uri {url}"
+    assert f"view: {url} in a browser, or {compare_command}" in done.stdout
+    assert "optlab ui" not in done.stdout
+    shown = CliRunner().invoke(app, compare_command.split()[1:])
+    assert shown.exit_code == 0, shown.stderr

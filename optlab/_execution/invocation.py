@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from optlab._contract.plugin_manager import GuardedHooks, get_plugin_manager
 from optlab._contract.records import RunInfo, RunResult
@@ -371,12 +372,20 @@ class Invocation:
             what = f"interrupted: finish the remaining runs with `{self.command} --resume`"
             console.print(what, soft_wrap=True)
         if self.tracker is not None:
-            ui, compare = self._commands("ui"), self._commands("compare", self.experiment.name)
+            compare = self._commands("compare", self.experiment.name)
             console.print(
                 f"tracked in {self.tracker.uri} (experiment '{self.experiment.name}'); "
-                f"view: {ui}, or {compare}",
+                f"view: {self._ui()}, or {compare}",
                 soft_wrap=True,
             )
+
+    def _ui(self) -> str:
+        """Where to see the runs in the MLflow UI: a tracking server serves it itself
+        (``optlab ui`` refuses one), any other store through ``optlab ui``."""
+        uri = self.tracker.uri if self.tracker is not None else ""
+        if urlsplit(uri).scheme.lower() in ("http", "https"):
+            return f"{uri} in a browser"
+        return self._commands("ui")
 
     def _commands(self, *words: str) -> str:
         """``optlab WORDS``, with ``--tracking-uri`` unless the store is the default one."""
