@@ -336,7 +336,7 @@ def _run_ids(
         return {}
     from optlab._tracking import RUN_KEY_TAG, connect
 
-    client = connect(uri, must_exist=True)
+    client = connect(uri, must_exist=True, write=False)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return {}

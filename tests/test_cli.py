@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -283,3 +284,39 @@ def test_components_in_80_columns_cut_no_value() -> None:
     assert "…" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert "batch_size=200" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def _read_only_mount(folder: Path) -> list[str] | None:
+    """A command prefix that runs a command with ``folder`` mounted read-only (a user and mount
+    namespace of its own: ``unshare -rm``), or ``None`` where the system does not allow one."""
+    mount = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"
+    prefix = ["unshare", "-rm", "sh", "-c", f'{mount} && exec "$@"', "sh"]
+    try:
+        probe = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True)
+    except OSError:
+        return None
+    if probe.returncode == 0 or (folder / "probe").exists():
+        return None
+    return prefix
+
+
+def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
+    """A store on a read-only file system (a course's shared results, a mounted copy) can be
+    read: ``optlab compare`` writes nothing to it, so it does not refuse it."""
+    store = spec.parent / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    spec.write_text(TINY + "tracking: {figures: false}\n")
+    code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
+    assert code == 0, err
+    read_only = _read_only_mount(store)
+    if read_only is None:
+        pytest.skip("no read-only mount here (unshare -rm is not allowed)")
+    done = subprocess.run(
+        [*read_only, sys.executable, "-m", "optlab", "compare", "tiny", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
+    assert done.returncode == 0, done.stderr
+    assert [row["run"] for row in json.loads(done.stdout)] == ["svm", "softmax"]

@@ -224,7 +224,7 @@ def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo
     TrackingError
         The store cannot be used.
     """
-    client = connect(uri, must_exist=True)
+    client = connect(uri, must_exist=True, write=False)
     return [
         _read_run(client, run, experiment_name)
         for run in _latest_runs(client, experiment_name, uri)

@@ -105,7 +105,7 @@ def _check_scheme(uri: str) -> str:
     return base
 
 
-def _check_sqlite(uri: str, path: Path, *, must_exist: bool) -> None:
+def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if must_exist and not path.is_file():
         raise InputError(
@@ -116,6 +116,8 @@ def _check_sqlite(uri: str, path: Path, *, must_exist: bool) -> None:
         raise TrackingError(
             f"tracking store {uri!r}: folder {folder} does not exist; create it or {_HELP}"
         )
+    if not write:  # SQLite reads a database it cannot write (a read-only mount, a copy)
+        return
     try:  # a real write: os.access() says yes to root on read-only mounts
         if path.exists():
             with path.open("ab"):
@@ -176,7 +178,14 @@ def _creation_lock(path: Path | None) -> Iterator[None]:
                 lock_file.unlink(missing_ok=True)
 
 
-def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempts: int = 2) -> Any:
+def connect(
+    uri: str,
+    *,
+    must_exist: bool = False,
+    write: bool = True,
+    timeout: float = 2.0,
+    attempts: int = 2,
+) -> Any:
     """Check that the store at ``uri`` is usable and return an ``MlflowClient`` on it.
 
     Parameters
@@ -186,19 +195,22 @@ def connect(uri: str, *, must_exist: bool = False, timeout: float = 2.0, attempt
     must_exist : bool
         For readers: a missing SQLite file is an :class:`~optlab._errors.InputError` instead
         of being created.
+    write : bool
+        Whether the caller writes to the store: only then is a SQLite store's file (or its
+        folder) checked to be writable.
     timeout, attempts : float, int
         Per-attempt timeout (seconds) and number of attempts of a server's ``/health`` probe.
 
     Raises
     ------
     TrackingError
-        Unknown scheme, unwritable SQLite folder, unreachable server, or a store MLflow
+        Unknown scheme, unwritable SQLite folder (``write``), unreachable server, or a store MLflow
         cannot open; one line, exit status 2.
     """
     scheme = _check_scheme(uri)
     path = sqlite_path(uri)
     if path is not None:
-        _check_sqlite(uri, path, must_exist=must_exist)
+        _check_sqlite(uri, path, must_exist=must_exist, write=write)
     elif scheme in ("http", "https"):
         _check_server(uri, timeout, attempts)
     from mlflow import MlflowClient

@@ -100,7 +100,7 @@ def chart_link(uri: str, base_url: str) -> str | None:
     """
     from optlab._tracking.tracker import PARENT_TAG, ROLE_TAG
 
-    client = connect(uri, must_exist=True)
+    client = connect(uri, must_exist=True, write=False)
     latest = client.search_runs(
         [e.experiment_id for e in experiments(client)],
         filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
