@@ -208,9 +208,11 @@ def plugins(as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
     else:
-        from rich.table import Table
+        from rich.table import Column, Table
 
-        table = Table("plugin", "distribution", "version", "status", "components")
+        # a long word folds rather than ending in '...' (optimizer:random_local_sea...)
+        headers = ("plugin", "distribution", "version", "status", "components")
+        table = Table(*(Column(h, overflow="fold") for h in headers))
         for i in infos:
             failed = i.reason and i.status != "disabled"
             status = f"{i.status}: {i.reason}" if failed else i.status

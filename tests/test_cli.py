@@ -286,6 +286,17 @@ def test_components_in_80_columns_cut_no_value() -> None:
     assert "batch_size=200" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
 
 
+def test_plugins_in_80_columns_cut_no_name() -> None:
+    """A long component name folds onto the next line; it used to end in an ellipsis
+    (optimizer:random_local_sea...)."""
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    assert "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    joined = result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+    assert "optimizer:random_local_search," in joined
+
+
 def _read_only_mount(folder: Path) -> list[str] | None:
     """A command prefix that runs a command with ``folder`` mounted read-only (a user and mount
     namespace of its own: ``unshare -rm``), or ``None`` where the system does not allow one."""
