@@ -377,3 +377,33 @@ def test_the_staleness_interval_comes_from_the_environment(
         monkeypatch.setenv(STALE_ENV, bad)
         with pytest.raises(TrackingError, match=f"{STALE_ENV}: '{bad}' is not a number"):
             stale_after()
+
+
+def test_compare_shows_the_runs_left_to_another_invocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
+) -> None:
+    """Two invocations of a spec at once: the one that ends first, while the other still
+    trains a run it left to it, is the latest invocation; `optlab compare` shows that run too
+    (RUNNING, then as it ended), not a plan with a run missing."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    monkeypatch.chdir(tmp_path)
+    uri = new_store(tmp_path / "mlflow.db")
+    spec = write_spec(tmp_path, "left_to_other")
+    _, child_id = fake_holder(uri, "left_to_other", keys_of(spec)["b"], "b", time.time())
+    first = invoke(spec, uri)
+    assert first.exit_code == 0, (first.stdout, first.stderr)
+    assert "b: not run here: another invocation is training it" in first.stderr
+
+    def compared() -> dict[str, str]:
+        shown = CliRunner().invoke(
+            app, ["compare", "left_to_other", "--tracking-uri", uri, "--json"]
+        )
+        assert shown.exit_code == 0, shown.stderr
+        return {row["run"]: row["status"] for row in json.loads(shown.stdout)}
+
+    assert compared() == {"a": "FINISHED", "b": "RUNNING", "c": "FINISHED", "d": "FINISHED"}
+    client_of(uri).set_terminated(child_id, "FINISHED")  # the other invocation finishes b
+    assert compared() == dict.fromkeys(RUNS, "FINISHED")

@@ -284,15 +284,25 @@ class Invocation:
         stack.callback(setattr, self, "claims", None)
 
     def _note_finished_elsewhere(self, outcome: Outcome, base_tags: dict[str, str]) -> None:
-        """Name on the parent run (as ``--resume`` does for the runs it reuses) the runs left to
-        other invocations that are FINISHED by now, so that `optlab compare` shows the plan."""
-        from optlab._tracking.tracker import REUSED_TAG
+        """Name on the parent run the runs left to other invocations, so that `optlab compare`
+        shows the plan: those FINISHED by now by their ids (as ``--resume`` names the runs it
+        reuses), those still training by their run keys (it shows each one's latest run)."""
+        from optlab._tracking.tracker import LEFT_TAG, REUSED_TAG
 
         claims, tracker = self.claims, self.tracker
         if claims is None or tracker is None or tracker.parent_run_id is None:
             return
         keys = [claims.keys[e.name] for e in outcome.elsewhere if e.name in claims.keys]
         done = claims.claims.finished_elsewhere(keys)
+        left = [key for key in keys if key not in done]
+        if left:
+            tracker.call(
+                "name the runs left to others",
+                tracker.client.set_tag,
+                tracker.parent_run_id,
+                LEFT_TAG,
+                ",".join(left),
+            )
         if not done:
             return
         outcome.elsewhere = [

@@ -43,6 +43,7 @@ from optlab._tracking.points import (
 from optlab._tracking.store import connect, experiment_names
 from optlab._tracking.tracker import (
     DATA_TAG,
+    LEFT_TAG,
     PARENT_TAG,
     REUSED_TAG,
     ROLE_TAG,
@@ -257,6 +258,18 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
     # after --resume: the finished runs of earlier invocations that this one reused
     reused = [r for r in parent.data.tags.get(REUSED_TAG, "").split(",") if r]
     runs = [client.get_run(run_id) for run_id in reused] + list(children)
+    # the runs it left to another invocation still training them: the latest run of each key
+    # (that invocation's, RUNNING or ended by now), none while it has not started it
+    have = {r.data.tags.get(RUN_KEY_TAG) for r in runs}
+    for key in parent.data.tags.get(LEFT_TAG, "").split(","):
+        if key and key not in have:
+            latest = client.search_runs(
+                [exp_id],
+                filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            runs.extend(latest)
     runs.sort(key=lambda r: r.info.start_time)
     return runs
 

@@ -89,6 +89,8 @@ PID_TAG = "optlab.pid"
 HOST_TAG = "optlab.host"
 DATA_TAG = "optlab.data"
 REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did not repeat
+#: on a parent: the run keys of runs it left to another invocation still training them
+LEFT_TAG = "optlab.left_runs"
 NOTE_TAG = "mlflow.note.content"  # the description MLflow shows for an experiment or a run
 
 _MAX_METRICS = 1000  # per log_batch call (MLflow's limit)
