@@ -329,3 +329,23 @@ def test_finding_the_blas_libraries_is_not_training_time(monkeypatch: pytest.Mon
     }
     (row,) = optlab.run(spec, track=False, quiet=True)
     assert row["metrics"]["train_time_s"] < 0.25
+
+
+def test_time_the_observers_take_is_not_training_time(tmp_path: Path) -> None:
+    """A tracking server that went away is waited for where the run reports an evaluation
+    point: that wait (here 0.2 s at each of four evaluations) is not the run's training time,
+    nor on the clock of its steps."""
+    import time
+
+    class Slow(RecordingObserver):
+        def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
+            super().optlab_epoch_ended(run=run, report=report)
+            time.sleep(0.2)
+
+    exp = experiment(tmp_path)
+    _, result = execute(exp.runs[0], experiment=exp.name, observer=Slow())
+    assert result.status == "FINISHED"
+    assert len(result.evaluations) == 4
+    assert result.metrics["train_time_s"] < 0.3
+    assert result.steps.elapsed[-1] < 0.3
+    assert result.evaluations[-1].elapsed < 0.3

@@ -6,8 +6,10 @@ else (accuracies, the full training objective, the ``epoch_ended`` observer hook
 buffers) happens at evaluation points.
 
 Steps are timed on the monotonic clock (``time.perf_counter``) from the monitor's creation,
-just before training: ``elapsed`` in the histories; their wall-clock ``time`` (what MLflow
-stores) is the wall-clock time of that start plus the elapsed seconds.
+just before training: ``elapsed`` in the histories, which leaves out the time the observers
+took at evaluation points (:attr:`TrainingMonitor.paused`: writing to the tracking store, which
+may wait for a server that went away, the progress display); their wall-clock ``time`` (what
+MLflow stores) is the wall-clock time of that start plus the elapsed seconds.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class TrainingMonitor(Monitor):
         # the run's clock: wall-clock start, and monotonic seconds since it
         self.started_wall = time.time()
         self.started = time.perf_counter()
+        #: seconds the observers took at evaluation points, left out of the run's clock
+        self.paused = 0.0
         self._buf: tuple[list[int], list[float], list[float], list[float], list[float]] = (
             [],
             [],
@@ -166,7 +170,8 @@ class TrainingMonitor(Monitor):
     def flush(self) -> StepHistory:
         """Move the buffered steps into :attr:`history`; return just those steps."""
         ex, tm, lo, dl, rl = self._buf
-        elapsed = np.asarray(tm, dtype=np.float64) - self.started
+        # every buffered step came after the last pause
+        elapsed = np.asarray(tm, dtype=np.float64) - self.started - self.paused
         new = StepHistory(
             examples=np.asarray(ex, dtype=np.int64),
             time=self.started_wall + elapsed,
@@ -185,7 +190,7 @@ class TrainingMonitor(Monitor):
     def evaluate(self, epoch: float, W: Array) -> None:
         """Measure ``W`` at an evaluation point: the full training objective and the training
         accuracy (one product over the training set), the validation accuracy; report them."""
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.started - self.paused
         steps = self.flush()
         obj = self.objective
         full, train_acc = obj.value_and_accuracy(W)
@@ -209,6 +214,8 @@ class TrainingMonitor(Monitor):
         # "-", and such a run is never the best run); the training accuracy does not stand in
         if val_acc is not None and not val_acc <= self.best_val_accuracy:  # first, or better
             self.best_val_accuracy = val_acc
+        observed = time.perf_counter()
         self.on_epoch(run=self.run, report=report)
+        self.paused += time.perf_counter() - observed
         if self.flag.reason is not None:
             raise RunInterrupted(f"interrupted by {self.flag.reason} at epoch {epoch:g}")
