@@ -263,6 +263,29 @@ def test_a_second_ctrl_c_ends_at_once_and_says_what_is_saved_and_what_next(spec:
     )
 
 
+def test_a_second_ctrl_c_of_a_resume_counts_the_runs_it_reuses(spec: Path) -> None:
+    """Ctrl-C twice during ``--resume``: what is saved counts the FINISHED runs it reuses
+    (it said "no runs FINISHED and saved" with run a finished in the store)."""
+    first = start(spec)
+    wait_until_running(spec, "b", first)
+    first.send_signal(signal.SIGINT)  # a FINISHED, b KILLED, c not run
+    first.communicate(timeout=30)
+    proc = start(spec, "--resume")
+    deadline = time.monotonic() + 90
+    while statuses(spec).get("b") != ["KILLED", "RUNNING"]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two signals sent at once may reach the process as one
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == (
+        f"optlab: interrupted: 1 run FINISHED and saved in {_uri(spec)} (experiment "
+        f"'interrupt_test'); finish the others with `{_resume_command(spec)}`"
+    )
+
+
 def _full_pipe() -> tuple[int, int]:
     """A pipe whose buffer is full: a process that writes to it blocks until it is read."""
     read, write = os.pipe()

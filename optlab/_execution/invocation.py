@@ -114,6 +114,8 @@ class Invocation:
         self.tracker: Any = None
         self.claims: _Claims | None = None
         self.started_at: float | None = None
+        #: FINISHED runs of earlier invocations that ``--resume`` reuses instead of training
+        self.reused = 0
         self._drawing: tuple[list[str], Future[bytes]] | None = None
 
     def _base_tags(self) -> dict[str, str]:
@@ -156,6 +158,7 @@ class Invocation:
                 reused.append(finished[key])
             else:
                 todo.append(run)
+        self.reused = len(reused)
         base_tags = self._base_tags()
         done: list[tuple[RunInfo, RunResult]] = []  # the reused runs, as the store has them
         if reused:
@@ -417,8 +420,8 @@ class Invocation:
         if self.tracker is None:
             return f"{NOTHING_STARTED}; start again with `{self.command}`"
         outcome = self.outcome
-        if outcome is None:  # the runs recorded so far
-            finished = self.tracker.ended.get("FINISHED", 0)
+        if outcome is None:  # the runs recorded so far, and those --resume reuses
+            finished = self.tracker.ended.get("FINISHED", 0) + self.reused
         else:  # the invocation had ended: every run it ran is recorded
             finished = len(outcome.results) - len(outcome.failed)  # the reused ones among them
         saved = (
