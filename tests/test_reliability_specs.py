@@ -131,8 +131,10 @@ def test_bad_override_is_located_at_set(workdir: Path) -> None:
         ("sqlite:////proc/mlflow.db", "/proc"),
         ("ftp://example.org/store", "unknown scheme 'ftp'"),
         ("http://127.0.0.1:{port}", "is unreachable"),
+        ("sqlite:///", "in memory"),  # a file name left out: the runs were lost, exit 0
+        ("sqlite:///:memory:", "in memory"),
     ],
-    ids=["missing-folder", "read-only-folder", "bad-scheme", "no-server"],
+    ids=["missing-folder", "read-only-folder", "bad-scheme", "no-server", "no-file", "memory"],
 )
 def test_unusable_tracking_store_is_refused_before_any_run(
     uri: str, expected: str, workdir: Path

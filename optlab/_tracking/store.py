@@ -204,11 +204,19 @@ def connect(
     Raises
     ------
     TrackingError
-        Unknown scheme, unwritable SQLite folder (``write``), unreachable server, or a store MLflow
-        cannot open; one line, exit status 2.
+        Unknown scheme, a SQLite database in memory, unwritable SQLite folder (``write``),
+        unreachable server, or a store MLflow cannot open; one line, exit status 2.
     """
     scheme = _check_scheme(uri)
     path = sqlite_path(uri)
+    if scheme == "sqlite" and uri[len("sqlite:") :].split("?", 1)[0].lstrip("/") in (
+        "",
+        ":memory:",
+    ):
+        raise TrackingError(
+            f"tracking store {uri!r} is a SQLite database in memory: what is tracked there is "
+            "lost when optlab ends; name a file (for example sqlite:///mlflow.db)"
+        )
     if path is not None:
         _check_sqlite(uri, path, must_exist=must_exist, write=write)
     elif scheme in ("http", "https"):
