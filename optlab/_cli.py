@@ -473,10 +473,11 @@ def ui(
     """Start the MLflow UI on the store in use, bound to 127.0.0.1, and print a link to the
     latest comparison in its chart view."""
     from optlab._tracking import resolve_tracking_uri
-    from optlab._tracking.ui import chart_link, serve, ui_command
+    from optlab._tracking.ui import chart_link, check_port, serve, ui_command
 
     uri = resolve_tracking_uri(tracking_uri, None)
     argv = ui_command(uri, port, host)
+    check_port(host, port)
     base = f"http://{host}:{port}"
     link = chart_link(uri, base)
     typer.echo(f"MLflow UI on {base} (Ctrl-C to stop)")

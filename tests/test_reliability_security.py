@@ -150,3 +150,24 @@ def test_ui_binds_the_loopback_interface_by_default(
     assert args[args.index("--port") + 1] == "5006"
     assert "0.0.0.0" not in " ".join(args)
     assert "http://127.0.0.1:5006" in result.stdout
+
+
+def test_ui_on_a_port_in_use_is_refused_in_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
+) -> None:
+    """Another server listens on the port: one line and exit 2 before anything starts (the UI
+    printed its link, which led to the other server, then the server's bind error, exit 0)."""
+    import socket
+
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
+    started: list[list[str]] = []
+    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args: started.append(args) or 0)
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = other.getsockname()[1]
+        result = _invoke("ui", "--port", str(port))
+    assert result.exit_code == 2
+    assert result.stdout == "" and started == []
+    assert result.stderr == (
+        f"optlab: error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in "
+        "use); another server may be using it: pass another --port\n"
+    )

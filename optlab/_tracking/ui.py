@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from optlab._errors import InputError
 from optlab._tracking.store import connect, experiments, sqlite_path
 
-__all__ = ["chart_link", "serve", "ui_command"]
+__all__ = ["chart_link", "check_port", "serve", "ui_command"]
 
 #: what ``mlflow server`` prints at every start that tells the user nothing (kept out of the
 #: output; anything else it prints is passed on)
@@ -85,6 +86,31 @@ def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
         "--uvicorn-opts",
         "--log-level warning --no-access-log",
     ]
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port the UI cannot listen on (another server has it): ``mlflow server`` would
+    start, print its error after the link to the UI and exit 0, with the link leading to
+    whatever listens there.
+
+    Raises
+    ------
+    InputError
+        ``host:port`` cannot be bound.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise InputError(f"--host {host}: unknown address ({exc.strerror or exc})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InputError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "another server may be using it: pass another --port"
+            ) from exc
 
 
 def chart_link(uri: str, base_url: str) -> str | None:
