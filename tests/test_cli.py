@@ -123,6 +123,21 @@ def test_fail_fast_stops_at_the_first_failure(spec: Path) -> None:
     assert [r["name"] for r in json.loads(out)] == ["svm"]
 
 
+def test_fail_fast_says_which_runs_it_did_not_run(spec: Path) -> None:
+    """The table of a --fail-fast invocation shows the runs that ran; a line names the others
+    and how to run them (the plan's other runs were not mentioned at all)."""
+    spec.write_text(TINY.replace("  svm: {}", "  svm: {optimizer: {name: sgd, lr: 1.0e+12}}"))
+    code, out, _ = invoke("run", str(spec), "--fail-fast")
+    assert code == 1
+    assert (
+        "1 run(s) not run (--fail-fast stopped at the first failed run): softmax; run them "
+        f"with `optlab run {spec} --resume`" in out
+    )
+    code, out, _ = invoke("run", str(spec), "--fail-fast", "--no-track")
+    assert code == 1
+    assert "1 run(s) not run (--fail-fast stopped at the first failed run): softmax\n" in out
+
+
 def test_run_into_a_store_in_another_folder_keeps_the_artifacts_beside_it(
     spec: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
 ) -> None:

@@ -381,6 +381,15 @@ class Invocation:
             )
         for info, result in outcome.failed:
             console.print(f"{info.name}: {result.status}: {result.error}")
+        ran = {info.name for info, _ in outcome.results} | {e.name for e in outcome.elsewhere}
+        not_run = [run.name for run in self.experiment.runs if run.name not in ran]
+        if self.fail_fast and not_run and not outcome.interrupted:
+            then = f"; run them with `{self.command} --resume`" if self.tracker else ""
+            console.print(
+                f"{len(not_run)} run(s) not run (--fail-fast stopped at the first failed run): "
+                f"{', '.join(not_run)}{then}",
+                soft_wrap=True,
+            )
         if outcome.interrupted:
             what = f"interrupted: finish the remaining runs with `{self.command} --resume`"
             console.print(what, soft_wrap=True)
