@@ -372,7 +372,11 @@ def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"optlab: error: tracking server {proxy.url} was unreachable for 1.")
-    assert "(HTTP 503)" in last and "--resume" in last
+    assert "(HTTP 503)" in last
+    # what to run next is the user's own command (it said `optlab run SPEC --resume`)
+    assert last.endswith(
+        f"finish the remaining runs with `optlab run {spec} --tracking-uri {proxy.url} --resume`"
+    )
     assert not (tmp_path / "mlflow.db").exists()
 
     # once the server answers again, --resume finishes the run: one FINISHED run, all its curves
@@ -526,10 +530,9 @@ def test_a_disk_that_fills_up_mid_run_ends_it_in_seconds_with_one_line(
         f"optlab: error: {folder / 'mlflow.db'}: no space left on device (file system {folder}: "
         "0.0 of 64.0 MiB free) while trying to record the runs in tracking store "
     )
+    resume = f"optlab run {spec} --tracking-uri {uri} --resume"  # the user's own command
     assert (
-        err.endswith(
-            "free space there, then finish the remaining runs with `optlab run SPEC --resume`\n"
-        )
+        err.endswith(f"free space there, then finish the remaining runs with `{resume}`\n")
         and err.count("\n") == 1
     ), err
 

@@ -192,6 +192,7 @@ class Invocation:
             description=self.experiment.description,
             step_points=self.experiment.tracking.step_points,
             interrupted=lambda: stop_flag.reason,
+            resume=f"{self.command} --resume",
         )
         if not self.resume:
             return {}

@@ -109,9 +109,11 @@ def _file_system(path: str) -> str:
     return f"file system {mount}: {usage.free / 2**20:.1f} of {usage.total / 2**20:.1f} MiB free"
 
 
-def no_room_message(room: NoRoom, uri: str, what: str) -> str:
+def no_room_message(
+    room: NoRoom, uri: str, what: str, resume: str = "optlab run SPEC --resume"
+) -> str:
     """One line: which file (and file system) or which server has no room, for which write,
-    and what to do."""
+    and what to do (then ``resume``: the command that finishes the remaining runs)."""
     from optlab._tracking.store import sqlite_path
 
     database = sqlite_path(uri)
@@ -121,7 +123,7 @@ def no_room_message(room: NoRoom, uri: str, what: str) -> str:
         errno.EDQUOT: "free space there or raise the quota",
         errno.EROFS: "make it writable",
     }[room.errno]
-    resume = "finish the remaining runs with `optlab run SPEC --resume`"
+    resume = f"finish the remaining runs with `{resume}`"
     if path is None:
         return (
             f"tracking server {uri}: its storage says {room.what} while trying to {what}; the "

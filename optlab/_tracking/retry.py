@@ -198,6 +198,8 @@ class Retrier:
     interrupted : callable, optional
         Returns the name of the signal that asked the invocation to stop, or ``None``; waiting
         ends as soon as it returns a name (then :class:`~optlab._errors.RunInterrupted`).
+    resume : str
+        The command that finishes the remaining runs, for messages.
     """
 
     def __init__(
@@ -206,8 +208,10 @@ class Retrier:
         budget_s: float,
         *,
         interrupted: Callable[[], str | None] | None = None,
+        resume: str = "optlab run SPEC --resume",
     ) -> None:
         self.uri = uri
+        self.resume = resume
         self.budget_s = budget_s
         self.interrupted = interrupted or _never_interrupted
         #: the message every write fails with once the budget ran out (``None`` while fine)
@@ -230,7 +234,7 @@ class Retrier:
         if room is None:
             return None
         if self.full is None:  # the first write that failed says where
-            self.full = self.lost = no_room_message(room, self.uri, what)
+            self.full = self.lost = no_room_message(room, self.uri, what, self.resume)
         return self.full
 
     def _where(self) -> str:
@@ -290,7 +294,7 @@ class Retrier:
             self.lost = (
                 f"{self._where()} was unreachable for {waited:.1f} s ({reason}) "
                 f"while trying to {what}; the run was stopped: check the store, then "
-                "finish the remaining runs with `optlab run SPEC --resume`"
+                f"finish the remaining runs with `{self.resume}`"
             )
             stop = self.interrupted()
             if stop is not None:

@@ -154,6 +154,8 @@ class Tracker:
         unreachable store ends then.
     description : str
         The spec's ``description``: set as the experiment's description in MLflow.
+    resume : str
+        The command that finishes the remaining runs, for the message of a lost store.
 
     Raises
     ------
@@ -176,6 +178,7 @@ class Tracker:
         step_points: int = DEFAULT_STEP_POINTS,
         interrupted: Callable[[], str | None] | None = None,
         description: str = "",
+        resume: str = "optlab run SPEC --resume",
     ) -> None:
         if step_points < 2:
             raise ValueError(
@@ -193,7 +196,7 @@ class Tracker:
         self._lock = threading.RLock()
         self._children: dict[str, _Child] = {}
         self._counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0}
-        self._retry = Retrier(uri, retry_budget(retry_s), interrupted=interrupted)
+        self._retry = Retrier(uri, retry_budget(retry_s), interrupted=interrupted, resume=resume)
         self._start_failed: set[str] = set()  # runs whose child run could not be created
         self.open()
 
