@@ -349,3 +349,41 @@ def test_time_the_observers_take_is_not_training_time(tmp_path: Path) -> None:
     assert result.metrics["train_time_s"] < 0.3
     assert result.steps.elapsed[-1] < 0.3
     assert result.evaluations[-1].elapsed < 0.3
+
+
+UNRAISABLE = """\
+import os, signal, weakref
+from optlab._training.monitor import StopFlag, stop_on_signals
+
+flag = StopFlag()
+
+class Thing:
+    pass
+
+def interrupt(_):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100_000):  # the handler runs here, inside the callback
+        pass
+
+with stop_on_signals(flag):
+    flag.request("SIGINT")  # the first Ctrl-C
+    thing = Thing()
+    ref = weakref.ref(thing, interrupt)
+    del thing  # the second one lands in the callback, whose exception cannot propagate
+print("forced" if flag.forced else "not forced")
+"""
+
+
+def test_a_second_ctrl_c_where_python_cannot_raise_it_prints_no_traceback() -> None:
+    """A second Ctrl-C that lands in a weakref callback or a finalizer (garbage collected
+    mid-run) still ends the invocation (``forced``), without Python's "Exception ignored in:
+    ... Traceback ... KeyboardInterrupt" on stderr."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", UNRAISABLE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "forced\n"
+    assert done.stderr == ""

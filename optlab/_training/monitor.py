@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,10 +69,20 @@ def stop_on_signals(flag: StopFlag = stop_flag) -> Iterator[StopFlag]:
             raise KeyboardInterrupt
         flag.request(name)
 
+    report_unraisable = sys.unraisablehook
+
+    def unraisable(raised: Any) -> None:
+        # a second Ctrl-C that landed where Python cannot raise it (a weakref callback, a
+        # finalizer) is not printed with a traceback: flag.forced ends the invocation anyway
+        if not (flag.forced and isinstance(raised.exc_value, KeyboardInterrupt)):
+            report_unraisable(raised)
+
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = unraisable
     try:
         yield flag
     finally:
+        sys.unraisablehook = report_unraisable
         for s, h in previous.items():
             signal.signal(s, h)
 
