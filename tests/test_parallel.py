@@ -180,3 +180,36 @@ def test_without_a_fork_server_the_workers_are_spawned_and_train_the_same(
     assert spawned.status == here.status == "FINISHED"
     assert spawned.metrics["test_accuracy"] == here.metrics["test_accuracy"]
     np.testing.assert_array_equal(spawned.steps.loss, here.steps.loss)
+
+
+FORK_SERVER_INTERRUPTED = """\
+import os, signal, time
+from multiprocessing import forkserver
+from optlab._execution import fork_server
+
+fork_server.start()
+pid = forkserver._forkserver._forkserver_pid
+os.kill(pid, signal.SIGINT)  # a Ctrl-C (the terminal's, to the process group) as it starts
+time.sleep(1.0)
+print("alive" if os.waitpid(pid, os.WNOHANG)[0] == 0 else "gone")
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def test_a_ctrl_c_while_the_fork_server_starts_leaves_it_running_and_silent() -> None:
+    """The terminal sends Ctrl-C to the whole process group, the fork server too: while it
+    started and imported (about a second) it ended with a KeyboardInterrupt traceback under
+    optlab's own one-line message. Now it ignores it (the invoking process's handler is back
+    at once); its workers install their own."""
+    import signal
+
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SERVER_INTERRUPTED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "alive\nTrue\n"
+    assert done.stderr == ""

@@ -14,6 +14,10 @@ are spawned (:func:`start`).
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.context import BaseContext
 
 __all__ = ["WORKER_PRELOAD", "start"]
@@ -50,9 +54,28 @@ def start() -> BaseContext:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(WORKER_PRELOAD)
         try:
-            forkserver.ensure_running()
+            with _sigint_ignored():
+                forkserver.ensure_running()
         except OSError:
             pass
         else:
             return ctx
     return multiprocessing.get_context("spawn")
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the fork server is started, which it inherits (an ignored signal
+    stays ignored across ``exec``): a Ctrl-C, which the terminal sends to the whole process
+    group, would otherwise end it while it imports (about a second) with a KeyboardInterrupt
+    traceback. It ignores SIGINT itself once it has imported, and the workers forked from it
+    install their own handlers; the invoking process's own handler is back within
+    milliseconds (starting the server does not wait for its imports)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
