@@ -8,8 +8,10 @@ and runs ``optlab check`` the same way (:meth:`Executor.map`).
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,6 +142,40 @@ def test_every_executor_leaves_claimed_runs_to_the_other_invocation(
 def test_fail_fast_starts_no_run_after_the_failure(experiment: Experiment) -> None:
     ended = list(InProcess().run(experiment.runs, _job(experiment, fail_fast=True)))
     assert _statuses(ended) == {"a": "FINISHED", "b": "FAILED"}
+
+
+class SlowToRecordFailures(RecordingObserver):
+    """Takes a second to record a failed run, as a tracking store might."""
+
+    def optlab_run_finished(self, *, run: Any, result: Any, error: Any) -> None:
+        if result.status == "FAILED":
+            time.sleep(1.0)
+        super().optlab_run_finished(run=run, result=result, error=error)
+
+
+def test_fail_fast_with_workers_starts_no_queued_run_while_it_records_the_failure(
+    tmp_path: Path,
+) -> None:
+    """With worker processes, a failure cancels the queued runs as soon as it is known, not
+    once the observers have recorded it: only the runs the pool has handed over already may
+    still run."""
+    spec = SPEC.replace("  a: {}\n", "").replace("  c: {loss: {name: svm}}\n", "")
+    spec += "".join(f"  r{k}: {{optimizer: {{lr: 0.0{k + 1}}}}}\n" for k in range(8))
+    (tmp_path / "spec.yaml").write_text(spec)
+    experiment = load_experiment(tmp_path / "spec.yaml")
+    assert experiment.runs[0].name == "b"
+    job = Job(
+        experiment.name,
+        SlowToRecordFailures(),
+        prepared=preflight(experiment.runs),
+        fail_fast=True,
+    )
+    with LocalProcesses(1) as executor:
+        statuses = _statuses(list(executor.run(experiment.runs, job)))
+    assert statuses["b"] == "FAILED"
+    # b, the run the worker took next, and the two in the pool's call queue (its size is the
+    # workers plus one)
+    assert len(statuses) <= 4, statuses
 
 
 def test_a_lost_store_stops_the_runs_after_a_failure(experiment: Experiment) -> None:

@@ -119,14 +119,16 @@ class LocalProcesses(Executor):
                 on_all_done = None
             if not (events := ended(fut, futures[fut], job.describe)):
                 continue  # cancelled, or stopped before it started
-            replay(events, job.observer)
             info, result = outcome(events)
+            if job.stops_after(result) and not stopping:
+                # before the observers (writing to the store takes a while, and the workers
+                # would start queued runs meanwhile); the runs in flight end as they would
+                stopping = True
+                self._cancel()
+            replay(events, job.observer)
             if job.claims is not None:
                 job.claims.release(info.name)
             yield info, result
-            if job.stops_after(result) and not stopping:
-                stopping = True
-                self._cancel()  # the runs in flight end as they would
 
     def _submit(self, runs: Sequence[RunSpec], job: Job) -> dict[Future[Any], RunSpec]:
         try:
