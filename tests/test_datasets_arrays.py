@@ -90,6 +90,53 @@ def test_npz_mmap_of_compressed_archive_is_a_clear_error(
 
 
 @pytest.mark.parametrize(
+    ("shape", "image_shape"),
+    [
+        ((30, 8, 8), (8, 8)),
+        ((30, 6, 4, 3), (6, 4, 3)),
+        ((30, 3, 6, 4), (3, 6, 4)),
+        ((30, 6, 4, 1), (6, 4, 1)),
+        ((30, 32), None),  # flat features: nothing tells their image shape
+        ((30, 2, 2, 5), None),  # five channels are not an image optlab draws
+    ],
+)
+def test_npz_images_keep_their_shape_for_the_weight_templates(
+    registry: Registry, tmp_path: Path, shape: tuple[int, ...], image_shape: tuple[int, ...] | None
+) -> None:
+    X = np.random.default_rng(0).random(shape, dtype=np.float32)
+    np.savez(tmp_path / "images.npz", X=X, y=np.arange(30) % 3)
+    np.save((tmp_path / "X.npy"), X)
+    np.save((tmp_path / "y.npy"), np.arange(30) % 3)
+    for path in (tmp_path / "images.npz", tmp_path):
+        d = _load(registry, "npz", path=path)
+        assert d.summary.image_shape == image_shape
+        assert d.X_train.shape == (30, int(np.prod(shape[1:])))
+
+
+def test_a_run_on_npz_images_stores_its_weight_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    import optlab
+    from optlab._tracking.store import connect
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    X = rng.random((60, 6, 6, 3), dtype=np.float32) + y[:, None, None, None]
+    np.savez(tmp_path / "my images.npz", X=X, y=y)
+    spec = {
+        "name": "images",
+        "data": {"name": "npz", "path": "my images.npz", "dtype": "float32"},
+        "loss": {"name": "softmax"},
+        "optimizer": {"name": "sgd", "lr": 0.01, "batch_size": 10, "epochs": 1},
+    }
+    uri = new_store(tmp_path / "mlflow.db")
+    results = optlab.run(spec, tracking_uri=uri, quiet=True)
+    (run_id,) = results.to_pandas()["run_id"]
+    assert "weight_templates.png" in {a.path for a in connect(uri).list_artifacts(run_id)}
+
+
+@pytest.mark.parametrize(
     ("arrays", "params", "message"),
     [
         ({"X": np.ones((5, 2)), "y": np.zeros(4, int)}, {}, "5 examples but 4 labels"),

@@ -38,7 +38,12 @@ class NpzParams(Params):
     path: Path = Field(
         description="An .npz archive, or a directory of .npy files named after the keys below."
     )
-    x_key: str = Field("X", min_length=1, description="Name of the (N, F) feature array.")
+    x_key: str = Field(
+        "X",
+        min_length=1,
+        description="Name of the (N, F) feature array; (N, H, W) or (N, H, W, 3) images are "
+        "flattened, and their weights drawn as templates.",
+    )
     y_key: str = Field("y", min_length=1, description="Name of the (N,) label array.")
     x_test_key: str = Field(
         "X_test", min_length=1, description="Name of the dataset's own test features, if any."
@@ -202,8 +207,22 @@ class Npz(DatasetSource):
                 )
         y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), p.class_names)
         return RawDataset(
-            X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
+            X=X,
+            y=y_enc,
+            classes=classes,
+            X_test=X_test,
+            y_test=y_test_enc,
+            image_shape=_image_shape(X.shape),
+            source=str(path),
         )
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """One example's shape when the features are images, ``(N, H, W)`` or ``(N, H, W, C)``
+    and ``(N, C, H, W)`` with one or three channels ``C``; else ``None``."""
+    if len(shape) == 3 or (len(shape) == 4 and (shape[-1] in (1, 3) or shape[1] in (1, 3))):
+        return tuple(int(n) for n in shape[1:])
+    return None
 
 
 class CsvParams(Params):
