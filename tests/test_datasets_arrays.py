@@ -207,6 +207,37 @@ def test_npz_corrupt_missing_and_pickled(registry: Registry, tmp_path: Path) -> 
         _load(registry, "npz", path=tmp_path / "o.npz")
 
 
+def test_a_path_that_is_no_archive_says_what_it_is(registry: Registry, tmp_path: Path) -> None:
+    """A single .npy file or a CSV given to npz: np.load returns the one array (which failed
+    as a TypeError) or tries to unpickle the text (which said "pickled (object) data")."""
+    np.save(tmp_path / "X.npy", _arrays()[0])
+    with pytest.raises(DataError, match=r"X\.npy: a single \.npy file; give the folder holding"):
+        _load(registry, "npz", path=tmp_path / "X.npy")
+    (tmp_path / "iris.csv").write_text("a,b,y\n1,2,0\n3,4,1\n")
+    with pytest.raises(DataError, match=r"iris\.csv: not an \.npz archive .*data\.name: csv"):
+        _load(registry, "npz", path=tmp_path / "iris.csv")
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+@pytest.mark.parametrize("folder", [False, True])
+def test_images_of_different_sizes_are_named_as_such(
+    registry: Registry, tmp_path: Path, mmap: bool, folder: bool
+) -> None:
+    ragged = np.empty(4, dtype=object)
+    ragged[:] = [np.ones((8, 8)), np.ones((9, 8)), np.ones((8, 8)), np.ones((8, 7))]
+    if folder:
+        np.save(tmp_path / "X.npy", ragged, allow_pickle=True)
+        np.save(tmp_path / "y.npy", np.arange(4) % 2)
+        path = tmp_path
+    else:
+        path = tmp_path / "ragged.npz"
+        np.savez(path, X=ragged, y=np.arange(4) % 2)
+    options = DataOptions(mmap=mmap, center=False, bias=False, val=0.0, test=0.0)
+    objects = r"(ragged\.npz|X\.npy): unreadable 'X': an array of Python objects"
+    with pytest.raises(DataError, match=objects):
+        _load(registry, "npz", options, path=path)
+
+
 # --------------------------------------------------------------------------------------------
 # csv
 # --------------------------------------------------------------------------------------------

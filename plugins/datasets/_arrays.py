@@ -20,7 +20,7 @@ import struct
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -56,8 +56,9 @@ class NpzParams(Params):
     )
 
 
-def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, where: str) -> Array:
-    """Memory-map one stored (uncompressed) ``.npy`` member of a zip archive."""
+def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, key: str) -> Array:
+    """Memory-map one stored (uncompressed) ``.npy`` member ``key`` of a zip archive."""
+    where = f"{path}:{key}"
     if info.compress_type != zipfile.ZIP_STORED:
         raise DataError(
             f"{where}: compressed .npz members cannot be memory-mapped; save with np.savez "
@@ -78,25 +79,40 @@ def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, where: str) -> Array:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         offset = f.tell()
     if dtype.hasobject:
-        raise DataError(
-            f"{where}: object arrays are not loaded (they would need pickle)", key="path"
-        )
+        raise _objects(path, key)
     return np.memmap(
         path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
     )
 
 
-def _header(zf: zipfile.ZipFile, name: str) -> Array:
+def _objects(file: Path, key: str) -> DataError:
+    """The error for an array of Python objects (``np.array`` of images of different sizes
+    makes one), which only pickle could load."""
+    return DataError(
+        f"{file}: unreadable '{key}': an array of Python objects (images of different sizes, or "
+        "mixed types?); store one numeric array, every example of the same shape",
+        key="path",
+    )
+
+
+def _header(zf: zipfile.ZipFile, name: str, file: Path, key: str) -> Array:
     """A stand-in for the member ``name`` (see :func:`._common.stand_in`), from its ``.npy``
-    header: a few bytes are read (decompressed), never the values."""
+    header: a few bytes are read (decompressed), never the values. An array of objects is a
+    :class:`DataError` naming ``file`` and ``key``."""
     with zf.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        fmt = np.lib.format
-        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, dtype = read(f)
-    if dtype.hasobject:  # np.load's own words for it
-        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+        shape, dtype = _read_header(f)
+    if dtype.hasobject:
+        raise _objects(file, key)
     return stand_in(shape, dtype)
+
+
+def _read_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype in the ``.npy`` header at ``f``'s position."""
+    version = np.lib.format.read_magic(f)
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return shape, dtype
 
 
 def _load_npz(
@@ -111,14 +127,15 @@ def _load_npz(
                 members = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
             for key in keys:
                 if key in members:
-                    out[key] = _npz_member_mmap(path, members[key], f"{path}:{key}")
+                    out[key] = _npz_member_mmap(path, members[key], key)
             return out, sorted(members)
         with np.load(path, allow_pickle=False) as archive:
             stored = set(archive.zip.namelist())
             for key in keys:
                 if key in archive.files:
                     name = key if key in stored else f"{key}.npy"  # as np.load looks it up
-                    out[key] = _header(archive.zip, name) if key in headers else archive[key]
+                    head = _header(archive.zip, name, path, key)  # objects: an error
+                    out[key] = head if key in headers else archive[key]
             return out, sorted(archive.files)
     except DataError:
         raise
@@ -137,10 +154,36 @@ def _load_npy_dir(
         if f.is_file():
             mapped = mmap or key in headers
             try:
+                with f.open("rb") as opened:
+                    if _read_header(opened)[1].hasobject:
+                        raise _objects(f, key)
                 out[key] = np.load(f, mmap_mode="r" if mapped else None, allow_pickle=False)
             except (ValueError, OSError, EOFError) as exc:
                 raise DataError(f"{f}: unreadable .npy ({exc})", key="path") from exc
     return out, sorted(f.stem for f in path.glob("*.npy"))
+
+
+def _check_archive(path: Path, p: NpzParams) -> None:
+    """A :class:`DataError` saying what ``path`` is when it is not a zip archive (``np.load``
+    would return a ``.npy`` file's one array, or try to unpickle any other file)."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable .npz ({exc})", key="path") from exc
+    if magic.startswith(b"PK"):
+        return
+    if magic == b"\x93NUMPY":
+        found = "a single .npy file"
+        fix = f"give the folder holding {p.x_key}.npy and {p.y_key}.npy, or an .npz archive"
+    else:
+        found = "not an .npz archive (np.savez writes one)"
+        fix = (
+            "a CSV file is read by data.name: csv"
+            if path.suffix.lower() in (".csv", ".tsv", ".txt")
+            else "give an .npz archive or a folder of .npy files"
+        )
+    raise DataError(f"{path}: {found}; {fix}", key="path")
 
 
 class Npz(DatasetSource):
@@ -176,6 +219,8 @@ class Npz(DatasetSource):
     def _load(self, mmap: bool, headers: tuple[str, ...] = ()) -> RawDataset:
         p = self.params
         path = existing_path(p.path, "npz")
+        if path.is_file():
+            _check_archive(path, p)
         keys = [p.x_key, p.y_key, p.x_test_key, p.y_test_key]
         load = _load_npz if path.is_file() else _load_npy_dir
         arrays, available = load(path, keys, mmap, headers)
