@@ -277,6 +277,33 @@ def test_csv_no_header_label_index_delimiter_and_test_file(
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "1.5,2,cat,\n3,4,dog,\n5,6,cat,\n",  # as some spreadsheets export
+        "a,b,y,\n1.5,2,cat,\n3,4,dog,\n5,6,cat,\n",
+        "a;b;y;\n1.5;2;cat;\n3;4;dog;\n5;6;cat;\n",
+    ],
+)
+def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
+    registry: Registry, tmp_path: Path, text: str
+) -> None:
+    """The default label is the last column: the empty field after a trailing comma was taken
+    as every row's label, one class named ''."""
+    path = tmp_path / "trailing.csv"
+    path.write_text(text)
+    d = _load(registry, "csv", path=path, delimiter=";" if ";" in text else ",")
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(d.y_train, [0, 1, 0])
+    assert d.summary.classes == ("cat", "dog")
+    if text.startswith("a"):
+        assert _load(registry, "csv", path=path, label="y", delimiter=path.read_text()[1])
+    longer = tmp_path / "longer.csv"
+    longer.write_text("1,2,0,\n3,4,1,\n5,6,1,7\n")
+    with pytest.raises(DataError, match=r"longer\.csv: line 3 has a value after the last column"):
+        _load(registry, "csv", path=longer)
+
+
+@pytest.mark.parametrize(
     ("text", "params", "message"),
     [
         (

@@ -305,9 +305,10 @@ def _first_row(path: Path, delimiter: str, key: str) -> list[str]:
     raise DataError(f"{path}: empty CSV file", key=key)
 
 
-def _check_widths(path: Path, delimiter: str, n_cols: int, key: str) -> None:
+def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: bool) -> None:
     """Every row has the first row's ``n_cols`` fields (``np.loadtxt`` would silently read a
-    longer row's first ``n_cols`` fields, and its label from the wrong column).
+    longer row's first ``n_cols`` fields, and its label from the wrong column); with
+    ``trailing`` (the first row ends with a delimiter), every row's last field is empty.
 
     Raises
     ------
@@ -325,11 +326,22 @@ def _check_widths(path: Path, delimiter: str, n_cols: int, key: str) -> None:
                     f"{n_cols}; every row needs the same columns",
                     key=key,
                 )
+            if trailing and row[-1].strip():
+                raise DataError(
+                    f"{path}: line {rows.line_num} has a value after the last column (the first "
+                    f"row ends with '{delimiter}'); every row needs the same columns",
+                    key=key,
+                )
 
 
-def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int]:
-    """Rows to skip (the header), the feature columns and the label column of ``path``."""
+def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, int]:
+    """Rows to skip (the header), the feature columns and the label column of ``path``, and
+    the fields of a row: one more than the columns when the rows end with the delimiter (a
+    trailing comma makes no empty column, which would be the label)."""
     first = _first_row(path, p.delimiter, key)
+    fields = len(first)
+    if fields > 1 and first[-1] == "":
+        first = first[:-1]
     n_cols = len(first)
     if isinstance(p.label, str):
         if p.header is False:
@@ -359,7 +371,7 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int]:
         raise DataError(
             f"{path}: only one column; a CSV needs feature columns and a label", key=key
         )
-    return int(header), features, label
+    return int(header), features, label, fields
 
 
 #: where numpy's loadtxt says a value could not be read
@@ -386,7 +398,7 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
     """Features (N, F) float64 and labels (N,) (int64, or strings) of the file ``path``, the
     param ``key``; without ``features`` the features are a stand-in (:func:`stand_in`): only
     the label column is parsed."""
-    skip, columns, label = _columns(path, p, key)
+    skip, columns, label, fields = _columns(path, p, key)
 
     def column(usecols: list[int], dtype: type[Any], ndmin: Literal[1, 2]) -> Array:
         return np.loadtxt(
@@ -401,7 +413,7 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
         )
 
     try:
-        _check_widths(path, p.delimiter, len(columns) + 1, key)
+        _check_widths(path, p.delimiter, fields, key, trailing=fields > len(columns) + 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = column(columns, np.float64, 2) if features else None
