@@ -123,12 +123,22 @@ def test_a_good_spec_validates_from_its_header(
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(
+    ("cell", "fault"),
+    [
+        ("x", "could not convert string 'x' to float64 on line 3, column 2."),
+        # a number, but not finite: validate passed it and run named the data row (from 0)
+        ("nan", "NaN or inf (nan) on line 3, column 2; features must be finite numbers"),
+        ("-inf", "NaN or inf (-inf) on line 3, column 2; features must be finite numbers"),
+    ],
+)
 def test_a_word_among_a_small_csv_s_numbers_is_found_by_validate_too(
-    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: str, cell: str, fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A CSV small enough to read whole is read whole by validate: a feature that is not a
-    number is refused there as by run, at data.path, naming the file's line and column."""
-    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n4,5,0\n6,7,1\n")
+    finite number is refused there as by run, at data.path, naming the file's line and
+    column."""
+    (tmp_path / "bad.csv").write_text(f"a,b,label\n1,2,0\n3,{cell},1\n4,5,0\n6,7,1\n")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "name: v\n"
@@ -141,8 +151,7 @@ def test_a_word_among_a_small_csv_s_numbers_is_found_by_validate_too(
     result = CliRunner().invoke(app, [command, str(spec)])
     assert result.exit_code == 2, result.stdout
     assert result.stderr == (
-        f"optlab: error: {spec}:2:25: data.path: dataset 'csv': bad.csv: could not convert "
-        "string 'x' to float64 on line 3, column 2.\n"
+        f"optlab: error: {spec}:2:25: data.path: dataset 'csv': bad.csv: {fault}\n"
     )
 
 

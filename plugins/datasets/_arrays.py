@@ -427,6 +427,13 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
         raise DataError(f"{path}: {message}", key=key) from exc
     if y.shape[0] == 0:
         raise DataError(f"{path}: no data rows", key=key)
+    if X is not None and not np.isfinite(X).all():  # where in the file, as for a word
+        row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(X)))
+        raise DataError(
+            f"{path}: NaN or inf ({X[row, col]}) on line {_file_line(path, skip, row)}, "
+            f"column {columns[col] + 1}; features must be finite numbers",
+            key=key,
+        )
     if X is None:
         X = stand_in((y.shape[0], len(columns)), np.dtype(np.float64))
     y = np.char.strip(y)
