@@ -323,10 +323,13 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("a,b,y\n1,2,0\n3,1,-2\n", {}, "negative label -2"),
         ("a,b,y\n", {}, "no data rows"),
         ("", {}, "empty CSV"),
-        ("a,b,y\n1,2,0\n", {"label": "z"}, "no column 'z'"),
+        ("a,b,y\n1,2,0\n", {"label": "z"}, r"no column 'z' in the header \(a, b, y\); set"),
+        ("a;b;y\n1;2;0\n", {"label": "y"}, r"\(a;b;y\) \(fields separated by ';'\? set data"),
         ("1,2,0\n", {"label": "y", "header": False}, "given by name but header: false"),
         ("1,2,0\n", {"label": 5}, "label column 5 out of range"),
-        ("y\n1\n", {}, "only one column"),
+        ("y\n1\n", {}, "only one column; a CSV needs feature columns"),
+        ("a;b;y\n1;2;0\n", {}, r"only one column \(fields separated by ';'\? set data\.delim"),
+        ("1\t2\t0\n", {}, r"only one column \(fields separated by '\\t'\? set data\.delim"),
     ],
 )
 def test_csv_bad_input(

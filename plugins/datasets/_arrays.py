@@ -334,6 +334,17 @@ def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: b
                 )
 
 
+def _delimiter_hint(first: list[str], delimiter: str) -> str:
+    """`` (fields separated by ';'? ...)`` when the first row is one field holding another
+    usual delimiter, else ``""``."""
+    seen = [d for d in (";", "\t", ",", "|") if d != delimiter and d in first[0]]
+    return (
+        f" (fields separated by {seen[0]!r}? set data.delimiter)"
+        if len(first) == 1 and seen
+        else ""
+    )
+
+
 def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, int]:
     """Rows to skip (the header), the feature columns and the label column of ``path``, and
     the fields of a row: one more than the columns when the rows end with the delimiter (a
@@ -350,7 +361,8 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             )
         if p.label not in first:
             raise DataError(
-                f"{path}: no column '{p.label}' in the header ({', '.join(first)}); set label",
+                f"{path}: no column '{p.label}' in the header ({', '.join(first)})"
+                f"{_delimiter_hint(first, p.delimiter)}; set label",
                 key="label",
             )
         label = first.index(p.label)
@@ -369,7 +381,9 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
     features = [i for i in range(n_cols) if i != label]
     if not features:
         raise DataError(
-            f"{path}: only one column; a CSV needs feature columns and a label", key=key
+            f"{path}: only one column{_delimiter_hint(first, p.delimiter)}; a CSV needs "
+            "feature columns and a label",
+            key=key,
         )
     return int(header), features, label, fields
 
