@@ -61,6 +61,18 @@ def test_replicates_become_mean_and_std(seeds: list[tuple[RunInfo, RunResult]]) 
     assert group["status"] == "FINISHED"
 
 
+def test_replicates_of_a_spec_without_variants_show_no_seed_as_their_variant() -> None:
+    """Without named variants a run's variant is its own name: a group of seeds read
+    ``softmax-seed0`` in a variant column of its own, beside the mean of every seed."""
+    runs = [_pair(train(f"softmax-seed{s}", lr=0.5, seed=s)) for s in range(2)]
+    rows = comparison_rows([*runs, _pair(train("svm", lr=0.05))])
+    assert [(r["run"], r["variant"]) for r in rows] == [("softmax", "softmax"), ("svm", "svm")]
+    console = Console(width=200, record=True)
+    console.print(render_table(rows))
+    text = console.export_text()
+    assert "variant" not in text and "seed0" not in text
+
+
 def test_variants_of_identical_settings_are_rows_of_their_own() -> None:
     """Two variants whose settings are the same are two rows, not one group of "replicates"
     (a spec without seeds has none)."""

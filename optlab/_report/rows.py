@@ -128,14 +128,17 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
     rows: list[dict[str, Any]] = []
     for members in groups.values():
         first = members[0][0]
+        name = group_name([i.name for i, _ in members])
+        variant = first.tags.get("optlab.variant", "")
         statuses = [r.status for _, r in members]
         finished = [(i, r) for i, r in members if r.status == "FINISHED"]
         counted = finished or members
         measures = [_measures(i, r) for i, r in counted]
         n_finished = len(finished)
         row: dict[str, Any] = {
-            "run": group_name([i.name for i, _ in members]),
-            "variant": first.tags.get("optlab.variant", ""),
+            "run": name,
+            # a run of no named variant has its own name as its variant (seed suffix and all)
+            "variant": name if variant == first.name else variant,
             "sweep": sweep_point(first),
             "loss": _component(first, "loss"),
             "regularizer": _component(first, "regularizer"),
