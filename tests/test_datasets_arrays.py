@@ -256,6 +256,17 @@ def test_csv_header_autodetect_and_string_labels(registry: Registry, tmp_path: P
     assert d.summary.n_train == 4
 
 
+def test_csv_a_header_of_numbered_columns_is_a_header(registry: Registry, tmp_path: Path) -> None:
+    """pandas writes a frame of unnamed columns with the header 0,1,...,label: every feature
+    name is a number, and the header row was read as an example of a class 'label'."""
+    path = tmp_path / "frame.csv"
+    path.write_text("0,1,label\n1.5,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2], [3, 4], [5, 6], [7, 8]])
+    assert d.summary.classes == ("0", "1")
+    np.testing.assert_array_equal(d.y_train, [0, 1, 0, 1])
+
+
 def test_csv_no_header_label_index_delimiter_and_test_file(
     registry: Registry, tmp_path: Path
 ) -> None:

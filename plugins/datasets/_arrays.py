@@ -294,15 +294,24 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _first_row(path: Path, delimiter: str, key: str) -> list[str]:
+def _first_rows(path: Path, delimiter: str, key: str) -> list[list[str]]:
+    """The fields of the first row, and of the second when there is one (blank lines and
+    ``#`` comments left out)."""
+    rows: list[list[str]] = []
     try:
         with path.open(encoding="utf-8", newline="") as f:
             for line in f:
                 if line.strip() and not line.lstrip().startswith("#"):
-                    return [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
+                    rows.append(
+                        [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
+                    )
+                    if len(rows) == 2:
+                        break
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: unreadable CSV ({exc})", key=key) from exc
-    raise DataError(f"{path}: empty CSV file", key=key)
+    if not rows:
+        raise DataError(f"{path}: empty CSV file", key=key)
+    return rows
 
 
 def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: bool) -> None:
@@ -349,7 +358,7 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
     """Rows to skip (the header), the feature columns and the label column of ``path``, and
     the fields of a row: one more than the columns when the rows end with the delimiter (a
     trailing comma makes no empty column, which would be the label)."""
-    first = _first_row(path, p.delimiter, key)
+    first, *second = _first_rows(path, p.delimiter, key)
     fields = len(first)
     if fields > 1 and first[-1] == "":
         first = first[:-1]
@@ -373,10 +382,14 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
                 f"{path}: label column {p.label} out of range for {n_cols} columns", key="label"
             )
         label = p.label % n_cols
+        # a header of numbered columns (pandas writes 0,1,...,label): a word over numbers
+        # in the label column tells it, as a word among the features does
+        numbers = second and label < len(second[0]) and _is_number(second[0][label])
         header = (
             p.header
             if p.header is not None
             else any(not _is_number(c) for i, c in enumerate(first) if i != label)
+            or bool(numbers and not _is_number(first[label]))
         )
     features = [i for i in range(n_cols) if i != label]
     if not features:
