@@ -267,6 +267,23 @@ def test_csv_a_header_of_numbered_columns_is_a_header(registry: Registry, tmp_pa
     np.testing.assert_array_equal(d.y_train, [0, 1, 0, 1])
 
 
+@pytest.mark.parametrize("header", [None, True])
+def test_csv_comments_above_the_header_are_skipped_with_it(
+    registry: Registry, tmp_path: Path, header: bool | None
+) -> None:
+    """loadtxt's skiprows counts the file's lines: one skipped line was the comment, and the
+    header was read as data ("could not convert string 'a'")."""
+    path = tmp_path / "notes.csv"
+    path.write_text("# exported from the gradebook\n\na,b,y\n1,2,0\n3,4,1\n5,6,0\n")
+    d = _load(registry, "csv", path=path, header=header)
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(d.y_train, [0, 1, 0])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("# exported from the gradebook\n\na,b,y\n1,2,0\n3,x,1\n")
+    with pytest.raises(DataError, match="'x' to float64 on line 5, column 2"):
+        _load(registry, "csv", path=bad, header=header)
+
+
 def test_csv_no_header_label_index_delimiter_and_test_file(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -294,14 +294,16 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _first_rows(path: Path, delimiter: str, key: str) -> list[list[str]]:
-    """The fields of the first row, and of the second when there is one (blank lines and
-    ``#`` comments left out)."""
+def _first_rows(path: Path, delimiter: str, key: str) -> tuple[int, list[list[str]]]:
+    """The line (from 1) of the first row, and the fields of the first row and of the second
+    when there is one (blank lines and ``#`` comments left out)."""
     rows: list[list[str]] = []
+    first_line = 0
     try:
         with path.open(encoding="utf-8", newline="") as f:
-            for line in f:
+            for number, line in enumerate(f, start=1):
                 if line.strip() and not line.lstrip().startswith("#"):
+                    first_line = first_line or number
                     rows.append(
                         [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
                     )
@@ -311,7 +313,7 @@ def _first_rows(path: Path, delimiter: str, key: str) -> list[list[str]]:
         raise DataError(f"{path}: unreadable CSV ({exc})", key=key) from exc
     if not rows:
         raise DataError(f"{path}: empty CSV file", key=key)
-    return rows
+    return first_line, rows
 
 
 def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: bool) -> None:
@@ -355,10 +357,11 @@ def _delimiter_hint(first: list[str], delimiter: str) -> str:
 
 
 def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, int]:
-    """Rows to skip (the header), the feature columns and the label column of ``path``, and
-    the fields of a row: one more than the columns when the rows end with the delimiter (a
-    trailing comma makes no empty column, which would be the label)."""
-    first, *second = _first_rows(path, p.delimiter, key)
+    """Lines to skip (a header, with the comments and blank lines above it), the feature
+    columns and the label column of ``path``, and the fields of a row: one more than the
+    columns when the rows end with the delimiter (a trailing comma makes no empty column,
+    which would be the label)."""
+    first_line, (first, *second) = _first_rows(path, p.delimiter, key)
     fields = len(first)
     if fields > 1 and first[-1] == "":
         first = first[:-1]
@@ -398,7 +401,8 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             "feature columns and a label",
             key=key,
         )
-    return int(header), features, label, fields
+    # the lines to skip: a header's and the comments and blank lines above it
+    return first_line if header else 0, features, label, fields
 
 
 #: where numpy's loadtxt says a value could not be read
