@@ -284,6 +284,23 @@ def test_csv_comments_above_the_header_are_skipped_with_it(
         _load(registry, "csv", path=bad, header=header)
 
 
+@pytest.mark.parametrize(
+    ("text", "params"),
+    [
+        ("1.5,2,cat\n3,4,dog\n5,6,cat\n", {}),  # the mark looked like a header's word
+        ("y,a,b\ncat,1.5,2\ndog,3,4\ncat,5,6\n", {"label": "y"}),  # named '\ufeffy'
+    ],
+)
+def test_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(
+    registry: Registry, tmp_path: Path, text: str, params: dict[str, Any]
+) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # Excel's "CSV UTF-8"
+    d = _load(registry, "csv", path=path, **params)
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2], [3, 4], [5, 6]])
+    assert d.summary.classes == ("cat", "dog")
+
+
 def test_csv_no_header_label_index_delimiter_and_test_file(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -286,6 +286,11 @@ class CsvParams(Params):
     )
 
 
+#: how CSV files are read: UTF-8, without the byte-order mark spreadsheets write at the start
+#: (read as part of the first cell, it made a first row of numbers look like a header)
+_ENCODING = "utf-8-sig"
+
+
 def _is_number(cell: str) -> bool:
     try:
         float(cell)
@@ -300,7 +305,7 @@ def _first_rows(path: Path, delimiter: str, key: str) -> tuple[int, list[list[st
     rows: list[list[str]] = []
     first_line = 0
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding=_ENCODING, newline="") as f:
             for number, line in enumerate(f, start=1):
                 if line.strip() and not line.lstrip().startswith("#"):
                     first_line = first_line or number
@@ -326,7 +331,7 @@ def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: b
     DataError
         Naming the first row (its line number) that has another number of fields.
     """
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding=_ENCODING, newline="") as f:
         rows = csv.reader(f, delimiter=delimiter, quotechar='"')
         for row in rows:
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
@@ -415,7 +420,7 @@ WHOLE_CSV_BYTES = 16 * 1024 * 1024
 def _file_line(path: Path, skip: int, row: int) -> int:
     """The line (from 1) of ``path`` holding data row ``row`` (from 0) as numpy's loadtxt
     counts them: after ``skip`` lines, blank lines and ``#`` comments left out."""
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open(encoding=_ENCODING, errors="replace") as lines:
         seen = -1
         for number, text in enumerate(lines, start=1):
             if number > skip and text.split("#", 1)[0].strip():
@@ -439,7 +444,7 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
             skiprows=skip,
             usecols=usecols,
             ndmin=ndmin,
-            encoding="utf-8",
+            encoding=_ENCODING,
             quotechar='"',
         )
 
