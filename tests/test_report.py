@@ -173,6 +173,23 @@ def test_figures_are_real_pngs(tmp_path: Path, seeds: list[tuple[RunInfo, RunRes
     assert width == 1600  # three panels side by side at 100 dpi
 
 
+@pytest.mark.parametrize("n", [2, 3, 10])
+@pytest.mark.parametrize("title", ["svm", "softmax-lr0.001-strength0.0001-momentum0.9-seed12"])
+def test_the_confusion_matrix_title_stays_on_the_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, title: str
+) -> None:
+    """A sweep's run name over a few classes: the title ran off both sides of the figure."""
+    figures = drawn_figures(monkeypatch)
+    names = ["setosa", "versicolor", "virginica", *(f"class {k}" for k in range(3, n))][:n]
+    confusion_figure(np.diag(np.arange(n) + 5), names, tmp_path / "c.png", title)
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert ax.get_title() == f"{title}: test confusion (accuracy 1.000)"
+    box = ax.title.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert ax.title.get_fontsize() >= 9
+
+
 def _visible_ticks(axis: Any) -> list[float]:
     lo, hi = sorted(axis.get_view_interval())
     return [float(t) for t in axis.get_majorticklocs() if lo <= t <= hi]

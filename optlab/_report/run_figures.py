@@ -197,6 +197,17 @@ def confusion_figure(
     annotate = n <= 20  # the counts in the cells; a colour bar only for larger matrices
     width = size if annotate else size + 1
     left = min(0.4, (0.6 + 0.07 * longest) / width)
+    total = counts.sum()
+    accuracy = np.trace(counts) / total if total else float("nan")
+    heading = f"{title + ': ' if title else ''}test confusion (accuracy {accuracy:.3f})"
+    # the title is centred over the axes: a long run name over a few classes ran off both
+    # sides. Its size (about 0.6 em a character) is cut to fit, down to 9 points, then the
+    # figure is widened
+    em = 0.6 * len(heading) / 72  # inches per point of font size
+    half = 1 - (left + 0.97) / 2  # from the axes' centre to the nearer side, of the width
+    width = max(width, 9 * em / (2 * 0.95 * half))
+    left = min(0.4, (0.6 + 0.07 * longest) / width)
+    fontsize = min(12.0, 2 * 0.95 * (1 - (left + 0.97) / 2) * width / em)
     rotate = n > 10 or longest > 3  # long names stand upright under their column
     bottom = min(0.4, (0.6 + (0.07 * longest if rotate else 0.15)) / size)
     fig = drawing.figure(width, size)
@@ -214,9 +225,7 @@ def confusion_figure(
         for (i, j), value in np.ndenumerate(counts):
             color = "white" if value > threshold else "black"
             ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=7)
-    total = counts.sum()
-    accuracy = np.trace(counts) / total if total else float("nan")
     # an explicit y skips matplotlib's automatic title placement (which measures the tick
     # labels once more); class names as ticks have no offset text that the title must clear
-    ax.set_title(f"{title + ': ' if title else ''}test confusion (accuracy {accuracy:.3f})", y=1.0)
+    ax.set_title(heading, y=1.0, fontsize=fontsize)
     return drawing.save(fig, path)
