@@ -190,6 +190,31 @@ def test_the_confusion_matrix_title_stays_on_the_figure(
     assert ax.title.get_fontsize() >= 9
 
 
+@pytest.mark.parametrize("image_shape", [(4, 4), (4, 4, 3)])
+@pytest.mark.parametrize("classes", [("cat", "dog"), ("setosa", "versicolor", "virginica")])
+def test_the_weight_templates_title_stays_on_the_figure(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    image_shape: tuple[int, ...],
+    classes: tuple[str, ...],
+) -> None:
+    figures = drawn_figures(monkeypatch)
+    pixels = math.prod(image_shape)
+    summary = DataSummary(
+        "npz", 9, 3, 3, pixels + 1, len(classes), classes, "float32", "0" * 64, image_shape, True
+    )
+    W = np.random.default_rng(0).normal(size=(pixels + 1, len(classes)))
+    title = "softmax-lr0.001-strength0.0001-seed1"
+    weight_templates_figure(W, summary, tmp_path / "t.png", title)
+    (fig,) = figures
+    heading = fig.get_suptitle()
+    assert heading == f"{title}: learned weight templates"
+    (text,) = [t for t in fig.texts if t.get_text() == heading]
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert text.get_fontsize() >= 9
+
+
 def _visible_ticks(axis: Any) -> list[float]:
     lo, hi = sorted(axis.get_view_interval())
     return [float(t) for t in axis.get_majorticklocs() if lo <= t <= hi]

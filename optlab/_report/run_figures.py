@@ -152,6 +152,12 @@ def weight_templates_figure(
         canvas[top : top + height, left : left + width] = images[k]
     bar = 0.0 if colour else 1.0  # inches for the colour bar
     fig_w, fig_h = 1.3 * cols + bar, 1.5 * rows + 0.4
+    heading = f"{title}: learned weight templates" if title else "learned weight templates"
+    # a long run name over a few classes ran off both sides: the title's size (about 0.6 em
+    # a character) is cut to fit, down to 9 points, then the figure is widened
+    em = 0.6 * len(heading) / 72  # inches per point of font size
+    fig_w = max(fig_w, 9 * em / 0.95)
+    fontsize = min(12.0, 0.95 * fig_w / em)
     fig = drawing.figure(fig_w, fig_h)
     fig.subplots_adjust(
         left=0.01 * 1.3 * cols / fig_w,
@@ -179,7 +185,7 @@ def weight_templates_figure(
         y = (k // cols) * (height + gap) - 0.5
         label = classes[k] if k < len(classes) else str(k)
         ax.text(x, y, label, ha="center", va="bottom", fontsize=9)
-    fig.suptitle(f"{title}: learned weight templates" if title else "learned weight templates")
+    fig.suptitle(heading, fontsize=fontsize)
     return drawing.save(fig, path)
 
 
