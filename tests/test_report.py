@@ -16,7 +16,7 @@ from tracking_data import TrainedRun, drawn_figures, train
 
 from optlab._contract.records import DataSummary, RunInfo, RunResult
 from optlab._report.comparison import comparison_figure
-from optlab._report.rows import comparison_rows, rows_to_json, rows_to_markdown
+from optlab._report.rows import comparison_rows, format_cell, rows_to_json, rows_to_markdown
 from optlab._report.run_figures import (
     confusion_figure,
     learning_curves_figure,
@@ -71,6 +71,23 @@ def test_replicates_of_a_spec_without_variants_show_no_seed_as_their_variant() -
     console.print(render_table(rows))
     text = console.export_text()
     assert "variant" not in text and "seed0" not in text
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "shown"),
+    [
+        (0.261, 6.635e-05, "0.2610 ± 0.0001"),  # was 0.261 ± 6.635e-05
+        (0.9073, 0.0006001, "0.9073 ± 0.0006"),  # was 0.9073 ± 0.0006001
+        (0.3816, 0.01811, "0.3816 ± 0.0181"),
+        (2.784, 0.5, "2.784 ± 0.500"),  # was 2.784 ± 0.5
+        (123.45, 3.2, "123.5 ± 3.2"),
+    ],
+)
+def test_the_final_loss_of_replicates_has_its_std_to_the_means_last_digit(
+    mean: float, std: float, shown: str
+) -> None:
+    assert format_cell({"final_loss": mean, "final_loss_std": std}, "final_loss") == shown
+    assert format_cell({"final_loss": mean, "final_loss_std": None}, "final_loss") == f"{mean:.4g}"
 
 
 def test_variants_of_identical_settings_are_rows_of_their_own() -> None:

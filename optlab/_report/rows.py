@@ -188,6 +188,9 @@ def format_cell(row: dict[str, Any], key: str) -> str:
         decimals = _decimals(value)
         text = f"{value:.{decimals}f}"
         return text if std is None else f"{text} ± {std:.{decimals}f}"
+    if key == "final_loss" and std is not None:  # the std to the mean's last digit
+        decimals = min(_decimals(value) + 1, 12) if value else 4
+        return f"{value:.{decimals}f} ± {std:.{decimals}f}"
     digits = ".4g" if key == "final_loss" else ".3f"
     return f"{value:{digits}}" if std is None else f"{value:{digits}} ± {std:{digits}}"
 
