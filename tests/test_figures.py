@@ -140,6 +140,28 @@ def test_steps_keep_the_runs_monotonic_clock(fair: dict[str, tuple[RunInfo, RunR
         assert last + 1 == len(steps) or report.elapsed <= steps.elapsed[last + 1]
 
 
+def test_the_runs_clock_starts_with_training_not_with_the_set_up_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run of a process finds the BLAS libraries (10-20 ms) before it trains: that
+    was on its steps' clock, so 'loss vs time' drew it starting late, slower than the others,
+    and its steps lasted longer than its train_time_s."""
+    import time
+
+    from optlab._training import runner
+
+    found = runner.blas_threads
+
+    def slow() -> int:  # as the first call in a process is
+        time.sleep(0.2)
+        return found()
+
+    monkeypatch.setattr(runner, "blas_threads", slow)
+    result = _run(tmp_path, GD_VS_SGD.replace("epochs: 5", "epochs: 1"))["sgd"][1]
+    assert result.steps.elapsed[0] < 0.1
+    assert result.steps.elapsed[-1] <= result.metrics["train_time_s"]
+
+
 def test_a_history_without_elapsed_takes_it_from_its_wall_clock() -> None:
     old = StepHistory(
         np.array([5, 10]), np.array([100.0, 100.5]), np.ones(2), np.ones(2), np.zeros(2)

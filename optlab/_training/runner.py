@@ -285,6 +285,9 @@ def execute(
             observer.optlab_run_started(run=info)
             W0 = initial_weights(objective, init_rng)
             initial = _sanity_checks(run, objective, W0, check_rng, result, warn)
+            # finding the BLAS libraries, once a process (ms): not training time, so before
+            # the monitor starts the run's clock (the steps' times in the figures)
+            blas_threads()
             monitor = TrainingMonitor(
                 objective,
                 data.X_val,
@@ -300,7 +303,6 @@ def execute(
                 monitor.snapshots.append((0.0, np.array(W0, copy=True)))
             if flag.reason is not None:  # during the checks: not a step was trained
                 raise RunInterrupted(f"interrupted by {flag.reason} before training started")
-            blas_threads()  # finding the BLAS libraries, once a process (ms): not training time
             start = time.perf_counter()
             W = _minimize(run, optimizer, objective, W0, opt_rng, monitor, registry)
             result.metrics["train_time_s"] = _trained_for(start, monitor)
