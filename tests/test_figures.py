@@ -433,6 +433,51 @@ def test_a_random_sweep_is_scattered_on_log_axes_and_one_value_is_a_curve(
     assert len(star) == 1 and star[0].get_xdata()[0] == best["sweep"]["optimizer.lr"]
 
 
+def _diverged_sweep(values: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Rows of a sweep whose learning rate 1000 diverged before it measured anything."""
+    import itertools
+
+    rows = []
+    for point in itertools.product(*values.values()):
+        sweep = dict(zip(values, point, strict=True))
+        ok = sweep["optimizer.lr"] < 100
+        rows.append(
+            {
+                "sweep": sweep,
+                "best_val_accuracy": 0.8 + sweep["optimizer.lr"] if ok else None,
+                "best": sweep["optimizer.lr"] == 0.1,
+                "status": "FINISHED" if ok else "FAILED",
+            }
+        )
+    return rows
+
+
+def test_a_run_that_measured_nothing_is_marked_where_it_lies_on_the_sweep_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learning rate that diverged in its first epoch has no accuracy: its cross was drawn
+    at y=NaN (nowhere, the axis ending before it), its heatmap cell's '-' in white on white."""
+    figures = drawn_figures(monkeypatch)
+    lrs = [0.001, 0.01, 0.1, 1000.0]
+    assert sweep_figure(_diverged_sweep({"optimizer.lr": lrs}), tmp_path / "l.png")
+    ax = figures[-1].axes[0]
+    (cross,) = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert list(cross.get_xdata()) == [1000.0] and ax.get_xlim()[1] > 1000.0
+    assert "FAILED" in [t.get_text() for t in ax.texts]
+
+    grid = _diverged_sweep({"optimizer.lr": lrs, "regularizer.strength": [1e-4, 1e-2]})
+    assert sweep_figure(grid, tmp_path / "g.png")
+    ax = figures[-1].axes[0]
+    failed = [t for t in ax.texts if t.get_text() == "FAILED"]
+    assert [t.get_position()[0] for t in failed] == [3, 3]  # the column of lr 1000
+    assert all(t.get_color() == "black" for t in failed)  # on the empty (white) cell
+
+    assert sweep_figure(grid[:-1], tmp_path / "s.png")  # not a full grid: scattered
+    ax = figures[-1].axes[0]
+    (cross,) = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert list(cross.get_xdata()) == [1000.0] and list(cross.get_ydata()) == [1e-4]
+
+
 def test_no_sweep_figure_for_variants_or_many_swept_values(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], fair: dict[str, Any]
 ) -> None:

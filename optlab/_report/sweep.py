@@ -63,15 +63,22 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     accuracy = np.array(
         [np.nan if r["best_val_accuracy"] is None else r["best_val_accuracy"] for r in rows]
     )
-    failed = [r["status"] != "FINISHED" for r in rows]
+    # a run that did not finish is marked with its status, also where it measured nothing
+    # (a learning rate that diverged in its first epoch), which had no point to draw
+    ended = {i: str(r["status"]) for i, r in enumerate(rows) if r["status"] != "FINISHED"}
     best = next((i for i, r in enumerate(rows) if r["best"]), None)
     if len(keys) == 1:
-        return _sweep_line(keys[0], [p[0] for p in points], accuracy, failed, best, path)
+        return _sweep_line(keys[0], [p[0] for p in points], accuracy, ended, best, path)
     x_key = drawing.x_key(keys)
     y_key = keys[1] if x_key == keys[0] else keys[0]
     xi, yi = keys.index(x_key), keys.index(y_key)
     return _sweep_map(
-        (x_key, [p[xi] for p in points]), (y_key, [p[yi] for p in points]), accuracy, best, path
+        (x_key, [p[xi] for p in points]),
+        (y_key, [p[yi] for p in points]),
+        accuracy,
+        ended,
+        best,
+        path,
     )
 
 
@@ -79,7 +86,7 @@ def _sweep_line(
     key: str,
     values: list[float],
     accuracy: Array,
-    failed: list[bool],
+    ended: dict[int, str],
     best: int | None,
     path: Path | str,
 ) -> Path:
@@ -89,8 +96,13 @@ def _sweep_line(
     fig.subplots_adjust(left=0.13, right=0.96, bottom=0.14, top=0.9)
     ax = fig.subplots()
     ax.plot(x, accuracy[order], "o-", color="C0", ms=5)
-    for i in np.flatnonzero(failed):
-        ax.plot([values[i]], [accuracy[i]], "x", color="C3", ms=8)
+    for i, status in ended.items():
+        if np.isfinite(accuracy[i]):
+            ax.plot([values[i]], [accuracy[i]], "x", color="C3", ms=8)
+        else:  # nothing measured: marked at the foot of the axes, at its value
+            foot = ax.get_xaxis_transform()
+            ax.plot([values[i]], [0.05], "x", color="C3", ms=8, transform=foot)
+            ax.text(values[i], 0.09, status, transform=foot, ha="center", fontsize=8, color="C3")
     if best is not None:
         ax.plot([values[best]], [accuracy[best]], "*", color="C3", ms=16, mec="black")
     if _log_spaced(values):
@@ -106,6 +118,7 @@ def _sweep_map(
     x: tuple[str, list[float]],
     y: tuple[str, list[float]],
     accuracy: Array,
+    ended: dict[int, str],
     best: int | None,
     path: Path | str,
 ) -> Path:
@@ -119,16 +132,19 @@ def _sweep_map(
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if grid:
         cells = np.full((len(lines), len(columns)), np.nan)
-        for value, a, b in zip(accuracy, xs, ys, strict=True):
+        status = np.full(cells.shape, "-", dtype=object)
+        for k, (value, a, b) in enumerate(zip(accuracy, xs, ys, strict=True)):
             cells[lines.index(b), columns.index(a)] = value
+            status[lines.index(b), columns.index(a)] = ended.get(k, "-")
         image = ax.imshow(cells, cmap="viridis", vmin=lo, vmax=hi, origin="lower", aspect="auto")
         # the values at their cells, in order: evenly spaced decades read as a log axis
         ax.set_xticks(range(len(columns)), [drawing.value_label(float(v)) for v in columns])
         ax.set_yticks(range(len(lines)), [drawing.value_label(float(v)) for v in lines])
         middle = (lo + hi) / 2
         for (i, j), value in np.ndenumerate(cells):
-            text = "-" if not np.isfinite(value) else f"{value:.3f}"
-            color = "black" if np.isfinite(value) and value > middle else "white"
+            text = status[i, j] if not np.isfinite(value) else f"{value:.3f}"
+            # an empty cell is white (its status was drawn in white, so not at all)
+            color = "white" if np.isfinite(value) and value <= middle else "black"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
         if best is not None:
             from matplotlib.patches import Rectangle
@@ -140,6 +156,9 @@ def _sweep_map(
         y_label = y_key + (scale if _log_spaced(lines) else "")
     else:  # a random sweep: its points where they are, as in the course's scatter
         image = ax.scatter(xs, ys, c=accuracy, cmap="viridis", vmin=lo, vmax=hi, s=60)
+        unmeasured = [i for i in ended if not np.isfinite(accuracy[i])]  # no colour to show
+        if unmeasured:
+            ax.plot([xs[i] for i in unmeasured], [ys[i] for i in unmeasured], "x", color="C3")
         if best is not None:
             ax.plot([xs[best]], [ys[best]], "*", color="red", ms=18, mec="black")
         if _log_spaced(xs):
