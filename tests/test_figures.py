@@ -261,6 +261,29 @@ def test_comparison_draws_the_full_loss_and_the_minibatch_loss_faint_and_smoothe
     assert by_examples.get_xscale() == by_time.get_xscale() == "linear"
 
 
+def test_where_a_diverged_run_stopped_is_marked_on_the_panel(
+    fair: dict[str, tuple[RunInfo, RunResult]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its cross was drawn at its last loss, far above the range the others set: off the
+    panel, so nothing showed that the run diverged."""
+    figures = drawn_figures(monkeypatch)
+    info, sgd = fair["sgd"]
+    stop = len(sgd.steps) // 2
+    steps = sgd.steps[np.arange(stop)]
+    steps.loss[-1] = 1e9
+    diverged = replace(sgd, status="FAILED", steps=steps, evaluations=sgd.evaluations[:1])
+    runs = [fair["gd"], (replace(info, name="diverged"), diverged)]
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    by_examples = fig.axes[0]
+    (cross,) = [line for line in by_examples.get_lines() if line.get_marker() == "x"]
+    low, high = by_examples.get_ylim()
+    assert list(cross.get_xdata()) == [steps.examples[-1]] and high < 1e3
+    assert low <= cross.get_ydata()[0] <= high
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(text.startswith("where a run stopped") for text in legend)
+
+
 def test_an_axis_is_logarithmic_when_the_runs_differ_by_twenty_times_or_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

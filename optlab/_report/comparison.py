@@ -184,6 +184,8 @@ class _Drawn:
     ends_time: list[float] = field(default_factory=list)
     #: the full objective and each run's first loss: the y-range
     tops: list[float] = field(default_factory=list)
+    #: where runs that did not finish stopped: (panel, examples, loss, colour)
+    stops: list[tuple[Any, float, float, Any]] = field(default_factory=list)
     any_minibatch: bool = False
     any_full: bool = False
 
@@ -224,8 +226,10 @@ def _draw_runs(
             by_examples.plot(full_x, full, "o", color=color, ls=ls, lw=1.5, ms=3)
             known = np.isfinite(full_t)
             by_time.plot(full_t[known], full[known], "o", color=color, ls=ls, lw=1.5, ms=3)
-        if result.status != "FINISHED" and len(steps):  # where it stopped
-            by_examples.plot(steps.examples[-1:], steps.loss[-1:], "x", color=color, ms=7)
+        if result.status != "FINISHED" and len(steps):  # where it stopped: drawn last
+            drawn.stops.append(
+                (by_examples, float(steps.examples[-1]), float(steps.loss[-1]), color)
+            )
         evals = [e for e in result.evaluations if e.val_accuracy is not None]
         if evals:
             by_val.plot(
@@ -255,9 +259,11 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
 
     styles, entries, columns = _styles(results)
     labels = [label for _, label in entries]
+    stopped = "where a run stopped, not finished (at the top: off the scale)"
     explained = [
         "full training loss (at evaluations)",
         "minibatch loss, smoothed (faint: per step)",
+        *([stopped] if any(r.status != "FINISHED" and len(r.steps) for _, r in results) else []),
     ]
     ncols, legend_h = _legend_layout([*labels, *explained], 16)
     small = columns is not None  # small multiples: three rows of panels
@@ -305,6 +311,10 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
         low = min(0.0, min(tops))
         for ax in grid[:2].ravel():
             ax.set_ylim(low, 1.08 * max(tops))
+    for ax, x, loss, color in drawn.stops:  # a diverged loss was drawn off the panel: its top
+        top = ax.get_ylim()[1]
+        y = loss if math.isfinite(loss) and loss <= top else top
+        ax.plot([x], [y], "x", color=color, ms=7, mew=1.5, clip_on=False)
     log_examples = drawing.wide(drawn.ends_examples)
     bins = 6 if columns is None else 5  # every tick is several artists: fewer in small panels
     for row, ax in ((i, ax) for i in range(3) for ax in grid[i]):
@@ -329,6 +339,9 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
         if drawn.any_minibatch:
             handles.append(Line2D([], [], color=grey, lw=0.9))
             labels.append("minibatch loss, smoothed (faint: per step)")
+        if drawn.stops:
+            handles.append(Line2D([], [], color=grey, ls="", marker="x", ms=7, mew=1.5))
+            labels.append(stopped)
         fig.legend(
             handles=handles,
             labels=labels,
