@@ -301,6 +301,34 @@ def test_csv_saved_by_a_spreadsheet_with_a_byte_order_mark(
     assert d.summary.classes == ("cat", "dog")
 
 
+def test_csv_labels_written_as_floats_are_integers(registry: Registry, tmp_path: Path) -> None:
+    """np.savetxt writes 2 as 2.000000000000000000e+00: those were class names, sorted as
+    text (10 between 1 and 2), where an .npz's 2.0 is the integer label 2."""
+    y = np.arange(12) % 11
+    path = tmp_path / "savetxt.csv"
+    np.savetxt(path, np.c_[np.arange(24.0).reshape(12, 2), y], delimiter=",")
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.y_train, y)
+    assert d.summary.classes == tuple(str(k) for k in range(11))
+
+
+def test_csv_fractional_labels_are_refused_at_their_line(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The labels were in the first column and data.label left at the last: a feature's
+    values (0.2, 1.3, ...) became as many classes, and the run trained on them."""
+    path = tmp_path / "label_first.csv"
+    path.write_text("species,a,b\n0,5.1,0.2\n1,4.9,0.2\n2,6.3,1.3\n")
+    with pytest.raises(
+        DataError,
+        match=r"label_first\.csv: label '0\.2' on line 2, column 3, is not an integer: .*"
+        r"set data\.label to the column of labels",
+    ):
+        _load(registry, "csv", path=path)
+    d = _load(registry, "csv", path=path, label="species")
+    np.testing.assert_array_equal(d.y_train, [0, 1, 2])
+
+
 def test_csv_no_header_label_index_delimiter_and_test_file(
     registry: Registry, tmp_path: Path
 ) -> None:

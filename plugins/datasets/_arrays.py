@@ -476,7 +476,21 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
     try:
         return X, y.astype(np.int64)
     except ValueError:
-        return X, y
+        pass
+    try:  # 1.0 or 1.000000000000000000e+00 (np.savetxt) is the integer label 1, as in an .npz
+        numbers = y.astype(np.float64)
+    except ValueError:
+        return X, y  # class names
+    fractional = ~np.isfinite(numbers) | (numbers != np.round(numbers))
+    if fractional.any():  # a feature's column, most likely: the label is another
+        row = int(np.flatnonzero(fractional)[0])
+        raise DataError(
+            f"{path}: label '{y[row]}' on line {_file_line(path, skip, row)}, column "
+            f"{label + 1}, is not an integer: labels are integers 0..C-1 or class names; "
+            "set data.label to the column of labels",
+            key=key,
+        )
+    return X, numbers.astype(np.int64)
 
 
 class Csv(DatasetSource):
