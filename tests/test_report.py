@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from tracking_data import TrainedRun, drawn_figures, train
 
-from optlab._contract.records import DataSummary, RunInfo, RunResult
+from optlab._contract.records import DataSummary, RunInfo, RunResult, StepHistory
 from optlab._report.comparison import comparison_figure
 from optlab._report.rows import comparison_rows, format_cell, rows_to_json, rows_to_markdown
 from optlab._report.run_figures import (
@@ -230,6 +230,26 @@ def test_the_weight_templates_title_stays_on_the_figure(
     box = text.get_window_extent(fig.canvas.get_renderer())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
     assert text.get_fontsize() >= 9
+
+
+def test_a_run_that_stopped_before_its_first_evaluation_says_so_instead_of_accuracies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learning rate that diverged at step 2: the accuracy panel was empty axes around 0
+    with a legend for a line that was not there."""
+    figures = drawn_figures(monkeypatch)
+    t = np.array([0.0, 0.001])
+    loss = np.array([9.0, 1.5e5])
+    steps = StepHistory(np.array([32, 64]), t, loss, loss, np.zeros(2), t)
+    error = "diverged: loss 1.5e+05 exceeded 1000x the initial loss 9 at step 2 (64 examples)"
+    result = RunResult(name="svm-lr1000", status="FAILED", error=error, steps=steps)
+    learning_curves_figure(result, tmp_path / "curves.png", "svm-lr1000", 300)
+    (fig,) = figures
+    _, accuracy = fig.axes
+    assert not accuracy.get_lines() and accuracy.get_legend() is None
+    (text,) = [t.get_text() for t in accuracy.texts]
+    assert text.startswith("no accuracy measured: the run stopped before its first evaluation")
+    assert "diverged: loss 1.5e+05" in text
 
 
 def _visible_ticks(axis: Any) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,17 +75,32 @@ def learning_curves_figure(
     left.legend(fontsize=8, loc="upper right")
     left.grid(alpha=0.3)
     evals = result.evaluations
-    epochs = [e.epoch for e in evals]
-    right.plot(epochs, [e.train_accuracy for e in evals], "o-", label="train_accuracy")
-    val = [np.nan if e.val_accuracy is None else e.val_accuracy for e in evals]
-    if not np.all(np.isnan(val)):
-        right.plot(epochs, val, "s-", label="val_accuracy")
-    right.set_xlabel("epoch")
-    right.set_ylabel("accuracy")
-    right.legend(loc="lower right")
-    right.grid(alpha=0.3)
     drawing.few_ticks(left)
-    drawing.few_ticks(right, integer_x=True)
+    if evals:
+        epochs = [e.epoch for e in evals]
+        right.plot(epochs, [e.train_accuracy for e in evals], "o-", label="train_accuracy")
+        val = [np.nan if e.val_accuracy is None else e.val_accuracy for e in evals]
+        if not np.all(np.isnan(val)):
+            right.plot(epochs, val, "s-", label="val_accuracy")
+        right.set_xlabel("epoch")
+        right.set_ylabel("accuracy")
+        right.legend(loc="lower right")
+        right.grid(alpha=0.3)
+        drawing.few_ticks(right, integer_x=True)
+    else:  # stopped before its first evaluation: no accuracy, and empty axes around 0 said 0
+        right.set_axis_off()
+        why = textwrap.fill(result.error, 60) if result.error else ""
+        right.text(
+            0.5,
+            0.5,
+            "no accuracy measured: the run stopped before its first evaluation"
+            + (f"\n\n{why}" if why else ""),
+            ha="center",
+            va="center",
+            wrap=False,
+            fontsize=9,
+            transform=right.transAxes,
+        )
     fig.suptitle(f"{title or result.name}: {result.status}")
     return drawing.save(fig, path)
 
