@@ -415,6 +415,31 @@ def test_csv_bad_input(
     assert "bad.csv" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("late", [False, True])
+def test_csv_not_in_utf8_names_its_line_and_the_fix(
+    registry: Registry, tmp_path: Path, late: bool
+) -> None:
+    """A spreadsheet's plain 'CSV' may be Windows-1252: numpy's "'utf-8' codec can't decode
+    byte 0xe9 in position 23" counted from a block of the file, and said nothing to do."""
+    rows = ["a,b,pupil", *(f"{k},{k},{'prof' if k % 2 else 'eleve'}" for k in range(2000))]
+    rows.insert(2000 if late else 2, "7,8,élève")
+    path = tmp_path / "gradebook.csv"
+    path.write_bytes("\n".join(rows).encode("cp1252"))
+    line = 2001 if late else 3
+    with pytest.raises(
+        DataError,
+        match=rf"gradebook\.csv: line {line} is not UTF-8 text \(byte 0xe9\); save the file as "
+        r"UTF-8 \(a spreadsheet's 'CSV UTF-8'\)$",
+    ):
+        _load(registry, "csv", path=path)
+
+
+def test_a_binary_file_given_as_a_csv_says_so(registry: Registry, tmp_path: Path) -> None:
+    np.savez(tmp_path / "arrays.npz", X=np.ones((4, 2)), y=np.arange(4) % 2)
+    with pytest.raises(DataError, match=r"arrays\.npz: a binary file, not CSV text; an \.npz"):
+        _load(registry, "csv", path=tmp_path / "arrays.npz")
+
+
 def test_csv_path_must_be_a_file(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="expected a file"):
         _load(registry, "csv", path=tmp_path)

@@ -314,11 +314,33 @@ def _first_rows(path: Path, delimiter: str, key: str) -> tuple[int, list[list[st
                     )
                     if len(rows) == 2:
                         break
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, exc) from exc
+    except OSError as exc:
         raise DataError(f"{path}: unreadable CSV ({exc})", key=key) from exc
     if not rows:
         raise DataError(f"{path}: empty CSV file", key=key)
     return first_line, rows
+
+
+def _not_utf8(path: Path, key: str, exc: UnicodeDecodeError) -> DataError:
+    """The error for a file that is not UTF-8 text (a spreadsheet's plain 'CSV' may be
+    Windows-1252): the line of its first byte that is not (the decoder's position counts
+    from a block of the file, not from its start)."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if b"\0" in line:  # text has no NUL
+                hint = "; an .npz is read by data.name: npz" if line.startswith(b"PK") else ""
+                return DataError(f"{path}: a binary file, not CSV text{hint}", key=key)
+            try:
+                line.decode(_ENCODING)
+            except UnicodeDecodeError as bad:
+                return DataError(
+                    f"{path}: line {number} is not UTF-8 text (byte 0x{line[bad.start]:02x}); "
+                    "save the file as UTF-8 (a spreadsheet's 'CSV UTF-8')",
+                    key=key,
+                )
+    return DataError(f"{path}: unreadable CSV ({exc})", key=key)  # pragma: no cover
 
 
 def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: bool) -> None:
@@ -454,7 +476,9 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = column(columns, np.float64, 2) if features else None
             y = column([label], str, 1)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, exc) from exc
+    except (ValueError, OSError) as exc:
         message = str(exc).splitlines()[0]
         if cell := _CELL.search(message):  # numpy counts the data rows, not the file's lines
             line = _file_line(path, skip, int(cell["row"]))
