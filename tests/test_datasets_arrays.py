@@ -139,7 +139,12 @@ def test_a_run_on_npz_images_stores_its_weight_templates(
 @pytest.mark.parametrize(
     ("arrays", "params", "message"),
     [
-        ({"X": np.ones((5, 2)), "y": np.zeros(4, int)}, {}, "5 examples but 4 labels"),
+        ({"X": np.ones((5, 2)), "y": np.zeros(4, int)}, {}, "5 examples but 4 labels; features"),
+        (  # one example per column
+            {"X": np.ones((2, 5)), "y": np.zeros(5, int)},
+            {},
+            r"2 examples but 5 labels; the features look transposed: store them as \(5, 2\), one",
+        ),
         ({"X": np.ones((5, 2)), "y": np.array([0, 1, -1, 0, 1])}, {}, "negative label -1"),
         (
             {"X": np.ones((5, 2)), "y": np.array([0, 1, 5, 0, 1])},

@@ -208,9 +208,17 @@ def shape_of(raw: RawDataset, dataset: str, test_key: str = "path") -> DataShape
                 f"{where}: {part} features must be numbers, found dtype {X.dtype}", key=key
             )
         if X.shape[0] != y.shape[0]:
+            # one example per row: (F, N) features of N labels are the transpose
+            turned = X.ndim == 2 and X.shape[1] == y.shape[0]
+            fix = (
+                f"the features look transposed: store them as ({X.shape[1]}, {X.shape[0]}), "
+                "one example per row"
+                if turned
+                else ""
+            )
             raise DataError(
                 f"{where}: {part} has {X.shape[0]} examples but {y.shape[0]} labels; "
-                "features and labels must have the same length",
+                + (fix or "features and labels must have the same length"),
                 key=key,
             )
         widths.append(math.prod(X.shape[1:]))
