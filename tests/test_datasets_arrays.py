@@ -223,6 +223,22 @@ def test_a_path_that_is_no_archive_says_what_it_is(registry: Registry, tmp_path:
         _load(registry, "npz", path=tmp_path / "iris.csv")
 
 
+def test_a_folder_of_image_files_says_how_to_make_arrays_of_them(
+    registry: Registry, tmp_path: Path
+) -> None:
+    for name in ("cats", "dogs"):
+        (tmp_path / "pictures" / name).mkdir(parents=True)
+        (tmp_path / "pictures" / name / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    how = r"image files are not read: stack the images into one array X of shape \(N, H, W\)"
+    with pytest.raises(DataError, match=rf"pictures: the folder holds no \.npy files; .*; {how}"):
+        _load(registry, "npz", path=tmp_path / "pictures")
+    with pytest.raises(DataError, match=rf"0\.png: an image, not an \.npz archive; {how}"):
+        _load(registry, "npz", path=tmp_path / "pictures" / "cats" / "0.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: the folder holds no \.npy files; expected X\.npy"):
+        _load(registry, "npz", path=tmp_path / "empty")
+
+
 @pytest.mark.parametrize("mmap", [False, True])
 @pytest.mark.parametrize("folder", [False, True])
 def test_images_of_different_sizes_are_named_as_such(

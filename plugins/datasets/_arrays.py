@@ -15,6 +15,7 @@ asking for ``np.savez`` or ``.npy`` files (or ``data.mmap: false``).
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import struct
 import warnings
@@ -163,6 +164,20 @@ def _load_npy_dir(
     return out, sorted(f.stem for f in path.glob("*.npy"))
 
 
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+_IMAGES_HINT = (
+    "; image files are not read: stack the images into one array X of shape (N, H, W) or "
+    "(N, H, W, 3), their labels into y, and np.savez both"
+)
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder``, or a folder in it (one per class), holds image files (the first
+    thousand entries looked at)."""
+    entries = itertools.chain(folder.glob("*"), folder.glob("*/*"))
+    return any(e.suffix.lower() in _IMAGE_SUFFIXES for e in itertools.islice(entries, 1000))
+
+
 def _check_archive(path: Path, p: NpzParams) -> None:
     """A :class:`DataError` saying what ``path`` is when it is not a zip archive (``np.load``
     would return a ``.npy`` file's one array, or try to unpickle any other file)."""
@@ -173,6 +188,8 @@ def _check_archive(path: Path, p: NpzParams) -> None:
         raise DataError(f"{path}: unreadable .npz ({exc})", key="path") from exc
     if magic.startswith(b"PK"):
         return
+    if path.suffix.lower() in _IMAGE_SUFFIXES:
+        raise DataError(f"{path}: an image, not an .npz archive{_IMAGES_HINT}", key="path")
     if magic == b"\x93NUMPY":
         found = "a single .npy file"
         fix = f"give the folder holding {p.x_key}.npy and {p.y_key}.npy, or an .npz archive"
@@ -229,6 +246,7 @@ class Npz(DatasetSource):
                 f"the archive holds no arrays; expected '{p.x_key}' and '{p.y_key}'"
                 if path.is_file()
                 else f"the folder holds no .npy files; expected {p.x_key}.npy and {p.y_key}.npy"
+                + (_IMAGES_HINT if _holds_images(path) else "")
             )
             raise DataError(f"{path}: {held}", key="path")
         for param, key in (("x_key", p.x_key), ("y_key", p.y_key)):
