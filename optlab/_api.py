@@ -91,13 +91,32 @@ def _check_not_reimported() -> None:
         frame = frame.f_back
 
 
+def _plain(value: object) -> object:
+    """``json.dumps``'s fallback: a numpy scalar or array as Python numbers and lists (a
+    notebook's ``np.logspace(-4, -1, 4)``), a path as its string."""
+    if isinstance(value, PathLike):
+        return str(Path(value))
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return tolist()
+    raise TypeError(type(value).__name__)
+
+
+def _as_json(key: object, value: object) -> str:
+    try:
+        return json.dumps(value, default=_plain)
+    except (TypeError, ValueError) as exc:  # not a value a spec can hold
+        expected = "a number, a string, a bool, a list or a mapping of those"
+        raise _refuse(f"overrides[{key!r}]", expected, value) from exc
+
+
 def _overrides(overrides: Overrides) -> list[str]:
     """``{"optimizer.lr": 0.1}`` -> ``["optimizer.lr=0.1"]`` (values as JSON, which is YAML);
     a sequence of ``KEY=VALUE`` strings as it is."""
     if overrides is None:
         return []
     if isinstance(overrides, Mapping):
-        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+        return [f"{key}={_as_json(key, value)}" for key, value in overrides.items()]
     if isinstance(overrides, str):
         hint = f"; pass [{overrides!r}]" if "=" in overrides else ""
         raise _refuse("overrides", "a mapping or a list of 'KEY=VALUE' strings", overrides, hint)

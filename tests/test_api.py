@@ -114,6 +114,33 @@ def test_bad_input_raises(tmp_path: Path) -> None:
     assert [run.optimizer.params.lr for run in experiment.runs] == [0.5, 0.5]  # type: ignore[attr-defined]
 
 
+def test_overrides_take_a_notebooks_numpy_values_and_paths(tmp_path: Path) -> None:
+    """np.logspace(...) as a sweep or np.int64 as a seed: json could not write them (a
+    TypeError out of optlab.run)."""
+    import numpy as np
+
+    experiment = optlab.load_spec(
+        SPEC,
+        overrides={
+            "sweep.grid.optimizer.lr": np.logspace(-2, -1, 2),
+            "seed": np.int64(4),
+            "optimizer.epochs": np.int32(3),
+            "data.n_samples": np.array(90),
+        },
+    )
+    runs = experiment.runs
+    lrs = sorted({run.optimizer.params.lr for run in runs})  # type: ignore[attr-defined]
+    assert lrs == pytest.approx([0.01, 0.1]) and {run.seed for run in runs} == {4}
+    assert {run.optimizer.params.epochs for run in runs} == {3}  # type: ignore[attr-defined]
+    assert {run.dataset.params.n_samples for run in runs} == {90}  # type: ignore[attr-defined]
+    np.savez(tmp_path / "my data.npz", X=np.ones((60, 2)), y=np.arange(60) % 2)
+    (run, *_) = optlab.load_spec(
+        {**SPEC, "data": {"name": "npz", "path": "elsewhere.npz"}},
+        overrides={"data.path": tmp_path / "my data.npz", "data.x_key": np.str_("X")},
+    ).runs
+    assert run.dataset.params.path == tmp_path / "my data.npz"  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -131,6 +158,10 @@ def test_bad_input_raises(tmp_path: Path) -> None:
             "'optimizer.lr=0.1'; pass ['optimizer.lr=0.1']",
         ),
         ({"overrides": ["a=1", 2]}, "got list ['a=1', 2]"),
+        (  # was json's TypeError, raised out of optlab.run
+            {"overrides": {"optimizer.lr": object()}},
+            "overrides['optimizer.lr']: expected a number, a string, a bool, a list or a mapping",
+        ),
         ({"spec": b"name: x"}, "spec: expected a path (str or os.PathLike) or a mapping"),
         ({"spec": "name: x\ndata: {}"}, "(for YAML text: yaml.safe_load(text))"),
     ],
