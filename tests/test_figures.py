@@ -284,6 +284,32 @@ def test_where_a_diverged_run_stopped_is_marked_on_the_panel(
     assert any(text.startswith("where a run stopped") for text in legend)
 
 
+def test_runs_without_a_validation_split_say_so_where_their_accuracy_would_be(
+    fair: dict[str, tuple[RunInfo, RunResult]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.val: 0: the panel was empty axes from 0 to 1, as if the accuracy were 0."""
+    figures = drawn_figures(monkeypatch)
+    runs = [
+        (
+            replace(info, data=replace(info.data, n_val=0)),
+            replace(
+                result, evaluations=[replace(e, val_accuracy=None) for e in result.evaluations]
+            ),
+        )
+        for info, result in fair.values()
+    ]
+    comparison_figure(runs, tmp_path / "c.png")
+    comparison_figure(list(fair.values()), tmp_path / "with_val.png")
+    without, with_val = figures
+    panel = without.axes[2]
+    assert not panel.get_lines() and not panel.axison
+    (text,) = [t.get_text() for t in panel.texts]
+    assert (
+        text == "no validation accuracy measured:\nthe runs have no validation split (data.val: 0)"
+    )
+    assert with_val.axes[2].get_lines() and not with_val.axes[2].texts
+
+
 def test_an_axis_is_logarithmic_when_the_runs_differ_by_twenty_times_or_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -327,6 +327,20 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
             ax.yaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 5, 10]))
         else:
             drawing.few_ticks(ax, bins=bins)
+    no_val = all(info.data.n_val == 0 for info, _ in results)
+    for ax in grid[2]:
+        if not ax.get_lines():  # empty axes from 0 to 1 read as an accuracy of 0
+            ax.set_axis_off()
+            why = "the runs have no validation split (data.val: 0)" if no_val else ""
+            ax.text(
+                0.5,
+                0.5,
+                "no validation accuracy measured" + (f":\n{why}" if why else ""),
+                ha="center",
+                va="center",
+                fontsize=9,
+                transform=ax.transAxes,
+            )
     if entries:
         handles = [
             Line2D([], [], color=st.color, ls=st.linestyle, lw=1.5, marker="o", ms=3)
