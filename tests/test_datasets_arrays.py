@@ -168,6 +168,16 @@ def test_a_run_on_npz_images_stores_its_weight_templates(
         ({"X": np.ones((5, 2)), "labels": np.zeros(5, int)}, {}, "no array 'y' .*found: X"),
         ({"X": np.ones((5, 2)), "y": np.zeros((5, 2), int)}, {}, "must be 1-d labels"),
         (
+            {"X": np.ones((5, 2)), "y": np.zeros((5, 1), int)},  # a column, as MATLAB saves
+            {},
+            r"'y' must be 1-d labels, found shape \(5, 1\); store them as one row: y.reshape\(5\)",
+        ),
+        (
+            {"X": np.ones((5, 2)), "y": np.eye(3)[[0, 1, 2, 0, 1]]},
+            {},
+            r"found shape \(5, 3\); one-hot rows\? store each row's class: y.argmax\(axis=1\)",
+        ),
+        (
             {"X": np.ones((4, 2)), "y": np.zeros(4, int), "X_test": np.ones((2, 2))},
             {},
             "must come together",

@@ -266,7 +266,9 @@ class Npz(DatasetSource):
         for name, lab in ((p.y_key, y), (p.y_test_key, y_test)):
             if lab is not None and lab.ndim != 1:
                 raise DataError(
-                    f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}", key="path"
+                    f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}"
+                    + _labels_hint(lab),
+                    key="path",
                 )
         y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), p.class_names)
         return RawDataset(
@@ -278,6 +280,16 @@ class Npz(DatasetSource):
             image_shape=_image_shape(X.shape),
             source=str(path),
         )
+
+
+def _labels_hint(labels: Array) -> str:
+    """What to store instead of labels of 2 dimensions: the column's values, or one-hot
+    rows' classes."""
+    if labels.ndim == 2 and 1 in labels.shape:
+        return f"; store them as one row: y.reshape({labels.size})"
+    if labels.ndim == 2 and labels.dtype.kind in "biuf" and labels.shape[1] <= labels.shape[0]:
+        return "; one-hot rows? store each row's class: y.argmax(axis=1)"
+    return ""
 
 
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
