@@ -151,7 +151,12 @@ def test_a_run_on_npz_images_stores_its_weight_templates(
             {"class_names": ["a", "b"]},
             "label 5 out of range",
         ),
-        ({"X": np.ones((5, 2)), "y": np.array([0, 0.5, 1, 0, 1])}, {}, "fractional"),
+        (
+            {"X": np.ones((5, 2)), "y": np.array([0, 1, 0.5, 0, 1])},
+            {},
+            r"labels must be integers or strings, found 0\.5 \(label 2, counted from 0\)",
+        ),
+        ({"X": np.ones((3, 2)), "y": np.array([0, np.nan, 1])}, {}, r"found nan \(label 1,"),
         (  # a billion classes would be a billion names: refused before anything is sized
             {"X": np.ones((5, 2)), "y": np.array([0, 1, 10**9, 0, 1])},
             {},

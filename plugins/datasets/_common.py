@@ -79,9 +79,12 @@ def integral_labels(y: Array, where: str, key: str = "path") -> Array | None:
     if y.dtype.kind in "biu":
         yi = y.astype(np.int64, copy=False)
     elif y.dtype.kind == "f":
-        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
             raise DataError(
-                f"{where}: labels must be integers or strings, found fractional/NaN", key=key
+                f"{where}: labels must be integers or strings, found {y[bad[0]]} (label "
+                f"{bad[0]}, counted from 0)",
+                key=key,
             )
         yi = y.astype(np.int64)
     else:
