@@ -430,6 +430,9 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("1,2,0\n3,4,1,0\n", {"label": -1}, "line 2 has 4 fields"),
         ("a,b,y\n1,nan,0\n3,1,1\n", {}, "NaN or inf"),
         ("a,b,y\n1,2,0\n3,1,-2\n", {}, "negative label -2"),
+        # a missing label was a class named '' (the others then sorted as text)
+        ("a,b,y\n1,2,0\n\n3,1,\n4,5,1\n", {}, "no label on line 4, column 3; every row"),
+        ("a,b,y\n1,2,cat\n3,1, \n", {}, "no label on line 3, column 3"),
         ("a,b,y\n", {}, "no data rows"),
         ("", {}, "empty CSV"),
         ("a,b,y\n1,2,0\n", {"label": "z"}, r"no column 'z' in the header \(a, b, y\); set"),

@@ -527,6 +527,13 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
     if X is None:
         X = stand_in((y.shape[0], len(columns)), np.dtype(np.float64))
     y = np.char.strip(y)
+    empty = np.flatnonzero(y == "")
+    if empty.size:  # a missing label was a class of its own, named ''
+        raise DataError(
+            f"{path}: no label on line {_file_line(path, skip, int(empty[0]))}, column "
+            f"{label + 1}; every row needs one",
+            key=key,
+        )
     try:
         return X, y.astype(np.int64)
     except ValueError:
