@@ -44,6 +44,29 @@ def run_one(exp: Experiment, flag: StopFlag | None = None) -> tuple[RunInfo, Run
     return info, result, observer
 
 
+def test_classes_without_a_training_example_are_warned_about(tmp_path: Path) -> None:
+    """Labels 1..3 (numbered from 1) make four classes, one of them empty: the run trained
+    and drew a template and a confusion row for class 0 without a word."""
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    np.savez(tmp_path / "from_one.npz", X=rng.normal(size=(90, 4)) + y[:, None], y=y + 1)
+    np.savez(tmp_path / "from_zero.npz", X=rng.normal(size=(90, 4)) + y[:, None], y=y)
+    spec = SPEC.replace("{name: digits, limit: 300}", "{name: npz, path: PATH}").replace(
+        "batch_size: 50", "batch_size: 10"
+    )
+    lines = {}
+    for name in ("from_one", "from_zero"):
+        text = spec.replace("PATH", str(tmp_path / f"{name}.npz"))
+        _, result, _ = run_one(experiment(tmp_path, text))
+        assert result.status == "FINISHED", result.error
+        lines[name] = [line for line in result.console if line.startswith("warning: ")]
+    assert lines["from_one"] == [
+        "warning: 1 of 4 classes has no training example ('0'); labels numbered from 1? "
+        "integer labels are class indices 0..C-1"
+    ]
+    assert lines["from_zero"] == []
+
+
 def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> None:
     info, result, observer = run_one(experiment(tmp_path))
     names = [name for name, _ in observer.events]

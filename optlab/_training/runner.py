@@ -273,6 +273,8 @@ def execute(
         if log is not None:
             log(f"{run.name}: {line}")
 
+    if (absent := _absent_classes(data)) is not None:
+        warn(absent)
     error: BaseException | None = None
     monitor: TrainingMonitor | None = None
     plane = plane_points(data)
@@ -332,6 +334,24 @@ def execute(
     if isinstance(error, KeyboardInterrupt):
         raise error
     return info, result
+
+
+def _absent_classes(data: PreparedData) -> str | None:
+    """A warning naming the classes no training example has (labels numbered from 1 make a
+    class 0 that the run still learns a template and a confusion row for), or ``None``."""
+    counts = np.bincount(data.y_train, minlength=data.summary.n_classes)
+    absent = np.flatnonzero(counts == 0)
+    if not absent.size:
+        return None
+    names = data.summary.classes or tuple(str(k) for k in range(counts.size))
+    shown = ", ".join(repr(names[k]) for k in absent[:5]) + (", ..." if absent.size > 5 else "")
+    hint = (
+        "labels numbered from 1? integer labels are class indices 0..C-1"
+        if absent.tolist() == [0] and names[0] == "0"
+        else "a larger data.limit, or more examples of them, would train them"
+    )
+    verb = "has" if absent.size == 1 else "have"
+    return f"{absent.size} of {counts.size} classes {verb} no training example ({shown}); {hint}"
 
 
 def _sanity_checks(
