@@ -744,6 +744,41 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr
 
 
+def test_optlab_landscape_elsewhere_says_where_it_looked_for_relative_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """A run on a relative data.path, its landscape drawn from another folder: the message
+    said to pass --set data.path=..., which optlab landscape does not take."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+    from optlab._training.data import clear_cache
+
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    y = np.arange(60) % 2
+    X = np.random.default_rng(0).normal(size=(60, 3)) + y[:, None]
+    np.savez(tmp_path / "lab" / "mine.npz", X=X, y=y)
+    (tmp_path / "lab" / "spec.yaml").write_text(
+        "name: rel\ndata: {name: npz, path: mine.npz}\nloss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+        "tracking: {figures: false}\n"
+    )
+    uri = new_store(tmp_path / "mlflow.db")
+    cli = CliRunner()
+    monkeypatch.chdir(tmp_path / "lab")
+    assert cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri]).exit_code == 0
+    clear_cache()  # optlab landscape is another process: nothing loaded yet
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    drawn = cli.invoke(app, ["landscape", "rel", "--tracking-uri", uri])
+    assert drawn.exit_code == 2
+    assert drawn.stderr == (
+        f"optlab: error: dataset 'npz': mine.npz: no such file or directory in "
+        f"{tmp_path / 'elsewhere'} (a relative data.path is taken from the folder optlab runs "
+        "in)\n"
+    )
+
+
 def test_a_spec_that_asks_gets_each_runs_loss_landscape_when_it_has_trained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:

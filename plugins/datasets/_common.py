@@ -57,11 +57,16 @@ def existing_path(
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(
-            f"dataset '{dataset}': {p}: no such file or directory; "
-            f"pass --set data.{key}=... with the right path",
-            key=key,
+        # where a relative path was looked for: `optlab landscape` (which takes no --set)
+        # rebuilds a run from wherever it is started
+        where = (
+            ""
+            if p.is_absolute()
+            else (
+                f" in {Path.cwd()} (a relative data.{key} is taken from the folder optlab runs in)"
+            )
         )
+        raise DataError(f"dataset '{dataset}': {p}: no such file or directory{where}", key=key)
     kind = _kind(p)
     wanted = {True: ("a directory",), False: ("a file",), None: ("a file", "a directory")}
     if kind not in wanted[want_dir]:
