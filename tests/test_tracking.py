@@ -337,6 +337,9 @@ def test_compare_reads_back_the_latest_invocation(store: Path, runs: dict[str, T
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (workdir / "report" / "comparison.json").is_file()
     assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[1] is None
+    (workdir / "report.png").write_bytes(b"")  # a file where the folder would be
+    with pytest.raises(InputError, match=r"^--out \S*report\.png: a file, not a folder; give"):
+        compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report.png")
 
 
 def test_compare_errors_are_one_line_input_errors(workdir: Path, _empty_store: Path) -> None:

@@ -299,8 +299,16 @@ def compare(
         figure = comparison_figure(results, out_dir / "comparison.png")
         sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
-        raise InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from exc
+        raise _cannot_write(out_dir, exc) from exc
     return rows, figure
+
+
+def _cannot_write(out_dir: Path, exc: OSError) -> InputError:
+    """The error for an ``--out`` folder that could not be written (a file of that name was
+    'cannot write (File exists)')."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return InputError(f"--out {out_dir}: a file, not a folder; give the folder to write in")
+    return InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})")
 
 
 def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
@@ -399,8 +407,6 @@ def landscape(
                     copy = out_dir / name / artifact_files.LANDSCAPE_FIGURE
                     copy.write_bytes(figure.read_bytes())
                 except OSError as exc:
-                    raise InputError(
-                        f"--out {out_dir}: cannot write ({exc.strerror or exc})"
-                    ) from exc
+                    raise _cannot_write(out_dir, exc) from exc
         drawn.append((name, copy))
     return drawn
