@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,11 @@ def test_a_folder_of_image_files_says_how_to_make_arrays_of_them(
         _load(registry, "npz", path=tmp_path / "pictures")
     with pytest.raises(DataError, match=rf"0\.png: an image, not an \.npz archive; {how}"):
         _load(registry, "npz", path=tmp_path / "pictures" / "cats" / "0.png")
+    zipped = shutil.make_archive(str(tmp_path / "pictures"), "zip", tmp_path, "pictures")
+    with pytest.raises(
+        DataError, match=rf"pictures\.zip: a zip of image files, not of arrays; {how}"
+    ):
+        _load(registry, "npz", path=zipped)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty: the folder holds no \.npy files; expected X\.npy"):
         _load(registry, "npz", path=tmp_path / "empty")

@@ -249,11 +249,17 @@ class Npz(DatasetSource):
                 + (_IMAGES_HINT if _holds_images(path) else "")
             )
             raise DataError(f"{path}: {held}", key="path")
+        if p.x_key not in arrays and any(
+            Path(a).suffix.lower() in _IMAGE_SUFFIXES for a in available
+        ):
+            raise DataError(
+                f"{path}: a zip of image files, not of arrays{_IMAGES_HINT}", key="path"
+            )
         for param, key in (("x_key", p.x_key), ("y_key", p.y_key)):
             if key not in arrays:
+                found = ", ".join(available[:10]) + (", ..." if len(available) > 10 else "")
                 raise DataError(
-                    f"{path}: no array '{key}' (found: {', '.join(available)}); set x_key/y_key",
-                    key=param,
+                    f"{path}: no array '{key}' (found: {found}); set x_key/y_key", key=param
                 )
         has_test = [k in arrays for k in (p.x_test_key, p.y_test_key)]
         if any(has_test) and not all(has_test):
