@@ -91,20 +91,13 @@ def _check_not_reimported() -> None:
         frame = frame.f_back
 
 
-def _plain(value: object) -> object:
-    """``json.dumps``'s fallback: a numpy scalar or array as Python numbers and lists (a
-    notebook's ``np.logspace(-4, -1, 4)``), a path as its string."""
-    if isinstance(value, PathLike):
-        return str(Path(value))
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist) and type(value).__module__ == "numpy":
-        return tolist()
-    raise TypeError(type(value).__name__)
-
-
 def _as_json(key: object, value: object) -> str:
+    """``value`` as JSON (which is YAML), numpy values and paths as plain ones
+    (:func:`~optlab._spec.load.plain_data`)."""
+    from optlab._spec.load import plain_data
+
     try:
-        return json.dumps(value, default=_plain)
+        return json.dumps(plain_data(value))
     except (TypeError, ValueError) as exc:  # not a value a spec can hold
         expected = "a number, a string, a bool, a list or a mapping of those"
         raise _refuse(f"overrides[{key!r}]", expected, value) from exc
@@ -149,7 +142,7 @@ def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
 
     _check_spec(spec)
     source = spec if isinstance(spec, Mapping) else Path(spec)
-    return load_experiment(source, _overrides(overrides))
+    return load_experiment(source, _overrides(overrides), overrides_label="overrides")
 
 
 @dataclass(frozen=True, repr=False)

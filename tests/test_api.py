@@ -141,6 +141,43 @@ def test_overrides_take_a_notebooks_numpy_values_and_paths(tmp_path: Path) -> No
     assert run.dataset.params.path == tmp_path / "my data.npz"  # type: ignore[attr-defined]
 
 
+def test_a_spec_as_a_dict_takes_a_notebooks_numpy_values_tuples_and_paths(
+    tmp_path: Path,
+) -> None:
+    """The spec itself, not only the overrides: np.int64 as a seed was refused ("must be a
+    valid integer, got np.int64(3)"), and a tuple or an array as a sweep's values crashed
+    (KeyError) instead of giving one run each."""
+    import numpy as np
+
+    spec = {
+        **SPEC,
+        "seed": np.int64(3),
+        "seeds": list(np.arange(2)),
+        "optimizer": {**SPEC["optimizer"], "epochs": np.int32(1)},
+        "sweep": {"grid": {"optimizer.lr": np.logspace(-2, -1, 2), "loss.name": ("svm",)}},
+    }
+    runs = optlab.load_spec(spec).runs
+    assert len(runs) == 2 * 2 * 2  # variants x sweep points x seeds
+    assert {run.seed for run in runs} == {0, 1}
+    lrs = sorted({run.optimizer.params.lr for run in runs})  # type: ignore[attr-defined]
+    assert lrs == pytest.approx([0.01, 0.1])
+    assert spec["seeds"] == [np.int64(0), np.int64(1)]  # the caller's dict is left as it was
+    np.savez(tmp_path / "data.npz", X=np.ones((60, 2)), y=np.arange(60) % 2)
+    (run, *_) = optlab.load_spec(
+        {**SPEC, "data": {"name": "npz", "path": tmp_path / "data.npz"}}
+    ).runs
+    assert run.dataset.params.path == tmp_path / "data.npz"  # type: ignore[attr-defined]
+
+
+def test_a_bad_override_is_named_as_the_api_takes_it_not_as_a_command_line_option() -> None:
+    with pytest.raises(optlab.SpecError) as caught:
+        optlab.load_spec(SPEC, overrides={"optimizer.momentum": 2})
+    assert str(caught.value) == (
+        "overrides: optimizer.momentum: must be less than 1, got 2 "
+        "(in overrides optimizer.momentum=2)"
+    )
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -18,13 +18,14 @@ format is :func:`optlab._spec.schema.json_schema`.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
+import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from optlab._spec.models import RUN_KEYS, component_keys, spec_model
 from optlab._spec.reader import Positions, Src, describe_value, load_yaml
 from optlab._spec.runs import expand_runs
 
-__all__ = ["MAX_FILE_BYTES", "describe_plan", "load_experiment", "sorted_issues"]
+__all__ = ["MAX_FILE_BYTES", "describe_plan", "load_experiment", "plain_data", "sorted_issues"]
 
 #: Spec files larger than this are refused (a spec is a page of YAML).
 MAX_FILE_BYTES = 1_000_000
@@ -90,26 +91,31 @@ def _read(path: Path, file: str) -> tuple[bytes, str]:
 
 
 def _apply_overrides(
-    raw: dict[str, Any], positions: Positions, overrides: Sequence[str], registry: Registry
+    raw: dict[str, Any],
+    positions: Positions,
+    overrides: Sequence[str],
+    registry: Registry,
+    label: str = _SET,
 ) -> list[SpecIssue]:
     """Set each ``KEY.PATH=VALUE`` in the document (values are YAML); what an override sets
     is located at it. A sweep key stays one segment (``sweep.grid.optimizer.lr``). The
     overrides that change a component's name go first, so that their order does not matter
-    (:func:`~optlab._spec.expand.names_first`)."""
+    (:func:`~optlab._spec.expand.names_first`). ``label`` names them in issues (``--set``, or
+    the Python API's ``overrides``)."""
     issues: list[SpecIssue] = []
     parsed: list[tuple[str, str, list[str], int, Any]] = []
     for text in overrides:
-        note = f" (in --set {text})"
+        note = f" (in {label} {text})"
         key, sep, value_text = (part.strip() for part in text.partition("="))
         segments = override_path(key) if sep else None
         if segments is None:
             issues.append(
-                SpecIssue(_SET, 0, 0, "", f"expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1{note}")
+                SpecIssue(label, 0, 0, "", f"expected KEY.PATH=VALUE, e.g. optimizer.lr=0.1{note}")
             )
             continue
         head = sweep_head(segments)
         try:
-            value, _, bad = load_yaml(value_text, _SET, allow_empty=True)
+            value, _, bad = load_yaml(value_text, label, allow_empty=True)
         except SpecError as exc:
             bad = exc.issues
         if bad:
@@ -121,20 +127,36 @@ def _apply_overrides(
     for text, key, segments, offset, value in sorted(
         parsed, key=lambda p: not names_first(p[2][p[3] :], p[4])
     ):
-        note = f" (in --set {text})"
+        note = f" (in {label} {text})"
         unknown = _new_variant(raw, segments, value)
         if unknown:
-            issues.append(SpecIssue(_SET, 0, 0, "", unknown + note))
+            issues.append(SpecIssue(label, 0, 0, "", unknown + note))
             continue
         try:
             path = set_path(raw, segments, value, offset, keys)
         except ValueError as exc:
-            issues.append(SpecIssue(_SET, 0, 0, key, str(exc) + note))
+            issues.append(SpecIssue(label, 0, 0, key, str(exc) + note))
             continue
         for sub in [*(path[:n] for n in range(1, len(path))), *key_paths(value, path)]:
             dotted = ".".join(map(str, sub))
-            positions[sub] = Src(_SET, 0, 0, 0, 0, dotted, note)
+            positions[sub] = Src(label, 0, 0, 0, 0, dotted, note)
     return issues
+
+
+def plain_data(value: Any) -> Any:
+    """Python values as a spec file would hold them: mappings as dicts, tuples and numpy arrays
+    as lists, numpy scalars as Python numbers, paths as strings (a notebook's
+    ``np.logspace(-4, -1, 4)`` as a sweep, ``np.int64(3)`` as a seed); anything else as it is,
+    for validation to report. New containers: ``value`` is not changed."""
+    if isinstance(value, Mapping):
+        return {key: plain_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(item) for item in value]
+    if isinstance(value, PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy" and callable(getattr(value, "tolist", None)):
+        return plain_data(value.tolist())
+    return value
 
 
 def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any) -> str:
@@ -210,6 +232,8 @@ def load_experiment(
     path: str | Path | Mapping[str, Any],
     overrides: Sequence[str] = (),
     registry: Registry | None = None,
+    *,
+    overrides_label: str = _SET,
 ) -> Experiment:
     """Read, validate and expand a spec file.
 
@@ -224,6 +248,8 @@ def load_experiment(
     registry : Registry, optional
         Components to validate against; defaults to
         :func:`optlab._contract.plugin_manager.get_registry`.
+    overrides_label : str
+        What the overrides' issues are named by (``--set``; the Python API's ``overrides``).
 
     Returns
     -------
@@ -237,7 +263,7 @@ def load_experiment(
     """
     if isinstance(path, Mapping):
         file, refused = "<spec>", list[SpecIssue]()
-        raw = copy.deepcopy(dict(path))
+        raw = plain_data(path)
         positions = {p: Src(file, 0, 0, 0, 0, ".".join(map(str, p))) for p in key_paths(raw)}
         content = json.dumps(raw, sort_keys=True, default=repr).encode()
     else:
@@ -252,7 +278,7 @@ def load_experiment(
         from optlab._contract.plugin_manager import get_registry
 
         registry = get_registry()
-    issues = _apply_overrides(raw, positions, overrides, registry)
+    issues = _apply_overrides(raw, positions, overrides, registry, overrides_label)
     spec = _structure(raw, top, registry, issues)
     runs, axes = (
         expand_runs(spec, raw, positions, file, registry, issues) if spec is not None else ([], {})
