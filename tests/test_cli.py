@@ -123,6 +123,26 @@ def test_fail_fast_stops_at_the_first_failure(spec: Path) -> None:
     assert [r["name"] for r in json.loads(out)] == ["svm"]
 
 
+def test_resume_without_tracking_is_refused_before_any_run(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--resume reads the store: with tracking off it trained every run again, without a
+    word. Refused in one line, exit 2, nothing trained or written."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("run", str(spec), "--resume", "--no-track")
+    assert code == 2 and out == ""
+    assert err == (
+        "optlab: error: --resume skips the runs the tracking store has FINISHED, and this "
+        "invocation tracks nothing (--no-track): drop --resume, or track the runs\n"
+    )
+    spec.write_text(TINY + "tracking: {enabled: false}\n")
+    code, _, err = invoke("run", str(spec), "--resume")
+    assert code == 2 and "(the spec's tracking: {enabled: false})" in err
+    with pytest.raises(optlab.InputError, match="--resume skips"):
+        optlab.run(spec, resume=True, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([spec.name])
+
+
 def test_fail_fast_says_which_runs_it_did_not_run(spec: Path) -> None:
     """The table of a --fail-fast invocation shows the runs that ran; a line names the others
     and how to run them (the plan's other runs were not mentioned at all)."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from optlab._contract.plugin_manager import GuardedHooks, get_plugin_manager
 from optlab._contract.records import RunInfo, RunResult
-from optlab._errors import RunInterrupted, TrackingError
+from optlab._errors import InputError, RunInterrupted, TrackingError
 from optlab._execution.executor import Elsewhere, Executor, Job, Outcome
 from optlab._execution.in_process import InProcess
 from optlab._execution.progress import Progress
@@ -102,6 +102,12 @@ class Invocation:
         self.spec_path = spec_path
         self.tracking_uri = tracking_uri
         self.track = track and experiment.tracking.enabled
+        if resume and not self.track:  # it would train every run again, without a word
+            off = "--no-track" if not track else "the spec's tracking: {enabled: false}"
+            raise InputError(
+                "--resume skips the runs the tracking store has FINISHED, and this invocation "
+                f"tracks nothing ({off}): drop --resume, or track the runs"
+            )
         self.resume = resume
         self.fail_fast = fail_fast
         self.quiet = quiet
