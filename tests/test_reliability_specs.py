@@ -133,8 +133,18 @@ def test_bad_override_is_located_at_set(workdir: Path) -> None:
         ("http://127.0.0.1:{port}", "is unreachable"),
         ("sqlite:///", "in memory"),  # a file name left out: the runs were lost, exit 0
         ("sqlite:///:memory:", "in memory"),
+        # a colon left out: it read as a path, 'use sqlite:////cwd/http/127.0.0.1:...'
+        ("http//127.0.0.1:{port}", "did you mean 'http://127.0.0.1:"),
     ],
-    ids=["missing-folder", "read-only-folder", "bad-scheme", "no-server", "no-file", "memory"],
+    ids=[
+        "missing-folder",
+        "read-only-folder",
+        "bad-scheme",
+        "no-server",
+        "no-file",
+        "memory",
+        "no-colon",
+    ],
 )
 def test_unusable_tracking_store_is_refused_before_any_run(
     uri: str, expected: str, workdir: Path

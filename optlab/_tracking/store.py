@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -89,6 +90,13 @@ def _check_scheme(uri: str) -> str:
     if not scheme or scheme == "file":  # a path: MLflow's file store, in maintenance mode
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
             return "file"
+        typo = re.match(r"(?i)(https?|sqlite|postgresql|mysql)(/+)(.*)", uri)
+        if typo and not scheme:  # http//HOST:PORT: a colon left out
+            head, _, rest = typo.groups()
+            meant = f"{head}:{'///' if head.lower() == 'sqlite' else '//'}{rest}"
+            raise TrackingError(
+                f"tracking URI {uri!r} is missing the ':' after {head}: did you mean {meant!r}?"
+            )
         path = Path(urlsplit(uri).path if scheme else uri).expanduser().absolute()
         if path.is_dir():  # a folder: the store would be a file in it
             path = path / "mlflow.db"
