@@ -29,6 +29,7 @@ sweep:
   grid:
     optimizer.lr: [0.05, 0.5]
     regularizer.strength: [0.0001, 0.01]
+tracking: {figures: false}  # the histories are compared, not the figures (seconds each run)
 """
 CURVES = ("curves/loss", "curves/data_loss", "curves/reg_loss", "curves/val_accuracy")
 COMMAND = (sys.executable, "-m", "optlab", "run")
@@ -115,6 +116,7 @@ regularizer: {name: l2, strength: 0.0001}
 variants:
   gd: {optimizer: {name: gd, lr: 0.000001, iterations: 12, eval_every: 4}}
   sgd: {optimizer: {name: sgd, lr: 0.000001, batch_size: 200, epochs: 2, momentum: 0.9}}
+tracking: {figures: false}
 """
 
 
