@@ -91,6 +91,23 @@ def _check_not_reimported() -> None:
         frame = frame.f_back
 
 
+def _check_script_is_a_file(jobs: int, executor: str) -> None:
+    """Refuse local workers where they cannot import the script that started them: one read
+    from standard input (``python - <<EOF``) has ``<stdin>`` for its file, and each run would
+    fail in its worker with a traceback. (``python -c``, notebooks and the REPL have no file:
+    the workers import nothing.)"""
+    import os
+    import sys
+
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if jobs > 1 and executor == "local" and isinstance(path, str) and not os.path.isfile(path):
+        raise InputError(
+            f"jobs={jobs}: worker processes start by importing the script that started them, "
+            f"and {path!r} is no file (a script read from standard input?): save the script "
+            "to a file and run that, or use jobs=1"
+        )
+
+
 def _as_json(key: object, value: object) -> str:
     """``value`` as JSON (which is YAML), numpy values and paths as plain ones
     (:func:`~optlab._spec.load.plain_data`)."""
@@ -291,6 +308,7 @@ def run(
         scheduler=scheduler,
         quiet=quiet,
     )
+    _check_script_is_a_file(jobs, executor)
     with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
         experiment = load_spec(spec, overrides=overrides)
         invocation = Invocation(

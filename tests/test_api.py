@@ -292,6 +292,36 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_its_workers(
     assert sorted(r.info.status for r in children) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
 
 
+def test_a_script_read_from_standard_input_is_told_to_use_a_file_for_workers(
+    tmp_path: Path,
+) -> None:
+    """``python - <<EOF`` with jobs=2: the workers cannot import '<stdin>', and every run
+    failed with a traceback; refused before any run, with what to do (jobs=1 runs)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import optlab\n"
+        f"spec = {SPEC!r}\n"
+        "try:\n"
+        "    optlab.run(spec, jobs=2, track=False, quiet=True)\n"
+        "except optlab.InputError as exc:\n"
+        "    print(exc)\n"
+        "print([row['status'] for row in optlab.run(spec, jobs=1, track=False, quiet=True)])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    refused, statuses = proc.stdout.strip().splitlines()
+    assert refused == (
+        "jobs=2: worker processes start by importing the script that started them, and "
+        "'<stdin>' is no file (a script read from standard input?): save the script to a file "
+        "and run that, or use jobs=1"
+    )
+    assert statuses == "['FINISHED', 'FINISHED']"
+
+
 def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
     tmp_path: Path, _empty_store: Path
 ) -> None:
