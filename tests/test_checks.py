@@ -163,6 +163,20 @@ def test_a_wrong_gradient_is_caught() -> None:
     assert "wrong gradient at W[" in check.message
 
 
+def test_features_too_large_to_check_blame_their_scale_not_the_loss() -> None:
+    """Features of 1e200: the loss is about 1e197 and finite differences resolve no slope
+    below about 1e176, so the check failed and named the (correct) loss at fault."""
+    obj = make_objective(SoftmaxLoss())
+    huge = Objective(
+        obj.X * np.r_[np.full(8, 1e200), 1.0], obj.y, 4, BoundLoss(SoftmaxLoss(), "softmax", "t")
+    )
+    check = gradient_check(huge, small_w(huge), np.random.default_rng(0))
+    assert not check.ok
+    assert "the features' scale is at fault: standardize them" in check.message
+    assert "is at fault" not in check.message.replace("the features' scale is at fault", "")
+    assert "finite differences resolve no slope below" in check.message
+
+
 class WrongL2(optlab.Regularizer):
     has_penalty = True
 
