@@ -73,6 +73,22 @@ def test_replicates_of_a_spec_without_variants_show_no_seed_as_their_variant() -
     assert "variant" not in text and "seed0" not in text
 
 
+def test_the_lines_around_a_narrow_table_are_as_wide_as_the_terminal() -> None:
+    """One run's table is narrow; the lines above and under it wrapped to its width (as a
+    rich title and caption do), a column of words: 'no finished run with a / validation
+    accuracy: no / best run'."""
+    rows = comparison_rows([_pair(train("softmax", lr=0.05))])
+    console = Console(width=160, record=True)
+    console.print(render_table(rows))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[0].startswith("optlab comparison (loss: softmax")
+    assert any(
+        line.startswith("best by validation accuracy: softmax (val ")
+        and line.endswith("test accuracy is reported, never used to choose)")
+        for line in lines
+    ), lines
+
+
 @pytest.mark.parametrize(
     ("mean", "std", "shown"),
     [

@@ -187,7 +187,17 @@ class ComparisonTable:
         self.shared, self.columns = _columns(rows)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        # the lines above and under the table are as wide as the terminal: as a rich title
+        # and caption they wrapped to the table's width (a run or two: a column of words)
+        shared = f" ({', '.join(self.shared)})" if self.shared else ""
+        _, left_out = _fit(self.columns, options.max_width)
+        yield Text(f"optlab comparison{shared}", style="bold")
         yield self.table(options.max_width)
+        yield Text(best_caption(self.rows))
+        if left_out:
+            yield Text(f"left out to fit {options.max_width} columns: {', '.join(left_out)}")
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         from rich.measure import Measurement
@@ -197,23 +207,14 @@ class ComparisonTable:
         return Measurement(_span(narrowest), _span(widest)).with_maximum(options.max_width)
 
     def table(self, width: int) -> Table:
-        """The rich table for a terminal ``width`` columns wide.
-
-        What every row shares is one line above the table, what was left out to fit one
-        line under it, after the best run's.
-        """
+        """The rich table for a terminal ``width`` columns wide (drawn between the line of
+        what every row shares, above, and those of the best run and of what was left out to
+        fit, under it)."""
         from rich import box
         from rich.table import Table
 
-        shown, left_out = _fit(self.columns, width)
-        caption = best_caption(self.rows)
-        if left_out:
-            caption += f"\nleft out to fit {width} columns: {', '.join(left_out)}"
-        shared = f" ({', '.join(self.shared)})" if self.shared else ""
+        shown, _ = _fit(self.columns, width)
         table = Table(
-            title=f"optlab comparison{shared}",
-            caption=caption,
-            caption_justify="left",
             box=box.SIMPLE_HEAD,  # no vertical rules: their width goes to the cells
             collapse_padding=True,
             pad_edge=False,
