@@ -61,8 +61,8 @@ SPECS = {
         "loss: {name: softmax}\n"
         "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
         [
-            "SPEC:2:7: data: dataset 'npz' (ONE): the training split has only one class (0); "
-            "a classifier needs at least 2"
+            "SPEC:2:7: data: dataset 'npz' (ONE): every example is of one class (0); "
+            "a classifier needs 2"
         ],
     ),
     "name too long": (
@@ -173,7 +173,28 @@ def test_a_training_split_of_one_class_is_refused_before_training(
     result = CliRunner().invoke(app, ["run", str(spec)])
     assert result.exit_code == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (
-        f"optlab: error: {spec}:2:7: data: dataset 'npz' ({one}): the training split has only "
-        "one class (a); a classifier needs at least 2"
+        f"optlab: error: {spec}:2:7: data: dataset 'npz' ({one}): every example is of one "
+        "class (a); a classifier needs 2"
     )
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_splits_that_leave_one_class_are_told_apart_from_data_of_one_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two classes in the file, one training example (data.limit): the splits left the other
+    class out, which the message says (it read as if the file had one class)."""
+    two = tmp_path / "two.npz"
+    np.savez(two, X=np.random.default_rng(0).normal(size=(60, 4)), y=np.arange(60) % 2)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: v\n"
+        f"data: {{name: npz, path: {two}, limit: {{train: 1}}}}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 1, epochs: 1}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(spec), "--no-track"])
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "the training split has only one class (" in result.stderr
+    assert "the splits (data.val, data.test, data.limit) left the others out" in result.stderr

@@ -236,7 +236,8 @@ def load_data(
                     _cache_put(key, (raw, digest.result()))
     if int(data.y_train.min()) == int(data.y_train.max()):  # the splits left one class
         where = dataset_label(dataset.name, raw.source)
-        raise one_class(where, str(raw.classes[int(data.y_train[0])]))
+        whole = int(raw.y.min()) == int(raw.y.max())
+        raise one_class(where, str(raw.classes[int(data.y_train[0])]), whole=whole)
     return data
 
 
@@ -333,7 +334,7 @@ def inspect_data(
     if shape.n_classes < 2 or (labels is not None and int(labels.min()) == int(labels.max())):
         where = dataset_label(dataset.name, shape.source)
         label = int(labels[0]) if labels is not None else 0
-        raise one_class(where, classes[label] if classes else str(label))
+        raise one_class(where, classes[label] if classes else str(label), whole=True)
     return DataSummary(
         name=dataset.name,
         n_train=sizes.n_train,

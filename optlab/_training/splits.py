@@ -109,12 +109,16 @@ def split_sizes(n_examples: int, n_test_own: int | None, options: DataOptions) -
     )
 
 
-def one_class(where: str, name: str | None) -> DataError:
+def one_class(where: str, name: str | None, *, whole: bool) -> DataError:
     """The error for a training split whose examples are all of one class (``name``, when
-    known): a classifier needs two."""
+    known): a classifier needs two. ``whole``: every example of the data is of that class;
+    else the splits (``val``, ``test``, ``limit``) left the others out."""
     which = f" ({name})" if name is not None else ""
+    if whole:
+        return DataError(f"{where}: every example is of one class{which}; a classifier needs 2")
     return DataError(
-        f"{where}: the training split has only one class{which}; a classifier needs at least 2"
+        f"{where}: the training split has only one class{which}, the splits (data.val, "
+        "data.test, data.limit) left the others out; a classifier needs 2: train on more"
     )
 
 
