@@ -249,7 +249,9 @@ def _resume_command(spec: Path) -> str:
 
 def test_a_second_ctrl_c_ends_at_once_and_says_what_is_saved_and_what_next(spec: Path) -> None:
     """Ctrl-C twice: exit 130 at once, with one line on what is saved and the command that
-    finishes the rest (it used to end with no output at all)."""
+    finishes the rest (it used to end with no output at all). With figures: drawing the
+    killed run's keeps the invocation going when the second Ctrl-C comes."""
+    spec.write_text(SPEC.replace("tracking: {figures: false}", "tracking: {figures: true}"))
     proc = start(spec)
     wait_until_running(spec, "b", proc)
     proc.send_signal(signal.SIGINT)
