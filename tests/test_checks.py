@@ -153,6 +153,24 @@ def test_svm_kinks_are_skipped_not_failed() -> None:
     assert f"({check.n_skipped} skipped at kinks)" in check.message
 
 
+def test_a_smooth_objective_has_no_kinks_where_its_slope_is_near_zero() -> None:
+    """Softmax + L2 over features that are 0 in every example (an image's constant border):
+    there the slope is the penalty's alone, about 1e-7, and its one-sided differences disagree
+    by its curvature, h * 2 * strength. They were skipped as kinks ('121 skipped at kinks' over
+    20 checks of a loss that has none); they are measured."""
+    obj = make_objective(SoftmaxLoss(), (L2(1e-4),))
+    X = obj.X.copy()
+    X[:, :4] = 0.0
+    smooth = Objective(
+        X, obj.y, 4, BoundLoss(SoftmaxLoss(), "softmax", "t"), [BoundRegularizer(L2(1e-4), "l2")]
+    )
+    for seed in range(5):
+        check = gradient_check(
+            smooth, small_w(smooth, seed), np.random.default_rng(seed), n_coords=36
+        )
+        assert check.ok and check.n_skipped == 0, check.message
+
+
 def test_a_wrong_gradient_is_caught() -> None:
     obj = make_objective(DoubledGradient())
     check = gradient_check(obj, small_w(obj), np.random.default_rng(0))

@@ -115,10 +115,14 @@ def probe_gradient(
 ) -> tuple[Array, Array]:
     """Centered differences at ``coords`` and whether each crosses a kink, in float64.
 
-    A coordinate is at a kink when its one-sided differences disagree:
-    ``|fwd - bwd| > kink_tolerance * max(|fwd| + |bwd|, 1e-8)``. For a smooth function
-    ``fwd - bwd = h f''`` (tiny); across a kink it is the jump of the derivative, and the
-    centered difference is off by half of it, so an undetected kink adds at most about
+    A coordinate is at a kink when its one-sided differences disagree,
+    ``|fwd - bwd| > kink_tolerance * max(|fwd| + |bwd|, 1e-8)``, unless the disagreement
+    doubles with the step from ``h`` to ``2h`` and again to ``4h``. For a smooth function
+    ``fwd - bwd = h f''``, proportional to the step (and larger than the slope where the slope
+    is near 0, as an L2 penalty's at a constant-zero feature, which is no kink); across a kink
+    at ``delta < h`` from ``W`` it is ``J (1 - delta / step)`` for a jump ``J`` of the
+    derivative, which grows at most 1.5 times from ``2h`` to ``4h``. The centered difference
+    is off by at most half the jump, so an undetected kink adds at most about
     ``kink_tolerance / 2`` to the relative error.
 
     Parameters
@@ -136,11 +140,22 @@ def probe_gradient(
     """
     W64 = np.array(W, dtype=np.float64, copy=True)
     f0 = float(f(W64))
-    plus, minus = _both_sides(f, W64, _coord_list(W64, coords), h)
+    points = _coord_list(W64, coords)
+    plus, minus = _both_sides(f, W64, points, h)
     fwd, bwd = (plus - f0) / h, (f0 - minus) / h
     centered = (plus - minus) / (2.0 * h)
     scale = np.maximum(np.abs(fwd) + np.abs(bwd), DENOMINATOR_FLOOR)
-    kinks = np.abs(fwd - bwd) > kink_tolerance * scale
+    jump = np.abs(fwd - bwd)
+    kinks = jump > kink_tolerance * scale
+    if kinks.any():  # a disagreement that doubles with the step is curvature, not a kink
+        suspects = np.flatnonzero(kinks)
+        at = [points[i] for i in suspects]
+        jumps = [jump[suspects]]
+        for step in (2.0 * h, 4.0 * h):
+            plus_s, minus_s = _both_sides(f, W64, at, step)
+            jumps.append(np.abs((plus_s - f0) - (f0 - minus_s)) / step)
+        doubles = (jumps[1] >= 1.75 * jumps[0]) & (jumps[2] >= 1.75 * jumps[1])
+        kinks[suspects] = ~doubles
     return centered, kinks
 
 
