@@ -354,6 +354,30 @@ def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
     assert parents[0].data.tags["optlab.best_run"] == "ok"
 
 
+def test_resume_names_more_reused_runs_than_one_tag_holds(
+    tmp_path: Path, _empty_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent of a --resume names the runs it reuses in tags of at most MLflow's 8,000
+    characters, as many as it takes: a sweep of 243 or more reused runs had its list cut in the
+    middle of a run id, and `optlab compare` failed on that id. Here a tag holds one id."""
+    from optlab._tracking import tracker
+
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    three = {"a": {}, "b": {"loss": {"name": "svm"}}, "c": {"optimizer": {"lr": 0.05}}}
+    optlab.run({**SPEC, "variants": three}, tracking_uri=uri, quiet=True)
+    monkeypatch.setattr(tracker, "_MAX_TAG_VALUE", 40)  # one run id (32 characters) a tag
+    spec = {**SPEC, "variants": {**three, "d": {"optimizer": {"lr": 0.2}}}}
+    again = optlab.run(spec, tracking_uri=uri, quiet=True, resume=True)
+    assert again.skipped == ("a", "b", "c")
+    assert [row["run"] for row in optlab.compare("api_demo", tracking_uri=uri)] == [
+        "a",
+        "b",
+        "c",
+        "d",
+    ]
+
+
 def test_the_spec_file_tag_is_an_absolute_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
 ) -> None:

@@ -171,9 +171,9 @@ class Invocation:
             # the parent of this invocation names the finished runs it reuses, so that
             # `optlab compare` shows the whole plan after a resume
             from optlab._tracking.readback import read_runs
-            from optlab._tracking.tracker import REUSED_TAG
+            from optlab._tracking.tracker import REUSED_TAG, list_tags
 
-            base_tags[REUSED_TAG] = ",".join(reused)
+            base_tags.update(list_tags(REUSED_TAG, reused))
             done = read_runs(self.tracker.client, reused, self.experiment.name)
             if not todo:  # nothing left to run: no parent run is logged
                 outcome.results = self._in_plan_order(done)
@@ -297,7 +297,9 @@ class Invocation:
         """Name on the parent run the runs left to other invocations, so that `optlab compare`
         shows the plan: those FINISHED by now by their ids (as ``--resume`` names the runs it
         reuses), those still training by their run keys (it shows each one's latest run)."""
-        from optlab._tracking.tracker import LEFT_TAG, REUSED_TAG
+        from mlflow.entities import RunTag
+
+        from optlab._tracking.tracker import LEFT_TAG, REUSED_TAG, list_tags, read_list_tags
 
         claims, tracker = self.claims, self.tracker
         if claims is None or tracker is None or tracker.parent_run_id is None:
@@ -305,29 +307,22 @@ class Invocation:
         keys = [claims.keys[e.name] for e in outcome.elsewhere if e.name in claims.keys]
         done = claims.claims.finished_elsewhere(keys)
         left = [key for key in keys if key not in done]
-        if left:
+        tags = list_tags(LEFT_TAG, left)
+        if done:
+            outcome.elsewhere = [
+                dataclasses.replace(e, finished=e.finished or claims.keys.get(e.name) in done)
+                for e in outcome.elsewhere
+            ]
+            reused = read_list_tags(base_tags, REUSED_TAG)
+            reused += [r for key in keys if (r := done.get(key)) and r not in reused]
+            tags.update(list_tags(REUSED_TAG, reused))
+        if tags:
             tracker.call(
                 "name the runs left to others",
-                tracker.client.set_tag,
+                tracker.client.log_batch,
                 tracker.parent_run_id,
-                LEFT_TAG,
-                ",".join(left),
+                tags=[RunTag(k, v) for k, v in tags.items()],
             )
-        if not done:
-            return
-        outcome.elsewhere = [
-            dataclasses.replace(e, finished=e.finished or claims.keys.get(e.name) in done)
-            for e in outcome.elsewhere
-        ]
-        reused = [r for r in base_tags.get(REUSED_TAG, "").split(",") if r]
-        reused += [run_id for key in keys if (run_id := done.get(key)) and run_id not in reused]
-        tracker.call(
-            "name the runs finished elsewhere",
-            tracker.client.set_tag,
-            tracker.parent_run_id,
-            REUSED_TAG,
-            ",".join(reused),
-        )
 
     def _in_plan_order(
         self, results: list[tuple[RunInfo, RunResult]]

@@ -49,6 +49,7 @@ from optlab._tracking.tracker import (
     ROLE_TAG,
     RUN_KEY_TAG,
     STATUS_REASON_TAG,
+    read_list_tags,
 )
 
 if TYPE_CHECKING:
@@ -256,13 +257,13 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
     parent = parents[0]
     children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
     # after --resume: the finished runs of earlier invocations that this one reused
-    reused = [r for r in parent.data.tags.get(REUSED_TAG, "").split(",") if r]
+    reused = read_list_tags(parent.data.tags, REUSED_TAG)
     runs = [client.get_run(run_id) for run_id in reused] + list(children)
     # the runs it left to another invocation still training them: the latest run of each key
     # (that invocation's, RUNNING or ended by now), none while it has not started it
     have = {r.data.tags.get(RUN_KEY_TAG) for r in runs}
-    for key in parent.data.tags.get(LEFT_TAG, "").split(","):
-        if key and key not in have:
+    for key in read_list_tags(parent.data.tags, LEFT_TAG):
+        if key not in have:
             latest = client.search_runs(
                 [exp_id],
                 filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",

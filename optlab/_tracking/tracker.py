@@ -79,6 +79,8 @@ __all__ = [
     "STATUS_REASON_TAG",
     "STEP_METRICS",
     "Tracker",
+    "list_tags",
+    "read_list_tags",
 ]
 
 RUN_KEY_TAG = "optlab.run_key"
@@ -101,6 +103,36 @@ _MAX_TAG_VALUE = 8000
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _nth(name: str, i: int) -> str:
+    return name if i == 0 else f"{name}.{i + 1}"
+
+
+def list_tags(name: str, values: Sequence[str]) -> dict[str, str]:
+    """``values`` (run ids, run keys) joined by commas under the tag ``name``, then
+    ``name.2``, ``name.3``, ... each within MLflow's limit of a tag value: a sweep of a few
+    hundred runs names more than one tag holds (a value cut there was a broken run id)."""
+    tags: dict[str, str] = {}
+    chunk: list[str] = []
+    for value in values:
+        if chunk and len(",".join(chunk)) + 1 + len(value) > _MAX_TAG_VALUE:
+            tags[_nth(name, len(tags))] = ",".join(chunk)
+            chunk = []
+        chunk.append(value)
+    if chunk:
+        tags[_nth(name, len(tags))] = ",".join(chunk)
+    return tags
+
+
+def read_list_tags(tags: Mapping[str, str], name: str) -> list[str]:
+    """The values :func:`list_tags` wrote under ``name`` into ``tags``, in order."""
+    out: list[str] = []
+    i = 0
+    while (value := tags.get(_nth(name, i))) is not None:
+        out += [v for v in value.split(",") if v]
+        i += 1
+    return out
 
 
 def _param_value(value: Any) -> str:
