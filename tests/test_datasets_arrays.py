@@ -448,6 +448,8 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("y\n1\n", {}, "only one column; a CSV needs feature columns"),
         ("a;b;y\n1;2;0\n", {}, r"only one column \(fields separated by ';'\? set data\.delim"),
         ("1\t2\t0\n", {}, r"only one column \(fields separated by '\\t'\? set data\.delim"),
+        # pandas' to_csv with its index: the index trained as a feature
+        (",a,b,y\n0,1,2,0\n1,3,1,1\n", {}, r"counts from 0: pandas' index, which to_csv"),
     ],
 )
 def test_csv_bad_input(

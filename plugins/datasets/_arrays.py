@@ -458,6 +458,15 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             or bool(numbers and not _is_number(first[label]))
         )
     features = [i for i in range(n_cols) if i != label]
+    if header and first[0] == "" and 0 in features and second and second[0][:1] == ["0"]:
+        # pandas' DataFrame.to_csv writes its index first, with no name: 0, 1, 2, ... would
+        # train as a feature (it did, without a word)
+        raise DataError(
+            f"{path}: the first column has no name in the header and counts from 0: pandas' "
+            "index, which to_csv writes unless index=False; save the file with "
+            "to_csv(..., index=False), or remove that column",
+            key=key,
+        )
     if not features:
         raise DataError(
             f"{path}: only one column{_delimiter_hint(first, p.delimiter)}; a CSV needs "
