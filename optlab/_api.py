@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -96,9 +98,6 @@ def _check_script_is_a_file(jobs: int, executor: str) -> None:
     from standard input (``python - <<EOF``) has ``<stdin>`` for its file, and each run would
     fail in its worker with a traceback. (``python -c``, notebooks and the REPL have no file:
     the workers import nothing.)"""
-    import os
-    import sys
-
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     if jobs > 1 and executor == "local" and isinstance(path, str) and not os.path.isfile(path):
         raise InputError(

@@ -22,6 +22,7 @@ __all__ = [
     "SMOOTH_FRACTION",
     "few_ticks",
     "figure",
+    "fit_title",
     "full_loss",
     "minibatch",
     "save",
@@ -48,6 +49,16 @@ def figure(width: float, height: float) -> Any:
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
+
+
+def fit_title(text: str, width: float, share: float) -> tuple[float, float]:
+    """A one-line title that fits ``share`` of a figure ``width`` inches wide: the width,
+    widened where the title would need less than 9 points, and the title's font size (at
+    most 12 points). A character is about 0.6 em wide: a long run name over a few classes ran
+    off both sides of a figure sized for its images."""
+    em = 0.6 * len(text) / 72  # inches per point of font size
+    width = max(width, 9 * em / share)
+    return width, min(12.0, share * width / em)
 
 
 def few_ticks(ax: Any, *, integer_x: bool = False, bins: int = 6) -> None:

@@ -169,11 +169,7 @@ def weight_templates_figure(
     bar = 0.0 if colour else 1.0  # inches for the colour bar
     fig_w, fig_h = 1.3 * cols + bar, 1.5 * rows + 0.4
     heading = f"{title}: learned weight templates" if title else "learned weight templates"
-    # a long run name over a few classes ran off both sides: the title's size (about 0.6 em
-    # a character) is cut to fit, down to 9 points, then the figure is widened
-    em = 0.6 * len(heading) / 72  # inches per point of font size
-    fig_w = max(fig_w, 9 * em / 0.95)
-    fontsize = min(12.0, 0.95 * fig_w / em)
+    fig_w, fontsize = drawing.fit_title(heading, fig_w, 0.95)
     fig = drawing.figure(fig_w, fig_h)
     fig.subplots_adjust(
         left=0.01 * 1.3 * cols / fig_w,
@@ -222,14 +218,14 @@ def confusion_figure(
     total = counts.sum()
     accuracy = np.trace(counts) / total if total else float("nan")
     heading = f"{title + ': ' if title else ''}test confusion (accuracy {accuracy:.3f})"
-    # the title is centred over the axes: a long run name over a few classes ran off both
-    # sides. Its size (about 0.6 em a character) is cut to fit, down to 9 points, then the
-    # figure is widened
-    em = 0.6 * len(heading) / 72  # inches per point of font size
-    half = 1 - (left + 0.97) / 2  # from the axes' centre to the nearer side, of the width
-    width = max(width, 9 * em / (2 * 0.95 * half))
+
+    def centred(left: float) -> float:  # twice the axes' centre to the nearer side, of 0.95
+        return 2 * 0.95 * (1 - (left + 0.97) / 2)
+
+    # the title is centred over the axes; the margins follow a widened figure
+    width, _ = drawing.fit_title(heading, width, centred(left))
     left = min(0.4, (0.6 + 0.07 * longest) / width)
-    fontsize = min(12.0, 2 * 0.95 * (1 - (left + 0.97) / 2) * width / em)
+    _, fontsize = drawing.fit_title(heading, width, centred(left))
     rotate = n > 10 or longest > 3  # long names stand upright under their column
     bottom = min(0.4, (0.6 + (0.07 * longest if rotate else 0.15)) / size)
     fig = drawing.figure(width, size)

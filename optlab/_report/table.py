@@ -192,9 +192,9 @@ class ComparisonTable:
         # the lines above and under the table are as wide as the terminal: as a rich title
         # and caption they wrapped to the table's width (a run or two: a column of words)
         shared = f" ({', '.join(self.shared)})" if self.shared else ""
-        _, left_out = _fit(self.columns, options.max_width)
+        shown, left_out = _fit(self.columns, options.max_width)
         yield Text(f"optlab comparison{shared}", style="bold")
-        yield self.table(options.max_width)
+        yield self._table(shown, options.max_width)
         yield Text(best_caption(self.rows))
         if left_out:
             yield Text(f"left out to fit {options.max_width} columns: {', '.join(left_out)}")
@@ -206,14 +206,13 @@ class ComparisonTable:
         widest = [column.natural for column in self.columns]
         return Measurement(_span(narrowest), _span(widest)).with_maximum(options.max_width)
 
-    def table(self, width: int) -> Table:
-        """The rich table for a terminal ``width`` columns wide (drawn between the line of
-        what every row shares, above, and those of the best run and of what was left out to
-        fit, under it)."""
+    def _table(self, shown: list[_Column], width: int) -> Table:
+        """The rich table of the ``shown`` columns (those that fit) for a terminal ``width``
+        columns wide, drawn between the line of what every row shares, above, and those of
+        the best run and of what was left out to fit, under it."""
         from rich import box
         from rich.table import Table
 
-        shown, _ = _fit(self.columns, width)
         table = Table(
             box=box.SIMPLE_HEAD,  # no vertical rules: their width goes to the cells
             collapse_padding=True,

@@ -15,6 +15,7 @@ from optlab._errors import TrackingError
 
 __all__ = [
     "MIN_FREE_BYTES",
+    "RESUME",
     "NoRoom",
     "check_free_space",
     "error_chain",
@@ -23,6 +24,10 @@ __all__ = [
     "no_room_message",
     "quiet_no_room_logs",
 ]
+
+#: the command that finishes the remaining runs, in messages of a lost store, where the
+#: invocation does not give its own (the Python API's)
+RESUME = "optlab run SPEC --resume"
 
 
 def error_chain(error: BaseException) -> Iterator[BaseException]:
@@ -109,9 +114,7 @@ def _file_system(path: str) -> str:
     return f"file system {mount}: {usage.free / 2**20:.1f} of {usage.total / 2**20:.1f} MiB free"
 
 
-def no_room_message(
-    room: NoRoom, uri: str, what: str, resume: str = "optlab run SPEC --resume"
-) -> str:
+def no_room_message(room: NoRoom, uri: str, what: str, resume: str = RESUME) -> str:
     """One line: which file (and file system) or which server has no room, for which write,
     and what to do (then ``resume``: the command that finishes the remaining runs)."""
     from optlab._tracking.store import sqlite_path

@@ -45,6 +45,7 @@ import tenacity
 
 from optlab._errors import RunInterrupted, TrackingError, TrackingUnavailable
 from optlab._tracking.no_room import (
+    RESUME,
     error_chain,
     http_status,
     no_room,
@@ -208,7 +209,7 @@ class Retrier:
         budget_s: float,
         *,
         interrupted: Callable[[], str | None] | None = None,
-        resume: str = "optlab run SPEC --resume",
+        resume: str = RESUME,
     ) -> None:
         self.uri = uri
         self.resume = resume

@@ -52,7 +52,7 @@ from typing import Any
 from optlab._contract.hookspecs import hookimpl
 from optlab._contract.records import EpochReport, RunInfo, RunResult, StepHistory
 from optlab._errors import OptlabError, RunInterrupted, TrackingError, TrackingUnavailable
-from optlab._tracking.no_room import quiet_no_room_logs
+from optlab._tracking.no_room import RESUME, quiet_no_room_logs
 from optlab._tracking.points import (
     DEFAULT_STEP_POINTS,
     EPOCH_METRICS,
@@ -113,16 +113,15 @@ def list_tags(name: str, values: Sequence[str]) -> dict[str, str]:
     """``values`` (run ids, run keys) joined by commas under the tag ``name``, then
     ``name.2``, ``name.3``, ... each within MLflow's limit of a tag value: a sweep of a few
     hundred runs names more than one tag holds (a value cut there was a broken run id)."""
-    tags: dict[str, str] = {}
-    chunk: list[str] = []
+    chunks: list[list[str]] = []
+    size = 0  # of the last chunk, joined
     for value in values:
-        if chunk and len(",".join(chunk)) + 1 + len(value) > _MAX_TAG_VALUE:
-            tags[_nth(name, len(tags))] = ",".join(chunk)
-            chunk = []
-        chunk.append(value)
-    if chunk:
-        tags[_nth(name, len(tags))] = ",".join(chunk)
-    return tags
+        if not chunks or size + 1 + len(value) > _MAX_TAG_VALUE:
+            chunks.append([])
+            size = -1
+        chunks[-1].append(value)
+        size += 1 + len(value)
+    return {_nth(name, i): ",".join(chunk) for i, chunk in enumerate(chunks)}
 
 
 def read_list_tags(tags: Mapping[str, str], name: str) -> list[str]:
@@ -210,7 +209,7 @@ class Tracker:
         step_points: int = DEFAULT_STEP_POINTS,
         interrupted: Callable[[], str | None] | None = None,
         description: str = "",
-        resume: str = "optlab run SPEC --resume",
+        resume: str = RESUME,
     ) -> None:
         if step_points < 2:
             raise ValueError(

@@ -73,14 +73,8 @@ def _npz_member_mmap(path: Path, info: zipfile.ZipInfo, key: str) -> Array:
             raise DataError(f"{where}: corrupt zip local header", key="path")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        shape, fortran, dtype = _read_header(f, path, key)
         offset = f.tell()
-    if dtype.hasobject:
-        raise _objects(path, key)
     return np.memmap(
         path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
     )
@@ -101,19 +95,20 @@ def _header(zf: zipfile.ZipFile, name: str, file: Path, key: str) -> Array:
     header: a few bytes are read (decompressed), never the values. An array of objects is a
     :class:`DataError` naming ``file`` and ``key``."""
     with zf.open(name) as f:
-        shape, dtype = _read_header(f)
-    if dtype.hasobject:
-        raise _objects(file, key)
+        shape, _, dtype = _read_header(f, file, key)
     return stand_in(shape, dtype)
 
 
-def _read_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """The shape and dtype in the ``.npy`` header at ``f``'s position."""
+def _read_header(f: IO[bytes], file: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """The shape, Fortran order and dtype in the ``.npy`` header at ``f``'s position (of the
+    array ``key`` of ``file``); an array of objects is :func:`_objects`' error."""
     version = np.lib.format.read_magic(f)
     fmt = np.lib.format
     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, _, dtype = read(f)
-    return shape, dtype
+    shape, fortran, dtype = read(f)
+    if dtype.hasobject:
+        raise _objects(file, key)
+    return shape, fortran, dtype
 
 
 def _load_npz(
@@ -156,8 +151,7 @@ def _load_npy_dir(
             mapped = mmap or key in headers
             try:
                 with f.open("rb") as opened:
-                    if _read_header(opened)[1].hasobject:
-                        raise _objects(f, key)
+                    _read_header(opened, f, key)  # an array of objects: an error
                 out[key] = np.load(f, mmap_mode="r" if mapped else None, allow_pickle=False)
             except (ValueError, OSError, EOFError) as exc:
                 raise DataError(f"{f}: unreadable .npy ({exc})", key="path") from exc
