@@ -171,3 +171,51 @@ def test_ui_on_a_port_in_use_is_refused_in_one_line(
         f"optlab: error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in "
         "use); another server may be using it: pass another --port\n"
     )
+
+
+#: what makes MLflow take a process for a test or CI run (and send no telemetry anyway)
+_CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TRAVIS")
+
+
+def test_a_tracked_run_sends_no_mlflow_telemetry_and_writes_nothing_outside(
+    tmp_path: Path,
+) -> None:
+    """Outside CI MLflow 3 sends usage events over the network and writes an installation id
+    under ~/.config unless MLFLOW_DISABLE_TELEMETRY is set: a user's run must do neither."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in _CI_MARKERS}
+    env.pop("MLFLOW_DISABLE_TELEMETRY", None)
+    env.pop("DO_NOT_TRACK", None)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    (tmp_path / "spec.yaml").write_text(
+        SPEC.split("variants:")[0] + "tracking: {figures: false}\n", encoding="utf-8"
+    )
+    script = (
+        "import os, sys, optlab\n"
+        "optlab.run('spec.yaml', quiet=True)\n"
+        "import mlflow.telemetry.utils as t\n"
+        "sys.exit(0 if t.is_telemetry_disabled() else 3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "config" / "mlflow").exists()
+    assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_a_users_own_telemetry_setting_is_kept() -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = "import os, optlab._tracking; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "false"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "false"

@@ -13,10 +13,19 @@
     readback.py  an invocation's runs read back from MLflow (``optlab compare``, landscape)
     ui.py       ``optlab ui``: the MLflow UI on the store
 
-Importing this package does not import MLflow or matplotlib (they take seconds to load).
+Importing this package does not import MLflow or matplotlib (they take seconds to load). It
+turns MLflow's usage telemetry off (``MLFLOW_DISABLE_TELEMETRY=true``, unless the user set that
+variable): MLflow 3 would otherwise send usage events to its servers from every process that
+imports it, the ``mlflow server`` of ``optlab ui`` and the UI in the browser included, and
+write an installation id to ``~/.config/mlflow/telemetry.json``. optlab makes no network call
+of its own at run time and writes nothing outside the working folder and the store.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from optlab._tracking.retry import RETRY_ENV, TrackingUnavailable
 from optlab._tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
