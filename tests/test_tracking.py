@@ -99,9 +99,22 @@ def test_missing_or_unwritable_folder(workdir: Path) -> None:
     (workdir / "file").write_text("not a folder")
     with pytest.raises(TrackingError, match="does not exist"):
         Tracker(f"sqlite:///{workdir}/file/mlflow.db", "exp")
-    with pytest.raises(TrackingError, match="cannot write in /proc"):  # even as root
+    with pytest.raises(TrackingError, match="cannot write in /proc") as info:  # even as root
         Tracker("sqlite:////proc/mlflow.db", "exp")
+    assert "--tracking-uri sqlite:///FOLDER/mlflow.db with a folder you can write in" in str(
+        info.value
+    )
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_an_existing_store_that_cannot_be_written_is_not_sent_elsewhere() -> None:
+    """Its runs are there (optlab landscape, a run on a read-only mount): another URI would
+    not be the same store, and the example URI was the same store's."""
+    with pytest.raises(TrackingError) as info:  # exists, and no one can write it
+        Tracker("sqlite:////proc/version", "exp")
+    message = str(info.value)
+    assert "cannot write in /proc" in message
+    assert message.endswith("this command writes to the store: make /proc writable")
 
 
 def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:

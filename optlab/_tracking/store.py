@@ -134,8 +134,16 @@ def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> Non
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".optlab-probe-"):
                 pass
     except OSError as exc:
+        # an existing store holds the runs (and their files' absolute paths): another URI
+        # would not be the same runs
+        fix = (
+            f"this command writes to the store: make {folder.absolute()} writable"
+            if path.exists()
+            else "pass --tracking-uri sqlite:///FOLDER/mlflow.db with a folder you can write in"
+        )
         raise TrackingError(
-            f"tracking store {uri!r}: cannot write in {folder} ({exc.strerror or exc}); {_HELP}"
+            f"tracking store {uri!r}: cannot write in {folder.absolute()} ({exc.strerror or exc}); "
+            f"{fix}"
         ) from exc
 
 
