@@ -309,6 +309,20 @@ def test_csv_a_header_of_numbered_columns_is_a_header(registry: Registry, tmp_pa
     np.testing.assert_array_equal(d.y_train, [0, 1, 0, 1])
 
 
+def test_csv_a_header_of_numbered_columns_over_word_labels_is_a_header(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Over labels that are words, the header 0,1,2,label looked like one more example, of a
+    class 'label'; a first row whose features merely are small numbers stays an example."""
+    path = tmp_path / "frame.csv"
+    path.write_text("0,1,2,label\n1.5,2,3,cat\n3,4,5,dog\n5,6,7,cat\n7,8,9,dog\n")
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2, 3], [3, 4, 5], [5, 6, 7], [7, 8, 9]])
+    assert d.summary.classes == ("cat", "dog")
+    path.write_text("0,1,3,cat\n1.5,2,3,cat\n3,4,5,dog\n5,6,7,cat\n7,8,9,dog\n")
+    assert _load(registry, "csv", path=path).summary.n_train == 5
+
+
 @pytest.mark.parametrize("header", [None, True])
 def test_csv_comments_above_the_header_are_skipped_with_it(
     registry: Registry, tmp_path: Path, header: bool | None

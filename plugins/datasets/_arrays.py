@@ -443,13 +443,16 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             )
         label = p.label % n_cols
         # a header of numbered columns (pandas writes 0,1,...,label): a word over numbers
-        # in the label column tells it, as a word among the features does
+        # in the label column tells it, as a word among the features does; over labels that
+        # are words, feature columns named 0, 1, ..., D - 1 in order do
         numbers = second and label < len(second[0]) and _is_number(second[0][label])
+        named = [c.strip() for i, c in enumerate(first) if i != label]
+        counted = n_cols > 2 and named == [str(i) for i in range(n_cols - 1)]
         header = (
             p.header
             if p.header is not None
-            else any(not _is_number(c) for i, c in enumerate(first) if i != label)
-            or bool(numbers and not _is_number(first[label]))
+            else any(not _is_number(c) for c in named)
+            or bool((numbers or counted) and not _is_number(first[label]))
         )
     features = [i for i in range(n_cols) if i != label]
     if header and first[0] == "" and 0 in features and second and second[0][:1] == ["0"]:
