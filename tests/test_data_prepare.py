@@ -332,6 +332,33 @@ def test_synthetic_data_depends_on_the_seed_and_is_cached_per_seed() -> None:
     assert a.summary.sha256 == b.summary.sha256 != c.summary.sha256
 
 
+def test_a_data_file_changed_on_disk_is_read_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one process (a notebook), a CSV rewritten between two runs trained the second on
+    the first's rows; so did the same relative path from another working folder."""
+    _, registry = build_registry()
+    record = registry.get("dataset", "csv")
+
+    def spec(path: str) -> ComponentSpec:
+        return ComponentSpec("dataset", "csv", record.params(path=path), record)
+
+    whole = DataOptions(val=0.0, test=0.0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    first = load_data(spec("d.csv"), whole, np.random.default_rng(0))
+    assert first.summary.n_train == 4
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,9,2\n8,8,2\n")
+    again = load_data(spec("d.csv"), whole, np.random.default_rng(0))
+    assert (again.summary.n_train, len(again.summary.classes)) == (6, 3)
+    assert again.summary.sha256 != first.summary.sha256
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "d.csv").write_text("a,b,y\n1,2,0\n3,4,1\n")
+    monkeypatch.chdir(other)
+    assert load_data(spec("d.csv"), whole, np.random.default_rng(0)).summary.n_train == 2
+
+
 def test_cached_arrays_are_read_only() -> None:
     spec = _spec("fixed")
     load_data(spec, DataOptions(), np.random.default_rng(0))

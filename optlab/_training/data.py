@@ -31,10 +31,12 @@ The split sizes depend on the totals only (:func:`split_sizes`).
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -93,15 +95,13 @@ class SupportsShape(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# hashing
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
 # load_data and the per-process cache
 # --------------------------------------------------------------------------------------------
 
-_CacheKey = tuple[str, str, str, bool, int | None]
+_CacheKey = tuple[str, str, str, str, bool, int | None]
+#: a folder named by a dataset's params has its files' stamps in the cache key up to this many
+#: files (beyond, only the folder's own: adding or removing a file still shows)
+STAMPED_FILES = 1000
 #: key -> the raw data and their sha256 (``None`` until computed: :func:`inspect_data` loads
 #: without hashing, :func:`load_data` hashes on first use)
 _cache: OrderedDict[_CacheKey, tuple[RawDataset, str | None]] = OrderedDict()
@@ -120,8 +120,32 @@ def _cache_keys(
 ) -> tuple[_CacheKey, _CacheKey]:
     """The keys of data that do not depend on the seed, and of data that do."""
     params = dataset.params.model_dump_json()
-    base = (dataset.name, dataset.record.provider, params, options.mmap)
+    stamps = _file_stamps(dataset.params.model_dump().values())
+    base = (dataset.name, dataset.record.provider, params, stamps, options.mmap)
     return (*base, None), (*base, seed)
+
+
+def _file_stamps(values: Any) -> str:
+    """The absolute path, size and modification time of each file that a string or path among
+    ``values`` names (relative to the working folder, as the dataset reads it; a folder: of the
+    files in it, up to :data:`STAMPED_FILES`): a data file rewritten or a working folder changed
+    between two runs of one process (a notebook) is read again, not taken from the cache."""
+    stamps = []
+    for value in values:
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            continue
+        path = Path(value).expanduser().absolute()
+        try:
+            entries = [path]
+            if path.is_dir():
+                inside = sorted(path.iterdir())
+                entries += inside if len(inside) <= STAMPED_FILES else []
+            for entry in entries:
+                stat = entry.stat()
+                stamps.append(f"{entry}:{stat.st_size}:{stat.st_mtime_ns}")
+        except OSError:  # not a path, or not there: the dataset says so when it loads
+            continue
+    return "\n".join(stamps)
 
 
 def _cached(keys: tuple[_CacheKey, _CacheKey]) -> tuple[_CacheKey, RawDataset, str | None] | None:
