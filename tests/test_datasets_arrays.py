@@ -309,6 +309,21 @@ def test_csv_a_header_of_numbered_columns_is_a_header(registry: Registry, tmp_pa
     np.testing.assert_array_equal(d.y_train, [0, 1, 0, 1])
 
 
+def test_csv_a_header_that_alone_ends_with_the_delimiter(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A header 'a,b,label,' over rows without the trailing comma was refused: 'line 2 has 3
+    fields, the first row 4'."""
+    path = tmp_path / "sheet.csv"
+    path.write_text("a,b,label,\n1,2,cat\n3,4,dog\n5,6,cat\n")
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4], [5, 6]])
+    assert d.summary.classes == ("cat", "dog")
+    path.write_text("a,b,label,\n1,2,cat\n3,4\n")
+    with pytest.raises(DataError, match="line 3 has 2 fields, not 3"):
+        _load(registry, "csv", path=path)
+
+
 def test_csv_a_header_of_numbered_columns_over_word_labels_is_a_header(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -444,9 +459,9 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("y,a,b\n0,1,2\n1,3,x\n", {"label": "y"}, "'x' to float64 on line 3, column 3"),
         # blank lines and comments are not data rows: the line is the file's
         ("a,b,y\n# note\n\n1,2,0\n3,x,1\n", {}, "'x' to float64 on line 5, column 2"),
-        ("a,b,y\n1,2,0\n3,1\n", {}, "line 3 has 2 fields, the first row 3"),
+        ("a,b,y\n1,2,0\n3,1\n", {}, "line 3 has 2 fields, not 3"),
         # a longer row would be cut to the first row's width, its label read from column 2
-        ("a,b,y\n1,2,0\n# note\n\n3,1,1,2\n", {}, "line 5 has 4 fields, the first row 3"),
+        ("a,b,y\n1,2,0\n# note\n\n3,1,1,2\n", {}, "line 5 has 4 fields, not 3"),
         ("1,2,0\n3,4,1,0\n", {"label": -1}, "line 2 has 4 fields"),
         ("a,b,y\n1,nan,0\n3,1,1\n", {}, "NaN or inf"),
         ("a,b,y\n1,2,0\n3,1,-2\n", {}, "negative label -2"),

@@ -373,10 +373,12 @@ def _not_utf8(path: Path, key: str, exc: UnicodeDecodeError) -> DataError:
     return DataError(f"{path}: unreadable CSV ({exc})", key=key)  # pragma: no cover
 
 
-def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: bool) -> None:
-    """Every row has the first row's ``n_cols`` fields (``np.loadtxt`` would silently read a
-    longer row's first ``n_cols`` fields, and its label from the wrong column); with
-    ``trailing`` (the first row ends with a delimiter), every row's last field is empty.
+def _check_widths(
+    path: Path, delimiter: str, n_cols: int, key: str, trailing: bool, skip: int
+) -> None:
+    """Every row after the first ``skip`` lines (a header) has ``n_cols`` fields (``np.loadtxt``
+    would silently read a longer row's first ``n_cols`` fields, and its label from the wrong
+    column); with ``trailing`` (the rows end with a delimiter), every row's last field is empty.
 
     Raises
     ------
@@ -386,12 +388,14 @@ def _check_widths(path: Path, delimiter: str, n_cols: int, key: str, trailing: b
     with path.open(encoding=_ENCODING, newline="") as f:
         rows = csv.reader(f, delimiter=delimiter, quotechar='"')
         for row in rows:
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            if rows.line_num <= skip or not row or not "".join(row).strip():
+                continue
+            if row[0].lstrip().startswith("#"):
                 continue
             if len(row) != n_cols:
                 raise DataError(
-                    f"{path}: line {rows.line_num} has {len(row)} fields, the first row "
-                    f"{n_cols}; every row needs the same columns",
+                    f"{path}: line {rows.line_num} has {len(row)} fields, not {n_cols}; "
+                    "every row needs the same columns",
                     key=key,
                 )
             if trailing and row[-1].strip():
@@ -454,6 +458,8 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             else any(not _is_number(c) for c in named)
             or bool((numbers or counted) and not _is_number(first[label]))
         )
+    if header and fields > n_cols and second and len(second[0]) == n_cols:
+        fields = n_cols  # only the header ends with the delimiter
     features = [i for i in range(n_cols) if i != label]
     if header and first[0] == "" and 0 in features and second and second[0][:1] == ["0"]:
         # pandas' DataFrame.to_csv writes its index first, with no name: 0, 1, 2, ... would
@@ -513,7 +519,7 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
         )
 
     try:
-        _check_widths(path, p.delimiter, fields, key, trailing=fields > len(columns) + 1)
+        _check_widths(path, p.delimiter, fields, key, fields > len(columns) + 1, skip)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = column(columns, np.float64, 2) if features else None
