@@ -249,6 +249,16 @@ def test_unknown_component_name_suggests(tmp_path: Path, registry: Registry) -> 
     ]
 
 
+def test_a_component_name_in_capitals_suggests_the_name(tmp_path: Path, registry: Registry) -> None:
+    # the lecture writes SVM and L2; difflib alone finds nothing close to 'SVM' or 'L2'
+    text = BASE.replace("name: svm", "name: SVM").replace("name: l2", "name: L2")
+    found = issues(tmp_path, text, registry)
+    assert [(i.path, i.message.partition(";")[0]) for i in found] == [
+        ("loss.name", "unknown loss 'SVM' (did you mean 'svm'?)"),
+        ("regularizer.name", "unknown regularizer 'L2' (did you mean 'l2'?)"),
+    ]
+
+
 def test_ambiguous_component_is_a_located_issue(tmp_path: Path) -> None:
     class Other:
         @optlab.hookimpl

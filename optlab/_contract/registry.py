@@ -22,9 +22,11 @@ KINDS: tuple[ComponentKind, ...] = ("loss", "regularizer", "optimizer", "dataset
 
 
 def did_you_mean(name: str, options: list[str] | set[str] | tuple[str, ...]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
-    close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """``" (did you mean 'x'?)"`` for the closest option, or ``""``; case is ignored
+    (``SVM`` is close to ``svm``)."""
+    by_folded = {option.casefold(): option for option in sorted(options, reverse=True)}
+    close = difflib.get_close_matches(name.casefold(), sorted(by_folded), n=1, cutoff=0.6)
+    return f" (did you mean '{by_folded[close[0]]}'?)" if close else ""
 
 
 @dataclass
