@@ -232,6 +232,35 @@ def test_unknown_key_points_at_the_key_with_suggestion(tmp_path: Path, registry:
     assert brief(found) == [(7, 3, "optimizer", "unknown key 'lrr' (did you mean 'lr'?)")]
 
 
+def test_a_key_in_the_lecture_notation_suggests_the_key_its_description_names(
+    tmp_path: Path, registry: Registry
+) -> None:
+    # the lecture's step_size (W -= step_size * grad), lambda and Delta are optlab's lr,
+    # strength and margin; 'step_size' was taken for a typo of 'batch_size'
+    text = (
+        BASE.replace("margin: 1.0", "delta: 1.0")
+        .replace("strength: 0.001", "lambda: 0.001")
+        .replace("  lr: 0.1", "  step_size: 0.1")
+    )
+    found = issues(tmp_path, text, registry)
+    assert [i.message for i in found] == [
+        "unknown key 'delta' (did you mean 'margin'?)",
+        "unknown key 'lambda' (did you mean 'strength'?)",
+        "unknown key 'step_size' (did you mean 'lr'?)",
+    ]
+
+
+def test_the_bundled_params_answer_the_lecture_notation(tmp_path: Path) -> None:
+    # lr_decay's description mentions "the learning rate" too: it names lr, not itself
+    text = BASE.replace("  lr: 0.1", "  learning_rate: 0.1\n  mu: 0.9")
+    with pytest.raises(SpecError) as info:
+        load_experiment(write(tmp_path, text))
+    assert [i.message for i in info.value.issues] == [
+        "unknown key 'learning_rate' (did you mean 'lr'?)",
+        "unknown key 'mu' (did you mean 'momentum'?)",
+    ]
+
+
 def test_unknown_key_without_close_match_lists_allowed(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, BASE.replace("  lr: 0.1", "  zzz: 0.1"), registry)
     assert found[0].message == "unknown key 'zzz'; allowed keys: batch_size, epochs, lr, name"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +21,12 @@ __all__ = ["KINDS", "PluginInfo", "Registry", "did_you_mean"]
 KINDS: tuple[ComponentKind, ...] = ("loss", "regularizer", "optimizer", "dataset", "backend")
 
 
-def did_you_mean(name: str, options: list[str] | set[str] | tuple[str, ...]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest option, or ``""``; case is ignored
-    (``SVM`` is close to ``svm``)."""
+def did_you_mean(name: str, options: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """``" (did you mean 'x'?)"`` for the closest option (at least ``cutoff`` alike, by
+    :func:`difflib.get_close_matches`), or ``""``; case is ignored (``SVM`` is close to
+    ``svm``)."""
     by_folded = {option.casefold(): option for option in sorted(options, reverse=True)}
-    close = difflib.get_close_matches(name.casefold(), sorted(by_folded), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name.casefold(), sorted(by_folded), n=1, cutoff=cutoff)
     return f" (did you mean '{by_folded[close[0]]}'?)" if close else ""
 
 

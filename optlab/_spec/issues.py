@@ -10,6 +10,7 @@ with the registry's message.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,8 +102,9 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models(arg)]
 
 
-def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The keys accepted where pydantic's ``loc`` points (its tags choose union members)."""
+def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> dict[str, str]:
+    """The keys accepted where pydantic's ``loc`` points (its tags choose union members),
+    sorted, each with its description."""
     candidates = [model]
     for elem in loc:
         inner = [
@@ -114,7 +116,29 @@ def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
         ]
         named = [c for c in candidates if c.__name__.partition("_")[2] == elem]
         candidates = inner or named or candidates
-    return sorted({info.alias or n for c in candidates for n, info in c.model_fields.items()})
+    described = {
+        info.alias or n: info.description or ""
+        for c in candidates
+        for n, info in c.model_fields.items()
+    }
+    return dict(sorted(described.items()))
+
+
+def _named_by(key: str, allowed: dict[str, str]) -> str:
+    """``" (did you mean 'lr'?)"`` when the words of ``key`` name one allowed key in its
+    description, as the lecture writes it (``step_size`` and ``learning_rate``: ``lr``, "Step
+    size (learning rate)."; ``lambda``: ``strength``; ``delta``: ``margin``; ``mu``:
+    ``momentum``); else ``""``. Words after an article refer to something else ("Multiply
+    the learning rate ..."), and so does a component's summary, the description of its
+    ``name``."""
+    words = " ".join(re.findall(r"[a-z0-9]+", key.casefold()))
+    if len(words) < 2:
+        return ""
+    named = re.compile(
+        rf"(?<![a-z0-9])(?<!\bthe )(?<!\ba )(?<!\ban ){re.escape(words)}(?![a-z0-9])"
+    )
+    keys = [k for k, text in allowed.items() if k != "name" and named.search(text.casefold())]
+    return f" (did you mean '{keys[0]}'?)" if len(keys) == 1 else ""
 
 
 def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
@@ -175,7 +199,13 @@ def _message(
         return _missing(str(loc[-1]), whole, locator, registry), True
     if kind == "extra_forbidden":
         allowed = _allowed(model, loc[:-1])
-        hint = did_you_mean(str(loc[-1]), allowed) or f"; allowed keys: {', '.join(allowed)}"
+        unknown = str(loc[-1])
+        hint = (
+            did_you_mean(unknown, allowed, cutoff=0.8)  # a typo: 'lrr', 'epoch'
+            or _named_by(unknown, allowed)
+            or did_you_mean(unknown, allowed)
+            or f"; allowed keys: {', '.join(allowed)}"
+        )
         return f"unknown key '{loc[-1]}'{hint}", True
     if kind == "union_tag_not_found":
         return f"missing required key 'name' (available: {_names(registry, whole)})", True
