@@ -232,26 +232,30 @@ class RandomLocalSearch(optlab.Optimizer):
 # --------------------------------------------------------------------------------------------
 
 
-def numeric_full_gradient(objective: optlab.Objective, W: Array, h: float = 1e-5) -> Array:
+def numeric_full_gradient(
+    objective: optlab.Objective, W: Array, h: float = 1e-5, X: Array | None = None
+) -> Array:
     """Centered finite-difference gradient (D, C) of the full objective, in float64.
 
     Uses the linearity of the scores: moving ``W[d, k]`` by ``h`` moves column ``k`` of the
     scores by ``h * X[:, d]``, so each of the ``2 * D * C`` loss evaluations costs ``O(N C)``
-    instead of a new ``X @ W``. The data loss is the unperturbed one (no dropout), as in
-    :meth:`optlab.Objective.value`.
+    instead of a new ``X @ W``. The data loss is over ``X``: by default the unperturbed
+    training set (no dropout), as in :meth:`optlab.Objective.value`.
 
     Parameters
     ----------
     objective : Objective
     W : (D, C) array
     h : float
+    X : (N, D) array, optional
+        The training examples as perturbed for this step (:func:`_perturbed_inputs`).
 
     Returns
     -------
     grad : (D, C) float64 array
     """
     loss = objective.loss.impl
-    X = objective.X.astype(np.float64, copy=False)
+    X = (objective.X if X is None else X).astype(np.float64, copy=False)
     y = objective.y
     W64 = W.astype(np.float64, copy=True)
     scores = X @ W64
@@ -278,6 +282,17 @@ def numeric_full_gradient(objective: optlab.Objective, W: Array, h: float = 1e-5
                 W64[d, k] = old
                 grad[d, k] += (plus - minus) / (2.0 * h)
     return grad
+
+
+def _perturbed_inputs(objective: optlab.Objective) -> Array:
+    """The training examples (N, D) as a full-batch step of the analytic gradient sees them:
+    each input perturbation (dropout) applied, drawn from ``objective.rng`` as
+    :meth:`optlab.Objective.value_and_grad` draws it."""
+    X = objective.X
+    for reg in objective.regularizers:
+        if reg.impl.has_perturbation:
+            X = reg.impl.perturb_inputs(X, objective.rng)
+    return X
 
 
 class GradientDescent(optlab.Optimizer):
@@ -320,9 +335,12 @@ class GradientDescent(optlab.Optimizer):
         n = objective.n_examples
         W = W0.copy()
         for it in range(1, p.iterations + 1):
-            if numeric:
-                parts = objective.value(W)
-                grad = numeric_full_gradient(objective, W, p.numeric_h).astype(dtype)
+            if numeric:  # of the objective the analytic step takes, dropout included
+                X = _perturbed_inputs(objective)
+                data = objective.data_loss(W, X)
+                reg = objective.reg_value_and_grad(W, with_grad=False)[0]
+                parts = optlab.LossParts(data + reg, data, reg)
+                grad = numeric_full_gradient(objective, W, p.numeric_h, X).astype(dtype)
             else:
                 parts, grad = objective.value_and_grad(W)
             grad *= lr
