@@ -117,6 +117,17 @@ def test_initial_loss_check_fails_for_a_large_w() -> None:
     assert "expected 1.386" in check.message and "off by" in check.message
 
 
+def test_initial_loss_check_says_by_how_much_under_a_tight_tolerance() -> None:
+    # initial_loss_tolerance: 0.001 read "(tolerance 0%): off by 0%" for a loss 0.12% off
+    obj = make_objective(SVMLoss())
+    check = initial_loss_check(obj, small_w(obj), tolerance=1e-3)
+    assert check is not None
+    deviation = abs(check.value - check.expected) / check.expected
+    assert 1e-3 < deviation < 5e-3, deviation  # the small W0's loss: off, by less than 0.5%
+    assert not check.ok
+    assert f"(tolerance 0.1%): off by {deviation * 100:.3g}%;" in check.message
+
+
 def test_initial_loss_check_skips_losses_without_an_expectation() -> None:
     obj = make_objective(NoExpectation())
     assert initial_loss_check(obj, small_w(obj)) is None

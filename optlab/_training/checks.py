@@ -214,10 +214,11 @@ def initial_loss_check(
     value = objective.data_loss(W0)
     deviation = abs(value - expected) / max(abs(expected), 1e-12)
     ok = bool(deviation <= tolerance)
-    verdict = "ok" if ok else f"off by {deviation:.0%}; is W0 small and are labels in 0..{C - 1}?"
+    # percentages to 3 digits: a tolerance of 0.001 is 0.1%, not "0%" (and a failure "off by 0%")
+    off = f"off by {deviation * 100:.3g}%; is W0 small and are labels in 0..{C - 1}?"
     message = (
         f"initial loss {value:.4g}, expected {expected:.4g} for loss '{loss.name}' with C={C} "
-        f"(tolerance {tolerance:.0%}): {verdict}"
+        f"(tolerance {tolerance * 100:.3g}%): {'ok' if ok else off}"
     )
     return InitialLossCheck(value, expected, tolerance, ok, message)
 
