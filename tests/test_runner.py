@@ -277,6 +277,26 @@ def test_flatten_params_keys_regularizers_by_name() -> None:
     assert flatten_params({"regularizer": []})["regularizer.name"] == "none"
 
 
+def test_flatten_params_keeps_both_of_two_regularizers_of_one_name() -> None:
+    # L2 on W and a lighter one on the bias: the second's params overwrote the first's, and
+    # MLflow showed regularizer.l2.strength 1e-05 for a run penalized with 0.001 as well
+    flat = flatten_params(
+        {
+            "regularizer": [
+                {"name": "l2", "strength": 1e-3, "include_bias": False},
+                {"name": "l2", "strength": 1e-5, "include_bias": True},
+            ]
+        }
+    )
+    assert flat == {
+        "regularizer.name": "l2+l2",
+        "regularizer.l2.strength": 1e-3,
+        "regularizer.l2.include_bias": False,
+        "regularizer.l2.2.strength": 1e-5,
+        "regularizer.l2.2.include_bias": True,
+    }
+
+
 @pytest.mark.parametrize("pixel_scale", [1.0, 255.0, 1e4])
 def test_initial_scores_are_near_zero_whatever_the_data_scale(pixel_scale: float) -> None:
     from optlab._contract.objective import BoundLoss

@@ -21,8 +21,9 @@ __all__ = ["describe_run", "flatten_params", "provider_label", "run_key", "run_t
 def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved run spec as flat dotted keys, as logged to MLflow.
 
-    A list of regularizers is keyed by name (``regularizer.l2.strength``) and
-    ``regularizer.name`` joins their names (``l2+max_norm``, or ``none``).
+    A list of regularizers is keyed by name (``regularizer.l2.strength``), a second one of a
+    name by its count as well (``regularizer.l2.2.strength``), and ``regularizer.name`` joins
+    their names (``l2+max_norm``, or ``none``).
     """
     flat: dict[str, Any] = {}
 
@@ -37,9 +38,12 @@ def flatten_params(resolved: Mapping[str, Any]) -> dict[str, Any]:
         if key == "regularizer" and isinstance(value, list):
             names = [str(r.get("name")) for r in value if isinstance(r, Mapping)]
             flat["regularizer.name"] = "+".join(names) if names else "none"
+            seen: dict[str, int] = {}
             for reg in value:
                 params = {k: v for k, v in reg.items() if k != "name"}
-                walk(f"regularizer.{reg.get('name')}", params)
+                name = str(reg.get("name"))
+                seen[name] = seen.get(name, 0) + 1
+                walk(f"regularizer.{name}" + (f".{seen[name]}" if seen[name] > 1 else ""), params)
         else:
             walk(key, value)
     return flat
