@@ -251,11 +251,15 @@ def test_a_key_in_the_lecture_notation_suggests_the_key_its_description_names(
 
 
 def test_the_bundled_params_answer_the_lecture_notation(tmp_path: Path) -> None:
-    # lr_decay's description mentions "the learning rate" too: it names lr, not itself
-    text = BASE.replace("  lr: 0.1", "  learning_rate: 0.1\n  mu: 0.9")
+    # lr_decay's description mentions "the learning rate" too: it names lr, not itself; and
+    # bias, "Append a constant-1 column (the bias trick).", is the only key to mention it
+    text = BASE.replace("  lr: 0.1", "  learning_rate: 0.1\n  mu: 0.9").replace(
+        "limit: 100", "limit: 100, bias_trick: true"
+    )
     with pytest.raises(SpecError) as info:
         load_experiment(write(tmp_path, text))
     assert [i.message for i in info.value.issues] == [
+        "unknown key 'bias_trick' (did you mean 'bias'?)",
         "unknown key 'learning_rate' (did you mean 'lr'?)",
         "unknown key 'mu' (did you mean 'momentum'?)",
     ]

@@ -128,16 +128,20 @@ def _named_by(key: str, allowed: dict[str, str]) -> str:
     """``" (did you mean 'lr'?)"`` when the words of ``key`` name one allowed key in its
     description, as the lecture writes it (``step_size`` and ``learning_rate``: ``lr``, "Step
     size (learning rate)."; ``lambda``: ``strength``; ``delta``: ``margin``; ``mu``:
-    ``momentum``); else ``""``. Words after an article refer to something else ("Multiply
-    the learning rate ..."), and so does a component's summary, the description of its
-    ``name``."""
+    ``momentum``; ``bias_trick``: ``bias``); else ``""``. Where several descriptions use the
+    words, those that put an article before them refer to something else ("Multiply the
+    learning rate ..."); a component's summary, the description of its ``name``, always does.
+    """
     words = " ".join(re.findall(r"[a-z0-9]+", key.casefold()))
     if len(words) < 2:
         return ""
+    used = re.compile(rf"(?<![a-z0-9]){re.escape(words)}(?![a-z0-9])")
     named = re.compile(
         rf"(?<![a-z0-9])(?<!\bthe )(?<!\ba )(?<!\ban ){re.escape(words)}(?![a-z0-9])"
     )
-    keys = [k for k, text in allowed.items() if k != "name" and named.search(text.casefold())]
+    keys = [k for k, text in allowed.items() if k != "name" and used.search(text.casefold())]
+    if len(keys) > 1:
+        keys = [k for k in keys if named.search(allowed[k].casefold())]
     return f" (did you mean '{keys[0]}'?)" if len(keys) == 1 else ""
 
 
