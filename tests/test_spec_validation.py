@@ -785,6 +785,31 @@ def test_every_misspelled_sweep_key_is_reported_once(tmp_path: Path, registry: R
     ]
 
 
+def test_a_component_param_written_at_the_run_level_names_its_component(
+    tmp_path: Path, registry: Registry
+) -> None:
+    # --set batch_size=10, a variant's {margin: 2}, a sweep over lr: only the allowed keys
+    # were listed
+    text = BASE + "variants:\n  wide: {margin: 2.0}\n"
+    found = issues(tmp_path, text, registry, overrides=["batch_size=10"])
+    assert [(i.path, i.message) for i in found] == [
+        ("variants.wide", "unknown key 'margin' (did you mean 'loss.margin'?)"),
+        (
+            "",
+            "unknown key 'batch_size' (did you mean 'optimizer.batch_size'?)"
+            " (in --set batch_size=10)",
+        ),
+    ]
+    found = issues(tmp_path, BASE + "sweep:\n  grid: {lr: [0.1, 0.2]}\n", registry)
+    assert [(i.path, i.message) for i in found] == [
+        (
+            "sweep.grid.lr",
+            "sweep keys start with one of data, loss, regularizer, optimizer, checks, got 'lr'"
+            " (did you mean 'optimizer.lr'?)",
+        )
+    ]
+
+
 def test_experiment_name_longer_than_mlflow_allows(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, BASE.replace("name: demo", "name: " + "x" * 501), registry)
     assert [(i.line, i.path, i.message[:41]) for i in found] == [

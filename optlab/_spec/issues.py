@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from optlab._contract.registry import Registry, did_you_mean
 from optlab._errors import PluginError, SpecIssue
 from optlab._spec.expand import override_path
-from optlab._spec.models import KIND_OF_KEY
+from optlab._spec.models import KIND_OF_KEY, param_owner
 from optlab._spec.reader import KeyPath, Positions, Src, describe_value
 
 __all__ = [
@@ -145,6 +145,16 @@ def _named_by(key: str, allowed: dict[str, str]) -> str:
     return f" (did you mean '{keys[0]}'?)" if len(keys) == 1 else ""
 
 
+def _component_param(registry: Registry, loc: tuple[int | str, ...], key: str) -> str:
+    """``" (did you mean 'optimizer.lr'?)"`` for a component's param written among the run's
+    keys, at the top of the spec or of a variant (``lr: 0.1``, ``--set lr=0.1``); else
+    ``""``."""
+    if loc and not (len(loc) == 2 and loc[0] == "variants"):
+        return ""
+    owner = param_owner(registry, key)
+    return f" (did you mean '{owner}.{key}'?)" if owner else ""
+
+
 def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:
     """The key path of pydantic's ``loc`` in ``data`` (union tags and the index pydantic
     gives a lone regularizer dropped), and whether its last element was a key of the data."""
@@ -207,6 +217,7 @@ def _message(
         hint = (
             did_you_mean(unknown, allowed, cutoff=0.8)  # a typo: 'lrr', 'epoch'
             or _named_by(unknown, allowed)
+            or _component_param(registry, loc[:-1], unknown)
             or did_you_mean(unknown, allowed)
             or f"; allowed keys: {', '.join(allowed)}"
         )

@@ -39,6 +39,7 @@ __all__ = [
     "SweepModel",
     "component_fields",
     "component_keys",
+    "param_owner",
     "run_model",
     "spec_model",
 ]
@@ -180,6 +181,21 @@ def component_keys(registry: Registry, key: str, name: Any) -> frozenset[str] | 
     if fields is None:
         return None
     return frozenset(k for n, info in fields.items() for k in (n, info.alias) if k)
+
+
+def param_owner(registry: Registry, param: str) -> str | None:
+    """The one run key (:data:`RUN_KEYS`) whose components take ``param``: ``optimizer`` for
+    ``lr``, ``data`` for ``val``; ``None`` when none or several do (``gradient``: ``gd``'s
+    and the checks')."""
+    owners = [
+        key
+        for key in RUN_KEYS
+        if any(
+            param in (component_keys(registry, key, name) or ())
+            for name in (registry.names(KIND_OF_KEY[key]) if key in KIND_OF_KEY else [key])
+        )
+    ]
+    return owners[0] if len(owners) == 1 else None
 
 
 @functools.lru_cache(maxsize=8)

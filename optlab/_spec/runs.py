@@ -39,6 +39,7 @@ from optlab._spec.models import (
     Distribution,
     component_fields,
     component_keys,
+    param_owner,
     run_model,
 )
 from optlab._spec.reader import KeyPath, Positions, Src
@@ -55,11 +56,12 @@ def _key_path(segments: list[str]) -> KeyPath:
 
 
 def sweep_points(
-    spec: Any, positions: Positions, top: Locator, issues: list[SpecIssue]
+    spec: Any, positions: Positions, top: Locator, issues: list[SpecIssue], registry: Registry
 ) -> tuple[list[tuple[list[Setting], list[str]]], dict[str, list[Any]]]:
     """The sweep's points, each its settings and name labels, and the sweep's axes.
 
-    A key that addresses nothing a run has is an issue, and left out of the points."""
+    A key that addresses nothing a run has is an issue (``lr``: did you mean
+    ``optimizer.lr``, a param of the registry's optimizers), and left out of the points."""
     grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
     written: dict[str, KeyPath] = {k: ("sweep", "grid", k) for k in grid}
     for k in random.params if random else ():
@@ -77,8 +79,11 @@ def sweep_points(
         if segments[0] in RUN_KEYS:
             keys[k] = _key_path(segments)
             continue
-        hint = did_you_mean(segments[0], RUN_KEYS) + (
-            "; use seeds: [...] to replicate runs" if segments[0] in ("seed", "seeds") else ""
+        owner = param_owner(registry, segments[0]) if len(segments) == 1 else None
+        hint = (
+            did_you_mean(segments[0], RUN_KEYS)
+            + (f" (did you mean '{owner}.{segments[0]}'?)" if owner else "")
+            + ("; use seeds: [...] to replicate runs" if segments[0] in ("seed", "seeds") else "")
         )
         problem = f"sweep keys start with one of {', '.join(RUN_KEYS)}, got '{segments[0]}'{hint}"
         issues.append(
@@ -147,7 +152,7 @@ def expand_runs(
     drafts = [(v, v, merge(base, raw["variants"][v] or {}, keys=keys)) for v in variants] or [
         (label, None, base)
     ]
-    points, axes = sweep_points(spec, positions, top, issues)
+    points, axes = sweep_points(spec, positions, top, issues, registry)
     grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
     ranges = [
         (_key_path(k.split(".")), d)
