@@ -453,8 +453,6 @@ def landscape(
 
     uri = resolve_tracking_uri(tracking_uri, None)
     drawn = draw_landscapes(experiment, uri, out, run, seed)
-    if not drawn:
-        typer.echo(f"experiment '{experiment}': no finished run with weights in its latest run")
     for name, path in drawn:
         where = f" and {path}" if path is not None else ""
         typer.echo(f"{name}: {LANDSCAPE_FIGURE} stored on the run{where}")

@@ -744,6 +744,31 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr
 
 
+def test_optlab_landscape_of_runs_that_all_failed_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """Every run diverged: optlab landscape drew nothing, printed a note and exited 0."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(
+        "name: diverged\ndata: {name: iris}\nloss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 1.0e+6, batch_size: 16, epochs: 2}\n"
+        "tracking: {figures: false}\n"
+    )
+    uri = new_store(tmp_path / "mlflow.db")
+    cli = CliRunner()
+    assert cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri]).exit_code == 1
+    drawn = cli.invoke(app, ["landscape", "diverged", "--tracking-uri", uri])
+    assert drawn.exit_code == 2, drawn.output
+    assert drawn.stderr == (
+        "optlab: error: experiment 'diverged': its latest invocation has no finished run with "
+        "learned weights (svm FAILED); nothing to draw\n"
+    )
+
+
 def test_optlab_landscape_elsewhere_says_where_it_looked_for_relative_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:

@@ -356,7 +356,7 @@ def landscape(
     Raises
     ------
     InputError
-        No such experiment, invocation or run; a run without weights.
+        No such experiment, invocation or run; a run without weights; no run to draw.
     """
     from optlab._training.data import load_data
     from optlab._training.landscape import loss_landscape
@@ -366,6 +366,7 @@ def landscape(
     client = connect(uri, must_exist=True)
     runs = _latest_runs(client, experiment_name, uri)
     names = [str(r.info.run_name) for r in runs]
+    every = ", ".join(f"{r.info.run_name} {r.info.status}" for r in runs)
     if run_name is not None:
         runs = [r for r in runs if r.info.run_name == run_name]
         if not runs:
@@ -410,4 +411,9 @@ def landscape(
                 except OSError as exc:
                     raise _cannot_write(out_dir, exc) from exc
         drawn.append((name, copy))
+    if not drawn:  # no run named, and none finished with weights
+        raise InputError(
+            f"experiment '{experiment_name}': its latest invocation has no finished run with "
+            f"learned weights ({every or 'no runs'}); nothing to draw"
+        )
     return drawn
