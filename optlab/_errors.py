@@ -149,6 +149,10 @@ class ComponentError(RunError):
         self.kind, self.name, self.provider, self.fault = kind, name, provider, fault
         super().__init__(f"{kind} '{name}' (from {provider}): {fault}")
 
+    def __reduce__(self) -> tuple[type[ComponentError], tuple[str, ...], dict[str, object]]:
+        # rebuilt from its parts (a worker process sends it back pickled), not from the message
+        return (type(self), (self.kind, self.name, self.provider, self.fault), dict(self.__dict__))
+
 
 class DivergenceError(RunError):
     """The loss became non-finite, or grew past the configured factor of the initial loss."""
@@ -156,6 +160,9 @@ class DivergenceError(RunError):
     def __init__(self, message: str, step: int) -> None:
         self.step = step
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[DivergenceError], tuple[str, int], dict[str, object]]:
+        return (type(self), (str(self), self.step), dict(self.__dict__))
 
 
 class CheckError(RunError):

@@ -9,7 +9,9 @@ import pytest
 
 from optlab._errors import (
     BackendUnavailable,
+    ComponentError,
     DataError,
+    DivergenceError,
     InputError,
     OptlabError,
     PluginError,
@@ -39,6 +41,23 @@ def test_message_and_key_survive_pickling(error: OptlabError) -> None:
     assert str(back) == str(error) and back.args == error.args
     assert back.key == error.key  # type: ignore[attr-defined]
     assert back.exit_code == error.exit_code
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ComponentError("loss", "focal", "walkp (optlab-walkp 0.2.0)", "raised RuntimeError('x')"),
+        DivergenceError("diverged: loss nan is not finite at step 3", step=3),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_run_errors_survive_pickling(error: ComponentError | DivergenceError) -> None:
+    """A worker process sends a run's error back pickled: one that cannot be rebuilt broke
+    the pool, failing every run of ``optlab run --jobs 2`` ('worker failed') and ending
+    ``optlab check --jobs 2`` with a traceback."""
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error) and back.__dict__ == error.__dict__
 
 
 def test_key_is_optional_and_not_in_the_message() -> None:
