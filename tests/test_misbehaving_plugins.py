@@ -136,6 +136,10 @@ FAULTS: dict[str, tuple[str, str]] = {
     "bad_dtype_loss": ("loss", r"score gradient has dtype float32, expected float64"),
     "nan_grad_loss": ("loss", r"returned a non-finite gradient"),
     "raising_loss": ("loss", r"raised RuntimeError\('boom in raising_loss'\)"),
+    "raising_factory_loss": (
+        "loss",
+        r"factory raised RuntimeError\('boom in raising_factory_loss'\)",
+    ),
     "bad_shape_reg": ("regularizer", r"gradient has shape \(2, 3\), expected \(3, 3\)"),
     "raising_reg": ("regularizer", r"raised RuntimeError\('boom in raising_reg'\)"),
     "raising_opt": ("optimizer", r"raised RuntimeError\('boom in raising_opt'\)"),
@@ -151,6 +155,8 @@ def _factory(cls: Callable[[str], T], fault: str) -> Callable[[Any], T]:
     """A record's factory: ignores the params, builds ``cls(fault)``."""
 
     def build(params: Any) -> T:
+        if fault == "raising_factory_loss":  # the run fails; the runs after it still run
+            raise RuntimeError(f"boom in {fault}")
         return cls(fault)
 
     return build

@@ -257,9 +257,14 @@ def execute(
     registry = registry if registry is not None else get_registry()
     if data is None:
         data = load_data(run.dataset, run.data, data_rng)
-    objective, optimizer = build_objective(run, data, registry, opt_rng)
+    built: tuple[Objective, Optimizer] | ComponentError | InputError
+    try:
+        built = build_objective(run, data, registry, opt_rng)
+    except (ComponentError, InputError) as exc:  # a factory raised: the run fails, not the rest
+        built = exc
+    backend = None if isinstance(built, Exception) else built[0].backend.label
     summary = data.summary
-    info = describe_run(run, data, experiment, registry, base_tags or {}, objective.backend.label)
+    info = describe_run(run, data, experiment, registry, base_tags or {}, backend)
     result = RunResult(name=run.name, status="FINISHED")
     console = result.console
     console.append(f"run {run.name}: {_components_line(run)}")
@@ -285,6 +290,9 @@ def execute(
         # numpy's RuntimeWarnings with source paths
         with np.errstate(all="ignore"):
             observer.optlab_run_started(run=info)
+            if isinstance(built, Exception):
+                raise built
+            objective, optimizer = built
             W0 = initial_weights(objective, init_rng)
             initial = _sanity_checks(run, objective, W0, check_rng, result, warn)
             # finding the BLAS libraries, once a process (ms): not training time, so before
