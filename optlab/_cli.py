@@ -235,6 +235,11 @@ def _params_info(model: Any) -> list[dict[str, Any]]:
             if type(m).__name__ in {"Gt", "Ge", "Lt", "Le", "MultipleOf", "MinLen", "MaxLen"}
         }
         default = f.default if f.default is not PydanticUndefined else None
+        if f.default_factory is not None:  # a list or a mapping: what a spec leaving it out gets
+            try:
+                default = f.get_default(call_default_factory=True, validated_data={})
+            except Exception:  # a factory computing it from the other fields' values
+                default = None
         out.append(
             {
                 "name": fname,

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 from typer.testing import CliRunner
 
 import optlab
 from optlab._cli import app
+from optlab.testing import register_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -211,6 +213,28 @@ def test_components_lists_params_with_defaults_and_bounds() -> None:
     assert lr["required"] is False
     code, _, err = invoke("components", "--kind", "losss")
     assert code == 2 and "did you mean 'loss'" in err
+
+
+class _ListParams(optlab.Params):
+    weights: list[float] = Field(default_factory=lambda: [1.0, 2.0], description="Per class.")
+
+
+class _ListDefaultPlugin:
+    @optlab.hookimpl
+    def optlab_register_losses(self) -> list[optlab.LossRecord]:
+        return [optlab.LossRecord("weighted", lambda p: None, _ListParams, "A weighted loss.")]
+
+
+def test_components_shows_a_default_made_by_a_default_factory() -> None:
+    """A list default is written ``Field(default_factory=...)``; it was listed as None."""
+    with register_plugin(_ListDefaultPlugin(), name="weighted"):
+        code, out, _ = invoke("components", "--kind", "loss", "--json")
+        assert code == 0
+        (weighted,) = [c for c in json.loads(out) if c["name"] == "weighted"]
+        assert weighted["params"][0]["default"] == [1.0, 2.0]
+        assert weighted["params"][0]["required"] is False
+        shown = runner.invoke(app, ["components", "--kind", "loss"], env={"COLUMNS": "200"})
+        assert "weights=[1.0, 2.0]" in shown.stdout
 
 
 def test_schema_is_json_with_every_component() -> None:
