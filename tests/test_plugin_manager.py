@@ -21,6 +21,7 @@ from optlab._contract.plugin_manager import (
     registered_plugin,
 )
 from optlab._errors import OptlabWarning, PluginError
+from optlab._spec.experiment import DataOptions
 
 
 class _NoLoss(optlab.Loss):
@@ -265,6 +266,18 @@ class _RuleBroken(optlab.Params):
         return self
 
 
+class _NamedParams(optlab.Params):
+    name: str = "inner"  # the spec's name key would always set it to the component's
+
+
+class _AliasedName(optlab.Params):
+    title: str = Field("inner", alias="name")
+
+
+class _TestPathParams(optlab.Params):
+    test: str = Field("none", description="The test file.")  # data.test is the test fraction
+
+
 class _NeedsPath(optlab.Params):
     """Good defaults next to a required field, an alias, a default factory and a rule that
     needs the required field: accepted (only the defaults are checked)."""
@@ -386,6 +399,16 @@ REGISTRATION_FAULTS = {
         "it refuses: scale='abc' (Input should be a valid number, unable to parse string as a "
         "number)",
     ),
+    "a field called name": (
+        lambda: [optlab.LossRecord("named", lambda p: _NoLoss(), _NamedParams)],
+        "optlab_register_losses returned loss 'named' whose params _NamedParams has a field "
+        "'name', the key a spec names the loss by; rename the field",
+    ),
+    "a field whose alias is name": (
+        lambda: [optlab.LossRecord("aliased", lambda p: _NoLoss(), _AliasedName)],
+        "optlab_register_losses returned loss 'aliased' whose params _AliasedName has a field "
+        "'name', the key a spec names the loss by; rename the field",
+    ),
     "defaults its own rule refuses": (
         lambda: [optlab.LossRecord("rule", lambda p: _NoLoss(), _RuleBroken)],
         "optlab_register_losses returned loss 'rule' whose params _RuleBroken has defaults it "
@@ -410,6 +433,27 @@ def test_registration_faults_are_one_sentence_naming_the_hook(fault: str) -> Non
     assert info.status == "failed"
     assert info.reason == reason
     assert info.components == [] and "fine" not in registry.names("loss")
+
+
+def test_a_dataset_param_named_like_a_data_option_fails_its_plugin() -> None:
+    """``data.test`` is the test fraction: a dataset's own ``test`` field was set from it (a
+    path refused as a fraction, a fraction refused as a path) and ``optlab run`` ended in a
+    TypeError traceback."""
+
+    @optlab.hookimpl
+    def optlab_register_datasets() -> list[optlab.DatasetRecord]:
+        return [optlab.DatasetRecord("with_test", lambda p: None, _TestPathParams)]  # type: ignore[arg-type]
+
+    bad = SimpleNamespace(optlab_register_datasets=optlab_register_datasets)
+    _, registry = build_registry(extra=[("faulty", bad)])
+    assert registry.plugins["faulty"].reason == (
+        "optlab_register_datasets returned dataset 'with_test' whose params _TestPathParams has "
+        "a field 'test', one of the options optlab reads itself from a spec's data: (bias, "
+        "center, dtype, limit, mmap, standardize, test, val); rename the field"
+    )
+    from optlab._contract.plugin_manager import _DATA_OPTIONS
+
+    assert set(_DATA_OPTIONS) == set(DataOptions.model_fields)
 
 
 def test_a_bad_name_says_an_optimizer() -> None:

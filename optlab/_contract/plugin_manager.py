@@ -4,10 +4,10 @@
   plugins (distribution ``optlab``), then every other entry point, sorted.
 - A plugin that fails to import, implements an unknown hook, has a hook with wrong argument
   names, raises while registering, or returns a record that cannot work (a factory that is not
-  callable, params that are not an :class:`~optlab.Params` subclass or whose defaults break its
-  own constraints, a name twice) is marked ``failed`` with the reason; the others keep
-  working. ``OPTLAB_STRICT_PLUGINS=1`` turns the failures into one :class:`PluginError`
-  naming every failed plugin, a line each.
+  callable, params that are not an :class:`~optlab.Params` subclass, whose defaults break its
+  own constraints or with a field a spec cannot set, a name twice) is marked ``failed`` with
+  the reason; the others keep working. ``OPTLAB_STRICT_PLUGINS=1`` turns the failures into
+  one :class:`PluginError` naming every failed plugin, a line each.
 - ``OPTLAB_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (or distribution name); a
   name that matches no plugin is an :class:`~optlab._errors.OptlabWarning` (an error under
   ``OPTLAB_STRICT_PLUGINS=1``), since a misspelt name would otherwise disable nothing.
@@ -71,6 +71,9 @@ _REGISTRATION: dict[str, tuple[ComponentKind, type[ComponentRecord[Any]]]] = {
     "optlab_register_backends": ("backend", BackendRecord),
 }
 _HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("optlab_")}
+#: keys of a spec's ``data:`` that optlab reads itself, beside ``name`` (the fields of
+#: ``optlab._spec.experiment.DataOptions``): a dataset's params cannot have them too
+_DATA_OPTIONS = ("bias", "center", "dtype", "limit", "mmap", "standardize", "test", "val")
 
 #: plugins added for the duration of a test (see :func:`registered_plugin`)
 _extra_plugins: list[tuple[str, object]] = []
@@ -257,7 +260,26 @@ def _record_fault(rec: ComponentRecord[Any]) -> str | None:
         else:
             got = type(params).__name__
         return f"params is not an optlab.Params subclass (got {got})"
-    return _invalid_defaults(params)
+    return _taken_keys(params, rec.kind) or _invalid_defaults(params)
+
+
+def _taken_keys(params: type[Params], kind: ComponentKind) -> str | None:
+    """The end of a sentence naming a field of ``params`` that a spec could never set, since
+    optlab reads that key of the component's mapping itself (``name``; for a dataset, the
+    common options of ``data:``), or ``None``."""
+    for fname, f in params.model_fields.items():
+        key = f.validation_alias if isinstance(f.validation_alias, str) else f.alias or fname
+        if key == "name":
+            return (
+                f"params {params.__name__} has a field '{key}', the key a spec names the "
+                f"{kind} by; rename the field"
+            )
+        if kind == "dataset" and key in _DATA_OPTIONS:
+            return (
+                f"params {params.__name__} has a field '{key}', one of the options optlab "
+                f"reads itself from a spec's data: ({', '.join(_DATA_OPTIONS)}); rename the field"
+            )
+    return None
 
 
 def _invalid_defaults(params: type[Params]) -> str | None:
