@@ -94,6 +94,18 @@ class _BadRegularizer(optlab.Regularizer):
         raise RuntimeError(f"boom in {self.fault}")
 
 
+class _BadPerturbation(optlab.Regularizer):
+    has_perturbation: ClassVar[bool] = True
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def perturb_inputs(self, X: Array, rng: np.random.Generator) -> Array:
+        if self.fault == "bad_shape_perturb_reg":
+            return X[:, :-1].copy()
+        raise RuntimeError(f"boom in {self.fault}")
+
+
 class _BadOptimizer(optlab.Optimizer):
     def __init__(self, fault: str) -> None:
         self.fault = fault
@@ -142,6 +154,15 @@ FAULTS: dict[str, tuple[str, str]] = {
     ),
     "bad_shape_reg": ("regularizer", r"gradient has shape \(2, 3\), expected \(3, 3\)"),
     "raising_reg": ("regularizer", r"raised RuntimeError\('boom in raising_reg'\)"),
+    # the batch it breaks fails the optimizer or loss next, which were named instead
+    "raising_perturb_reg": (
+        "regularizer",
+        r"raised RuntimeError\('boom in raising_perturb_reg'\)",
+    ),
+    "bad_shape_perturb_reg": (
+        "regularizer",
+        r"perturbed batch has shape \(\d+, 3\), expected \(\d+, 4\)",
+    ),
     "raising_opt": ("optimizer", r"raised RuntimeError\('boom in raising_opt'\)"),
     "bad_dtype_opt": ("optimizer", r"returned weights of dtype float32, expected float64"),
     "no_eval_opt": (
@@ -173,7 +194,11 @@ class BadPlugin:
     @optlab.hookimpl
     def optlab_register_regularizers(self) -> list[optlab.RegularizerRecord]:
         return [
-            optlab.RegularizerRecord(n, _factory(_BadRegularizer, n), optlab.RegularizerParams)
+            optlab.RegularizerRecord(
+                n,
+                _factory(_BadPerturbation if "perturb" in n else _BadRegularizer, n),
+                optlab.RegularizerParams,
+            )
             for n, (kind, _) in FAULTS.items()
             if kind == "regularizer"
         ]

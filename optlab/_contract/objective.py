@@ -408,7 +408,7 @@ class Objective:
             else:
                 X, y = self.X[batch], self.y[batch]
             for reg in self._perturbations:
-                X = reg.impl.perturb_inputs(X, self.rng)
+                X = self._perturbed(X, reg)
             data, grad = self.data_loss_and_grad(W, X, y)
         reg_value, _ = self.reg_value_and_grad(W, out=grad)
         if grad.dtype != W.dtype:
@@ -424,6 +424,16 @@ class Objective:
         ):
             self.blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
+
+    def _perturbed(self, X: Array, reg: BoundRegularizer) -> Array:
+        """``reg``'s perturbation of the batch ``X`` (B, D), a copy of the same shape and
+        dtype; a fault names the regularizer (not the optimizer or loss it would break)."""
+        try:
+            out = reg.impl.perturb_inputs(X, self.rng)
+        except Exception as exc:
+            raise ComponentError("regularizer", reg.name, reg.provider, f"raised {exc!r}") from exc
+        self._check_array(out, X, "regularizer", reg.name, reg.provider, "perturbed batch")
+        return out
 
     def _in_place_rows(self, W: Array, batch: Array | Batch | None) -> Array | None:
         """The row indices of ``batch`` when the backend's fused step takes it (else
