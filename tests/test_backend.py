@@ -127,6 +127,64 @@ class BrokenPlugin:
         return [optlab.BackendRecord("broken", self._broken, summary="fails to start")]
 
 
+class FaultyBackend(optlab.Backend):
+    """A third-party backend with one fault (``accelerates`` raising, a ``scores`` that
+    raises or has a column too few, a ``weight_grad`` that raises)."""
+
+    name = "atlas"  # before 'compiled': auto asks it first
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    def accelerates(self, X: Array, n_classes: int, loss: optlab.Loss) -> bool:
+        if self.fault == "accelerates":
+            raise RuntimeError("no device")
+        return True
+
+    def scores(self, X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
+        if self.fault == "scores":
+            raise RuntimeError("kernel failed")
+        return X @ W[:, :-1] if self.fault == "scores_shape" else super().scores(X, W, out)
+
+    def weight_grad(self, dscores: Array, X: Array) -> Array:
+        if self.fault == "weight_grad":
+            raise RuntimeError("kernel failed")
+        return super().weight_grad(dscores, X)
+
+
+class FaultyPlugin:
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+
+    @optlab.hookimpl
+    def optlab_register_backends(self) -> list[optlab.BackendRecord]:
+        return [optlab.BackendRecord("atlas", lambda params: FaultyBackend(self.fault))]
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("accelerates", r"accelerates raised RuntimeError\('no device'\)"),
+        ("scores", r"scores raised RuntimeError\('kernel failed'\)"),
+        ("scores_shape", r"scores returned \(\d+, 9\) float64, expected \(\d+, 10\) float64"),
+        ("weight_grad", r"weight_grad raised RuntimeError\('kernel failed'\)"),
+    ],
+)
+def test_a_backend_that_raises_or_computes_a_wrong_shape_fails_the_run_naming_it(
+    tmp_path: Path, fault: str, message: str
+) -> None:
+    """Its scores' faults were blamed on the bundled loss ("loss 'softmax' (from losses
+    ...): raised RuntimeError('kernel failed')"); the others ended the invocation in a
+    traceback."""
+    with register_plugin(FaultyPlugin(fault), name="faulty_plugin"):
+        exp = experiment(tmp_path, extra="" if fault == "accelerates" else "backend: atlas\n")
+        _, result = execute(exp.runs[0], experiment=exp.name, observer=_Quiet())
+    assert result.status == "FAILED"
+    assert re.fullmatch(
+        rf"backend 'atlas' \(from faulty_plugin \(test 0\)\): {message}", str(result.error)
+    )
+
+
 @pytest.fixture
 def twin() -> Iterator[TwinPlugin]:
     plugin = TwinPlugin()

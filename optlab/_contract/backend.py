@@ -171,6 +171,75 @@ class Backend:
         return None
 
 
+class _Named(Backend):
+    """A plugin's backend whose faults name it: what one of its methods raises, and scores or
+    a weight gradient of the wrong shape or dtype, are a :class:`ComponentError` of kind
+    ``backend`` (they failed the run blaming the loss, or ended ``optlab run`` in a
+    traceback)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner, self.name, self.provider = inner, inner.name, inner.provider
+
+    def _fault(self, what: str) -> ComponentError:
+        return ComponentError("backend", self.name, self.provider, what)
+
+    def _checked(
+        self, what: str, got: object, shape: tuple[int, int], operands: tuple[Array, Array]
+    ) -> Array:
+        """``got``, a product of ``operands``, when it is an array of ``shape`` ((n, C) for
+        scores, (D, C) for a weight gradient) in the operands' dtype."""
+        dtype = np.result_type(*operands)
+        if not isinstance(got, np.ndarray) or got.shape != shape or got.dtype != dtype:
+            found = f"{got.shape} {got.dtype}" if isinstance(got, np.ndarray) else type(got)
+            raise self._fault(f"{what} returned {found}, expected {shape} {dtype}")
+        return got
+
+    @property
+    def label(self) -> str:
+        try:
+            return self.inner.label
+        except Exception as exc:
+            raise self._fault(f"label raised {exc!r}") from exc
+
+    def accelerates(self, X: Array, n_classes: int, loss: Loss) -> bool:
+        try:
+            return bool(self.inner.accelerates(X, n_classes, loss))
+        except Exception as exc:
+            raise self._fault(f"accelerates raised {exc!r}") from exc
+
+    def scores(self, X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
+        try:
+            got = self.inner.scores(X, W, out, threads=threads)
+        except Exception as exc:
+            raise self._fault(f"scores raised {exc!r}") from exc
+        return self._checked("scores", got, (X.shape[0], W.shape[1]), (X, W))
+
+    def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
+        try:
+            self.inner.add_weight_grad(grad_t, dscores, X)
+        except Exception as exc:
+            raise self._fault(f"add_weight_grad raised {exc!r}") from exc
+
+    def weight_grad(self, dscores: Array, X: Array) -> Array:
+        try:
+            got = self.inner.weight_grad(dscores, X)
+        except Exception as exc:
+            raise self._fault(f"weight_grad raised {exc!r}") from exc
+        return self._checked("weight_grad", got, (X.shape[1], dscores.shape[1]), (dscores, X))
+
+    def score_width(self, X: Array, W: Array) -> int:
+        try:
+            return int(self.inner.score_width(X, W))
+        except Exception as exc:
+            raise self._fault(f"score_width raised {exc!r}") from exc
+
+    def stepper(self, X: Array, y: Array, n_classes: int, loss: Loss) -> Stepper | None:
+        try:
+            return self.inner.stepper(X, y, n_classes, loss)
+        except Exception as exc:
+            raise self._fault(f"stepper raised {exc!r}") from exc
+
+
 @dataclass(frozen=True)
 class BackendRecord(ComponentRecord[Backend]):
     """A backend a plugin provides (``optlab_register_backends``). Its ``factory`` is called
@@ -228,7 +297,7 @@ def _build(record: ComponentRecord[Any], registry: Registry) -> Backend:
             f"factory returned {type(backend).__name__}, expected a subclass of Backend",
         )
     backend.provider = registry.label(record.provider)
-    return backend
+    return backend if type(backend) is Backend else _Named(backend)  # numpy's cannot fail
 
 
 def select_backend(

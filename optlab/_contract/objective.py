@@ -213,6 +213,8 @@ class Objective:
             return None
         try:
             return self.backend.stepper(self.X, self.y, self.n_classes, self.loss.impl)
+        except ComponentError:  # a plugin's backend names itself
+            raise
         except Exception as exc:
             raise ComponentError(
                 "backend", self.backend.name, self.backend.provider, f"stepper raised {exc!r}"
@@ -306,8 +308,8 @@ class Objective:
         """Mean data loss over ``X`` (default: the training set), without the gradient."""
         X = self.X if X is None else X
         y = self.y if y is None else y
+        scores = self.backend.scores(X, W, threads=self._score_threads(X))
         try:
-            scores = self.backend.scores(X, W, threads=self._score_threads(X))
             return float(self.loss.impl.loss(scores, y))
         except Exception as exc:
             raise ComponentError(
