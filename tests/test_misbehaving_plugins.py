@@ -344,6 +344,22 @@ def test_failed_runs_are_failed_in_mlflow_with_the_reason(invocation: dict[str, 
     assert runs["raising_loss"].data.tags["optlab.provider.loss"] == LABEL
 
 
+def test_check_names_the_faulty_plugin_with_its_distribution_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``optlab run`` does: ``optlab check`` named the plugin alone ('(from bad_plugin)')."""
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BASE + "variants:\n" + _variant("raising_loss"))
+    with register_plugin(BadPlugin(), name=PLUGIN):
+        result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"optlab: error: loss 'raising_loss' (from {LABEL}): raised RuntimeError('boom in "
+        "raising_loss')\n"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Params rejected by a plugin's model: located in the spec file
 # --------------------------------------------------------------------------------------------

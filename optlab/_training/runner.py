@@ -91,6 +91,8 @@ def build_objective(
         Over ``data.X_train`` (N, D); ``rng`` drives input perturbations (dropout).
     optimizer : Optimizer
     """
+    # the process's, not none: messages name each provider with its distribution and version
+    registry = registry if registry is not None else get_registry()
     loss = BoundLoss(
         _build(run.loss, registry, Loss), run.loss.name, provider_label(run.loss, registry)
     )
@@ -104,7 +106,7 @@ def build_objective(
     summary = data.summary
     backend = select_backend(
         requested_backend(run.backend),
-        registry if registry is not None else get_registry(),
+        registry,
         data.X_train,
         data.y_train,
         summary.n_classes,
