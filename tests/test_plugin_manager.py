@@ -122,6 +122,33 @@ def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.Monk
     assert "zero_plugin" in str(unknown.value)
 
 
+def test_a_plugin_listed_as_dist_colon_name_is_disabled_by_that_name(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second plugin with an entry-point name already taken is listed as
+    ``distribution:name``; that name disabled nothing (without a warning), and the bare name
+    disabled both, so the collision could not be resolved by keeping one of them."""
+    source = """\
+        import optlab
+
+        @optlab.hookimpl
+        def optlab_register_losses():
+            return [optlab.LossRecord("twin_loss", lambda p: None)]
+        """
+    for dist, module in (("optlab-aa", "fakeplug_aa"), ("optlab-bb", "fakeplug_bb")):
+        _fake_distribution(site, dist, "1.0", "twin", module, source)
+    _, registry = build_registry()
+    assert {"twin", "optlab-bb:twin"} <= set(registry.plugins)
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "optlab-bb:twin")
+    _, registry = build_registry()
+    assert registry.plugins["optlab-bb:twin"].status == "disabled"
+    assert registry.get("loss", "twin_loss").provider == "twin"
+    monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "twin")
+    _, registry = build_registry()
+    assert registry.plugins["twin"].status == "disabled"
+    assert registry.get("loss", "twin_loss").provider == "optlab-bb:twin"
+
+
 def test_a_disabled_name_that_matches_no_plugin_is_a_warning_or_in_strict_mode_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -373,7 +373,9 @@ def build_registry(
         if ep.name in registry.plugins:
             info.name = f"{dist}:{ep.name}"
         registry.plugins[info.name] = info
-        if ep.name in disabled or dist in disabled:
+        # by the name it is listed under (dist:name when another has its name), as the
+        # warning of a name two plugins provide asks
+        if info.name in disabled or dist in disabled:
             info.status, info.reason = "disabled", "OPTLAB_DISABLE_PLUGINS"
             continue
         try:
