@@ -344,20 +344,24 @@ def test_failed_runs_are_failed_in_mlflow_with_the_reason(invocation: dict[str, 
     assert runs["raising_loss"].data.tags["optlab.provider.loss"] == LABEL
 
 
-def test_check_names_the_faulty_plugin_with_its_distribution_and_version(
+def test_check_reports_a_faulty_plugin_at_its_run_and_checks_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As ``optlab run`` does: ``optlab check`` named the plugin alone ('(from bad_plugin)')."""
+    """As ``optlab run`` does: the plugin named with its distribution and version (it was
+    '(from bad_plugin)'), and the runs after it checked (``optlab check`` ended at it)."""
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "spec.yaml"
-    spec.write_text(BASE + "variants:\n" + _variant("raising_loss"))
+    spec.write_text(BASE + "variants:\n" + _variant("raising_loss") + "  after: {}\n")
     with register_plugin(BadPlugin(), name=PLUGIN):
         result = CliRunner().invoke(app, ["check", str(spec)])
     assert result.exit_code == 1, result.output
-    assert result.stderr == (
-        f"optlab: error: loss 'raising_loss' (from {LABEL}): raised RuntimeError('boom in "
-        "raising_loss')\n"
-    )
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "raising_loss:",
+        f"  loss 'raising_loss' (from {LABEL}): raised RuntimeError('boom in raising_loss')",
+    ]
+    assert lines[2] == "after:" and lines[3].endswith(": ok") and lines[4].endswith(": ok")
 
 
 # --------------------------------------------------------------------------------------------

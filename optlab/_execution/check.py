@@ -6,6 +6,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from optlab._errors import ComponentError
 from optlab._execution.executor import Executor
 from optlab._execution.in_process import InProcess
 from optlab._spec.experiment import Experiment, RunSpec
@@ -35,10 +36,13 @@ def check_run(run: RunSpec, prepared: dict[str, PreparedData] | None = None) -> 
     key = data_key(run)
     prepared = prepared if prepared is not None and key in prepared else preflight([run])
     _, init_rng, check_rng, opt_rng = run_streams(run.seed)
-    objective, _ = build_objective(run, prepared[key], None, opt_rng)
-    W0 = initial_weights(objective, init_rng)
     policy = {k: "warn" for k in ("initial_loss", "gradient") if getattr(run.checks, k) == "error"}
-    checks = run_checks(objective, W0, run.checks.model_copy(update=policy), check_rng)
+    try:
+        objective, _ = build_objective(run, prepared[key], None, opt_rng)
+        W0 = initial_weights(objective, init_rng)
+        checks = run_checks(objective, W0, run.checks.model_copy(update=policy), check_rng)
+    except ComponentError as exc:  # this run's plugin failed: it, not the other runs' checks
+        return CheckReport(run.name, [str(exc)], False)
     return CheckReport(run.name, list(checks.lines()), not checks.warnings())
 
 
