@@ -564,5 +564,21 @@ def test_register_plugin_adds_a_plugin_for_one_block() -> None:
 def test_params_overrides_need_a_record() -> None:
     with pytest.raises(TypeError, match="need a record"):
         check_loss(SoftmaxLoss(), params={"margin": 1.0})
-    with pytest.raises(AssertionError, match="factory failed"):
+    with pytest.raises(AssertionError) as info:
         check_loss(get_registry().get("loss", "svm"), params={"margin": -1.0})
+    assert str(info.value) == (
+        "loss 'svm': its params refuse {'margin': -1.0}: margin: Input should be greater than 0"
+    )
+
+
+def test_a_class_or_a_foreign_object_is_named_for_what_it_is() -> None:
+    """check_loss(SoftmaxLoss) said "loss 'ABCMeta': factory returned ABCMeta, not a Loss";
+    an optimizer's message read 'not a Optimizer'."""
+    with pytest.raises(AssertionError) as info:
+        check_loss(SoftmaxLoss)
+    assert str(info.value) == (
+        "loss 'SoftmaxLoss': a class, not a Loss: pass SoftmaxLoss() or the record your hook "
+        "returns"
+    )
+    with pytest.raises(AssertionError, match=r"^optimizer 'SoftmaxLoss': SoftmaxLoss is not an "):
+        check_optimizer(SoftmaxLoss())

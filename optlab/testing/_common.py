@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from optlab._contract.components import Array, ComponentRecord
 from optlab._training.checks import probe_gradient, relative_error
@@ -27,21 +28,42 @@ def build(
     component: Any, interface: type[Any], kind: str, params: Mapping[str, Any] | None
 ) -> tuple[Any, str]:
     """The component object and its name, from a record or an object."""
+    what = _a(interface.__name__)
     if isinstance(component, ComponentRecord):
-        name = component.name
+        name, given = component.name, dict(params or {})
         try:
-            model = component.params(**dict(params or {}))
+            model = component.params(**given)
+        except ValidationError as exc:
+            raise fail(kind, name, f"its params refuse {given}: {_errors(exc)}") from exc
+        try:
             obj = component.factory(model)
         except Exception as exc:
-            fault = f"factory failed with its params {params or {}}: {exc!r}"
-            raise fail(kind, name, fault) from exc
-    else:
-        if params:
-            raise TypeError("params overrides need a record, not a built component")
-        obj, name = component, type(component).__name__
-    if not isinstance(obj, interface):
-        raise fail(kind, name, f"factory returned {type(obj).__name__}, not a {interface.__name__}")
-    return obj, name
+            raise fail(kind, name, f"factory failed with its params {given}: {exc!r}") from exc
+        if not isinstance(obj, interface):
+            raise fail(kind, name, f"factory returned {type(obj).__name__}, not {what}")
+        return obj, name
+    if params:
+        raise TypeError("params overrides need a record, not a built component")
+    if isinstance(component, type):  # check_loss(MyLoss): the class, not one of its objects
+        name = component.__name__
+        raise fail(
+            kind, name, f"a class, not {what}: pass {name}() or the record your hook returns"
+        )
+    if not isinstance(component, interface):
+        raise fail(kind, type(component).__name__, f"{type(component).__name__} is not {what}")
+    return component, type(component).__name__
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its article: ``a Loss``, ``an Optimizer``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _errors(exc: ValidationError) -> str:
+    """pydantic's errors on one line: ``lr: Input should be greater than 0; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def check_array(kind: str, name: str, what: str, got: object, shape: Any, dtype: Any) -> Array:
