@@ -674,3 +674,35 @@ def test_a_raising_observer_is_reported_once_switched_off_and_the_runs_go_on(
     runs = json.loads(result.stdout)
     assert len(runs) == 2 and all(r["status"] == "FINISHED" for r in runs), runs
     assert "Traceback" not in result.output
+
+
+class _Exploding(optlab.DatasetSource):
+    def __init__(self, params: optlab.Params) -> None:
+        pass
+
+    def load(self, rng: np.random.Generator) -> optlab.RawDataset:
+        raise RuntimeError("boom in load")
+
+
+class ExplodingDataPlugin:
+    @optlab.hookimpl
+    def optlab_register_datasets(self) -> list[optlab.DatasetRecord]:
+        return [optlab.DatasetRecord("exploding", _Exploding, optlab.Params, "raises in load")]
+
+
+def test_a_dataset_that_raises_is_named_with_its_distribution_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was named 'dataset 'exploding' (from bad_plugin)', without the distribution and
+    version every other component's fault names."""
+    spec = tmp_path / "boom.yaml"
+    spec.write_text(
+        "name: boom\ndata: {name: exploding}\nloss: {name: softmax}\n"
+        "optimizer: {name: gd, lr: 0.1, iterations: 1}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with register_plugin(ExplodingDataPlugin(), name=PLUGIN):
+        result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2, result.output
+    expected = f"dataset 'exploding' (from {LABEL}) failed to load: RuntimeError: boom in load"
+    assert expected in result.output, result.output

@@ -174,11 +174,19 @@ def _freeze(raw: RawDataset) -> None:
             a.flags.writeable = False
 
 
+def _named(dataset: ComponentSpec) -> str:
+    """``dataset 'NAME' (from PLUGIN (DISTRIBUTION VERSION))``, as a run names a component."""
+    from optlab._contract.plugin_manager import get_registry
+
+    provider = dataset.record.provider
+    label = get_registry().label(provider) if provider else "unknown plugin"
+    return f"dataset '{dataset.name}' (from {label})"
+
+
 def _from_source(dataset: ComponentSpec, call: Callable[[Any], _T]) -> _T:
     """``call(source)`` on the dataset's source; whatever goes wrong is a :class:`DataError`
     naming the dataset (and the plugin, when it raised something else). A plugin's
     DataError keeps its ``key``."""
-    where = f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'})"
     try:
         source = dataset.build()
         if not isinstance(source, DatasetSource) and not hasattr(source, "load"):
@@ -191,7 +199,8 @@ def _from_source(dataset: ComponentSpec, call: Callable[[Any], _T]) -> _T:
     except Exception as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(
-            f"{where} failed to load: {type(exc).__name__}" + (f": {detail}" if detail else "")
+            f"{_named(dataset)} failed to load: {type(exc).__name__}"
+            + (f": {detail}" if detail else "")
         ) from exc
 
 
@@ -210,8 +219,7 @@ def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawD
     raw, used_rng = _from_source(dataset, load)
     if not isinstance(raw, RawDataset):
         raise DataError(
-            f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'}): "
-            f"load() returned {type(raw).__name__}, not a RawDataset"
+            f"{_named(dataset)}: load() returned {type(raw).__name__}, not a RawDataset"
         )
     validate_raw(raw, dataset.name)
     _freeze(raw)
@@ -279,8 +287,7 @@ def _measure(dataset: ComponentSpec, options: DataOptions, seed: int) -> DataSha
     shape = _from_source(dataset, measure)
     if shape is not None and not isinstance(shape, DataShape):
         raise DataError(
-            f"dataset '{dataset.name}' (from {dataset.record.provider or 'unknown plugin'}): "
-            f"shape() returned {type(shape).__name__}, not a DataShape"
+            f"{_named(dataset)}: shape() returned {type(shape).__name__}, not a DataShape"
         )
     return shape
 
