@@ -224,6 +224,15 @@ def plugins(as_json: JsonOpt = False) -> None:
 
 
 # ------------------------------------------------------------------------------------ components
+def _type_name(annotation: Any) -> str:
+    """A params field's type as it is written: ``float``, ``Literal['shuffle', 'replacement']``,
+    ``list[float]``, ``float | None`` (not ``Literal`` or ``list``, without their choices or
+    items)."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "")
+
+
 def _params_info(model: Any) -> list[dict[str, Any]]:
     from pydantic_core import PydanticUndefined
 
@@ -243,7 +252,7 @@ def _params_info(model: Any) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": fname,
-                "type": getattr(f.annotation, "__name__", None) or str(f.annotation),
+                "type": _type_name(f.annotation),
                 "default": default,
                 "required": f.is_required(),
                 "bounds": bounds,

@@ -208,9 +208,12 @@ def test_components_lists_params_with_defaults_and_bounds() -> None:
     assert code == 0
     comps = {c["name"]: c for c in json.loads(out)}
     assert {"sgd", "gd", "adam", "random_search"} <= set(comps)
-    lr = next(p for p in comps["sgd"]["params"] if p["name"] == "lr")
-    assert lr["bounds"].get("gt") == 0
-    assert lr["required"] is False
+    params = {p["name"]: p for p in comps["sgd"]["params"]}
+    assert params["lr"]["bounds"].get("gt") == 0
+    assert params["lr"]["required"] is False
+    # the choices of a Literal (it read "Literal"), a list's items (it read "list")
+    assert params["sampling"]["type"] == "Literal['shuffle', 'replacement']"
+    assert params["lr"]["type"] == "float"
     code, _, err = invoke("components", "--kind", "losss")
     assert code == 2 and "did you mean 'loss'" in err
 
@@ -232,6 +235,7 @@ def test_components_shows_a_default_made_by_a_default_factory() -> None:
         assert code == 0
         (weighted,) = [c for c in json.loads(out) if c["name"] == "weighted"]
         assert weighted["params"][0]["default"] == [1.0, 2.0]
+        assert weighted["params"][0]["type"] == "list[float]"
         assert weighted["params"][0]["required"] is False
         shown = runner.invoke(app, ["components", "--kind", "loss"], env={"COLUMNS": "200"})
         assert "weights=[1.0, 2.0]" in shown.stdout
