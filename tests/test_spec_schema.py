@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from spec_testplugins import make_registry
+from pydantic import ConfigDict, Field
+from spec_testplugins import BUNDLED, SpecTestPlugin, make_registry
 
+import optlab
+from optlab._contract.plugin_manager import build_registry
 from optlab._contract.registry import Registry
 from optlab._errors import SpecError
 from optlab._spec.load import load_experiment
@@ -82,6 +86,34 @@ def test_schema_shape(registry: Registry) -> None:
     assert sgd["additionalProperties"] is False
     digits = _branches(schema, "data")["digits"]
     assert {"center", "dtype", "limit", "n_samples"} <= set(digits["properties"])
+
+
+class _ArrayParams(optlab.Params):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    weights: np.ndarray = Field(default_factory=lambda: np.ones(3), description="Per class.")
+    scale: float = Field(1.0, gt=0)
+
+
+class _ArrayParamsPlugin:
+    @optlab.hookimpl
+    def optlab_register_losses(self) -> list[optlab.LossRecord]:
+        return [optlab.LossRecord("array_loss", lambda p: None, _ArrayParams, "array params")]
+
+
+def test_a_component_whose_params_json_schema_cannot_describe_is_in_the_schema() -> None:
+    """A params field of a type JSON Schema has no word for (a numpy array) left the whole
+    component out of the schema, without a word: editors flagged its name as unknown."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTLAB_DISABLE_PLUGINS", BUNDLED)
+        extra = [("spec_test", SpecTestPlugin()), ("array_plugin", _ArrayParamsPlugin())]
+        registry = build_registry(extra=extra)[1]
+    schema = json_schema(registry)
+    branch = _branches(schema, "loss")["array_loss"]
+    assert branch["properties"]["scale"]["exclusiveMinimum"] == 0
+    assert branch["properties"]["weights"] == {"description": "Per class.", "title": "Weights"}
+    validator = jsonschema.Draft202012Validator(schema)
+    spec = _data(GOOD.replace("loss: {name: svm, margin: 2}", "loss: {name: array_loss}"))
+    assert list(validator.iter_errors(spec)) == []
 
 
 def test_good_spec_validates(tmp_path: Path, registry: Registry, validator: object) -> None:
