@@ -273,6 +273,14 @@ class _PlainParams(BaseModel):
     scale: float = 1.0
 
 
+class _Inner(BaseModel):
+    x: float = 1.0
+
+
+class _HoldsPlain(optlab.Params):
+    inner: list[_Inner] | None = None
+
+
 class _OutOfBounds(optlab.Params):
     target: float = Field(0.0, gt=0)
 
@@ -405,6 +413,12 @@ REGISTRATION_FAULTS = {
         lambda: [optlab.LossRecord("plain", lambda p: _NoLoss(), _PlainParams)],
         "optlab_register_losses returned loss 'plain' whose params is not an optlab.Params "
         "subclass (got _PlainParams, a plain pydantic BaseModel, which ignores unknown keys)",
+    ),
+    "params holding a plain pydantic model": (
+        lambda: [optlab.LossRecord("holds", lambda p: _NoLoss(), _HoldsPlain)],
+        "optlab_register_losses returned loss 'holds' whose params _HoldsPlain holds _Inner, "
+        "a pydantic model that ignores unknown keys; make it an optlab.Params subclass (or "
+        "give it model_config = ConfigDict(extra='forbid'))",
     ),
     "params an instance": (
         lambda: [optlab.LossRecord("inst", lambda p: _NoLoss(), _GoodParams())],

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, get_args
 
 import pluggy
 from pydantic import BaseModel, ValidationError
@@ -260,7 +260,31 @@ def _record_fault(rec: ComponentRecord[Any]) -> str | None:
         else:
             got = type(params).__name__
         return f"params is not an optlab.Params subclass (got {got})"
-    return _taken_keys(params, rec.kind) or _invalid_defaults(params)
+    return _taken_keys(params, rec.kind) or _lenient_inner(params) or _invalid_defaults(params)
+
+
+def _lenient_inner(params: type[Params]) -> str | None:
+    """The end of a sentence naming a pydantic model inside ``params`` (a field's type, or
+    inside it: ``list[Inner]``, ``Inner | None``) that ignores unknown keys, or ``None``: a key
+    misspelt under it was dropped without a word, where ``params``' own are refused."""
+    seen: set[type[BaseModel]] = {params}
+    todo = [f.annotation for f in params.model_fields.values()]
+    while todo:
+        annotation = todo.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                continue
+            seen.add(annotation)
+            if annotation.model_config.get("extra") != "forbid":
+                return (
+                    f"params {params.__name__} holds {annotation.__name__}, a pydantic model "
+                    "that ignores unknown keys; make it an optlab.Params subclass (or give it "
+                    "model_config = ConfigDict(extra='forbid'))"
+                )
+            todo += [f.annotation for f in annotation.model_fields.values()]
+        else:
+            todo += list(get_args(annotation))
+    return None
 
 
 def _taken_keys(params: type[Params], kind: ComponentKind) -> str | None:
