@@ -477,7 +477,9 @@ def landscape(
 @handles_errors
 def ui(
     tracking_uri: UriOpt = None,
-    port: Annotated[int, typer.Option(metavar="PORT", help="Port of the MLflow UI.")] = 5000,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, metavar="PORT", help="Port of the MLflow UI.")
+    ] = 5000,
     host: Annotated[
         str, typer.Option(metavar="HOST", help="Address to bind (loopback by default).")
     ] = "127.0.0.1",

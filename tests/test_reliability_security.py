@@ -219,3 +219,19 @@ def test_a_users_own_telemetry_setting_is_kept() -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "false"
+
+
+@pytest.mark.parametrize("port", ["70000", "-5", "0"])
+def test_ui_on_a_port_out_of_range_is_refused_before_anything_starts(
+    port: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
+) -> None:
+    """--port 70000 printed the link, then the server's traceback (bind(): port must be
+    0-65535), exit 0; --port -5 blamed --host; --port 0 printed a link to port 0."""
+    shutil.copyfile(_empty_store, workdir / "mlflow.db")
+    started: list[list[str]] = []
+    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args: started.append(args) or 0)
+    result = _invoke("ui", "--port", port)
+    assert result.exit_code == 2
+    assert result.stdout == "" and started == []
+    assert "Invalid value for '--port'" in result.stderr
+    assert "--host" not in result.stderr and "Traceback" not in result.stderr
