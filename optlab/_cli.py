@@ -456,7 +456,9 @@ def landscape(
     out: Annotated[
         Path | None, typer.Option(metavar="DIR", help="Also write the figures here.")
     ] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the random directions.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Seed of the random directions.")
+    ] = 0,
 ) -> None:
     """Draw the loss landscape of finished runs of an experiment's latest invocation: the
     training loss along random directions through the learned W (1-D and 2-D slices, and
