@@ -426,6 +426,35 @@ def test_a_sweep_of_many_runs_is_drawn_as_small_multiples(
     assert axes[0, -1].get_position().x1 > 0.97
 
 
+def test_no_run_is_drawn_in_the_grey_of_the_legends_key_for_the_lines(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight variants or more: the eighth took matplotlib's grey, its legend entry the same
+    grey line with dots as "full training loss (at evaluations)" (and the 16th a light grey
+    whose cross where it stopped hardly showed)."""
+    from matplotlib.colors import to_rgb
+
+    figures = drawn_figures(monkeypatch)
+    variants = [  # runs of different settings, not a sweep: a colour and an entry each
+        (replace(info, tags={k: v for k, v in info.tags.items() if k != SWEEP_TAG}), result)
+        for info, result in sweep
+    ]
+    for n in (8, 10, 16):
+        comparison_figure(variants[:n], tmp_path / f"{n}.png")
+    for n, fig in zip((8, 10, 16), figures, strict=True):
+        handles = fig.legends[0].legend_handles
+        texts = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert texts[:n] == [info.name for info, _ in variants[:n]]
+        colors = [to_rgb(h.get_color()) for h in handles[:n]]
+        assert len(set(colors)) == n
+        greys = [c for c in colors if max(c) - min(c) < 0.05]
+        assert not greys, (n, greys)
+        lines = [line for ax in fig.axes[:3] for line in ax.get_lines()]
+        assert not any(
+            max(to_rgb(line.get_color())) - min(to_rgb(line.get_color())) < 0.05 for line in lines
+        )
+
+
 # ------------------------------------------------------------------ the sweep figure
 def test_a_two_value_sweep_gets_the_courses_heatmap_best_cell_marked(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch

@@ -44,6 +44,14 @@ def _ramp(n: int) -> list[Any]:
     return [cmap(0.9 * k / max(n - 1, 1)) for k in range(n)]
 
 
+def _chromatic(colors: Sequence[Any]) -> list[Any]:
+    """``colors`` without the greys: grey is the legend's colour for what the kinds of line
+    are (and for the line styles' entries), so a run drawn in grey reads as one of those."""
+    from matplotlib.colors import to_rgb
+
+    return [c for c in colors if np.ptp(to_rgb(c)) >= 0.05]
+
+
 _LINESTYLES = ("-", "--", "-.", ":")
 #: more groups of runs than this over two swept values are drawn as small multiples
 _OVERLAID = 8
@@ -66,13 +74,14 @@ def _styles(
     """A colour and line style per run, the legend's entries (style, label), and the
     columns of small multiples (or None: the runs overlaid on one row of panels).
 
-    Replicates (runs differing only in ``seed``) share a style. Up to 10 groups of runs get
-    matplotlib's colour cycle, one entry each. A sweep (or more than 10 groups) gets colours
-    from a colormap ordered by the swept value that varies most, and the legend one entry per
-    value instead of one per run. A second swept value (or the variant) splits the runs into
-    columns of small multiples when there are more than :data:`_OVERLAID` groups (16 runs of
-    a 4 x 4 grid: four columns of four lines, four legend entries), else, with at most four
-    values, gets line styles (and an entry per value).
+    Replicates (runs differing only in ``seed``) share a style. Groups of runs get
+    matplotlib's colour cycle, or for more groups than it has colours tab20's (never their
+    greys: :func:`_chromatic`), one entry each; more than 18 groups get a colormap's. A sweep
+    gets colours from a colormap ordered by the swept value that varies most, and the legend
+    one entry per value instead of one per run. A second swept value (or the variant) splits
+    the runs into columns of small multiples when there are more than :data:`_OVERLAID`
+    groups (16 runs of a 4 x 4 grid: four columns of four lines, four legend entries), else,
+    with at most four values, gets line styles (and an entry per value).
     """
     from matplotlib import rcParams
 
@@ -98,14 +107,16 @@ def _styles(
     dims = {k: v for k, v in dims.items() if len(set(map(str, v))) > 1}
 
     def per_group() -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None]:
+        from matplotlib import colormaps
+
         n = len(groups)
-        cycle = rcParams["axes.prop_cycle"].by_key().get("color", [])
+        cycle = _chromatic(rcParams["axes.prop_cycle"].by_key().get("color", []))
+        # tab20's strong colours first, then its light ones
+        tab20 = _chromatic([colormaps["tab20"](k) for k in [*range(0, 20, 2), *range(1, 20, 2)]])
         if n <= len(cycle):
             colors = cycle[:n]
-        elif n <= 20:
-            from matplotlib import colormaps
-
-            colors = [colormaps["tab20"](k) for k in range(n)]
+        elif n <= len(tab20):
+            colors = tab20[:n]
         else:
             colors = _ramp(n)
         styles = [_Style(colors[g], "-") for g in range(n)]
