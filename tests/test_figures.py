@@ -656,6 +656,53 @@ def test_learning_curves_smooth_minibatches_and_show_the_full_loss(
     assert legend[0] == "loss (full batch)" and legend[-1] == "training loss (full)"
 
 
+def _covered(ax: Any) -> int:
+    """How many points of the lines of ``ax`` (and of their segments, 50 along each) its
+    legend's box covers, once drawn."""
+    box = ax.get_legend().get_window_extent()
+    covered = 0
+    for line in ax.get_lines():
+        xy = line.get_xydata()
+        t = np.linspace(0, len(xy) - 1, 50 * len(xy))
+        along = np.column_stack([np.interp(t, np.arange(len(xy)), xy[:, k]) for k in (0, 1)])
+        screen = ax.transData.transform(along)
+        inside = (box.x0 <= screen[:, 0]) & (screen[:, 0] <= box.x1)
+        covered += int(np.sum(inside & (box.y0 <= screen[:, 1]) & (screen[:, 1] <= box.y1)))
+    return covered
+
+
+def test_a_learning_curves_legend_covers_no_curve_that_stays_high_or_rises(
+    tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The legends sat in fixed corners: random search's loss, flat near its initial value,
+    ran under the loss legend (upper right), and a diverged run's rising curves too; a
+    falling accuracy ran under the accuracy legend (lower right)."""
+    figures = drawn_figures(monkeypatch)
+    info, sgd = fair["sgd"]
+    n = len(sgd.steps)
+    flat = np.full(n, 1.1) - 0.01 * np.linspace(0, 1, n)  # random search: hardly moves
+    rising = np.geomspace(1.1, 5e3, n)  # diverging
+    falling = np.linspace(0.9, 0.3, len(sgd.evaluations))
+    for name, loss in (("flat", flat), ("rising", rising)):
+        steps = replace(sgd.steps, loss=loss, data_loss=0.9 * loss, reg_loss=0.1 * loss)
+        evaluations = [
+            replace(
+                e, train_loss=float(np.interp(e.examples, steps.examples, loss)), val_accuracy=a
+            )
+            for e, a in zip(sgd.evaluations, falling, strict=True)
+        ]
+        result = replace(sgd, steps=steps, evaluations=evaluations)
+        learning_curves_figure(result, tmp_path / f"{name}.png", name, info.data.n_train)
+    learning_curves_figure(sgd, tmp_path / "sgd.png", "sgd", info.data.n_train)
+    flat_fig, rising_fig, sgd_fig = figures
+    for fig in (flat_fig, rising_fig, sgd_fig):
+        fig.canvas.draw()
+        assert [_covered(ax) for ax in fig.axes[:2]] == [0, 0]
+    # a loss that falls keeps the upper right corner (the accuracy's lower right corner is
+    # where this run's validation accuracy runs)
+    assert sgd_fig.axes[0].get_legend()._loc == 1
+
+
 # ------------------------------------------------------------------ two-dimensional data
 PLANE = """\
 name: plane

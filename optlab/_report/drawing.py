@@ -25,6 +25,7 @@ __all__ = [
     "fit_title",
     "full_loss",
     "minibatch",
+    "place_legend",
     "save",
     "smoothed",
     "smoothing_weight",
@@ -73,6 +74,59 @@ def few_ticks(ax: Any, *, integer_x: bool = False, bins: int = 6) -> None:
 
     ax.xaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 5, 10], integer=integer_x))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 5, 10]))
+
+
+#: the places of a legend inside its axes, in matplotlib's words: (x, y) of the box's
+#: anchor in the axes and that anchor's place on the box (0: left/bottom, 1: right/top)
+_PLACES = {
+    "upper right": (1.0, 1.0),
+    "upper left": (0.0, 1.0),
+    "lower left": (0.0, 0.0),
+    "lower right": (1.0, 0.0),
+    "center right": (1.0, 0.5),
+    "center left": (0.0, 0.5),
+    "upper center": (0.5, 1.0),
+    "lower center": (0.5, 0.0),
+}
+
+
+def place_legend(ax: Any, prefer: str, **kwargs: Any) -> Any:
+    """A legend of ``ax`` (``kwargs``: of ``ax.legend``) where it covers the fewest points of
+    the lines, ``prefer`` where that covers none. A fixed corner hid the curves that run
+    through it (random search's flat loss, a diverged run's rising one); matplotlib's
+    ``loc="best"`` reads every point of every line, thousands for a run's per-step curves,
+    where each line is read here at 1,000 points along it.
+    """
+    legend = ax.legend(loc=prefer, **kwargs)
+    box = legend.get_window_extent(ax.figure.canvas.get_renderer())
+    w, h = box.width / ax.bbox.width, box.height / ax.bbox.height  # in the axes' fractions
+    pad = legend.borderaxespad * legend.prop.get_size_in_points() * ax.figure.dpi / 72
+    pad_x, pad_y = pad / ax.bbox.width, pad / ax.bbox.height
+    ax.get_xlim()  # the limits the lines set, which matplotlib works out when asked
+    ax.get_ylim()
+    to_axes = ax.transData + ax.transAxes.inverted()
+    points = []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=np.float64)
+        xy = xy[np.all(np.isfinite(xy), axis=1)]
+        if len(xy):
+            t = np.linspace(0, len(xy) - 1, 1000)
+            along = [np.interp(t, np.arange(len(xy)), xy[:, k]) for k in (0, 1)]
+            points.append(to_axes.transform(np.column_stack(along)))
+    if not points:
+        return legend
+    xy = np.concatenate(points)
+
+    def covered(place: str) -> int:
+        fx, fy = _PLACES[place]
+        x0 = fx * (1 - w) + (1 - 2 * fx) * pad_x if fx != 0.5 else 0.5 - w / 2
+        y0 = fy * (1 - h) + (1 - 2 * fy) * pad_y if fy != 0.5 else 0.5 - h / 2
+        inside = (x0 <= xy[:, 0]) & (xy[:, 0] <= x0 + w) & (y0 <= xy[:, 1]) & (xy[:, 1] <= y0 + h)
+        return int(inside.sum())
+
+    if covered(prefer):
+        legend.set_loc(min([prefer, *_PLACES], key=covered))
+    return legend
 
 
 def save(fig: Any, path: Path | str) -> Path:

@@ -71,8 +71,7 @@ def learning_curves_figure(
         left.plot(examples, full, "o-", color="black", ms=3.5, lw=1.0, label="training loss (full)")
     left.set_xlabel("examples processed")
     left.set_ylabel("loss")
-    # placed, not "best": finding the emptiest corner reads every point of every line
-    left.legend(fontsize=8, loc="upper right")
+    drawing.place_legend(left, "upper right", fontsize=8)
     left.grid(alpha=0.3)
     evals = result.evaluations
     drawing.few_ticks(left)
@@ -84,7 +83,7 @@ def learning_curves_figure(
             right.plot(epochs, val, "s-", label="val_accuracy")
         right.set_xlabel("epoch")
         right.set_ylabel("accuracy")
-        right.legend(loc="lower right")
+        drawing.place_legend(right, "lower right")
         right.grid(alpha=0.3)
         drawing.few_ticks(right, integer_x=True)
     else:  # stopped before its first evaluation: no accuracy, and empty axes around 0 said 0
