@@ -325,6 +325,25 @@ def test_an_axis_is_logarithmic_when_the_runs_differ_by_twenty_times_or_more(
     assert [ax.get_xscale() for ax in one.axes[:3]] == ["linear"] * 3
 
 
+def test_a_run_that_stopped_early_does_not_turn_the_axes_logarithmic(
+    tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learning rate that diverged at its second step (of a grid whose other runs all
+    trained their 5 epochs) made every panel logarithmic: the finished runs' curves were
+    squeezed into the right third, the validation accuracy over less than a decade."""
+    figures = drawn_figures(monkeypatch)
+    info, sgd = fair["sgd"]
+    steps = sgd.steps[np.arange(2)]
+    steps.loss[-1] = 1e4
+    diverged = replace(sgd, status="FAILED", steps=steps, evaluations=[])
+    comparison_figure([*fair.values(), (replace(info, name="lr100"), diverged)], tmp_path / "c.png")
+    (fig,) = figures
+    assert [ax.get_xscale() for ax in fig.axes[:3]] == ["linear"] * 3
+    by_examples = fig.axes[0]
+    (cross,) = [line for line in by_examples.get_lines() if line.get_marker() == "x"]
+    assert list(cross.get_xdata()) == [steps.examples[-1]]  # still marked where it stopped
+
+
 def _sweep_runs() -> list[tuple[RunInfo, RunResult]]:
     """A 4 x 4 grid over L2 strength and learning rate (as reg_lr_sweep), in grid order."""
     pairs = []

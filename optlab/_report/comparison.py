@@ -191,8 +191,10 @@ def _legend_layout(labels: Sequence[str], width: float) -> tuple[int, float]:
 class _Drawn:
     """What the curves drawn by :func:`_draw_runs` span, for the axes' scales and range."""
 
-    ends_examples: list[float] = field(default_factory=list)
-    ends_time: list[float] = field(default_factory=list)
+    #: where the runs' curves end (examples, seconds), and whether the run finished: one
+    #: that stopped early (diverged at its second step) ends short of the budget the axis
+    #: scale compares
+    ends: list[tuple[float, float, bool]] = field(default_factory=list)
     #: the full objective and each run's first loss: the y-range
     tops: list[float] = field(default_factory=list)
     #: where runs that did not finish stopped: (panel, examples, loss, colour)
@@ -218,8 +220,8 @@ def _draw_runs(
         drawn.tops += [float(v) for v in full[np.isfinite(full)]]
         drawn.any_full = drawn.any_full or bool(len(full))
         if len(steps):
-            drawn.ends_examples.append(float(steps.examples[-1]))
-            drawn.ends_time.append(float(steps.elapsed[-1]))
+            finished = result.status == "FINISHED"
+            drawn.ends.append((float(steps.examples[-1]), float(steps.elapsed[-1]), finished))
             if math.isfinite(steps.loss[0]):
                 drawn.tops.append(float(steps.loss[0]))
             drawn.any_minibatch = drawn.any_minibatch or minibatch
@@ -260,8 +262,9 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
 
     The loss is the full training objective at each evaluation point (the line with dots: it
     compares GD with SGD fairly); a minibatch run's per-step loss is drawn faint with its
-    smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when the runs'
-    extents along it differ by 20x or more. Colours: see :func:`_styles`; the legend is under
+    smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when the finished
+    runs' extents along it differ by 20x or more (a run that stopped early ends short of its
+    budget; all runs' extents when none finished). Colours: see :func:`_styles`; the legend is under
     the panels, in as many columns as fit. The runs are overlaid on one row of three panels,
     or, for a sweep of two values with many runs (:func:`_styles`), drawn as small multiples:
     a column per value of one (titled with it), the three panels as rows sharing their axes.
@@ -326,11 +329,12 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
         top = ax.get_ylim()[1]
         y = loss if math.isfinite(loss) and loss <= top else top
         ax.plot([x], [y], "x", color=color, ms=7, mew=1.5, clip_on=False)
-    log_examples = drawing.wide(drawn.ends_examples)
+    ends = [e for e in drawn.ends if e[2]] or drawn.ends  # the finished runs', if any
+    log_examples = drawing.wide([e[0] for e in ends])
     bins = 6 if columns is None else 5  # every tick is several artists: fewer in small panels
     for row, ax in ((i, ax) for i in range(3) for ax in grid[i]):
         ax.grid(alpha=0.3)
-        log_x = drawing.wide(drawn.ends_time) if row == 1 else log_examples
+        log_x = drawing.wide([e[1] for e in ends]) if row == 1 else log_examples
         if log_x:
             ax.set_xscale("log")
             from matplotlib.ticker import MaxNLocator
