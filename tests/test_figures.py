@@ -575,6 +575,45 @@ def test_a_run_that_measured_nothing_is_marked_where_it_lies_on_the_sweep_figure
     assert list(cross.get_xdata()) == [1000.0] and list(cross.get_ydata()) == [1e-4]
 
 
+def test_a_sweep_of_replicates_says_it_draws_their_means_and_shows_their_spread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """seeds: [0, 1, 2] over a learning-rate sweep: the figure drew the means of three runs
+    as if each were one run, and nothing of how far apart the seeds were (the table's
+    ± std), the question replicates are run for."""
+    import itertools
+
+    from matplotlib.collections import LineCollection
+
+    figures = drawn_figures(monkeypatch)
+    lrs, strengths = [0.001, 0.01, 0.1], [1e-4, 1e-2]
+    rows = [
+        {
+            "sweep": {"optimizer.lr": lr, "regularizer.strength": lam},
+            "best_val_accuracy": 0.8 + lr,
+            "best_val_accuracy_std": 0.01 + lr / 10,
+            "replicates": 3,
+            "best": lr == 0.1 and lam == 1e-4,
+            "status": "FINISHED",
+        }
+        for lam, lr in itertools.product(strengths, lrs)
+    ]
+    line = [{**row, "sweep": {"optimizer.lr": row["sweep"]["optimizer.lr"]}} for row in rows[:3]]
+    assert sweep_figure(line, tmp_path / "line.png")
+    ax = figures[-1].axes[0]
+    assert "mean ± std of 3 seeds" in ax.get_title()
+    (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    spans = sorted((seg[0][1], seg[1][1]) for seg in bars.get_segments())
+    expected = [(0.8 + lr - (0.01 + lr / 10), 0.8 + lr + (0.01 + lr / 10)) for lr in lrs]
+    np.testing.assert_allclose(spans, expected)
+    assert sweep_figure(rows, tmp_path / "map.png")
+    assert "mean of 3 seeds" in figures[-1].axes[0].get_title()
+    single = [{**row, "replicates": 1, "best_val_accuracy_std": None} for row in line]
+    assert sweep_figure(single, tmp_path / "one.png")  # one run a point: as before
+    ax = figures[-1].axes[0]
+    assert "seeds" not in ax.get_title() and not ax.collections
+
+
 def test_no_sweep_figure_for_variants_or_many_swept_values(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], fair: dict[str, Any]
 ) -> None:

@@ -42,15 +42,18 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     best validation accuracy of each grid cell, on logarithmic axes where the values span a
     factor of 10 or more (a grid's cells at its values; a random sweep's points scattered on
     the axes); one swept value: validation accuracy against it. The best run (by validation
-    accuracy, as in the table) is marked. Nothing is drawn (``None``) for other comparisons:
-    no sweep, more than two swept values, a value that is not a number, or two rows at the
-    same point (a sweep crossed with variants).
+    accuracy, as in the table) is marked. With replicates (``seeds:``) a point is the mean of
+    its seeds, as the title says, and the curve of one value has their std as error bars.
+    Nothing is drawn (``None``) for other comparisons: no sweep, more than two swept values,
+    a value that is not a number, or two rows at the same point (a sweep crossed with
+    variants).
 
     Parameters
     ----------
     rows : sequence of dict
         :func:`~optlab._report.rows.comparison_rows` (``sweep``, ``best_val_accuracy``,
-        ``best``, ``status``; replicates already merged).
+        ``best``, ``status``; replicates already merged, with ``replicates`` and
+        ``best_val_accuracy_std`` where there are).
     path : path
         PNG file to write.
     """
@@ -63,19 +66,24 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     accuracy = np.array(
         [np.nan if r["best_val_accuracy"] is None else r["best_val_accuracy"] for r in rows]
     )
+    # replicates: each point is the mean of a group of seeds, the spread their std
+    spread = np.array([r.get("best_val_accuracy_std") or np.nan for r in rows], dtype=float)
+    seeds = {int(r.get("replicates", 1)) for r in rows}
+    of = "" if max(seeds) == 1 else f"{seeds.pop()} seeds" if len(seeds) == 1 else "seeds"
     # a run that did not finish is marked with its status, also where it measured nothing
     # (a learning rate that diverged in its first epoch), which had no point to draw
     ended = {i: str(r["status"]) for i, r in enumerate(rows) if r["status"] != "FINISHED"}
     best = next((i for i, r in enumerate(rows) if r["best"]), None)
     if len(keys) == 1:
-        return _sweep_line(keys[0], [p[0] for p in points], accuracy, ended, best, path)
+        values = [p[0] for p in points]
+        return _sweep_line(keys[0], values, (accuracy, spread, of), ended, best, path)
     x_key = drawing.x_key(keys)
     y_key = keys[1] if x_key == keys[0] else keys[0]
     xi, yi = keys.index(x_key), keys.index(y_key)
     return _sweep_map(
         (x_key, [p[xi] for p in points]),
         (y_key, [p[yi] for p in points]),
-        accuracy,
+        (accuracy, of),
         ended,
         best,
         path,
@@ -85,17 +93,22 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
 def _sweep_line(
     key: str,
     values: list[float],
-    accuracy: Array,
+    measured: tuple[Array, Array, str],
     ended: dict[int, str],
     best: int | None,
     path: Path | str,
 ) -> Path:
+    """``measured``: the accuracy at each value, the std of its replicates (NaN: one run) and
+    what the accuracy is the mean of (``3 seeds``; empty: one run a point)."""
+    accuracy, spread, of = measured
     order = np.argsort(values)
     x = np.asarray(values, dtype=np.float64)[order]
     fig = drawing.figure(6, 4)
     fig.subplots_adjust(left=0.13, right=0.96, bottom=0.14, top=0.9)
     ax = fig.subplots()
     ax.plot(x, accuracy[order], "o-", color="C0", ms=5)
+    if of:
+        ax.errorbar(x, accuracy[order], yerr=spread[order], fmt="none", ecolor="C0", capsize=3)
     for i, status in ended.items():
         if np.isfinite(accuracy[i]):
             ax.plot([values[i]], [accuracy[i]], "x", color="C3", ms=8)
@@ -110,19 +123,22 @@ def _sweep_line(
     else:
         drawing.few_ticks(ax)
     ax.grid(alpha=0.3)
-    ax.set(xlabel=key, ylabel="best validation accuracy", title=f"validation accuracy vs {key}")
+    title = f"validation accuracy vs {key}" + (f" (mean ± std of {of})" if of else "")
+    ax.set(xlabel=key, ylabel="best validation accuracy", title=title)
     return drawing.save(fig, path)
 
 
 def _sweep_map(
     x: tuple[str, list[float]],
     y: tuple[str, list[float]],
-    accuracy: Array,
+    measured: tuple[Array, str],
     ended: dict[int, str],
     best: int | None,
     path: Path | str,
 ) -> Path:
-    (x_key, xs), (y_key, ys) = x, y
+    """``measured``: the accuracy at each point and what it is the mean of (``3 seeds``;
+    empty: one run a point)."""
+    (x_key, xs), (y_key, ys), (accuracy, of) = x, y, measured
     columns, lines = sorted(set(xs)), sorted(set(ys))
     grid = len(columns) * len(lines) == len(xs)  # every cell of the grid, once
     fig = drawing.figure(6.6, 5)
@@ -169,5 +185,6 @@ def _sweep_map(
         x_label, y_label = x_key, y_key
     bar = fig.colorbar(image, ax=ax, fraction=0.06, pad=0.02)
     bar.set_label("best validation accuracy")
-    ax.set(xlabel=x_label, ylabel=y_label, title="best validation accuracy (best run marked)")
+    title = "best validation accuracy" + (f", mean of {of}" if of else "") + " (best run marked)"
+    ax.set(xlabel=x_label, ylabel=y_label, title=title)
     return drawing.save(fig, path)
