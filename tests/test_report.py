@@ -133,6 +133,31 @@ def test_best_is_chosen_by_validation_never_test() -> None:
     assert [r["best"] for r in rows] == [False, True]
 
 
+def test_the_best_line_names_the_runs_tied_with_the_best_on_validation() -> None:
+    """reg_lr_sweep: two runs at 276/288 validation accuracy; the line named the first as
+    best (starred alone, its test accuracy reported) and said nothing of the other, as if
+    the validation set had chosen between them."""
+    a, b, c = train("a", lr=0.5), train("b", lr=0.05), train("c", lr=0.1)
+    rows = comparison_rows(
+        [
+            _with(a, best_val_accuracy=276 / 288, test_accuracy=0.95),
+            _with(b, best_val_accuracy=270 / 288, test_accuracy=0.99),
+            _with(c, best_val_accuracy=276 / 288, test_accuracy=0.93),
+        ]
+    )
+    assert [r["best"] for r in rows] == [True, False, False]
+    line = rows_to_markdown(rows).splitlines()[-1]
+    assert line == (
+        "best by validation accuracy: a (val 0.958, test 0.950; tied on validation with c; "
+        "test accuracy is reported, never used to choose)"
+    )
+    console = Console(width=300, record=True)
+    console.print(render_table(rows))
+    assert "tied on validation with c;" in console.export_text()
+    untied = comparison_rows([_with(a, best_val_accuracy=0.9), _with(b, best_val_accuracy=0.8)])
+    assert "tied" not in rows_to_markdown(untied)
+
+
 def test_failed_runs_are_never_best_and_mixed_groups_count_finished() -> None:
     failed = train("x-seed0", lr=10.0, fail_at_epoch=2)
     assert failed.result is not None

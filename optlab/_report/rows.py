@@ -210,14 +210,32 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _finished(row: dict[str, Any]) -> bool:
+    """Whether a row has a FINISHED run (``FINISHED``, or ``FINISHED 2/3`` of replicates)."""
+    status = str(row["status"])
+    return status == "FINISHED" or (status.startswith("FINISHED ") and status[9] != "0")
+
+
 def best_caption(rows: Sequence[dict[str, Any]]) -> str:
-    """One line naming the best row by validation accuracy, with its test accuracy."""
+    """One line naming the best row by validation accuracy, with its test accuracy, and the
+    rows of the same validation accuracy (the best is the first of them: the validation set
+    did not choose between them)."""
     for row in rows:
         if row["best"]:
+            tied = [
+                other["run"]
+                for other in rows
+                if other is not row
+                and other["best_val_accuracy"] == row["best_val_accuracy"]
+                and _finished(other)
+            ]
+            more = f" and {len(tied) - 3} more" if len(tied) > 4 else ""
+            names = ", ".join(tied[:3] if more else tied) + more
+            also = f"tied on validation with {names}; " if tied else ""
             return (
                 f"best by validation accuracy: {row['run']} "
                 f"(val {format_cell(row, 'best_val_accuracy')}, "
-                f"test {format_cell(row, 'test_accuracy')}; test accuracy is reported, "
+                f"test {format_cell(row, 'test_accuracy')}; {also}test accuracy is reported, "
                 "never used to choose)"
             )
     return "no finished run with a validation accuracy: no best run"
