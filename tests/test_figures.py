@@ -614,6 +614,26 @@ def test_a_sweep_of_replicates_says_it_draws_their_means_and_shows_their_spread(
     assert "seeds" not in ax.get_title() and not ax.collections
 
 
+def test_no_sweep_figure_when_the_runs_have_no_validation_split(tmp_path: Path) -> None:
+    """data.val: 0 over a grid: the figure was an empty heatmap of '-' under a colour bar
+    from 0 to 1, titled 'best validation accuracy (best run marked)' with nothing marked."""
+    import itertools
+
+    grid = [
+        {
+            "sweep": {"optimizer.lr": lr, "regularizer.strength": lam},
+            "best_val_accuracy": None,
+            "best": False,
+            "status": "FINISHED",
+        }
+        for lr, lam in itertools.product([0.001, 0.01, 0.1], [1e-4, 1e-2])
+    ]
+    assert sweep_figure(grid, tmp_path / "grid.png") is None
+    line = [{**row, "sweep": {"optimizer.lr": row["sweep"]["optimizer.lr"]}} for row in grid[::2]]
+    assert sweep_figure(line, tmp_path / "line.png") is None
+    assert not list(tmp_path.iterdir())
+
+
 def test_no_sweep_figure_for_variants_or_many_swept_values(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], fair: dict[str, Any]
 ) -> None:

@@ -45,8 +45,8 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     accuracy, as in the table) is marked. With replicates (``seeds:``) a point is the mean of
     its seeds, as the title says, and the curve of one value has their std as error bars.
     Nothing is drawn (``None``) for other comparisons: no sweep, more than two swept values,
-    a value that is not a number, or two rows at the same point (a sweep crossed with
-    variants).
+    a value that is not a number, two rows at the same point (a sweep crossed with
+    variants), or finished runs without a validation accuracy (``data.val: 0``).
 
     Parameters
     ----------
@@ -73,6 +73,8 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     # a run that did not finish is marked with its status, also where it measured nothing
     # (a learning rate that diverged in its first epoch), which had no point to draw
     ended = {i: str(r["status"]) for i, r in enumerate(rows) if r["status"] != "FINISHED"}
+    if not ended and not np.isfinite(accuracy).any():  # no validation split (data.val: 0)
+        return None
     best = next((i for i, r in enumerate(rows) if r["best"]), None)
     if len(keys) == 1:
         values = [p[0] for p in points]
