@@ -344,6 +344,24 @@ def test_a_run_that_stopped_early_does_not_turn_the_axes_logarithmic(
     assert list(cross.get_xdata()) == [steps.examples[-1]]  # still marked where it stopped
 
 
+def test_a_group_of_seeds_of_which_some_failed_is_labelled_as_the_table_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One seed of two diverged: the table said 'FINISHED 1/2', the figure's legend
+    'x (2 seeds) (FAILED)', as if the setting had failed."""
+    figures = drawn_figures(monkeypatch)
+    failed = train("x-seed0", lr=10.0, fail_at_epoch=2)
+    ok = train("x-seed1", lr=10.0, seed=1)
+    alone = train("y-seed0", lr=5.0, seed=2, fail_at_epoch=2)
+    assert failed.result is not None and ok.result is not None and alone.result is not None
+    ok_info = replace(ok.info, params={**failed.info.params, "seed": 1})
+    runs = [(failed.info, failed.result), (ok_info, ok.result), (alone.info, alone.result)]
+    comparison_figure(runs, tmp_path / "c.png")
+    texts = [t.get_text() for t in figures[0].legends[0].get_texts()]
+    assert texts[:2] == ["x (2 seeds) (FINISHED 1/2)", "y-seed0 (FAILED)"]
+    assert comparison_rows(runs)[0]["status"] == "FINISHED 1/2"
+
+
 def _sweep_runs() -> list[tuple[RunInfo, RunResult]]:
     """A 4 x 4 grid over L2 strength and learning rate (as reg_lr_sweep), in grid order."""
     pairs = []

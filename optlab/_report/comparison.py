@@ -94,9 +94,9 @@ def _styles(
     names: dict[int, list[str]] = {}
     for (info, _), g in zip(results, group_of, strict=True):
         names.setdefault(g, []).append(info.name)
-    status: dict[int, set[str]] = {}
+    status: dict[int, list[str]] = {}
     for (_, result), g in zip(results, group_of, strict=True):
-        status.setdefault(g, set()).add(result.status)
+        status.setdefault(g, []).append(result.status)
     points = [sweep_point(info) for info, _ in results]
     dims: dict[str, list[Any]] = {}
     for key in dict.fromkeys(k for point in points for k in point):
@@ -126,9 +126,11 @@ def _styles(
             label = (
                 members[0] if len(members) == 1 else f"{group_name(members)} ({len(members)} seeds)"
             )
-            ended = status[g] - {"FINISHED"}
-            if ended:
-                label += f" ({', '.join(sorted(ended))})"
+            finished = status[g].count("FINISHED")
+            if 0 < finished < len(members):  # some seeds did: as the table's status says
+                label += f" (FINISHED {finished}/{len(members)})"
+            elif not finished:
+                label += f" ({', '.join(sorted(set(status[g])))})"
             entries.append((styles[g], label))
         return [styles[g] for g in group_of], entries, None
 
