@@ -362,6 +362,23 @@ def test_a_group_of_seeds_of_which_some_failed_is_labelled_as_the_table_says(
     assert comparison_rows(runs)[0]["status"] == "FINISHED 1/2"
 
 
+def test_variants_of_identical_settings_are_not_drawn_as_seeds_of_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two variants with the same settings are two rows of the table; the figure drew them
+    in one colour, labelled 'first (2 seeds)'."""
+    figures = drawn_figures(monkeypatch)
+    first, second = train("first", lr=0.5), train("second", lr=0.5)
+    assert first.result is not None and second.result is not None
+    assert first.info.params == second.info.params
+    runs = [(first.info, first.result), (second.info, second.result)]
+    comparison_figure(runs, tmp_path / "c.png")
+    legend = figures[0].legends[0]
+    assert [t.get_text() for t in legend.get_texts()][:2] == ["first", "second"]
+    assert len({tuple(h.get_color()) for h in legend.legend_handles[:2]}) == 2
+    assert [r["run"] for r in comparison_rows(runs)] == ["first", "second"]
+
+
 def _sweep_runs() -> list[tuple[RunInfo, RunResult]]:
     """A 4 x 4 grid over L2 strength and learning rate (as reg_lr_sweep), in grid order."""
     pairs = []

@@ -13,7 +13,7 @@ import numpy as np
 
 from optlab._contract.records import RunInfo, RunResult
 from optlab._report import drawing
-from optlab._report.rows import group_name, sweep_point
+from optlab._report.rows import group_name, replicate_key, sweep_point
 
 if TYPE_CHECKING:
     pass
@@ -85,10 +85,7 @@ def _styles(
     """
     from matplotlib import rcParams
 
-    keys = [
-        tuple(sorted((k, str(v)) for k, v in info.params.items() if k not in ("seed", "name")))
-        for info, _ in results
-    ]
+    keys = [replicate_key(info) for info, _ in results]  # the groups of the table's rows
     groups = list(dict.fromkeys(keys))
     group_of = [groups.index(k) for k in keys]
     names: dict[int, list[str]] = {}

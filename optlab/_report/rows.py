@@ -22,6 +22,7 @@ __all__ = [
     "format_cell",
     "format_value",
     "group_name",
+    "replicate_key",
     "result_row",
     "rows_to_json",
     "rows_to_markdown",
@@ -93,6 +94,13 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(arr.mean()), std
 
 
+def replicate_key(info: RunInfo) -> tuple[Any, ...]:
+    """What replicates share: runs whose names differ only by the seed suffix, with the same
+    params otherwise (variants of identical settings stay apart: their names differ)."""
+    params = sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS)
+    return (_SEED_SUFFIX.sub("", info.name) or info.name, *params)
+
+
 def group_name(names: list[str]) -> str:
     """The name of a group of replicates: their names without the seed suffix (``svm`` of
     ``svm-seed0``, ``svm-seed1``) when that leaves one name, else the first name."""
@@ -120,11 +128,7 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
     """
     groups: dict[tuple[Any, ...], list[tuple[RunInfo, RunResult]]] = {}
     for info, result in results:
-        # replicates: runs whose names differ only by the seed suffix, with the same params
-        # otherwise (variants of identical settings stay apart: their names differ)
-        params = sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS)
-        key = (_SEED_SUFFIX.sub("", info.name) or info.name, *params)
-        groups.setdefault(key, []).append((info, result))
+        groups.setdefault(replicate_key(info), []).append((info, result))
     rows: list[dict[str, Any]] = []
     for members in groups.values():
         first = members[0][0]
