@@ -906,6 +906,19 @@ def test_the_loss_landscape_slices_the_objective_through_w() -> None:
     assert np.all(np.diff(land.line, 2) >= -1e-9)
 
 
+def _run_then_landscape(cli: Any, spec: str, uri: str) -> Any:
+    """``optlab run`` of ``spec`` (written to ./spec.yaml), then ``optlab landscape plane
+    --out land``: the landscape's result."""
+    from optlab._cli import app
+
+    Path("spec.yaml").write_text(spec)
+    ran = cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri])
+    assert ran.exit_code == 0, ran.output
+    drawn = cli.invoke(app, ["landscape", "plane", "--tracking-uri", uri, "--out", "land"])
+    assert drawn.exit_code == 0, drawn.output
+    return drawn
+
+
 def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:
@@ -915,13 +928,9 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     from optlab._tracking.store import connect
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "spec.yaml").write_text(PLANE.replace("epochs: 6", "epochs: 2"))
     uri = new_store(tmp_path / "mlflow.db")
     cli = CliRunner()
-    ran = cli.invoke(app, ["run", "spec.yaml", "--tracking-uri", uri])
-    assert ran.exit_code == 0, ran.output
-    drawn = cli.invoke(app, ["landscape", "plane", "--tracking-uri", uri, "--out", "land"])
-    assert drawn.exit_code == 0, drawn.output
+    drawn = _run_then_landscape(cli, PLANE.replace("epochs: 6", "epochs: 2"), uri)
     assert "softmax: loss_landscape.png stored on the run" in drawn.stdout
     assert (tmp_path / "land" / "softmax" / "loss_landscape.png").read_bytes()[:4] == b"\x89PNG"
     client = connect(uri)
@@ -956,6 +965,32 @@ def test_optlab_landscape_of_runs_that_all_failed_is_an_error(
         "optlab: error: experiment 'diverged': its latest invocation has no finished run with "
         "learned weights (svm FAILED); nothing to draw\n"
     )
+
+
+def test_optlab_landscape_out_keeps_every_run_inside_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """Runs are named after variants, and a name is not a path: variants '..' and
+    '../../escape' had their figures written to land/../loss_landscape.png and
+    land/../../escape/loss_landscape.png, outside the folder given (and 'a/b' in a folder
+    a/ of its own)."""
+    from typer.testing import CliRunner
+
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    variants = '\nvariants:\n  "..": {}\n  "../../escape": {}\n  "a/b": {}\n'
+    spec = PLANE.replace("epochs: 6", "epochs: 1") + variants
+    drawn = _run_then_landscape(CliRunner(), spec, new_store(tmp_path / "mlflow.db"))
+    deep = tmp_path / "deep"
+    written = sorted(p.relative_to(tmp_path) for p in deep.rglob("loss_landscape.png"))
+    folders = sorted(Path("deep/work/land") / f for f in ("_..", "_.._.._escape", "a_b"))
+    assert written == [f / "loss_landscape.png" for f in folders]
+    for name, folder in zip(
+        ("..", "../../escape", "a/b"), ("_..", "_.._.._escape", "a_b"), strict=True
+    ):
+        copy = Path("land") / folder / "loss_landscape.png"
+        assert f"{name}: loss_landscape.png stored on the run and {copy}" in drawn.stdout
 
 
 def test_optlab_landscape_elsewhere_says_where_it_looked_for_relative_data(

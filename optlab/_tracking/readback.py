@@ -312,6 +312,14 @@ def _cannot_write(out_dir: Path, exc: OSError) -> InputError:
     return InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})")
 
 
+def _folder_name(run_name: str) -> str:
+    """The folder of a run in ``--out``: its name as one path component, never a path (a
+    variant named ``..`` or ``../x`` wrote outside the folder given): separators become
+    ``_``, and a leading dot (``.``, ``..``, a hidden folder) gets a ``_`` before it."""
+    name = run_name.replace("/", "_").replace("\\", "_")
+    return f"_{name}" if name.startswith(".") or not name else name
+
+
 def _rebuilt_run(spec_text: str, experiment_name: str) -> Any:
     """The RunSpec of a run's stored ``spec.yaml`` (its resolved spec), validated again."""
     import yaml
@@ -347,7 +355,8 @@ def landscape(
     run_name : str, optional
         Only this run (default: every FINISHED run with weights).
     out_dir : path, optional
-        Also write ``<out_dir>/<run>/loss_landscape.png``.
+        Also write ``<out_dir>/<run>/loss_landscape.png`` (the run's name as one folder:
+        :func:`_folder_name`).
 
     Returns
     -------
@@ -405,8 +414,8 @@ def landscape(
             copy = None
             if out_dir is not None:
                 try:
-                    (out_dir / name).mkdir(parents=True, exist_ok=True)
-                    copy = out_dir / name / artifact_files.LANDSCAPE_FIGURE
+                    (out_dir / _folder_name(name)).mkdir(parents=True, exist_ok=True)
+                    copy = out_dir / _folder_name(name) / artifact_files.LANDSCAPE_FIGURE
                     copy.write_bytes(figure.read_bytes())
                 except OSError as exc:
                     raise _cannot_write(out_dir, exc) from exc
