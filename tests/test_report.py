@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from tracking_data import TrainedRun, drawn_figures, train
 
-from optlab._contract.records import DataSummary, RunInfo, RunResult, StepHistory
+from optlab._contract.records import SWEEP_TAG, DataSummary, RunInfo, RunResult, StepHistory
 from optlab._report.comparison import comparison_figure
 from optlab._report.rows import comparison_rows, format_cell, rows_to_json, rows_to_markdown
 from optlab._report.run_figures import (
@@ -193,6 +193,23 @@ def test_table_json_and_markdown(seeds: list[tuple[RunInfo, RunResult]]) -> None
     markdown = rows_to_markdown(rows)
     assert markdown.splitlines()[0].startswith("| run | variant | loss |")
     assert markdown.count("\n|") == len(rows) + 1
+
+
+def test_the_markdown_table_has_the_swept_values_as_the_terminals_does() -> None:
+    """comparison.md (the table on the parent run in the MLflow UI) had no column for the
+    swept values: a random sweep's learning rates were only in the run names, to three
+    digits (svm-lr0.0153-strength0.000416 for lr 0.0153041)."""
+    runs = []
+    for lr, lam in ((0.0153041, 0.000415643), (1.60276e-05, 1.25651e-05)):
+        info, result = _pair(train(f"svm-lr{lr:.3g}-strength{lam:.3g}", lr=lr, lam=lam))
+        point = {"optimizer.lr": lr, "regularizer.strength": lam, "loss.name": "svm"}
+        runs.append((replace(info, tags={**info.tags, SWEEP_TAG: json.dumps(point)}), result))
+    lines = rows_to_markdown(comparison_rows(runs)).splitlines()
+    assert lines[0].startswith("| run | variant | loss | regularizer | optimizer | lr | strength |")
+    assert "| 0.0153041 | 0.000415643 |" in lines[2].replace("**", "")  # the best: bold
+    assert "| 1.60276e-05 | 1.25651e-05 |" in lines[3].replace("**", "")
+    assert "name" not in lines[0]  # a swept loss.name: the loss column tells it
+    assert lines[1].count("|") == lines[0].count("|")
 
 
 def test_weight_templates_follow_the_course_notes() -> None:

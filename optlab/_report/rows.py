@@ -27,6 +27,8 @@ __all__ = [
     "rows_to_json",
     "rows_to_markdown",
     "sweep_point",
+    "swept_cell",
+    "swept_columns",
 ]
 
 #: numeric columns: (row key, header)
@@ -214,6 +216,28 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+#: swept keys whose values a component column shows already (a swept ``loss.name``)
+_NAMED_BY_COMPONENTS = frozenset(f"{key}.name" for key in ("loss", "regularizer", "optimizer"))
+
+
+def swept_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(dotted key, header) of a column per swept parameter, in order of appearance, but a
+    component's name (its column tells it); the header is the key's last part (``lr``), or
+    the whole key where two would share it."""
+    keys = list(dict.fromkeys(key for row in rows for key in row.get("sweep", {})))
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return [
+        (k, s if last.count(s) == 1 else k)
+        for k, s in zip(keys, last, strict=True)
+        if k not in _NAMED_BY_COMPONENTS
+    ]
+
+
+def swept_cell(row: dict[str, Any], key: str) -> str:
+    """A row's value of the swept ``key`` (:func:`format_value`), ``-`` where not swept."""
+    return format_value(row["sweep"][key]) if key in row.get("sweep", {}) else "-"
+
+
 def _finished(row: dict[str, Any]) -> bool:
     """Whether a row has a FINISHED run (``FINISHED``, or ``FINISHED 2/3`` of replicates)."""
     status = str(row["status"])
@@ -246,13 +270,20 @@ def best_caption(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def rows_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as a GitHub-flavoured markdown table, the best row in bold."""
+    """The rows as a GitHub-flavoured markdown table, the best row in bold; the swept
+    values have a column each, after the components (:func:`swept_columns`)."""
+    swept = swept_columns(rows)
+    at = [k for k, _ in COLUMNS].index("optimizer") + 1
+    columns = [*COLUMNS[:at], *swept, *COLUMNS[at:]]
+    keys = dict(swept)
+    numeric = {*dict(NUMERIC), *keys}
     lines = [
-        "| " + " | ".join(h for _, h in COLUMNS) + " |",
-        "|" + "|".join("---:" if k in dict(NUMERIC) else "---" for k, _ in COLUMNS) + "|",
+        "| " + " | ".join(h for _, h in columns) + " |",
+        "|" + "|".join("---:" if k in numeric else "---" for k, _ in columns) + "|",
     ]
     for row in rows:
-        cells = [format_cell(row, k).replace("|", "\\|") for k, _ in COLUMNS]
+        cells = [(swept_cell if k in keys else format_cell)(row, k) for k, _ in columns]
+        cells = [cell.replace("|", "\\|") for cell in cells]
         if row["best"]:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

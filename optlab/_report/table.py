@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from optlab._report.rows import NUMERIC, best_caption, format_cell, format_value
+from optlab._report.rows import NUMERIC, best_caption, format_cell, swept_cell, swept_columns
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -29,8 +29,6 @@ _COMPONENTS = (
     ("regularizer", "regularizer"),
     ("optimizer", "optimizer"),
 )
-#: swept keys whose values a component column shows already
-_NAMED_BY_COMPONENTS = frozenset(f"{key}.name" for key, _ in _COMPONENTS)
 #: short headers of the numeric columns, so that the table fits 80 columns
 _SHORT = {
     "final_loss": "final loss",
@@ -89,14 +87,6 @@ def _span(widths: list[int]) -> int:
     return sum(widths) + 2 * len(widths)
 
 
-def _sweep_headers(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(dotted key, header) of every swept parameter, in order of appearance; the header is
-    the key's last part (``lr``), or the whole key where two would share it."""
-    keys = list(dict.fromkeys(key for row in rows for key in row.get("sweep", {})))
-    last = [key.rsplit(".", 1)[-1] for key in keys]
-    return [(k, s if last.count(s) == 1 else k) for k, s in zip(keys, last, strict=True)]
-
-
 def _named_after_variant(row: dict[str, Any]) -> bool:
     """Whether the run's name already tells its variant (``svm``, ``svm-lr0.01``)."""
     variant, run = row["variant"], row["run"]
@@ -121,10 +111,8 @@ def _columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[_Column]]:
             shared.append(f"{header}: {values.pop() or '-'}")
         else:
             columns.append(_text_column(key, header, [format_cell(row, key) for row in rows]))
-    for key, header in _sweep_headers(rows):
-        if key in _NAMED_BY_COMPONENTS:  # a swept loss.name: the loss column tells it
-            continue
-        swept = [format_value(row["sweep"][key]) if key in row["sweep"] else "-" for row in rows]
+    for key, header in swept_columns(rows):
+        swept = [swept_cell(row, key) for row in rows]
         columns.append(_text_column("sweep", header, swept, numeric=True))
     for key, _ in NUMERIC:
         cells = tuple(format_cell(row, key) for row in rows)
