@@ -35,6 +35,16 @@ def _log_spaced(values: Sequence[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) >= 10 * min(values)
 
 
+def _log_cells(values: Sequence[float]) -> bool:
+    """Whether a heatmap's equal cells at sorted ``values`` read as a log axis: log-spaced
+    (:func:`_log_spaced`) with one ratio between neighbours (within 5%); 1e-4, 1e-2, 0.1, 1
+    are not (the first cell spans two decades, the others one)."""
+    if not _log_spaced(values) or len(values) < 2:
+        return False
+    steps = np.diff(np.log(np.asarray(values, dtype=float)))
+    return bool(np.all(np.abs(steps - steps.mean()) <= 0.05 * steps.mean()))
+
+
 def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | None:
     """Validation accuracy against the swept values, as in the course's hyperparameter search.
 
@@ -169,9 +179,9 @@ def _sweep_map(
 
             j, i = columns.index(xs[best]), lines.index(ys[best])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
-        scale = " (log scale)"
-        x_label = x_key + (scale if _log_spaced(columns) else "")
-        y_label = y_key + (scale if _log_spaced(lines) else "")
+        scale = " (log scale)"  # only where the equal cells are equal steps of the log
+        x_label = x_key + (scale if _log_cells(columns) else "")
+        y_label = y_key + (scale if _log_cells(lines) else "")
     else:  # a random sweep: its points where they are, as in the course's scatter
         image = ax.scatter(xs, ys, c=accuracy, cmap="viridis", vmin=lo, vmax=hi, s=60)
         unmeasured = [i for i in ended if not np.isfinite(accuracy[i])]  # no colour to show
