@@ -496,11 +496,16 @@ def ui(
     check_port(host, port)
     base = f"http://{host}:{port}"
     link = chart_link(uri, base)
-    typer.echo(f"MLflow UI on {base} (Ctrl-C to stop)")
-    if link is not None:
-        typer.echo(f"The latest comparison, in the UI's chart view:\n  {link}")
+    typer.echo(f"Starting the MLflow UI on {base} ...")
     sys.stdout.flush()
-    code = serve(argv)
+
+    def ready() -> None:  # the links work from now on
+        typer.echo(f"MLflow UI on {base} (Ctrl-C to stop)")
+        if link is not None:
+            typer.echo(f"The latest comparison, in the UI's chart view:\n  {link}")
+        sys.stdout.flush()
+
+    code = serve(argv, base, ready)
     if code:
         raise typer.Exit(code)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,10 @@ def test_ui_binds_the_loopback_interface_by_default(
 
     executed: list[list[str]] = []
 
-    def fake_serve(args: list[str]) -> int:
+    def fake_serve(args: list[str], url: str, ready: Callable[[], None]) -> int:
         executed.append(list(args))
+        assert url == "http://127.0.0.1:5006"
+        ready()  # the server answers: the link is printed
         return 0
 
     monkeypatch.setattr(optlab._tracking.ui, "serve", fake_serve)
@@ -149,7 +151,10 @@ def test_ui_binds_the_loopback_interface_by_default(
     assert args[args.index("--host") + 1] == "127.0.0.1"
     assert args[args.index("--port") + 1] == "5006"
     assert "0.0.0.0" not in " ".join(args)
-    assert "http://127.0.0.1:5006" in result.stdout
+    assert result.stdout.splitlines()[:2] == [
+        "Starting the MLflow UI on http://127.0.0.1:5006 ...",
+        "MLflow UI on http://127.0.0.1:5006 (Ctrl-C to stop)",
+    ]
 
 
 def test_ui_on_a_port_in_use_is_refused_in_one_line(
@@ -161,7 +166,7 @@ def test_ui_on_a_port_in_use_is_refused_in_one_line(
 
     shutil.copyfile(_empty_store, workdir / "mlflow.db")
     started: list[list[str]] = []
-    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args: started.append(args) or 0)
+    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args, *_: started.append(args) or 0)
     with socket.create_server(("127.0.0.1", 0)) as other:
         port = other.getsockname()[1]
         result = _invoke("ui", "--port", str(port))
@@ -229,7 +234,7 @@ def test_ui_on_a_port_out_of_range_is_refused_before_anything_starts(
     0-65535), exit 0; --port -5 blamed --host; --port 0 printed a link to port 0."""
     shutil.copyfile(_empty_store, workdir / "mlflow.db")
     started: list[list[str]] = []
-    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args: started.append(args) or 0)
+    monkeypatch.setattr(optlab._tracking.ui, "serve", lambda args, *_: started.append(args) or 0)
     result = _invoke("ui", "--port", port)
     assert result.exit_code == 2
     assert result.stdout == "" and started == []

@@ -17,6 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -156,9 +160,25 @@ def _pass_on(stream: IO[str], out: IO[str]) -> None:
             out.flush()
 
 
-def serve(argv: list[str]) -> int:
+def _when_up(server: subprocess.Popen[str], url: str, ready: Callable[[], None]) -> None:
+    """Call ``ready()`` once the server at ``url`` answers its health check; never if it
+    ends first (its own error is passed on)."""
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+                if answer.status == 200:
+                    ready()
+                    return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.2)
+
+
+def serve(argv: list[str], url: str | None = None, ready: Callable[[], None] | None = None) -> int:
     """Run the server ``argv`` (from :func:`ui_command`) until it ends, Ctrl-C or SIGTERM; its
-    output is passed on without the start-up lines in :data:`_NOISE`. Returns its exit status
+    output is passed on without the start-up lines in :data:`_NOISE`. With ``url`` and
+    ``ready``, ``ready()`` is called once the server answers there (the link it prints then
+    works: the server takes seconds to start, more on a busy machine). Returns its exit status
     (0 when stopped by a signal)."""
     env = {**os.environ, **_QUIET_ENV}
     if os.environ.get("PYTHONWARNINGS"):  # the user's own filters too
@@ -166,6 +186,8 @@ def serve(argv: list[str]) -> int:
     server = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    if url is not None and ready is not None:
+        threading.Thread(target=_when_up, args=(server, url, ready), daemon=True).start()
     stopped = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
