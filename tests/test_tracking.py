@@ -632,3 +632,24 @@ def test_a_path_as_tracking_uri_says_which_sqlite_uri_to_use(
         "(MLflow's file store, which a path means, needs MLFLOW_ALLOW_FILE_STORE=true)"
     )
     assert [p.name for p in workdir.iterdir()] == ([given] if given == "mlruns" else [])
+
+
+def test_compare_shows_the_runs_in_the_plans_order_after_a_resume(store: Path) -> None:
+    """--resume trains a failed run again: it started last, and `optlab compare` listed (and
+    coloured) it last, unlike the table and figure of the run before."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+    from optlab._tracking.readback import load_latest_invocation
+
+    (store / "spec.yaml").write_text(
+        "name: order\nseed: 0\ndata: {name: iris}\nloss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.05, batch_size: 16, epochs: 2}\n"
+        "tracking: {figures: false}\n"
+        "variants:\n  a: {}\n  b: {optimizer: {lr: 1.0e+12}}\n  c: {}\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "spec.yaml"]).exit_code == 1  # b diverges
+    assert runner.invoke(app, ["run", "spec.yaml", "--resume"]).exit_code == 1  # b again
+    runs = load_latest_invocation("order", DEFAULT_TRACKING_URI)
+    assert [info.name for info, _ in runs] == ["a", "b", "c"]

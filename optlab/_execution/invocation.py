@@ -122,6 +122,8 @@ class Invocation:
         self.started_at: float | None = None
         #: FINISHED runs of earlier invocations that ``--resume`` reuses instead of training
         self.reused = 0
+        #: the run keys of the plan, in its order
+        self.plan: list[str] = []
         self._drawing: tuple[list[str], Future[bytes]] | None = None
 
     def _base_tags(self) -> dict[str, str]:
@@ -157,8 +159,10 @@ class Invocation:
         outcome = Outcome()
         todo: list[RunSpec] = []
         reused: list[str] = []  # ids of the FINISHED runs --resume reuses
+        self.plan = []
         for run in self.experiment.runs:
             key = run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256)
+            self.plan.append(key)
             if key in finished:
                 outcome.skipped.append(run.name)
                 reused.append(finished[key])
@@ -275,6 +279,7 @@ class Invocation:
         ``stack``."""
         from optlab._tracking import NOTE_TAG
         from optlab._tracking.claims import RunClaims
+        from optlab._tracking.tracker import PLAN_TAG, list_tags
 
         tracker = self.tracker
         progress.lost = lambda: tracker.unreachable
@@ -283,6 +288,9 @@ class Invocation:
         parent_tags = dict(base_tags)
         if self.experiment.description:  # the parent run's description in MLflow
             parent_tags[NOTE_TAG] = self.experiment.description
+        # the plan's order, which `optlab compare` shows the runs in (start order is another
+        # after --resume, or with --jobs)
+        parent_tags.update(list_tags(PLAN_TAG, self.plan))
         parent_id = stack.enter_context(
             tracker.parent(self.experiment.name, parent_tags, self.started_at)
         )

@@ -45,6 +45,7 @@ from optlab._tracking.tracker import (
     DATA_TAG,
     LEFT_TAG,
     PARENT_TAG,
+    PLAN_TAG,
     REUSED_TAG,
     ROLE_TAG,
     RUN_KEY_TAG,
@@ -271,7 +272,10 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
                 max_results=1,
             )
             runs.extend(latest)
-    runs.sort(key=lambda r: r.info.start_time)
+    # in the plan's order (start order differs after --resume and with --jobs); runs of a
+    # parent logged before optlab named its plan in start order
+    plan = {key: i for i, key in enumerate(read_list_tags(parent.data.tags, PLAN_TAG))}
+    runs.sort(key=lambda r: (plan.get(r.data.tags.get(RUN_KEY_TAG), len(plan)), r.info.start_time))
     return runs
 
 

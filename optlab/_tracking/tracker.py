@@ -93,6 +93,8 @@ DATA_TAG = "optlab.data"
 REUSED_TAG = "optlab.reused_runs"  # on a --resume parent: finished runs it did not repeat
 #: on a parent: the run keys of runs it left to another invocation still training them
 LEFT_TAG = "optlab.left_runs"
+#: on a parent: the run keys of its plan, in order (the order `optlab compare` shows)
+PLAN_TAG = "optlab.plan"
 NOTE_TAG = "mlflow.note.content"  # the description MLflow shows for an experiment or a run
 
 _MAX_METRICS = 1000  # per log_batch call (MLflow's limit)
