@@ -141,6 +141,29 @@ def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None
     assert not (workdir / ".mlflow.db.lock").exists()  # nothing left beside the store
 
 
+def test_a_store_whose_creation_was_interrupted_is_created_afresh(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the seconds MLflow migrates a new store (a first run's) left it half
+    migrated, and every later run failed on it: "cannot be used: (sqlite3.OperationalError)
+    table _alembic_tmp_datasets already exists", until the user deleted mlflow.db."""
+    import mlflow.store.db.utils as db_utils
+
+    def interrupted(engine: Any) -> None:  # a migration half done, then Ctrl-C
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE _alembic_tmp_datasets (id INTEGER)")
+        raise KeyboardInterrupt
+
+    uri = f"sqlite:///{workdir / 'interrupted.db'}"
+    with monkeypatch.context() as patch:
+        patch.setattr(db_utils, "_initialize_tables", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            connect(uri)
+    assert not (workdir / "interrupted.db").exists()
+    assert connect(uri).search_experiments()
+    assert sorted(p.name for p in workdir.iterdir()) == ["interrupted.db"]  # nothing left over
+
+
 def test_artifacts_go_beside_a_store_in_another_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:

@@ -12,6 +12,7 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,8 +175,8 @@ def _creation_lock(path: Path | None) -> Iterator[None]:
     Two processes that open a new database at once both run MLflow's migrations and one
     fails ("table ... already exists"); a lock file next to the database (``.NAME.lock``)
     makes the second wait until the first has finished. It exists only while a store is
-    being created (before the database file, which SQLite makes at once, is migrated): it
-    is removed once the store exists, and a store with no lock file next to it is ready.
+    being created (:func:`_create_sqlite`): it is removed once the store exists, and a store
+    with no lock file next to it is ready.
     """
     if path is None:
         yield
@@ -192,6 +193,26 @@ def _creation_lock(path: Path | None) -> Iterator[None]:
         finally:
             if path.exists():  # created: no later process needs to wait
                 lock_file.unlink(missing_ok=True)
+
+
+def _create_sqlite(path: Path) -> None:
+    """Create and migrate a new SQLite store at ``path`` all at once.
+
+    MLflow's migrations take seconds; run on ``path`` itself, a Ctrl-C (or ``kill``) among
+    them left a half-migrated database that MLflow refused from then on ("table ... already
+    exists"). They run in a file beside it, which then takes its name: ``path`` is either
+    missing or a whole store.
+    """
+    from mlflow import MlflowClient
+
+    # a new name each time: MLflow keeps an engine per URI, on the file it first opened
+    new = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new").resolve()
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{new}").search_experiments(max_results=1)
+        os.replace(new, path)
+    finally:
+        for leftover in (new, new.with_name(f"{new.name}-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def connect(
@@ -245,8 +266,10 @@ def connect(
         log.setLevel(logging.WARNING)
     try:
         with _creation_lock(path):
+            if path is not None and not path.exists():
+                _create_sqlite(path)
             client = MlflowClient(tracking_uri=absolute_uri(uri))
-            client.search_experiments(max_results=1)  # creates and migrates a new store
+            client.search_experiments(max_results=1)  # refuses another schema's store
     except Exception as exc:
         raise TrackingError(f"tracking store {uri!r} cannot be used: {first_line(exc)}") from exc
     finally:
