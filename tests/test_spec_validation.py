@@ -862,6 +862,26 @@ def test_a_spec_given_as_a_mapping(registry: Registry) -> None:
     assert exp.spec_hash == load_experiment(dict(spec), registry=registry).spec_hash
 
 
+def test_a_mapping_with_a_key_that_is_no_string(registry: Registry) -> None:
+    """A dict spec whose mapping mixes string keys with another type (``{"a": {}, 1: {}}``,
+    a key ``None``) raised json's TypeError ("'<' not supported between instances of 'int'
+    and 'str'") from optlab.load_spec and optlab.run instead of the located issue."""
+    spec = {
+        "name": "x",
+        "data": {"name": "digits", 0.5: 1},
+        "loss": {"name": "svm"},
+        "optimizer": {"name": "sgd", None: 3},
+        "variants": {"a": {}, 1: {}},
+    }
+    with pytest.raises(SpecError) as info:
+        load_experiment(spec, registry=registry)
+    assert [str(i) for i in info.value.issues] == [
+        "<spec>: data: keys should be strings, got 0.5",
+        "<spec>: optimizer: keys should be strings, got null",
+        "<spec>: variants.1: must be a valid string, got 1",
+    ]
+
+
 def test_set_cannot_create_a_variant(tmp_path: Path, registry: Registry) -> None:
     text = BASE + "variants:\n  svm: {}\n  softmax: {loss: {name: softmax}}\n"
     for override, message in [

@@ -265,7 +265,10 @@ def load_experiment(
         file, refused = "<spec>", list[SpecIssue]()
         raw = plain_data(path)
         positions = {p: Src(file, 0, 0, 0, 0, ".".join(map(str, p))) for p in key_paths(raw)}
-        content = json.dumps(raw, sort_keys=True, default=repr).encode()
+        try:
+            content = json.dumps(raw, sort_keys=True, default=repr).encode()
+        except TypeError:  # a key that is no string (validation says where): not sortable
+            content = repr(raw).encode()
     else:
         file = str(path)
         content, text = _read(Path(path), file)
