@@ -228,6 +228,9 @@ def test_check_with_jobs_prints_what_it_prints_without(tmp_path: Path) -> None:
         ("cloud", 1, None, "unknown executor 'cloud'; use local or dask"),
         ("local", 0, None, "jobs: must be at least 1, got 0"),
         ("dask", 1, None, "executor 'dask' needs a scheduler address"),
+        # an option of the other executor was ignored: the runs stayed local, or jobs unused
+        ("local", 1, "tcp://10.0.0.5:8786", "only executor 'dask' uses one"),
+        ("dask", 4, "tcp://10.0.0.5:8786", "jobs: 4 local worker processes are for executor"),
     ],
 )
 def test_bad_executor_choices_are_one_input_error(

@@ -18,12 +18,24 @@ def make_executor(name: str = "local", *, jobs: int = 1, scheduler: str | None =
     Raises
     ------
     InputError
-        An unknown name, ``jobs < 1``, or ``dask`` without a scheduler address.
+        An unknown name, ``jobs < 1``, ``dask`` without a scheduler address, or an option of
+        the other executor (a scheduler for ``local``, ``jobs > 1`` for ``dask``), which would
+        be ignored.
     """
     if name not in EXECUTORS:
         raise InputError(f"unknown executor '{name}'; use {' or '.join(EXECUTORS)}")
     if jobs < 1:
         raise InputError(f"jobs: must be at least 1, got {jobs}")
+    if name == "local" and scheduler:
+        raise InputError(
+            f"scheduler {scheduler}: only executor 'dask' uses one, and the runs would stay on "
+            "this machine; choose executor 'dask' (--executor dask) or leave the scheduler out"
+        )
+    if name == "dask" and jobs > 1:
+        raise InputError(
+            f"jobs: {jobs} local worker processes are for executor 'local'; executor 'dask' "
+            "runs as many runs at once as its cluster's workers take: leave jobs out"
+        )
     if name == "dask":
         if not scheduler:
             raise InputError(
