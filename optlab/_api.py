@@ -81,15 +81,21 @@ def _check_not_reimported() -> None:
     Worker processes (``jobs > 1``) start by importing the script that started them, as
     ``__mp_main__`` (Python's multiprocessing does, to find what the script defines): a call
     of :func:`run` at its top level would run the experiment again in each worker, and start
-    workers of its own. The error names the cure, Python's usual one.
+    workers of its own. The error names the cure, Python's usual one, in one line on standard
+    error, and ends the worker (exit status 2): raised, it reached the user as multiprocessing's
+    traceback of the worker's start, once per worker.
     """
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
-            raise InputError(
-                "optlab.run was called by a worker process importing the script that started "
-                'it: with jobs > 1, call optlab.run under `if __name__ == "__main__":`'
+            print(
+                "optlab: error: optlab.run was called by a worker process importing the "
+                "script that started it: with jobs > 1, call optlab.run under "
+                '`if __name__ == "__main__":`',
+                file=sys.stderr,
+                flush=True,
             )
+            raise SystemExit(InputError.exit_code)
         frame = frame.f_back
 
 

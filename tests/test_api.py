@@ -268,7 +268,8 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_its_workers(
     """optlab.run(jobs=2) at a script's top level: each worker imports the script (Python's
     multiprocessing does); its calls of optlab.run there are refused with the cure, so nothing
     runs twice, and the parent records the runs as FAILED with the reason instead of crashing
-    (it used to re-run the script's experiments in every worker, then end in a traceback)."""
+    (it used to re-run the script's experiments in every worker, then end in a traceback;
+    then each worker's refusal was printed as a traceback of its start)."""
     import subprocess
     import sys
 
@@ -279,6 +280,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_its_workers(
     )
     assert proc.returncode == 0, proc.stderr
     assert 'call optlab.run under `if __name__ == "__main__":`' in proc.stderr
+    assert "Traceback" not in proc.stderr  # one line per worker, not multiprocessing's traceback
     statuses, errors = proc.stdout.strip().split("] [")
     assert statuses == "['FINISHED', 'FINISHED'"
     assert errors.count("worker failed: its process ended abruptly") == 2
