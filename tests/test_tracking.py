@@ -104,6 +104,15 @@ def test_missing_or_unwritable_folder(workdir: Path) -> None:
     assert "--tracking-uri sqlite:///FOLDER/mlflow.db with a folder you can write in" in str(
         info.value
     )
+    # a folder for the database: "cannot write in . (Is a directory)", "... does not exist"
+    (workdir / "runs").mkdir()
+    for write in (True, False):
+        with pytest.raises(TrackingError) as info:
+            connect("sqlite:///runs", must_exist=not write, write=write)
+        assert str(info.value) == (
+            "tracking store 'sqlite:///runs': runs is a folder; name the database file in it "
+            "(sqlite:///runs/mlflow.db)"
+        )
     assert not (workdir / "mlflow.db").exists()
 
 

@@ -116,6 +116,11 @@ def _check_scheme(uri: str) -> str:
 
 def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> None:
     folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():  # not "cannot write in" its folder, nor "does not exist"
+        raise TrackingError(
+            f"tracking store {uri!r}: {path} is a folder; name the database file in it "
+            f"(sqlite:///{path / 'mlflow.db'})"
+        )
     if must_exist and not path.is_file():
         raise InputError(
             f"tracking store {uri!r}: {path} does not exist; run an experiment first "
