@@ -140,13 +140,20 @@ def _overrides(overrides: Overrides) -> list[str]:
     return list(overrides)
 
 
+def _source(spec: Spec) -> Mapping[str, Any] | Path:
+    """The spec as :func:`~optlab._spec.load.load_experiment` takes it: a mapping as it is, a
+    path with ``~`` expanded (as a shell expands it for ``optlab run``, and optlab expands it
+    in ``data.path``)."""
+    return spec if isinstance(spec, Mapping) else Path(spec).expanduser()
+
+
 def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
     """Validate a spec and expand it into its runs, as ``optlab validate`` does.
 
     Parameters
     ----------
     spec : str, path or mapping
-        A YAML spec file, or its content as a dict.
+        A YAML spec file (``~`` is expanded), or its content as a dict.
     overrides : mapping or sequence of str, optional
         ``{"optimizer.lr": 0.1}`` or ``["optimizer.lr=0.1"]``, as ``--set``.
 
@@ -163,8 +170,7 @@ def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
     from optlab._spec.load import load_experiment
 
     _check_spec(spec)
-    source = spec if isinstance(spec, Mapping) else Path(spec)
-    return load_experiment(source, _overrides(overrides), overrides_label="overrides")
+    return load_experiment(_source(spec), _overrides(overrides), overrides_label="overrides")
 
 
 @dataclass(frozen=True, repr=False)
@@ -272,7 +278,7 @@ def run(
     Parameters
     ----------
     spec : str, path or mapping
-        A YAML spec file, or its content as a dict.
+        A YAML spec file (``~`` is expanded), or its content as a dict.
     overrides : mapping or sequence of str, optional
         ``{"optimizer.lr": 0.1}`` or ``["optimizer.lr=0.1"]``, as ``--set``.
     tracking_uri : str, optional
@@ -318,7 +324,7 @@ def run(
         experiment = load_spec(spec, overrides=overrides)
         invocation = Invocation(
             experiment,
-            spec_path="<spec>" if isinstance(spec, Mapping) else str(spec),
+            spec_path="<spec>" if isinstance(spec, Mapping) else str(_source(spec)),
             tracking_uri=tracking_uri,
             track=track,
             resume=resume,

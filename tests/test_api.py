@@ -397,3 +397,19 @@ def test_the_spec_file_tag_is_an_absolute_path(
         filter_string="tags.`optlab.role` = 'invocation'",
     )
     assert parent.data.tags["optlab.spec_file"] == str(tmp_path.resolve() / "spec.yaml")
+
+
+def test_a_spec_path_in_the_home_folder_may_start_with_a_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """optlab.run("~/specs/x.yaml") said "~/specs/x.yaml: no such file; check the path" of a
+    file that is there (a shell expands ``~`` for ``optlab run``; optlab does in data.path)."""
+    import yaml
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    assert optlab.load_spec("~/spec.yaml").name == "api_demo"
+    assert [row["status"] for row in optlab.run(Path("~/spec.yaml"), track=False, quiet=True)] == [
+        "FINISHED",
+        "FINISHED",
+    ]
