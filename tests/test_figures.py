@@ -939,6 +939,11 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
         [client.get_experiment_by_name("plane").experiment_id], "tags.`optlab.role` = 'run'"
     )
     assert "loss_landscape.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # --out=~/land made a folder "~" here
+    home = cli.invoke(app, ["landscape", "plane", "--tracking-uri", uri, "--out=~/land"])
+    assert home.exit_code == 0, home.output
+    assert (tmp_path / "home" / "land" / "softmax" / "loss_landscape.png").is_file()
+    assert not (tmp_path / "~").exists()
     unknown = cli.invoke(app, ["landscape", "plane", "--run", "plain", "--tracking-uri", uri])
     assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr
 

@@ -353,7 +353,9 @@ def test_stale_running_runs_of_a_dead_process_are_marked_killed(store: Path) -> 
 
 
 # ------------------------------------------------------------------------------------ compare
-def test_compare_reads_back_the_latest_invocation(store: Path, runs: dict[str, TrainedRun]) -> None:
+def test_compare_reads_back_the_latest_invocation(
+    store: Path, runs: dict[str, TrainedRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
     workdir = store
     tracker = Tracker(DEFAULT_TRACKING_URI, "svm_vs_softmax", plots=False)
     with tracker.parent("old", {}):
@@ -385,6 +387,11 @@ def test_compare_reads_back_the_latest_invocation(store: Path, runs: dict[str, T
     (workdir / "report.png").write_bytes(b"")  # a file where the folder would be
     with pytest.raises(InputError, match=r"^--out \S*report\.png: a file, not a folder; give"):
         compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report.png")
+    # optlab.compare(..., out="~/figs") made a folder named "~" in the working folder
+    monkeypatch.setenv("HOME", str(workdir / "home"))
+    figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, Path("~/figs"))[1]
+    assert figure == workdir / "home" / "figs" / "comparison.png" and figure.is_file()
+    assert not (workdir / "~").exists()
 
 
 def test_compare_errors_are_one_line_input_errors(workdir: Path, _empty_store: Path) -> None:

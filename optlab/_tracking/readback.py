@@ -285,7 +285,7 @@ def compare(
     """Rows of the latest invocation's comparison and, with ``out_dir``, its figure.
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
-    (created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
+    (``~`` expanded; created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
     (:func:`~optlab._report.sweep.sweep_figure`), and returns the comparison figure's path.
     """
     results = load_latest_invocation(experiment_name, uri)
@@ -297,6 +297,7 @@ def compare(
     rows = comparison_rows(results)
     if out_dir is None:
         return rows, None
+    out_dir = out_dir.expanduser()  # not a folder named "~" in the working folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "comparison.json").write_text(rows_to_json(rows))
@@ -376,6 +377,7 @@ def landscape(
     from optlab._training.preflight import data_rng
     from optlab._training.runner import build_objective
 
+    out_dir = out_dir.expanduser() if out_dir is not None else None  # as compare's
     client = connect(uri, must_exist=True)
     runs = _latest_runs(client, experiment_name, uri)
     names = [str(r.info.run_name) for r in runs]
