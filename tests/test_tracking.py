@@ -104,6 +104,13 @@ def test_missing_or_unwritable_folder(workdir: Path) -> None:
     assert "--tracking-uri sqlite:///FOLDER/mlflow.db with a folder you can write in" in str(
         info.value
     )
+    # "folder ~ does not exist; create it": MLflow would take ~ as a folder of that name
+    with pytest.raises(TrackingError) as info:
+        Tracker("sqlite:///~/runs/mlflow.db", "exp")
+    assert str(info.value) == (
+        "tracking store 'sqlite:///~/runs/mlflow.db': a SQLite URI's path is not expanded ('~' "
+        f"would be a folder of that name); write it in full: sqlite:///{Path.home()}/runs/mlflow.db"
+    )
     # a folder for the database: "cannot write in . (Is a directory)", "... does not exist"
     (workdir / "runs").mkdir()
     for write in (True, False):

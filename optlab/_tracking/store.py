@@ -116,6 +116,11 @@ def _check_scheme(uri: str) -> str:
 
 def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> None:
     folder = path.parent if str(path.parent) else Path(".")
+    if path.parts[0].startswith("~") and path.expanduser() != path:  # not "create folder ~"
+        raise TrackingError(
+            f"tracking store {uri!r}: a SQLite URI's path is not expanded ('~' would be a "
+            f"folder of that name); write it in full: sqlite:///{path.expanduser()}"
+        )
     if path.is_dir():  # not "cannot write in" its folder, nor "does not exist"
         raise TrackingError(
             f"tracking store {uri!r}: {path} is a folder; name the database file in it "
