@@ -67,6 +67,19 @@ def test_classes_without_a_training_example_are_warned_about(tmp_path: Path) -> 
     assert lines["from_zero"] == []
 
 
+def test_a_check_that_warns_says_warning_once(tmp_path: Path) -> None:
+    """An initial loss off by more than its tolerance (``warn``): the run's console.log said
+    "warning: warning: initial loss ..."."""
+    exp = experiment(tmp_path, SPEC + "checks: {initial_loss_tolerance: 1.0e-9}\n")
+    logged: list[str] = []
+    _, result = execute(
+        exp.runs[0], experiment=exp.name, observer=RecordingObserver(), log=logged.append
+    )
+    warned = [line for line in result.console if "warning" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: initial loss "), warned
+    assert logged == [f"softmax: {warned[0]}"]
+
+
 def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> None:
     info, result, observer = run_one(experiment(tmp_path))
     names = [name for name, _ in observer.events]

@@ -278,7 +278,7 @@ def execute(
     def warn(line: str) -> None:
         console.append(f"warning: {line}")
         if log is not None:
-            log(f"{run.name}: {line}")
+            log(f"{run.name}: warning: {line}")
 
     if (absent := _absent_classes(data)) is not None:
         warn(absent)
@@ -378,7 +378,7 @@ def _sanity_checks(
     result.metrics.update(checks.metrics())
     result.console.extend(f"check: {line}" for line in checks.lines())
     for line in checks.warnings():
-        warn(line)
+        warn(line.removeprefix("warning: "))  # said once, by warn
     if checks.initial_loss is not None:  # the check measured the data loss at W0 already
         reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
         return checks.initial_loss.value + reg
