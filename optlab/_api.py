@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -41,6 +42,10 @@ __all__ = ["Results", "Table", "compare", "load_spec", "run"]
 
 Spec = str | PathLike[str] | Mapping[str, Any]
 Overrides = Mapping[str, Any] | Sequence[str] | None
+
+#: held while :func:`run` runs: the observers it registers and the stop flag are the
+#: process's, so that two calls at once (from two threads) would mix their runs
+_RUNNING = threading.Lock()
 
 
 def _refuse(name: str, expected: str, value: object, hint: str = "") -> InputError:
@@ -301,7 +306,8 @@ def run(
     ------
     InputError
         Bad input (a :class:`~optlab._errors.SpecError` for the spec or its data, an unknown
-        executor, an unusable tracking store); nothing was run.
+        executor, an unusable tracking store), or a call while another runs in this process;
+        nothing was run.
     """
     from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
@@ -320,19 +326,27 @@ def run(
         quiet=quiet,
     )
     _check_script_is_a_file(jobs, executor)
-    with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
-        experiment = load_spec(spec, overrides=overrides)
-        invocation = Invocation(
-            experiment,
-            spec_path="<spec>" if isinstance(spec, Mapping) else str(_source(spec)),
-            tracking_uri=tracking_uri,
-            track=track,
-            resume=resume,
-            fail_fast=fail_fast,
-            quiet=quiet,
-            executor=where,
+    if not _RUNNING.acquire(blocking=False):
+        raise InputError(
+            "optlab.run is running already in this process (called from another thread, or "
+            "from a plugin during a run): call it once at a time; jobs=N trains N runs at once"
         )
-        outcome = invocation.run()
+    try:
+        with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+            experiment = load_spec(spec, overrides=overrides)
+            invocation = Invocation(
+                experiment,
+                spec_path="<spec>" if isinstance(spec, Mapping) else str(_source(spec)),
+                tracking_uri=tracking_uri,
+                track=track,
+                resume=resume,
+                fail_fast=fail_fast,
+                quiet=quiet,
+                executor=where,
+            )
+            outcome = invocation.run()
+    finally:
+        _RUNNING.release()
     uri = invocation.tracker.uri if invocation.tracker is not None else None
     return _results(experiment.name, outcome, uri, invocation.started_at)
 

@@ -219,6 +219,35 @@ def test_wrong_arguments_are_one_input_error_each(
         optlab.compare(5)  # type: ignore[arg-type]
 
 
+def test_a_call_while_another_thread_runs_one_is_refused() -> None:
+    """Two optlab.run at once in one process (a thread pool): the second failed inside with
+    pluggy's "ValueError: Plugin name already registered: optlab.progress=<...>"."""
+    import threading
+    import time
+
+    from optlab._contract.plugin_manager import get_plugin_manager
+
+    pm, _ = get_plugin_manager()
+    long = {**SPEC, "optimizer": {"name": "sgd", "lr": 0.1, "batch_size": 1, "epochs": 100}}
+    ended: list[Results] = []
+    worker = threading.Thread(
+        target=lambda: ended.append(optlab.run(long, track=False, quiet=True))
+    )
+    worker.start()
+    try:
+        while worker.is_alive() and not pm.has_plugin("optlab.progress"):
+            time.sleep(0.005)
+        with pytest.raises(optlab.InputError, match=r"optlab\.run is running already in this"):
+            optlab.run(SPEC, track=False, quiet=True)
+    finally:
+        worker.join()
+    assert [row["status"] for row in ended[0]] == ["FINISHED", "FINISHED"]
+    assert [row["status"] for row in optlab.run(SPEC, track=False, quiet=True)] == [
+        "FINISHED",
+        "FINISHED",
+    ]
+
+
 def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     """Two SIGINTs during a run, the KeyboardInterrupt of the second caught by the code it
     interrupted (as can happen inside a C callback while a figure is drawn): the call still
