@@ -176,6 +176,12 @@ def test_a_bad_override_is_named_as_the_api_takes_it_not_as_a_command_line_optio
         "overrides: optimizer.momentum: must be less than 1, got 2 "
         "(in overrides optimizer.momentum=2)"
     )
+    with pytest.raises(optlab.SpecError) as caught:  # it said "--set changes ... in the file"
+        optlab.load_spec(SPEC, overrides={"variants.sofr.optimizer.lr": 0.5})
+    assert str(caught.value) == (
+        "overrides: no variant 'sofr' (did you mean 'soft'?); overrides changes existing "
+        "variants (add one in the spec) (in overrides variants.sofr.optimizer.lr=0.5)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ def _apply_overrides(
         parsed, key=lambda p: not names_first(p[2][p[3] :], p[4])
     ):
         note = f" (in {label} {text})"
-        unknown = _new_variant(raw, segments, value)
+        unknown = _new_variant(raw, segments, value, label)
         if unknown:
             issues.append(SpecIssue(label, 0, 0, "", unknown + note))
             continue
@@ -159,9 +159,9 @@ def plain_data(value: Any) -> Any:
     return value
 
 
-def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any) -> str:
-    """Why a ``--set`` may not set ``variants...`` (a variant the file does not have: a typo
-    would add a run), or ``""``."""
+def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any, label: str) -> str:
+    """Why a ``--set`` (or what ``label`` names: the Python API's ``overrides``) may not set
+    ``variants...`` (a variant the spec does not have: a typo would add a run), or ``""``."""
     if segments[0] != "variants":
         return ""
     have = list(raw["variants"]) if isinstance(raw.get("variants"), dict) else []
@@ -171,8 +171,9 @@ def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any) -> st
             hint = did_you_mean(name, have) or (
                 f" (the spec's are {', '.join(have)})" if have else " (the spec has none)"
             )
+            spec = "the file" if label == _SET else "the spec"
             return (
-                f"no variant '{name}'{hint}; --set changes existing variants (add one in the file)"
+                f"no variant '{name}'{hint}; {label} changes existing variants (add one in {spec})"
             )
     return ""
 
