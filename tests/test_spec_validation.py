@@ -502,6 +502,20 @@ def test_default_max_runs_is_1000(tmp_path: Path, registry: Registry) -> None:
     assert "more than max_runs (1000)" in found[0].message
 
 
+def test_a_random_sweep_of_a_billion_trials_is_refused_without_drawing_them(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """trials: 1000000000 drew every point before counting the runs: optlab validate and
+    optlab.load_spec ran for minutes until the memory ran out (killed)."""
+    text = BASE + "sweep:\n  grid: {optimizer.lr: [0.1, 0.2]}\n  random:\n"
+    text += "    trials: 1000000000\n    params: {loss.margin: {uniform: [0.5, 2]}}\n"
+    found = issues(tmp_path, text, registry)  # at once, in a few MB
+    assert [i.message for i in found] == [
+        "the spec expands to 2000000000 runs (2000000000 sweep points x 1 seed), more than "
+        "max_runs (1000); narrow the sweep or raise max_runs"
+    ]
+
+
 def test_variants_x_seeds_beyond_max_runs_points_at_max_runs(
     tmp_path: Path, registry: Registry
 ) -> None:

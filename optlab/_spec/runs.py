@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import replace
@@ -57,11 +58,14 @@ def _key_path(segments: list[str]) -> KeyPath:
 
 def sweep_points(
     spec: Any, positions: Positions, top: Locator, issues: list[SpecIssue], registry: Registry
-) -> tuple[list[tuple[list[Setting], list[str]]], dict[str, list[Any]]]:
-    """The sweep's points, each its settings and name labels, and the sweep's axes.
+) -> tuple[list[tuple[list[Setting], list[str]]], dict[str, list[Any]], int]:
+    """The sweep's points, each its settings and name labels, the sweep's axes, and the
+    number of points.
 
     A key that addresses nothing a run has is an issue (``lr``: did you mean
-    ``optimizer.lr``, a param of the registry's optimizers), and left out of the points."""
+    ``optimizer.lr``, a param of the registry's optimizers), and left out of the points. More
+    points than ``max_runs`` are counted, not drawn nor listed (no points, no axes): the spec
+    is refused (:func:`expand_runs`), and ``trials: 1000000000`` drew until memory ran out."""
     grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
     written: dict[str, KeyPath] = {k: ("sweep", "grid", k) for k in grid}
     for k in random.params if random else ():
@@ -112,6 +116,9 @@ def sweep_points(
     params = {
         k: d for k, d in (random.params.items() if random else ()) if k in keys and k not in grid
     }
+    n_points = math.prod(len(axis) for axis in axes) * (random.trials if random else 1)
+    if n_points > spec.max_runs:
+        return [], {}, n_points
     drawn = draw_random_points(random.trials, params, spec.seed) if random else [{}]
     draws = [
         [(keys[k], v, positions[written[k]], point_label(k, v, short=True)) for k, v in d.items()]
@@ -125,7 +132,7 @@ def sweep_points(
     values = {k: list(v) for k, v in grid.items() if k in keys} | {
         k: [d[k] for d in drawn] for k in params
     }
-    return points, values
+    return points, values, len(points)
 
 
 def expand_runs(
@@ -152,14 +159,14 @@ def expand_runs(
     drafts = [(v, v, merge(base, raw["variants"][v] or {}, keys=keys)) for v in variants] or [
         (label, None, base)
     ]
-    points, axes = sweep_points(spec, positions, top, issues, registry)
+    points, axes, n_points = sweep_points(spec, positions, top, issues, registry)
     grid, random = (spec.sweep.grid or {}, spec.sweep.random) if spec.sweep else ({}, None)
     ranges = [
         (_key_path(k.split(".")), d)
         for k, d in (random.params.items() if random else ())
         if k in axes and k not in grid
     ]
-    n_runs = len(drafts) * len(points) * len(seeds)
+    n_runs = len(drafts) * n_points * len(seeds)
     if n_runs > spec.max_runs:
         at = next(
             k
@@ -172,9 +179,7 @@ def expand_runs(
             if c
         )
         parts = [plural(len(variants), "variant")] if len(variants) > 1 else []
-        counts = " x ".join(
-            [*parts, plural(len(points), "sweep point"), plural(len(seeds), "seed")]
-        )
+        counts = " x ".join([*parts, plural(n_points, "sweep point"), plural(len(seeds), "seed")])
         message = f"the spec expands to {n_runs} runs ({counts}), more than max_runs "
         issues.append(
             top.issue((at,), f"{message}({spec.max_runs}); narrow the sweep or raise max_runs")
