@@ -389,6 +389,9 @@ def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
         order_by=["attributes.start_time DESC"],
     )
     assert parents[0].data.tags["optlab.best_run"] == "ok"
+    assert parents[0].data.tags["optlab.reused_runs"] == first[0]["run_id"]
+    # the run trained again named the reused runs too, as if it had reused them
+    assert "optlab.reused_runs" not in client.get_run(again[1]["run_id"]).data.tags
 
 
 def test_resume_names_more_reused_runs_than_one_tag_holds(

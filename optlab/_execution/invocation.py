@@ -226,6 +226,11 @@ class Invocation:
         raises :class:`RunInterrupted` (which ends the parent run as KILLED) when
         interrupted."""
         pm, registry = get_plugin_manager()
+        child_tags = base_tags
+        if self.reused:  # the runs it reuses are named on the parent run, not on each run
+            from optlab._tracking.tracker import REUSED_TAG
+
+            child_tags = {k: v for k, v in base_tags.items() if not k.startswith(REUSED_TAG)}
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
         with ExitStack() as stack:
             stack.enter_context(stop_on_signals())
@@ -239,7 +244,7 @@ class Invocation:
                 experiment=self.experiment.name,
                 observer=GuardedHooks(pm, registry),
                 registry=registry,
-                base_tags=base_tags,
+                base_tags=child_tags,
                 prepared=prepared,
                 claims=self.claims,
                 fail_fast=self.fail_fast,
