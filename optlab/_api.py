@@ -254,7 +254,8 @@ class Results(Table):
     comparison: Table = field(default_factory=lambda: Table(()))
     skipped: tuple[str, ...] = ()
     interrupted: bool = False
-    runs: tuple[tuple[RunInfo, RunResult], ...] = field(default=(), repr=False)
+    #: not compared: ``==`` of numpy arrays has no truth value (results == other raised)
+    runs: tuple[tuple[RunInfo, RunResult], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def failed(self) -> list[dict[str, Any]]:

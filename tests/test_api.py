@@ -5,6 +5,7 @@ signal handlers restored, and a second call in the same process that works."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import signal
 from pathlib import Path
@@ -81,6 +82,16 @@ def test_ipython_shows_the_results_as_the_table(first: tuple[Results, Any, Any])
     assert "best val" in shown and "soft" in shown and not shown.startswith("Results(")
     assert PlainTextFormatter()(results.comparison) == str(results.comparison)
     assert repr(results) == "<Results: 2 rows>"
+
+
+def test_results_compare_by_their_rows(first: tuple[Results, Any, Any]) -> None:
+    """``results == other`` raised numpy's "The truth value of an array with more than one
+    element is ambiguous" (it compared the runs' weights)."""
+    import pickle
+
+    results = first[0]
+    assert results == pickle.loads(pickle.dumps(results))
+    assert results != dataclasses.replace(results, rows=results.rows[:1])
 
 
 def test_a_second_call_in_the_same_process_and_compare(
