@@ -432,7 +432,7 @@ def compare(
     Raises
     ------
     InputError
-        No such store or experiment, or no invocation yet.
+        No such store or experiment, or no invocation yet; an argument of the wrong type.
     """
     from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
@@ -442,6 +442,8 @@ def compare(
         raise _refuse("experiment", "an experiment's name (a str)", experiment)
     if tracking_uri is not None and not isinstance(tracking_uri, str):
         raise _refuse("tracking_uri", "a str or None", tracking_uri)
+    if out is not None and not isinstance(out, str | PathLike):
+        raise _refuse("out", "a folder's path (str or os.PathLike) or None", out)
     uri = resolve_tracking_uri(tracking_uri, None)
     rows, _ = compare_runs(experiment, uri, Path(out) if out is not None else None)
     return Table(tuple(rows), render_table)

@@ -265,6 +265,24 @@ def test_a_call_while_another_thread_runs_one_is_refused() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"experiment": 3}, "experiment: expected an experiment's name (a str), got int 3"),
+        ({"tracking_uri": 3}, "tracking_uri: expected a str or None, got int 3"),
+        # were TypeErrors out of pathlib: "expected str, bytes or os.PathLike object, not int"
+        ({"out": 5}, "out: expected a folder's path (str or os.PathLike) or None, got int 5"),
+        ({"out": b"figs"}, "out: expected a folder's path (str or os.PathLike) or None, got "),
+    ],
+)
+def test_wrong_arguments_of_compare_are_one_input_error_each(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(optlab.InputError) as caught:
+        optlab.compare(**{"experiment": "api_demo", **arguments})
+    assert str(caught.value).startswith(message)
+
+
 def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     """Two SIGINTs during a run, the KeyboardInterrupt of the second caught by the code it
     interrupted (as can happen inside a C callback while a figure is drawn): the call still
