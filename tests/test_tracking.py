@@ -133,6 +133,21 @@ def test_an_existing_store_that_cannot_be_written_is_not_sent_elsewhere() -> Non
     assert message.endswith("this command writes to the store: make /proc writable")
 
 
+def test_a_store_of_the_environment_is_named_so(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLFLOW_TRACKING_URI=./mlruns (MLflow's own habit) and no URI given: the error said
+    "tracking URI './mlruns' is a path: ..." without saying where that URI came from."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "./mlruns")
+    with pytest.raises(TrackingError) as info:
+        Tracker(resolve_tracking_uri(None, None), "exp")
+    assert str(info.value).startswith(
+        "MLFLOW_TRACKING_URI (environment): tracking URI './mlruns' is a path: for a SQLite "
+    )
+    with pytest.raises(InputError, match=r"^tracking store 'sqlite:///mine\.db': mine\.db does"):
+        compare("exp", resolve_tracking_uri("sqlite:///mine.db", None), None)  # not from it
+
+
 def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()

@@ -252,8 +252,20 @@ def connect(
     ------
     TrackingError
         Unknown scheme, a SQLite database in memory, unwritable SQLite folder (``write``),
-        unreachable server, or a store MLflow cannot open; one line, exit status 2.
+        unreachable server, or a store MLflow cannot open; one line, exit status 2. Of the
+        store ``$MLFLOW_TRACKING_URI`` names, the message says so first: whoever passed no
+        URI may not know that the environment has one.
     """
+    try:
+        return _connect(uri, must_exist, write, timeout, attempts)
+    except InputError as exc:
+        if len(exc.args) == 1 and uri == os.environ.get("MLFLOW_TRACKING_URI", "").strip():
+            exc.args = (f"MLFLOW_TRACKING_URI (environment): {exc.args[0]}",)
+        raise
+
+
+def _connect(uri: str, must_exist: bool, write: bool, timeout: float, attempts: int) -> Any:
+    """:func:`connect`, but for the environment's word in its errors."""
     scheme = _check_scheme(uri)
     path = sqlite_path(uri)
     if scheme == "sqlite" and uri[len("sqlite:") :].split("?", 1)[0].lstrip("/") in (
