@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         SpecError,
         SpecIssue,
         TrackingError,
+        TrackingUnavailable,
     )
     from optlab._meta import __version__
     from optlab._spec.experiment import Experiment, RunSpec
@@ -118,6 +119,7 @@ _WHERE = {
             "SpecError",
             "SpecIssue",
             "TrackingError",
+            "TrackingUnavailable",
         ],
         "optlab._errors",
     ),
@@ -185,6 +187,7 @@ __all__ = [
     "StepHistory",
     "Table",
     "TrackingError",
+    "TrackingUnavailable",
     "__version__",
     "compare",
     "hookimpl",

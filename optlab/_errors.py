@@ -211,4 +211,5 @@ exported(
     SpecError,
     SpecIssue,
     TrackingError,
+    TrackingUnavailable,
 )

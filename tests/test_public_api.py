@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import pickle
+import re
 from pathlib import Path
 
 import optlab
@@ -24,7 +25,7 @@ PUBLIC = {
     # errors
     "OptlabError", "OptlabWarning", "InputError", "SpecError", "SpecIssue", "DataError",
     "PluginError", "ComponentError", "BackendUnavailable", "RunError", "CheckError",
-    "DivergenceError", "RunInterrupted", "TrackingError",
+    "DivergenceError", "RunInterrupted", "TrackingError", "TrackingUnavailable",
     "__version__",
 }  # fmt: skip
 
@@ -132,3 +133,12 @@ def test_minibatch_params_is_public_and_the_bundled_minibatch_optimizers_build_o
     registry = get_registry()
     for name in ("sgd", "adagrad", "rmsprop", "adam"):
         assert issubclass(registry.get("optimizer", name).params, optlab.MinibatchParams), name
+
+
+def test_every_error_of_the_documented_hierarchy_is_public() -> None:
+    """optlab._errors' docstring draws the hierarchy users catch from; TrackingUnavailable was
+    drawn there but ``optlab.TrackingUnavailable`` did not exist."""
+    import optlab._errors
+
+    drawn = re.findall(r"(?:├──|└──)\s+(\w+)", optlab._errors.__doc__ or "")
+    assert drawn and set(drawn) <= set(optlab.__all__)
