@@ -153,7 +153,9 @@ def _source(spec: Spec) -> Mapping[str, Any] | Path:
 
 
 def load_spec(spec: Spec, *, overrides: Overrides = None) -> Experiment:
-    """Validate a spec and expand it into its runs, as ``optlab validate`` does.
+    """Validate a spec and expand it into its runs, as ``optlab validate`` does before it
+    reads the data (the data are checked by :func:`run` before any run starts, and by
+    ``optlab validate``).
 
     Parameters
     ----------
@@ -236,7 +238,7 @@ class Results(Table):
     experiment : str
         The MLflow experiment (the spec's ``name``).
     tracking_uri : str or None
-        Where the runs were logged (``None`` untracked).
+        Where the runs were logged (``None`` untracked); a SQLite store's path is absolute.
     comparison : Table
         The comparison table ``optlab run`` prints (replicates grouped, best marked).
     skipped : tuple of str
@@ -246,7 +248,9 @@ class Results(Table):
     runs : tuple of (RunInfo, RunResult)
         Each row's whole record, as observer plugins see it: the resolved spec and tags, and
         what the run measured - the trained ``W`` (D, C), every evaluation and step, the test
-        confusion matrix (``results.runs[0][1].W``).
+        confusion matrix (``results.runs[0][1].W``). A run ``resume`` reused is read back from
+        the store without ``W`` and the confusion matrix (``None``): its ``weights.npz``
+        artifact holds the weights.
     """
 
     experiment: str = ""
@@ -348,7 +352,10 @@ def run(
             outcome = invocation.run()
     finally:
         _RUNNING.release()
-    uri = invocation.tracker.uri if invocation.tracker is not None else None
+    from optlab._tracking.store import absolute_uri
+
+    # absolute: after os.chdir a relative sqlite:///mlflow.db names another store
+    uri = absolute_uri(invocation.tracker.uri) if invocation.tracker is not None else None
     return _results(experiment.name, outcome, uri, invocation.started_at)
 
 

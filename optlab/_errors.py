@@ -6,7 +6,8 @@
     ├── InputError               the user's input is wrong; exit status 2, no run is started
     │   ├── SpecError            a spec file or a --set override (all issues of a file at once)
     │   ├── PluginError          a plugin failed to load, or a component name is ambiguous/unknown
-    │   ├── DataError            a dataset file is missing, corrupt or inconsistent
+    │   ├── DataError            a dataset file is missing, corrupt or inconsistent (what a
+    │   │                        dataset plugin raises; optlab.run reports it as a SpecError)
     │   ├── TrackingError        the tracking store is unreachable or unusable
     │   └── BackendUnavailable   a backend cannot run on this machine (raised by its factory)
     └── RunError                 a run failed after it started; exit status 1, recorded as FAILED
@@ -125,7 +126,13 @@ class PluginError(InputError):
 
 
 class DataError(InputError):
-    """A dataset could not be loaded: missing path, corrupt file, bad shapes or labels."""
+    """A dataset could not be loaded: missing path, corrupt file, bad shapes or labels.
+
+    Dataset plugins raise it (with ``key``, the ``data:`` key at fault). :func:`optlab.run` and
+    ``optlab validate`` report it as a :class:`SpecError` whose issue is located at that key of
+    the spec, with the other problems of the spec: catch :class:`SpecError` (or
+    :class:`InputError`) there, not this.
+    """
 
 
 class TrackingError(InputError):

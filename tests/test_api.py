@@ -480,3 +480,15 @@ def test_a_spec_path_in_the_home_folder_may_start_with_a_tilde(
         "FINISHED",
         "FINISHED",
     ]
+
+
+def test_results_name_a_relative_store_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_store: Path
+) -> None:
+    """results.tracking_uri was sqlite:///rel.db as given: after os.chdir it named another
+    store."""
+    shutil.copyfile(_empty_store, tmp_path / "rel.db")
+    monkeypatch.chdir(tmp_path)
+    spec = {**SPEC, "name": "relative", "variants": {"soft": {}}}
+    results = optlab.run(spec, tracking_uri="sqlite:///rel.db", quiet=True)
+    assert results.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
