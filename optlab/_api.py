@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import numbers
 import os
 import sys
 import threading
@@ -63,21 +64,25 @@ def _check_spec(spec: object) -> None:
     raise _refuse("spec", "a path (str or os.PathLike) or a mapping", spec)
 
 
-def _check_options(**options: object) -> None:
+def _check_options(**options: object) -> int:
     """Every keyword argument of :func:`run` other than the spec, checked in one place (the
     executor's name, ``jobs``' range and the overrides' items are checked where they are
-    used)."""
+    used); returns ``jobs`` as an int (``np.int64(2)`` is 2, as numpy values are in specs)."""
     for name in ("track", "resume", "fail_fast", "quiet"):
         if not isinstance(options[name], bool):
             raise _refuse(name, "True or False", options[name])
     jobs = options["jobs"]
-    if isinstance(jobs, bool) or not isinstance(jobs, int):
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral):
         raise _refuse("jobs", "an int", jobs)
     for name in ("tracking_uri", "scheduler"):
-        if options[name] is not None and not isinstance(options[name], str):
-            raise _refuse(name, "a str or None", options[name])
+        value = options[name]
+        if value is not None and not isinstance(value, str):
+            path = "; for a SQLite store at a path: f'sqlite:///{path}'"
+            hint = path if name == "tracking_uri" and isinstance(value, PathLike) else ""
+            raise _refuse(name, "a str or None", value, hint)
     if not isinstance(options["executor"], str):
         raise _refuse("executor", "a str ('local' or 'dask')", options["executor"])
+    return int(jobs)
 
 
 def _check_not_reimported() -> None:
@@ -320,7 +325,7 @@ def run(
     _check_not_reimported()
     _check_spec(spec)
     _overrides(overrides)  # checked before any worker starts
-    _check_options(
+    jobs = _check_options(
         tracking_uri=tracking_uri,
         track=track,
         resume=resume,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pytest
 
 import optlab
@@ -204,6 +205,10 @@ def test_a_bad_override_is_named_as_the_api_takes_it_not_as_a_command_line_optio
         ({"track": "no"}, "track: expected True or False, got str 'no'"),
         ({"resume": 1}, "resume: expected True or False, got int 1"),
         ({"tracking_uri": 3}, "tracking_uri: expected a str or None, got int 3"),
+        (  # refused without a word on what to write
+            {"tracking_uri": Path("runs.db")},
+            "got PosixPath PosixPath('runs.db'); for a SQLite store at a path: f'sqlite:///{path}'",
+        ),
         ({"executor": None}, "executor: expected a str ('local' or 'dask'), got NoneType None"),
         ({"overrides": 5}, "overrides: expected a mapping or a list of 'KEY=VALUE' strings"),
         (
@@ -492,3 +497,12 @@ def test_results_name_a_relative_store_by_its_absolute_path(
     spec = {**SPEC, "name": "relative", "variants": {"soft": {}}}
     results = optlab.run(spec, tracking_uri="sqlite:///rel.db", quiet=True)
     assert results.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
+
+
+def test_jobs_may_be_a_numpy_integer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """jobs=np.int64(1) (from a sweep over np.arange) was refused as 'expected an int', though
+    numpy values are taken everywhere in specs."""
+    monkeypatch.chdir(tmp_path)
+    spec = {**SPEC, "name": "np_jobs", "variants": {"soft": {}}}
+    results = optlab.run(spec, jobs=np.int64(1), track=False, quiet=True)
+    assert [row["status"] for row in results] == ["FINISHED"]
