@@ -183,7 +183,7 @@ _CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENK
 
 
 def test_a_tracked_run_sends_no_mlflow_telemetry_and_writes_nothing_outside(
-    tmp_path: Path,
+    tmp_path: Path, _empty_store: Path
 ) -> None:
     """Outside CI MLflow 3 sends usage events over the network and writes an installation id
     under ~/.config unless MLFLOW_DISABLE_TELEMETRY is set: a user's run must do neither."""
@@ -196,6 +196,7 @@ def test_a_tracked_run_sends_no_mlflow_telemetry_and_writes_nothing_outside(
     env.pop("DO_NOT_TRACK", None)
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     env.pop("MLFLOW_TRACKING_URI", None)
+    shutil.copyfile(_empty_store, tmp_path / "mlflow.db")  # migrating one is not the point
     (tmp_path / "spec.yaml").write_text(
         SPEC.split("variants:")[0] + "tracking: {figures: false}\n", encoding="utf-8"
     )
@@ -210,7 +211,7 @@ def test_a_tracked_run_sends_no_mlflow_telemetry_and_writes_nothing_outside(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (tmp_path / "config" / "mlflow").exists()
-    assert (tmp_path / "mlflow.db").is_file()
+    assert (tmp_path / "mlruns").is_dir()  # the run was tracked
 
 
 def test_a_users_own_telemetry_setting_is_kept() -> None:

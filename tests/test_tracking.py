@@ -162,12 +162,12 @@ def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None
     lock two at once collide ("table ... already exists")."""
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     code = "import sys; from optlab._tracking.store import connect; connect(sys.argv[1])"
-    procs = [
+    procs = [  # two are enough to collide
         subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        for _ in range(2)
     ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert [p.returncode for p in procs] == [0, 0], errors
     assert connect(uri, must_exist=True).search_experiments()
     assert not (workdir / ".mlflow.db.lock").exists()  # nothing left beside the store
 
