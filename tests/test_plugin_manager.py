@@ -19,6 +19,7 @@ from optlab._contract.plugin_manager import (
     build_registry,
     get_registry,
     registered_plugin,
+    reset,
 )
 from optlab._errors import OptlabWarning, PluginError
 from optlab._spec.experiment import DataOptions
@@ -120,6 +121,25 @@ def test_disabled_plugin_is_listed_but_provides_nothing(monkeypatch: pytest.Monk
         registry.get("loss", "svm")
     assert "(OPTLAB_DISABLE_PLUGINS disables losses (optlab " in str(unknown.value)
     assert "zero_plugin" in str(unknown.value)
+
+
+def test_the_process_registry_follows_a_change_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A notebook that set os.environ["OPTLAB_DISABLE_PLUGINS"] after its first run kept the
+    registry of that run: the plugin it disabled still trained."""
+    monkeypatch.delenv("OPTLAB_DISABLE_PLUGINS", raising=False)
+    reset()
+    try:
+        assert "svm" in get_registry().names("loss")
+        monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "losses")
+        assert get_registry().names("loss") == []
+        monkeypatch.delenv("OPTLAB_DISABLE_PLUGINS")
+        registry = get_registry()
+        assert "svm" in registry.names("loss")
+        assert get_registry() is registry  # built again only when the environment changed
+    finally:
+        reset()
 
 
 def test_a_plugin_listed_as_dist_colon_name_is_disabled_by_that_name(

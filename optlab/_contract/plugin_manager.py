@@ -78,6 +78,8 @@ _DATA_OPTIONS = ("bias", "center", "dtype", "limit", "mmap", "standardize", "tes
 #: plugins added for the duration of a test (see :func:`registered_plugin`)
 _extra_plugins: list[tuple[str, object]] = []
 _cache: tuple[pluggy.PluginManager, Registry] | None = None
+#: the settings the cached registry was built with (:func:`_settings`)
+_cache_settings: tuple[str, ...] = ()
 
 
 class _Core:
@@ -102,8 +104,11 @@ def _env_list(name: str) -> set[str]:
     return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
 
 
+_STRICT_ENV = "OPTLAB_STRICT_PLUGINS"
+
+
 def _strict() -> bool:
-    return os.environ.get("OPTLAB_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+    return os.environ.get(_STRICT_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
 def _sorted_entry_points() -> list[EntryPoint]:
@@ -456,10 +461,18 @@ def _unmatched_disables(disabled: set[str], registry: Registry) -> list[str]:
     ]
 
 
+def _settings() -> tuple[str, ...]:
+    """The environment's say in what the registry holds."""
+    return tuple(os.environ.get(name, "") for name in ("OPTLAB_DISABLE_PLUGINS", _STRICT_ENV))
+
+
 def get_plugin_manager() -> tuple[pluggy.PluginManager, Registry]:
-    """The process's plugin manager and registry, built on first use."""
-    global _cache
-    if _cache is None:
+    """The process's plugin manager and registry, built on first use, and again when
+    ``OPTLAB_DISABLE_PLUGINS`` or ``OPTLAB_STRICT_PLUGINS`` changed since (a notebook setting
+    ``os.environ`` after its first run was ignored)."""
+    global _cache, _cache_settings
+    if _cache is None or _cache_settings != _settings():
+        _cache_settings = _settings()
         _cache = build_registry()
     return _cache
 
