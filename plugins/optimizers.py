@@ -248,7 +248,7 @@ def numeric_full_gradient(
     W : (D, C) array
     h : float
     X : (N, D) array, optional
-        The training examples as perturbed for this step (:func:`_perturbed_inputs`).
+        The training examples as perturbed for this step (:meth:`optlab.Objective.perturbed`).
 
     Returns
     -------
@@ -282,17 +282,6 @@ def numeric_full_gradient(
                 W64[d, k] = old
                 grad[d, k] += (plus - minus) / (2.0 * h)
     return grad
-
-
-def _perturbed_inputs(objective: optlab.Objective) -> Array:
-    """The training examples (N, D) as a full-batch step of the analytic gradient sees them:
-    each input perturbation (dropout) applied, drawn from ``objective.rng`` as
-    :meth:`optlab.Objective.value_and_grad` draws it."""
-    X = objective.X
-    for reg in objective.regularizers:
-        if reg.impl.has_perturbation:
-            X = reg.impl.perturb_inputs(X, objective.rng)
-    return X
 
 
 class GradientDescent(optlab.Optimizer):
@@ -336,7 +325,7 @@ class GradientDescent(optlab.Optimizer):
         W = W0.copy()
         for it in range(1, p.iterations + 1):
             if numeric:  # of the objective the analytic step takes, dropout included
-                X = _perturbed_inputs(objective)
+                X = objective.perturbed(objective.X)
                 data = objective.data_loss(W, X)
                 reg = objective.reg_value_and_grad(W, with_grad=False)[0]
                 parts = optlab.LossParts(data + reg, data, reg)

@@ -27,15 +27,18 @@ Shapes: ``X`` (n, D) examples, ``W`` (D, C) weights, ``dscores`` (n, C), ``grad_
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 from optlab._contract.components import Array, ComponentKind, ComponentRecord, Loss
 from optlab._errors import BackendUnavailable, ComponentError, InputError, PluginError
 from optlab._meta import exported
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from optlab._contract.registry import Registry
@@ -194,50 +197,36 @@ class _Named(Backend):
             raise self._fault(f"{what} returned {found}, expected {shape} {dtype}")
         return got
 
+    def _call(self, what: str, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``method(*args, **kwargs)``, whatever it raises a fault naming ``what``."""
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            raise self._fault(f"{what} raised {exc!r}") from exc
+
     @property
     def label(self) -> str:
-        try:
-            return self.inner.label
-        except Exception as exc:
-            raise self._fault(f"label raised {exc!r}") from exc
+        return self._call("label", lambda: self.inner.label)
 
     def accelerates(self, X: Array, n_classes: int, loss: Loss) -> bool:
-        try:
-            return bool(self.inner.accelerates(X, n_classes, loss))
-        except Exception as exc:
-            raise self._fault(f"accelerates raised {exc!r}") from exc
+        return bool(self._call("accelerates", self.inner.accelerates, X, n_classes, loss))
 
     def scores(self, X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
-        try:
-            got = self.inner.scores(X, W, out, threads=threads)
-        except Exception as exc:
-            raise self._fault(f"scores raised {exc!r}") from exc
+        got = self._call("scores", self.inner.scores, X, W, out, threads=threads)
         return self._checked("scores", got, (X.shape[0], W.shape[1]), (X, W))
 
     def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
-        try:
-            self.inner.add_weight_grad(grad_t, dscores, X)
-        except Exception as exc:
-            raise self._fault(f"add_weight_grad raised {exc!r}") from exc
+        self._call("add_weight_grad", self.inner.add_weight_grad, grad_t, dscores, X)
 
     def weight_grad(self, dscores: Array, X: Array) -> Array:
-        try:
-            got = self.inner.weight_grad(dscores, X)
-        except Exception as exc:
-            raise self._fault(f"weight_grad raised {exc!r}") from exc
+        got = self._call("weight_grad", self.inner.weight_grad, dscores, X)
         return self._checked("weight_grad", got, (X.shape[1], dscores.shape[1]), (dscores, X))
 
     def score_width(self, X: Array, W: Array) -> int:
-        try:
-            return int(self.inner.score_width(X, W))
-        except Exception as exc:
-            raise self._fault(f"score_width raised {exc!r}") from exc
+        return int(self._call("score_width", self.inner.score_width, X, W))
 
     def stepper(self, X: Array, y: Array, n_classes: int, loss: Loss) -> Stepper | None:
-        try:
-            return self.inner.stepper(X, y, n_classes, loss)
-        except Exception as exc:
-            raise self._fault(f"stepper raised {exc!r}") from exc
+        return self._call("stepper", self.inner.stepper, X, y, n_classes, loss)
 
 
 @dataclass(frozen=True)

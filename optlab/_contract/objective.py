@@ -409,9 +409,7 @@ class Objective:
                 X, y = batch.X, batch.y
             else:
                 X, y = self.X[batch], self.y[batch]
-            for reg in self._perturbations:
-                X = self._perturbed(X, reg)
-            data, grad = self.data_loss_and_grad(W, X, y)
+            data, grad = self.data_loss_and_grad(W, self.perturbed(X), y)
         reg_value, _ = self.reg_value_and_grad(W, out=grad)
         if grad.dtype != W.dtype:
             grad = grad.astype(W.dtype, copy=False)
@@ -427,15 +425,20 @@ class Objective:
             self.blame_non_finite_gradient(W)
         return LossParts(data + reg_value, data, reg_value), grad
 
-    def _perturbed(self, X: Array, reg: BoundRegularizer) -> Array:
-        """``reg``'s perturbation of the batch ``X`` (B, D), a copy of the same shape and
-        dtype; a fault names the regularizer (not the optimizer or loss it would break)."""
-        try:
-            out = reg.impl.perturb_inputs(X, self.rng)
-        except Exception as exc:
-            raise ComponentError("regularizer", reg.name, reg.provider, f"raised {exc!r}") from exc
-        self._check_array(out, X, "regularizer", reg.name, reg.provider, "perturbed batch")
-        return out
+    def perturbed(self, X: Array) -> Array:
+        """The examples ``X`` (B, D) as a gradient step sees them: each regularizer's input
+        perturbation (dropout) applied in turn, drawn from :attr:`rng` (``X`` itself when no
+        regularizer perturbs). A fault names the regularizer (not the optimizer or loss it
+        would break)."""
+        for reg in self._perturbations:
+            try:
+                out = reg.impl.perturb_inputs(X, self.rng)
+            except Exception as exc:
+                fault = f"raised {exc!r}"
+                raise ComponentError("regularizer", reg.name, reg.provider, fault) from exc
+            self._check_array(out, X, "regularizer", reg.name, reg.provider, "perturbed batch")
+            X = out
+        return X
 
     def _in_place_rows(self, W: Array, batch: Array | Batch | None) -> Array | None:
         """The row indices of ``batch`` when the backend's fused step takes it (else

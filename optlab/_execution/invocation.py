@@ -120,8 +120,9 @@ class Invocation:
         self.tracker: Any = None
         self.claims: _Claims | None = None
         self.started_at: float | None = None
-        #: FINISHED runs of earlier invocations that ``--resume`` reuses instead of training
-        self.reused = 0
+        #: the MLflow run ids of the FINISHED runs of earlier invocations that ``--resume``
+        #: reuses instead of training them
+        self.reused: list[str] = []
         #: the run keys of the plan, in its order
         self.plan: list[str] = []
         self._drawing: tuple[list[str], Future[bytes]] | None = None
@@ -158,27 +159,21 @@ class Invocation:
         finished = self._open_store()
         outcome = Outcome()
         todo: list[RunSpec] = []
-        reused: list[str] = []  # ids of the FINISHED runs --resume reuses
-        self.plan = []
+        self.plan, self.reused = [], []
         for run in self.experiment.runs:
             key = run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256)
             self.plan.append(key)
             if key in finished:
                 outcome.skipped.append(run.name)
-                reused.append(finished[key])
+                self.reused.append(finished[key])
             else:
                 todo.append(run)
-        self.reused = len(reused)
         base_tags = self._base_tags()
         done: list[tuple[RunInfo, RunResult]] = []  # the reused runs, as the store has them
-        if reused:
-            # the parent of this invocation names the finished runs it reuses, so that
-            # `optlab compare` shows the whole plan after a resume
+        if self.reused:
             from optlab._tracking.readback import read_runs
-            from optlab._tracking.tracker import REUSED_TAG, list_tags
 
-            base_tags.update(list_tags(REUSED_TAG, reused))
-            done = read_runs(self.tracker.client, reused, self.experiment.name)
+            done = read_runs(self.tracker.client, self.reused, self.experiment.name)
             if not todo:  # nothing left to run: no parent run is logged
                 outcome.results = self._in_plan_order(done)
                 return outcome
@@ -226,11 +221,6 @@ class Invocation:
         raises :class:`RunInterrupted` (which ends the parent run as KILLED) when
         interrupted."""
         pm, registry = get_plugin_manager()
-        child_tags = base_tags
-        if self.reused:  # the runs it reuses are named on the parent run, not on each run
-            from optlab._tracking.tracker import REUSED_TAG
-
-            child_tags = {k: v for k, v in base_tags.items() if not k.startswith(REUSED_TAG)}
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
         with ExitStack() as stack:
             stack.enter_context(stop_on_signals())
@@ -244,7 +234,7 @@ class Invocation:
                 experiment=self.experiment.name,
                 observer=GuardedHooks(pm, registry),
                 registry=registry,
-                base_tags=child_tags,
+                base_tags=base_tags,
                 prepared=prepared,
                 claims=self.claims,
                 fail_fast=self.fail_fast,
@@ -268,7 +258,7 @@ class Invocation:
                 self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
             if outcome.elsewhere:
                 with contextlib.suppress(TrackingError):  # a nicety: the runs are recorded
-                    self._note_finished_elsewhere(outcome, base_tags)
+                    self._note_finished_elsewhere(outcome)
             if outcome.interrupted:
                 raise RunInterrupted(f"interrupted by {stop_flag.reason or 'a signal'}")
 
@@ -284,7 +274,7 @@ class Invocation:
         ``stack``."""
         from optlab._tracking import NOTE_TAG
         from optlab._tracking.claims import RunClaims
-        from optlab._tracking.tracker import PLAN_TAG, list_tags
+        from optlab._tracking.tracker import PLAN_TAG, REUSED_TAG, list_tags
 
         tracker = self.tracker
         progress.lost = lambda: tracker.unreachable
@@ -294,8 +284,10 @@ class Invocation:
         if self.experiment.description:  # the parent run's description in MLflow
             parent_tags[NOTE_TAG] = self.experiment.description
         # the plan's order, which `optlab compare` shows the runs in (start order is another
-        # after --resume, or with --jobs)
+        # after --resume, or with --jobs), and the finished runs --resume reuses, so that it
+        # shows the whole plan (on the parent only: the runs do not reuse them)
         parent_tags.update(list_tags(PLAN_TAG, self.plan))
+        parent_tags.update(list_tags(REUSED_TAG, self.reused))
         parent_id = stack.enter_context(
             tracker.parent(self.experiment.name, parent_tags, self.started_at)
         )
@@ -306,13 +298,13 @@ class Invocation:
         self.claims = _Claims(stack.enter_context(claims), prepared)
         stack.callback(setattr, self, "claims", None)
 
-    def _note_finished_elsewhere(self, outcome: Outcome, base_tags: dict[str, str]) -> None:
+    def _note_finished_elsewhere(self, outcome: Outcome) -> None:
         """Name on the parent run the runs left to other invocations, so that `optlab compare`
         shows the plan: those FINISHED by now by their ids (as ``--resume`` names the runs it
         reuses), those still training by their run keys (it shows each one's latest run)."""
         from mlflow.entities import RunTag
 
-        from optlab._tracking.tracker import LEFT_TAG, REUSED_TAG, list_tags, read_list_tags
+        from optlab._tracking.tracker import LEFT_TAG, REUSED_TAG, list_tags
 
         claims, tracker = self.claims, self.tracker
         if claims is None or tracker is None or tracker.parent_run_id is None:
@@ -326,7 +318,7 @@ class Invocation:
                 dataclasses.replace(e, finished=e.finished or claims.keys.get(e.name) in done)
                 for e in outcome.elsewhere
             ]
-            reused = read_list_tags(base_tags, REUSED_TAG)
+            reused = [*self.reused]
             reused += [r for key in keys if (r := done.get(key)) and r not in reused]
             tags.update(list_tags(REUSED_TAG, reused))
         if tags:
@@ -445,7 +437,7 @@ class Invocation:
             return f"{NOTHING_STARTED}; start again with `{self.command}`"
         outcome = self.outcome
         if outcome is None:  # the runs recorded so far, and those --resume reuses
-            finished = self.tracker.ended.get("FINISHED", 0) + self.reused
+            finished = self.tracker.ended.get("FINISHED", 0) + len(self.reused)
         else:  # the invocation had ended: every run it ran is recorded
             finished = len(outcome.results) - len(outcome.failed)  # the reused ones among them
         saved = (

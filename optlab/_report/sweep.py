@@ -39,7 +39,7 @@ def _log_cells(values: Sequence[float]) -> bool:
     """Whether a heatmap's equal cells at sorted ``values`` read as a log axis: log-spaced
     (:func:`_log_spaced`) with one ratio between neighbours (within 5%); 1e-4, 1e-2, 0.1, 1
     are not (the first cell spans two decades, the others one)."""
-    if not _log_spaced(values) or len(values) < 2:
+    if not _log_spaced(values):  # two values at least, a decade apart
         return False
     steps = np.diff(np.log(np.asarray(values, dtype=float)))
     return bool(np.all(np.abs(steps - steps.mean()) <= 0.05 * steps.mean()))

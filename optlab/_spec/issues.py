@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from optlab._contract.registry import Registry, did_you_mean
 from optlab._errors import PluginError, SpecIssue
 from optlab._spec.expand import override_path
-from optlab._spec.models import KIND_OF_KEY, param_owner
+from optlab._spec.models import KIND_OF_KEY, param_hint
 from optlab._spec.reader import KeyPath, Positions, Src, describe_value
 
 __all__ = [
@@ -149,10 +149,8 @@ def _component_param(registry: Registry, loc: tuple[int | str, ...], key: str) -
     """``" (did you mean 'optimizer.lr'?)"`` for a component's param written among the run's
     keys, at the top of the spec or of a variant (``lr: 0.1``, ``--set lr=0.1``); else
     ``""``."""
-    if loc and not (len(loc) == 2 and loc[0] == "variants"):
-        return ""
-    owner = param_owner(registry, key)
-    return f" (did you mean '{owner}.{key}'?)" if owner else ""
+    at_run_level = not loc or (len(loc) == 2 and loc[0] == "variants")
+    return param_hint(registry, key) if at_run_level else ""
 
 
 def _walk(data: Any, loc: tuple[int | str, ...]) -> tuple[KeyPath, bool]:

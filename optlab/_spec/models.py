@@ -39,7 +39,7 @@ __all__ = [
     "SweepModel",
     "component_fields",
     "component_keys",
-    "param_owner",
+    "param_hint",
     "run_model",
     "spec_model",
 ]
@@ -183,10 +183,10 @@ def component_keys(registry: Registry, key: str, name: Any) -> frozenset[str] | 
     return frozenset(k for n, info in fields.items() for k in (n, info.alias) if k)
 
 
-def param_owner(registry: Registry, param: str) -> str | None:
-    """The one run key (:data:`RUN_KEYS`) whose components take ``param``: ``optimizer`` for
-    ``lr``, ``data`` for ``val``; ``None`` when none or several do (``gradient``: ``gd``'s
-    and the checks')."""
+def param_hint(registry: Registry, param: str) -> str:
+    """``" (did you mean 'optimizer.lr'?)"`` for ``lr``: the one run key (:data:`RUN_KEYS`)
+    whose components take ``param`` (``data`` for ``val``); ``""`` when none or several do
+    (``gradient``: ``gd``'s and the checks')."""
     owners = [
         key
         for key in RUN_KEYS
@@ -195,7 +195,7 @@ def param_owner(registry: Registry, param: str) -> str | None:
             for name in (registry.names(KIND_OF_KEY[key]) if key in KIND_OF_KEY else [key])
         )
     ]
-    return owners[0] if len(owners) == 1 else None
+    return f" (did you mean '{owners[0]}.{param}'?)" if len(owners) == 1 else ""
 
 
 @functools.lru_cache(maxsize=8)

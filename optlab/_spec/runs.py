@@ -40,7 +40,7 @@ from optlab._spec.models import (
     Distribution,
     component_fields,
     component_keys,
-    param_owner,
+    param_hint,
     run_model,
 )
 from optlab._spec.reader import KeyPath, Positions, Src
@@ -83,10 +83,9 @@ def sweep_points(
         if segments[0] in RUN_KEYS:
             keys[k] = _key_path(segments)
             continue
-        owner = param_owner(registry, segments[0]) if len(segments) == 1 else None
         hint = (
             did_you_mean(segments[0], RUN_KEYS)
-            + (f" (did you mean '{owner}.{segments[0]}'?)" if owner else "")
+            + (param_hint(registry, segments[0]) if len(segments) == 1 else "")
             + ("; use seeds: [...] to replicate runs" if segments[0] in ("seed", "seeds") else "")
         )
         problem = f"sweep keys start with one of {', '.join(RUN_KEYS)}, got '{segments[0]}'{hint}"

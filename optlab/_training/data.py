@@ -30,6 +30,7 @@ The split sizes depend on the totals only (:func:`split_sizes`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -138,8 +139,9 @@ def _file_stamps(values: Any) -> str:
         try:
             entries = [path]
             if path.is_dir():
-                inside = sorted(path.iterdir())
-                entries += inside if len(inside) <= STAMPED_FILES else []
+                # a folder of more files is not listed whole at every load (cache hits too)
+                inside = list(itertools.islice(path.iterdir(), STAMPED_FILES + 1))
+                entries += sorted(inside) if len(inside) <= STAMPED_FILES else []
             for entry in entries:
                 stat = entry.stat()
                 stamps.append(f"{entry}:{stat.st_size}:{stat.st_mtime_ns}")
