@@ -34,7 +34,7 @@ from optlab_plugins.compiled import (
     loss_form,
 )
 from optlab_plugins.compiled._kernelset import KernelSet
-from optlab_plugins.losses import SoftmaxLoss, SVMLoss
+from optlab_plugins.losses import SoftmaxLoss, SVMLoss, SVMParams, optlab_register_losses
 from optlab_plugins.optimizers import SGDParams, _sgd
 from optlab_plugins.regularizers import L2, Dropout
 
@@ -117,6 +117,28 @@ def test_the_bundled_losses_have_a_form_and_changed_subclasses_do_not() -> None:
     assert loss_form(SquaredSoftmax()) is None
     assert loss_form(DoubledSVM()) is None
     assert loss_form(ThirdPartySoftmax()) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "form"),
+    [
+        ({}, ("hinge", 1.0)),
+        ({"squared": True}, ("squared_hinge", 1.0)),
+        ({"include_correct": True}, None),
+        ({"classes": "mean"}, None),
+        ({"include_correct": True, "classes": "mean", "squared": True}, None),
+    ],
+)
+def test_the_svm_keeps_the_step_in_its_default_forms_only(
+    kernel: KernelSet, params: dict[str, Any], form: tuple[str, float] | None
+) -> None:
+    """An svm summed over every class or averaged over classes trains on numpy's path; the
+    lecture's loss (the spec's defaults) keeps the fused step."""
+    (record,) = [r for r in optlab_register_losses() if r.name == "svm"]
+    loss = record.factory(SVMParams(**params))
+    assert loss_form(loss) == form
+    X, y = np.zeros((4, D), np.float64), np.zeros(4, np.int64)
+    assert (CompiledBackend(kernel).stepper(X, y, 10, loss) is not None) is (form is not None)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ scikit-learn where it defines the same quantity."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import pydantic
@@ -205,6 +206,35 @@ def test_mean_over_classes_orders_weights_like_the_sum(seed: int, C: int) -> Non
     assert list(np.argsort(sums, kind="stable")) == list(np.argsort(means, kind="stable"))
 
 
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("classes", ["sum", "mean"])
+@pytest.mark.parametrize("include_correct", [False, True])
+def test_svm_over_all_classes_or_their_mean_is_the_lecture_formula(
+    include_correct: bool, classes: Literal["sum", "mean"], squared: bool
+) -> None:
+    # lecture facts 4 and 5 through the loss's params: the j = y_i term adds Delta (Delta**2
+    # squared) and no gradient; the mean divides by the number of terms (C - 1, or C)
+    scores, y = problem(3)
+    C = scores.shape[1]
+    want, want_grad = svm_reference(scores, y, 0.7, squared)
+    if include_correct:
+        want += 0.7**2 if squared else 0.7
+    if classes == "mean":
+        terms = C if include_correct else C - 1
+        want, want_grad = want / terms, want_grad / terms
+    loss = SVMLoss(0.7, squared, include_correct=include_correct, classes=classes)
+    value, grad = loss.loss_and_grad(scores, y)
+    assert value == pytest.approx(want, rel=1e-12)
+    assert loss.loss(scores, y) == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+    # the initial-loss check's expectation: all scores about 0
+    small = 1e-6 * np.random.default_rng(0).standard_normal((40, C))
+    labels = np.arange(40) % C
+    expected = loss.expected_initial_loss(C)
+    assert expected == pytest.approx(loss.loss(small, labels), rel=1e-4)
+    assert loss.loss(np.zeros((0, C)), np.zeros(0, np.int64)) == 0.0
+
+
 @given(st.integers(2, 20), st.integers(1, 50), st.integers(0, 10_000))
 def test_initial_losses_are_c_minus_one_and_log_c(C: int, N: int, seed: int) -> None:
     # lecture facts 3 (SVM) and softmax 2: small W, all scores about 0
@@ -243,6 +273,15 @@ def test_squared_hinge_is_a_different_loss() -> None:
 # ------------------------------------------------------------------------------- registration
 
 
+def test_the_svm_record_passes_every_param_to_the_loss() -> None:
+    (svm,) = [r for r in optlab_register_losses() if r.name == "svm"]
+    loss = svm.factory(SVMParams(include_correct=True, classes="mean"))
+    assert isinstance(loss, SVMLoss) and loss.include_correct and loss.classes == "mean"
+    schema = SVMParams.model_json_schema()["properties"]
+    assert "including j = y_i" in schema["include_correct"]["description"]
+    assert "mean instead of sum" in schema["classes"]["description"]
+
+
 def test_records_and_params() -> None:
     records = {r.name: r for r in optlab_register_losses()}
     assert set(records) == {"svm", "softmax"}
@@ -253,6 +292,8 @@ def test_records_and_params() -> None:
         SVMParams(margin=0)
     with pytest.raises(pydantic.ValidationError):
         SVMParams(delta=1.0)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        SVMParams(classes="avg")  # type: ignore[arg-type]
     schema = SVMParams.model_json_schema()
     assert schema["properties"]["margin"]["exclusiveMinimum"] == 0
     assert schema["properties"]["margin"]["description"]

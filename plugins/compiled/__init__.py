@@ -70,10 +70,13 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def loss_form(loss: Loss) -> tuple[str, float] | None:
     """The step kernel's form of ``loss`` (``("hinge", margin)``, ``("squared_hinge",
-    margin)`` or ``("softmax", 0)``), or ``None``: only the bundled losses, and not a subclass
-    that computes its loss differently (overrides ``loss_and_grad``)."""
+    margin)`` or ``("softmax", 0)``), or ``None``: only the bundled losses in their default
+    form (an ``svm`` with ``include_correct`` or ``classes: mean`` trains on numpy), and not a
+    subclass that computes its loss differently (overrides ``loss_and_grad``)."""
     method = type(loss).loss_and_grad
     if isinstance(loss, SVMLoss) and method is SVMLoss.loss_and_grad:
+        if loss.include_correct or loss.classes != "sum":
+            return None
         return ("squared_hinge" if loss.squared else "hinge", loss.margin)
     if isinstance(loss, SoftmaxLoss) and method is SoftmaxLoss.loss_and_grad:
         return ("softmax", 0.0)
