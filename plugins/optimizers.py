@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -165,6 +165,8 @@ class RandomSearch(optlab.Optimizer):
     the best found so far (the current iterate).
     """
 
+    takes_gradient_steps: ClassVar[bool] = False  # compares objective.value only
+
     def __init__(self, params: RandomSearchParams) -> None:
         self.params = params
 
@@ -195,6 +197,8 @@ class RandomSearch(optlab.Optimizer):
 
 class RandomLocalSearch(optlab.Optimizer):
     """Random local search: perturb the best ``W`` (D, C) so far, keep the step if it helps."""
+
+    takes_gradient_steps: ClassVar[bool] = False  # compares objective.value only
 
     def __init__(self, params: RandomLocalSearchParams) -> None:
         self.params = params

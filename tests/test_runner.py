@@ -80,6 +80,43 @@ def test_a_check_that_warns_says_warning_once(tmp_path: Path) -> None:
     assert logged == [f"softmax: {warned[0]}"]
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "regularizer", "warned"),
+    [
+        ("{name: random_search, trials: 20, eval_every: 10}", "{name: dropout, rate: 0.5}", 1),
+        ("{name: random_local_search, trials: 20, eval_every: 10}", "{name: dropout}", 1),
+        ("{name: random_search, trials: 20, eval_every: 10}", "{name: l2}", 0),
+        ("{name: sgd, lr: 0.05, batch_size: 50, epochs: 1}", "{name: dropout, rate: 0.5}", 0),
+    ],
+)
+def test_dropout_with_an_optimizer_that_takes_no_gradient_step_is_warned_about(
+    tmp_path: Path, optimizer: str, regularizer: str, warned: int
+) -> None:
+    """Random search compares the unperturbed training loss: dropout changed nothing and
+    nothing said so. One warning at the run's start, in its console and the log."""
+    text = SPEC.replace("{name: sgd, lr: 0.05, batch_size: 50, epochs: 4}", optimizer).replace(
+        "{name: l2, strength: 0.001}", f"[{{name: l2, strength: 0.001}}, {regularizer}]"
+    )
+    exp = experiment(tmp_path, text)
+    logged: list[str] = []
+    _, result = execute(
+        exp.runs[0], experiment=exp.name, observer=RecordingObserver(), log=logged.append
+    )
+    assert result.status == "FINISHED", result.error
+    lines = [line for line in result.console if "no effect" in line]
+    assert len(lines) == warned and len(logged) == warned, result.console
+    if warned:
+        name = exp.runs[0].optimizer.name
+        assert lines[0] == (
+            f"warning: regularizer 'dropout' has no effect with optimizer '{name}': it "
+            f"perturbs only the examples of gradient steps, and '{name}' takes none (it "
+            "compares the unperturbed training loss); remove it, or train with gd or sgd"
+        )
+        assert result.console.index(lines[0]) < min(
+            i for i, line in enumerate(result.console) if line.startswith("check: ")
+        )
+
+
 def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> None:
     info, result, observer = run_one(experiment(tmp_path))
     names = [name for name, _ in observer.events]

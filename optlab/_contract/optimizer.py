@@ -34,6 +34,12 @@ MAX_STEPS = 10**9
 class Optimizer(ABC):
     """Owns the training loop over an :class:`~optlab._contract.objective.Objective`."""
 
+    #: whether the optimizer takes gradient steps (``objective.value_and_grad``,
+    #: ``minibatches`` or ``perturbed``), the only ones an input perturbation (dropout)
+    #: changes; an optimizer that only compares ``objective.value`` (the random searches) sets
+    #: it False, and a run that gives it a perturbing regularizer warns at its start
+    takes_gradient_steps: ClassVar[bool] = True
+
     @abstractmethod
     def minimize(
         self,

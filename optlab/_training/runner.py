@@ -282,6 +282,8 @@ def execute(
 
     if (absent := _absent_classes(data)) is not None:
         warn(absent)
+    if not isinstance(built, Exception) and (idle := _idle_perturbations(run, built)):
+        warn(idle)
     error: BaseException | None = None
     monitor: TrainingMonitor | None = None
     plane = plane_points(data)
@@ -362,6 +364,28 @@ def _absent_classes(data: PreparedData) -> str | None:
     )
     verb = "has" if absent.size == 1 else "have"
     return f"{absent.size} of {counts.size} classes {verb} no training example ({shown}); {hint}"
+
+
+def _idle_perturbations(run: RunSpec, built: tuple[Objective, Optimizer]) -> str:
+    """A warning naming the regularizers that perturb the inputs (dropout) when the optimizer
+    takes no gradient steps, the only ones they change; else ``""``."""
+    objective, optimizer = built
+    if optimizer.takes_gradient_steps:
+        return ""
+    names = [r.name for r in objective.regularizers if r.impl.has_perturbation]
+    if not names:
+        return ""
+    which = ", ".join(f"'{name}'" for name in names)
+    subject = (
+        f"regularizer {which} has no effect with optimizer '{run.optimizer.name}': it perturbs"
+        if len(names) == 1
+        else f"regularizers {which} have no effect with optimizer '{run.optimizer.name}': they "
+        "perturb"
+    )
+    return (
+        f"{subject} only the examples of gradient steps, and '{run.optimizer.name}' takes none "
+        "(it compares the unperturbed training loss); remove it, or train with gd or sgd"
+    )
 
 
 def _sanity_checks(
