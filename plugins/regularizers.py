@@ -129,8 +129,8 @@ class Dropout(optlab.Regularizer):
     ``rate`` and the survivors are scaled by ``1 / (1 - rate)``, so nothing changes at
     evaluation (the objective's ``value`` never perturbs).
 
-    The constant-1 bias column (the last column, when it is all ones) is kept unless
-    ``include_bias`` is true.
+    Every column it is given may be dropped: in a run, the objective keeps the bias column
+    (when the run has one) unless ``include_bias`` is true.
     """
 
     has_perturbation: ClassVar[bool] = True
@@ -146,8 +146,6 @@ class Dropout(optlab.Regularizer):
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         keep = rng.random(X.shape, dtype=dtype) >= self.rate
         mask = keep.astype(X.dtype) * X.dtype.type(1.0 / (1.0 - self.rate))
-        if not self.include_bias and X.shape[1] > 0 and np.all(X[:, -1] == 1):
-            mask[:, -1] = 1
         return np.asarray(X * mask)
 
 

@@ -252,7 +252,7 @@ def test_dropout_keeps_the_simple_path_and_its_randomness(blocked_always: list[i
     b = make_objective(np.float64, LOSSES["softmax"], (Dropout(0.5),))
     pa, ga = a.value_and_grad(W)
     # the same draws as perturbing the whole X once, then the straightforward pass
-    Xp = b.regularizers[0].impl.perturb_inputs(b.X, b.rng)
+    Xp = b.perturbed(b.X)
     value, grad = b.data_loss_and_grad(W, Xp, b.y)
     assert blocked_always == []
     assert pa.data == value

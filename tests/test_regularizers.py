@@ -128,7 +128,8 @@ def test_dropout_is_inverted_reproducible_and_keeps_dtype() -> None:
     assert set(np.unique(features)) == {0.0, np.float32(2.0 / 0.75)}
     assert np.mean(features == 0) == pytest.approx(0.25, abs=0.02)
     assert features.mean() == pytest.approx(2.0, rel=0.03)  # inverted: expectation kept
-    np.testing.assert_array_equal(out[:, -1], 1.0)  # the bias column is kept
+    in_run = objective([drop], np.float32)  # the run's bias column is kept (the objective)
+    np.testing.assert_array_equal(in_run.perturbed(in_run.X)[:, -1], 1.0)
     np.testing.assert_array_equal(out, drop.perturb_inputs(X, np.random.default_rng(3)))
     assert not np.array_equal(out, drop.perturb_inputs(X, np.random.default_rng(4)))
 
@@ -137,6 +138,23 @@ def test_dropout_with_include_bias_also_drops_the_bias_column() -> None:
     X = np.ones((1000, 3))
     out = Dropout(0.5, include_bias=True).perturb_inputs(X, np.random.default_rng(0))
     assert np.mean(out[:, -1] == 0) == pytest.approx(0.5, abs=0.06)
+
+
+@pytest.mark.parametrize(
+    ("has_bias", "include_bias", "dropped"),
+    [(False, False, 0.5), (True, False, 0.0), (True, True, 0.5)],
+)
+def test_dropout_spares_the_last_column_only_when_the_run_appended_a_bias_column(
+    has_bias: bool, include_bias: bool, dropped: float
+) -> None:
+    """With data.bias: false a feature that is 1 in every row (the objective's helper data's
+    last column) was never dropped: dropout took any all-ones last column for the bias."""
+    run = objective([Dropout(0.5, include_bias=include_bias)], has_bias=has_bias)
+    X = np.tile(run.X, (40, 1))  # 1,200 rows: the rate is seen to 0.05
+    out = run.perturbed(X)
+    assert np.mean(out[:, -1] == 0) == pytest.approx(dropped, abs=0.05)
+    assert np.mean(out[:, :-1] == 0) == pytest.approx(0.5, abs=0.05)
+    np.testing.assert_array_equal(X, np.tile(run.X, (40, 1)))  # X itself untouched
 
 
 def test_dropout_perturbs_training_batches_but_never_evaluation() -> None:

@@ -108,7 +108,8 @@ class Regularizer:
     Every method has a neutral default, so a regularizer overrides only what it does:
     ``l2`` overrides :meth:`penalty_and_grad`, ``max_norm`` :meth:`project`, ``dropout``
     :meth:`perturb_inputs`. The objective passes ``W`` without its bias row unless the
-    regularizer's ``include_bias`` is true.
+    regularizer's ``include_bias`` is true, and restores the bias column of a perturbed batch
+    likewise.
     """
 
     include_bias: bool = False

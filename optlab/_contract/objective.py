@@ -428,7 +428,9 @@ class Objective:
     def perturbed(self, X: Array) -> Array:
         """The examples ``X`` (B, D) as a gradient step sees them: each regularizer's input
         perturbation (dropout) applied in turn, drawn from :attr:`rng` (``X`` itself when no
-        regularizer perturbs). A fault names the regularizer (not the optimizer or loss it
+        regularizer perturbs). The bias column (the last, when :attr:`has_bias`) comes out as
+        it went in unless the regularizer's ``include_bias`` is true, as the bias row of ``W``
+        is left out of penalties. A fault names the regularizer (not the optimizer or loss it
         would break)."""
         for reg in self._perturbations:
             try:
@@ -437,6 +439,10 @@ class Objective:
                 fault = f"raised {exc!r}"
                 raise ComponentError("regularizer", reg.name, reg.provider, fault) from exc
             self._check_array(out, X, "regularizer", reg.name, reg.provider, "perturbed batch")
+            if self.has_bias and not reg.impl.include_bias and out is not X:
+                if not out.flags.writeable:
+                    out = out.copy()
+                out[:, -1] = X[:, -1]
             X = out
         return X
 
