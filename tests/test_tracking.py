@@ -283,6 +283,59 @@ def test_invocation_logs_everything_to_default_sqlite(
     assert set(finished_runs(tracker)) == {runs["svm"].info.key, runs["softmax"].info.key}
 
 
+@pytest.mark.parametrize(
+    ("options", "saved"),
+    [
+        ({"standardize": True}, {"mean", "std"}),
+        ({}, {"mean"}),
+        ({"center": False}, set()),
+        ({"center": False, "standardize": True}, {"std"}),
+    ],
+)
+def test_weights_npz_and_raw_images_give_the_runs_test_accuracy(
+    store: Path, options: dict[str, bool], saved: set[str]
+) -> None:
+    """weights.npz had W and the class names only: without the training mean (and std) the
+    run's test accuracy could not be recomputed from raw images."""
+    import optlab
+
+    rng = np.random.default_rng(0)
+    centers = rng.uniform(0, 255, (3, 2, 3))  # 2 x 3 "images" of uint8 pixels, 3 classes
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 3
+        X = centers[y] + rng.normal(0, 60, (n, 2, 3))
+        return np.clip(X, 0, 255).astype(np.uint8), y
+
+    X, y = images(150)
+    X_test, y_test = images(60)
+    np.savez(store / "raw.npz", X=X, y=y, X_test=X_test, y_test=y_test)
+    spec = {
+        "name": "reload",
+        "data": {"name": "npz", "path": "raw.npz", "val": 0.2, **options},
+        "loss": {"name": "softmax"},
+        # raw pixels (up to 255) need a smaller step than standardized ones
+        "optimizer": {"name": "sgd", "lr": 0.05 if "std" in saved else 1e-5, "batch_size": 16},
+        "tracking": {"figures": False},
+    }
+    frame = optlab.run(spec, quiet=True).to_pandas()
+    client = _client(DEFAULT_TRACKING_URI)
+    path = Path(client.download_artifacts(frame["run_id"][0], "weights.npz", str(store)))
+    with np.load(path) as artifact:
+        assert set(artifact.files) == {"W", "classes"} | saved
+        W = artifact["W"]
+        features = X_test.reshape(len(X_test), -1).astype(np.float64)  # the raw pixels
+        if "mean" in saved:
+            assert artifact["mean"].shape == (6,) and artifact["mean"].dtype == np.float64
+            features -= artifact["mean"]
+        if "std" in saved:
+            assert artifact["std"].shape == (6,) and artifact["std"].dtype == np.float64
+            features /= artifact["std"]
+    scores = np.hstack([features, np.ones((len(features), 1))]) @ W  # the bias trick
+    accuracy = float(np.mean(np.argmax(scores, axis=1) == y_test))
+    assert 0.5 < accuracy == frame["metrics.test_accuracy"][0]
+
+
 def test_many_params_and_long_steps_are_batched(store: Path) -> None:
     run = train("wide", epochs=1, batch=1)  # 90 steps -> 270 step points
     long_steps = run.result.steps  # type: ignore[union-attr]

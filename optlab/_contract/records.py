@@ -206,6 +206,11 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     W: Array | None = None
     confusion: Array | None = None
+    #: the preprocessing the run's data had, (F,) float64 each (``weights.npz``): the training
+    #: mean subtracted (``data.center``) and the standard deviation divided out
+    #: (``data.standardize``), ``None`` where not applied
+    mean: Array | None = None
+    std: Array | None = None
     #: the run's console transcript (stored as its ``console.log`` artifact)
     console: list[str] = field(default_factory=list)
     #: artifact files already rendered (by a worker process): file name -> content

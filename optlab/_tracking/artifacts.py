@@ -54,7 +54,9 @@ def write_run_artifacts(
 ) -> None:
     """Write the run's artifact files into ``folder``.
 
-    Files: ``console.log`` (the transcript), ``weights.npz`` (W (D, C) and class names),
+    Files: ``console.log`` (the transcript), ``weights.npz`` (``W`` (D, C), ``classes`` (C,)
+    and the preprocessing to apply to raw examples before ``X @ W``: ``mean`` (F,) with
+    ``data.center``, ``std`` (F,) with ``data.standardize``, float64),
     ``steps.npz`` (the per-step history at full resolution: the arrays ``examples``, ``time``,
     ``loss``, ``data_loss``, ``reg_loss``, ``elapsed``, each (S,), as in
     :class:`~optlab._contract.records.StepHistory`), ``loss_landscape.npz`` and
@@ -72,7 +74,11 @@ def write_run_artifacts(
         (folder / "console.log").write_text("\n".join(result.console) + "\n")
     if result.W is not None:
         classes = np.asarray(run.data.classes, dtype=str)
-        np.savez(folder / "weights.npz", W=result.W, classes=classes)
+        arrays: dict[str, Any] = {"W": result.W, "classes": classes}
+        arrays.update(
+            (k, v) for k, v in (("mean", result.mean), ("std", result.std)) if v is not None
+        )
+        np.savez(folder / "weights.npz", **arrays)
     if len(result.steps):
         history = {f.name: getattr(result.steps, f.name) for f in fields(result.steps)}
         np.savez(folder / "steps.npz", **history)

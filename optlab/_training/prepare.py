@@ -58,6 +58,12 @@ class PreparedData:
     y_train, y_val, y_test : (N_split,) int64 arrays of labels in ``0..C-1``
     summary : DataSummary
         Name, sizes, ``n_features`` (= ``D``), classes, dtype, the raw data's sha256.
+    mean : (F,) float64 array or None
+        The training split's mean of each raw feature, subtracted from every split
+        (``center``); ``None`` without centering.
+    std : (F,) float64 array or None
+        What every split's features were divided by (``standardize``): the training split's
+        population standard deviation, 1 for a constant feature; ``None`` without.
     """
 
     X_train: Array
@@ -67,6 +73,8 @@ class PreparedData:
     X_test: Array
     y_test: Array
     summary: DataSummary
+    mean: Array | None = None
+    std: Array | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,15 +326,17 @@ def prepare_hashed(
         X_test = _materialize(X_test_raw, test_own, dtype, options.bias)
         y_test = raw.y_test[test_own]
 
+    centered = divisor = None
     if options.center or options.standardize:
         mean, std = _column_stats(
             X_train, F, options.standardize, exact_rows=_exact_rows(dtype, X.dtype)
         )
         shift = mean.astype(dtype) if options.center else None
+        centered = mean if options.center else None
         scale = None
         if std is not None:
-            safe = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-            scale = (1.0 / safe).astype(dtype)
+            divisor = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+            scale = (1.0 / divisor).astype(dtype)
         step = _chunk_rows(F)
         for part in (X_train, X_val, X_test):
             for start in range(0, part.shape[0], step):
@@ -357,6 +367,8 @@ def prepare_hashed(
         X_test=X_test,
         y_test=np.asarray(y_test, dtype=np.int64),
         summary=summary,
+        mean=centered,
+        std=divisor,
     )
 
 

@@ -267,7 +267,7 @@ def execute(
     backend = None if isinstance(built, Exception) else built[0].backend.label
     summary = data.summary
     info = describe_run(run, data, experiment, registry, base_tags or {}, backend)
-    result = RunResult(name=run.name, status="FINISHED")
+    result = RunResult(name=run.name, status="FINISHED", mean=data.mean, std=data.std)
     console = result.console
     console.append(f"run {run.name}: {_components_line(run)}")
     console.append(
