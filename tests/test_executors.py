@@ -277,3 +277,18 @@ def test_an_unreachable_scheduler_is_found_before_anything_runs(
     executor = make_executor("dask", scheduler="tcp://127.0.0.1:1")
     with pytest.raises(InputError, match="cannot reach the Dask scheduler"), executor:
         pass
+
+
+def test_every_executor_says_a_runs_warnings(tmp_path: Path, executor: Executor) -> None:
+    """A run's warnings (here the initial-loss check's, under ``warn``) reach the invoking
+    process's output from a worker too, not only the run's console.log."""
+    path = tmp_path / "warn.yaml"
+    path.write_text(
+        SPEC.split("variants:")[0]
+        + "checks: {initial_loss: warn, initial_loss_tolerance: 1.0e-9}\n"
+    )
+    warned = load_experiment(path)
+    lines: list[str] = []
+    ended = list(executor.run(warned.runs, _job(warned, log=lines.append)))
+    assert _statuses(ended) == {"softmax": "FINISHED"}
+    assert [line.split(": initial loss")[0] for line in lines] == ["softmax: warning"]

@@ -79,7 +79,7 @@ class DaskCluster(Executor):
             for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
                 if not (events := ended(fut, futures[fut], job.describe)):
                     continue
-                replay(events, job.observer)
+                replay(events, job.observer, job.log)
                 info, result = outcome(events)
                 if job.claims is not None:
                     job.claims.release(info.name)

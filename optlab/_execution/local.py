@@ -125,7 +125,7 @@ class LocalProcesses(Executor):
                 # would start queued runs meanwhile); the runs in flight end as they would
                 stopping = True
                 self._cancel()
-            replay(events, job.observer)
+            replay(events, job.observer, job.log)
             if job.claims is not None:
                 job.claims.release(info.name)
             yield info, result

@@ -20,6 +20,7 @@ from typing import Any
 from optlab._contract.records import EpochReport, RunInfo, RunResult
 from optlab._errors import RunError
 from optlab._spec.experiment import RunSpec
+from optlab._training.checks import WARNING
 from optlab._training.monitor import stop_flag
 from optlab._training.runner import Observer, execute
 
@@ -57,11 +58,17 @@ class RecordingObserver:
         self.events.append(("optlab_run_finished", {"run": run, "result": result}))
 
 
-def replay(events: Events, observer: Observer) -> None:
-    """Call ``observer``'s hooks with recorded events, in order."""
+def replay(events: Events, observer: Observer, log: Callable[[str], None] | None = None) -> None:
+    """Call ``observer``'s hooks with recorded events, in order; the run's warnings (the
+    lines its console starts with ``warning:``, which the worker could only keep) go to
+    ``log`` before the run's end is reported, as a run in this process says them."""
     for name, kwargs in events:
         if name == "optlab_run_finished":
             result: RunResult = kwargs["result"]
+            if log is not None:
+                for line in result.console:
+                    if line.startswith(WARNING):
+                        log(f"{result.name}: {line}")
             error = RunError(result.error) if result.error else None
             observer.optlab_run_finished(run=kwargs["run"], result=result, error=error)
         else:

@@ -35,6 +35,7 @@ from optlab._spec.experiment import ChecksOptions
 
 __all__ = [
     "DENOMINATOR_FLOOR",
+    "WARNING",
     "ChecksReport",
     "GradientCheck",
     "InitialLossCheck",
@@ -45,6 +46,9 @@ __all__ = [
     "relative_error",
     "run_checks",
 ]
+
+#: how a run's console (and the invoking process's output) starts a warning line
+WARNING = "warning: "
 
 #: floor of the relative error's denominator: float64 round-off in a centered difference of a
 #: loss of order 1 with ``h = 1e-5`` is about ``1e-11``, so gradients below ``1e-8`` are compared
@@ -449,9 +453,9 @@ class ChecksReport:
         """One line per failed check under the ``warn`` policy."""
         out = []
         if self.initial_loss is not None and not self.initial_loss.ok:
-            out.append(f"warning: {self.initial_loss.message}")
+            out.append(WARNING + self.initial_loss.message)
         if self.gradient is not None and not self.gradient.ok:
-            out.append(f"warning: {self.gradient.message}")
+            out.append(WARNING + self.gradient.message)
         return out
 
     @property

@@ -29,7 +29,7 @@ from optlab._contract.records import (
 from optlab._contract.registry import Registry
 from optlab._errors import ComponentError, InputError, RunError, RunInterrupted
 from optlab._spec.experiment import ComponentSpec, RunSpec
-from optlab._training.checks import run_checks
+from optlab._training.checks import WARNING, run_checks
 from optlab._training.data import PreparedData, load_data
 from optlab._training.describe import describe_run, provider_label
 from optlab._training.landscape import loss_landscape
@@ -276,9 +276,9 @@ def execute(
     )
 
     def warn(line: str) -> None:
-        console.append(f"warning: {line}")
+        console.append(WARNING + line)
         if log is not None:
-            log(f"{run.name}: warning: {line}")
+            log(f"{run.name}: {WARNING}{line}")
 
     if (absent := _absent_classes(data)) is not None:
         warn(absent)
@@ -402,7 +402,7 @@ def _sanity_checks(
     result.metrics.update(checks.metrics())
     result.console.extend(f"check: {line}" for line in checks.lines())
     for line in checks.warnings():
-        warn(line.removeprefix("warning: "))  # said once, by warn
+        warn(line.removeprefix(WARNING))  # said once, by warn
     if checks.initial_loss is not None:  # the check measured the data loss at W0 already
         reg, _ = objective.reg_value_and_grad(W0, with_grad=False)
         return checks.initial_loss.value + reg
