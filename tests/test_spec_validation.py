@@ -944,3 +944,21 @@ def test_a_bad_value_swept_into_a_list_entry_points_at_the_sweep(
     text = BASE.replace("regularizer: {name: l2, strength: 0.001}", "regularizer: [{name: l2}]")
     found = issues(tmp_path, text + "sweep:\n  grid:\n    regularizer.0.strength: [-1]\n", registry)
     assert [(i.line, i.path) for i in found] == [(12, "sweep.grid.regularizer.0.strength")]
+
+
+def test_a_set_that_the_sweep_overrides_is_refused(tmp_path: Path, registry: Registry) -> None:
+    """``--set optimizer.lr=0.01`` under a sweep of ``optimizer.lr`` would change no run: it
+    is reported, for the base and for a variant, not silently dropped."""
+    text = BASE + "variants:\n  a: {}\nsweep: {grid: {optimizer.lr: [0.1, 0.2]}}\n"
+    found = issues(tmp_path, text, registry, ["optimizer.lr=0.01", "variants.a.optimizer.lr=3"])
+    assert [str(i) for i in found] == [
+        "--set: optimizer.lr: the sweep sets optimizer.lr in every run, so this value would "
+        "never be used; change the sweep's values for optimizer.lr instead (in --set "
+        "optimizer.lr=0.01)",
+        "--set: variants.a.optimizer.lr: the sweep sets optimizer.lr in every run, so this "
+        "value would never be used; change the sweep's values for optimizer.lr instead (in "
+        "--set variants.a.optimizer.lr=3)",
+    ]
+    # the sweep itself, and keys the sweep leaves alone, are set as before
+    exp = load(tmp_path, text, registry, ["sweep.grid.optimizer.lr=[0.5]", "optimizer.epochs=2"])
+    assert [r.optimizer.params.lr for r in exp.runs] == [0.5]  # type: ignore[attr-defined]

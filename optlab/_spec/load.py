@@ -178,6 +178,29 @@ def _new_variant(raw: dict[str, Any], segments: Sequence[str], value: Any, label
     return ""
 
 
+def _swept_over(spec: Any, overrides: Sequence[str], label: str) -> list[SpecIssue]:
+    """The overrides of a run's key (in the base or a variant) that the sweep sets in every
+    run: their value would never be used (``--set optimizer.lr=0.01`` under a sweep of
+    ``optimizer.lr``)."""
+    sweep = spec.sweep
+    if sweep is None:
+        return []
+    swept = [*(sweep.grid or {}), *(sweep.random.params if sweep.random else {})]
+    issues = []
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        segments = override_path(key) or [""]
+        run_key = ".".join(segments[2:] if segments[0] == "variants" else segments)
+        hit = next((k for k in swept if run_key == k or run_key.startswith(k + ".")), None)
+        if segments[0] != "sweep" and hit is not None:
+            message = (
+                f"the sweep sets {hit} in every run, so this value would never be used; "
+                f"change the sweep's values for {hit} instead"
+            )
+            issues.append(SpecIssue(label, 0, 0, key, f"{message} (in {label} {text})"))
+    return issues
+
+
 # --------------------------------------------------------------------------------------------
 # Validation and expansion
 # --------------------------------------------------------------------------------------------
@@ -284,6 +307,8 @@ def load_experiment(
         registry = get_registry()
     issues = _apply_overrides(raw, positions, overrides, registry, overrides_label)
     spec = _structure(raw, top, registry, issues)
+    if spec is not None:
+        issues += _swept_over(spec, overrides, overrides_label)
     runs, axes = (
         expand_runs(spec, raw, positions, file, registry, issues) if spec is not None else ([], {})
     )
