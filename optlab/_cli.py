@@ -175,11 +175,15 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     where the dataset can.
     """
     from optlab._contract.plugin_manager import get_registry
+    from optlab._errors import OptlabWarning
     from optlab._spec.load import describe_plan
     from optlab._training.preflight import preflight
 
+    def fault(line: str) -> None:  # a plugin's, not the spec's: its run will fail
+        warnings.warn(OptlabWarning(f"{line}; this run will fail"), stacklevel=1)
+
     experiment = _load(spec, set_)
-    preflight(experiment.runs, load=False)
+    preflight(experiment.runs, load=False, warn=fault)
     for line in describe_plan(experiment, get_registry().plugins):
         typer.echo(line)
 

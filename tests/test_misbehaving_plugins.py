@@ -110,6 +110,12 @@ class _BadOptimizer(optlab.Optimizer):
     def __init__(self, fault: str) -> None:
         self.fault = fault
 
+    def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:
+        if self.fault == "raising_check_opt":
+            raise RuntimeError(f"boom in {self.fault}")
+        if self.fault == "attribute_check_opt":  # a typo in the plugin
+            self.params.batch_size  # type: ignore[attr-defined]  # noqa: B018
+
     def minimize(
         self,
         objective: optlab.Objective,
@@ -164,6 +170,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         r"perturbed batch has shape \(\d+, 3\), expected \(\d+, 4\)",
     ),
     "raising_opt": ("optimizer", r"raised RuntimeError\('boom in raising_opt'\)"),
+    # it stopped the whole invocation before anything was recorded, naming no distribution
+    "raising_check_opt": (
+        "optimizer",
+        r"check_problem raised RuntimeError\('boom in raising_check_opt'\)",
+    ),
+    "attribute_check_opt": (
+        "optimizer",
+        r"check_problem raised AttributeError\(\"'_BadOptimizer' object has no attribute "
+        r"'params'\"\)",
+    ),
     "bad_dtype_opt": ("optimizer", r"returned weights of dtype float32, expected float64"),
     "no_eval_opt": (
         "optimizer",
@@ -362,6 +378,57 @@ def test_check_reports_a_faulty_plugin_at_its_run_and_checks_the_others(
         f"  loss 'raising_loss' (from {LABEL}): raised RuntimeError('boom in raising_loss')",
     ]
     assert lines[2] == "after:" and lines[3].endswith(": ok") and lines[4].endswith(": ok")
+
+
+def test_check_and_validate_name_a_raising_check_problem_and_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An optimizer's check_problem raising anything but an InputError is the plugin's fault:
+    ``optlab check`` reports it at its run and checks the others (it stopped the command
+    naming the plugin without its distribution), ``optlab validate`` warns of it (exit 0)."""
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BASE + "variants:\n" + _variant("raising_check_opt") + "  after: {}\n")
+    fault = (
+        f"optimizer 'raising_check_opt' (from {LABEL}): "
+        "check_problem raised RuntimeError('boom in raising_check_opt')"
+    )
+    with register_plugin(BadPlugin(), name=PLUGIN):
+        checked = CliRunner().invoke(app, ["check", str(spec)])
+        validated = CliRunner().invoke(app, ["validate", str(spec)])
+    assert checked.exit_code == 1, checked.output
+    assert checked.stderr == ""
+    lines = checked.stdout.splitlines()
+    assert lines[:2] == ["raising_check_opt:", f"  {fault}"]
+    assert lines[2] == "after:" and lines[3].endswith(": ok") and lines[4].endswith(": ok")
+    assert validated.exit_code == 0, validated.output
+    assert validated.stderr.splitlines() == [
+        f"optlab: warning: raising_check_opt: {fault}; this run will fail"
+    ]
+
+
+def test_a_raising_check_problem_fails_its_run_in_the_api() -> None:
+    """``optlab.run`` raised a ComponentError for the whole call; now the run is a FAILED row
+    naming the plugin and the method, and the other runs train."""
+    spec = {
+        "name": "check_problem_api",
+        "data": {"name": "blobs", "n_samples": 90, "n_features": 3, "n_classes": 3},
+        "loss": {"name": "softmax"},
+        "optimizer": {"name": "sgd", "lr": 0.1, "batch_size": 30, "epochs": 1},
+        "variants": {
+            "attribute_check_opt": {"optimizer": {"name": "attribute_check_opt"}},
+            "after": {},
+        },
+    }
+    with register_plugin(BadPlugin(), name=PLUGIN):
+        results = optlab.run(spec, track=False, quiet=True)
+    rows = {r["name"]: r for r in results}
+    assert rows["after"]["status"] == "FINISHED"
+    bad = rows["attribute_check_opt"]
+    assert bad["status"] == "FAILED"
+    assert bad["error"].startswith(
+        f"optimizer 'attribute_check_opt' (from {LABEL}): check_problem raised AttributeError("
+    ), bad["error"]
 
 
 # --------------------------------------------------------------------------------------------

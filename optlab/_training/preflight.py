@@ -10,19 +10,21 @@ in the base, variant or sweep entry the run comes from
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from optlab._contract.backend import forced_backend, requested_backend
+from optlab._contract.optimizer import Optimizer
 from optlab._contract.plugin_manager import get_registry
 from optlab._contract.records import DataSummary
+from optlab._contract.registry import Registry
 from optlab._errors import ComponentError, DataError, InputError, SpecError, SpecIssue
 from optlab._spec.experiment import RunSpec
 from optlab._spec.load import sorted_issues
 from optlab._training.data import PreparedData, inspect_data, load_data
 
-__all__ = ["data_key", "data_rng", "preflight", "run_streams"]
+__all__ = ["check_problem", "data_key", "data_rng", "preflight", "run_streams"]
 
 
 def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
@@ -48,13 +50,46 @@ def _located(run: RunSpec, component: str, exc: InputError) -> SpecIssue:
     return run.issue(key, str(exc).removeprefix(f"{key}: "))
 
 
-def preflight(runs: Sequence[RunSpec], *, load: bool = True) -> dict[str, PreparedData]:
+def check_problem(
+    run: RunSpec, optimizer: Optimizer, summary: DataSummary, registry: Registry
+) -> None:
+    """Ask ``run``'s optimizer whether it takes the problem of ``summary``'s sizes.
+
+    Raises
+    ------
+    InputError
+        The optimizer refuses the problem (the user's to change: a ``batch_size``, ...).
+    ComponentError
+        Its ``check_problem`` raised anything else: a fault of the plugin, named with its
+        distribution and version, the method and the exception.
+    """
+    try:
+        optimizer.check_problem(summary.n_train, summary.n_features, summary.n_classes)
+    except InputError:
+        raise
+    except Exception as exc:
+        label = registry.label(run.optimizer.record.provider)
+        fault = f"check_problem raised {exc!r}"
+        raise ComponentError("optimizer", run.optimizer.name, label, fault) from exc
+
+
+def preflight(
+    runs: Sequence[RunSpec],
+    *,
+    load: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, PreparedData]:
     """Check every run against its data before anything is trained or logged.
 
     Each distinct dataset is loaded once (or, with ``load=False``, only measured: a header or
     a shape, see :func:`optlab._training.data.inspect_data`), and every run's optimizer may
     refuse the problem (:meth:`optlab.Optimizer.check_problem`). Returns the prepared data by
     :func:`data_key`, for :func:`run_all` to reuse (empty with ``load=False``).
+
+    An optimizer whose factory or ``check_problem`` raises anything but an InputError is a
+    fault of its plugin, not of the spec: its run fails when it starts (recorded FAILED,
+    naming the plugin) and the others run. ``warn`` (if given) hears of a ``check_problem``
+    fault first, as ``RUN: message``.
 
     Raises
     ------
@@ -63,8 +98,6 @@ def preflight(runs: Sequence[RunSpec], *, load: bool = True) -> dict[str, Prepar
         ``optimizer.batch_size``) in the base, variant or sweep entry the run comes from.
     InputError
         The backend asked for is unknown or cannot run here.
-    ComponentError
-        An optimizer's ``check_problem`` raised something other than an InputError.
     """
     registry = get_registry()
     for setting in dict.fromkeys(requested_backend(run.backend) for run in runs):
@@ -88,14 +121,14 @@ def preflight(runs: Sequence[RunSpec], *, load: bool = True) -> dict[str, Prepar
         if summary is None:
             continue
         try:
-            optimizer = run.optimizer.build()
-            optimizer.check_problem(summary.n_train, summary.n_features, summary.n_classes)
+            check_problem(run, run.optimizer.build(), summary, registry)
         except InputError as exc:
             issues.append(_located(run, "optimizer", exc))
-        except Exception as exc:
-            raise ComponentError(
-                "optimizer", run.optimizer.name, run.optimizer.record.provider, f"raised {exc!r}"
-            ) from exc
+        except ComponentError as exc:  # the plugin's fault: its run fails as it starts
+            if warn is not None:
+                warn(f"{run.name}: {exc}")
+        except Exception:  # the factory raised: the run fails as it starts, naming it
+            pass
     if issues:
         raise SpecError(sorted_issues(issues, issues[0].file))
     return prepared

@@ -34,7 +34,7 @@ from optlab._training.data import PreparedData, load_data
 from optlab._training.describe import describe_run, provider_label
 from optlab._training.landscape import loss_landscape
 from optlab._training.monitor import StopFlag, TrainingMonitor, stop_flag
-from optlab._training.preflight import run_streams
+from optlab._training.preflight import check_problem, run_streams
 
 __all__ = [
     "Observer",
@@ -104,6 +104,7 @@ def build_objective(
     ]
     optimizer = _build(run.optimizer, registry, Optimizer)
     summary = data.summary
+    check_problem(run, optimizer, summary, registry)
     backend = select_backend(
         requested_backend(run.backend),
         registry,
