@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import optlab
 from optlab import Array
 from optlab._cli import app
-from optlab._contract.backend import ENV_VAR
+from optlab._contract.backend import ENV_VAR, forced_backend
 from optlab._contract.plugin_manager import get_registry
 from optlab._contract.records import BACKEND_TAG, RunInfo, RunResult
 from optlab._errors import SpecError
@@ -37,6 +37,10 @@ loss: {{name: {loss}}}
 regularizer: {{name: l2, strength: 0.001}}
 optimizer: {{name: sgd, lr: 0.05, batch_size: 50, epochs: 2}}
 {extra}"""
+
+
+#: how a backend's NaN or inf of finite inputs is reported
+NON_FINITE = re.escape("returned NaN or inf for finite inputs (numpy's result of them is finite)")
 
 
 class TwinSoftmax(optlab.Loss):
@@ -127,9 +131,17 @@ class BrokenPlugin:
         return [optlab.BackendRecord("broken", self._broken, summary="fails to start")]
 
 
+class _NanSteps(_TwinSteps):
+    """A fused step whose loss is NaN for finite weights."""
+
+    def loss_and_grad(self, W: Array, index: Array) -> tuple[float, Array]:
+        return float("nan"), np.zeros_like(W)
+
+
 class FaultyBackend(optlab.Backend):
     """A third-party backend with one fault (``accelerates`` raising, a ``scores`` that
-    raises or has a column too few, a ``weight_grad`` that raises)."""
+    raises, has a column too few or a NaN, a ``weight_grad`` that raises or has an inf, an
+    ``add_weight_grad`` that adds a NaN, a fused step whose loss is NaN)."""
 
     name = "atlas"  # before 'compiled': auto asks it first
 
@@ -144,12 +156,28 @@ class FaultyBackend(optlab.Backend):
     def scores(self, X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
         if self.fault == "scores":
             raise RuntimeError("kernel failed")
-        return X @ W[:, :-1] if self.fault == "scores_shape" else super().scores(X, W, out)
+        if self.fault == "scores_shape":
+            return X @ W[:, :-1]
+        scores = super().scores(X, W, out)
+        if self.fault == "scores_nan":
+            scores[-1, 0] = np.nan
+        return scores
 
     def weight_grad(self, dscores: Array, X: Array) -> Array:
         if self.fault == "weight_grad":
             raise RuntimeError("kernel failed")
-        return super().weight_grad(dscores, X)
+        grad = super().weight_grad(dscores, X)
+        if self.fault == "weight_grad_inf":
+            grad[0, -1] = -np.inf
+        return grad
+
+    def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
+        super().add_weight_grad(grad_t, dscores, X)
+        if self.fault == "add_weight_grad_nan":
+            grad_t[0, 0] = np.nan
+
+    def stepper(self, X: Array, y: Array, n_classes: int, loss: optlab.Loss) -> Any:
+        return _NanSteps(TwinBackend(), X, y, n_classes) if self.fault == "step_nan" else None
 
 
 class FaultyPlugin:
@@ -168,6 +196,11 @@ class FaultyPlugin:
         ("scores", r"scores raised RuntimeError\('kernel failed'\)"),
         ("scores_shape", r"scores returned \(\d+, 9\) float64, expected \(\d+, 10\) float64"),
         ("weight_grad", r"weight_grad raised RuntimeError\('kernel failed'\)"),
+        # NaN or inf of finite inputs failed the run as "diverged: ...; lower the learning
+        # rate", or blamed the loss ("loss 'softmax' ...: returned a non-finite gradient")
+        ("scores_nan", rf"scores {NON_FINITE}"),
+        ("weight_grad_inf", rf"weight_grad {NON_FINITE}"),
+        ("step_nan", rf"stepper's loss_and_grad {NON_FINITE}"),
     ],
 )
 def test_a_backend_that_raises_or_computes_a_wrong_shape_fails_the_run_naming_it(
@@ -183,6 +216,54 @@ def test_a_backend_that_raises_or_computes_a_wrong_shape_fails_the_run_naming_it
     assert re.fullmatch(
         rf"backend 'atlas' \(from faulty_plugin \(test 0\)\): {message}", str(result.error)
     )
+
+
+@pytest.mark.parametrize("checks", ["true", "false"])
+def test_a_backend_nan_is_named_with_or_without_the_sanity_checks(
+    tmp_path: Path, checks: str
+) -> None:
+    """Without the checks, NaN scores were "diverged: loss nan is not finite at step 1 ...;
+    lower the learning rate"; the NaN an ``add_weight_grad`` adds (the blocked pass over
+    16 MiB of data) blamed the loss."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: big\ndata: {name: blobs, n_samples: 30000, n_features: 80, val: 0.1, test: 0}\n"
+        "loss: {name: softmax}\noptimizer: {name: gd, lr: 0.1, iterations: 1}\n"
+        f"backend: atlas\nchecks: {checks}\n"
+    )
+    for fault in ("scores_nan", "add_weight_grad_nan"):
+        with register_plugin(FaultyPlugin(fault), name="faulty_plugin"):
+            exp = load_experiment(spec)
+            _, result = execute(exp.runs[0], experiment=exp.name, observer=_Quiet())
+        assert re.fullmatch(
+            rf"backend 'atlas' \(from faulty_plugin \(test 0\)\): "
+            rf"{fault.removesuffix('_nan')} {NON_FINITE}",
+            str(result.error),
+        ), result.error
+
+
+def test_a_third_party_backend_still_lets_a_run_diverge(tmp_path: Path) -> None:
+    """Scores that overflow because the weights did are the learning rate's, not the
+    backend's: numpy's overflow alike."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(loss="softmax", extra="backend: atlas\n"))
+    with register_plugin(FaultyPlugin("none"), name="faulty_plugin"):
+        exp = load_experiment(spec, ["optimizer.lr=1e300"])
+        _, result = execute(exp.runs[0], experiment=exp.name, observer=_Quiet())
+    assert result.status == "FAILED"
+    assert str(result.error).startswith("diverged: "), result.error
+
+
+def test_only_third_party_backends_are_checked_for_nan() -> None:
+    """optlab's own compiled kernels are not."""
+    with register_plugin(FaultyPlugin("none"), name="faulty_plugin"):
+        registry = get_registry()
+        assert getattr(forced_backend("atlas", registry), "finite", None) is True
+        try:
+            compiled = forced_backend("compiled", registry)
+        except optlab.InputError:
+            return  # it cannot run here
+        assert getattr(compiled, "finite", None) is False
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ Shapes: ``X`` (n, D) examples, ``W`` (D, C) weights, ``dscores`` (n, C), ``grad_
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -178,10 +179,19 @@ class _Named(Backend):
     """A plugin's backend whose faults name it: what one of its methods raises, and scores or
     a weight gradient of the wrong shape or dtype, are a :class:`ComponentError` of kind
     ``backend`` (they failed the run blaming the loss, or ended ``optlab run`` in a
-    traceback)."""
+    traceback).
 
-    def __init__(self, inner: Backend) -> None:
+    A third-party backend's (``finite``) NaN or inf where numpy's product of the same inputs is
+    finite is one too (it failed the run as diverged, blaming the learning rate, or blamed the
+    loss): its scores are checked on every call (one dot product of the (n, C) result with
+    itself), and a non-finite gradient, which the objective finds on every step anyway, is
+    traced to it by :meth:`blame_gradient`.
+    """
+
+    def __init__(self, inner: Backend, *, finite: bool = False) -> None:
         self.inner, self.name, self.provider = inner, inner.name, inner.provider
+        #: whether NaN and inf it makes of finite inputs are its fault (not for optlab's own)
+        self.finite = finite
 
     def _fault(self, what: str) -> ComponentError:
         return ComponentError("backend", self.name, self.provider, what)
@@ -196,6 +206,34 @@ class _Named(Backend):
             found = f"{got.shape} {got.dtype}" if isinstance(got, np.ndarray) else type(got)
             raise self._fault(f"{what} returned {found}, expected {shape} {dtype}")
         return got
+
+    def _non_finite(self, what: str) -> ComponentError:
+        return self._fault(
+            f"{what} returned NaN or inf for finite inputs (numpy's result of them is finite)"
+        )
+
+    def _finite_scores(self, got: Array, X: Array, W: Array) -> Array:
+        """``got``, the scores (n, C) of ``X`` (n, D) and ``W`` (D, C), unless it holds NaN or
+        inf where numpy's ``X @ W`` does not."""
+        # NaN and inf survive the sum of squares; a finite square overflowing is looked at again
+        if not self.finite or math.isfinite(np.vdot(got, got)) or np.isfinite(got).all():
+            return got
+        if np.isfinite(X @ W).all():
+            raise self._non_finite("scores")
+        return got
+
+    def blame_gradient(self, what: str, W: Array, X: Array, y: Array, loss: Loss) -> None:
+        """Raise a fault naming ``what`` (the method that made the data gradient) when numpy's
+        data gradient of ``loss`` over ``X`` (n, D), ``y`` (n,) at ``W`` (D, C) is finite:
+        called once the gradient it made was not (never on the hot path)."""
+        if not self.finite:
+            return
+        try:
+            value, dscores = loss.loss_and_grad(X @ W, y)
+        except Exception:  # the loss's fault, which the objective names
+            return
+        if math.isfinite(value) and np.isfinite(dscores).all() and np.isfinite(X.T @ dscores).all():
+            raise self._non_finite(what)
 
     def _call(self, what: str, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """``method(*args, **kwargs)``, whatever it raises a fault naming ``what``."""
@@ -213,7 +251,8 @@ class _Named(Backend):
 
     def scores(self, X: Array, W: Array, out: Array | None = None, *, threads: int = 1) -> Array:
         got = self._call("scores", self.inner.scores, X, W, out, threads=threads)
-        return self._checked("scores", got, (X.shape[0], W.shape[1]), (X, W))
+        checked = self._checked("scores", got, (X.shape[0], W.shape[1]), (X, W))
+        return self._finite_scores(checked, X, W)
 
     def add_weight_grad(self, grad_t: Array, dscores: Array, X: Array) -> None:
         self._call("add_weight_grad", self.inner.add_weight_grad, grad_t, dscores, X)
@@ -286,7 +325,9 @@ def _build(record: ComponentRecord[Any], registry: Registry) -> Backend:
             f"factory returned {type(backend).__name__}, expected a subclass of Backend",
         )
     backend.provider = registry.label(record.provider)
-    return backend if type(backend) is Backend else _Named(backend)  # numpy's cannot fail
+    if type(backend) is Backend:  # numpy's cannot fail
+        return backend
+    return _Named(backend, finite=not registry.bundled(record.provider))
 
 
 def select_backend(

@@ -395,13 +395,20 @@ class Objective:
         parts : LossParts
         grad : (D, C) array, dtype of ``W``
         """
+        # the rows the data gradient is of (X[rows], y[rows] when rows is not None) and the
+        # backend's method that made it: a third-party backend's NaN is traced to it
+        X, y, rows = self.X, self.y, None
         if batch is None and not self._perturbations and self.X.nbytes >= BLOCKED_MIN_BYTES:
             # large full batch: one cache-blocked read of X (optlab._contract.fastpath)
             data, grad = self._blocked_data_loss_and_grad(W)
-        elif (index := self._in_place_rows(W, batch)) is not None:
+            made_by = "add_weight_grad"
+        elif (rows := self._in_place_rows(W, batch)) is not None:
             # a minibatch of the backend's fused step, its rows read in place
             assert self._steps is not None
-            data, grad = self._steps.loss_and_grad(W, index)
+            data, grad = self._steps.loss_and_grad(W, rows)
+            made_by = "stepper's loss_and_grad"
+            if not math.isfinite(data):  # its loss, or a divergence the monitor reports
+                self._blame_backend(made_by, W, X[rows], y[rows])
         else:
             if batch is None:
                 X, y = self.X, self.y
@@ -409,7 +416,8 @@ class Objective:
                 X, y = batch.X, batch.y
             else:
                 X, y = self.X[batch], self.y[batch]
-            data, grad = self.data_loss_and_grad(W, self.perturbed(X), y)
+            X, made_by = self.perturbed(X), "weight_grad"
+            data, grad = self.data_loss_and_grad(W, X, y)
         reg_value, _ = self.reg_value_and_grad(W, out=grad)
         if grad.dtype != W.dtype:
             grad = grad.astype(W.dtype, copy=False)
@@ -422,8 +430,18 @@ class Objective:
             and not math.isfinite(float(grad.sum()))
             and not np.isfinite(grad).all()
         ):
-            self.blame_non_finite_gradient(W)
+            if rows is not None:
+                X, y = X[rows], y[rows]
+            self.blame_non_finite_gradient(W, (made_by, X, y))
         return LossParts(data + reg_value, data, reg_value), grad
+
+    def _blame_backend(self, made_by: str, W: Array, X: Array, y: Array) -> None:
+        """Raise a fault naming a third-party backend's ``made_by`` when numpy's data loss
+        and gradient over ``X`` (n, D), ``y`` (n,) at ``W`` (D, C) are finite (called once
+        the backend's were not)."""
+        blame = getattr(self.backend, "blame_gradient", None)
+        if blame is not None:
+            blame(made_by, W, X, y, self.loss.impl)
 
     def perturbed(self, X: Array) -> Array:
         """The examples ``X`` (B, D) as a gradient step sees them: each regularizer's input
@@ -456,15 +474,23 @@ class Objective:
         index = np.asarray(batch)
         return index if index.ndim == 1 and index.dtype.kind in "iu" else None
 
-    def blame_non_finite_gradient(self, W: Array) -> None:
+    def blame_non_finite_gradient(
+        self, W: Array, made: tuple[str, Array, Array] | None = None
+    ) -> None:
         """Raise a :class:`ComponentError` naming the component whose gradient is not finite
-        (only called once a non-finite total gradient was seen: this path is never hot)."""
+        (only called once a non-finite total gradient was seen: this path is never hot).
+
+        ``made``: the backend's method that made the data gradient and its rows ``X`` (n, D)
+        and ``y`` (n,), to name a third-party backend (before the loss) when numpy's is
+        finite."""
         for reg in self._penalties:
             _, g = reg.impl.penalty_and_grad(self._penalized(W, reg))
             if g is not None and not np.isfinite(g).all():
                 raise ComponentError(
                     "regularizer", reg.name, reg.provider, "returned a non-finite gradient"
                 )
+        if made is not None:
+            self._blame_backend(made[0], W, made[1], made[2])
         raise ComponentError(
             "loss", self.loss.name, self.loss.provider, "returned a non-finite gradient"
         )

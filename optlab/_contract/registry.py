@@ -131,6 +131,12 @@ class Registry:
             )
         return recs[0]
 
+    def bundled(self, plugin: str) -> bool:
+        """Whether optlab ships the plugin (distribution ``optlab``: the numpy backend and the
+        bundled plugins), as opposed to a third-party one."""
+        info = self.plugins.get(plugin)
+        return info is not None and info.distribution == "optlab"
+
     def label(self, plugin: str) -> str:
         """``name (distribution version)`` of a plugin, as messages and tags name it (the bare
         name for a plugin the registry does not know)."""

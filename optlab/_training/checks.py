@@ -301,7 +301,7 @@ def gradient_check(
         grad = grad + reg_grad
     finite = math.isfinite(value) and math.isfinite(reg_value)
     if finite and not np.isfinite(grad).all():  # a component's fault, named as training would
-        objective.blame_non_finite_gradient(W64)
+        objective.blame_non_finite_gradient(W64, ("weight_grad", X, y))
 
     D, C = W64.shape
     candidates = rng.permutation(D * C)[: 5 * n_coords]
