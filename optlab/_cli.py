@@ -203,7 +203,8 @@ def schema() -> None:
 @app.command(cls=_Command)
 @handles_errors
 def plugins(as_json: JsonOpt = False) -> None:
-    """List every plugin: distribution, version, status and the components it provides."""
+    """List every plugin: distribution, version, status, the seconds it took to load (import
+    and register, which every command pays) and the components it provides."""
     from optlab._contract.plugin_manager import get_registry
     from optlab._errors import OptlabWarning
 
@@ -215,13 +216,14 @@ def plugins(as_json: JsonOpt = False) -> None:
         from rich.table import Column, Table
 
         # a long word folds rather than ending in '...' (optimizer:random_local_sea...)
-        headers = ("plugin", "distribution", "version", "status", "components")
+        headers = ("plugin", "distribution", "version", "status", "load", "components")
         table = Table(*(Column(h, overflow="fold") for h in headers))
         for i in infos:
             failed = i.reason and i.status != "disabled"
             status = f"{i.status}: {i.reason}" if failed else i.status
+            load = "-" if i.load_time_s is None else f"{i.load_time_s:.2f} s"
             comps = ", ".join(f"{k}:{n}" for k, n in i.components)
-            table.add_row(i.name, i.distribution, i.version, status, comps)
+            table.add_row(i.name, i.distribution, i.version, status, load, comps)
         _console().print(table)
     for line in registry.collision_lines():  # one line each, as every warning of optlab's
         warnings.warn(OptlabWarning(line), stacklevel=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -598,3 +599,47 @@ def test_registering_a_plugin_that_is_also_installed_is_not_an_error() -> None:
         registry = get_registry()
         assert [r.provider for r in registry.records("loss")] == ["losses", "losses"]
         assert "losses_again" not in registry.plugins
+
+
+def test_optlab_plugins_shows_how_long_each_plugin_took_to_load(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin importing a heavy dependency at its top slowed every command, and nothing
+    said which plugin it was: ``optlab plugins`` shows each one's load time (import and
+    registration hooks), in its table and its JSON; a disabled plugin, not imported, has
+    none."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    _fake_distribution(
+        site,
+        "optlab-heavy",
+        "0.2",
+        "heavy",
+        "fakeplug_heavy",
+        "import time\n\ntime.sleep(0.3)  # a heavy dependency, imported at the top\n",
+    )
+    runner = CliRunner()
+    reset()
+    try:
+        shown = runner.invoke(app, ["plugins", "--json"])
+        reset()  # built again, with the plugin imported again
+        del sys.modules["fakeplug_heavy"]
+        table = runner.invoke(app, ["plugins"], env={"COLUMNS": "200"})
+        monkeypatch.setenv("OPTLAB_DISABLE_PLUGINS", "heavy")
+        disabled = runner.invoke(app, ["plugins", "--json"])
+    finally:
+        reset()
+    assert shown.exit_code == 0, shown.output
+    times = {p["name"]: p["load_time_s"] for p in json.loads(shown.stdout)}
+    assert 0.3 <= times["heavy"] < 5, times
+    assert all(0 <= t < 0.3 for name, t in times.items() if name != "heavy"), times
+    assert table.exit_code == 0, table.output
+    assert re.search(r"┃ status +┃ load +┃ components", table.stdout), table.stdout
+    (row,) = [line for line in table.stdout.splitlines() if "optlab-heavy" in line]
+    assert re.search(r"│ active +│ 0\.[3-9]\d s +│", row), row
+    heavy = {p["name"]: p for p in json.loads(disabled.stdout)}["heavy"]
+    assert (heavy["status"], heavy["load_time_s"]) == ("disabled", None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -345,6 +346,16 @@ def _invalid_defaults(params: type[Params]) -> str | None:
     return None
 
 
+@contextmanager
+def _timed(info: PluginInfo) -> Iterator[None]:
+    """Add the seconds the block takes to ``info.load_time_s`` (loading the plugin)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        info.load_time_s = (info.load_time_s or 0.0) + time.perf_counter() - start
+
+
 def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
     """Call each plugin's registration hooks, one plugin at a time."""
     for hook_name, (kind, record_type) in _REGISTRATION.items():
@@ -354,7 +365,8 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
             if info.status != "active":
                 continue
             try:
-                records = _records(hook_name, kind, record_type, impl.function)
+                with _timed(info):
+                    records = _records(hook_name, kind, record_type, impl.function)
             except PluginError as exc:
                 _fail(pm, registry, info, str(exc))
                 continue
@@ -393,7 +405,8 @@ def build_registry(
     disabled = _env_list("OPTLAB_DISABLE_PLUGINS")
     core = PluginInfo(_BUNDLED_DIST, _BUNDLED_DIST, __version__, entry_point="(built in)")
     registry.plugins[core.name] = core
-    _register(pm, registry, core, _Core())
+    with _timed(core):
+        _register(pm, registry, core, _Core())
 
     for ep in _sorted_entry_points():
         dist = ep.dist.name if ep.dist is not None else "unknown"
@@ -408,12 +421,14 @@ def build_registry(
             info.status, info.reason = "disabled", "OPTLAB_DISABLE_PLUGINS"
             continue
         try:
-            plugin = ep.load()
+            with _timed(info):
+                plugin = ep.load()
         except Exception as exc:
             _fail(pm, registry, info, f"importing {ep.value} raised {_describe_exception(exc)}")
             continue
         try:
-            _register(pm, registry, info, plugin)
+            with _timed(info):
+                _register(pm, registry, info, plugin)
         except PluginError as exc:
             _fail(pm, registry, info, str(exc))
 
@@ -426,7 +441,8 @@ def build_registry(
             info.status, info.reason = "disabled", "OPTLAB_DISABLE_PLUGINS"
             continue
         try:
-            _register(pm, registry, info, plugin)
+            with _timed(info):
+                _register(pm, registry, info, plugin)
         except PluginError as exc:
             _fail(pm, registry, info, str(exc))
 

@@ -35,6 +35,9 @@ class PluginInfo:
     """A plugin as ``optlab plugins`` lists it.
 
     ``status`` is ``active``, ``disabled`` or ``failed``; ``reason`` says why it failed.
+    ``load_time_s`` is what loading it took, in seconds: importing its module and calling its
+    registration hooks, which every command that builds the registry pays (``None`` for a
+    disabled plugin, which is not imported).
     """
 
     name: str
@@ -44,6 +47,7 @@ class PluginInfo:
     reason: str = ""
     entry_point: str = ""
     components: list[tuple[ComponentKind, str]] = field(default_factory=list)
+    load_time_s: float | None = None
 
     @property
     def label(self) -> str:
@@ -59,6 +63,7 @@ class PluginInfo:
             "reason": self.reason,
             "entry_point": self.entry_point,
             "components": [{"kind": k, "name": n} for k, n in self.components],
+            "load_time_s": self.load_time_s,
         }
 
 
