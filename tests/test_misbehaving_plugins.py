@@ -229,6 +229,7 @@ class BadPlugin:
         return [
             *records,
             optlab.OptimizerRecord("picky", _factory(_BadOptimizer, "picky"), PickyParams),
+            optlab.OptimizerRecord("not_an_optimizer", lambda params: object(), optlab.Params),
         ]
 
 
@@ -388,7 +389,9 @@ def test_check_and_validate_name_a_raising_check_problem_and_go_on(
     naming the plugin without its distribution), ``optlab validate`` warns of it (exit 0)."""
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "spec.yaml"
-    spec.write_text(BASE + "variants:\n" + _variant("raising_check_opt") + "  after: {}\n")
+    # a factory that returns no optimizer is named by the run, not as its check_problem
+    variants = _variant("raising_check_opt") + "  odd: {optimizer: {name: not_an_optimizer}}\n"
+    spec.write_text(BASE + "variants:\n" + variants + "  after: {}\n")
     fault = (
         f"optimizer 'raising_check_opt' (from {LABEL}): "
         "check_problem raised RuntimeError('boom in raising_check_opt')"
@@ -400,7 +403,12 @@ def test_check_and_validate_name_a_raising_check_problem_and_go_on(
     assert checked.stderr == ""
     lines = checked.stdout.splitlines()
     assert lines[:2] == ["raising_check_opt:", f"  {fault}"]
-    assert lines[2] == "after:" and lines[3].endswith(": ok") and lines[4].endswith(": ok")
+    assert lines[2:4] == [
+        "odd:",
+        f"  optimizer 'not_an_optimizer' (from {LABEL}): factory returned object, expected a "
+        "subclass of Optimizer",
+    ]
+    assert lines[4] == "after:" and lines[5].endswith(": ok") and lines[6].endswith(": ok")
     assert validated.exit_code == 0, validated.output
     assert validated.stderr.splitlines() == [
         f"optlab: warning: raising_check_opt: {fault}; this run will fail"

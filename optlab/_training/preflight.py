@@ -121,7 +121,9 @@ def preflight(
         if summary is None:
             continue
         try:
-            check_problem(run, run.optimizer.build(), summary, registry)
+            optimizer = run.optimizer.build()
+            if isinstance(optimizer, Optimizer):  # else its run fails as it starts, naming it
+                check_problem(run, optimizer, summary, registry)
         except InputError as exc:
             issues.append(_located(run, "optimizer", exc))
         except ComponentError as exc:  # the plugin's fault: its run fails as it starts
