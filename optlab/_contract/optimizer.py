@@ -57,11 +57,13 @@ class Optimizer(ABC):
     def check_problem(self, n_examples: int, n_features: int, n_classes: int) -> None:  # noqa: B027
         """Refuse a problem this optimizer cannot handle, before any run starts.
 
-        Called once per run after the data is loaded (or measured, by ``optlab validate``)
-        and before anything is trained or logged; raise :class:`~optlab._errors.InputError`
-        (one line: which param, what to change) with ``key=`` the param at fault, e.g.
-        ``InputError(..., key="batch_size")`` for a ``batch_size`` larger than ``n_examples``,
-        or a run of more than :data:`MAX_STEPS` steps. Default: accept everything.
+        Called for each run after the data is loaded (or measured, by ``optlab validate``)
+        and before anything is trained or logged, and again as the run starts; raise
+        :class:`~optlab._errors.InputError` (one line: which param, what to change) with
+        ``key=`` the param at fault, e.g. ``InputError(..., key="batch_size")`` for a
+        ``batch_size`` larger than ``n_examples``, or a run of more than :data:`MAX_STEPS`
+        steps. Anything else it raises is a fault of the plugin: that run fails, naming it,
+        and the others go on. Default: accept everything.
 
         Parameters
         ----------
