@@ -215,9 +215,11 @@ def plugins(as_json: JsonOpt = False) -> None:
     else:
         from rich.table import Column, Table
 
-        # a long word folds rather than ending in '...' (optimizer:random_local_sea...)
+        # names are never broken (at 80 columns 'optlab-crashes' read 'optlab-crash' / 'es');
+        # a long status or component folds rather than ending in '...'
+        whole = ("plugin", "distribution", "version", "load")
         headers = ("plugin", "distribution", "version", "status", "load", "components")
-        table = Table(*(Column(h, overflow="fold") for h in headers))
+        table = Table(*(Column(h, overflow="fold", no_wrap=h in whole) for h in headers))
         for i in infos:
             failed = i.reason and i.status != "disabled"
             status = f"{i.status}: {i.reason}" if failed else i.status
