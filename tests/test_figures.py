@@ -284,6 +284,41 @@ def test_where_a_diverged_run_stopped_is_marked_on_the_panel(
     assert any(text.startswith("where a run stopped") for text in legend)
 
 
+def test_a_diverging_learning_rate_leaves_the_loss_axis_to_the_runs_that_did_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep over optimizer.lr whose largest lr diverged (its loss at 1e30 before the guard
+    failed it): the loss axis went up to 1e30 and every other curve was a flat line at the
+    bottom, with nothing in the legend saying which run had diverged."""
+    figures = drawn_figures(monkeypatch)
+    runs = []
+    for lr in (0.1, 0.5, 50.0):
+        run = train(f"lr{lr:g}", lr=lr, fail_at_epoch=2 if lr == 50 else None)
+        assert run.result is not None
+        info = replace(
+            run.info, tags={**run.info.tags, SWEEP_TAG: json.dumps({"optimizer.lr": lr})}
+        )
+        runs.append((info, run.result))
+    info, diverged = runs[-1]
+    steps = diverged.steps
+    steps.loss[:] = np.geomspace(1.0, 1e30, len(steps))
+    evaluations = [replace(diverged.evaluations[0], train_loss=1e20)]
+    runs[-1] = (info, replace(diverged, steps=steps, evaluations=evaluations))
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    top = max(
+        [e.train_loss for _, r in runs[:2] for e in r.evaluations]
+        + [r.steps.loss[0] for _, r in runs[:2]]
+    )
+    for ax in fig.axes[:2]:
+        low, high = ax.get_ylim()
+        assert low == 0 and high == pytest.approx(1.08 * top)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[:3] == ["lr=0.1", "lr=0.5", "lr=50 (diverged)"]
+    (cross,) = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert cross.get_ydata()[0] == pytest.approx(1.08 * top)  # at the top: off the scale
+
+
 def test_runs_without_a_validation_split_say_so_where_their_accuracy_would_be(
     fair: dict[str, tuple[RunInfo, RunResult]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -123,12 +123,7 @@ def _styles(
             label = (
                 members[0] if len(members) == 1 else f"{group_name(members)} ({len(members)} seeds)"
             )
-            finished = status[g].count("FINISHED")
-            if 0 < finished < len(members):  # some seeds did: as the table's status says
-                label += f" (FINISHED {finished}/{len(members)})"
-            elif not finished:
-                label += f" ({', '.join(sorted(set(status[g])))})"
-            entries.append((styles[g], label))
+            entries.append((styles[g], label + _ended(status[g])))
         return [styles[g] for g in group_of], entries, None
 
     if not dims or len(dims) > 2:
@@ -143,10 +138,14 @@ def _styles(
     style_values = _ordered(dims[style_key]) if style_key is not None else [None]
     short = {k: k.rsplit(".", 1)[-1] for k in dims}
     colors = _ramp(len(color_values))
-    entries = [
-        (_Style(colors[i], "-"), f"{short[color_key]}={drawing.value_label(v)}")
-        for i, v in enumerate(color_values)
-    ]
+    entries = []
+    for i, v in enumerate(color_values):
+        at = [r for (_, r), c in zip(results, dims[color_key], strict=True) if c == v]
+        # a value whose every run diverged says so: its curve leaves the loss panels
+        note = " (diverged)" if all(map(_diverged, at)) else _ended([r.status for r in at])
+        entries.append(
+            (_Style(colors[i], "-"), f"{short[color_key]}={drawing.value_label(v)}{note}")
+        )
     if style_key is not None and len(groups) > _OVERLAID and len(style_values) <= _COLUMNS:
         columns = _Columns(
             [f"{short[style_key]}={drawing.value_label(v)}" for v in style_values],
@@ -175,6 +174,23 @@ def _styles(
     return styles, entries, None
 
 
+def _ended(status: Sequence[str]) -> str:
+    """What a legend entry of runs with ``status`` adds, as the table's status says: nothing
+    when all finished, ``(FINISHED 1/2)`` when some did, else their statuses."""
+    finished = list(status).count("FINISHED")
+    if finished == len(status):
+        return ""
+    if finished:
+        return f" (FINISHED {finished}/{len(status)})"
+    return f" ({', '.join(sorted(set(status)))})"
+
+
+def _diverged(result: RunResult) -> bool:
+    """Whether the run failed by the divergence guard (its loss grew past the initial loss's
+    ``checks.divergence_factor`` times, or was not finite)."""
+    return result.status == "FAILED" and (result.error or "").startswith("diverged")
+
+
 def _legend_layout(labels: Sequence[str], width: float) -> tuple[int, float]:
     """Columns of a legend under the panels of a figure ``width`` inches wide, and its height
     in inches: as many columns as entries of the longest label fit."""
@@ -194,8 +210,11 @@ class _Drawn:
     #: that stopped early (diverged at its second step) ends short of the budget the axis
     #: scale compares
     ends: list[tuple[float, float, bool]] = field(default_factory=list)
-    #: the full objective and each run's first loss: the y-range
+    #: the full objective and each run's first loss: the y-range; of the runs that failed
+    #: apart, which set it only when no other run drew a loss (a diverging learning rate's
+    #: 1e30 squashed every other curve into a flat line at the bottom)
     tops: list[float] = field(default_factory=list)
+    failed_tops: list[float] = field(default_factory=list)
     #: where runs that did not finish stopped: (panel, examples, loss, colour)
     stops: list[tuple[Any, float, float, Any]] = field(default_factory=list)
     any_minibatch: bool = False
@@ -216,13 +235,14 @@ def _draw_runs(
         color, ls = style.color, style.linestyle
         full_x, full_t, full = drawing.full_loss(result)
         minibatch = drawing.minibatch(steps, info.data.n_train)
-        drawn.tops += [float(v) for v in full[np.isfinite(full)]]
+        tops = drawn.failed_tops if result.status == "FAILED" else drawn.tops
+        tops += [float(v) for v in full[np.isfinite(full)]]
         drawn.any_full = drawn.any_full or bool(len(full))
         if len(steps):
             finished = result.status == "FINISHED"
             drawn.ends.append((float(steps.examples[-1]), float(steps.elapsed[-1]), finished))
             if math.isfinite(steps.loss[0]):
-                drawn.tops.append(float(steps.loss[0]))
+                tops.append(float(steps.loss[0]))
             drawn.any_minibatch = drawn.any_minibatch or minibatch
             if minibatch:
                 weight = drawing.smoothing_weight(len(steps))
@@ -233,7 +253,7 @@ def _draw_runs(
             elif not len(full):  # full-batch steps and no evaluation measured the objective
                 by_examples.plot(steps.examples, steps.loss, color=color, ls=ls, lw=1.4)
                 by_time.plot(steps.elapsed, steps.loss, color=color, ls=ls, lw=1.4)
-                drawn.tops += [float(v) for v in steps.loss[np.isfinite(steps.loss)]]
+                tops += [float(v) for v in steps.loss[np.isfinite(steps.loss)]]
         if len(full):
             by_examples.plot(full_x, full, "o", color=color, ls=ls, lw=1.5, ms=3)
             known = np.isfinite(full_t)
@@ -263,7 +283,10 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     compares GD with SGD fairly); a minibatch run's per-step loss is drawn faint with its
     smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when the finished
     runs' extents along it differ by 20x or more (a run that stopped early ends short of its
-    budget; all runs' extents when none finished). Colours: see :func:`_styles`; the legend is under
+    budget; all runs' extents when none finished). The loss panels' range is the runs' that
+    did not fail (all runs' when every run failed): a diverging run is drawn until it leaves
+    the panel, its cross where it stopped at the top, and its legend entry says it diverged.
+    Colours: see :func:`_styles`; the legend is under
     the panels, in as many columns as fit. The runs are overlaid on one row of three panels,
     or, for a sweep of two values with many runs (:func:`_styles`), drawn as small multiples:
     a column per value of one (titled with it), the three panels as rows sharing their axes.
@@ -317,10 +340,10 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
                 for ax in grid[:, k]:
                     ax.set_ylabel("")
                     ax.tick_params(labelleft=False)
-    tops = drawn.tops
+    tops = drawn.tops or drawn.failed_tops
     if tops and max(tops) > 0:
         # a minibatch's spikes (faint) may leave the panel: the objective and where each run
-        # started set the range
+        # started set the range; a failed run's curve is drawn until it leaves the panel
         low = min(0.0, min(tops))
         for ax in grid[:2].ravel():
             ax.set_ylim(low, 1.08 * max(tops))
