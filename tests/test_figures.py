@@ -515,6 +515,38 @@ def test_a_sweep_of_many_runs_is_drawn_as_small_multiples(
     assert axes[0, -1].get_position().x1 > 0.97
 
 
+def test_a_grid_too_large_for_columns_draws_its_best_runs_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """7 learning rates x 7 strengths: more values than columns of small multiples, so every
+    run got a colour of its own: 49 colours and a legend of 49 run names."""
+    figures = drawn_figures(monkeypatch)
+    runs = []
+    for strength in np.geomspace(1e-4, 1e-1, 7):
+        for lr in np.geomspace(1e-3, 1.0, 7):
+            run = train(f"s{strength:.2g}-lr{lr:.2g}", lr=lr, lam=strength, epochs=2)
+            assert run.result is not None
+            point = {"regularizer.strength": float(strength), "optimizer.lr": float(lr)}
+            runs.append(
+                (
+                    replace(run.info, tags={**run.info.tags, SWEEP_TAG: json.dumps(point)}),
+                    run.result,
+                )
+            )
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    assert fig.get_suptitle() == (
+        "the 8 best of 49 runs by validation accuracy; every run is in the table"
+    )
+    rows = sorted(comparison_rows(runs), key=lambda r: -r["best_val_accuracy"])
+    best = [r["best_val_accuracy"] for r in rows]
+    drawn = fig.axes[2].get_lines()
+    assert len(drawn) == 8
+    assert sorted(max(line.get_ydata()) for line in drawn) == sorted(best[:8])
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(texts) <= 8 + 2 + 2  # the shown runs' values or names, and the kinds of line
+
+
 def test_no_run_is_drawn_in_the_grey_of_the_legends_key_for_the_lines(
     tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from optlab._contract.records import RunInfo, RunResult
 from optlab._report import drawing
-from optlab._report.rows import group_name, replicate_key, sweep_point
+from optlab._report.rows import comparison_rows, group_name, replicate_key, sweep_point
 
 if TYPE_CHECKING:
     pass
@@ -70,9 +70,10 @@ class _Columns:
 
 def _styles(
     results: Sequence[tuple[RunInfo, RunResult]],
-) -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None]:
-    """A colour and line style per run, the legend's entries (style, label), and the
-    columns of small multiples (or None: the runs overlaid on one row of panels).
+) -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None, bool]:
+    """A colour and line style per run, the legend's entries (style, label), the columns of
+    small multiples (or None: the runs overlaid on one row of panels), and whether each
+    group of runs got a colour and an entry of its own (not one per swept value).
 
     Replicates (runs differing only in ``seed``) share a style. Groups of runs get
     matplotlib's colour cycle, or for more groups than it has colours tab20's (never their
@@ -103,7 +104,7 @@ def _styles(
         dims["variant"] = variants
     dims = {k: v for k, v in dims.items() if len(set(map(str, v))) > 1}
 
-    def per_group() -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None]:
+    def per_group() -> tuple[list[_Style], list[tuple[_Style, str]], _Columns | None, bool]:
         from matplotlib import colormaps
 
         n = len(groups)
@@ -124,7 +125,7 @@ def _styles(
                 members[0] if len(members) == 1 else f"{group_name(members)} ({len(members)} seeds)"
             )
             entries.append((styles[g], label + _ended(status[g])))
-        return [styles[g] for g in group_of], entries, None
+        return [styles[g] for g in group_of], entries, None, True
 
     if not dims or len(dims) > 2:
         return per_group()
@@ -152,7 +153,7 @@ def _styles(
             [style_values.index(v) for v in dims[style_key]],
         )
         color_of = [colors[color_values.index(c)] for c in dims[color_key]]
-        return [_Style(c, "-") for c in color_of], entries, columns
+        return [_Style(c, "-") for c in color_of], entries, columns, False
     if len(style_values) > len(_LINESTYLES):
         return per_group()
     styles = [
@@ -171,7 +172,32 @@ def _styles(
             (_Style("0.35", _LINESTYLES[i]), f"{short[style_key]}={drawing.value_label(v)}")
             for i, v in enumerate(style_values)
         ]
-    return styles, entries, None
+    return styles, entries, None, False
+
+
+def _best_few(
+    results: Sequence[tuple[RunInfo, RunResult]],
+) -> tuple[list[tuple[RunInfo, RunResult]], str]:
+    """The runs of the :data:`_OVERLAID` best rows of the table (finished first, then by
+    validation accuracy, then by final loss) and a title that says so.
+
+    A sweep too large for colours by value and columns of small multiples (a 7 x 7 grid)
+    was drawn a colour per run: 49 colours and a legend of 49 names, none of it readable;
+    the sweep figure shows every point of the grid.
+    """
+    rows = comparison_rows(results)
+
+    def rank(row: dict[str, Any]) -> tuple[bool, bool, float, bool, float]:
+        val, loss = row["best_val_accuracy"], row["final_loss"]
+        finished = str(row["status"]).startswith("FINISHED")
+        return (not finished, val is None, -(val or 0.0), loss is None, loss or 0.0)
+
+    best = sorted(rows, key=rank)[:_OVERLAID]
+    kept = {name for row in best for name in row["members"]}
+    measured = any(row["best_val_accuracy"] is not None for row in best)
+    by = "validation accuracy" if measured else "final training loss"
+    title = f"the {len(best)} best of {len(rows)} runs by {by}; every run is in the table"
+    return [(info, result) for info, result in results if info.name in kept], title
 
 
 def _ended(status: Sequence[str]) -> str:
@@ -290,10 +316,16 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     the panels, in as many columns as fit. The runs are overlaid on one row of three panels,
     or, for a sweep of two values with many runs (:func:`_styles`), drawn as small multiples:
     a column per value of one (titled with it), the three panels as rows sharing their axes.
+    A sweep too large for either (more than six values of each of two keys) is drawn as
+    the :data:`_OVERLAID` best rows of the table (:func:`_best_few`), as the title says.
     """
     from matplotlib.lines import Line2D
 
-    styles, entries, columns = _styles(results)
+    styles, entries, columns, per_group = _styles(results)
+    title = ""
+    if per_group and len(entries) > _OVERLAID and any(sweep_point(i) for i, _ in results):
+        results, title = _best_few(results)
+        styles, entries, columns, _ = _styles(results)
     labels = [label for _, label in entries]
     stopped = "where a run stopped, not finished (at the top: off the scale)"
     explained = [
@@ -303,13 +335,16 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     ]
     ncols, legend_h = _legend_layout([*labels, *explained], 16)
     small = columns is not None  # small multiples: three rows of panels
-    height = (3 * 2.7 + 0.5 if small else 4.4) + legend_h
+    above = 0.3 if title else 0.0  # inches for the title over the panels
+    height = (3 * 2.7 + 0.5 if small else 4.4) + legend_h + above
     fig = drawing.figure(16, height)  # fixed margins: a layout engine doubles the drawing time
+    if title:
+        fig.suptitle(title, y=1 - 0.08 / height, va="top", fontsize=11)
     fig.subplots_adjust(
         left=0.05,
         right=0.985,
         bottom=(legend_h + 0.55) / height,
-        top=1 - (0.35 if small else 0.4) / height,
+        top=1 - ((0.35 if small else 0.4) + above) / height,
         wspace=0.08 if small else 0.2,
         hspace=0.42,
     )
