@@ -515,6 +515,35 @@ def test_a_sweep_of_many_runs_is_drawn_as_small_multiples(
     assert axes[0, -1].get_position().x1 > 0.97
 
 
+def test_the_keys_of_variants_and_of_swept_values_differ_in_more_than_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variants x a sweep over lr: 'lr=0.001' (dark purple), 'variant=svm' (dark grey) and
+    'full training loss (at evaluations)' (grey) were all a solid line with dots, told apart
+    by a similar colour alone."""
+    figures = drawn_figures(monkeypatch)
+    runs = []
+    for variant in ("svm", "softmax"):
+        for lr in (0.01, 0.1, 1.0):
+            run = train(f"{variant}-lr{lr:g}", lr=lr, variant=variant)
+            assert run.result is not None
+            tags = {**run.info.tags, SWEEP_TAG: json.dumps({"optimizer.lr": lr})}
+            runs.append((replace(run.info, tags=tags), run.result))
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[:5] == ["lr=0.01", "lr=0.1", "lr=1", "variant=svm", "variant=softmax"]
+
+    def style(handle: Any) -> tuple[str, str, float]:
+        return (str(handle.get_linestyle()), str(handle.get_marker()), handle.get_linewidth())
+
+    keys = [style(h) for h in legend.legend_handles]
+    values, others = keys[:3], keys[3:]
+    assert len(set(values)) == 1  # the values: a colour each, one kind of key
+    assert len(set(others)) == len(others) and values[0] not in others, keys
+
+
 def test_a_grid_too_large_for_columns_draws_its_best_runs_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

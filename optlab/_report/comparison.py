@@ -27,6 +27,9 @@ __all__ = [
 class _Style:
     color: Any
     linestyle: str
+    #: a legend key's marker ("": none) and line width
+    marker: str = "o"
+    width: float = 1.5
 
 
 def _ordered(values: Sequence[Any]) -> list[Any]:
@@ -79,10 +82,11 @@ def _styles(
     matplotlib's colour cycle, or for more groups than it has colours tab20's (never their
     greys: :func:`_chromatic`), one entry each; more than 18 groups get a colormap's. A sweep
     gets colours from a colormap ordered by the swept value that varies most, and the legend
-    one entry per value instead of one per run. A second swept value (or the variant) splits
-    the runs into columns of small multiples when there are more than :data:`_OVERLAID`
-    groups (16 runs of a 4 x 4 grid: four columns of four lines, four legend entries), else,
-    with at most four values, gets line styles (and an entry per value).
+    one entry per value (a square of its colour) instead of one per run. A second swept
+    value (or the variant) splits the runs into columns of small multiples when there are
+    more than :data:`_OVERLAID` groups (16 runs of a 4 x 4 grid: four columns of four
+    lines, four legend entries), else, with at most four values, gets line styles (and an
+    entry per value: a dark line in its style, without the dots of the full loss's key).
     """
     from matplotlib import rcParams
 
@@ -145,7 +149,9 @@ def _styles(
         # a value whose every run diverged says so: its curve leaves the loss panels
         note = " (diverged)" if all(map(_diverged, at)) else _ended([r.status for r in at])
         entries.append(
-            (_Style(colors[i], "-"), f"{short[color_key]}={drawing.value_label(v)}{note}")
+            # a swept value is a colour alone: a square of it, not a line that would look
+            # like a variant's or the key of the full loss's line with dots
+            (_Style(colors[i], "", "s"), f"{short[color_key]}={drawing.value_label(v)}{note}")
         )
     if style_key is not None and len(groups) > _OVERLAID and len(style_values) <= _COLUMNS:
         columns = _Columns(
@@ -169,7 +175,7 @@ def _styles(
     ]
     if style_key is not None:
         entries += [
-            (_Style("0.35", _LINESTYLES[i]), f"{short[style_key]}={drawing.value_label(v)}")
+            (_Style("0.2", _LINESTYLES[i], "", 2.0), f"{short[style_key]}={drawing.value_label(v)}")
             for i, v in enumerate(style_values)
         ]
     return styles, entries, None, False
@@ -415,7 +421,15 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
             )
     if entries:
         handles = [
-            Line2D([], [], color=st.color, ls=st.linestyle, lw=1.5, marker="o", ms=3)
+            Line2D(
+                [],
+                [],
+                color=st.color,
+                ls=st.linestyle or "",
+                lw=st.width,
+                marker=st.marker or None,
+                ms=7 if st.marker == "s" else 3,
+            )
             for st, _ in entries
         ]
         grey = "0.45"
