@@ -18,7 +18,7 @@ from tracking_data import drawn_figures, train
 from optlab._contract.records import SWEEP_TAG, EpochReport, RunInfo, RunResult, StepHistory
 from optlab._execution.recording import RecordingObserver
 from optlab._report.comparison import comparison_figure
-from optlab._report.drawing import smoothed, smoothing_weight
+from optlab._report.drawing import full_loss, smoothed, smoothing_weight
 from optlab._report.rows import comparison_rows
 from optlab._report.run_figures import learning_curves_figure, weight_templates_figure
 from optlab._report.sweep import SWEEP_FIGURE, sweep_figure
@@ -227,7 +227,11 @@ def test_comparison_draws_the_full_loss_and_the_minibatch_loss_faint_and_smoothe
     (fig,) = figures
     by_examples, by_time, by_val = fig.axes[:3]
     gd = fair["gd"][1]
-    full = {name: [e.train_loss for e in result.evaluations] for name, (_, result) in fair.items()}
+    # from the initial loss at 0 examples (GD's first evaluation comes a pass later)
+    full = {
+        name: [result.metrics["initial_loss"], *(e.train_loss for e in result.evaluations)]
+        for name, (_, result) in fair.items()
+    }
 
     def drawn(ax: Any, y: Any) -> list[Any]:
         return [
@@ -240,7 +244,7 @@ def test_comparison_draws_the_full_loss_and_the_minibatch_loss_faint_and_smoothe
     for name, result in (("gd", gd), ("sgd", sgd)):
         (line,) = drawn(by_examples, full[name])
         assert line.get_marker() == "o" and line.get_linestyle() == "-"
-        assert list(line.get_xdata()) == [e.examples for e in result.evaluations]
+        assert list(line.get_xdata()) == [0, *(e.examples for e in result.evaluations)]
     # SGD's per-step loss: faint, and its smoothed line over it; GD's steps are full batches
     (faint,) = drawn(by_examples, sgd.steps.loss)
     assert faint.get_alpha() is not None and faint.get_alpha() <= 0.3
@@ -306,10 +310,7 @@ def test_a_diverging_learning_rate_leaves_the_loss_axis_to_the_runs_that_did_not
     runs[-1] = (info, replace(diverged, steps=steps, evaluations=evaluations))
     comparison_figure(runs, tmp_path / "c.png")
     (fig,) = figures
-    top = max(
-        [e.train_loss for _, r in runs[:2] for e in r.evaluations]
-        + [r.steps.loss[0] for _, r in runs[:2]]
-    )
+    top = max(v for _, r in runs[:2] for v in [*full_loss(r)[2], r.steps.loss[0]])
     for ax in fig.axes[:2]:
         low, high = ax.get_ylim()
         assert low == 0 and high == pytest.approx(1.08 * top)
@@ -864,6 +865,45 @@ def test_learning_curves_smooth_minibatches_and_show_the_full_loss(
     ]
     legend = [t.get_text() for t in gd_fig.axes[0].get_legend().get_texts()]
     assert legend[0] == "loss (full batch)" and legend[-1] == "training loss (full)"
+
+
+def test_gds_curves_start_at_the_initial_loss_at_zero_examples(
+    tmp_path: Path, fair: dict[str, tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GD's full training loss started at its first evaluation, a whole pass over the
+    training set in, though the run logs its initial_loss: the curve began at 0.5 at 400
+    examples, as if training had started there."""
+    figures = drawn_figures(monkeypatch)
+    info, gd = fair["gd"]
+    initial = gd.metrics["initial_loss"]
+    assert gd.evaluations[0].examples == info.data.n_train  # evaluated after a pass
+    learning_curves_figure(gd, tmp_path / "gd.png", "gd", info.data.n_train)
+    comparison_figure([fair["gd"]], tmp_path / "c.png")
+    curves, comparison = figures
+    (line,) = [
+        line for line in curves.axes[0].get_lines() if line.get_label() == "training loss (full)"
+    ]
+    assert (line.get_xdata()[0], line.get_ydata()[0]) == (0, initial)
+    for ax in comparison.axes[:2]:  # loss vs examples, loss vs time: from 0
+        (line,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        assert (line.get_xdata()[0], line.get_ydata()[0]) == (0, initial)
+    # on a logarithmic axis 0 has no place: left out, not clipped to the far left (a flat
+    # line at the first evaluation's loss across the panel)
+    short, long = train("short", epochs=2), train("long", epochs=60, batch=45)
+    assert short.result is not None and long.result is not None
+    comparison_figure([(short.info, short.result), (long.info, long.result)], tmp_path / "w.png")
+    by_examples = figures[-1].axes[0]
+    assert by_examples.get_xscale() == "log"
+    assert not np.isfinite(by_examples.xaxis.get_transform().transform([0.0])).any()
+    # where the check did not measure it (checks.initial_loss: off), the evaluations alone
+    unknown = replace(gd, metrics={k: v for k, v in gd.metrics.items() if k != "initial_loss"})
+    learning_curves_figure(unknown, tmp_path / "off.png", "gd", info.data.n_train)
+    (line,) = [
+        line
+        for line in figures[-1].axes[0].get_lines()
+        if line.get_label() == "training loss (full)"
+    ]
+    assert list(line.get_xdata()) == [e.examples for e in gd.evaluations]
 
 
 def _covered(ax: Any) -> int:

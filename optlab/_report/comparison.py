@@ -312,16 +312,17 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     run's own clock), validation accuracy against examples processed.
 
     The loss is the full training objective at each evaluation point (the line with dots: it
-    compares GD with SGD fairly); a minibatch run's per-step loss is drawn faint with its
-    smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when the finished
-    runs' extents along it differ by 20x or more (a run that stopped early ends short of its
-    budget; all runs' extents when none finished). The loss panels' range is the runs' that
-    did not fail (all runs' when every run failed): a diverging run is drawn until it leaves
-    the panel, its cross where it stopped at the top, and its legend entry says it diverged.
-    Colours: see :func:`_styles`; the legend is under
-    the panels, in as many columns as fit. The runs are overlaid on one row of three panels,
-    or, for a sweep of two values with many runs (:func:`_styles`), drawn as small multiples:
-    a column per value of one (titled with it), the three panels as rows sharing their axes.
+    compares GD with SGD fairly), from the initial loss at 0 examples
+    (:func:`~optlab._report.drawing.full_loss`); a minibatch run's per-step loss is drawn
+    faint with its smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when
+    the finished runs' extents along it differ by 20x or more (a run that stopped early ends
+    short of its budget; all runs' extents when none finished). The loss panels' range is
+    the runs' that did not fail (all runs' when every run failed): a diverging run is drawn
+    until it leaves the panel, its cross where it stopped at the top, and its legend entry
+    says it diverged. Colours: see :func:`_styles`; the legend is under the panels, in as
+    many columns as fit. The runs are overlaid on one row of three panels, or, for a sweep
+    of two values with many runs (:func:`_styles`), drawn as small multiples: a column per
+    value of one (titled with it), the three panels as rows sharing their axes.
     A sweep too large for either (more than six values of each of two keys) is drawn as
     the :data:`_OVERLAID` best rows of the table (:func:`_best_few`), as the title says.
     """
@@ -399,7 +400,9 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
         ax.grid(alpha=0.3)
         log_x = drawing.wide([e[1] for e in ends]) if row == 1 else log_examples
         if log_x:
-            ax.set_xscale("log")
+            # the initial loss at 0 has no place on it: left out, not clipped to the far
+            # left (which drew a flat line at the first evaluation's loss across the panel)
+            ax.set_xscale("log", nonpositive="mask")
             from matplotlib.ticker import MaxNLocator
 
             ax.yaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 5, 10]))

@@ -182,11 +182,26 @@ def minibatch(steps: StepHistory, n_train: int) -> bool:
 
 def full_loss(result: RunResult) -> tuple[Array, Array, Array]:
     """(examples, elapsed seconds, full training objective) of the evaluations that measured
-    it (the elapsed seconds are NaN where not known)."""
+    it (the elapsed seconds are NaN where not known), from the initial loss at 0 examples
+    and 0 s where the run measured it (``metrics["initial_loss"]``, the sanity check's loss at
+    the initial weights, whose penalty is negligible: scores of about 1e-3): GD's first
+    evaluation comes after a whole pass over the training set.
+
+    Returns
+    -------
+    examples, elapsed, loss : (E,) float64 arrays
+        One point per evaluation that measured the objective, and one more first for the
+        initial loss.
+    """
     evals = [e for e in result.evaluations if e.train_loss is not None]
     examples = np.array([e.examples for e in evals], dtype=np.float64)
     elapsed = np.array([np.nan if e.elapsed is None else e.elapsed for e in evals], np.float64)
     loss = np.array([e.train_loss for e in evals], dtype=np.float64)
+    initial = result.metrics.get("initial_loss")
+    if evals and initial is not None and math.isfinite(initial) and examples[0] > 0:
+        examples = np.concatenate(([0.0], examples))
+        elapsed = np.concatenate(([0.0], elapsed))
+        loss = np.concatenate(([initial], loss))
     return examples, elapsed, loss
 
 

@@ -30,7 +30,8 @@ def learning_curves_figure(
 ) -> Path:
     """Losses against examples processed; accuracies per epoch.
 
-    The left panel shows the full training objective at each evaluation point (dots), and the
+    The left panel shows the full training objective at each evaluation point (dots), from
+    the initial loss at 0 examples (:func:`~optlab._report.drawing.full_loss`), and the
     per-step losses: those of minibatches (``n_train``: the size of the training set, to tell
     them from full-batch steps) faint, with their smoothed line over them (:func:`smoothed`).
 
