@@ -575,6 +575,17 @@ def test_a_grid_too_large_for_columns_draws_its_best_runs_and_says_so(
     assert sorted(max(line.get_ydata()) for line in drawn) == sorted(best[:8])
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(texts) <= 8 + 2 + 2  # the shown runs' values or names, and the kinds of line
+    # with seeds: the best 8 settings, each with its seeds
+    seeds = [
+        (replace(info, name=f"{info.name}-seed{k}", params={**info.params, "seed": k}), result)
+        for info, result in runs
+        for k in (0, 1)
+    ]
+    comparison_figure(seeds, tmp_path / "seeds.png")
+    assert figures[-1].get_suptitle() == (
+        "the 8 best of 49 settings (98 runs) by validation accuracy; every run is in the table"
+    )
+    assert len(figures[-1].axes[2].get_lines()) == 16
 
 
 def test_no_run_is_drawn_in_the_grey_of_the_legends_key_for_the_lines(

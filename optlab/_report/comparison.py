@@ -202,7 +202,8 @@ def _best_few(
     kept = {name for row in best for name in row["members"]}
     measured = any(row["best_val_accuracy"] is not None for row in best)
     by = "validation accuracy" if measured else "final training loss"
-    title = f"the {len(best)} best of {len(rows)} runs by {by}; every run is in the table"
+    what = "runs" if len(rows) == len(results) else f"settings ({len(results)} runs)"  # seeds
+    title = f"the {len(best)} best of {len(rows)} {what} by {by}; every run is in the table"
     return [(info, result) for info, result in results if info.name in kept], title
 
 
