@@ -13,7 +13,8 @@ A spec is a path to a YAML file or the same content as a dict. Nothing here ends
 bad input raises :class:`~optlab._errors.InputError` (a :class:`~optlab._errors.SpecError` with
 every located issue for a bad spec), a failed run is a row whose ``status`` is ``FAILED``, and
 signal handlers are installed only while runs train and restored after, so that a notebook
-can call :func:`run` again.
+can call :func:`run` again. Ctrl-C ends the current run as KILLED (its metrics written), then
+:func:`run` raises ``KeyboardInterrupt``: a script's loop over :func:`run` stops.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ class Results(Table):
     skipped : tuple of str
         Runs ``resume`` found finished already (their rows come from the store).
     interrupted : bool
-        Whether SIGINT/SIGTERM stopped the invocation early.
+        Whether SIGTERM stopped the invocation early (after SIGINT, :func:`run` raises
+        ``KeyboardInterrupt`` instead of returning).
     runs : tuple of (RunInfo, RunResult)
         Each row's whole record, as observer plugins see it: the resolved spec and tags, and
         what the run measured - the trained ``W`` (D, C), every evaluation and step, the test
@@ -318,6 +320,10 @@ def run(
         Bad input (a :class:`~optlab._errors.SpecError` for the spec or its data, an unknown
         executor, an unusable tracking store), or a call while another runs in this process;
         nothing was run.
+    KeyboardInterrupt
+        Ctrl-C (SIGINT) while the runs trained: the current run ended KILLED with its
+        metrics written (the runs that had not started are not recorded); the message says
+        what is saved.
     """
     from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
@@ -357,6 +363,8 @@ def run(
             outcome = invocation.run()
     finally:
         _RUNNING.release()
+    if invocation.stopped_by == "SIGINT":  # Ctrl-C stops the script, once the runs are saved
+        raise KeyboardInterrupt(invocation.interrupted_line())
     from optlab._tracking.store import absolute_uri
 
     # absolute: after os.chdir a relative sqlite:///mlflow.db names another store

@@ -369,3 +369,46 @@ def test_ctrl_c_with_jobs_2_records_no_run_that_was_still_queued(spec: Path) -> 
         "c": ["KILLED"],
         "d": ["FINISHED"],
     }
+
+
+API_LOOP = """\
+import sys
+import optlab
+
+for lr in (0.002, 0.02):  # a script's loop: Ctrl-C during the first call stops it
+    print("calling optlab.run", lr, flush=True)
+    optlab.run(sys.argv[1], tracking_uri=sys.argv[2], overrides={"optimizer.lr": lr}, quiet=True)
+print("the loop went on", flush=True)
+"""
+
+
+def test_ctrl_c_in_a_scripts_loop_over_optlab_run_records_the_run_and_stops_the_script(
+    spec: Path,
+) -> None:
+    """``optlab.run`` records the interrupted run KILLED with its metrics, as ``optlab run``
+    does, then raises KeyboardInterrupt: the script's loop stops (it used to go on with the
+    next call, as if Ctrl-C ended only the current run)."""
+    from mlflow.tracking import MlflowClient
+
+    script = spec.parent / "loop.py"
+    script.write_text(API_LOOP)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(spec), _uri(spec)],
+        cwd=spec.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_running(spec, "b", proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # the loop's next call would train run b for 100,000 epochs
+    assert proc.returncode == -signal.SIGINT, err  # Python's end for an uncaught Ctrl-C
+    assert out.splitlines() == ["calling optlab.run 0.002"], err
+    said = err.rstrip().splitlines()[-1]
+    assert said.startswith("KeyboardInterrupt: interrupted: 1 run FINISHED"), err
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"]}
+    killed = next(r for r in children(spec) if r.info.run_name == "b")
+    assert MlflowClient(_uri(spec)).get_metric_history(killed.info.run_id, "curves/loss")

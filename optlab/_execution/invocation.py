@@ -120,6 +120,8 @@ class Invocation:
         self.tracker: Any = None
         self.claims: _Claims | None = None
         self.started_at: float | None = None
+        #: the signal that stopped the invocation (``"SIGINT"``, ``"SIGTERM"``), if one did
+        self.stopped_by: str | None = None
         #: the MLflow run ids of the FINISHED runs of earlier invocations that ``--resume``
         #: reuses instead of training them
         self.reused: list[str] = []
@@ -145,7 +147,7 @@ class Invocation:
         try:
             self.outcome = self._run(self.executor)
         finally:
-            forced = stop_flag.forced
+            forced, self.stopped_by = stop_flag.forced, stop_flag.reason
             stop_flag.clear()  # the interrupt is this invocation's: the next one starts afresh
         if forced:
             # a second Ctrl-C whose KeyboardInterrupt was lost on the way (raised where the
