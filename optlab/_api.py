@@ -348,7 +348,7 @@ def run(
             "from a plugin during a run): call it once at a time; jobs=N trains N runs at once"
         )
     try:
-        with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+        with make_executor(**_executor_options(executor, jobs, scheduler)) as where:
             experiment = load_spec(spec, overrides=overrides)
             invocation = Invocation(
                 experiment,
@@ -359,6 +359,12 @@ def run(
                 fail_fast=fail_fast,
                 quiet=quiet,
                 executor=where,
+                # the messages name what the caller wrote, not optlab run's options
+                command="optlab.run(...)",
+                resume_command="optlab.run(..., resume=True)",
+                resume_label="resume=True",
+                no_track_label="track=False",
+                uri_label="tracking_uri",
             )
             outcome = invocation.run()
     finally:
@@ -370,6 +376,18 @@ def run(
     # absolute: after os.chdir a relative sqlite:///mlflow.db names another store
     uri = absolute_uri(invocation.tracker.uri) if invocation.tracker is not None else None
     return _results(experiment.name, outcome, uri, invocation.started_at)
+
+
+def _executor_options(executor: str, jobs: int, scheduler: str | None) -> dict[str, Any]:
+    """:func:`~optlab._execution.by_name.make_executor`'s arguments, its messages naming the
+    keywords of :func:`run`."""
+    return {
+        "name": executor,
+        "jobs": jobs,
+        "scheduler": scheduler,
+        "executor_label": "executor",
+        "scheduler_label": "scheduler",
+    }
 
 
 def _results(experiment: str, outcome: Any, uri: str | None, since: float | None) -> Results:
@@ -412,7 +430,7 @@ def _run_ids(
         return {}
     from optlab._tracking import RUN_KEY_TAG, connect
 
-    client = connect(uri, must_exist=True, write=False)
+    client = connect(uri, must_exist=True, write=False, uri_label="tracking_uri")
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return {}
@@ -465,7 +483,8 @@ def compare(
     if out is not None and not isinstance(out, str | PathLike):
         raise _refuse("out", "a folder's path (str or os.PathLike) or None", out)
     uri = resolve_tracking_uri(tracking_uri, None)
-    rows, _ = compare_runs(experiment, uri, Path(out) if out is not None else None)
+    out_dir = Path(out) if out is not None else None
+    rows, _ = compare_runs(experiment, uri, out_dir, uri_label="tracking_uri")
     return Table(tuple(rows), render_table)
 
 

@@ -203,6 +203,13 @@ class OptlabWarning(UserWarning):
     one line: ``optlab: warning: ...``)."""
 
 
+def as_written(label: str, value: object) -> str:
+    """An option with its value as the user writes it, for messages: ``--scheduler ADDRESS``
+    where ``label`` is the command's flag, ``scheduler='ADDRESS'`` where it is a keyword
+    argument of the Python API."""
+    return f"{label} {value}" if label.startswith("-") else f"{label}={value!r}"
+
+
 exported(
     BackendUnavailable,
     CheckError,

@@ -197,6 +197,75 @@ def test_a_bad_override_is_named_as_the_api_takes_it_not_as_a_command_line_optio
 
 
 @pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda tmp: optlab.run(SPEC, track=False, resume=True),
+            "resume=True skips the runs the tracking store has FINISHED, and this invocation "
+            "tracks nothing (track=False): drop resume=True, or track the runs",
+        ),
+        (
+            lambda tmp: optlab.load_spec({**SPEC, "data": {"name": "npz"}}),
+            "<spec>: data: missing required key 'path'; add it under data: or pass "
+            "overrides={'data.path': ...}",
+        ),
+        (
+            lambda tmp: optlab.run(SPEC, tracking_uri=f"sqlite:///{tmp}/no/mlflow.db"),
+            "does not exist; create it or pass another tracking_uri (for example",
+        ),
+        (
+            lambda tmp: optlab.run(SPEC, tracking_uri="sqlite:////proc/optlab-test/mlflow.db"),
+            "pass tracking_uri with a folder on a disk",
+        ),
+        (
+            lambda tmp: optlab.compare("api_demo", tracking_uri=f"sqlite:///{tmp}/none.db"),
+            "run an experiment first (optlab run SPEC) or pass another tracking_uri (for",
+        ),
+        (
+            lambda tmp: optlab.run(SPEC, executor="dask"),
+            "executor 'dask' needs a scheduler address (scheduler='tcp://127.0.0.1:8786')",
+        ),
+        (
+            lambda tmp: optlab.run(SPEC, scheduler="tcp://10.0.0.5:8786"),
+            "choose executor 'dask' (executor='dask') or leave the scheduler out",
+        ),
+    ],
+    ids=["resume", "overrides", "tracking_uri", "tracking_uri_proc", "compare", "dask", "local"],
+)
+def test_messages_name_the_arguments_the_caller_wrote_not_the_commands_options(
+    tmp_path: Path, call: Any, message: str
+) -> None:
+    """What the Python API raises names its keywords (resume=True, track=False,
+    tracking_uri, overrides, executor, scheduler): it used to say --resume, --no-track,
+    --tracking-uri, --set, --executor and --scheduler to a caller who wrote none of them."""
+    with pytest.raises(optlab.InputError) as caught:
+        call(tmp_path)
+    assert message in str(caught.value)
+    assert " --" not in str(caught.value) and "(--" not in str(caught.value)
+
+
+def test_ctrl_c_raises_keyboard_interrupt_naming_resume_as_the_api_takes_it(store: str) -> None:
+    """Ctrl-C during a run: the run is recorded, then KeyboardInterrupt says how to finish
+    the rest with optlab.run (it said `optlab run SPEC --resume`)."""
+    from optlab._contract.plugin_manager import get_plugin_manager
+
+    class CtrlC:
+        @optlab.hookimpl
+        def optlab_run_started(self, run: Any) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    pm, _ = get_plugin_manager()
+    pm.register(CtrlC(), name="ctrl_c")
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            optlab.run({**SPEC, "name": "api_ctrl_c"}, tracking_uri=store, quiet=True)
+    finally:
+        pm.unregister(name="ctrl_c")
+    assert str(caught.value).startswith("interrupted: no runs FINISHED and saved in sqlite:///")
+    assert str(caught.value).endswith("; finish the others with `optlab.run(..., resume=True)`")
+
+
+@pytest.mark.parametrize(
     ("arguments", "message"),
     [
         ({"jobs": "2"}, "jobs: expected an int, got str '2'"),

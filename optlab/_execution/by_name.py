@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optlab._errors import InputError
+from optlab._errors import InputError, as_written
 from optlab._execution.executor import Executor
 
 __all__ = ["EXECUTORS", "make_executor"]
@@ -11,9 +11,18 @@ __all__ = ["EXECUTORS", "make_executor"]
 EXECUTORS = ("local", "dask")
 
 
-def make_executor(name: str = "local", *, jobs: int = 1, scheduler: str | None = None) -> Executor:
+def make_executor(
+    name: str = "local",
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    executor_label: str = "--executor",
+    scheduler_label: str = "--scheduler",
+) -> Executor:
     """The executor called ``name`` (``local``: this process with ``jobs=1``, else ``jobs``
-    local worker processes; ``dask``: the Dask cluster at ``scheduler``).
+    local worker processes; ``dask``: the Dask cluster at ``scheduler``). The labels name the
+    options in messages as the user passes them (the Python API's ``executor``,
+    ``scheduler``).
 
     Raises
     ------
@@ -29,7 +38,8 @@ def make_executor(name: str = "local", *, jobs: int = 1, scheduler: str | None =
     if name == "local" and scheduler:
         raise InputError(
             f"scheduler {scheduler}: only executor 'dask' uses one, and the runs would stay on "
-            "this machine; choose executor 'dask' (--executor dask) or leave the scheduler out"
+            f"this machine; choose executor 'dask' ({as_written(executor_label, 'dask')}) or leave "
+            "the scheduler out"
         )
     if name == "dask" and jobs > 1:
         raise InputError(
@@ -38,12 +48,11 @@ def make_executor(name: str = "local", *, jobs: int = 1, scheduler: str | None =
         )
     if name == "dask":
         if not scheduler:
-            raise InputError(
-                "executor 'dask' needs a scheduler address (--scheduler tcp://127.0.0.1:8786)"
-            )
+            address = as_written(scheduler_label, "tcp://127.0.0.1:8786")
+            raise InputError(f"executor 'dask' needs a scheduler address ({address})")
         from optlab._execution.dask import DaskCluster
 
-        return DaskCluster(scheduler)
+        return DaskCluster(scheduler, scheduler_label)
     if jobs == 1:
         from optlab._execution.in_process import InProcess
 

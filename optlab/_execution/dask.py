@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from optlab._errors import InputError
+from optlab._errors import InputError, as_written
 from optlab._execution.executor import Ended, Executor, Job
 from optlab._execution.recording import ended, execute_recorded, outcome, replay
 from optlab._spec.experiment import RunSpec
@@ -28,9 +28,11 @@ def _one_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 class DaskCluster(Executor):
-    """The Dask scheduler at ``scheduler`` (e.g. ``tcp://127.0.0.1:8786``)."""
+    """The Dask scheduler at ``scheduler`` (e.g. ``tcp://127.0.0.1:8786``); ``scheduler_label``
+    names it in messages as the user passed it (``--scheduler``; the Python API's
+    ``scheduler``)."""
 
-    def __init__(self, scheduler: str) -> None:
+    def __init__(self, scheduler: str, scheduler_label: str = "--scheduler") -> None:
         import importlib.util
 
         if importlib.util.find_spec("distributed") is None:
@@ -38,6 +40,7 @@ class DaskCluster(Executor):
                 "executor 'dask' needs Dask's distributed scheduler: pip install 'optlab[dask]'"
             )
         self.scheduler = scheduler
+        self.scheduler_label = scheduler_label
         self._client: Any = None
 
     def __enter__(self) -> DaskCluster:
@@ -52,7 +55,8 @@ class DaskCluster(Executor):
                 self._client = Client(self.scheduler, timeout="10s")  # type: ignore[no-untyped-call]
             except OSError as exc:
                 raise InputError(
-                    f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({exc}); "
+                    f"{as_written(self.scheduler_label, self.scheduler)}: cannot reach the Dask "
+                    f"scheduler ({exc}); "
                     "start one with `dask scheduler` or check the address"
                 ) from exc
         return self._client

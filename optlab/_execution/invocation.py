@@ -83,7 +83,13 @@ class _Claims:
 
 
 class Invocation:
-    """Everything ``optlab run`` does between validating the spec and printing the table."""
+    """Everything ``optlab run`` does between validating the spec and printing the table.
+
+    ``command`` (how to start it again) and ``resume_command`` (how to finish its runs, by
+    default ``command`` with ``--resume``) are quoted in messages, and the labels name the
+    options as the user passed them (``--resume``, ``--no-track``, ``--tracking-uri``; the
+    Python API passes its own: ``resume=True``, ``track=False``, ``tracking_uri``).
+    """
 
     def __init__(
         self,
@@ -97,24 +103,31 @@ class Invocation:
         quiet: bool = False,
         executor: Executor | None = None,
         command: str = "optlab run SPEC",
+        resume_command: str | None = None,
+        resume_label: str = "--resume",
+        no_track_label: str = "--no-track",
+        uri_label: str = "--tracking-uri",
     ) -> None:
         self.experiment = experiment
         self.spec_path = spec_path
         self.tracking_uri = tracking_uri
         self.track = track and experiment.tracking.enabled
         if resume and not self.track:  # it would train every run again, without a word
-            off = "--no-track" if not track else "the spec's tracking: {enabled: false}"
+            off = no_track_label if not track else "the spec's tracking: {enabled: false}"
             raise InputError(
-                "--resume skips the runs the tracking store has FINISHED, and this invocation "
-                f"tracks nothing ({off}): drop --resume, or track the runs"
+                f"{resume_label} skips the runs the tracking store has FINISHED, and this "
+                f"invocation tracks nothing ({off}): drop {resume_label}, or track the runs"
             )
         self.resume = resume
         self.fail_fast = fail_fast
         self.quiet = quiet
         #: where the runs execute (the caller closes it): this process by default
         self.executor = executor if executor is not None else InProcess()
-        #: how to start this invocation again (without --resume), for messages
+        #: how to start this invocation again (without --resume), and how to finish its
+        #: runs, for messages
         self.command = command
+        self.resume_command = resume_command or f"{command} {resume_label}"
+        self.uri_label = uri_label
         #: what :meth:`run` returned, once it has
         self.outcome: Outcome | None = None
         self.tracker: Any = None
@@ -191,7 +204,7 @@ class Invocation:
         from optlab._tracking import Tracker
 
         uri = self._uri()
-        check_free_space(uri)
+        check_free_space(uri, uri_label=self.uri_label)
         self.tracker = Tracker(
             uri,
             self.experiment.name,
@@ -199,7 +212,8 @@ class Invocation:
             description=self.experiment.description,
             step_points=self.experiment.tracking.step_points,
             interrupted=lambda: stop_flag.reason,
-            resume=f"{self.command} --resume",
+            resume=self.resume_command,
+            uri_label=self.uri_label,
         )
         if not self.resume:
             return {}
@@ -393,14 +407,14 @@ class Invocation:
         ran = {info.name for info, _ in outcome.results} | {e.name for e in outcome.elsewhere}
         not_run = [run.name for run in self.experiment.runs if run.name not in ran]
         if self.fail_fast and not_run and not outcome.interrupted:
-            then = f"; run them with `{self.command} --resume`" if self.tracker else ""
+            then = f"; run them with `{self.resume_command}`" if self.tracker else ""
             console.print(
                 f"{len(not_run)} run(s) not run (--fail-fast stopped at the first failed run): "
                 f"{', '.join(not_run)}{then}",
                 soft_wrap=True,
             )
         if outcome.interrupted:
-            what = f"interrupted: finish the remaining runs with `{self.command} --resume`"
+            what = f"interrupted: finish the remaining runs with `{self.resume_command}`"
             console.print(what, soft_wrap=True)
         if self.tracker is not None:
             compare = self._commands("compare", self.experiment.name)
@@ -447,6 +461,6 @@ class Invocation:
             f"{self.tracker.uri} (experiment '{self.experiment.name}')"
         )
         if outcome is None or outcome.failed or outcome.interrupted:
-            return f"interrupted: {saved}; finish the others with `{self.command} --resume`"
+            return f"interrupted: {saved}; finish the others with `{self.resume_command}`"
         see = self._commands("compare", self.experiment.name)
         return f"interrupted after every run had ended: {saved}; see them with `{see}`"

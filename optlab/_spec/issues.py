@@ -46,12 +46,16 @@ class Locator:
         The variant the run comes from: its keys win over the base's.
     swept : dict
         Run key path set by the sweep point -> its sweep entry.
+    overrides_label : str
+        What the user passes overrides by, for hints (``--set``; the Python API's
+        ``overrides``).
     """
 
     file: str
     positions: Positions
     variant: str | None = None
     swept: dict[KeyPath, Src] = field(default_factory=dict)
+    overrides_label: str = "--set"
 
     def find(self, path: KeyPath) -> tuple[Src, str, bool]:
         """The closest source of ``path``: ``(src, dotted path to show, exact)``."""
@@ -179,14 +183,18 @@ def _names(registry: Registry, path: KeyPath) -> str:
     return ", ".join(registry.names(kind)) or "none installed" if kind else ""  # type: ignore[arg-type]
 
 
-def _set_hint(path: KeyPath | None) -> str:
+def _set_hint(path: KeyPath | None, label: str = "--set") -> str:
     """`` or pass --set KEY=...`` for the document's key at ``path`` (``name``,
     ``variants.b.optimizer.lr``), or nothing where no ``--set`` key reaches it (a sweep
-    point's value, a key with a dot of its own such as a variant named ``lr0.1``)."""
+    point's value, a key with a dot of its own such as a variant named ``lr0.1``). ``label``
+    names the overrides as the user passes them: the Python API's ``overrides`` gets
+    `` or pass overrides={'KEY': ...}``."""
     if path is None:
         return ""
     key = ".".join(map(str, path))
-    return f" or pass --set {key}=..." if override_path(key) == list(map(str, path)) else ""
+    if override_path(key) != list(map(str, path)):
+        return ""
+    return f" or pass --set {key}=..." if label == "--set" else f" or pass {label}={{{key!r}: ...}}"
 
 
 def _missing(missing: str, whole: KeyPath, locator: Locator, registry: Registry) -> str:
@@ -197,7 +205,7 @@ def _missing(missing: str, whole: KeyPath, locator: Locator, registry: Registry)
     _, shown, _ = locator.find(whole)
     where = f"add it under {shown}:" if shown else "add it"
     written = locator.written(whole)
-    hint = _set_hint(None if written is None else (*written, missing))
+    hint = _set_hint(None if written is None else (*written, missing), locator.overrides_label)
     return f"missing required key '{missing}'; {where}{hint}"
 
 

@@ -297,7 +297,7 @@ def load_experiment(
         file = str(path)
         content, text = _read(Path(path), file)
         raw, positions, refused = load_yaml(text, file)
-    top = Locator(file, positions)
+    top = Locator(file, positions, overrides_label=overrides_label)
     if not isinstance(raw, dict):
         what = f"a spec is a mapping of keys (name, data, ...), got {describe_value(raw)}"
         raise SpecError([top.issue((), what)])
@@ -310,7 +310,9 @@ def load_experiment(
     if spec is not None:
         issues += _swept_over(spec, overrides, overrides_label)
     runs, axes = (
-        expand_runs(spec, raw, positions, file, registry, issues) if spec is not None else ([], {})
+        expand_runs(spec, raw, positions, file, registry, issues, overrides_label)
+        if spec is not None
+        else ([], {})
     )
     # a value the YAML layer refused (a tag) reads as null: not reported twice
     lines = {(i.file, i.line) for i in refused}

@@ -141,9 +141,12 @@ def expand_runs(
     file: str,
     registry: Registry,
     issues: list[SpecIssue],
+    overrides_label: str = "--set",
 ) -> tuple[list[RunSpec], dict[str, list[Any]]]:
-    """Variants x sweep points x seeds -> validated runs (issues collected, not raised)."""
-    top, run = Locator(file, positions), run_model(registry)
+    """Variants x sweep points x seeds -> validated runs (issues collected, not raised);
+    ``overrides_label`` names the overrides in hints (``--set``; the Python API's
+    ``overrides``)."""
+    top, run = Locator(file, positions, overrides_label=overrides_label), run_model(registry)
     base = {k: raw[k] for k in RUN_KEYS if k in raw}
     seeds = spec.seeds if spec.seeds is not None else [spec.seed]
     variants = list(spec.variants or {})
@@ -188,7 +191,8 @@ def expand_runs(
     for label, variant, merged in drafts:
         for settings, labels in points:
             body = copy.deepcopy(merged)
-            loc = Locator(file, positions, variant, {p: src for p, _, src in settings})
+            swept = {p: src for p, _, src in settings}
+            loc = Locator(file, positions, variant, swept, overrides_label)
             absent = _absent_components(body, settings, variant, registry)
             if absent:
                 issues += [loc.issue(path, message) for path, message in absent]

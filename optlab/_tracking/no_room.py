@@ -163,9 +163,12 @@ def quiet_no_room_logs() -> None:
 MIN_FREE_BYTES = 50 * 2**20
 
 
-def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
+def check_free_space(
+    uri: str, minimum: int = MIN_FREE_BYTES, uri_label: str = "--tracking-uri"
+) -> None:
     """Refuse to start when the folder of a local SQLite store has less than ``minimum``
-    bytes free (a full disk would otherwise fail the runs one by one)."""
+    bytes free (a full disk would otherwise fail the runs one by one); ``uri_label`` names
+    how the user passes another store (the Python API's ``tracking_uri``)."""
     from optlab._tracking.store import sqlite_path
 
     path = sqlite_path(uri)
@@ -178,11 +181,11 @@ def check_free_space(uri: str, minimum: int = MIN_FREE_BYTES) -> None:
     if usage.total == 0:  # /proc, /sys: a kernel's view, not storage
         raise TrackingError(
             f"{folder}: a virtual file system with no storage (such as /proc) cannot hold the "
-            f"tracking store {uri}; pass --tracking-uri with a folder on a disk"
+            f"tracking store {uri}; pass {uri_label} with a folder on a disk"
         )
     free = usage.free
     if free < minimum:
         raise TrackingError(
             f"{folder}: only {free / 2**20:.1f} MiB free for the tracking store {uri}; "
-            f"free at least {minimum / 2**20:.0f} MiB or pass --tracking-uri elsewhere"
+            f"free at least {minimum / 2**20:.0f} MiB or pass {uri_label} elsewhere"
         )

@@ -40,7 +40,7 @@ from optlab._tracking.points import (
     SUMMARY,
     optlab_name,
 )
-from optlab._tracking.store import connect, experiment_names
+from optlab._tracking.store import URI_LABEL, connect, experiment_names
 from optlab._tracking.tracker import (
     DATA_TAG,
     LEFT_TAG,
@@ -210,8 +210,12 @@ def read_runs(client: Any, run_ids: list[str], experiment: str) -> list[tuple[Ru
     return [_read_run(client, client.get_run(run_id), experiment) for run_id in run_ids]
 
 
-def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo, RunResult]]:
-    """Read back the child runs of an experiment's latest invocation (parent run).
+def load_latest_invocation(
+    experiment_name: str, uri: str, uri_label: str = URI_LABEL
+) -> list[tuple[RunInfo, RunResult]]:
+    """Read back the child runs of an experiment's latest invocation (parent run);
+    ``uri_label`` names how the user passes another store, in hints (``--tracking-uri``; the
+    Python API's ``tracking_uri``).
 
     Returns
     -------
@@ -227,7 +231,7 @@ def load_latest_invocation(experiment_name: str, uri: str) -> list[tuple[RunInfo
     TrackingError
         The store cannot be used.
     """
-    client = connect(uri, must_exist=True, write=False)
+    client = connect(uri, must_exist=True, write=False, uri_label=uri_label)
     return [
         _read_run(client, run, experiment_name)
         for run in _latest_runs(client, experiment_name, uri)
@@ -280,15 +284,16 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
 
 
 def compare(
-    experiment_name: str, uri: str, out_dir: Path | None
+    experiment_name: str, uri: str, out_dir: Path | None, uri_label: str = URI_LABEL
 ) -> tuple[list[dict[str, Any]], Path | None]:
-    """Rows of the latest invocation's comparison and, with ``out_dir``, its figure.
+    """Rows of the latest invocation's comparison and, with ``out_dir``, its figure
+    (``uri_label``: as :func:`load_latest_invocation`).
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
     (``~`` expanded; created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
     (:func:`~optlab._report.sweep.sweep_figure`), and returns the comparison figure's path.
     """
-    results = load_latest_invocation(experiment_name, uri)
+    results = load_latest_invocation(experiment_name, uri, uri_label)
     if not results:
         raise InputError(
             f"experiment '{experiment_name}': its latest invocation has no runs "

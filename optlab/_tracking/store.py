@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from optlab._errors import InputError, TrackingError
+from optlab._errors import InputError, TrackingError, as_written
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -43,7 +43,13 @@ _SCHEMES = frozenset(
 #: says the experiment is model training, not GenAI (MLflow 3.17's UI ignores it: see
 #: optlab._tracking.ui)
 _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
-_HELP = "pass another --tracking-uri (for example sqlite:///mlflow.db)"
+#: how the user names another store, in hints: the command's flag (the Python API passes
+#: its keyword, ``tracking_uri``)
+URI_LABEL = "--tracking-uri"
+
+
+def _help(label: str) -> str:
+    return f"pass another {label} (for example sqlite:///mlflow.db)"
 
 
 def resolve_tracking_uri(flag: str | None, spec_uri: str | None) -> str:
@@ -86,7 +92,7 @@ def absolute_uri(uri: str) -> str:
     return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
 
 
-def _check_scheme(uri: str) -> str:
+def _check_scheme(uri: str, label: str = URI_LABEL) -> str:
     scheme = urlsplit(uri).scheme.lower()
     if not scheme or scheme == "file":  # a path: MLflow's file store, in maintenance mode
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
@@ -109,12 +115,14 @@ def _check_scheme(uri: str) -> str:
     if base not in _SCHEMES:
         raise TrackingError(
             f"tracking URI {uri!r}: unknown scheme '{scheme}'; use one of "
-            f"sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://, mysql:// ({_HELP})"
+            f"sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://, mysql:// ({_help(label)})"
         )
     return base
 
 
-def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> None:
+def _check_sqlite(
+    uri: str, path: Path, *, must_exist: bool, write: bool, label: str = URI_LABEL
+) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if path.parts[0].startswith("~") and path.expanduser() != path:  # not "create folder ~"
         raise TrackingError(
@@ -129,11 +137,11 @@ def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> Non
     if must_exist and not path.is_file():
         raise InputError(
             f"tracking store {uri!r}: {path} does not exist; run an experiment first "
-            f"(optlab run SPEC) or {_HELP}"
+            f"(optlab run SPEC) or {_help(label)}"
         )
     if not folder.is_dir():
         raise TrackingError(
-            f"tracking store {uri!r}: folder {folder} does not exist; create it or {_HELP}"
+            f"tracking store {uri!r}: folder {folder} does not exist; create it or {_help(label)}"
         )
     if not write:  # SQLite reads a database it cannot write (a read-only mount, a copy)
         return
@@ -150,7 +158,8 @@ def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> Non
         fix = (
             f"this command writes to the store: make {folder.absolute()} writable"
             if path.exists()
-            else "pass --tracking-uri sqlite:///FOLDER/mlflow.db with a folder you can write in"
+            else f"pass {as_written(label, 'sqlite:///FOLDER/mlflow.db')} with a folder you can "
+            "write in"
         )
         raise TrackingError(
             f"tracking store {uri!r}: cannot write in {folder.absolute()} ({exc.strerror or exc}); "
@@ -158,7 +167,7 @@ def _check_sqlite(uri: str, path: Path, *, must_exist: bool, write: bool) -> Non
         ) from exc
 
 
-def _check_server(uri: str, timeout: float, attempts: int) -> None:
+def _check_server(uri: str, timeout: float, attempts: int, label: str = URI_LABEL) -> None:
     url = uri.rstrip("/") + "/health"
     reason = ""
     for _ in range(attempts):
@@ -174,7 +183,7 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
             reason = str(getattr(exc, "reason", exc))
     raise TrackingError(
         f"tracking server {uri} is unreachable ({reason}); start it (optlab ui or "
-        f"mlflow server) or {_HELP}"
+        f"mlflow server) or {_help(label)}"
     )
 
 
@@ -232,6 +241,7 @@ def connect(
     write: bool = True,
     timeout: float = 2.0,
     attempts: int = 2,
+    uri_label: str = URI_LABEL,
 ) -> Any:
     """Check that the store at ``uri`` is usable and return an ``MlflowClient`` on it.
 
@@ -247,6 +257,9 @@ def connect(
         folder) checked to be writable.
     timeout, attempts : float, int
         Per-attempt timeout (seconds) and number of attempts of a server's ``/health`` probe.
+    uri_label : str
+        What the user passes a store by, in hints (``--tracking-uri``; the Python API's
+        ``tracking_uri``).
 
     Raises
     ------
@@ -257,16 +270,18 @@ def connect(
         URI may not know that the environment has one.
     """
     try:
-        return _connect(uri, must_exist, write, timeout, attempts)
+        return _connect(uri, must_exist, write, timeout, attempts, uri_label)
     except InputError as exc:
         if len(exc.args) == 1 and uri == os.environ.get("MLFLOW_TRACKING_URI", "").strip():
             exc.args = (f"MLFLOW_TRACKING_URI (environment): {exc.args[0]}",)
         raise
 
 
-def _connect(uri: str, must_exist: bool, write: bool, timeout: float, attempts: int) -> Any:
+def _connect(
+    uri: str, must_exist: bool, write: bool, timeout: float, attempts: int, label: str
+) -> Any:
     """:func:`connect`, but for the environment's word in its errors."""
-    scheme = _check_scheme(uri)
+    scheme = _check_scheme(uri, label)
     path = sqlite_path(uri)
     if scheme == "sqlite" and uri[len("sqlite:") :].split("?", 1)[0].lstrip("/") in (
         "",
@@ -277,9 +292,9 @@ def _connect(uri: str, must_exist: bool, write: bool, timeout: float, attempts: 
             "lost when optlab ends; name a file (for example sqlite:///mlflow.db)"
         )
     if path is not None:
-        _check_sqlite(uri, path, must_exist=must_exist, write=write)
+        _check_sqlite(uri, path, must_exist=must_exist, write=write, label=label)
     elif scheme in ("http", "https"):
-        _check_server(uri, timeout, attempts)
+        _check_server(uri, timeout, attempts, label)
     from mlflow import MlflowClient
 
     quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]

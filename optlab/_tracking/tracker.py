@@ -65,7 +65,7 @@ from optlab._tracking.points import (
     thinned,
 )
 from optlab._tracking.retry import Retrier, bound_http_retries, retry_budget
-from optlab._tracking.store import connect, ensure_experiment, first_line
+from optlab._tracking.store import URI_LABEL, connect, ensure_experiment, first_line
 
 __all__ = [
     "DATA_TAG",
@@ -189,6 +189,9 @@ class Tracker:
         The spec's ``description``: set as the experiment's description in MLflow.
     resume : str
         The command that finishes the remaining runs, for the message of a lost store.
+    uri_label : str
+        What the user passes another store by, in hints (``--tracking-uri``; the Python
+        API's ``tracking_uri``).
 
     Raises
     ------
@@ -212,6 +215,7 @@ class Tracker:
         interrupted: Callable[[], str | None] | None = None,
         description: str = "",
         resume: str = RESUME,
+        uri_label: str = URI_LABEL,
     ) -> None:
         if step_points < 2:
             raise ValueError(
@@ -223,6 +227,7 @@ class Tracker:
         self.flush_interval_s = flush_interval_s
         self.step_points = step_points
         self.description = description
+        self.uri_label = uri_label
         self.experiment_id = ""
         self.parent_run_id: str | None = None
         self._client: Any = None
@@ -241,7 +246,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         bound_http_retries()  # the retry budget decides how long to wait
         quiet_no_room_logs()  # a full disk is reported in one line, without MLflow's traceback
-        client = connect(self.uri)
+        client = connect(self.uri, uri_label=self.uri_label)
         self.experiment_id = ensure_experiment(client, self.experiment_name, self.uri)
         self._client = client
         if self.description:  # the spec's description, as the experiment's in MLflow
@@ -301,7 +306,7 @@ class Tracker:
     def client(self) -> Any:
         """The ``MlflowClient`` (reconnected after unpickling)."""
         if self._client is None:
-            self._client = connect(self.uri)
+            self._client = connect(self.uri, uri_label=self.uri_label)
         return self._client
 
     # ------------------------------------------------------------------------ plumbing
