@@ -412,3 +412,30 @@ def test_ctrl_c_in_a_scripts_loop_over_optlab_run_records_the_run_and_stops_the_
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"]}
     killed = next(r for r in children(spec) if r.info.run_name == "b")
     assert MlflowClient(_uri(spec)).get_metric_history(killed.info.run_id, "curves/loss")
+
+
+def test_compare_after_kill_9_shows_the_run_left_running_as_stopped(spec: Path) -> None:
+    """After ``kill -9`` MLflow keeps the run RUNNING until a ``--resume``; ``optlab compare``
+    (and ``optlab.compare``) showed it RUNNING as if it still trained. Its invocation's
+    process is gone: it is shown ``RUNNING?``, with a line saying what that means and how to
+    finish it."""
+    import optlab
+
+    proc = start(spec)
+    try:
+        wait_until_running(spec, "b", proc)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}  # as MLflow has them
+
+    compared = invoke("compare", "interrupt_test", "--tracking-uri", _uri(spec))
+    assert compared.exit_code == 0, compared.stderr
+    table = [line.split() for line in compared.stdout.splitlines()]
+    assert [cells[-1] for cells in table if cells[:1] == ["b"]] == ["RUNNING?"]
+    assert (
+        "RUNNING?: its invocation stopped without ending it (process gone, or no heartbeat); "
+        "`optlab run SPEC --resume` or optlab.run(..., resume=True) finishes it"
+    ) in compared.stdout
+    rows = optlab.compare("interrupt_test", tracking_uri=_uri(spec))
+    assert [row["status"] for row in rows] == ["FINISHED", "RUNNING?"]

@@ -17,6 +17,8 @@ from optlab._contract.records import SWEEP_TAG, RunInfo, RunResult
 __all__ = [
     "COLUMNS",
     "NUMERIC",
+    "STOPPED",
+    "STOPPED_NOTE",
     "best_caption",
     "comparison_rows",
     "format_cell",
@@ -30,6 +32,14 @@ __all__ = [
     "swept_cell",
     "swept_columns",
 ]
+
+#: the status of a run MLflow still has RUNNING whose invocation has stopped (its process is
+#: gone, or its heartbeat is stale: ``kill -9``, a machine that went down), and what it means
+STOPPED = "RUNNING?"
+STOPPED_NOTE = (
+    f"{STOPPED}: its invocation stopped without ending it (process gone, or no heartbeat); "
+    "`optlab run SPEC --resume` or optlab.run(..., resume=True) finishes it"
+)
 
 #: numeric columns: (row key, header)
 NUMERIC: tuple[tuple[str, str], ...] = (

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from optlab._report.rows import NUMERIC, best_caption, format_cell, swept_cell, swept_columns
+from optlab._report.rows import (
+    NUMERIC,
+    STOPPED,
+    STOPPED_NOTE,
+    best_caption,
+    format_cell,
+    swept_cell,
+    swept_columns,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -184,6 +192,8 @@ class ComparisonTable:
         yield Text(f"optlab comparison{shared}", style="bold")
         yield self._table(shown, options.max_width)
         yield Text(best_caption(self.rows))
+        if any(row["status"] == STOPPED for row in self.rows):
+            yield Text(STOPPED_NOTE)
         if left_out:
             yield Text(f"left out to fit {options.max_width} columns: {', '.join(left_out)}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +27,7 @@ from optlab._contract.registry import did_you_mean
 from optlab._errors import InputError
 from optlab._report.comparison import comparison_figure
 from optlab._report.rows import (
+    STOPPED,
     comparison_rows,
     rows_to_json,
     rows_to_markdown,
@@ -191,7 +192,7 @@ def _read_run(client: Any, run: Any, experiment: str) -> tuple[RunInfo, RunResul
         tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
         data=_data_summary(tags, params.get("data.name", "")),
     )
-    # RUNNING (in progress, or its process died) is shown as MLflow reports it
+    # RUNNING as MLflow reports it (load_latest_invocation marks those whose process died)
     status = cast(RunStatus, run.info.status)
     result = RunResult(
         name=name,
@@ -232,10 +233,36 @@ def load_latest_invocation(
         The store cannot be used.
     """
     client = connect(uri, must_exist=True, write=False, uri_label=uri_label)
+    runs = _latest_runs(client, experiment_name, uri)
+    stopped = _stopped(client, runs)
+    results = [_read_run(client, run, experiment_name) for run in runs]
     return [
-        _read_run(client, run, experiment_name)
-        for run in _latest_runs(client, experiment_name, uri)
+        (info, replace(result, status=cast(RunStatus, STOPPED)))
+        if run.info.run_id in stopped
+        else (info, result)
+        for run, (info, result) in zip(runs, results, strict=True)
     ]
+
+
+def _stopped(client: Any, runs: list[Any]) -> set[str]:
+    """The ids of the RUNNING runs among ``runs`` whose invocation has stopped: it ended, or
+    its claims are stale (its process on this host is gone, or it has not beaten for the
+    staleness interval; :meth:`~optlab._tracking.claims.Holder.stale`), as after ``kill -9``.
+    MLflow keeps them RUNNING until a ``--resume`` ends them."""
+    from optlab._tracking.claims import Holder, stale_after
+
+    stopped: set[str] = set()
+    parents: dict[str, Any] = {}
+    for run in runs:
+        parent_id = run.data.tags.get(PARENT_TAG)
+        if run.info.status != "RUNNING" or parent_id is None:
+            continue
+        if parent_id not in parents:
+            parents[parent_id] = client.get_run(parent_id)
+        parent = parents[parent_id]
+        if parent.info.status != "RUNNING" or Holder.of(parent).stale(stale_after()):
+            stopped.add(run.info.run_id)
+    return stopped
 
 
 def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
