@@ -25,13 +25,14 @@ import numbers
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from optlab._errors import InputError
+from optlab._errors import InputError, OptlabWarning
 from optlab._meta import exported
 
 if TYPE_CHECKING:
@@ -302,7 +303,8 @@ def run(
         The MLflow store (default: the spec's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``,
         else ``sqlite:///mlflow.db`` in the working folder).
     track : bool
-        Log to MLflow (``False``: nothing is written anywhere).
+        Log to MLflow (``False``: nothing is written anywhere; a ``tracking_uri`` given with it
+        is ignored, with an :class:`~optlab._errors.OptlabWarning`).
     resume, fail_fast, jobs, executor, scheduler
         As ``--resume``, ``--fail-fast``, ``--jobs``, ``--executor``, ``--scheduler``.
     quiet : bool
@@ -342,6 +344,14 @@ def run(
         quiet=quiet,
     )
     _check_script_is_a_file(jobs, executor)
+    if not track and tracking_uri is not None:  # not silently: the caller named a store
+        warnings.warn(
+            OptlabWarning(
+                f"tracking_uri={tracking_uri!r} is ignored: track=False logs nothing anywhere; "
+                "drop tracking_uri, or leave track=True to log the runs there"
+            ),
+            stacklevel=2,
+        )
     if not _RUNNING.acquire(blocking=False):
         raise InputError(
             "optlab.run is running already in this process (called from another thread, or "

@@ -113,6 +113,19 @@ def test_untracked_and_failed_runs_are_rows_not_exits(tmp_path: Path) -> None:
     assert all(row["error"] for row in results.failed)
 
 
+def test_a_tracking_uri_that_track_false_ignores_is_warned_of(tmp_path: Path) -> None:
+    """track=False with tracking_uri=...: the store the caller named was ignored without a
+    word; one warning now names both, at the caller's line, and nothing is written."""
+    with pytest.warns(optlab.OptlabWarning) as warned:
+        results = optlab.run(SPEC, track=False, tracking_uri="sqlite:///elsewhere.db", quiet=True)
+    assert [str(w.message) for w in warned] == [
+        "tracking_uri='sqlite:///elsewhere.db' is ignored: track=False logs nothing anywhere; "
+        "drop tracking_uri, or leave track=True to log the runs there"
+    ]
+    assert warned[0].filename == __file__
+    assert results.tracking_uri is None and list(tmp_path.iterdir()) == []
+
+
 def test_bad_input_raises(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"<spec>: loss.margin: must be greater than 0"):
         optlab.load_spec({**SPEC, "loss": {"name": "svm", "margin": -1}})
