@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,63 @@ def test_a_store_whose_creation_was_interrupted_is_created_afresh(
     assert not (workdir / "interrupted.db").exists()
     assert connect(uri).search_experiments()
     assert sorted(p.name for p in workdir.iterdir()) == ["interrupted.db"]  # nothing left over
+
+
+def test_what_a_creation_killed_with_kill_9_left_is_removed_by_the_next_command(
+    workdir: Path,
+) -> None:
+    """``kill -9`` among the migrations of a new store left ``.mlflow.db.<hex>.new`` (and its
+    journal) in the folder forever; the next command that creates the store removes them."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    code = "import sys; from optlab._tracking.store import connect; connect(sys.argv[1])"
+    proc = subprocess.Popen([sys.executable, "-c", code, uri])
+    deadline = time.monotonic() + 60
+    while not list(workdir.glob(".mlflow.db.*.new")):  # migrating, for seconds
+        assert proc.poll() is None and time.monotonic() < deadline, "no store was created"
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert list(workdir.glob(".mlflow.db.*.new"))  # what the kill left
+    assert connect(uri).search_experiments()
+    assert sorted(p.name for p in workdir.iterdir()) == ["mlflow.db"]
+
+
+def test_leftovers_beside_a_store_are_removed_unless_a_live_process_is_creating_it(
+    workdir: Path, new_store: Any
+) -> None:
+    """Opening a store removes what a killed creation left beside it, but not while another
+    live process holds the creation lock (it may be creating the store): it waits for it."""
+    uri = new_store(workdir / "mlflow.db")
+    left = [
+        workdir / f".mlflow.db.{'ab' * 16}.new",
+        workdir / f".mlflow.db.{'ab' * 16}.new-journal",
+    ]
+    for path in left:
+        path.write_bytes(b"half migrated")
+    hold = (
+        "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+        "lock.acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(workdir / ".mlflow.db.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    opened = threading.Thread(target=connect, args=(uri,), kwargs={"write": False})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        opened.start()  # waits for the lock
+        opened.join(timeout=1.0)
+        assert opened.is_alive() and all(path.exists() for path in left)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    opened.join(timeout=60)
+    assert sorted(p.name for p in workdir.iterdir()) == ["mlflow.db"]
+    for path in left:  # and when the store is opened, as it is ready
+        path.write_bytes(b"half migrated")
+    connect(uri, must_exist=True, write=False)
+    assert sorted(p.name for p in workdir.iterdir()) == ["mlflow.db"]
 
 
 def test_artifacts_go_beside_a_store_in_another_folder(

@@ -6,6 +6,7 @@ created inside :func:`connect`.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -196,22 +197,45 @@ def _creation_lock(path: Path | None) -> Iterator[None]:
     makes the second wait until the first has finished. It exists only while a store is
     being created (:func:`_create_sqlite`): it is removed once the store exists, and a store
     with no lock file next to it is ready.
+
+    The files of a creation that was killed (``kill -9`` among the migrations leaves
+    ``.NAME.<hex>.new`` and its journal) are removed under the lock: every creation holds it,
+    and the system releases a process's lock when it dies, so whoever holds it knows that no
+    live process is creating this store.
     """
     if path is None:
         yield
         return
+    from filelock import FileLock, Timeout
+
     lock_file = path.with_name(f".{path.name}.lock")
-    if path.exists() and not lock_file.exists():  # created already, by now
+    if path.exists() and not lock_file.exists():  # ready, by now
+        if _leftovers(path):  # a nicety: never waits, nor fails the command (read-only)
+            with suppress(OSError, Timeout), FileLock(lock_file, timeout=0):
+                for leftover in _leftovers(path):
+                    leftover.unlink(missing_ok=True)
+                lock_file.unlink(missing_ok=True)
         yield
         return
-    from filelock import FileLock
-
     with FileLock(lock_file, timeout=120):
+        for leftover in _leftovers(path):
+            leftover.unlink(missing_ok=True)
         try:
             yield
         finally:
             if path.exists():  # created: no later process needs to wait
                 lock_file.unlink(missing_ok=True)
+
+
+def _leftovers(path: Path) -> list[Path]:
+    """The files :func:`_create_sqlite` makes beside ``path`` (``.NAME.<hex>.new`` and its
+    ``-journal``), left there by a creation that was killed, or being made by a live one."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{32}}\.new(-journal)?")
+    try:
+        names = list(path.parent.glob(f".{glob.escape(path.name)}.*.new*"))
+    except OSError:  # an unreadable folder: the checks before said what to do
+        return []
+    return [p for p in names if pattern.fullmatch(p.name)]
 
 
 def _create_sqlite(path: Path) -> None:
