@@ -257,6 +257,18 @@ def test_messages_name_the_arguments_the_caller_wrote_not_the_commands_options(
     assert " --" not in str(caught.value) and "(--" not in str(caught.value)
 
 
+def test_an_out_compare_cannot_write_is_named_as_the_api_takes_it(
+    first: tuple[Results, Any, Any], store: str, tmp_path: Path
+) -> None:
+    """optlab.compare(name, out=a_file) said '--out ...' to a caller who wrote out=."""
+    (tmp_path / "figs").write_text("a file")
+    with pytest.raises(optlab.InputError) as caught:
+        optlab.compare("api_demo", tracking_uri=store, out=tmp_path / "figs")
+    assert str(caught.value) == (
+        f"out={str(tmp_path / 'figs')!r}: a file, not a folder; give the folder to write in"
+    )
+
+
 def test_ctrl_c_raises_keyboard_interrupt_naming_resume_as_the_api_takes_it(store: str) -> None:
     """Ctrl-C during a run: the run is recorded, then KeyboardInterrupt says how to finish
     the rest with optlab.run (it said `optlab run SPEC --resume`)."""

@@ -24,7 +24,7 @@ from optlab._contract.records import (
     StepHistory,
 )
 from optlab._contract.registry import did_you_mean
-from optlab._errors import InputError
+from optlab._errors import InputError, as_written
 from optlab._report.comparison import comparison_figure
 from optlab._report.rows import (
     STOPPED,
@@ -311,10 +311,15 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
 
 
 def compare(
-    experiment_name: str, uri: str, out_dir: Path | None, uri_label: str = URI_LABEL
+    experiment_name: str,
+    uri: str,
+    out_dir: Path | None,
+    uri_label: str = URI_LABEL,
+    out_label: str = "--out",
 ) -> tuple[list[dict[str, Any]], Path | None]:
     """Rows of the latest invocation's comparison and, with ``out_dir``, its figure
-    (``uri_label``: as :func:`load_latest_invocation`).
+    (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names ``out_dir`` in
+    messages as the user passed it: ``--out``, the Python API's ``out``).
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
     (``~`` expanded; created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
@@ -337,16 +342,17 @@ def compare(
         figure = comparison_figure(results, out_dir / "comparison.png")
         sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
-        raise _cannot_write(out_dir, exc) from exc
+        raise _cannot_write(out_dir, exc, out_label) from exc
     return rows, figure
 
 
-def _cannot_write(out_dir: Path, exc: OSError) -> InputError:
-    """The error for an ``--out`` folder that could not be written (a file of that name was
-    'cannot write (File exists)')."""
+def _cannot_write(out_dir: Path, exc: OSError, label: str = "--out") -> InputError:
+    """The error for an ``--out`` folder (``label``) that could not be written (a file of that
+    name was 'cannot write (File exists)')."""
+    out = as_written(label, str(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
-        return InputError(f"--out {out_dir}: a file, not a folder; give the folder to write in")
-    return InputError(f"--out {out_dir}: cannot write ({exc.strerror or exc})")
+        return InputError(f"{out}: a file, not a folder; give the folder to write in")
+    return InputError(f"{out}: cannot write ({exc.strerror or exc})")
 
 
 def _folder_name(run_name: str) -> str:
