@@ -9,12 +9,14 @@
     results.comparison               # the table `optlab run` prints (a Table)
     optlab.compare("svm_vs_softmax").to_pandas()
 
-A spec is a path to a YAML file or the same content as a dict. Nothing here ends the process:
+A spec is a path to a YAML file or the same content as a dict. Nothing here exits by itself:
 bad input raises :class:`~optlab._errors.InputError` (a :class:`~optlab._errors.SpecError` with
 every located issue for a bad spec), a failed run is a row whose ``status`` is ``FAILED``, and
 signal handlers are installed only while runs train and restored after, so that a notebook
 can call :func:`run` again. Ctrl-C ends the current run as KILLED (its metrics written), then
-:func:`run` raises ``KeyboardInterrupt``: a script's loop over :func:`run` stops.
+:func:`run` raises ``KeyboardInterrupt``: a script's loop over :func:`run` stops. SIGTERM
+(``kill PID``) ends the run the same way, then goes to the handler the caller had: Python's
+own ends the process, as without optlab.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import inspect
 import json
 import numbers
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -251,8 +254,9 @@ class Results(Table):
     skipped : tuple of str
         Runs ``resume`` found finished already (their rows come from the store).
     interrupted : bool
-        Whether SIGTERM stopped the invocation early (after SIGINT, :func:`run` raises
-        ``KeyboardInterrupt`` instead of returning).
+        Whether a signal stopped the invocation early and the caller's handler let the
+        script go on (after SIGINT :func:`run` raises ``KeyboardInterrupt``; after SIGTERM
+        Python's default handler ends the process).
     runs : tuple of (RunInfo, RunResult)
         Each row's whole record, as observer plugins see it: the resolved spec and tags, and
         what the run measured - the trained ``W`` (D, C), every evaluation and step, the test
@@ -325,7 +329,8 @@ def run(
     KeyboardInterrupt
         Ctrl-C (SIGINT) while the runs trained: the current run ended KILLED with its
         metrics written (the runs that had not started are not recorded); the message says
-        what is saved.
+        what is saved. After SIGTERM the same is recorded, then the signal is raised again
+        for the handler the caller had (Python's default one ends the process).
     """
     from optlab._execution.by_name import make_executor
     from optlab._execution.invocation import Invocation
@@ -381,6 +386,8 @@ def run(
         _RUNNING.release()
     if invocation.stopped_by == "SIGINT":  # Ctrl-C stops the script, once the runs are saved
         raise KeyboardInterrupt(invocation.interrupted_line())
+    if invocation.stopped_by == "SIGTERM":  # kill PID: the caller's handler, once runs are saved
+        signal.raise_signal(signal.SIGTERM)
     from optlab._tracking.store import absolute_uri
 
     # absolute: after os.chdir a relative sqlite:///mlflow.db names another store
