@@ -141,18 +141,21 @@ def _search(
 ) -> Array:
     """The loop both random searches share: ``propose(best)`` a new ``W`` (D, C), keep it if
     its training objective is lower. Each trial is one step over the whole training set and
-    reports the best objective so far. ``start`` competes only if ``start_is_candidate``."""
+    reports, as a gradient step does, the objective of the iterate it starts from (``start``,
+    then the best so far). ``start`` competes only if ``start_is_candidate``."""
     _refuse_many_steps(trials, "trials")
     n = objective.n_examples
     best = start
-    best_parts = objective.value(best) if start_is_candidate else None
+    current = objective.value(start)
+    best_parts = current if start_is_candidate else None
     for trial in range(1, trials + 1):
         W = propose(best)
         objective.project(W)
         parts = objective.value(W)
         if best_parts is None or parts.total < best_parts.total:
             best, best_parts = W, parts
-        monitor.step(n, best_parts.total, best_parts.data, best_parts.reg)
+        monitor.step(n, current.total, current.data, current.reg)
+        current = best_parts
         if trial % eval_every == 0 or trial == trials:
             monitor.evaluate(float(trial), best)
     return best
@@ -162,7 +165,7 @@ class RandomSearch(optlab.Optimizer):
     """Strategy 1: try random ``W`` (D, C), keep the one with the lowest training objective.
 
     Each trial is one step that processes the whole training set. The loss reported per step is
-    the best found so far (the current iterate).
+    that of the iterate the trial starts from (the initial weights, then the best found so far).
     """
 
     takes_gradient_steps: ClassVar[bool] = False  # compares objective.value only

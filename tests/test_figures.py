@@ -135,9 +135,11 @@ def test_steps_keep_the_runs_monotonic_clock(fair: dict[str, tuple[RunInfo, RunR
     np.testing.assert_allclose(np.diff(steps.time - steps.elapsed), 0.0, atol=1e-6)
     for report in sgd.evaluations:
         assert report.elapsed is not None
-        last = int(np.searchsorted(steps.examples, report.examples))  # its step
-        assert report.elapsed >= steps.elapsed[last]
-        assert last + 1 == len(steps) or report.elapsed <= steps.elapsed[last + 1]
+        # a step is timed where it starts: the evaluation comes after its epoch's last step
+        # started and before the next epoch's first step (at the evaluation's examples)
+        following = int(np.searchsorted(steps.examples, report.examples))
+        assert report.elapsed >= steps.elapsed[following - 1]
+        assert following == len(steps) or report.elapsed <= steps.elapsed[following]
 
 
 def test_the_runs_clock_starts_with_training_not_with_the_set_up_before_it(

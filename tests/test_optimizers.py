@@ -149,6 +149,27 @@ def test_random_local_search_improves_on_its_start(digits: Digits) -> None:
     assert accuracy >= 0.5
 
 
+@pytest.mark.parametrize("name", ["random_search", "random_local_search"])
+def test_random_searches_report_the_loss_of_the_iterate_a_trial_starts_from(
+    digits: Digits, name: str
+) -> None:
+    """As a gradient step's loss is that of the weights it starts from (kept at the examples
+    processed before it), a trial reports the objective of the start, then of the best so
+    far: the weights the evaluation after trial ``t`` measures are trial ``t + 1``'s."""
+    obj = Objective(
+        digits.X_train,
+        digits.y_train,
+        10,
+        BoundLoss(SVMLoss(), "loss"),
+        [BoundRegularizer(L2(1e-3), "L2")],
+    )
+    W0 = 1e-3 * np.random.default_rng(0).standard_normal(obj.shape)
+    monitor = RecordingMonitor()
+    build(name, trials=4, eval_every=1).minimize(obj, W0, np.random.default_rng(1), monitor)
+    measured = [obj.value(W0).total] + [obj.value(e.W).total for e in monitor.evaluations[:-1]]
+    np.testing.assert_allclose(monitor.losses, measured, rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["sgd", "gd", "random_search", "adam"])
 def test_max_norm_keeps_every_class_vector_within_c(digits: Digits, name: str) -> None:
     params: dict[str, Any] = {

@@ -123,11 +123,14 @@ def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> Non
     assert names[0] == "optlab_run_started" and names[-1] == "optlab_run_finished"
     assert names.count("optlab_epoch_ended") == 4
     assert result.status == "FINISHED" and result.error is None
-    # one step per minibatch; the x-axis is examples processed
+    # one step per minibatch; the x-axis is examples processed (before each step: its loss
+    # is that of the weights it started from)
     n_train = info.data.n_train
     steps_per_epoch = -(-n_train // 50)
     assert len(result.steps) == 4 * steps_per_epoch
-    assert result.steps.examples[-1] == 4 * n_train
+    last_batch = n_train - 50 * (steps_per_epoch - 1)
+    assert result.steps.examples[0] == 0
+    assert result.steps.examples[-1] == 4 * n_train - last_batch
     assert np.all(np.diff(result.steps.examples) > 0)
     np.testing.assert_allclose(
         result.steps.loss, result.steps.data_loss + result.steps.reg_loss, rtol=1e-12
@@ -148,6 +151,24 @@ def test_finished_run_fires_hooks_and_measures_everything(tmp_path: Path) -> Non
     assert info.params["optimizer.lr"] == 0.05 and info.params["data.name"] == "digits"
     assert info.params["regularizer.l2.strength"] == 0.001
     assert info.tags["optlab.provider.loss"].startswith("losses (optlab ")
+
+
+def test_a_steps_loss_is_kept_at_the_examples_and_time_before_the_step(tmp_path: Path) -> None:
+    """GD's per-step loss (the whole training set's, at the weights the step started from)
+    was kept at the examples processed after the step: a pass behind the full training loss
+    of the evaluations, from the initial loss at one pass. The weights after ``t`` passes
+    are measured at ``t`` passes by both, from the initial weights at 0 examples and 0 s."""
+    gd = "optimizer: {name: gd, lr: 0.1, iterations: 3, eval_every: 1}\n"
+    info, result, _ = run_one(experiment(tmp_path, SPEC.replace(SPEC.splitlines()[-1], gd)))
+    assert result.status == "FINISHED"
+    n = info.data.n_train
+    steps, evals = result.steps, result.evaluations
+    assert list(steps.examples) == [0, n, 2 * n]
+    assert [e.examples for e in evals] == [n, 2 * n, 3 * n]
+    np.testing.assert_allclose(steps.loss[1:], [e.train_loss for e in evals[:-1]], rtol=1e-10)
+    assert steps.loss[0] == pytest.approx(result.metrics["initial_loss"], rel=1e-3)
+    assert steps.elapsed[0] == 0.0 and np.all(steps.elapsed[1:] <= [e.elapsed for e in evals[1:]])
+    assert np.all(steps.elapsed[1:] >= [e.elapsed for e in evals[:-1]])
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path: Path) -> None:

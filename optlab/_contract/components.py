@@ -142,7 +142,9 @@ class Monitor(ABC):
 
     @abstractmethod
     def step(self, examples: int, loss: float, data_loss: float, reg_loss: float) -> None:
-        """Record one optimizer step that processed ``examples`` more training examples."""
+        """Record one optimizer step that processed ``examples`` more training examples, with
+        the objective's parts at the weights it started from (kept at the examples processed
+        before it)."""
 
     @abstractmethod
     def evaluate(self, epoch: float, W: Array) -> None:

@@ -97,11 +97,13 @@ _STEP_FIELDS = ("examples", "time", "loss", "data_loss", "reg_loss", "elapsed")
 class StepHistory:
     """Per-step curves, as parallel 1-d arrays of equal length ``S``.
 
-    ``examples[i]`` is the number of training examples processed after step ``i`` (the shared
-    x-axis of GD and SGD); ``time[i]`` its wall-clock time in seconds since the epoch (what
-    MLflow stores, in milliseconds); ``elapsed[i]`` the seconds since training started on the
-    run's monotonic clock (the x-axis of "loss vs time"). ``loss`` is the objective of the
-    step's batch: a minibatch's for SGD, the whole training set's for GD.
+    ``loss[i]`` is the objective of step ``i``'s batch (a minibatch's for SGD, the whole
+    training set's for GD) at the weights the step started from, so it is kept where those
+    weights were reached: ``examples[i]`` is the number of training examples processed before
+    step ``i`` (the shared x-axis of GD and SGD; 0 for the first step, at the initial
+    weights), ``time[i]`` the wall-clock time in seconds since the epoch when the step started
+    (what MLflow stores, in milliseconds), ``elapsed[i]`` the seconds from the start of training
+    to then on the run's monotonic clock (the x-axis of "loss vs time").
 
     A history made without ``elapsed`` (read back from MLflow, or from a ``steps.npz`` written
     before optlab kept it) takes ``time - time[0]``.

@@ -273,7 +273,10 @@ def _draw_runs(
         drawn.any_full = drawn.any_full or bool(len(full))
         if len(steps):
             finished = result.status == "FINISHED"
-            drawn.ends.append((float(steps.examples[-1]), float(steps.elapsed[-1]), finished))
+            # a step's loss is at the examples before it: the run's last evaluation ends it
+            end_x = max(float(steps.examples[-1]), float(full_x[-1]) if len(full_x) else 0.0)
+            end_t = float(np.nanmax(np.append(full_t, steps.elapsed[-1])))
+            drawn.ends.append((end_x, end_t, finished))
             if math.isfinite(steps.loss[0]):
                 tops.append(float(steps.loss[0]))
             drawn.any_minibatch = drawn.any_minibatch or minibatch

@@ -176,7 +176,7 @@ def minibatch(steps: StepHistory, n_train: int) -> bool:
         return False
     if n_train <= 0:
         return True
-    sizes = np.diff(steps.examples, prepend=0)
+    sizes = np.diff(steps.examples)  # each step's loss is at the examples before it
     return bool(np.any(sizes < n_train))
 
 

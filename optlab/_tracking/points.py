@@ -34,7 +34,8 @@ __all__ = [
     "thinned",
 ]
 
-#: per-step curves (step = examples processed so far), logged as ``curves/<name>``
+#: per-step curves (step = examples processed before the step, where the weights whose loss
+#: it measured were reached), logged as ``curves/<name>``
 STEP_METRICS = ("loss", "data_loss", "reg_loss")
 #: per-evaluation points (step = examples processed at the evaluation), logged as
 #: ``curves/<name>``, but ``epoch`` as itself; ``train_loss`` is the full training objective
@@ -159,8 +160,8 @@ def thinned(steps: StepHistory, most: int) -> StepHistory:
 
 
 def step_points(steps: StepHistory) -> Points:
-    """``loss``, ``data_loss`` and ``reg_loss`` of every step (step = examples processed,
-    timestamp = the step's wall time)."""
+    """``loss``, ``data_loss`` and ``reg_loss`` of every step (step = examples processed
+    before it, timestamp = the wall time it started: see :class:`optlab.StepHistory`)."""
     k = len(STEP_METRICS)
     return Points(
         [curve_key(name) for name in STEP_METRICS for _ in range(len(steps))],

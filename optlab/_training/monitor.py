@@ -139,6 +139,8 @@ class TrainingMonitor(Monitor):
         # the run's clock: wall-clock start, and monotonic seconds since it
         self.started_wall = time.time()
         self.started = time.perf_counter()
+        #: when the current weights were reached (the last step or evaluation ended)
+        self._reached = self.started
         #: seconds the observers took at evaluation points, left out of the run's clock
         self.paused = 0.0
         self._buf: tuple[list[int], list[float], list[float], list[float], list[float]] = (
@@ -151,15 +153,19 @@ class TrainingMonitor(Monitor):
 
     # ----------------------------------------------------------------------------- per step
     def step(self, examples: int, loss: float, data_loss: float, reg_loss: float) -> None:
-        self.examples += examples
-        self.n_steps += 1
+        # the loss is that of the weights the step started from: kept at the examples
+        # processed (and the time taken) to reach them, the count and time before the step
         ex, tm, lo, dl, rl = self._buf
         ex.append(self.examples)
-        tm.append(time.perf_counter())
+        tm.append(self._reached)
+        self._reached = time.perf_counter()
+        self.examples += examples
+        self.n_steps += 1
         lo.append(loss)
         dl.append(data_loss)
         rl.append(reg_loss)
         if not loss <= self.limit:  # also catches NaN
+            at = ex[-1]
             self.flush()
             what = (
                 "is not finite"
@@ -170,7 +176,7 @@ class TrainingMonitor(Monitor):
             )
             raise DivergenceError(
                 f"diverged: loss {loss:.4g} {what} at step {self.n_steps} "
-                f"({self.examples} examples); lower the learning rate",
+                f"({at} examples); lower the learning rate",
                 step=self.n_steps,
             )
         if self.flag.reason is not None:
@@ -228,5 +234,6 @@ class TrainingMonitor(Monitor):
         observed = time.perf_counter()
         self.on_epoch(run=self.run, report=report)
         self.paused += time.perf_counter() - observed
+        self._reached = time.perf_counter()
         if self.flag.reason is not None:
             raise RunInterrupted(f"interrupted by {self.flag.reason} at epoch {epoch:g}")
