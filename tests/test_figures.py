@@ -518,6 +518,36 @@ def test_a_sweep_of_many_runs_is_drawn_as_small_multiples(
     assert axes[0, -1].get_position().x1 > 0.97
 
 
+def test_wide_loss_ticks_keep_the_y_labels_of_small_multiples_inside_the_figure(
+    tmp_path: Path, sweep: list[tuple[RunInfo, RunResult]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that finished with a loss of 6e5 gave the loss rows ticks such as "600000",
+    which pushed the fixed margin's "training loss" off the figure's left edge."""
+    figures = drawn_figures(monkeypatch)
+    info, result = sweep[-1]
+    scale = 6e5 / result.evaluations[-1].train_loss
+    huge = replace(
+        result,
+        steps=replace(result.steps, loss=result.steps.loss * scale),
+        evaluations=[replace(e, train_loss=e.train_loss * scale) for e in result.evaluations],
+    )
+    comparison_figure([*sweep[:-1], (info, huge)], tmp_path / "sweep.png")
+    (fig,) = figures
+    axes = np.array(fig.axes).reshape(3, 4)
+    assert axes[0, 0].get_ylim()[1] > 1e5  # wide ticks
+    fig.canvas.draw()
+    for ax in axes[:, 0]:
+        assert ax.get_ylabel()
+        label = ax.yaxis.label.get_window_extent()
+        low, high = ax.get_ylim()
+        ticks = [
+            t.get_window_extent()
+            for t, at in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+            if low <= at <= high
+        ]
+        assert label.x0 >= 0 and min(t.x0 for t in ticks) > label.x1
+
+
 def test_the_keys_of_variants_and_of_swept_values_differ_in_more_than_colour(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

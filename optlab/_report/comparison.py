@@ -426,6 +426,7 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
                 fontsize=9,
                 transform=ax.transAxes,
             )
+    drawing.fit_left(fig, list(grid[:, 0]))
     if entries:
         handles = [
             Line2D(

@@ -52,6 +52,17 @@ def figure(width: float, height: float) -> Any:
     return fig
 
 
+def fit_left(fig: Any, axes: Sequence[Any], edge: float = 0.08) -> None:
+    """Widen ``fig``'s left margin where the y tick labels and label of ``axes`` (its left
+    column) reach closer than ``edge`` inches to its left edge: wide ticks ("600000") pushed a
+    fixed margin's y label off the figure. Measures those axes only, not a layout engine."""
+    renderer = fig.canvas.get_renderer()
+    x0 = min(ax.yaxis.get_tightbbox(renderer).x0 for ax in axes)
+    short = edge * fig.dpi - x0
+    if short > 0:
+        fig.subplots_adjust(left=fig.subplotpars.left + short / fig.bbox.width)
+
+
 def fit_title(text: str, width: float, share: float) -> tuple[float, float]:
     """A one-line title that fits ``share`` of a figure ``width`` inches wide: the width,
     widened where the title would need less than 9 points, and the title's font size (at
