@@ -181,12 +181,14 @@ class FaultyBackend(optlab.Backend):
 
 
 class FaultyPlugin:
-    def __init__(self, fault: str) -> None:
-        self.fault = fault
+    """Registers FaultyBackend as ``record`` (its class says ``atlas``)."""
+
+    def __init__(self, fault: str, record: str = "atlas") -> None:
+        self.fault, self.record = fault, record
 
     @optlab.hookimpl
     def optlab_register_backends(self) -> list[optlab.BackendRecord]:
-        return [optlab.BackendRecord("atlas", lambda params: FaultyBackend(self.fault))]
+        return [optlab.BackendRecord(self.record, lambda params: FaultyBackend(self.fault))]
 
 
 @pytest.mark.parametrize(
@@ -264,6 +266,20 @@ def test_only_third_party_backends_are_checked_for_nan() -> None:
         except optlab.InputError:
             return  # it cannot run here
         assert getattr(compiled, "finite", None) is False
+
+
+def test_a_backend_is_named_by_its_record_in_its_tag_and_messages(tmp_path: Path) -> None:
+    """Chosen by ``backend: infgrad``, the run's tag and its failure said the class's name,
+    ``atlas``, which the spec never mentions: the record's name is the one users choose."""
+    for fault in ("none", "weight_grad"):
+        with register_plugin(FaultyPlugin(fault, record="infgrad"), name="renamed_plugin"):
+            exp = experiment(tmp_path, extra="backend: infgrad\n")
+            info, result = execute(exp.runs[0], experiment=exp.name, observer=_Quiet())
+        assert info.tags[BACKEND_TAG] == "infgrad"
+        if fault == "none":
+            assert result.status == "FINISHED", result.error
+        else:
+            assert str(result.error).startswith("backend 'infgrad' (from renamed_plugin ")
 
 
 @pytest.fixture

@@ -92,7 +92,8 @@ class Backend:
     class up to floating-point reassociation (``optlab.testing.check_backend`` checks it).
     """
 
-    #: The registered name (``OPTLAB_BACKEND``, the spec's ``backend`` key).
+    #: The registered name (``OPTLAB_BACKEND``, the spec's ``backend`` key): the registry sets
+    #: it to the name of the :class:`BackendRecord` that built it.
     name = "numpy"
     #: The plugin that provided it, as messages name it (set when the registry builds it).
     provider = "optlab"
@@ -324,6 +325,9 @@ def _build(record: ComponentRecord[Any], registry: Registry) -> Backend:
             registry.label(record.provider),
             f"factory returned {type(backend).__name__}, expected a subclass of Backend",
         )
+    # the name users choose it by (the record's), whatever its class says: in the run's tag
+    # (``label``) and messages, as a loss is named by its record alone
+    backend.name = record.name
     backend.provider = registry.label(record.provider)
     if type(backend) is Backend:  # numpy's cannot fail
         return backend
