@@ -247,6 +247,29 @@ def test_nan_message_names_the_first_bad_row() -> None:
         _prep(raw)
 
 
+@pytest.mark.parametrize("own_test", [False, True])
+def test_features_beyond_float32_range_are_a_data_error_at_dtype(own_test: bool) -> None:
+    # float64 values above ~3.4e38 became inf in float32, and the run failed later as a
+    # "wrong gradient: analytic nan, numeric nan"
+    raw = _raw(n=40)
+    X_test = raw.X[:10].copy() if own_test else None
+    (X_test if X_test is not None else raw.X)[3, 1] = -4e39
+    bad = optlab.RawDataset(
+        X=raw.X,
+        y=raw.y,
+        classes=raw.classes,
+        X_test=X_test,
+        y_test=None if X_test is None else raw.y[:10],
+        source="/data/big.csv",
+    )
+    with pytest.raises(DataError) as info:
+        _prep(bad, dtype="float32")
+    text = str(info.value)
+    assert info.value.key == "dtype" and "\n" not in text
+    assert "/data/big.csv" in text and "4e+39" in text and "data.dtype: float64" in text
+    assert np.isfinite(_prep(bad, dtype="float64").X_train).all()
+
+
 def test_bad_test_split_is_reported() -> None:
     raw = _raw(n=20)
     bad = optlab.RawDataset(

@@ -179,10 +179,11 @@ def _materialize(X: Array, idx: Array, dtype: np.dtype[Any], bias: bool) -> Arra
     out = np.empty((n, F + int(bias)), dtype=dtype)
     contiguous = n > 0 and int(idx[-1]) - int(idx[0]) == n - 1  # sorted, so a plain range
     step = _chunk_rows(F)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        rows = X[int(idx[0]) + start : int(idx[0]) + stop] if contiguous else X[idx[start:stop]]
-        out[start:stop, :F] = rows
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, see _check_range
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            rows = X[int(idx[0]) + start : int(idx[0]) + stop] if contiguous else X[idx[start:stop]]
+            out[start:stop, :F] = rows
     if bias:
         out[:, F] = 1
     return out
@@ -249,6 +250,40 @@ def _column_stats(
         np.subtract(rows, mean, out=d)
         squares += np.einsum("ij,ij->j", d, d)
     return mean, np.sqrt(squares / max(n, 1))
+
+
+def _check_range(
+    X: Array, X_test: Array | None, parts: tuple[Array, ...], dtype: np.dtype[Any], where: str
+) -> None:
+    """A :class:`DataError` (key ``dtype``) when converting the raw features to ``dtype`` made
+    infinities: float64 values beyond float32's range (about 3.4e38) become ``inf``, and the
+    run would fail later as a wrong gradient or a diverging loss.
+
+    Parameters
+    ----------
+    X : (N, F) array
+        The raw training features (finite: :func:`validate_raw` checked them).
+    X_test : (M, F) array or None
+        The raw own test split.
+    parts : tuple of (n, F + bias) arrays of ``dtype``
+        The converted splits.
+    dtype : numpy.dtype
+        The requested dtype (``data.dtype``).
+    where : str
+        The dataset, for the message.
+    """
+    wider = [a for a in (X, X_test) if a is not None and a.dtype.kind == "f"]
+    if not any(a.dtype.itemsize > dtype.itemsize for a in wider):
+        return  # every value converts to a finite one
+    if all(p.size == 0 or (np.isfinite(p.min()) and np.isfinite(p.max())) for p in parts):
+        return
+    largest = max(max(-float(a.min()), float(a.max())) for a in wider if a.size)
+    raise DataError(
+        f"{where}: features up to {largest:.3g} in magnitude do not fit data.dtype "
+        f"{dtype.name} (at most {float(np.finfo(dtype).max):.3g}): they would train as inf; "
+        f"set data.dtype: float64, or rescale the features",
+        key="dtype",
+    )
 
 
 # prepare
@@ -325,6 +360,8 @@ def prepare_hashed(
         assert X_test_raw is not None and raw.y_test is not None
         X_test = _materialize(X_test_raw, test_own, dtype, options.bias)
         y_test = raw.y_test[test_own]
+
+    _check_range(X, X_test_raw, (X_train, X_val, X_test), dtype, dataset_label(name, raw.source))
 
     centered = divisor = None
     if options.center or options.standardize:
