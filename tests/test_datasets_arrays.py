@@ -198,6 +198,17 @@ def test_a_run_on_npz_images_stores_its_weight_templates(
             {},
             "test split has 3 features",
         ),
+        (  # the same pixels in another layout: every feature in another place
+            {
+                "X": np.ones((4, 2, 2, 3)),
+                "y": np.zeros(4, int),
+                "X_test": np.ones((2, 3, 2, 2)),
+                "y_test": np.zeros(2, int),
+            },
+            {},
+            r"test split's examples are of shape \(3, 2, 2\), the training data's \(2, 2, 3\); "
+            r"store both with the same layout \(X_test.transpose\(0, 2, 3, 1\): channels last\)",
+        ),
     ],
 )
 def test_npz_bad_input(

@@ -181,7 +181,8 @@ def stand_in(shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
 def shape_of(raw: RawDataset, dataset: str, test_key: str = "path") -> DataShape:
     """The sizes of ``raw``, whose features may be stand-ins (:func:`stand_in`), after the shape
     checks optlab makes of loaded data, with the same messages: features of 2 dimensions or
-    more, numeric, one label per example, the test split with the training data's features.
+    more, numeric, one label per example, the test split with the training data's features
+    (and, when both are images, their shape: the same size in another layout is refused).
     Only shapes and dtypes are looked at.
 
     Parameters
@@ -235,6 +236,21 @@ def shape_of(raw: RawDataset, dataset: str, test_key: str = "path") -> DataShape
             f"{where}: test split has {widths[1]} features, training data {widths[0]}",
             key=test_key,
         )
+    if raw.X_test is not None and min(raw.X.ndim, raw.X_test.ndim) > 2:
+        # images of one size in another layout, (N, H, W, 3) and (N, 3, H, W): the same
+        # number of features, every one in another place
+        train, test = (tuple(n for n in X.shape[1:] if n != 1) for X in (raw.X, raw.X_test))
+        if train != test:
+            turn = ""
+            if len(train) == 3 and test == (*train[-1:], *train[:-1]):
+                turn = " (X_test.transpose(0, 2, 3, 1): channels last)"
+            elif len(train) == 3 and test == (*train[1:], *train[:1]):
+                turn = " (X_test.transpose(0, 3, 1, 2): channels first)"
+            raise DataError(
+                f"{where}: test split's examples are of shape {raw.X_test.shape[1:]}, the "
+                f"training data's {raw.X.shape[1:]}; store both with the same layout{turn}",
+                key=test_key,
+            )
     return DataShape(
         n_examples=int(raw.X.shape[0]),
         n_features=int(widths[0]),
