@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -169,6 +170,25 @@ def test_cifar10_truncated_binary_and_archive(registry: Registry, tmp_path: Path
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(DataError, match=r"c\.tar\.gz"):
         _load(registry, "cifar10", path=archive)
+
+
+def test_cifar10_a_file_that_is_no_archive_says_what_it_is(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # one batch given instead of its folder said "unreadable archive (file could not be
+    # opened successfully)"
+    folder = write_cifar_py(tmp_path)
+    batch = folder / "data_batch_1"
+    with pytest.raises(
+        DataError,
+        match=rf"data_batch_1: one file of CIFAR-10, not the data set; point data\.path "
+        rf"at its folder, {re.escape(str(folder))}$",
+    ):
+        _load(registry, "cifar10", path=batch)
+    other = tmp_path / "cifar.npz"
+    other.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(DataError, match=r"cifar\.npz: not a \.tar\.gz archive nor a folder; "):
+        _load(registry, "cifar10", path=other)
 
 
 def test_cifar10_missing_path(registry: Registry, tmp_path: Path) -> None:

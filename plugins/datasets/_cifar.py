@@ -102,12 +102,34 @@ def _reader(path: Path) -> Callable[[], bytes]:
     return read
 
 
+def _check_archive(path: Path) -> None:
+    """A :class:`DataError` saying what the file ``path`` is when it is no tar archive: one
+    of CIFAR-10's files (``data_batch_1``, given instead of its folder), or another file;
+    tarfile only says it "could not be opened successfully"."""
+    try:
+        if tarfile.is_tarfile(path):
+            return
+    except OSError as exc:
+        raise DataError(f"dataset 'cifar10': {path}: unreadable ({exc})", key="path") from exc
+    if _WANTED_RE.match(path.name):
+        found = (
+            f"one file of CIFAR-10, not the data set; point data.path at its folder, {path.parent}"
+        )
+    else:
+        found = (
+            "not a .tar.gz archive nor a folder; point data.path at the extracted "
+            "cifar-10-batches-py or -bin folder or at the downloaded .tar.gz"
+        )
+    raise DataError(f"dataset 'cifar10': {path}: {found}", key="path")
+
+
 def _archive_files(
     archive: Path, take: Callable[[str, str, IO[bytes], int], _T]
 ) -> dict[str, tuple[str, _T]]:
     """``take(name, where, stream, size)`` of each wanted member of a tar archive, in one
     sequential pass."""
     found: dict[str, tuple[str, _T]] = {}
+    _check_archive(archive)
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
