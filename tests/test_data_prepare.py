@@ -240,6 +240,13 @@ def test_bad_raw_data_raises_one_line_data_error(mutate: Any, message: str) -> N
     assert message in text and "/data/toy.npz" in text and "\n" not in text
 
 
+def test_data_without_examples_say_so_not_that_they_have_no_class_names() -> None:
+    # a file of no examples has no labels, so its dataset finds no classes either
+    empty = optlab.RawDataset(X=np.zeros((0, 5)), y=np.zeros(0, np.int64), classes=[])
+    with pytest.raises(DataError, match=r"no data \(features of shape \(0, 5\)\)"):
+        _prep(empty)
+
+
 def test_nan_message_names_the_first_bad_row() -> None:
     raw = _raw(n=20)
     raw.X[13, 2] = np.nan

@@ -65,6 +65,13 @@ SPECS = {
             "a classifier needs 2"
         ],
     ),
+    "no examples": (  # said "no class names": no labels, so no classes either
+        "name: v\n"
+        "data: {name: npz, path: EMPTY}\n"
+        "loss: {name: softmax}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        ["SPEC:2:7: data: dataset 'npz' (EMPTY): no data (features of shape (0, 4))"],
+    ),
     "name too long": (
         "name: " + "x" * 501 + "\n"
         "data: {name: npz, path: DATA}\n"
@@ -91,8 +98,11 @@ def test_refused_before_training_and_located(
     text, expected = SPECS[name]
     one = tmp_path / "one.npz"  # every label 0
     np.savez(one, X=np.random.default_rng(0).normal(size=(60, 4)), y=np.zeros(60, int))
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, X=np.zeros((0, 4)), y=np.zeros(0, int))
     spec = tmp_path / "spec.yaml"
-    spec.write_text(text.replace("DATA", str(data_file)).replace("ONE", str(one)))
+    text = text.replace("DATA", str(data_file)).replace("ONE", str(one))
+    spec.write_text(text.replace("EMPTY", str(empty)))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = CliRunner().invoke(app, [command, str(spec)])
@@ -101,7 +111,7 @@ def test_refused_before_training_and_located(
     assert len(lines) == len(expected), lines
     for line, start in zip(lines, expected, strict=True):
         start = start.replace("SPEC", str(spec)).replace("DATA", str(data_file))
-        start = start.replace("ONE", str(one))
+        start = start.replace("ONE", str(one)).replace("EMPTY", str(empty))
         assert line.startswith("optlab: error: " + start), line
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 

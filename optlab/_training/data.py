@@ -353,11 +353,11 @@ def inspect_data(
         assert shape is not None
         sha, classes, image_shape = None, (), None
         where = dataset_label(dataset.name, shape.source)
-        if not shape.n_classes:
-            raise DataError(f"{where}: no class names")
         if shape.n_examples == 0 or shape.n_features == 0:
             found = (shape.n_examples, shape.n_features)
             raise DataError(f"{where}: no data (features of shape {found})")
+        if not shape.n_classes:
+            raise DataError(f"{where}: no class names")
     sizes = split_sizes(shape.n_examples, shape.n_test, options)
     if sizes.n_train == 0:
         where = dataset_label(dataset.name, shape.source)

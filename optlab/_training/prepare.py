@@ -144,6 +144,9 @@ def validate_raw(raw: RawDataset, name: str) -> tuple[Array, Array | None]:
         Naming the dataset, its source and the fault.
     """
     where = dataset_label(name, raw.source)
+    shape = getattr(raw.X, "shape", ())
+    if len(shape) >= 2 and 0 in shape:  # no examples have no labels, so no class names either
+        raise DataError(f"{where}: no data (features of shape {shape})")
     if not raw.classes:
         raise DataError(f"{where}: no class names")
     X = _check_split(raw.X, raw.y, len(raw.classes), where, "training data")
