@@ -67,6 +67,39 @@ def test_classes_without_a_training_example_are_warned_about(tmp_path: Path) -> 
     assert lines["from_zero"] == []
 
 
+def test_classes_of_no_example_are_not_blamed_on_a_limit_the_spec_does_not_set(
+    tmp_path: Path,
+) -> None:
+    """Labels 0, 1 and 5 make six classes, three of no example anywhere: the warning said
+    "a larger data.limit ... would train them" of a spec without a limit."""
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 5])[np.arange(90) % 3]
+    np.savez(tmp_path / "gap.npz", X=rng.normal(size=(90, 4)) + y[:, None], y=y)
+    spec = SPEC.replace("{name: digits, limit: 300}", "{name: npz, path: PATH}").replace(
+        "batch_size: 50", "batch_size: 10"
+    )
+    warned = {}
+    for limit in ("", ", limit: 40"):
+        text = spec.replace("PATH", str(tmp_path / "gap.npz") + limit)
+        _, result, _ = run_one(experiment(tmp_path, text))
+        warned[limit] = [line for line in result.console if line.startswith("warning: ")]
+    shown = "warning: 3 of 6 classes have no training example ('2', '3', '4'); "
+    assert warned[""] == [
+        shown + "no example has some of these labels: integer labels are class indices "
+        "0..C-1, renumber them without gaps"
+    ]
+    assert warned[", limit: 40"] == [
+        shown + "a larger data.limit, or more examples of them, would train them"
+    ]
+    X = rng.normal(size=(60, 4))  # the own test split alone has class 2
+    np.savez(tmp_path / "t.npz", X=X, y=np.arange(60) % 2, X_test=X[:9], y_test=np.arange(9) % 3)
+    _, result, _ = run_one(experiment(tmp_path, spec.replace("PATH", str(tmp_path / "t.npz"))))
+    assert [line for line in result.console if line.startswith("warning: ")] == [
+        "warning: 1 of 3 classes has no training example ('2'); only the validation or test "
+        "split has examples of them; training needs some"
+    ]
+
+
 def test_a_check_that_warns_says_warning_once(tmp_path: Path) -> None:
     """An initial loss off by more than its tolerance (``warn``): the run's console.log said
     "warning: warning: initial loss ..."."""

@@ -281,7 +281,7 @@ def execute(
         if log is not None:
             log(f"{run.name}: {WARNING}{line}")
 
-    if (absent := _absent_classes(data)) is not None:
+    if (absent := _absent_classes(data, limited=run.data.limit is not None)) is not None:
         warn(absent)
     if not isinstance(built, Exception) and (idle := _idle_perturbations(run, built)):
         warn(idle)
@@ -349,20 +349,27 @@ def execute(
     return info, result
 
 
-def _absent_classes(data: PreparedData) -> str | None:
+def _absent_classes(data: PreparedData, limited: bool) -> str | None:
     """A warning naming the classes no training example has (labels numbered from 1 make a
-    class 0 that the run still learns a template and a confusion row for), or ``None``."""
+    class 0 that the run still learns a template and a confusion row for), or ``None``;
+    ``limited``: the spec sets ``data.limit`` (which may have left them out)."""
     counts = np.bincount(data.y_train, minlength=data.summary.n_classes)
     absent = np.flatnonzero(counts == 0)
     if not absent.size:
         return None
     names = data.summary.classes or tuple(str(k) for k in range(counts.size))
     shown = ", ".join(repr(names[k]) for k in absent[:5]) + (", ..." if absent.size > 5 else "")
-    hint = (
-        "labels numbered from 1? integer labels are class indices 0..C-1"
-        if absent.tolist() == [0] and names[0] == "0"
-        else "a larger data.limit, or more examples of them, would train them"
-    )
+    if absent.tolist() == [0] and names[0] == "0":
+        hint = "labels numbered from 1? integer labels are class indices 0..C-1"
+    elif limited:
+        hint = "a larger data.limit, or more examples of them, would train them"
+    elif np.isin(absent, np.concatenate([data.y_val, data.y_test])).all():
+        hint = "only the validation or test split has examples of them; training needs some"
+    else:  # labels 0..4 and 15..19 make ten classes of no example
+        hint = (
+            "no example has some of these labels: integer labels are class indices 0..C-1, "
+            "renumber them without gaps"
+        )
     verb = "has" if absent.size == 1 else "have"
     return f"{absent.size} of {counts.size} classes {verb} no training example ({shown}); {hint}"
 
