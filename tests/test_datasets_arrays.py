@@ -431,6 +431,27 @@ def test_csv_no_header_label_index_delimiter_and_test_file(
     assert d.summary.n_train == 3
 
 
+def test_csv_test_file_of_columns_in_another_order_is_refused(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The columns are read by position: a test file saved as b,a,y was tested with its b
+    values where the model learned a's, without a word."""
+    (tmp_path / "train.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    (tmp_path / "swapped.csv").write_text("b,a,y\n2,1,0\n8,7,1\n")
+    with pytest.raises(DataError) as info:
+        _load(registry, "csv", path=tmp_path / "train.csv", test_path=tmp_path / "swapped.csv")
+    assert info.value.key == "test_path"
+    assert str(info.value).endswith(
+        f"swapped.csv: feature columns (b, a) are not those of {tmp_path / 'train.csv'} (a, b), "
+        "in order; save the test file with the same columns in the same order"
+    )
+    # a label given by name may stand elsewhere, the features keeping their order
+    (tmp_path / "moved.csv").write_text("y,a,b\n0,1,2\n1,7,8\n")
+    train, moved = tmp_path / "train.csv", tmp_path / "moved.csv"
+    d = _load(registry, "csv", path=train, label="y", test_path=moved)
+    np.testing.assert_array_equal(d.X_test, [[1, 2], [7, 8]])
+
+
 @pytest.mark.parametrize(
     "text",
     [

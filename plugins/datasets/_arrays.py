@@ -572,6 +572,32 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
     return X, numbers.astype(np.int64)
 
 
+def _feature_names(path: Path, p: CsvParams, key: str) -> list[str] | None:
+    """The names of the feature columns of ``path`` in order, from its header; ``None``
+    without one."""
+    skip, features, _, _ = _columns(path, p, key)
+    if not skip:
+        return None
+    first = _first_rows(path, p.delimiter, key)[1][0]
+    return [first[i] for i in features]
+
+
+def _check_same_columns(path: Path, test: Path, p: CsvParams) -> None:
+    """A :class:`DataError` (key ``test_path``) when both files name their feature columns
+    and the names differ, in order: the columns are read by position, so a test file saved
+    with its columns in another order would be tested on features in the wrong places."""
+    names = _feature_names(path, p, "path")
+    test_names = _feature_names(test, p, "test_path")
+    if names is None or test_names is None or names == test_names:
+        return
+    raise DataError(
+        f"{test}: feature columns ({', '.join(test_names)}) are not those of {path} "
+        f"({', '.join(names)}), in order; save the test file with the same columns in the "
+        "same order",
+        key="test_path",
+    )
+
+
 class Csv(DatasetSource):
     """Numeric feature columns and one label column (integers or class names)."""
 
@@ -600,6 +626,7 @@ class Csv(DatasetSource):
         if p.test_path is not None:
             test = existing_path(p.test_path, "csv", want_dir=False, key="test_path")
             X_test, y_test = _read_csv(test, p, "test_path", test.stat().st_size <= whole_up_to)
+            _check_same_columns(path, test, p)
         y_enc, y_test_enc, classes = encode_labels(y, y_test, str(path), test_key="test_path")
         return RawDataset(
             X=X, y=y_enc, classes=classes, X_test=X_test, y_test=y_test_enc, source=str(path)
