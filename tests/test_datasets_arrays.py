@@ -431,6 +431,26 @@ def test_csv_no_header_label_index_delimiter_and_test_file(
     assert d.summary.n_train == 3
 
 
+def test_csv_a_column_named_label_that_is_not_last_needs_data_label(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Kaggle's MNIST CSV has its 'label' column first: the default label, the last column,
+    trained on a pixel's values as hundreds of classes (a warning at the run's start)."""
+    path = tmp_path / "mnist_train.csv"
+    path.write_text("label,1x1,1x2\n5,0,0\n0,0,17\n4,3,0\n1,0,0\n")
+    with pytest.raises(DataError) as info:
+        _load(registry, "csv", path=path)
+    assert info.value.key == "label"
+    assert str(info.value).endswith(
+        "mnist_train.csv: the label is taken from the last column, '1x2', but column 'label' "
+        "looks like the labels; set data.label: label (or data.label: -1 to keep the last column)"
+    )
+    np.testing.assert_array_equal(
+        _load(registry, "csv", path=path, label="label").y_train, [5, 0, 4, 1]
+    )
+    assert _load(registry, "csv", path=path, label=-1).summary.n_classes == 18  # as asked
+
+
 def test_csv_test_file_of_columns_in_another_order_is_refused(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -305,7 +305,9 @@ class CsvParams(Params):
 
     path: Path = Field(description="The CSV file.")
     label: str | int = Field(
-        -1, description="Label column: its header name, or its index (negative from the end)."
+        -1,
+        description="Label column: its header name, or its index (negative from the end). "
+        "Without it, a header naming another column label, class or target is an error.",
     )
     header: bool | None = Field(
         None, description="Whether the first row names the columns (default: autodetect)."
@@ -458,6 +460,17 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             else any(not _is_number(c) for c in named)
             or bool((numbers or counted) and not _is_number(first[label]))
         )
+    if header and isinstance(p.label, int) and "label" not in p.model_fields_set:
+        # the default, the last column, where another column is named as labels are (Kaggle's
+        # MNIST CSV has 'label' first): its pixel values trained as hundreds of classes
+        named_label = [c for c in first if c.strip().lower() in _LABEL_NAMES]
+        if named_label and first[label].strip().lower() not in _LABEL_NAMES:
+            raise DataError(
+                f"{path}: the label is taken from the last column, '{first[label]}', but column "
+                f"'{named_label[0]}' looks like the labels; set data.label: {named_label[0]} "
+                f"(or data.label: {p.label} to keep the last column)",
+                key="label",
+            )
     if header and fields > n_cols and second and len(second[0]) == n_cols:
         fields = n_cols  # only the header ends with the delimiter
     features = [i for i in range(n_cols) if i != label]
@@ -480,6 +493,9 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
     return first_line if header else 0, features, label, fields
 
 
+#: header names of a label column (lower case): one of them elsewhere than the default label
+#: column (the last) is an error unless data.label is given
+_LABEL_NAMES = frozenset({"label", "labels", "class", "classes", "target"})
 #: where numpy's loadtxt says a value could not be read
 _CELL = re.compile(r"at row (?P<row>\d+), column (?P<column>\d+)")
 #: a CSV file up to this size is read whole by :meth:`Csv.shape` (``optlab validate``), so that
