@@ -1127,6 +1127,34 @@ def test_optlab_landscape_stores_the_figure_on_a_finished_run(
     assert unknown.exit_code == 2 and "no run 'plain'" in unknown.stderr
 
 
+def test_optlab_landscape_over_data_changed_since_the_run_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """The data file rewritten after the run (same shape, other values): the landscape was
+    drawn over the new data and stored on the run as its own, without a word."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    np.savez("d.npz", X=rng.normal(size=(90, 4)) + y[:, None], y=y)
+    spec = "name: plane\ndata: {name: npz, path: d.npz}\nloss: {name: softmax}\n"
+    spec += "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+    spec += "tracking: {figures: false}\n"
+    uri = new_store(tmp_path / "mlflow.db")
+    cli = CliRunner()
+    _run_then_landscape(cli, spec, uri)
+    np.savez("d.npz", X=rng.normal(size=(90, 4)), y=y)
+    drawn = cli.invoke(app, ["landscape", "plane", "--tracking-uri", uri])
+    assert drawn.exit_code == 2, drawn.output
+    assert drawn.stderr == (
+        "optlab: error: run 'softmax': dataset 'npz' is not the data it trained on (changed "
+        "since: another sha256); restore those data to draw its landscape\n"
+    )
+
+
 def test_optlab_landscape_of_runs_that_all_failed_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
 ) -> None:

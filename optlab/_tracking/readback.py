@@ -408,7 +408,8 @@ def landscape(
     Raises
     ------
     InputError
-        No such experiment, invocation or run; a run without weights; no run to draw.
+        No such experiment, invocation or run; a run without weights; no run to draw; data
+        that are not those a run trained on (their sha256 differs from its tag).
     """
     from optlab._training.data import load_data
     from optlab._training.landscape import loss_landscape
@@ -445,6 +446,12 @@ def landscape(
                 W = saved["W"]
             rebuilt = _rebuilt_run(spec, experiment_name)
             data = load_data(rebuilt.dataset, rebuilt.data, data_rng(rebuilt))
+            trained_on = run.data.tags.get("optlab.data_sha256")
+            if trained_on and trained_on != data.summary.sha256:  # rewritten since the run
+                raise InputError(
+                    f"run '{name}': dataset '{rebuilt.dataset.name}' is not the data it trained "
+                    "on (changed since: another sha256); restore those data to draw its landscape"
+                )
             objective, _ = build_objective(rebuilt, data, None, np.random.default_rng(seed))
             if W.shape != objective.shape:
                 raise InputError(
