@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -566,6 +567,23 @@ def test_a_binary_file_given_as_a_csv_says_so(registry: Registry, tmp_path: Path
     np.savez(tmp_path / "arrays.npz", X=np.ones((4, 2)), y=np.arange(4) % 2)
     with pytest.raises(DataError, match=r"arrays\.npz: a binary file, not CSV text; an \.npz"):
         _load(registry, "csv", path=tmp_path / "arrays.npz")
+
+
+def test_a_workbook_or_an_image_given_as_a_csv_is_named_as_such(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # an .xlsx (a zip) was told "an .npz is read by data.name: npz", a PNG to save as UTF-8
+    book = tmp_path / "grades.xlsx"
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/workbook.xml", "<workbook>" * 50)
+    with pytest.raises(
+        DataError,
+        match=r"grades\.xlsx: a spreadsheet workbook, not CSV text; save the sheet as CSV",
+    ):
+        _load(registry, "csv", path=book)
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    with pytest.raises(DataError, match=r"cat\.png: an image, not CSV text; image files are not"):
+        _load(registry, "csv", path=tmp_path / "cat.png")
 
 
 def test_csv_path_must_be_a_file(registry: Registry, tmp_path: Path) -> None:

@@ -318,6 +318,8 @@ class CsvParams(Params):
     )
 
 
+#: workbooks of spreadsheet programs, which are no CSV text
+_SPREADSHEETS = frozenset({".xlsx", ".xlsm", ".xls", ".ods", ".numbers"})
 #: how CSV files are read: UTF-8, without the byte-order mark spreadsheets write at the start
 #: (read as part of the first cell, it made a first row of numbers look like a header)
 _ENCODING = "utf-8-sig"
@@ -358,7 +360,18 @@ def _first_rows(path: Path, delimiter: str, key: str) -> tuple[int, list[list[st
 def _not_utf8(path: Path, key: str, exc: UnicodeDecodeError) -> DataError:
     """The error for a file that is not UTF-8 text (a spreadsheet's plain 'CSV' may be
     Windows-1252): the line of its first byte that is not (the decoder's position counts
-    from a block of the file, not from its start)."""
+    from a block of the file, not from its start). A spreadsheet's workbook or an image is
+    named for what it is (a zip's bytes said "an .npz is read by data.name: npz", a PNG's
+    first line "save the file as UTF-8")."""
+    suffix = path.suffix.lower()
+    if suffix in _SPREADSHEETS:
+        return DataError(
+            f"{path}: a spreadsheet workbook, not CSV text; save the sheet as CSV (a "
+            "spreadsheet's 'CSV UTF-8')",
+            key=key,
+        )
+    if suffix in _IMAGE_SUFFIXES:
+        return DataError(f"{path}: an image, not CSV text{_IMAGES_HINT}", key=key)
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
             if b"\0" in line:  # text has no NUL
