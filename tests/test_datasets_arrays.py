@@ -524,6 +524,13 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("a,b,y\n", {}, "no data rows"),
         ("", {}, "empty CSV"),
         ("a,b,y\n1,2,0\n", {"label": "z"}, r"no column 'z' in the header \(a, b, y\); set"),
+        # no header: its first row of numbers was listed as the header's names
+        (
+            "1,2,cat\n3,4,dog\n",
+            {"label": "y"},
+            r"bad\.csv: no column 'y': the file has no header \(its first row is numbers\); "
+            r"set data\.label to the label column's index \(-1: the last\)$",
+        ),
         ("a;b;y\n1;2;0\n", {"label": "y"}, r"\(a;b;y\) \(fields separated by ';'\? set data"),
         ("1,2,0\n", {"label": "y", "header": False}, "given by name but header: false"),
         ("1,2,0\n", {"label": 5}, "label column 5 out of range"),

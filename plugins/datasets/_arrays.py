@@ -447,6 +447,14 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             raise DataError(
                 f"{path}: label column '{p.label}' given by name but header: false", key="label"
             )
+        words = sum(not _is_number(c) for c in first)
+        if p.label not in first and len(first) > 1 and words <= 1:
+            # a first row of numbers (and a label) listed as "the header", 3072 pixels perhaps
+            raise DataError(
+                f"{path}: no column '{p.label}': the file has no header (its first row is "
+                "numbers); set data.label to the label column's index (-1: the last)",
+                key="label",
+            )
         if p.label not in first:
             raise DataError(
                 f"{path}: no column '{p.label}' in the header ({', '.join(first)})"
