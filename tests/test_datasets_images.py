@@ -251,6 +251,20 @@ def test_mnist_label_problems(registry: Registry, tmp_path: Path) -> None:
         _load(registry, "mnist", path=folder)
 
 
+def test_mnist_path_above_the_files_names_the_folder_they_are_in(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """torchvision keeps the files in MNIST/raw: pointed at MNIST, only 'missing' was said."""
+    write_mnist(tmp_path / "MNIST" / "raw", gz=True)
+    for path in (tmp_path / "MNIST", tmp_path):
+        with pytest.raises(DataError) as info:
+            _load(registry, "mnist", path=path)
+        assert str(info.value).endswith(
+            f"{path}: missing train-images-idx3-ubyte (or train-images-idx3-ubyte.gz); found in "
+            f"{tmp_path / 'MNIST' / 'raw'}: point data.path there"
+        )
+
+
 def test_idx_reader_handles_wider_types() -> None:
     from optlab_plugins.datasets._mnist import read_idx
 

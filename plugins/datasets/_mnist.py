@@ -11,6 +11,7 @@ the (small) label files, not the images.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import zlib
 from pathlib import Path
@@ -111,11 +112,17 @@ def read_idx(data: bytes, where: str, ndim: int) -> Array:
 def _find(root: Path, stem: str) -> Path:
     """The file ``stem`` (or its ``.gz``, or the ``stem`` with '.idx' spelling) in ``root``."""
     dotted = stem.replace("-idx", ".idx")
-    for name in (stem, f"{stem}.gz", dotted, f"{dotted}.gz"):
+    names = (stem, f"{stem}.gz", dotted, f"{dotted}.gz")
+    for name in names:
         f = root / name
         if f.is_file():
             return f
-    raise DataError(f"{root}: missing {stem} (or {stem}.gz)", key="path")
+    # a folder above the files: torchvision keeps them in MNIST/raw
+    below = itertools.chain.from_iterable(root.glob(f"*/{n}") for n in names)
+    deeper = itertools.chain.from_iterable(root.glob(f"*/*/{n}") for n in names)
+    found = next((f for f in itertools.chain(below, deeper) if f.is_file()), None)
+    hint = f"; found in {found.parent}: point data.path there" if found is not None else ""
+    raise DataError(f"{root}: missing {stem} (or {stem}.gz){hint}", key="path")
 
 
 def _read(root: Path, stem: str) -> tuple[bytes, str]:
