@@ -452,6 +452,19 @@ def test_csv_a_column_named_label_that_is_not_last_needs_data_label(
     assert _load(registry, "csv", path=path, label=-1).summary.n_classes == 18  # as asked
 
 
+def test_csv_a_quoted_header_name_may_hold_the_delimiter(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """pandas quotes a column name holding a comma: the header was split at it, and every
+    row refused with "line 2 has 3 fields, not 4"."""
+    path = tmp_path / "quoted.csv"
+    path.write_text('"length, cm",width,label\n1,2,0\n3,4,1\n')
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4]])
+    d = _load(registry, "csv", path=path, label="length, cm")
+    np.testing.assert_array_equal(d.y_train, [1, 3])
+
+
 def test_csv_test_file_of_columns_in_another_order_is_refused(
     registry: Registry, tmp_path: Path
 ) -> None:

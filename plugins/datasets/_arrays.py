@@ -343,9 +343,10 @@ def _first_rows(path: Path, delimiter: str, key: str) -> tuple[int, list[list[st
             for number, line in enumerate(f, start=1):
                 if line.strip() and not line.lstrip().startswith("#"):
                     first_line = first_line or number
-                    rows.append(
-                        [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
-                    )
+                    # as the rows are read (csv, np.loadtxt): a quoted name may hold the
+                    # delimiter, "length, cm"
+                    cells = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter))
+                    rows.append([c.strip().strip('"') for c in cells])
                     if len(rows) == 2:
                         break
     except UnicodeDecodeError as exc:
