@@ -465,6 +465,14 @@ def test_csv_a_quoted_header_name_may_hold_the_delimiter(
     np.testing.assert_array_equal(d.y_train, [1, 3])
 
 
+def test_csv_a_class_named_like_a_missing_value_among_words_is_a_class(
+    registry: Registry, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("a,b,y\n1,2,cat\n3,1,None\n4,5,cat\n")
+    assert _load(registry, "csv", path=path).summary.classes == ("None", "cat")
+
+
 def test_csv_test_file_of_columns_in_another_order_is_refused(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -534,6 +542,9 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         # a missing label was a class named '' (the others then sorted as text)
         ("a,b,y\n1,2,0\n\n3,1,\n4,5,1\n", {}, "no label on line 4, column 3; every row"),
         ("a,b,y\n1,2,cat\n3,1, \n", {}, "no label on line 3, column 3"),
+        # R writes NA for a missing value: it was a class named 'NA' (nan: "not an integer")
+        ("a,b,y\n1,2,0\n3,1,NA\n4,5,1\n", {}, "missing label 'NA' on line 3, column 3; every"),
+        ("a,b,y\n1,2,0\n\n3,1,nan\n4,5,1\n", {}, "missing label 'nan' on line 4, column 3;"),
         ("a,b,y\n", {}, "no data rows"),
         ("", {}, "empty CSV"),
         ("a,b,y\n1,2,0\n", {"label": "z"}, r"no column 'z' in the header \(a, b, y\); set"),

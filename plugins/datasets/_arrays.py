@@ -538,6 +538,28 @@ def _file_line(path: Path, skip: int, row: int) -> int:
     return skip + row + 1
 
 
+#: how spreadsheets, R and pandas write a missing value (compared in lower case)
+_MISSING = frozenset({"na", "n/a", "nan", "null", "none", "?", "-"})
+
+
+def _check_missing_labels(y: Array, path: Path, skip: int, label: int, key: str) -> None:
+    """A :class:`DataError` naming the first missing label (R's ``NA``, ...) among labels
+    that are otherwise numbers: it would be a class of its own, named ``NA``."""
+    missing = np.isin(np.char.lower(y), list(_MISSING))
+    if not missing.any() or missing.all():
+        return
+    try:
+        y[~missing].astype(np.float64)
+    except ValueError:
+        return  # words: class names, one of which may be 'none'
+    row = int(np.flatnonzero(missing)[0])
+    raise DataError(
+        f"{path}: missing label '{y[row]}' on line {_file_line(path, skip, row)}, column "
+        f"{label + 1}; every row needs one: remove the rows of unknown class",
+        key=key,
+    )
+
+
 def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tuple[Array, Array]:
     """Features (N, F) float64 and labels (N,) (int64, or strings) of the file ``path``, the
     param ``key``; without ``features`` the features are a stand-in (:func:`stand_in`): only
@@ -597,7 +619,9 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
     try:  # 1.0 or 1.000000000000000000e+00 (np.savetxt) is the integer label 1, as in an .npz
         numbers = y.astype(np.float64)
     except ValueError:
+        _check_missing_labels(y, path, skip, label, key)
         return X, y  # class names
+    _check_missing_labels(y, path, skip, label, key)  # 'nan' among numbers
     fractional = ~np.isfinite(numbers) | (numbers != np.round(numbers))
     if fractional.any():  # a feature's column, most likely: the label is another
         row = int(np.flatnonzero(fractional)[0])
