@@ -1052,6 +1052,30 @@ def test_two_dimensional_data_get_decision_regions_at_a_few_epochs(
     assert digits.snapshots == [] and digits.plane is None
 
 
+def test_the_decision_regions_title_fits_a_figure_of_one_panel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that diverged at its first steps has only its initial W: one panel 3.1 inches
+    wide, under which 'diverge: decision regions on the training points' was cut at both
+    ends ('ge: decision regions on the training p')."""
+    from optlab._report.planes import decision_regions_figure
+
+    ((info, result),) = _run(tmp_path, PLANE).values()
+    figures = drawn_figures(monkeypatch)
+    for name in ("diverge", "softmax-lr0.001-strength0.0001-seed0"):
+        one = replace(result, name=name, snapshots=result.snapshots[:1])
+        decision_regions_figure(one, info.data, tmp_path / f"{name}.png")
+    for fig in figures:
+        fig.canvas.draw()
+        title = fig._suptitle
+        assert title.get_text().endswith(": decision regions on the training points")
+        box = title.get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+        assert title.get_fontsize() >= 9
+        (ax,) = fig.axes  # the panel keeps its width
+        assert ax.get_position().width * fig.get_figwidth() == pytest.approx(3.1 * 0.96)
+
+
 # ------------------------------------------------------------------ loss landscape
 def test_the_loss_landscape_slices_the_objective_through_w() -> None:
     from optlab._contract.objective import BoundLoss, BoundRegularizer, Objective

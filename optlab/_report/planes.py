@@ -71,8 +71,20 @@ def decision_regions_figure(
     solid = ListedColormap(colors)
     accuracy = {e.epoch: e.train_accuracy for e in result.evaluations}
     panels = len(picks)
-    fig = drawing.figure(3.1 * panels, 3.5)
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=0.8, wspace=0.06)
+    heading = f"{title or result.name}: decision regions on the training points"
+    width = 3.1 * panels
+    # a title longer than the panels are wide (one panel: a run that diverged at once)
+    # widens the figure, not the panels
+    fig_w, fontsize = drawing.fit_title(heading, width, 0.95)
+    side = (fig_w - width) / 2
+    fig = drawing.figure(fig_w, 3.5)
+    fig.subplots_adjust(
+        left=(side + 0.03 * width) / fig_w,
+        right=1 - (side + 0.01 * width) / fig_w,
+        bottom=0.04,
+        top=0.8,
+        wspace=0.06,
+    )
     axes = np.atleast_1d(fig.subplots(1, panels))
     for ax, k in zip(axes, picks, strict=True):
         epoch, W = result.snapshots[k]
@@ -124,8 +136,7 @@ def decision_regions_figure(
         fontsize=8,
         frameon=False,
     )
-    name = title or result.name
-    fig.suptitle(f"{name}: decision regions on the training points", y=0.99)
+    fig.suptitle(heading, y=0.99, fontsize=fontsize)
     return drawing.save(fig, path)
 
 
