@@ -276,7 +276,8 @@ def components(
     kind: Annotated[
         str | None,
         typer.Option(
-            metavar="KIND", help="Only this kind: loss, regularizer, optimizer or dataset."
+            metavar="KIND",
+            help="Only this kind: loss, regularizer, optimizer, dataset or backend.",
         ),
     ] = None,
     as_json: JsonOpt = False,

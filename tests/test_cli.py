@@ -218,6 +218,18 @@ def test_components_lists_params_with_defaults_and_bounds() -> None:
     assert code == 2 and "did you mean 'loss'" in err
 
 
+def test_components_help_names_every_kind_it_takes() -> None:
+    """``--kind backend`` lists the backends, but the help named only the other four."""
+    from optlab._contract.registry import KINDS
+
+    shown = runner.invoke(app, ["components", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    (line,) = [line for line in shown.stdout.splitlines() if "--kind" in line]
+    assert all(kind in line for kind in KINDS)
+    code, out, _ = invoke("components", "--kind", "backend", "--json")
+    assert code == 0 and {c["name"] for c in json.loads(out)} >= {"numpy"}
+
+
 class _ListParams(optlab.Params):
     weights: list[float] = Field(default_factory=lambda: [1.0, 2.0], description="Per class.")
 
