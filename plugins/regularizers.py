@@ -51,6 +51,10 @@ class MaxNormParams(optlab.RegularizerParams):
 class DropoutParams(optlab.RegularizerParams):
     """Params of input dropout."""
 
+    include_bias: bool = Field(
+        default=False,
+        description="Also drop the inputs' bias column (its 1s), by default never dropped.",
+    )
     rate: float = Field(0.2, ge=0, lt=1, description="Probability of zeroing an input feature.")
 
 

@@ -157,6 +157,16 @@ def test_dropout_spares_the_last_column_only_when_the_run_appended_a_bias_column
     np.testing.assert_array_equal(X, np.tile(run.X, (40, 1)))  # X itself untouched
 
 
+def test_dropouts_include_bias_says_what_it_does_to_dropout() -> None:
+    """`optlab components` described dropout's include_bias as every regularizer's, 'Also
+    penalize (or constrain) the bias row of W': dropout neither penalizes nor constrains W;
+    the option lets it drop the inputs' bias column."""
+    (record,) = [r for r in optlab_register_regularizers() if r.name == "dropout"]
+    description = record.params.model_fields["include_bias"].description or ""
+    assert "penalize" not in description and "bias column" in description
+    assert list(record.params.model_fields) == ["include_bias", "rate"]
+
+
 def test_dropout_perturbs_training_batches_but_never_evaluation() -> None:
     with_dropout = objective([Dropout(0.5)])
     without = objective([])
