@@ -33,7 +33,8 @@ class SVMParams(optlab.Params):
         "sum",
         description="The lecture's question 'what if we used mean instead of sum?': 'mean' "
         "divides each example's sum by its number of terms (C - 1, or C with include_correct): "
-        "the loss and its gradient scale, the best W does not change.",
+        "the loss and its gradient scale and its best W does not change; with a regularizer, "
+        "mean with lambda trains as sum with lambda times that number (C - 1, or C).",
     )
 
 

@@ -206,6 +206,32 @@ def test_mean_over_classes_orders_weights_like_the_sum(seed: int, C: int) -> Non
     assert list(np.argsort(sums, kind="stable")) == list(np.argsort(means, kind="stable"))
 
 
+def test_mean_over_classes_with_a_regularizer_is_said_to_be_the_sum_with_a_larger_lambda() -> None:
+    """The README and `optlab components` said flatly that with `classes: mean` 'the best W
+    does not change'; every spec has a regularizer, and with one it does: mean with lambda
+    is the sum with (C - 1) * lambda, so the data loss weighs C - 1 times less."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    C, lam = 4, 0.1
+    X, y = rng.standard_normal((30, 3)), rng.integers(0, C, 30)
+    W = rng.standard_normal((3, C))
+
+    def objective(loss: SVMLoss, lam: float, W: np.ndarray) -> float:
+        return loss.loss(X @ W, y) + lam * float(np.sum(W * W))
+
+    mean, total = SVMLoss(classes="mean"), SVMLoss()
+    for V in (W, 2 * W, 0.5 * W):  # the same objective up to the factor C - 1
+        assert objective(mean, lam, V) * (C - 1) == pytest.approx(
+            objective(total, (C - 1) * lam, V)
+        )
+    described = SVMParams.model_fields["classes"].description or ""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("`classes: mean` divides") :][:700]
+    for text in (described, " ".join(paragraph.split())):
+        assert "regularizer" in text and "C - 1" in text.replace("`", "")
+
+
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("classes", ["sum", "mean"])
 @pytest.mark.parametrize("include_correct", [False, True])
