@@ -321,6 +321,17 @@ def test_describe_plan(tmp_path: Path, registry: Registry) -> None:
     ]
 
 
+def test_the_plan_writes_unset_values_as_a_spec_would(tmp_path: Path, registry: Registry) -> None:
+    """`optlab validate` of experiments/numeric_vs_analytic.yaml printed
+    `[limit={'train': 300, 'val': None, 'test': None}]`: Python's None, which a spec that
+    copies it reads as the string 'None'; YAML's word is null."""
+    text = BASE.replace("limit: 100", "limit: {train: 100}")
+    assert text != BASE
+    (line,) = [x for x in describe_plan(load(tmp_path, text, registry)) if x.startswith("svm:")]
+    assert "[limit={train: 100, val: null, test: null}]" in line
+    assert "None" not in line
+
+
 def test_resolved_is_json_and_complete(tmp_path: Path, registry: Registry) -> None:
     text = RANDOM.replace("SEED", "5")
     for run in load(tmp_path, text, registry).runs:

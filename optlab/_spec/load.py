@@ -334,8 +334,20 @@ def load_experiment(
     )
 
 
+def _value(value: Any) -> str:
+    """A value of the plan as a spec writes it: ``null``, not Python's ``None`` (which a spec
+    reads as the string 'None'), and mappings and lists in YAML's flow style."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    return str(value)
+
+
 def _text(spec: ComponentSpec) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in spec.params.model_dump(mode="json").items())
+    params = ", ".join(f"{k}={_value(v)}" for k, v in spec.params.model_dump(mode="json").items())
     return f"{spec.name}({params})" if params else spec.name
 
 
@@ -366,7 +378,7 @@ def describe_plan(
     defaults = DataOptions().model_dump(mode="json")
     for run in runs:
         options = run.data.model_dump(mode="json").items()
-        changed = ", ".join(f"{k}={v}" for k, v in options if defaults[k] != v)
+        changed = ", ".join(f"{k}={_value(v)}" for k, v in options if defaults[k] != v)
         data = _text(run.dataset) + (f" [{changed}]" if changed else "")
         regs = "+".join(map(_text, run.regularizers)) or "none"
         lines.append(
