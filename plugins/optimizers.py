@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 import optlab
 from optlab import Array, MinibatchParams
@@ -87,7 +87,17 @@ class SGDParams(MinibatchParams):
     """Params of minibatch SGD."""
 
     momentum: float = Field(0.0, ge=0, lt=1, description="Momentum mu (0: plain SGD).")
-    nesterov: bool = Field(False, description="Use Nesterov momentum.")
+    nesterov: bool = Field(False, description="Use Nesterov momentum (needs momentum > 0).")
+
+    @field_validator("nesterov")
+    @classmethod
+    def _needs_momentum(cls, nesterov: bool, info: ValidationInfo) -> bool:
+        """Nesterov momentum with ``momentum: 0`` would train as plain SGD, saying nothing."""
+        if nesterov and info.data.get("momentum") == 0:
+            raise ValueError(
+                "true needs a momentum > 0 (with 0 it is plain SGD); set momentum: 0.9"
+            )
+        return nesterov
 
 
 class AdagradParams(MinibatchParams):

@@ -537,3 +537,22 @@ def test_every_bundled_optimizer_is_registered_with_documented_bounded_params() 
         SGDParams(batch_size=0)
     with pytest.raises(Exception, match="momentum"):
         SGDParams(momentum=1.0)
+
+
+def test_nesterov_without_momentum_is_refused_at_its_key(tmp_path: Any) -> None:
+    """`nesterov: true` with the default momentum 0 trained as plain SGD and said nothing: a
+    class comparing Nesterov with SGD saw two identical runs."""
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="needs a momentum > 0") as caught:
+        SGDParams(nesterov=True)
+    assert caught.value.errors()[0]["loc"] == ("nesterov",)
+    assert SGDParams(nesterov=True, momentum=0.9).nesterov
+    spec = tmp_path / "n.yaml"
+    spec.write_text(
+        "name: n\ndata: {name: iris}\nloss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.01, batch_size: 16, nesterov: true}\n"
+    )
+    with pytest.raises(optlab.SpecError, match=r"n\.yaml:4:\d+: optimizer\.nesterov: .*momentum"):
+        optlab.load_spec(spec)
+    assert optlab.load_spec(spec, overrides={"optimizer.momentum": 0.9}).runs
