@@ -133,6 +133,19 @@ def test_best_is_chosen_by_validation_never_test() -> None:
     assert [r["best"] for r in rows] == [False, True]
 
 
+def test_the_best_line_of_runs_without_a_test_split_reports_no_test_accuracy() -> None:
+    """With `data.test: 0` the line read 'best by validation accuracy: softmax (val 0.947,
+    test -; test accuracy is reported, never used to choose)': a test accuracy it did not have
+    said to be reported."""
+    pairs = []
+    for run, val in ((train("a", lr=0.5), 0.9), (train("b", lr=0.05), 0.8)):
+        info, result = _with(run, best_val_accuracy=val)
+        metrics = {k: v for k, v in result.metrics.items() if k != "test_accuracy"}
+        pairs.append((info, replace(result, metrics=metrics)))
+    line = rows_to_markdown(comparison_rows(pairs)).splitlines()[-1]
+    assert line == "best by validation accuracy: a (val 0.900; no test split)"
+
+
 def test_the_best_line_names_the_runs_tied_with_the_best_on_validation() -> None:
     """reg_lr_sweep: two runs at 276/288 validation accuracy; the line named the first as
     best (starred alone, its test accuracy reported) and said nothing of the other, as if

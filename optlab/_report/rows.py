@@ -269,12 +269,14 @@ def best_caption(rows: Sequence[dict[str, Any]]) -> str:
             ]
             more = f" and {len(tied) - 3} more" if len(tied) > 4 else ""
             names = ", ".join(tied[:3] if more else tied) + more
-            also = f"tied on validation with {names}; " if tied else ""
+            also = f"; tied on validation with {names}" if tied else ""
+            val = f"val {format_cell(row, 'best_val_accuracy')}"
+            if row.get("test_accuracy") is None:  # data.test: 0, nothing to report
+                return f"best by validation accuracy: {row['run']} ({val}; no test split{also})"
             return (
                 f"best by validation accuracy: {row['run']} "
-                f"(val {format_cell(row, 'best_val_accuracy')}, "
-                f"test {format_cell(row, 'test_accuracy')}; {also}test accuracy is reported, "
-                "never used to choose)"
+                f"({val}, test {format_cell(row, 'test_accuracy')}{also}; test accuracy is "
+                "reported, never used to choose)"
             )
     return "no finished run with a validation accuracy: no best run"
 
