@@ -352,6 +352,15 @@ def test_every_error_of_a_file_at_once_in_order(tmp_path: Path, registry: Regist
     ]
 
 
+def test_a_number_of_seeds_is_shown_the_list_it_means(tmp_path: Path, registry: Registry) -> None:
+    """`seeds: 3` (three replicates, as a teacher wrote it) was refused with 'must be a valid
+    list, got 3', which does not say what to write."""
+    found = issues(tmp_path, BASE + "seeds: 3\n", registry)
+    (issue,) = brief(found)
+    assert issue[2] == "seeds"
+    assert "seeds: [0, 1, 2]" in issue[3] and "3 replicates" in issue[3]
+
+
 def test_missing_components_are_reported_with_choices(tmp_path: Path, registry: Registry) -> None:
     found = issues(tmp_path, "# just a name\nname: x\n", registry)
     assert brief(found) == [

@@ -260,6 +260,18 @@ class _Top(_Strict):
     sweep: SweepModel = Field(None)  # type: ignore[assignment]
     max_runs: StrictInt = Field(1000, ge=1, description="Refuse specs that expand to more runs.")
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _a_list_of_seeds(cls, seeds: Any) -> Any:
+        """``seeds: 3`` means three replicates: say the list that writes them."""
+        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+            listed = list(range(seeds)) if seeds <= 10 else f"[0, 1, ..., {seeds - 1}]"
+            raise ValueError(
+                f"must be a list of seeds, one run each: for {seeds} replicates write "
+                f"seeds: {listed}, got {seeds}"
+            )
+        return seeds
+
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
