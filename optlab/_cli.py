@@ -397,8 +397,7 @@ def run(
 
             rows = [result_row(i, r) for i, r in outcome.results]
             typer.echo(json.dumps(rows, indent=2, default=str))
-        else:
-            invocation.print_summary(outcome)
+        invocation.print_summary(outcome, table=not as_json)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
         if invocation is None:
             typer.echo(f"optlab: {NOTHING_STARTED}", err=True)

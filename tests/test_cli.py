@@ -125,6 +125,24 @@ def test_fail_fast_stops_at_the_first_failure(spec: Path) -> None:
     assert [r["name"] for r in json.loads(out)] == ["svm"]
 
 
+def test_run_json_still_says_on_stderr_what_was_not_run_and_what_to_run_next(
+    spec: Path,
+) -> None:
+    """--json (rows on stdout, for jq) dropped every note of the summary: the runs
+    --fail-fast left, the --resume command, the runs --resume skipped. They go to stderr."""
+    spec.write_text(TINY.replace("  svm: {}", "  svm: {optimizer: {name: sgd, lr: 1.0e+12}}"))
+    code, out, err = invoke("run", str(spec), "--json", "--fail-fast")
+    assert code == 1 and [r["name"] for r in json.loads(out)] == ["svm"]
+    assert "1 run(s) not run (--fail-fast stopped at the first failed run): softmax" in err
+    assert f"optlab run {spec} --resume" in err
+    assert err.count("svm: FAILED") == 1  # said once, as the run ended
+    spec.write_text(TINY)
+    code, out, err = invoke("run", str(spec), "--json", "--resume")
+    assert code == 0 and len(json.loads(out)) == 2
+    code, out, err = invoke("run", str(spec), "--json", "--resume")
+    assert code == 0 and "skipped 2 run(s) already finished (--resume)" in err
+
+
 def test_resume_without_tracking_is_refused_before_any_run(
     spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

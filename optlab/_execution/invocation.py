@@ -381,19 +381,24 @@ class Invocation:
     def _store_gone(self) -> bool:
         return bool(self.tracker is not None and self.tracker.unreachable)
 
-    def print_summary(self, outcome: Outcome) -> None:
-        """The comparison table, failures, and where to look next."""
+    def print_summary(self, outcome: Outcome, *, table: bool = True) -> None:
+        """The comparison table, failures, and where to look next.
+
+        With ``table=False`` (``--json``, whose rows are the output) only the notes, on
+        stderr: what was skipped or not run, what to run next; the failures and the runs
+        left to another invocation were said on stderr as they happened.
+        """
 
         from optlab._report.rows import comparison_rows
         from optlab._report.table import plain_console, render_table
 
-        console = plain_console()
-        if outcome.results:
+        console = plain_console(stderr=not table)
+        if table and outcome.results:
             console.print(render_table(comparison_rows(outcome.results)))
         if outcome.skipped:
             console.print(f"skipped {len(outcome.skipped)} run(s) already finished (--resume)")
         groups: dict[tuple[str, bool], list[str]] = {}
-        for other in outcome.elsewhere:
+        for other in outcome.elsewhere if table else ():
             groups.setdefault((other.by, other.finished), []).append(other.name)
         for (by, finished), names in groups.items():
             what = "finished them meanwhile" if finished else "is training them"
@@ -402,7 +407,7 @@ class Invocation:
                 f"{', '.join(names)}",
                 soft_wrap=True,
             )
-        for info, result in outcome.failed:
+        for info, result in outcome.failed if table else ():
             console.print(f"{info.name}: {result.status}: {result.error}")
         ran = {info.name for info, _ in outcome.results} | {e.name for e in outcome.elsewhere}
         not_run = [run.name for run in self.experiment.runs if run.name not in ran]
