@@ -407,3 +407,46 @@ def test_compare_shows_the_runs_left_to_another_invocation(
     assert compared() == {"a": "FINISHED", "b": "RUNNING", "c": "FINISHED", "d": "FINISHED"}
     client_of(uri).set_terminated(child_id, "FINISHED")  # the other invocation finishes b
     assert compared() == dict.fromkeys(RUNS, "FINISHED")
+
+
+def test_compare_says_an_invocation_killed_before_any_run_ended_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
+) -> None:
+    """`optlab compare` after a `kill -9` (or a lost store) that ended an invocation before it
+    recorded a run said it was "still starting"; it says it ended, and what to run."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+    from optlab._tracking.store import ensure_experiment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(STALE_ENV, "20")
+    uri = new_store(tmp_path / "mlflow.db")
+    client = client_of(uri)
+    parent = client.create_run(
+        ensure_experiment(client, "gone", uri),
+        run_name="gone",
+        tags={
+            ROLE_TAG: "invocation",
+            HOST_TAG: "elsewhere.example",
+            PID_TAG: "4242",
+            HEARTBEAT_TAG: f"{time.time() - 600:.3f}",
+            "optlab.spec_file": "/data/gone.yaml",
+        },
+    )
+
+    def compared() -> tuple[int, str]:
+        shown = CliRunner().invoke(app, ["compare", "gone", "--tracking-uri", uri])
+        return shown.exit_code, shown.stderr
+
+    code, err = compared()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "recorded no run (no heartbeat for 600 s)" in err
+    assert f"`optlab run /data/gone.yaml --resume --tracking-uri {uri}`" in err
+    assert "still starting" not in err
+    client.set_tag(parent.info.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+    code, err = compared()
+    assert code == 2 and "has no run recorded yet (still starting" in err
+    client.set_terminated(parent.info.run_id, "FAILED")
+    code, err = compared()
+    assert code == 2 and "recorded no run (it ended FAILED)" in err

@@ -265,9 +265,14 @@ def _stopped(client: Any, runs: list[Any]) -> set[str]:
     return stopped
 
 
-def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
-    """The MLflow runs of an experiment's latest invocation, in start order (see
-    :func:`load_latest_invocation`)."""
+def _latest_parent(client: Any, experiment_name: str, uri: str) -> tuple[str, Any]:
+    """The experiment's id and the parent run of its latest invocation.
+
+    Raises
+    ------
+    InputError
+        Unknown experiment (with did-you-mean) or no invocation yet.
+    """
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
         names = experiment_names(client)
@@ -286,7 +291,13 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
             f"experiment '{experiment_name}' in {uri!r} has no optlab invocation yet; "
             "run it first (optlab run SPEC)"
         )
-    parent = parents[0]
+    return exp_id, parents[0]
+
+
+def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
+    """The MLflow runs of an experiment's latest invocation, in start order (see
+    :func:`load_latest_invocation`)."""
+    exp_id, parent = _latest_parent(client, experiment_name, uri)
     children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
     # after --resume: the finished runs of earlier invocations that this one reused
     reused = read_list_tags(parent.data.tags, REUSED_TAG)
@@ -327,10 +338,7 @@ def compare(
     """
     results = load_latest_invocation(experiment_name, uri, uri_label)
     if not results:
-        raise InputError(
-            f"experiment '{experiment_name}': its latest invocation has no runs "
-            "(still starting, or every run was skipped by --resume)"
-        )
+        raise InputError(_no_runs(experiment_name, uri))
     rows = comparison_rows(results)
     if out_dir is None:
         return rows, None
@@ -344,6 +352,33 @@ def compare(
     except OSError as exc:
         raise _cannot_write(out_dir, exc, out_label) from exc
     return rows, figure
+
+
+def _no_runs(experiment_name: str, uri: str) -> str:
+    """Why the latest invocation has no run to compare: still starting, or ended (Ctrl-C
+    before a run ended, ``kill -9``, a lost store) before it recorded one, with the command
+    that runs them."""
+    import shlex
+
+    from optlab._tracking.claims import Holder, stale_after
+    from optlab._tracking.store import resolve_tracking_uri
+
+    _, parent = _latest_parent(connect(uri, must_exist=True, write=False), experiment_name, uri)
+    holder = Holder.of(parent)
+    status = parent.info.status
+    ended = holder.stale(stale_after()) if status == "RUNNING" else f"it ended {status}"
+    if ended is None:
+        return (
+            f"experiment '{experiment_name}': its latest invocation ({holder}) has no run "
+            "recorded yet (still starting; a run is recorded once it ends under --jobs)"
+        )
+    command = ["optlab", "run", parent.data.tags.get("optlab.spec_file", "SPEC"), "--resume"]
+    if uri != resolve_tracking_uri(None, None):
+        command += ["--tracking-uri", uri]
+    return (
+        f"experiment '{experiment_name}': its latest invocation ({holder}) recorded no run "
+        f"({ended}); run them with `{shlex.join(command)}`"
+    )
 
 
 def _cannot_write(out_dir: Path, exc: OSError, label: str = "--out") -> InputError:
