@@ -6,7 +6,7 @@ import functools
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -247,6 +247,28 @@ def test_stop_request_ends_the_run_as_killed_with_metrics_kept(tmp_path: Path) -
     _, result = execute(exp.runs[0], experiment=exp.name, observer=StopAfterFirstEpoch(), flag=flag)
     assert result.status == "KILLED" and "SIGTERM" in result.error
     assert len(result.evaluations) == 1 and len(result.steps) > 0
+
+
+def test_a_run_stopped_between_evaluations_says_how_many_examples_it_processed() -> None:
+    """A KILLED run's reason said "at step 6215", a count of minibatches, while its curves'
+    steps (and the MLflow charts' x-axis) count training examples; it names both, as a
+    diverged run's reason does."""
+    from optlab._errors import RunInterrupted
+
+    flag = StopFlag()
+    monitor = TrainingMonitor(
+        cast(Any, None),
+        np.zeros((0, 2)),
+        np.zeros(0),
+        cast(Any, None),
+        print,
+        initial_loss=1.0,
+        flag=flag,
+    )
+    monitor.step(32, 1.0, 1.0, 0.0)
+    flag.request("SIGINT")
+    with pytest.raises(RunInterrupted, match=r"^interrupted by SIGINT at step 2 \(64 examples\)$"):
+        monitor.step(32, 1.0, 1.0, 0.0)
 
 
 def test_a_stop_requested_before_a_run_trains_trains_nothing(tmp_path: Path) -> None:

@@ -181,7 +181,10 @@ class TrainingMonitor(Monitor):
             )
         if self.flag.reason is not None:
             self.flush()
-            raise RunInterrupted(f"interrupted by {self.flag.reason} at step {self.n_steps}")
+            raise RunInterrupted(
+                f"interrupted by {self.flag.reason} at step {self.n_steps} "
+                f"({self.examples} examples)"
+            )
 
     # ----------------------------------------------------------------------------- buffers
     def flush(self) -> StepHistory:
