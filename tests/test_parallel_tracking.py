@@ -71,10 +71,9 @@ def check_every_point(uri: str, tmp: Path) -> None:
         assert run.info.status == "FINISHED"
         n_train = json.loads(run.data.tags["optlab.data"])["n_train"]
         per_epoch = math.ceil(n_train / 40)
-        # the x-axis: training examples processed after each step
-        expected = [
-            e * n_train + min((j + 1) * 40, n_train) for e in range(3) for j in range(per_epoch)
-        ]
+        # the x-axis: training examples processed before each step (the loss is of the
+        # weights the step starts from)
+        expected = [e * n_train + j * 40 for e in range(3) for j in range(per_epoch)]
         for name in ("curves/loss", "curves/data_loss", "curves/reg_loss"):
             history = client.get_metric_history(run.info.run_id, name)
             assert sorted(m.step for m in history) == expected, (run.info.run_name, name)
