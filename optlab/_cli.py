@@ -48,6 +48,11 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: exit statuses of an invocation that a signal ended (its runs recorded KILLED): 128 + the
+#: signal's number, as a shell reports a process that the signal ended
+INTERRUPTED = 130
+TERMINATED = 143
+
 SpecArg = Annotated[
     Path, typer.Argument(help="Experiment spec file (YAML).", show_default=False, metavar="SPEC")
 ]
@@ -403,7 +408,9 @@ def run(
             typer.echo(f"optlab: {NOTHING_STARTED}", err=True)
         else:
             typer.echo(f"optlab: {invocation.interrupted_line()}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
+    if invocation.stopped_by is not None:  # the runs are recorded: say how the command ended
+        raise typer.Exit(INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED)
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
 
 
@@ -520,8 +527,14 @@ def ui(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``optlab`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit
-    status (0, 1 for failed runs, 2 for bad input, 130 when interrupted). The console script
+    status (0, 1 for failed runs, 2 for bad input, 143 after SIGTERM). The console script
     and ``python -m optlab`` pass it to :func:`sys.exit`.
+
+    After Ctrl-C (status 130), once everything is recorded and said, it raises
+    :class:`KeyboardInterrupt` with a quiet :data:`sys.excepthook` instead: Python then shuts
+    down as usual and ends the process by SIGINT, as on any uncaught Ctrl-C. A shell running
+    ``optlab`` in a loop stops only for a child that SIGINT ended: one that exited 130 (or 1,
+    as the first Ctrl-C used to) let the loop go on with its next command.
 
     Before returning, :func:`gc.freeze` moves every object into the permanent generation, so
     that the interpreter's teardown skips the final garbage collection of all that MLflow,
@@ -529,13 +542,24 @@ def main(argv: list[str] | None = None) -> int:
     "Measurements behind the code"). Thread shutdown, the exit handlers of every library and
     flushing the streams still happen as in any Python program.
     """
+    status = 0
     try:
         app(args=argv, prog_name="optlab")
     except SystemExit as done:
-        return done.code if isinstance(done.code, int) else int(done.code is not None)
+        status = done.code if isinstance(done.code, int) else int(done.code is not None)
     finally:
         gc.freeze()
-    return 0
+    if status == INTERRUPTED:
+        sys.excepthook = _quiet_interrupt
+        raise KeyboardInterrupt
+    return status
+
+
+def _quiet_interrupt(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """:data:`sys.excepthook` that prints nothing for the Ctrl-C :func:`main` re-raises (its
+    line was said)."""
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
 
 
 _default_showwarning = warnings.showwarning
