@@ -336,6 +336,22 @@ def test_unreachable_errors_are_transient_with_a_short_reason() -> None:
     assert short_reason(refused.value) == "Connection refused"
 
 
+def test_a_server_s_5xx_answer_has_one_short_reason_however_mlflow_words_it() -> None:
+    """A 503 is "HTTP 503" whether urllib3 counted it ("too many 503 error responses") or
+    MLflow read the answer ("failed with error code 503 != 200. Response body: ..."): the
+    lost-server line of the CLI said either, depending on which call failed last."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import get_error_code
+
+    answered = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/runs/log-batch failed with error code 503 "
+        "!= 200. Response body: 'busy'",
+        error_code=get_error_code(503),
+    )
+    assert is_transient(answered)
+    assert short_reason(answered) == "HTTP 503"
+
+
 def test_retry_budget_from_argument_environment_or_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, new_store: Callable[[Path], str]
 ) -> None:

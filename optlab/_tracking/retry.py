@@ -179,6 +179,10 @@ def short_reason(error: BaseException) -> str:
     if "RemoteDisconnected" in joined or "Connection aborted" in joined:
         return "connection closed without an answer"
     status_code = http_status(error)
+    if status_code is not None and f"failed with error code {status_code}" in joined:
+        # MLflow's words for a server's own answer: the status says it all (the same answer
+        # reads "too many 503 error responses" where urllib3 counted it, above)
+        return f"HTTP {status_code}"
     prefix = f"HTTP {status_code}: " if status_code is not None else ""
     return f"{prefix}{first_line(error)[:160]}"
 
