@@ -23,6 +23,7 @@ from optlab._execution.local import LocalProcesses
 from optlab._execution.recording import RecordingObserver
 from optlab._spec.experiment import Experiment, RunSpec
 from optlab._spec.load import load_experiment
+from optlab._training.monitor import stop_flag
 from optlab._training.preflight import preflight
 
 SPEC = """\
@@ -292,3 +293,34 @@ def test_every_executor_says_a_runs_warnings(tmp_path: Path, executor: Executor)
     ended = list(executor.run(warned.runs, _job(warned, log=lines.append)))
     assert _statuses(ended) == {"softmax": "FINISHED"}
     assert [line.split(": initial loss")[0] for line in lines] == ["softmax: warning"]
+
+
+def test_local_workers_report_each_epoch_while_the_run_trains(tmp_path: Path) -> None:
+    """Under ``--jobs N`` the observers (the store, the progress bar) get a run's epochs as
+    they end, not all at once when it has ended: here the first epoch they get stops the
+    run, which would otherwise train 20,000 epochs (about ten seconds) and end FINISHED. Each
+    event reaches them once and in order, the end last."""
+    path = tmp_path / "long.yaml"
+    path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 20000"))
+    long = load_experiment(path)
+
+    class StopAtFirstEpoch(RecordingObserver):
+        def optlab_epoch_ended(self, *, run: Any, report: Any) -> None:
+            super().optlab_epoch_ended(run=run, report=report)
+            stop_flag.request("SIGINT")
+
+    observer = StopAtFirstEpoch()
+    try:
+        with LocalProcesses(1) as executor:
+            ended = list(
+                executor.run(long.runs, Job(long.name, observer, prepared=preflight(long.runs)))
+            )
+    finally:
+        stop_flag.clear()
+    [(_, result)] = ended  # type: ignore[misc]
+    assert result.status == "KILLED"
+    names = [name for name, _ in observer.events]
+    assert names[0] == "optlab_run_started" and names[-1] == "optlab_run_finished"
+    assert set(names[1:-1]) == {"optlab_epoch_ended"}
+    epochs = [kw["report"].epoch for name, kw in observer.events if name == "optlab_epoch_ended"]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == result.evaluations[-1].epoch

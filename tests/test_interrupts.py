@@ -65,10 +65,19 @@ def children(spec: Path) -> list[Any]:
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
+def ended(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """What ``proc`` printed, once it has ended: killed if it still runs (a test that stops
+    waiting must not wait for a run of 100,000 epochs, nor leave it training)."""
+    if proc.poll() is None:
+        proc.kill()
+    out, err = proc.communicate(timeout=30)
+    return out, err
+
+
 def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, ended(proc)
         try:
             running = [r for r in children(spec) if r.info.run_name == name]
         except Exception:  # the store is being created
@@ -81,10 +90,11 @@ def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> No
 
 
 def wait_until_only_b_trains(spec: Path, proc: subprocess.Popen[str]) -> None:
-    """Until runs a and c are FINISHED (run b trains on, for 100,000 epochs)."""
+    """Until runs a and c are FINISHED while run b trains on, for 100,000 epochs (under
+    ``--jobs N`` too its MLflow run is RUNNING from its start)."""
     deadline = time.monotonic() + 90
-    while statuses(spec) != {"a": ["FINISHED"], "c": ["FINISHED"]}:
-        assert proc.poll() is None, proc.communicate()
+    while statuses(spec) != {"a": ["FINISHED"], "b": ["RUNNING"], "c": ["FINISHED"]}:
+        assert proc.poll() is None, ended(proc)
         assert time.monotonic() < deadline, statuses(spec)
         time.sleep(0.2)
 
@@ -221,12 +231,15 @@ def _zombie(pid: int) -> bool:
 def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Path) -> None:
     """Workers hear the signal too: the long run ends KILLED with what it measured, the
     short ones are recorded FINISHED, the command exits within seconds and leaves no worker
-    behind."""
+    behind. While it trained, the long run's evaluations were in the store already."""
     from mlflow.tracking import MlflowClient
 
     proc = start(spec, "--jobs", "2")
     wait_until_only_b_trains(spec, proc)
-    time.sleep(1.0)
+    time.sleep(2.5)  # the store gets the evaluations every 2 s (flush_interval_s)
+    training = next(r for r in children(spec) if r.info.run_name == "b")
+    client = MlflowClient(_uri(spec))
+    assert client.get_metric_history(training.info.run_id, "curves/val_accuracy")  # live
     helpers = descendants(proc.pid)  # the fork server and the workers
     assert len(helpers) >= 3, helpers
     sent = time.monotonic()
@@ -241,7 +254,6 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
         assert time.monotonic() < deadline, f"left behind: {descendants(1) & helpers}"
         time.sleep(0.1)
     killed = next(r for r in children(spec) if r.info.run_name == "b")
-    client = MlflowClient(_uri(spec))
     assert len(client.get_metric_history(killed.info.run_id, "curves/loss")) > 0
     assert client.get_run(killed.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
 
@@ -285,7 +297,7 @@ def test_a_second_ctrl_c_of_a_resume_counts_the_runs_it_reuses(spec: Path) -> No
     proc = start(spec, "--resume")
     deadline = time.monotonic() + 90
     while statuses(spec).get("b") != ["KILLED", "RUNNING"]:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert proc.poll() is None and time.monotonic() < deadline, ended(proc)
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)  # two signals sent at once may reach the process as one
@@ -357,8 +369,9 @@ def test_ctrl_c_with_jobs_2_records_no_run_that_was_still_queued(spec: Path) -> 
     spec.write_text(queued)
     proc = start(spec, "--jobs", "2")
     deadline = time.monotonic() + 90
-    while statuses(spec) != {"a": ["FINISHED"]}:  # b and c train (long), d waits in the queue
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+    # b and c train (long; RUNNING in the store from their start), d waits in the queue
+    while statuses(spec) != {"a": ["FINISHED"], "b": ["RUNNING"], "c": ["RUNNING"]}:
+        assert proc.poll() is None and time.monotonic() < deadline, ended(proc)
         time.sleep(0.2)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

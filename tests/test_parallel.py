@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.context
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +137,12 @@ def test_run_with_jobs_starts_the_fork_server_before_reading_the_spec(
     from optlab._execution import fork_server
 
     order: list[str] = []
-    monkeypatch.setattr(fork_server, "start", lambda: order.append("fork server"))
+
+    def start() -> multiprocessing.context.BaseContext:
+        order.append("fork server")
+        return multiprocessing.get_context("spawn")  # starts nothing until a worker starts
+
+    monkeypatch.setattr(fork_server, "start", start)
 
     def load(*args: object) -> None:
         order.append("spec")

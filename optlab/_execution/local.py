@@ -9,13 +9,16 @@ numbers do not depend on ``--jobs``.
 
 The runs are claimed all at once, before any is queued (a worker cannot reach the store); a
 worker records a run's events and the invoking process replays them
-(:mod:`optlab._execution.recording`). Leaving the ``with`` block cancels what has not started;
-on an error the workers are terminated instead of being waited for.
+(:mod:`optlab._execution.recording`): each as it happens, sent through a queue, so that the
+runs in flight reach the store and the progress bar while they train (:class:`_Live`), and the
+rest when the run ends. Leaving the ``with`` block cancels what has not started; on an error
+the workers are terminated instead of being waited for.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import threading
 import time
@@ -25,8 +28,11 @@ from typing import Any, TypeVar
 
 from optlab._contract.records import RunInfo, RunResult
 from optlab._errors import RunError
+from optlab._execution import recording
 from optlab._execution.executor import Ended, Executor, Job
 from optlab._execution.recording import (
+    Events,
+    Sent,
     ended,
     execute_recorded,
     outcome,
@@ -62,15 +68,17 @@ def _exit_when_orphaned(invoker: int) -> None:
             os._exit(1)
 
 
-def _worker_init(environ: dict[str, str], invoker: int) -> None:
-    """The invoking process's environment; one BLAS thread per worker; SIGINT/SIGTERM end
-    the current run as KILLED; the worker ends itself within :data:`ORPHAN_CHECK_S` of the
-    invoking process's death."""
+def _worker_init(environ: dict[str, str], invoker: int, events: Any) -> None:
+    """The invoking process's environment; one BLAS thread per worker; the runs' events sent
+    to ``events`` (a queue) as they happen; SIGINT/SIGTERM end the current run as KILLED; the
+    worker ends itself within :data:`ORPHAN_CHECK_S` of the invoking process's death."""
     from threadpoolctl import threadpool_limits
 
     os.environ.clear()
     os.environ.update(environ)
     threadpool_limits(1)
+    events.cancel_join_thread()  # at exit, never wait for a reader: the results hold it all
+    recording.live_sink = events.put
     threading.Thread(
         target=_exit_when_orphaned, args=(invoker,), name="optlab-orphan-check", daemon=True
     ).start()
@@ -90,11 +98,12 @@ class LocalProcesses(Executor):
 
         context = fork_server.start()  # the server imports now, unless it already has
         self.jobs = jobs
+        self.live = _Live(context.Queue())
         self.pool = ProcessPoolExecutor(
             jobs,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(dict(os.environ), os.getpid()),
+            initargs=(dict(os.environ), os.getpid(), self.live.queue),
         )
         self._futures: dict[Future[Any], RunSpec] = {}
 
@@ -112,6 +121,7 @@ class LocalProcesses(Executor):
         stopping = False
         on_all_done = job.on_all_done
         for fut in self._completed(futures, job):
+            self.live.replay(job)  # what the run sent before its end, in order
             if on_all_done is not None and all(f.done() for f in futures):
                 # every run has ended: the caller can start what needs every result
                 every = [ended(f, futures[f], job.describe) for f in futures]
@@ -120,6 +130,7 @@ class LocalProcesses(Executor):
             if not (events := ended(fut, futures[fut], job.describe)):
                 continue  # cancelled, or stopped before it started
             info, result = outcome(events)
+            events = self.live.rest(info.name, events, own=fut.exception() is None)
             if job.stops_after(result) and not stopping:
                 # before the observers (writing to the store takes a while, and the workers
                 # would start queued runs meanwhile); the runs in flight end as they would
@@ -150,6 +161,7 @@ class LocalProcesses(Executor):
         signalled = False
         while pending:
             done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            self.live.replay(job)
             yield from done
             if (job.flag.reason is not None or job.should_stop()) and not signalled:
                 signalled = True
@@ -188,3 +200,52 @@ class LocalProcesses(Executor):
         if abort:
             self._terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.live.queue.close()
+
+
+class _Live:
+    """The events the workers send as they happen (:data:`recording.live_sink`), replayed in
+    this process at once, so that a run's epochs reach the store and the progress bar while
+    it trains; at the run's end, :meth:`rest` gives what its returned events hold beyond.
+
+    A run's events are replayed in order only: one that was lost (a worker killed while
+    sending) leaves the rest of that run to its returned events.
+    """
+
+    def __init__(self, events: Any) -> None:
+        self.queue = events
+        #: run name -> how many of its events were replayed
+        self.replayed: dict[str, int] = {}
+        #: the runs whose end has been replayed: what they still send is stale
+        self.ended: set[str] = set()
+
+    def replay(self, job: Job) -> None:
+        """Replay what has been sent, without waiting."""
+        while True:
+            try:
+                name, index, event = self._next()
+            except queue.Empty:
+                return
+            if name in self.ended or index != self.replayed.get(name, 0):
+                continue
+            self.replayed[name] = index + 1
+            replay([event], job.observer, job.log)
+
+    def _next(self) -> Sent:
+        try:
+            sent: Sent = self.queue.get_nowait()
+            return sent
+        except queue.Empty:
+            raise
+        except Exception as exc:  # a worker killed in mid-send left part of an event
+            raise queue.Empty from exc
+
+    def rest(self, name: str, events: Events, *, own: bool) -> Events:
+        """The events of ``name``'s end not replayed yet: of the events the run returned
+        (``own``), those past the ones replayed; of the events standing for a worker that
+        failed, all but the start when the run was seen to start."""
+        count = self.replayed.pop(name, 0)
+        self.ended.add(name)
+        if own:
+            return events[count:]
+        return [e for e in events if not (count and e[0] == "optlab_run_started")]

@@ -4,7 +4,9 @@ Workers train; the invoking process writes. A worker executes a run with a
 :class:`RecordingObserver` and returns the events it recorded; the invoking process replays
 them to its own observers (tracking, progress, third-party observers) as each run completes.
 So there is one writer to the tracking store whatever the parallelism, and a worker never
-needs to reach it.
+needs to reach it. A local worker also sends each event as it happens (:data:`live_sink`),
+and the invoking process replays those at once: a run's curves reach the store while it
+trains; the events it returns at its end are the whole record, whatever was sent or lost.
 """
 
 from __future__ import annotations
@@ -25,31 +27,54 @@ from optlab._training.monitor import stop_flag
 from optlab._training.runner import Observer, execute
 
 __all__ = [
+    "Event",
     "Events",
     "RecordingObserver",
+    "Sent",
     "ended",
     "execute_recorded",
+    "live_sink",
     "outcome",
     "render_comparison",
     "replay",
     "without_artifacts",
 ]
 
-#: a run's observer events: (hook name, keyword arguments), in order
-Events = list[tuple[str, dict[str, Any]]]
+#: one observer event: (hook name, keyword arguments)
+Event = tuple[str, dict[str, Any]]
+#: a run's observer events, in order
+Events = list[Event]
+#: an event sent as it happens: (the run's name, the event's index among the run's events,
+#: the event)
+Sent = tuple[str, int, Event]
+
+#: In a local worker, where the events of a run are also sent as they happen (set by the
+#: worker's initializer, :mod:`optlab._execution.local`); ``None`` elsewhere.
+live_sink: Callable[[Sent], None] | None = None
 
 
 @dataclass
 class RecordingObserver:
-    """An observer that keeps the hook calls it receives, to be replayed elsewhere."""
+    """An observer that keeps the hook calls it receives, to be replayed elsewhere, and
+    sends each one but the run's end to ``send`` as it comes (the end travels with the
+    run's result); a ``send`` that fails is not called again."""
 
     events: Events = field(default_factory=list)
+    send: Callable[[Sent], None] | None = None
+
+    def _keep(self, name: str, kwargs: dict[str, Any]) -> None:
+        self.events.append((name, kwargs))
+        if self.send is not None:
+            try:
+                self.send((kwargs["run"].name, len(self.events) - 1, (name, kwargs)))
+            except Exception:  # the events are kept all the same, and returned at the end
+                self.send = None
 
     def optlab_run_started(self, *, run: RunInfo) -> None:
-        self.events.append(("optlab_run_started", {"run": run}))
+        self._keep("optlab_run_started", {"run": run})
 
     def optlab_epoch_ended(self, *, run: RunInfo, report: EpochReport) -> None:
-        self.events.append(("optlab_epoch_ended", {"run": run, "report": report}))
+        self._keep("optlab_epoch_ended", {"run": run, "report": report})
 
     def optlab_run_finished(
         self, *, run: RunInfo, result: RunResult, error: BaseException | None
@@ -89,7 +114,7 @@ def execute_recorded(
     if stop_flag.reason is not None:
         return []
 
-    observer = RecordingObserver()
+    observer = RecordingObserver(send=live_sink)
     info, result = execute(
         run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
     )
