@@ -825,3 +825,31 @@ def test_compare_shows_the_runs_in_the_plans_order_after_a_resume(store: Path) -
     assert runner.invoke(app, ["run", "spec.yaml", "--resume"]).exit_code == 1  # b again
     runs = load_latest_invocation("order", DEFAULT_TRACKING_URI)
     assert [info.name for info, _ in runs] == ["a", "b", "c"]
+
+
+def test_the_spec_yaml_of_a_run_on_data_with_their_own_test_split_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Any
+) -> None:
+    """A run's ``spec.yaml`` is runnable as it is: for data with a test split of their own it
+    leaves out ``data.test`` (resolved to its default), which such data refuse."""
+    import optlab
+
+    monkeypatch.chdir(tmp_path)
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    own = tmp_path / "own.npz"
+    np.savez(own, X=X, y=np.arange(60) % 3, X_test=X[:9], y_test=np.arange(9) % 3)
+    uri = new_store(tmp_path / "mlflow.db")
+    spec = {
+        "name": "own",
+        "data": {"name": "npz", "path": str(own)},
+        "loss": {"name": "svm"},
+        "optimizer": {"name": "gd", "lr": 0.1, "iterations": 2},
+        "tracking": {"figures": False},
+    }
+    (row,) = optlab.run(spec, tracking_uri=uri, quiet=True)
+    client = _client(uri)
+    stored = Path(client.download_artifacts(row["run_id"], "spec.yaml", str(tmp_path)))
+    assert "test:" not in stored.read_text()
+    (again,) = optlab.run(stored, track=False, quiet=True)
+    assert again["status"] == "FINISHED"
+    assert again["params"]["data.path"] == str(own)

@@ -72,6 +72,28 @@ SPECS = {
         "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
         ["SPEC:2:7: data: dataset 'npz' (EMPTY): no data (features of shape (0, 4))"],
     ),
+    # the dataset's own test split was the test set and data.test went without a word
+    "test of a dataset with its own": (
+        "name: v\n"
+        "data: {name: npz, test: 0.3, path: OWN}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        [
+            "SPEC:2:25: data.test: dataset 'npz' has its own test split, the test set whatever "
+            "data.test says; remove data.test"
+        ],
+    ),
+    # digits (and csv, cifar10, ...) are read whole: mmap had no effect and went without a word
+    "mmap of a dataset read whole": (
+        "name: v\n"
+        "data: {name: digits, mmap: true}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n",
+        [
+            "SPEC:2:28: data.mmap: dataset 'digits': cannot be memory-mapped, it reads its "
+            "data whole"
+        ],
+    ),
     "name too long": (
         "name: " + "x" * 501 + "\n"
         "data: {name: npz, path: DATA}\n"
@@ -100,8 +122,16 @@ def test_refused_before_training_and_located(
     np.savez(one, X=np.random.default_rng(0).normal(size=(60, 4)), y=np.zeros(60, int))
     empty = tmp_path / "empty.npz"
     np.savez(empty, X=np.zeros((0, 4)), y=np.zeros(0, int))
+    own = tmp_path / "own.npz"  # its own test split
+    np.savez(
+        own,
+        X=np.ones((30, 4)),
+        y=np.arange(30) % 3,
+        X_test=np.ones((9, 4)),
+        y_test=np.arange(9) % 3,
+    )
     spec = tmp_path / "spec.yaml"
-    text = text.replace("DATA", str(data_file)).replace("ONE", str(one))
+    text = text.replace("DATA", str(data_file)).replace("ONE", str(one)).replace("OWN", str(own))
     spec.write_text(text.replace("EMPTY", str(empty)))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -111,7 +141,7 @@ def test_refused_before_training_and_located(
     assert len(lines) == len(expected), lines
     for line, start in zip(lines, expected, strict=True):
         start = start.replace("SPEC", str(spec)).replace("DATA", str(data_file))
-        start = start.replace("ONE", str(one)).replace("EMPTY", str(empty))
+        start = start.replace("ONE", str(one)).replace("EMPTY", str(empty)).replace("OWN", str(own))
         assert line.startswith("optlab: error: " + start), line
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 

@@ -39,7 +39,8 @@ PLANE_POINTS = 1000
 
 @dataclass(frozen=True)
 class DataSummary:
-    """Sizes and identity of a run's prepared data."""
+    """Sizes and identity of a run's prepared data (``own_test``: the test split is the
+    dataset's own, not drawn from its training data by ``data.test``)."""
 
     name: str
     n_train: int
@@ -52,6 +53,7 @@ class DataSummary:
     sha256: str
     image_shape: tuple[int, ...] | None = None
     has_bias: bool = True
+    own_test: bool = False
 
 
 @dataclass(frozen=True)

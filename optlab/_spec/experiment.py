@@ -64,12 +64,17 @@ class DataOptions(_Options):
         0.2,
         ge=0.0,
         lt=1.0,
-        description="Test fraction (ignored when the dataset has its own test split).",
+        description="Test fraction; a dataset with its own test split uses that one and "
+        "refuses data.test.",
     )
     limit: PositiveInt | SplitLimit | None = Field(
         None, description="Cap per split: one number for every split, or {train, val, test}."
     )
-    mmap: bool = Field(False, description="Memory-map .npy/.npz inputs instead of reading them.")
+    mmap: bool = Field(
+        False,
+        description="Memory-map .npy/.npz inputs instead of reading them (dataset npz; the "
+        "others read their data whole and refuse it).",
+    )
 
 
 class ChecksOptions(_Options):

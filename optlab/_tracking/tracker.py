@@ -508,7 +508,12 @@ class Tracker:
             )
         # a spec of this one run that `optlab run spec.yaml` runs again: the experiment's name,
         # the resolved settings, and the run's name as the one variant's
-        runnable = {"name": self.experiment_name, **run.spec, "variants": {run.name: {}}}
+        # (without data.test for a dataset with its own test split, which refuses it)
+        spec_data = run.spec.get("data")
+        resolved = dict(run.spec)
+        if run.data.own_test and isinstance(spec_data, dict):
+            resolved["data"] = {k: v for k, v in spec_data.items() if k != "test"}
+        runnable = {"name": self.experiment_name, **resolved, "variants": {run.name: {}}}
         spec = f"# run '{run.name}' of experiment '{self.experiment_name}', resolved\n" + (
             yaml.safe_dump(runnable, sort_keys=False, allow_unicode=True)
         )

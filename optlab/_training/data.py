@@ -16,7 +16,8 @@ drawn seed, so each run seed gets its own data and a repeated seed its cached co
 Memory-mapping
 --------------
 With ``data.mmap: true``, a source that defines ``load_mmap(rng)`` (the bundled ``npz``) is
-asked for memory-mapped arrays through it; other sources load normally.
+asked for memory-mapped arrays through it; any other source is refused with a
+:class:`DataError` of key ``mmap`` (it reads its data whole: the option would have no effect).
 
 Measuring without loading
 -------------------------
@@ -206,10 +207,22 @@ def _from_source(dataset: ComponentSpec, call: Callable[[Any], _T]) -> _T:
         ) from exc
 
 
+def _check_mmap(source: Any, options: DataOptions) -> None:
+    """A :class:`DataError` (key ``mmap``) for ``data.mmap: true`` with a source that reads
+    its data whole (no ``load_mmap``): the option would have no effect."""
+    if options.mmap and not isinstance(source, SupportsMmap):
+        raise DataError(
+            "cannot be memory-mapped, it reads its data whole (data.mmap applies to .npy files "
+            "and np.savez archives, dataset 'npz'); remove data.mmap",
+            key="mmap",
+        )
+
+
 def _load(dataset: ComponentSpec, options: DataOptions, seed: int) -> tuple[RawDataset, bool]:
     """The dataset loaded and validated (read-only), and whether it drew from its generator."""
 
     def load(source: Any) -> tuple[Any, bool]:
+        _check_mmap(source, options)
         rng = np.random.default_rng(seed)
         before = rng.bit_generator.state
         if options.mmap and isinstance(source, SupportsMmap):
@@ -280,6 +293,7 @@ def _measure(dataset: ComponentSpec, options: DataOptions, seed: int) -> DataSha
     ``shape_mmap`` under ``data.mmap``), else ``None``."""
 
     def measure(source: Any) -> Any:
+        _check_mmap(source, options)
         if options.mmap and isinstance(source, SupportsMmap):
             method = getattr(source, "shape_mmap", None)
         else:
@@ -323,9 +337,9 @@ def inspect_data(
     -------
     DataSummary
         ``n_train``, ``n_val``, ``n_test``, ``n_features`` (bias column counted),
-        ``n_classes``, ``dtype``, ``has_bias`` equal to :func:`load_data`'s; ``classes`` and
-        ``image_shape`` only when the data were loaded (else ``()`` and ``None``), and
-        ``sha256`` only when the data were already hashed (else ``""``).
+        ``n_classes``, ``dtype``, ``has_bias``, ``own_test`` equal to :func:`load_data`'s;
+        ``classes`` and ``image_shape`` only when the data were loaded (else ``()`` and
+        ``None``), and ``sha256`` only when the data were already hashed (else ``""``).
 
     Raises
     ------
@@ -380,4 +394,5 @@ def inspect_data(
         sha256=sha or "",
         image_shape=tuple(image_shape) if image_shape is not None else None,
         has_bias=options.bias,
+        own_test=shape.n_test is not None,
     )

@@ -24,7 +24,14 @@ from optlab._spec.experiment import RunSpec
 from optlab._spec.load import sorted_issues
 from optlab._training.data import PreparedData, inspect_data, load_data
 
-__all__ = ["check_problem", "data_key", "data_rng", "preflight", "run_streams"]
+__all__ = [
+    "check_problem",
+    "data_key",
+    "data_rng",
+    "own_test_ignored",
+    "preflight",
+    "run_streams",
+]
 
 
 def run_streams(seed: int) -> tuple[np.random.Generator, ...]:
@@ -48,6 +55,16 @@ def _located(run: RunSpec, component: str, exc: InputError) -> SpecIssue:
     """``exc`` at the key it names, below ``component`` (the key not repeated in front)."""
     key = ".".join(filter(None, (component, exc.key)))
     return run.issue(key, str(exc).removeprefix(f"{key}: "))
+
+
+def own_test_ignored(dataset: str) -> str:
+    """The message for ``data.test`` written for a dataset with its own test split, which is
+    the test set whatever ``data.test`` says (the setting would have no effect)."""
+    return (
+        f"dataset '{dataset}' has its own test split, the test set whatever data.test says; "
+        "remove data.test (to draw the test split from the training data instead, leave the "
+        "test files or arrays out of the dataset)"
+    )
 
 
 def check_problem(
@@ -95,7 +112,9 @@ def preflight(
     ------
     SpecError
         Every problem found, each located at the spec key at fault (``data.path``,
-        ``optimizer.batch_size``) in the base, variant or sweep entry the run comes from.
+        ``optimizer.batch_size``) in the base, variant or sweep entry the run comes from;
+        also a ``data.test`` written for a dataset with its own test split (it would have no
+        effect).
     InputError
         The backend asked for is unknown or cannot run here.
     """
@@ -120,6 +139,8 @@ def preflight(
         summary = sizes[key]
         if summary is None:
             continue
+        if summary.own_test and "test" in run.data.model_fields_set:
+            issues.append(run.issue("data.test", own_test_ignored(summary.name)))
         try:
             optimizer = run.optimizer.build()
             if isinstance(optimizer, Optimizer):  # else its run fails as it starts, naming it

@@ -398,6 +398,7 @@ def prepare_hashed(
         sha256=sha256(),
         image_shape=tuple(raw.image_shape) if raw.image_shape is not None else None,
         has_bias=options.bias,
+        own_test=has_own_test,
     )
     return PreparedData(
         X_train=X_train,
