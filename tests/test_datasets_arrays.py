@@ -14,7 +14,7 @@ import pytest
 from optlab._contract.registry import Registry
 from optlab._errors import DataError
 from optlab._spec.experiment import ComponentSpec, DataOptions
-from optlab._training.data import PreparedData, load_data
+from optlab._training.data import PreparedData, inspect_data, load_data
 
 RAW = DataOptions(center=False, bias=False, val=0.0, test=0.0)
 
@@ -49,6 +49,54 @@ def test_npz_default_keys_and_own_test_split(registry: Registry, tmp_path: Path)
     np.testing.assert_array_equal(d.X_train, X)
     np.testing.assert_array_equal(d.X_test, X[:6] + 1000)
     assert d.summary.classes == ("0", "1", "2") and d.X_train.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("x_test", "y_test"),
+    [("Xtest", "ytest"), ("x_test", "y_test"), ("X_te", "y_te"), ("test_X", "test_labels")],
+)
+@pytest.mark.parametrize("folder", [False, True], ids=["npz", "npy"])
+def test_npz_test_arrays_under_common_names_are_the_test_split(
+    registry: Registry, tmp_path: Path, x_test: str, y_test: str, folder: bool
+) -> None:
+    # they were skipped without a word: the test split was drawn from the training data
+    X, y = _arrays()
+    arrays = {"X": X, "y": y, x_test: X[:6] + 1000, y_test: y[:6]}
+    if folder:
+        path = tmp_path / "npy"
+        path.mkdir()
+        for key, a in arrays.items():
+            np.save(path / f"{key}.npy", a)
+    else:
+        path = tmp_path / "d.npz"
+        np.savez(path, **arrays)
+    options = DataOptions(center=False, bias=False, val=0.0)
+    d = _load(registry, "npz", options, path=path)
+    np.testing.assert_array_equal(d.X_train, X)
+    np.testing.assert_array_equal(d.X_test, X[:6] + 1000)
+    assert d.summary.own_test
+    spec = _spec(registry, "npz", path=path)
+    assert inspect_data(spec, options, np.random.default_rng(0)).n_test == 6
+
+
+def test_npz_test_arrays_not_read_are_named(registry: Registry, tmp_path: Path) -> None:
+    X, y = _arrays()
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=y, Xt=X[:6], labels_tst=y[:6], latest=np.zeros(2))
+    with pytest.raises(DataError) as info:
+        _load(registry, "npz", path=path)
+    assert str(info.value).endswith(
+        "d.npz: array 'labels_tst' looks like a test split but not read (test features and "
+        "labels are read from 'X_test' and 'y_test'); set x_test_key and y_test_key to read them"
+    )
+    assert info.value.key == "x_test_key"
+    d = _load(registry, "npz", RAW, path=path, x_test_key="Xt", y_test_key="labels_tst")
+    np.testing.assert_array_equal(d.X_test, X[:6])
+    np.savez(path, X=X, y=y, Xtest=X[:6], x_te=X[:6], y_test=y[:6])
+    with pytest.raises(DataError, match="arrays 'Xtest', 'x_te' are all named like the test f"):
+        _load(registry, "npz", path=path)
+    with pytest.raises(DataError, match=r"no array 'Xt' \(found: X, Xtest, x_te, y, y_test\)"):
+        _load(registry, "npz", path=path, x_test_key="Xt")
 
 
 def test_npz_named_keys_string_labels_and_class_names(registry: Registry, tmp_path: Path) -> None:

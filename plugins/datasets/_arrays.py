@@ -47,10 +47,16 @@ class NpzParams(Params):
     )
     y_key: str = Field("y", min_length=1, description="Name of the (N,) label array.")
     x_test_key: str = Field(
-        "X_test", min_length=1, description="Name of the dataset's own test features, if any."
+        "X_test",
+        min_length=1,
+        description="Name of the dataset's own test features, if any; unless given, also "
+        "spelled x_test, Xtest, X_te, test_X, X_tst, test_features, <x_key>_test, ...",
     )
     y_test_key: str = Field(
-        "y_test", min_length=1, description="Name of the dataset's own test labels, if any."
+        "y_test",
+        min_length=1,
+        description="Name of the dataset's own test labels, if any; unless given, also "
+        "spelled Y_test, ytest, y_te, test_y, y_tst, test_labels, <y_key>_test, ...",
     )
     class_names: list[str] | None = Field(
         None, min_length=1, description="Names of integer labels 0..C-1 (default '0'..'C-1')."
@@ -172,6 +178,102 @@ def _holds_images(folder: Path) -> bool:
     return any(e.suffix.lower() in _IMAGE_SUFFIXES for e in itertools.islice(entries, 1000))
 
 
+def _spelled(name: str) -> str:
+    """``name`` in lower case without separators: ``X_test``, ``x-test`` and ``Xtest`` alike."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+#: how the test features and labels are commonly named (:func:`_spelled`), besides
+#: ``<x_key>_test`` and ``test_<x_key>`` (``<y_key>`` alike)
+_X_TEST_NAMES = frozenset(
+    {"xtest", "testx", "xte", "xtst", "testdata", "datatest", "testfeatures", "featurestest"}
+    | {"testimages", "imagestest", "testinputs", "inputstest", "testsamples", "xtestdata"}
+)
+_Y_TEST_NAMES = frozenset(
+    {"ytest", "testy", "yte", "ytst", "testlabels", "labelstest", "testlabel", "labeltest"}
+    | {"testtargets", "targetstest", "testtarget", "targettest", "testclasses", "ytestlabels"}
+)
+
+
+def _test_like(name: str) -> bool:
+    """Whether ``name`` reads as a test split's array: a word ``test``, ``tst`` or ``te`` in it
+    (``X_test``, ``testLabels``, ``x-te``), or a spelling of :data:`_X_TEST_NAMES` or
+    :data:`_Y_TEST_NAMES` (``Xtest``); not ``latest`` or ``contest``."""
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", name)
+    spelled = _spelled(name)
+    return bool({w.lower() for w in words} & {"test", "tst", "te"}) or spelled in (
+        _X_TEST_NAMES | _Y_TEST_NAMES
+    )
+
+
+def _archive_names(path: Path) -> list[str]:
+    """The arrays' names in an archive (``.npy`` left off) or the stems of a folder's ``.npy``
+    files: what :func:`_load_npz` and :func:`_load_npy_dir` report as available."""
+    if not path.is_file():
+        return sorted(f.stem for f in path.glob("*.npy"))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return sorted(n.removesuffix(".npy") for n in zf.namelist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable .npz ({exc})", key="path") from exc
+
+
+def _test_keys(path: Path, p: NpzParams, names: list[str]) -> tuple[str, str]:
+    """The names of the test features and labels to read among ``names``: ``x_test_key`` and
+    ``y_test_key`` when given (an error when absent), else the one array of each spelled as
+    test features (labels) are (:data:`_X_TEST_NAMES`, ``<x_key>_test``), the defaults when
+    there is none (nothing to read). Arrays named like a test split that are not read when no
+    test split is found are an error: the run would draw its test split from the training
+    data without a word.
+
+    Raises
+    ------
+    DataError
+        A given key is absent, two arrays are spelled as one key's, or test-like arrays are
+        left unread (keys ``x_test_key``/``y_test_key``).
+    """
+    found = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    picked = []
+    for param, default, own, forms in (
+        ("x_test_key", p.x_test_key, p.x_key, _X_TEST_NAMES),
+        ("y_test_key", p.y_test_key, p.y_key, _Y_TEST_NAMES),
+    ):
+        if param in p.model_fields_set:
+            if default not in names:
+                raise DataError(
+                    f"{path}: no array '{default}' (found: {found}); set {param}, or leave it "
+                    "out for data without a test split",
+                    key=param,
+                )
+            picked.append(default)
+            continue
+        spellings = forms | {_spelled(own) + "test", "test" + _spelled(own)}
+        candidates = [default] if default in names else []  # the name itself first
+        candidates = candidates or [n for n in names if _spelled(n) in spellings]
+        if len(candidates) > 1:
+            raise DataError(
+                f"{path}: arrays {', '.join(map(repr, candidates))} are all named like the test "
+                f"{'features' if param == 'x_test_key' else 'labels'}; set {param} to the one "
+                "to read",
+                key=param,
+            )
+        picked.append(candidates[0] if candidates else default)
+    x_test, y_test = picked
+    if x_test not in names and y_test not in names:
+        used = {p.x_key, p.y_key}
+        unread = [n for n in names if n not in used and _test_like(n)]
+        if unread:
+            one = len(unread) == 1
+            raise DataError(
+                f"{path}: {'array' if one else 'arrays'} {', '.join(map(repr, unread[:4]))} "
+                f"{'looks' if one else 'look'} like a test split but not read (test features "
+                f"and labels are read from '{x_test}' and '{y_test}'); set x_test_key and "
+                "y_test_key to read them",
+                key="x_test_key",
+            )
+    return x_test, y_test
+
+
 def _check_archive(path: Path, p: NpzParams) -> None:
     """A :class:`DataError` saying what ``path`` is when it is not a zip archive (``np.load``
     would return a ``.npy`` file's one array, or try to unpickle any other file)."""
@@ -220,7 +322,7 @@ class Npz(DatasetSource):
         labels; raises the :class:`DataError` :meth:`load` would for a missing or unreadable
         path, missing keys or labels, mismatched shapes."""
         p = self.params
-        return shape_of(self._load(mmap=False, headers=(p.x_key, p.x_test_key)), "npz")
+        return shape_of(self._load(mmap=False, headers=(p.x_key, "<x_test>")), "npz")
 
     def shape_mmap(self, rng: np.random.Generator) -> DataShape:
         """:meth:`shape` as :meth:`load_mmap` sees the data (a compressed archive is an
@@ -232,7 +334,12 @@ class Npz(DatasetSource):
         path = existing_path(p.path, "npz")
         if path.is_file():
             _check_archive(path, p)
-        keys = [p.x_key, p.y_key, p.x_test_key, p.y_test_key]
+        names = _archive_names(path)
+        x_test_key, y_test_key = (
+            _test_keys(path, p, names) if p.x_key in names else (p.x_test_key, p.y_test_key)
+        )
+        keys = [p.x_key, p.y_key, x_test_key, y_test_key]
+        headers = tuple(x_test_key if h == "<x_test>" else h for h in headers)
         load = _load_npz if path.is_file() else _load_npy_dir
         arrays, available = load(path, keys, mmap, headers)
         if not available:
@@ -255,15 +362,15 @@ class Npz(DatasetSource):
                 raise DataError(
                     f"{path}: no array '{key}' (found: {found}); set x_key/y_key", key=param
                 )
-        has_test = [k in arrays for k in (p.x_test_key, p.y_test_key)]
+        has_test = [k in arrays for k in (x_test_key, y_test_key)]
         if any(has_test) and not all(has_test):
             raise DataError(
-                f"{path}: '{p.x_test_key}' and '{p.y_test_key}' must come together", key="path"
+                f"{path}: '{x_test_key}' and '{y_test_key}' must come together", key="path"
             )
         X, y = arrays[p.x_key], np.asarray(arrays[p.y_key])
-        X_test = arrays[p.x_test_key] if all(has_test) else None
-        y_test = np.asarray(arrays[p.y_test_key]) if all(has_test) else None
-        for name, lab in ((p.y_key, y), (p.y_test_key, y_test)):
+        X_test = arrays[x_test_key] if all(has_test) else None
+        y_test = np.asarray(arrays[y_test_key]) if all(has_test) else None
+        for name, lab in ((p.y_key, y), (y_test_key, y_test)):
             if lab is not None and lab.ndim != 1:
                 raise DataError(
                     f"{path}: '{name}' must be 1-d labels, found shape {lab.shape}"
