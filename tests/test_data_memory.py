@@ -91,10 +91,21 @@ def test_loading_and_preparing_hold_one_float_copy(
     )
 
 
-def _two_copies(X: Array, idx: Array, dtype: np.dtype[Any], bias: bool) -> Array:
+def _two_copies(
+    X: Array,
+    idx: Array,
+    dtype: np.dtype[Any],
+    bias: bool,
+    shift: Array | None = None,
+    divisor: Array | None = None,
+) -> Array:
     """The straightforward preparation: a float copy of the rows, then one with the bias
     column (``np.hstack``): two float copies at once."""
     rows = X[idx].astype(dtype)
+    if shift is not None:
+        rows -= shift.astype(dtype)
+    if divisor is not None:
+        rows /= divisor.astype(dtype)
     return np.hstack([rows, np.ones((rows.shape[0], int(bias)), dtype)])
 
 

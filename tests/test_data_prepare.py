@@ -153,7 +153,8 @@ def test_uint8_images_convert_to_float32_without_upcast() -> None:
 )
 def test_integer_data_is_centered_with_the_exact_training_mean(raw_dtype: str, dtype: str) -> None:
     # integer columns are summed with BLAS in blocks small enough to add without rounding:
-    # the mean is the float64 reduction's, to the bit
+    # the mean is the float64 reduction's, to the bit; subtracted in the data's dtype in two
+    # parts (the mean rounded, then what the rounding left out), as exactly as in float64
     rng = np.random.default_rng(0)
     info = np.iinfo(np.int16 if raw_dtype == "bool" else raw_dtype)
     lo, hi = (0, 1) if raw_dtype == "bool" else (int(info.min), int(info.max))
@@ -163,9 +164,60 @@ def test_integer_data_is_centered_with_the_exact_training_mean(raw_dtype: str, d
     plain = _prep(raw, dtype=dtype, center=False, val=0.1)
     d = _prep(raw, dtype=dtype, center=True, val=0.1)
     mean = plain.X_train[:, :-1].sum(axis=0, dtype=np.float64) / plain.X_train.shape[0]
-    shift = mean.astype(dtype)
-    np.testing.assert_array_equal(d.X_train[:, :-1], plain.X_train[:, :-1] - shift)
-    np.testing.assert_array_equal(d.X_test[:, :-1], plain.X_test[:, :-1] - shift)
+    assert d.mean is not None
+    np.testing.assert_array_equal(d.mean, mean)
+    for part, centered in ((plain.X_train, d.X_train), (plain.X_test, d.X_test)):
+        expected = part[:, :-1].astype(np.float64) - mean
+        ulp = np.finfo(dtype).eps * np.abs(expected).max()
+        np.testing.assert_allclose(centered[:, :-1], expected, rtol=0, atol=2 * ulp)
+
+
+@pytest.mark.parametrize("raw_dtype", ["float32", "float64", "uint16"])
+@pytest.mark.parametrize("standardize", [False, True], ids=["center", "standardize"])
+def test_large_offsets_are_centered_in_float64_before_rounding_to_float32(
+    raw_dtype: str, standardize: bool
+) -> None:
+    # 1e6 plus variations of 0.1: centred in float32 the offset kept float32's digits of the
+    # mean (the result's mean was 0.01, a tenth of a std), and float64 data were rounded to
+    # float32 before the mean was subtracted (errors of 0.4 std); integers near 65000 were
+    # off by 1e-3 (the float32 mean's last digit)
+    rng = np.random.default_rng(0)
+    if raw_dtype == "uint16":
+        X = (65_000 + rng.integers(-3, 4, size=(1_000, 3))).astype(raw_dtype)
+    else:
+        X = (1e6 + rng.normal(0.0, 0.1, size=(1_000, 3))).astype(raw_dtype)
+    raw = optlab.RawDataset(X=X, y=np.arange(1_000) % 2, classes=["a", "b"])
+    d = _prep(raw, dtype="float32", standardize=standardize, bias=False, val=0.0, test=0.0)
+    assert d.X_train.dtype == np.float32
+    X64 = X.astype(np.float64)  # every example is a training one, in order
+    expected = (X64 - X64.mean(axis=0)) / (X64.std(axis=0) if standardize else 1.0)
+    np.testing.assert_allclose(d.X_train, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(d.X_train.mean(axis=0, dtype=np.float64), 0, atol=1e-6)
+    assert d.mean is not None and d.mean.dtype == np.float64
+
+
+def test_extreme_values_are_standardized_to_finite_numbers() -> None:
+    # squares of 1e200 overflowed float64: the std was inf and the data came out all zeros
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2)) * np.array([1e200, 1.0])
+    raw = optlab.RawDataset(X=X, y=np.arange(200) % 2, classes=["a", "b"])
+    d = _prep(raw, standardize=True, bias=False, val=0.0, test=0.0)
+    assert d.std is not None and np.isfinite(d.std).all()
+    np.testing.assert_allclose(d.std[0], 1e200 * (X[:, 0] / 1e200).std(), rtol=1e-12)
+    np.testing.assert_allclose(d.X_train.std(axis=0), 1.0, rtol=1e-12)
+    # float32 features near its largest: standardized they fit, centred they are refused
+    X32 = np.tile(
+        np.array([[3e38, 1.0], [3e38, 2.0], [3e38, 3.0], [-3e38, 4.0]], np.float32), (10, 1)
+    )
+    raw32 = optlab.RawDataset(X=X32, y=np.arange(40) % 2, classes=["a", "b"])
+    d = _prep(raw32, dtype="float32", standardize=True, bias=False, val=0.0, test=0.0)
+    assert np.isfinite(d.X_train).all()
+    np.testing.assert_allclose(
+        np.sort(d.X_train[:, 0])[[0, -1]], [-np.sqrt(3), 1 / np.sqrt(3)], rtol=1e-6
+    )
+    with pytest.raises(DataError, match="centred on the training mean, do not fit") as info:
+        _prep(raw32, dtype="float32", bias=False, val=0.0, test=0.0)
+    assert info.value.key == "dtype"
 
 
 def test_exact_column_sums_match_the_float64_reduction() -> None:

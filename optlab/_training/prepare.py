@@ -5,9 +5,14 @@ Order of operations in :func:`prepare`
 1. validate the raw data (shapes, labels in ``0..C-1``, finite features: :func:`validate_raw`);
 2. split (:mod:`optlab._training.splits`);
 3. each split is converted to the requested dtype in one pass, straight into its final
-   ``(n, F + bias)`` array; the training mean is subtracted (``center``) and the training
-   standard deviation divided out (``standardize``), in place; statistics come from the
-   training split only, so nothing leaks from validation or test;
+   ``(n, F + bias)`` array, the training mean subtracted (``center``) and the training
+   standard deviation divided out (``standardize``); statistics come from the training split
+   only, so nothing leaks from validation or test. They are computed in float64 from the
+   values as they are (never first rounded to float32), with sums that cannot overflow, and
+   applied in float64 before the one rounding to the requested dtype (chunk by chunk, in one
+   float64 scratch block); integers the dtype holds exactly (uint8 images) are converted
+   first and centred in place, the float64 mean subtracted in two parts (its rounding, then
+   the rest), as exactly and without the scratch;
 4. the bias column of ones is written last (``bias``).
 
 Peak memory is the raw data plus the final arrays and one bounded scratch block: rows are
@@ -173,23 +178,93 @@ def _chunk_rows(n_cols: int) -> int:
     return max(1, CHUNK_BYTES // (8 * max(1, n_cols)))
 
 
-def _materialize(X: Array, idx: Array, dtype: np.dtype[Any], bias: bool) -> Array:
-    """``X[idx]`` as a new C-ordered ``(len(idx), F + bias)`` array of ``dtype``.
+def _rows(X: Array, idx: Array | None, start: int, stop: int) -> Array:
+    """Rows ``start:stop`` of ``X`` (of ``X[idx]`` when ``idx`` is given, without gathering
+    more than those rows; a plain slice when ``idx`` is a range)."""
+    if idx is None:
+        return X[start:stop]
+    if int(idx[-1]) - int(idx[0]) == idx.shape[0] - 1:  # sorted, so a plain range
+        return X[int(idx[0]) + start : int(idx[0]) + stop]
+    return X[idx[start:stop]]
 
-    Rows are gathered and converted chunk by chunk, straight into the result.
+
+def _standardized(rows: Array, shift: Array | None, divisor: Array | None, out: Array) -> Array:
+    """``(rows - shift) / divisor`` computed in float64 into ``out``, a float64 scratch block
+    of ``rows``' shape (either step skipped when ``None``): a large offset is subtracted
+    before any rounding to a narrower dtype, which would keep only its first digits."""
+    if shift is not None:
+        np.subtract(rows, shift, out=out)
+    else:
+        out[...] = rows
+    if divisor is not None:
+        np.divide(out, divisor, out=out)
+    return out
+
+
+def _materialize(
+    X: Array,
+    idx: Array,
+    dtype: np.dtype[Any],
+    bias: bool,
+    shift: Array | None = None,
+    divisor: Array | None = None,
+) -> Array:
+    """``X[idx]`` as a new C-ordered ``(len(idx), F + bias)`` array of ``dtype``, optionally
+    centred and standardized on the way.
+
+    Rows are gathered and converted chunk by chunk, straight into the result; with ``shift``
+    (F,) or ``divisor`` (F,) (float64), each chunk is first made ``(rows - shift) / divisor``
+    in one reused float64 scratch block (:func:`_standardized`), then rounded to ``dtype``.
     """
     n, F = idx.shape[0], X.shape[1]
     out = np.empty((n, F + int(bias)), dtype=dtype)
-    contiguous = n > 0 and int(idx[-1]) - int(idx[0]) == n - 1  # sorted, so a plain range
     step = _chunk_rows(F)
+    scratch = (
+        np.empty((min(step, n), F), np.float64)
+        if shift is not None or divisor is not None
+        else None
+    )
     with np.errstate(over="ignore"):  # beyond float32's range: inf, see _check_range
         for start in range(0, n, step):
             stop = min(n, start + step)
-            rows = X[int(idx[0]) + start : int(idx[0]) + stop] if contiguous else X[idx[start:stop]]
+            rows = _rows(X, idx, start, stop)
+            if scratch is not None:
+                rows = _standardized(rows, shift, divisor, scratch[: stop - start])
             out[start:stop, :F] = rows
     if bias:
         out[:, F] = 1
     return out
+
+
+def _standardize_in_place(
+    X: Array, n_cols: int, shift: Array | None, divisor: Array | None
+) -> None:
+    """``X[:, :n_cols] = (X[:, :n_cols] - shift) / divisor`` in ``X``'s own dtype, for ``X``
+    converted exactly from integers (:func:`prepare`'s fast path: no float64 scratch).
+
+    The float64 ``shift`` is subtracted in two parts, its value rounded to ``X``'s dtype and
+    what that rounding left out: in float32 each result is then within a unit or two in its
+    last place of ``(x - shift) / divisor`` computed in float64, where subtracting the
+    rounded mean alone was off by up to half a unit in the mean's last place (1e-5 for a
+    mean of 255, 0.03 for a mean of 1e6).
+    """
+    dtype = X.dtype
+    high = low = scale = None
+    if shift is not None:
+        high = shift.astype(dtype)
+        rest = (shift - high).astype(dtype)
+        low = rest if rest.any() else None  # (float64: nothing left out)
+    if divisor is not None:
+        scale = divisor.astype(dtype)
+    step = _chunk_rows(n_cols)
+    for start in range(0, X.shape[0], step):
+        block = X[start : start + step, :n_cols]
+        if high is not None:
+            block -= high
+        if low is not None:
+            block -= low
+        if scale is not None:
+            block /= scale
 
 
 def _exact_rows(dtype: np.dtype[Any], raw: np.dtype[Any]) -> int:
@@ -204,21 +279,30 @@ def _exact_rows(dtype: np.dtype[Any], raw: np.dtype[Any]) -> int:
 
 
 def _column_stats(
-    X: Array, n_cols: int, need_std: bool, exact_rows: int = 0
+    X: Array, n_cols: int, need_std: bool, exact_rows: int = 0, idx: Array | None = None
 ) -> tuple[Array, Array | None]:
-    """Float64 mean and (population) standard deviation of ``X[:, :n_cols]``, chunked.
+    """Float64 mean and (population) standard deviation of ``X[:, :n_cols]`` (of the rows
+    ``X[idx]`` when ``idx`` is given), chunked.
+
+    Every sum is taken in float64, also of float32 data, from the values as they are (never
+    rounded to a narrower dtype first). Sums that overflow float64 (features beyond about
+    1e154 squared, or 1e308 / N summed) are taken again, scaled: the result is finite for
+    any finite features.
 
     Parameters
     ----------
-    X : (N, F) float array
-        The training split (its first ``n_cols`` columns are the features).
+    X : (N, F) array
+        The training split (its first ``n_cols`` columns are the features), or the raw
+        features of which ``idx`` are the training rows.
     n_cols : int
     need_std : bool
         Also compute the standard deviation (a second pass).
     exact_rows : int
         See :func:`_exact_rows`: ``X`` holds integers and blocks of that many rows sum exactly
         in ``X``'s dtype, so the column sums are taken with one BLAS product per block (several
-        times faster than a float64 reduction) and are the same numbers.
+        times faster than a float64 reduction) and are the same numbers. Not with ``idx``.
+    idx : (n,) int array, optional
+        Sorted indices of the rows to use.
 
     Returns
     -------
@@ -227,40 +311,68 @@ def _column_stats(
 
     Memory: besides the results, at most one float64 block of ``CHUNK_BYTES``, reused.
     """
-    n = X.shape[0]
+    n = X.shape[0] if idx is None else idx.shape[0]
     step = _chunk_rows(n_cols)
     total = np.zeros(n_cols, np.float64)
-    if exact_rows >= 64:
-        block = min(exact_rows, 4096)
-        ones = np.ones(block, dtype=X.dtype)
-        for start in range(0, n, block):
-            rows = X[start : start + block, :n_cols]
-            total += ones[: rows.shape[0]] @ rows
-    else:
-        for start in range(0, n, step):
-            total += X[start : start + step, :n_cols].sum(axis=0, dtype=np.float64)
-    mean = total / max(n, 1)
-    if not need_std:
-        return mean, None
-    squares = np.zeros(n_cols, np.float64)
-    # one float64 scratch block, reused: each chunk is converted and centered into it by one
-    # subtraction (the same numbers as ``chunk.astype(float64) - mean``, without the two
-    # temporaries per chunk that form allocates)
+    # one float64 scratch block, reused: each chunk is converted (and centered) into it by
+    # one operation, without the temporaries per chunk that ``chunk.astype(float64)`` makes
     scratch = np.empty((min(step, n), n_cols), np.float64)
-    for start in range(0, n, step):
-        rows = X[start : start + step, :n_cols]
-        d = scratch[: rows.shape[0]]
-        np.subtract(rows, mean, out=d)
-        squares += np.einsum("ij,ij->j", d, d)
-    return mean, np.sqrt(squares / max(n, 1))
+
+    def chunks() -> Any:
+        for start in range(0, n, step):
+            yield _rows(X, idx, start, min(n, start + step))[:, :n_cols]
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        if exact_rows >= 64 and idx is None:
+            block = min(exact_rows, 4096)
+            ones = np.ones(block, dtype=X.dtype)
+            for start in range(0, n, block):
+                rows = X[start : start + block, :n_cols]
+                total += ones[: rows.shape[0]] @ rows
+        else:
+            for rows in chunks():
+                total += rows.sum(axis=0, dtype=np.float64)
+        mean = total / max(n, 1)
+        if not np.isfinite(mean).all():  # the sum overflowed: sum x / n instead
+            mean[...] = 0.0
+            for rows in chunks():
+                d = scratch[: rows.shape[0]]
+                np.divide(rows, max(n, 1), out=d)
+                mean += d.sum(axis=0)
+        if not need_std:
+            return mean, None
+        squares = np.zeros(n_cols, np.float64)
+        for rows in chunks():
+            d = np.subtract(rows, mean, out=scratch[: rows.shape[0]])
+            squares += np.einsum("ij,ij->j", d, d)
+        if np.isfinite(squares).all():
+            return mean, np.sqrt(squares / max(n, 1))
+        # squares beyond float64's range: each column's deviations scaled by the largest
+        largest = np.zeros(n_cols, np.float64)
+        for rows in chunks():
+            d = np.subtract(rows, mean, out=scratch[: rows.shape[0]])
+            np.maximum(largest, np.abs(d).max(axis=0, initial=0.0), out=largest)
+        scale = np.where(largest > 0, largest, 1.0)
+        squares[...] = 0.0
+        for rows in chunks():
+            d = np.subtract(rows, mean, out=scratch[: rows.shape[0]])
+            d /= scale
+            squares += np.einsum("ij,ij->j", d, d)
+        return mean, scale * np.sqrt(squares / max(n, 1))
 
 
 def _check_range(
-    X: Array, X_test: Array | None, parts: tuple[Array, ...], dtype: np.dtype[Any], where: str
+    X: Array,
+    X_test: Array | None,
+    parts: tuple[Array, ...],
+    dtype: np.dtype[Any],
+    where: str,
+    centered: bool = False,
 ) -> None:
     """A :class:`DataError` (key ``dtype``) when converting the raw features to ``dtype`` made
     infinities: float64 values beyond float32's range (about 3.4e38) become ``inf``, and the
-    run would fail later as a wrong gradient or a diverging loss.
+    run would fail later as a wrong gradient or a diverging loss; with ``centered``, also
+    float features within the range whose distance from the training mean is not.
 
     Parameters
     ----------
@@ -274,17 +386,27 @@ def _check_range(
         The requested dtype (``data.dtype``).
     where : str
         The dataset, for the message.
+    centered : bool
+        The training mean was subtracted (and nothing divided out).
     """
-    wider = [a for a in (X, X_test) if a is not None and a.dtype.kind == "f"]
-    if not any(a.dtype.itemsize > dtype.itemsize for a in wider):
+    floats = [a for a in (X, X_test) if a is not None and a.dtype.kind == "f"]
+    if not (centered and floats) and not any(a.dtype.itemsize > dtype.itemsize for a in floats):
         return  # every value converts to a finite one
     if all(p.size == 0 or (np.isfinite(p.min()) and np.isfinite(p.max())) for p in parts):
         return
-    largest = max(max(-float(a.min()), float(a.max())) for a in wider if a.size)
+    largest = max(max(-float(a.min()), float(a.max())) for a in floats if a.size)
+    top = float(np.finfo(dtype).max)
+    fix = "set data.dtype: float64, or rescale the features"
+    if largest <= top:  # each fits, not its distance from the mean
+        fix = "set data.standardize: true" + (
+            "" if dtype.itemsize == 8 else ", data.dtype: float64"
+        )
+        fix += ", or rescale the features"
     raise DataError(
-        f"{where}: features up to {largest:.3g} in magnitude do not fit data.dtype "
-        f"{dtype.name} (at most {float(np.finfo(dtype).max):.3g}): they would train as inf; "
-        f"set data.dtype: float64, or rescale the features",
+        f"{where}: features up to {largest:.3g} in magnitude"
+        + (", centred on the training mean," if largest <= top else "")
+        + f" do not fit data.dtype {dtype.name} (at most {top:.3g}): they would train as inf; "
+        + fix,
         key="dtype",
     )
 
@@ -355,36 +477,48 @@ def prepare_hashed(
         )
     dtype = np.dtype(options.dtype)
     F = X.shape[1]
-    X_train = _materialize(X, train, dtype, options.bias)
-    X_val = _materialize(X, val, dtype, options.bias)
-    if test_x is not None:
-        X_test, y_test = _materialize(X, test_x, dtype, options.bias), y[test_x]
-    else:
-        assert X_test_raw is not None and raw.y_test is not None
-        X_test = _materialize(X_test_raw, test_own, dtype, options.bias)
-        y_test = raw.y_test[test_own]
-
-    _check_range(X, X_test_raw, (X_train, X_val, X_test), dtype, dataset_label(name, raw.source))
-
     centered = divisor = None
-    if options.center or options.standardize:
-        mean, std = _column_stats(
-            X_train, F, options.standardize, exact_rows=_exact_rows(dtype, X.dtype)
-        )
-        shift = mean.astype(dtype) if options.center else None
+    # Centring and standardizing: statistics in float64 of the values as they are, never
+    # rounded to ``dtype`` first. Integers that ``dtype`` holds exactly (uint8 images) are
+    # converted first, summed by BLAS and centred in place (:func:`_standardize_in_place`);
+    # other data (floats, large integers as float32) are centred and divided in float64
+    # chunk by chunk from the raw rows, and rounded to ``dtype`` once (:func:`_materialize`).
+    transform = options.center or options.standardize
+    in_place = transform and X.dtype.kind in "biu" and np.can_cast(X.dtype, dtype, "safe")
+    if X_test_raw is not None:
+        in_place = in_place and np.can_cast(X_test_raw.dtype, dtype, "safe")
+    X_train = _materialize(X, train, dtype, options.bias) if in_place or not transform else None
+    if transform:
+        if X_train is not None:
+            exact = _exact_rows(dtype, X.dtype)
+            mean, std = _column_stats(X_train, F, options.standardize, exact_rows=exact)
+        else:
+            mean, std = _column_stats(X, F, options.standardize, idx=train)
         centered = mean if options.center else None
-        scale = None
         if std is not None:
             divisor = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-            scale = (1.0 / divisor).astype(dtype)
-        step = _chunk_rows(F)
+    shift, scale = (None, None) if in_place else (centered, divisor)
+    if X_train is None:
+        X_train = _materialize(X, train, dtype, options.bias, shift, scale)
+    X_val = _materialize(X, val, dtype, options.bias, shift, scale)
+    if test_x is not None:
+        X_test, y_test = _materialize(X, test_x, dtype, options.bias, shift, scale), y[test_x]
+    else:
+        assert X_test_raw is not None and raw.y_test is not None
+        X_test = _materialize(X_test_raw, test_own, dtype, options.bias, shift, scale)
+        y_test = raw.y_test[test_own]
+    if in_place:
         for part in (X_train, X_val, X_test):
-            for start in range(0, part.shape[0], step):
-                block = part[start : start + step, :F]
-                if shift is not None:
-                    block -= shift
-                if scale is not None:
-                    block *= scale
+            _standardize_in_place(part, F, centered, divisor)
+
+    _check_range(
+        X,
+        X_test_raw,
+        (X_train, X_val, X_test),
+        dtype,
+        dataset_label(name, raw.source),
+        centered=options.center and not options.standardize,
+    )
 
     summary = DataSummary(
         name=name,
