@@ -321,15 +321,16 @@ class Npz(DatasetSource):
         """The sizes :meth:`load` gives, from the feature arrays' ``.npy`` headers and the
         labels; raises the :class:`DataError` :meth:`load` would for a missing or unreadable
         path, missing keys or labels, mismatched shapes."""
-        p = self.params
-        return shape_of(self._load(mmap=False, headers=(p.x_key, "<x_test>")), "npz")
+        return shape_of(self._load(mmap=False, headers=True), "npz")
 
     def shape_mmap(self, rng: np.random.Generator) -> DataShape:
         """:meth:`shape` as :meth:`load_mmap` sees the data (a compressed archive is an
         error); mapping reads only the headers."""
         return shape_of(self._load(mmap=True), "npz")
 
-    def _load(self, mmap: bool, headers: tuple[str, ...] = ()) -> RawDataset:
+    def _load(self, mmap: bool, headers: bool = False) -> RawDataset:
+        """The arrays as :class:`RawDataset`; with ``headers``, the features (training and
+        test) are stand-ins read from their ``.npy`` headers (see :meth:`shape`)."""
         p = self.params
         path = existing_path(p.path, "npz")
         if path.is_file():
@@ -339,9 +340,8 @@ class Npz(DatasetSource):
             _test_keys(path, p, names) if p.x_key in names else (p.x_test_key, p.y_test_key)
         )
         keys = [p.x_key, p.y_key, x_test_key, y_test_key]
-        headers = tuple(x_test_key if h == "<x_test>" else h for h in headers)
         load = _load_npz if path.is_file() else _load_npy_dir
-        arrays, available = load(path, keys, mmap, headers)
+        arrays, available = load(path, keys, mmap, (p.x_key, x_test_key) if headers else ())
         if not available:
             held = (
                 f"the archive holds no arrays; expected '{p.x_key}' and '{p.y_key}'"
