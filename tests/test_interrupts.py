@@ -462,3 +462,45 @@ def test_compare_after_kill_9_shows_the_run_left_running_as_stopped(spec: Path) 
     ) in " ".join(compared.stdout.split())  # the note wraps at the terminal's width
     rows = optlab.compare("interrupt_test", tracking_uri=_uri(spec))
     assert [row["status"] for row in rows] == ["FINISHED", "RUNNING?"]
+
+
+def test_ctrl_c_while_a_write_waits_for_the_store_reads_as_an_interrupt(
+    tmp_path: Path, new_store: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that came while a write was being retried (the store away) ended the command
+    with 'optlab: error: tracking store ... was unreachable for 0.0 s ...', exit 1: the wait
+    stopped, but it was recorded as an outage, which every later write then reported, and the
+    run was FAILED. It is an interrupt like any other: the run KILLED, the interrupted line,
+    status 130, at once (not after the retry budget). In this process: the store's writes are
+    made to fail as an unreachable one's do, and the signal is sent from the failing write."""
+    from mlflow.tracking import MlflowClient
+
+    from optlab._tracking.retry import RETRY_ENV
+
+    path = tmp_path / "away.yaml"
+    path.write_text(SPEC.replace("epochs: 100000", "epochs: 2").replace("epochs: 60", "epochs: 2"))
+    uri = new_store(tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(RETRY_ENV, "60")
+    log_batch = MlflowClient.log_batch
+    calls = {"n": 0}
+
+    def away(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first run's params: stored
+            return log_batch(self, *args, **kwargs)
+        if calls["n"] == 2:  # its first points: the server went away, and the user pressed Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(MlflowClient, "log_batch", away)
+    started = time.monotonic()
+    result = invoke("run", str(path), "--tracking-uri", uri)
+    assert time.monotonic() - started < 30  # not the 60 s retry budget
+    assert result.exit_code == 130, (result.stdout, result.stderr)
+    assert "unreachable" not in result.stdout + result.stderr
+    assert result.stderr == ""
+    assert f"interrupted: finish the remaining runs with `optlab run {path} --tracking-uri" in (
+        result.stdout
+    )
+    assert "a: KILLED: interrupted by SIGINT while waiting for the tracking store" in result.stdout

@@ -296,14 +296,14 @@ class Retrier:
             assert error is not None  # only failed attempts are retried
             waited = time.monotonic() - started
             reason = short_reason(error)
+            stop = self.interrupted()
+            if stop is not None:  # the user stopped the wait: an interrupt, not an outage
+                raise RunInterrupted(
+                    f"interrupted by {stop} while waiting for the {self._where()} ({reason})"
+                ) from error
             self.lost = (
                 f"{self._where()} was unreachable for {waited:.1f} s ({reason}) "
                 f"while trying to {what}; the run was stopped: check the store, then "
                 f"finish the remaining runs with `{self.resume}`"
             )
-            stop = self.interrupted()
-            if stop is not None:
-                raise RunInterrupted(
-                    f"interrupted by {stop} while waiting for the {self._where()} ({reason})"
-                ) from error
             raise TrackingUnavailable(self.lost) from error

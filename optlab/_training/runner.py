@@ -342,8 +342,9 @@ def execute(
         except RunError as exc:
             # an observer failed after the run ended (a third-party plugin, or the tracking
             # store gone): observers before it saw the run's own status; the invocation
-            # reports this failure and exits 1
-            result.status, result.error = "FAILED", str(exc)
+            # reports this failure and exits 1; a Ctrl-C while a write waited for the store
+            # is the interrupt it is
+            result.status, result.error = exc.status, str(exc)
     if isinstance(error, KeyboardInterrupt):
         raise error
     return info, result
