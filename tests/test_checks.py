@@ -128,6 +128,25 @@ def test_initial_loss_check_says_by_how_much_under_a_tight_tolerance() -> None:
     assert f"(tolerance 0.1%): off by {deviation * 100:.3g}%;" in check.message
 
 
+def test_a_failed_initial_loss_check_prints_the_numbers_apart() -> None:
+    """Under a tolerance tighter than four digits show, the check failed saying 'initial loss
+    1.386, expected 1.386': the numbers get the digits that tell them apart."""
+    obj = make_objective(SoftmaxLoss())
+    check = initial_loss_check(obj, small_w(obj, scale=1e-4), tolerance=1e-7)
+    assert check is not None and not check.ok
+    assert f"{check.value:.4g}" == f"{check.expected:.4g}"  # what four digits would show
+    found = re.match(r"initial loss (\S+), expected (\S+) for", check.message)
+    assert found is not None, check.message
+    measured, expected = found.groups()
+    assert measured != expected, check.message
+    assert abs(float(measured) - check.value) < abs(check.value - check.expected)
+    assert abs(float(expected) - check.expected) < abs(check.value - check.expected)
+    # enough digits, no more: four when four tell them apart
+    svm = make_objective(SVMLoss())
+    apart = initial_loss_check(svm, small_w(svm), tolerance=1e-3)
+    assert apart is not None and apart.message.startswith("initial loss 2.997, expected 3 for")
+
+
 def test_initial_loss_check_skips_losses_without_an_expectation() -> None:
     obj = make_objective(NoExpectation())
     assert initial_loss_check(obj, small_w(obj)) is None

@@ -221,11 +221,21 @@ def initial_loss_check(
     ok = bool(deviation <= tolerance)
     # percentages to 3 digits: a tolerance of 0.001 is 0.1%, not "0%" (and a failure "off by 0%")
     off = f"off by {deviation * 100:.3g}%; is W0 small and are labels in 0..{C - 1}?"
+    measured, wanted = _distinct(value, expected)
     message = (
-        f"initial loss {value:.4g}, expected {expected:.4g} for loss '{loss.name}' with C={C} "
+        f"initial loss {measured}, expected {wanted} for loss '{loss.name}' with C={C} "
         f"(tolerance {tolerance * 100:.3g}%): {'ok' if ok else off}"
     )
     return InitialLossCheck(value, expected, tolerance, ok, message)
+
+
+def _distinct(a: float, b: float, digits: int = 4) -> tuple[str, str]:
+    """``a`` and ``b`` to ``digits`` significant digits, or to as many more as it takes for
+    two different numbers to print differently (``2.302594`` and ``2.302585``, not ``2.303``
+    twice under a tolerance tighter than four digits show)."""
+    while f"{a:.{digits}g}" == f"{b:.{digits}g}" and a != b and digits < 17:
+        digits += 1
+    return f"{a:.{digits}g}", f"{b:.{digits}g}"
 
 
 # --------------------------------------------------------------------------------------------
