@@ -344,7 +344,8 @@ def execute(
             # store gone): observers before it saw the run's own status; the invocation
             # reports this failure and exits 1; a Ctrl-C while a write waited for the store
             # is the interrupt it is
-            result.status, result.error = exc.status, str(exc)
+            result.status = "KILLED" if isinstance(exc, RunInterrupted) else "FAILED"
+            result.error = str(exc)
     if isinstance(error, KeyboardInterrupt):
         raise error
     return info, result
