@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -19,23 +20,109 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from optlab._errors import OptlabError
 
 __all__ = ["app", "main"]
 
+#: click's exceptions as Typer raises them (Typer 0.29 has its own copy of click, whose
+#: exceptions are not those of the ``click`` package)
+_clicks: Any = sys.modules[typer.BadParameter.__module__]
+
+
+class _UsageLine(_clicks.UsageError):  # type: ignore[misc]
+    """A usage error said as optlab says every error a user can cause: one line on stderr
+    (where, what is wrong, what to do), exit status 2."""
+
+    def show(self, file: Any = None) -> None:
+        typer.echo(self.message, file=file, err=True)
+
+
+def _either(names: list[str]) -> str:
+    """``--jobs``, ``--jobs or --json``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+#: click 8.4's error for an unknown command (Typer 0.29 raises a plain UsageError instead)
+_NO_SUCH_COMMAND: Any = getattr(_clicks, "NoSuchCommand", ())
+_SUGGESTED = re.compile(r"(.*?)\.? Did you mean (.+)\?")
+
+
+def _one_line(error: Any, where: str) -> Any:
+    """``error`` (click's: a missing argument, an unknown option or command, a bad value) as
+    one line: ``optlab run: no such option --jobz (did you mean --jobs or --json?); see
+    optlab run --help``. Click's own form is three lines or more (the usage, a hint, a blank
+    line, the error). ``where`` is the command, when the error does not know it."""
+    if isinstance(error, _UsageLine) or type(error).__name__ == "NoArgsIsHelpError":
+        return error  # said already, or the help that `optlab` alone shows
+    if error.ctx is not None:
+        where = error.ctx.command_path
+    if isinstance(error, _clicks.NoSuchOption):
+        what = f"no such option {error.option_name}"
+    elif isinstance(error, _NO_SUCH_COMMAND):
+        what = f"no such command '{error.command_name}'"
+    else:
+        text = "; ".join(line.strip() for line in error.format_message().splitlines() if line)
+        what = text[:1].lower() + text[1:].rstrip(".")
+    # the close matches click or Typer found (Typer words them "... Did you mean 'run'?")
+    alternatives = list(getattr(error, "possibilities", None) or [])
+    suggested = _SUGGESTED.fullmatch(what)
+    if suggested is not None:
+        what, alternatives = suggested[1], [s.strip() for s in suggested[2].split(",")]
+    if alternatives:
+        what += f" (did you mean {_either(alternatives)}?)"
+    line = _UsageLine(f"{where}: {what}; see {where} --help", ctx=error.ctx)
+    line.exit_code = error.exit_code
+    return line
+
 
 class _Command(TyperCommand):
     """A command whose usage line names its arguments plainly (``optlab run [OPTIONS] SPEC``):
-    Typer 0.29 writes a required argument in braces (``{SPEC}``), which reads as a choice."""
+    Typer 0.29 writes a required argument in braces (``{SPEC}``), which reads as a choice.
+    Its usage errors are one line (:func:`_one_line`)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _clicks.UsageError as error:
+            where = " ".join(p for p in (parent and parent.command_path, info_name) if p)
+            raise _one_line(error, where or "optlab") from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _clicks.UsageError as error:
+            raise _one_line(error, ctx.command_path) from None
+
+
+class _Group(TyperGroup):
+    """The ``optlab`` command itself: its usage errors (an unknown command or option) are one
+    line too."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _clicks.UsageError as error:
+            raise _one_line(error, info_name or "optlab") from None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except _clicks.UsageError as error:
+            raise _one_line(error, ctx.command_path) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     name="optlab",
     help="Run, compare and extend CS231n Lecture 3: losses, regularizers and optimizers "
     "for linear classifiers, every run tracked in MLflow.",
