@@ -402,23 +402,10 @@ def components(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.table import Column, Table
+    from optlab._report.listing import ComponentTable
 
-    # a long word folds rather than ending in '...' (batch_size=20... read as 20)
-    fold = [Column(h, overflow="fold") for h in ("kind", "name", "provider", "summary", "params")]
-    table = Table(*fold)
-    for r in rows:
-        params = ", ".join(
-            f"{p['name']}" + ("" if p["required"] else f"={p['default']!r}") for p in r["params"]
-        )
-        table.add_row(
-            r["kind"],
-            r["name"],
-            f"{r['provider']} ({r['distribution']} {r['version']})",
-            r["summary"],
-            params,
-        )
-    _console().print(table)
+    # names and params are never broken, nor cut ('batch_size=20...' read as 20)
+    _console().print(ComponentTable(rows))
 
 
 # ------------------------------------------------------------------------------------ check

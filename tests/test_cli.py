@@ -432,6 +432,31 @@ def test_components_in_80_columns_cut_no_value() -> None:
     assert "batch_size=200" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
 
 
+def test_components_in_80_columns_break_no_name_and_no_param() -> None:
+    """rich shrank the widest columns evenly and broke what no longer fitted: at 80 columns
+    'include_correc' / 't=False', 'batch_size=200' / ',', 'random_local_' / 'search'. A cell
+    wraps between words only, the params between params: every word on the screen is a whole
+    word of a name, provider, summary or param."""
+    result = runner.invoke(app, ["components"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout and max(len(line) for line in lines) <= 80
+    shown = [cell.strip() for line in lines for cell in line.split("│")[1:-1]]
+    code, out, _ = invoke("components", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    whole = {"component", "summary", "params", "from"}
+    for row in rows:
+        whole.update(row["kind"].split() + row["name"].split() + row["summary"].split())
+        whole.update(f"{row['provider']} ({row['distribution']} {row['version']})".split())
+        whole.update(f"{p['name']}={p['default']!r}" for p in row["params"] if not p["required"])
+        whole.update(p["name"] for p in row["params"] if p["required"])
+    words = {word.rstrip(",") for cell in shown for word in cell.split()}
+    assert words - {word.rstrip(",") for word in whole} == set()  # no piece of a broken word
+    assert {"random_local_search", "include_correct=False", "batch_size=200"} <= words
+    assert "max_numeric_evaluations=1000000" in words
+
+
 def test_plugins_in_80_columns_cut_no_name() -> None:
     """A long component name folds onto the next line; it used to end in an ellipsis
     (optimizer:random_local_sea...)."""
