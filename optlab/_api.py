@@ -501,7 +501,7 @@ def compare(
         raise _refuse("out", "a folder's path (str or os.PathLike) or None", out)
     uri = resolve_tracking_uri(tracking_uri, None)
     out_dir = Path(out) if out is not None else None
-    rows, _ = compare_runs(experiment, uri, out_dir, uri_label="tracking_uri", out_label="out")
+    _, rows, _ = compare_runs(experiment, uri, out_dir, uri_label="tracking_uri", out_label="out")
     return Table(tuple(rows), render_table)
 
 

@@ -471,11 +471,10 @@ def run(
                 command=_command(spec, set_, tracking_uri),
             )
             outcome = invocation.run()
-        if as_json:
-            from optlab._report.rows import result_row
+        if as_json:  # the records of optlab compare --json
+            from optlab._report.rows import records_to_json, run_records
 
-            rows = [result_row(i, r) for i, r in outcome.results]
-            typer.echo(json.dumps(rows, indent=2, default=str))
+            typer.echo(records_to_json(run_records(outcome.results)))
         invocation.print_summary(outcome, table=not as_json)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
         if invocation is None:
@@ -515,15 +514,15 @@ def compare(
     ] = None,
 ) -> None:
     """Compare the runs of an experiment's latest invocation, from the tracking store."""
-    from optlab._report.rows import rows_to_json
+    from optlab._report.rows import records_to_json, run_records
     from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
 
     uri = resolve_tracking_uri(tracking_uri, None)
-    rows, figure = compare_runs(experiment, uri, out)
-    if as_json:
-        typer.echo(rows_to_json(rows))
+    results, rows, figure = compare_runs(experiment, uri, out)
+    if as_json:  # a record per run, as optlab run --json prints them
+        typer.echo(records_to_json(run_records(results)))
         return
     _console().print(render_table(rows))
     if figure is not None:

@@ -65,6 +65,49 @@ def test_run_json_gives_one_object_per_run(spec: Path) -> None:
         assert row["final_loss"] is not None
 
 
+#: the fields of a run's record in ``optlab run --json`` and ``optlab compare --json`` (README)
+RECORD = {
+    "name", "variant", "sweep", "seed", "status", "error", "data", "loss", "regularizer",
+    "optimizer", "final_loss", "best_val_accuracy", "test_accuracy", "train_time_s", "metrics",
+    "key", "best", "group",
+}  # fmt: skip
+GROUP = {
+    "name", "runs", "status", "replicates", "final_loss", "final_loss_std", "best_val_accuracy",
+    "best_val_accuracy_std", "test_accuracy", "test_accuracy_std", "train_time_s",
+    "train_time_s_std",
+}  # fmt: skip
+
+
+def test_run_json_and_compare_json_give_the_same_record_per_run(
+    spec: Path, new_store: Callable[[Path], str]
+) -> None:
+    """optlab run --json gave a record per run (name, the components' settings as nested
+    mappings, metrics, key); optlab compare --json the table's rows (run, the components'
+    names, means and std, members, best). One record per run now, the same from both."""
+    seeds = TINY.replace("seed: 3", "seeds: [3, 4]\ntracking: {figures: false}")
+    spec.write_text(seeds.replace("epochs: 3", "epochs: 1"))
+    uri = new_store(spec.parent / "mlflow.db")
+    code, ran, err = invoke("run", str(spec), "--json", "--tracking-uri", uri)
+    assert code == 0, err
+    code, compared, err = invoke("compare", "tiny", "--json", "--tracking-uri", uri)
+    assert code == 0, err
+    records = json.loads(ran)
+    assert json.loads(compared) == records
+    names = ["svm-seed3", "svm-seed4", "softmax-seed3", "softmax-seed4"]
+    assert [r["name"] for r in records] == names
+    for record in records:
+        assert set(record) == RECORD and set(record["group"]) == GROUP
+        assert record["status"] == "FINISHED" and record["error"] is None
+        assert record["loss"]["name"] in ("svm", "softmax") and record["regularizer"] == []
+        assert record["optimizer"] == {**record["optimizer"], "name": "sgd", "lr": 0.01}
+        assert record["test_accuracy"] == record["metrics"]["test_accuracy"]
+    svm = records[0]["group"]
+    assert (svm["name"], svm["runs"], svm["replicates"]) == ("svm", names[:2], 2)
+    mean = (records[0]["test_accuracy"] + records[1]["test_accuracy"]) / 2
+    assert svm["test_accuracy"] == pytest.approx(mean)
+    assert sum(r["best"] for r in records) == 2  # the two runs of the best row
+
+
 def test_run_prints_the_comparison_table(spec: Path) -> None:
     code, out, _ = invoke("run", str(spec), "--no-track")
     assert code == 0
@@ -501,4 +544,4 @@ def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
     )
     assert done.returncode == 0, done.stderr
-    assert [row["run"] for row in json.loads(done.stdout)] == ["svm", "softmax"]
+    assert [row["name"] for row in json.loads(done.stdout)] == ["svm", "softmax"]

@@ -364,7 +364,7 @@ def test_a_tracked_sweep_is_compared_in_mlflow(
     rows = json.loads(compared.stdout)
     assert len(rows) == 2 and all(r["status"] == "FINISHED" for r in rows)
     best = [r for r in rows if r["best"]]
-    assert [r["run"] for r in best] == [found.group(1)]
+    assert [r["name"] for r in best] == [found.group(1)]
     assert best[0]["best_val_accuracy"] == max(r["best_val_accuracy"] for r in rows)
 
     import mlflow

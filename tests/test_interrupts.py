@@ -181,7 +181,7 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
     # the comparison after a resume shows the whole plan: the reused run and the new ones
     compared = invoke("compare", "interrupt_test", "--json", "--tracking-uri", _uri(spec))
     assert compared.exit_code == 0, compared.stderr
-    rows = {row["run"].lstrip("★ "): row for row in json.loads(compared.stdout)}
+    rows = {row["name"]: row for row in json.loads(compared.stdout)}
     assert set(rows) == {"a", "b", "c"}
     assert all(row["status"] == "FINISHED" for row in rows.values())
 

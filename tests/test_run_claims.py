@@ -402,7 +402,7 @@ def test_compare_shows_the_runs_left_to_another_invocation(
             app, ["compare", "left_to_other", "--tracking-uri", uri, "--json"]
         )
         assert shown.exit_code == 0, shown.stderr
-        return {row["run"]: row["status"] for row in json.loads(shown.stdout)}
+        return {row["name"]: row["status"] for row in json.loads(shown.stdout)}
 
     assert compared() == {"a": "FINISHED", "b": "RUNNING", "c": "FINISHED", "d": "FINISHED"}
     client_of(uri).set_terminated(child_id, "FINISHED")  # the other invocation finishes b

@@ -508,7 +508,7 @@ def test_compare_reads_back_the_latest_invocation(
         np.testing.assert_allclose(result.steps.reg_loss, expected.steps.reg_loss)
         assert [e.val_accuracy for e in result.evaluations] == [r.val_accuracy for r in run.reports]
     original = comparison_rows([(r.info, r.result) for r in runs.values()])  # type: ignore[misc]
-    rows, figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report")
+    _, rows, figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report")
     assert [r["run"] for r in rows] == [r["run"] for r in original]
     for got, want in zip(rows, original, strict=True):
         for key in ("final_loss", "best_val_accuracy", "test_accuracy", "status", "best"):
@@ -516,13 +516,13 @@ def test_compare_reads_back_the_latest_invocation(
     assert figure == workdir / "report" / "comparison.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (workdir / "report" / "comparison.json").is_file()
-    assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[1] is None
+    assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[2] is None
     (workdir / "report.png").write_bytes(b"")  # a file where the folder would be
     with pytest.raises(InputError, match=r"^--out \S*report\.png: a file, not a folder; give"):
         compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report.png")
     # optlab.compare(..., out="~/figs") made a folder named "~" in the working folder
     monkeypatch.setenv("HOME", str(workdir / "home"))
-    figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, Path("~/figs"))[1]
+    figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, Path("~/figs"))[2]
     assert figure == workdir / "home" / "figs" / "comparison.png" and figure.is_file()
     assert not (workdir / "~").exists()
 

@@ -24,10 +24,11 @@ __all__ = [
     "format_cell",
     "format_value",
     "group_name",
+    "records_to_json",
     "replicate_key",
-    "result_row",
     "rows_to_json",
     "rows_to_markdown",
+    "run_records",
     "sweep_point",
     "swept_cell",
     "swept_columns",
@@ -302,18 +303,129 @@ def rows_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + best_caption(rows) + "\n"
 
 
-def result_row(info: RunInfo, result: RunResult) -> dict[str, Any]:
-    """One run as a JSON-ready dict (for ``optlab run --json``)."""
-    return {
-        "name": info.name,
-        "status": result.status,
-        "error": result.error,
-        "loss": info.spec.get("loss"),
-        "regularizer": info.spec.get("regularizer"),
-        "optimizer": info.spec.get("optimizer"),
-        "data": info.spec.get("data"),
-        "seed": info.spec.get("seed"),
-        "final_loss": result.final_loss,
-        "metrics": result.metrics,
-        "key": info.key,
-    }
+#: the table row's values a run record has under ``group`` (the row's ``run`` is the group's
+#: ``name``, its ``members`` the group's ``runs``)
+_GROUP_KEYS = (
+    "status",
+    "replicates",
+    *(key for column, _ in NUMERIC for key in (column, f"{column}_std")),
+)
+
+
+def _decoded(value: Any) -> Any:
+    """A param's value as the run had it: MLflow keeps params as text (JSON for all but
+    strings), so a run read back from the store has ``"0.01"`` where the run had ``0.01``."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys (``lr``, ``momentum.beta``) as nested dicts."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _regularizers(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's regularizers as the spec lists them (``[{name: l2, strength: 0.001}]``), from
+    the dotted params (:func:`~optlab._training.describe.flatten_params`: keyed by name,
+    a second of a name by its count too, ``regularizer.name`` joining the names)."""
+    names = str(flat.get("regularizer.name", "none"))
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for name in [] if names in ("", "none") else names.split("+"):
+        seen[name] = seen.get(name, 0) + 1
+        prefix = f"regularizer.{name}." + (f"{seen[name]}." if seen[name] > 1 else "")
+        own = {
+            key[len(prefix) :]: value
+            for key, value in flat.items()
+            if key.startswith(prefix) and not key[len(prefix) :].split(".")[0].isdigit()
+        }
+        out.append({"name": name, **_nested(own)})
+    return out
+
+
+def run_records(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, Any]]:
+    """One JSON-ready record per run, the same for ``optlab run --json`` and ``optlab compare
+    --json`` (a run trained here, or read back from the store).
+
+    Parameters
+    ----------
+    results : sequence of (RunInfo, RunResult)
+
+    Returns
+    -------
+    list of dict
+        In the order of ``results``. Keys: ``name``, ``variant``, ``sweep`` (swept values,
+        dotted key -> value), ``seed``, ``status``, ``error`` (why it did not finish, else
+        ``None``), the resolved settings ``data``, ``loss``, ``optimizer`` (mappings, with
+        ``name``) and ``regularizer`` (a list of them), the measures ``final_loss``,
+        ``best_val_accuracy``, ``test_accuracy``, ``train_time_s``, every final metric
+        (``metrics``), the run ``key`` (``--resume``), ``best`` (its table row is the best)
+        and ``group``, the comparison table's row it is in: ``name``, ``runs`` (its runs'
+        names: several for replicates that differ only in ``seed``), ``replicates``,
+        ``status`` and the measures' means over the group, each with its ``_std``.
+    """
+    rows = comparison_rows(results)
+    row_of = {name: row for row in rows for name in row["members"]}
+    records = []
+    for info, result in results:
+        flat = {key: _decoded(value) for key, value in info.params.items()}
+        sections = {
+            section: _nested(
+                {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{section}.")}
+            )
+            for section in ("data", "loss", "optimizer")
+        }
+        row = row_of[info.name]
+        records.append(
+            {
+                "name": info.name,
+                "variant": info.tags.get("optlab.variant", ""),
+                "sweep": sweep_point(info),
+                "seed": flat.get("seed"),
+                "status": result.status,
+                "error": result.error,
+                "data": sections["data"],
+                "loss": sections["loss"],
+                "regularizer": _regularizers(flat),
+                "optimizer": sections["optimizer"],
+                **_measures(info, result),
+                "metrics": dict(result.metrics),
+                "key": info.key,
+                "best": row["best"],
+                "group": {
+                    "name": row["run"],
+                    "runs": row["members"],
+                    **{key: row[key] for key in _GROUP_KEYS},
+                },
+            }
+        )
+    return records
+
+
+def _plain_deep(value: Any) -> Any:
+    """``value`` with every non-finite float, however deep, as ``None``."""
+    if isinstance(value, dict):
+        return {k: _plain_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_deep(v) for v in value]
+    return _plain(value)
+
+
+def records_to_json(records: Sequence[dict[str, Any]]) -> str:
+    """Run records (:func:`run_records`) as a JSON array (non-finite numbers become
+    ``null``)."""
+    return json.dumps(_plain_deep(list(records)), indent=2, default=str)

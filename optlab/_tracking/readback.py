@@ -327,10 +327,10 @@ def compare(
     out_dir: Path | None,
     uri_label: str = URI_LABEL,
     out_label: str = "--out",
-) -> tuple[list[dict[str, Any]], Path | None]:
-    """Rows of the latest invocation's comparison and, with ``out_dir``, its figure
-    (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names ``out_dir`` in
-    messages as the user passed it: ``--out``, the Python API's ``out``).
+) -> tuple[list[tuple[RunInfo, RunResult]], list[dict[str, Any]], Path | None]:
+    """The runs of the latest invocation, the rows of its comparison and, with ``out_dir``,
+    its figure (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names
+    ``out_dir`` in messages as the user passed it: ``--out``, the Python API's ``out``).
 
     Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
     (``~`` expanded; created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
@@ -341,7 +341,7 @@ def compare(
         raise InputError(_no_runs(experiment_name, uri))
     rows = comparison_rows(results)
     if out_dir is None:
-        return rows, None
+        return results, rows, None
     out_dir = out_dir.expanduser()  # not a folder named "~" in the working folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +351,7 @@ def compare(
         sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
         raise _cannot_write(out_dir, exc, out_label) from exc
-    return rows, figure
+    return results, rows, figure
 
 
 def _no_runs(experiment_name: str, uri: str) -> str:
