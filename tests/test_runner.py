@@ -556,3 +556,41 @@ def test_a_second_ctrl_c_where_python_cannot_raise_it_prints_no_traceback() -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout == "forced\n"
     assert done.stderr == ""
+
+
+def test_a_second_ctrl_c_while_the_handlers_are_put_back_leaves_none_of_them_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second Ctrl-C that lands as ``stop_on_signals`` puts the previous handlers back (sent
+    here from the first ``signal.signal`` call that does so): it is ``forced`` (the caller ends
+    as on a second Ctrl-C), and both previous handlers are back. Raised there, it left the
+    context's own handlers installed for good: a later Ctrl-C only set a flag no one read."""
+    import signal
+
+    from optlab._training.monitor import stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    install = signal.signal
+    closing = False
+
+    def put_back(signum: int, handler: Any) -> Any:
+        nonlocal closing
+        if closing:  # the first handler put back: the second Ctrl-C comes now
+            closing = False
+            signal.raise_signal(signal.SIGINT)
+        return install(signum, handler)
+
+    flag = StopFlag()
+    monkeypatch.setattr(signal, "signal", put_back)
+    try:
+        with stop_on_signals(flag):
+            flag.request("SIGINT")  # the first Ctrl-C
+            closing = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        after = {s: signal.getsignal(s) for s in before}
+        for s, handler in before.items():
+            install(s, handler)
+    assert flag.forced
+    assert after == before

@@ -57,16 +57,26 @@ stop_flag = StopFlag()
 @contextmanager
 def stop_on_signals(flag: StopFlag = stop_flag) -> Iterator[StopFlag]:
     """Turn the first SIGINT/SIGTERM into a stop request (the current run ends as KILLED, its
-    buffered metrics written); a second SIGINT raises :class:`KeyboardInterrupt` at once."""
+    buffered metrics written); a second SIGINT raises :class:`KeyboardInterrupt` at once.
+
+    While the previous handlers are put back, a second SIGINT only sets ``flag.forced`` (the
+    caller ends as a second Ctrl-C does): raised there, it left this context's handlers
+    installed for good, and a later Ctrl-C only set the flag that no one read any more.
+    SIGINT is put back last, so that whatever its previous handler raises comes once both
+    are back.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+    closing = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if flag.reason is not None and signum == signal.SIGINT:
             flag.forced = True  # seen by the caller also should the exception be swallowed
-            raise KeyboardInterrupt
+            if not closing:
+                raise KeyboardInterrupt
+            return
         flag.request(name)
 
     report_unraisable = sys.unraisablehook
@@ -82,9 +92,10 @@ def stop_on_signals(flag: StopFlag = stop_flag) -> Iterator[StopFlag]:
     try:
         yield flag
     finally:
+        closing = True
         sys.unraisablehook = report_unraisable
-        for s, h in previous.items():
-            signal.signal(s, h)
+        signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
 
 
 class TrainingMonitor(Monitor):
