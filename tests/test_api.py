@@ -409,6 +409,31 @@ def test_a_second_ctrl_c_that_code_swallowed_still_ends_the_call() -> None:
     assert (stop_flag.reason, stop_flag.forced) == (None, False)  # nothing left for later runs
 
 
+def test_a_ctrl_c_as_the_signal_handlers_are_installed_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C that lands just as the runs' signal handlers are installed stops the call
+    before any run (it raises KeyboardInterrupt, nothing is trained): the stop flag used to be
+    cleared after they were installed, and every run trained as if no Ctrl-C had come."""
+    import optlab._execution.invocation as invocation
+    from optlab._training.monitor import stop_flag
+
+    install = invocation.stop_on_signals
+
+    @contextlib.contextmanager
+    def ctrl_c_as_installed() -> Any:
+        with install() as flag:
+            signal.raise_signal(signal.SIGINT)
+            yield flag
+
+    monkeypatch.setattr(invocation, "stop_on_signals", ctrl_c_as_installed)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="nothing is recorded"):
+        optlab.run(SPEC, track=False, quiet=True)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert (stop_flag.reason, stop_flag.forced) == (None, False)
+
+
 UNGUARDED = """\
 import optlab
 spec = {

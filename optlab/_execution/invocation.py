@@ -238,9 +238,9 @@ class Invocation:
         interrupted."""
         pm, registry = get_plugin_manager()
         progress = Progress(len(self.experiment.runs), enabled=not self.quiet)
+        stop_flag.clear()  # before the handlers: a Ctrl-C as they are installed is kept
         with ExitStack() as stack:
             stack.enter_context(stop_on_signals())
-            stop_flag.clear()
             stack.enter_context(progress)
             pm.register(progress, name="optlab.progress")
             stack.callback(pm.unregister, name="optlab.progress")
@@ -449,9 +449,9 @@ class Invocation:
         return shlex.join(command)
 
     def interrupted_line(self) -> str:
-        """One line for a ``KeyboardInterrupt`` that ended the invocation (a second Ctrl-C, or
-        one after the signal handlers were gone, once the runs had ended): what is saved, and
-        what to run next."""
+        """One line for a Ctrl-C that ended the invocation other than by stopping a run (a
+        second Ctrl-C, or one before the runs started or after they had ended): what is saved,
+        and what to run next."""
         if not self.track:
             return "interrupted; nothing is recorded (tracking is off)"
         if self.tracker is None:
