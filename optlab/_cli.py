@@ -9,6 +9,7 @@ components, check, compare, landscape, ui) with its help text; each calls a laye
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import re
@@ -453,9 +454,9 @@ def run(
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
     from optlab._execution.by_name import make_executor
-    from optlab._execution.invocation import NOTHING_STARTED, Invocation
+    from optlab._execution.invocation import Invocation
 
-    invocation = None
+    ctrl_c = _CtrlC.install()
     try:
         # made first: local workers' fork server imports while this process reads the spec
         with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
@@ -470,21 +471,115 @@ def run(
                 executor=where,
                 command=_command(spec, set_, tracking_uri),
             )
+            ctrl_c.line = invocation.interrupted_line
             outcome = invocation.run()
         if as_json:  # the records of optlab compare --json
             from optlab._report.rows import records_to_json, run_records
 
             typer.echo(records_to_json(run_records(outcome.results)))
         invocation.print_summary(outcome, table=not as_json)
+        ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
-        if invocation is None:
-            typer.echo(f"optlab: {NOTHING_STARTED}", err=True)
-        else:
-            typer.echo(f"optlab: {invocation.interrupted_line()}", err=True)
+        ctrl_c.settled = True
+        ctrl_c.say()
         raise typer.Exit(INTERRUPTED) from None
+    finally:
+        ctrl_c.settled = True
+        if not _ENDS_PROCESS:  # in-process (a test's CliRunner): the caller's handler again
+            ctrl_c.uninstall()
+    # a signal once every run had ended (the summary did not say it), or a Ctrl-C since the
+    # summary: the line is said here (or by main() if the Ctrl-C comes later)
+    if ctrl_c.pending or (invocation.stopped_by is not None and not outcome.interrupted):
+        by_ctrl_c = ctrl_c.pending or invocation.stopped_by == "SIGINT"
+        ctrl_c.say()
+        raise typer.Exit(INTERRUPTED if by_ctrl_c else TERMINATED)
     if invocation.stopped_by is not None:  # the runs are recorded: say how the command ended
         raise typer.Exit(INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED)
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
+
+
+#: set by :func:`main`: the process ends when the command returns, so ``optlab run`` leaves
+#: its SIGINT handler (:class:`_CtrlC`) in place until then
+_ENDS_PROCESS = False
+
+
+class _CtrlC:
+    """The SIGINT handler of ``optlab run`` outside its runs, which have their own
+    (:func:`~optlab._training.monitor.stop_on_signals`, which puts this one back).
+
+    Once the store is open, every Ctrl-C must end in one line on what is saved and the end by
+    SIGINT (:func:`main`). Python's own handler left windows in which it did not: a
+    ``KeyboardInterrupt`` raised while the line was said, or after the command had decided its
+    exit status (in Typer's return path, in :func:`main`, at the interpreter's exit), ended
+    the process by the signal with a traceback or nothing said. This one raises
+    ``KeyboardInterrupt`` once, and not while one is on its way (it is being handled or
+    unwinds through ``finally`` blocks): the command's ``except`` says the line. Any other
+    Ctrl-C, and every one once the command has ``settled`` (said its summary or its line), is
+    only noted (``pending``): ``optlab run`` says the line before it returns, :func:`main`
+    before it ends the process, and :func:`_late_ctrl_c` at the interpreter's exit.
+
+    Attributes
+    ----------
+    line : callable returning str
+        The line to say (:meth:`Invocation.interrupted_line` once there is an invocation).
+    settled : bool
+        The command has said what it had to: a Ctrl-C no longer interrupts it.
+    pending : bool
+        A Ctrl-C was noted whose line is not said yet.
+    said : bool
+        The line was said.
+    """
+
+    #: the handler of the ``optlab run`` under way in this process, if any
+    current: _CtrlC | None = None
+
+    def __init__(self) -> None:
+        from optlab._execution.invocation import NOTHING_STARTED
+
+        self.line: Callable[[], str] = lambda: NOTHING_STARTED
+        self.settled = False
+        self.pending = False
+        self.said = False
+        self._raised = False
+        self._previous: Any = None
+        self._installed = False
+
+    @classmethod
+    def install(cls) -> _CtrlC:
+        """A new handler, made SIGINT's (in the main thread only: elsewhere it is inert)."""
+        import signal
+        import threading
+
+        ctrl_c = cls()
+        if threading.current_thread() is threading.main_thread():
+            ctrl_c._previous = signal.signal(signal.SIGINT, ctrl_c)
+            ctrl_c._installed = True
+            cls.current = ctrl_c
+        return ctrl_c
+
+    def uninstall(self) -> None:
+        """Put the previous SIGINT handler back."""
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+            _CtrlC.current = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        on_its_way = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        if self.settled or self._raised or on_its_way:
+            self.pending = not self.said
+            return
+        self._raised = True
+        raise KeyboardInterrupt
+
+    def say(self) -> None:
+        """Say the line on stderr (once)."""
+        if not self.said:
+            self.said = True
+            self.pending = False
+            typer.echo(f"optlab: {self.line()}", err=True)
 
 
 def _command(spec: Path, overrides: list[str] | None, tracking_uri: str | None) -> str:
@@ -609,12 +704,22 @@ def main(argv: list[str] | None = None) -> int:
     ``optlab`` in a loop stops only for a child that SIGINT ended: one that exited 130 (or 1,
     as the first Ctrl-C used to) let the loop go on with its next command.
 
+    Without ``argv`` (the console script, ``python -m optlab``), the process ends when this
+    returns, and ``optlab run`` keeps its SIGINT handler until then: a Ctrl-C at any moment
+    after the runs, also as this returns or at the interpreter's exit, says the line on what
+    is saved and ends the process by SIGINT (:class:`_CtrlC`). With ``argv`` (a program
+    calling it), the caller's handler is put back when the command returns.
+
     Before returning, :func:`gc.freeze` moves every object into the permanent generation, so
     that the interpreter's teardown skips the final garbage collection of all that MLflow,
     SQLAlchemy and matplotlib allocated, most of the teardown's time (see benchmarks/README.md,
     "Measurements behind the code"). Thread shutdown, the exit handlers of every library and
     flushing the streams still happen as in any Python program.
     """
+    global _ENDS_PROCESS
+    if argv is None:  # the process's own command: it ends when this returns
+        _ENDS_PROCESS = True
+        atexit.register(_late_ctrl_c)  # the first registered: it runs after every other one
     status = 0
     try:
         app(args=argv, prog_name="optlab")
@@ -622,10 +727,31 @@ def main(argv: list[str] | None = None) -> int:
         status = done.code if isinstance(done.code, int) else int(done.code is not None)
     finally:
         gc.freeze()
+    ctrl_c = _CtrlC.current
+    if ctrl_c is not None and ctrl_c.pending:  # a Ctrl-C after `optlab run` had returned
+        ctrl_c.say()
+        status = INTERRUPTED
     if status == INTERRUPTED:
         sys.excepthook = _quiet_interrupt
         raise KeyboardInterrupt
     return status
+
+
+def _late_ctrl_c() -> None:
+    """At the interpreter's exit (:mod:`atexit`): a Ctrl-C that ``optlab run``'s handler
+    noted after :func:`main` had returned (while Python waited for threads or ran the other
+    exit handlers) is said, and ends the process by SIGINT."""
+    import os
+    import signal
+
+    ctrl_c = _CtrlC.current
+    if ctrl_c is None or not ctrl_c.pending:
+        return
+    ctrl_c.say()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _quiet_interrupt(kind: type[BaseException], value: BaseException, tb: Any) -> None:

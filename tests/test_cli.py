@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import Field
@@ -509,6 +511,59 @@ def test_plugins_in_80_columns_cut_no_name() -> None:
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     joined = result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
     assert "optimizer:random_local_search," in joined
+
+
+class _CtrlCAsTheRunEnds:
+    """A Ctrl-C sent as the run (the spec's only one) ends: after every run, before the
+    invocation has put its signal handlers back."""
+
+    @optlab.hookimpl
+    def optlab_run_finished(self, run: Any, result: Any, error: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_as_the_run_ends_says_what_is_saved_in_one_line(
+    spec: Path, new_store: Callable[[Path], str]
+) -> None:
+    """A Ctrl-C once every run has ended, while the invocation still had its handlers (it
+    writes the comparison): status 130 and the line on what is saved, not a summary as if
+    nothing had happened and a silent exit by SIGINT."""
+    uri = new_store(spec.parent / "mlflow.db")
+    spec.write_text(TINY.split("variants:")[0] + "tracking: {figures: false}\n")
+    with register_plugin(_CtrlCAsTheRunEnds(), name="ctrl-c"):
+        code, out, err = invoke("run", str(spec), "--tracking-uri", uri)
+    assert code == 130, err
+    assert "FINISHED" in out
+    assert err == (
+        f"optlab: interrupted after every run had ended: 1 run FINISHED and saved in {uri} "
+        f"(experiment 'tiny'); see them with `optlab compare tiny --tracking-uri {uri}`\n"
+    )
+
+
+def test_a_ctrl_c_while_the_interrupt_line_is_made_still_says_it(
+    spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C once as the summary is printed, and again while the line on what is saved is
+    made: the line is still said (the second ended the command with nothing said)."""
+    from optlab._execution.invocation import Invocation
+
+    summary, line = Invocation.print_summary, Invocation.interrupted_line
+
+    def summary_then_ctrl_c(self: Invocation, *args: Any, **kwargs: Any) -> None:
+        summary(self, *args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+
+    def ctrl_c_then_line(self: Invocation) -> str:
+        signal.raise_signal(signal.SIGINT)
+        return line(self)
+
+    monkeypatch.setattr(Invocation, "print_summary", summary_then_ctrl_c)
+    monkeypatch.setattr(Invocation, "interrupted_line", ctrl_c_then_line)
+    before = signal.getsignal(signal.SIGINT)
+    code, _, err = invoke("run", str(spec), "--no-track")
+    assert code == 130
+    assert err == "optlab: interrupted; nothing is recorded (tracking is off)\n"
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def _read_only_mount(folder: Path) -> list[str] | None:

@@ -350,6 +350,52 @@ def test_ctrl_c_once_every_run_has_ended_says_so_in_one_line(spec: Path) -> None
     )
 
 
+#: ``optlab`` as its console script runs it (``sys.exit(main())``), with a Ctrl-C sent at a
+#: moment after the command has returned: in main()'s last step (gc.freeze), or at the
+#: interpreter's exit (an exit handler registered after main()'s, so run before it)
+CTRL_C_LATE = {
+    "as_main_returns": """\
+import gc, signal, sys
+from optlab._cli import main
+freeze = gc.freeze
+def ctrl_c_then_freeze():
+    signal.raise_signal(signal.SIGINT)
+    freeze()
+gc.freeze = ctrl_c_then_freeze
+sys.exit(main())
+""",
+    "at_exit": """\
+import atexit, signal, sys
+from optlab._cli import main
+status = main()
+atexit.register(signal.raise_signal, signal.SIGINT)
+sys.exit(status)
+""",
+}
+
+
+@pytest.mark.parametrize("moment", list(CTRL_C_LATE))
+def test_a_ctrl_c_after_the_command_returned_still_says_the_line_and_ends_by_sigint(
+    tmp_path: Path, moment: str
+) -> None:
+    """A Ctrl-C once ``optlab run`` has printed its summary and returned its status, as the
+    process ends: the line, then the end by SIGINT (it ended with a KeyboardInterrupt
+    traceback, or with status 0 and an "Exception ignored in atexit callback"). Untracked:
+    the moments are the same with a store, whose line test_cli checks."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.split("variants:")[0].replace("epochs: 60", "epochs: 2"))
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_LATE[moment], "run", str(spec), "--no-track"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "FINISHED" in done.stdout, done.stderr
+    assert done.returncode == _ended_by(signal.SIGINT), done.stderr
+    assert done.stderr == "optlab: interrupted; nothing is recorded (tracking is off)\n"
+
+
 def _invocation_status(spec: Path) -> str | None:
     from optlab._tracking.store import connect
 
