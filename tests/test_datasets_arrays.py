@@ -398,6 +398,42 @@ def test_csv_a_header_of_numbered_columns_over_word_labels_is_a_header(
     assert _load(registry, "csv", path=path).summary.n_train == 5
 
 
+@pytest.mark.parametrize(
+    "first", ["400,410,420,species", "1,2,3,label", "1,2,3,species,", "0,1,2,3", "7,1,5,class"]
+)
+def test_csv_a_header_of_other_numbers_over_word_labels_is_a_header(
+    registry: Registry, tmp_path: Path, first: str
+) -> None:
+    """Over labels that are words, a header whose feature names are numbers other than
+    0..D-1 (wavelengths, pixels counted from 1), or that names the label column with a number
+    too, was read as one more example, of a class 'species' ('label', '3', ...); ending with
+    the delimiter over rows that do not, it was refused ('line 2 has 4 fields, not 5')."""
+    path = tmp_path / "spectra.csv"
+    path.write_text(f"{first}\n1.5,2,3,cat\n3,4,5,dog\n5,6,7,cat\n")
+    d = _load(registry, "csv", path=path)
+    np.testing.assert_array_equal(d.X_train, [[1.5, 2, 3], [3, 4, 5], [5, 6, 7]])
+    assert d.summary.classes == ("cat", "dog")
+
+
+def test_csv_a_first_row_that_may_be_a_header_or_a_lone_example_is_asked_about(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A first row of numbers whose label no other row has, over word labels, is a header of
+    numbered columns or the only example of its class: refused with its line and the fix
+    unless data.header says which (it was read as an example, whatever the file was)."""
+    path = tmp_path / "genes.csv"
+    path.write_text("# expression\n7157,672,1956,species\n1.5,2,3,cat\n3,4,5,dog\n5,6,7,cat\n")
+    with pytest.raises(DataError) as info:
+        _load(registry, "csv", path=path)
+    assert str(info.value).endswith(
+        f"{path}: line 2 (7157, 672, 1956, species) may be a header or the only example of "
+        "class 'species'; set data.header: true (a header) or false (an example)"
+    )
+    assert info.value.key == "header"
+    assert _load(registry, "csv", path=path, header=True).summary.classes == ("cat", "dog")
+    assert _load(registry, "csv", path=path, header=False).summary.n_train == 4
+
+
 @pytest.mark.parametrize("header", [None, True])
 def test_csv_comments_above_the_header_are_skipped_with_it(
     registry: Registry, tmp_path: Path, header: bool | None

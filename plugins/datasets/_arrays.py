@@ -588,6 +588,7 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             if p.header is not None
             else any(not _is_number(c) for c in named)
             or bool((numbers or counted) and not _is_number(first[label]))
+            or _names_the_labels(path, p.delimiter, key, first_line, first, second, label)
         )
     if header and isinstance(p.label, int) and "label" not in p.model_fields_set:
         # the default, the last column, where another column is named as labels are (Kaggle's
@@ -620,6 +621,55 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
         )
     # the lines to skip: a header's and the comments and blank lines above it
     return first_line if header else 0, features, label, fields
+
+
+def _names_the_labels(
+    path: Path,
+    delimiter: str,
+    key: str,
+    first_line: int,
+    first: list[str],
+    second: list[list[str]],
+    label: int,
+) -> bool:
+    """Whether ``first``, a row of numbers and a label cell (line ``first_line``), is a header
+    all the same, over labels that are words (class names). It is when its label cell is a
+    label column's name (label, class, ...), or a word no other row has in that column (a
+    class of one example, the first) over feature cells that number the columns in order
+    (wavelengths, pixels: ``400,410,420,species``; such a header was read as a data row, of a
+    class 'species'). A class of one example over other numbers is asked about.
+
+    Raises
+    ------
+    DataError
+        (key ``header``) when the first row may be either.
+    """
+    cell = first[label]
+    if not second or label >= len(second[0]) or _is_number(second[0][label]):
+        return False  # no other row, or labels that are numbers: the caller's own rules
+    if cell.strip().lower() in _LABEL_NAMES:
+        return True
+    try:
+        with path.open(encoding=_ENCODING, newline="") as f:
+            rows = csv.reader(f, delimiter=delimiter, quotechar='"')
+            for row in rows:  # cells as _first_rows reads them
+                later = rows.line_num > first_line and len(row) > label
+                comment = bool(row) and row[0].lstrip().startswith("#")
+                if later and not comment and row[label].strip().strip('"') == cell:
+                    return False  # a class of several examples: a data row
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, exc) from exc
+    names = [c.strip() for i, c in enumerate(first) if i != label]
+    numbered = all(re.fullmatch(r"-?\d+", c) for c in names) and all(
+        int(a) < int(b) for a, b in itertools.pairwise(names)
+    )
+    if numbered:
+        return True
+    raise DataError(
+        f"{path}: line {first_line} ({', '.join(first)}) may be a header or the only example of "
+        f"class '{cell}'; set data.header: true (a header) or false (an example)",
+        key="header",
+    )
 
 
 #: header names of a label column (lower case): one of them elsewhere than the default label
