@@ -149,6 +149,22 @@ def test_a_store_of_the_environment_is_named_so(
         compare("exp", resolve_tracking_uri("sqlite:///mine.db", None), None)  # not from it
 
 
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "ABSOLUTE"])
+def test_a_missing_default_store_is_not_offered_as_another(workdir: Path, uri: str) -> None:
+    """Without ./mlflow.db (optlab landscape or compare in another folder than the runs'),
+    the hint offered sqlite:///mlflow.db, the store just found missing, as the other one to
+    pass; it offers a folder of one's own."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}" if uri == "ABSOLUTE" else uri
+    with pytest.raises(InputError) as info:
+        compare("exp", uri, None)
+    assert str(info.value).endswith(
+        "does not exist; run an experiment first (optlab run SPEC) or pass another "
+        "--tracking-uri (for example sqlite:///FOLDER/mlflow.db)"
+    )
+    with pytest.raises(InputError, match=r"\(for example sqlite:///mlflow\.db\)$"):
+        compare("exp", f"sqlite:///{workdir / 'runs' / 'mlflow.db'}", None)  # another store
+
+
 def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()

@@ -49,8 +49,15 @@ _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
 URI_LABEL = "--tracking-uri"
 
 
-def _help(label: str) -> str:
-    return f"pass another {label} (for example sqlite:///mlflow.db)"
+def _help(label: str, uri: str | None = None) -> str:
+    """How to name another store: ``label`` with an example, which is never the store ``uri``
+    that failed (the default store's own messages offered it, sqlite:///mlflow.db, as the
+    other store to pass)."""
+    example = "sqlite:///mlflow.db"
+    path = sqlite_path(uri) if uri is not None else None
+    if path is not None and path.absolute() == Path("mlflow.db").absolute():
+        example = "sqlite:///FOLDER/mlflow.db"
+    return f"pass another {label} (for example {example})"
 
 
 def resolve_tracking_uri(flag: str | None, spec_uri: str | None) -> str:
@@ -138,11 +145,12 @@ def _check_sqlite(
     if must_exist and not path.is_file():
         raise InputError(
             f"tracking store {uri!r}: {path} does not exist; run an experiment first "
-            f"(optlab run SPEC) or {_help(label)}"
+            f"(optlab run SPEC) or {_help(label, uri)}"
         )
     if not folder.is_dir():
         raise TrackingError(
-            f"tracking store {uri!r}: folder {folder} does not exist; create it or {_help(label)}"
+            f"tracking store {uri!r}: folder {folder} does not exist; create it or "
+            f"{_help(label, uri)}"
         )
     if not write:  # SQLite reads a database it cannot write (a read-only mount, a copy)
         return
