@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -600,3 +601,32 @@ def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert [row["name"] for row in json.loads(done.stdout)] == ["svm", "softmax"]
+
+
+def test_landscape_on_a_store_whose_run_files_are_read_only_says_so_in_one_line(
+    spec: Path, new_store: Callable[[Path], str]
+) -> None:
+    """The store's database can be written, its runs' files (mlruns, a read-only mount) not:
+    optlab landscape ended in an OSError traceback, exit 1. One line, exit 2, naming the
+    folder to make writable, and no other store (it would not hold the run)."""
+    uri = new_store(spec.parent / "mlflow.db")
+    spec.write_text(TINY.split("variants:")[0] + "tracking: {figures: false}\n")
+    code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
+    assert code == 0, err
+    read_only = _read_only_mount(spec.parent / "mlruns")
+    if read_only is None:
+        pytest.skip("no read-only mount here (unshare -rm is not allowed)")
+    done = subprocess.run(
+        [*read_only, sys.executable, "-m", "optlab", "landscape", "tiny", "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"optlab: error: tracking store '{uri}': cannot store loss_landscape")
+    folder = re.escape(str(spec.parent / "mlruns"))
+    assert re.search(
+        rf"\(Read-only file system\); the run's figures are stored with it: make "
+        rf"{folder}/\d+/\w+/artifacts writable$",
+        line,
+    ), line

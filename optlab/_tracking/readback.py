@@ -24,7 +24,7 @@ from optlab._contract.records import (
     StepHistory,
 )
 from optlab._contract.registry import did_you_mean
-from optlab._errors import InputError, as_written
+from optlab._errors import InputError, TrackingError, as_written
 from optlab._report.comparison import comparison_figure
 from optlab._report.rows import (
     STOPPED,
@@ -390,6 +390,18 @@ def _cannot_write(out_dir: Path, exc: OSError, label: str = "--out") -> InputErr
     return InputError(f"{out}: cannot write ({exc.strerror or exc})")
 
 
+def _cannot_store(uri: str, run_name: str, file: str, exc: OSError) -> TrackingError:
+    """The error for a figure that could not be stored on its run: the folder of the run's
+    files that refused it, to be made writable (another store would not hold the run)."""
+    where = Path(exc.filename).parent if isinstance(exc.filename, str) else None
+    folder = f" in {where}" if where is not None else ""
+    fix = f"make {where} writable" if where is not None else "make its files writable"
+    return TrackingError(
+        f"tracking store {uri!r}: cannot store {file} on run '{run_name}'{folder} "
+        f"({exc.strerror or exc}); the run's figures are stored with it: {fix}"
+    )
+
+
 def _folder_name(run_name: str) -> str:
     """The folder of a run in ``--out``: its name as one path component, never a path (a
     variant named ``..`` or ``../x`` wrote outside the folder given): separators become
@@ -495,7 +507,10 @@ def landscape(
                 )
             slices = loss_landscape(objective, W, np.random.default_rng(seed))
             for file in artifact_files.write_landscape(slices, folder, name):
-                client.log_artifact(run_id, str(file))
+                try:
+                    client.log_artifact(run_id, str(file))
+                except OSError as exc:  # its runs' files are read-only (a traceback)
+                    raise _cannot_store(uri, name, file.name, exc) from exc
             figure = folder / artifact_files.LANDSCAPE_FIGURE
             copy = None
             if out_dir is not None:
