@@ -704,6 +704,32 @@ def test_flush_interval_writes_at_evaluation_points(store: Path) -> None:
     check_logged_run(client, client.get_run(child.info.run_id), run)
 
 
+def test_points_buffered_before_the_last_live_one_are_written_within_the_interval(
+    store: Path,
+) -> None:
+    """Evaluations faster than the write interval: once the first half of ``step_points``
+    was buffered, a later evaluation still writes the buffer when the interval has passed
+    (it used to wait for the run's end, so a run of quick epochs showed nothing while it
+    trained)."""
+    run = train("quick", epochs=3)
+    tracker = Tracker(DEFAULT_TRACKING_URI, "quick", plots=False, step_points=4)
+    tracker.flush_interval_s = 0.3
+    client = _client(DEFAULT_TRACKING_URI)
+    with tracker.parent("quick", {}) as parent_id:
+        tracker.optlab_run_started(run=run.info)
+        for report in run.reports[:2]:  # the live half: buffered, the interval not yet passed
+            tracker.optlab_epoch_ended(run=run.info, report=report)
+        assert tracker.pending_points("quick") > 0
+        time.sleep(0.35)
+        tracker.optlab_epoch_ended(run=run.info, report=run.reports[2])  # thinned at the end
+        child = child_runs(client, tracker.experiment_id, parent_id)["quick"]
+        assert len(client.get_metric_history(child.info.run_id, "curves/val_accuracy")) == 2
+        assert tracker.pending_points("quick") == 0
+        tracker.optlab_run_finished(run=run.info, result=run.result, error=None)  # type: ignore[arg-type]
+    written = client.get_metric_history(child.info.run_id, "curves/val_accuracy")
+    assert sorted(m.step for m in written) == [r.examples for r in run.reports]  # once each
+
+
 def test_console_output_is_an_artifact(store: Path) -> None:
     run = train("chatty", epochs=1)
     tracker = Tracker(DEFAULT_TRACKING_URI, "console", plots=False)

@@ -525,18 +525,18 @@ class Tracker:
     def optlab_epoch_ended(self, run: RunInfo, report: EpochReport) -> None:
         """Buffer the report's evaluation points (those of the first half of
         :attr:`step_points` evaluations; the rest are thinned when the run ends); write the
-        buffer when ``flush_interval_s`` has passed (the per-step curves are written when the
-        run ends, thinned)."""
+        buffer when ``flush_interval_s`` has passed, also once that half is buffered (the
+        per-step curves are written when the run ends, thinned)."""
         if self._retry.full is not None:  # found by the heartbeat: nothing can be recorded
             raise TrackingUnavailable(self._retry.full)
         child = self._child(run)
         with self._lock:
             child.steps.append(report.steps)
-            if child.evals_logged >= self.step_points // 2:  # the rest: thinned, at the end
-                return
-            child.pending.append(evaluation_points([report]))  # timestamps fixed now
-            child.evals_logged += 1
-        if time.monotonic() - child.flushed_at >= self.flush_interval_s:
+            if child.evals_logged < self.step_points // 2:  # the rest: thinned, at the end
+                child.pending.append(evaluation_points([report]))  # timestamps fixed now
+                child.evals_logged += 1
+            due = time.monotonic() - child.flushed_at >= self.flush_interval_s
+        if due and child.pending:
             self._flush(run.name, child)
 
     @hookimpl

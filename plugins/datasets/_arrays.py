@@ -220,11 +220,11 @@ def _archive_names(path: Path) -> list[str]:
 
 def _test_keys(path: Path, p: NpzParams, names: list[str]) -> tuple[str, str]:
     """The names of the test features and labels to read among ``names``: ``x_test_key`` and
-    ``y_test_key`` when given (an error when absent), else the one array of each spelled as
-    test features (labels) are (:data:`_X_TEST_NAMES`, ``<x_key>_test``), the defaults when
-    there is none (nothing to read). Arrays named like a test split that are not read when no
-    test split is found are an error: the run would draw its test split from the training
-    data without a word.
+    ``y_test_key`` when given other than their defaults (an error when absent), else the one
+    array of each spelled as test features (labels) are (:data:`_X_TEST_NAMES`,
+    ``<x_key>_test``), the defaults when there is none (nothing to read). Arrays named like
+    a test split that are not read when no test split is found are an error: the run would
+    draw its test split from the training data without a word.
 
     Raises
     ------
@@ -238,7 +238,9 @@ def _test_keys(path: Path, p: NpzParams, names: list[str]) -> tuple[str, str]:
         ("x_test_key", p.x_test_key, p.x_key, _X_TEST_NAMES),
         ("y_test_key", p.y_test_key, p.y_key, _Y_TEST_NAMES),
     ):
-        if param in p.model_fields_set:
+        # given: a name other than the field's default (a run's stored settings, which
+        # landscape and the run's spec.yaml load again, spell the default out)
+        if default != type(p).model_fields[param].default:
             if default not in names:
                 raise DataError(
                     f"{path}: no array '{default}' (found: {found}); set {param}, or leave it "
