@@ -236,10 +236,13 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
 
     proc = start(spec, "--jobs", "2")
     wait_until_only_b_trains(spec, proc)
-    time.sleep(2.5)  # the store gets the evaluations every 2 s (flush_interval_s)
     training = next(r for r in children(spec) if r.info.run_name == "b")
     client = MlflowClient(_uri(spec))
-    assert client.get_metric_history(training.info.run_id, "curves/val_accuracy")  # live
+    deadline = time.monotonic() + 10  # b's first evaluation is written as it comes
+    while not client.get_metric_history(training.info.run_id, "curves/val_accuracy"):
+        assert time.monotonic() < deadline, "no evaluation of the training run in the store"
+        time.sleep(0.1)
+    time.sleep(1.0)  # let it log some epochs
     helpers = descendants(proc.pid)  # the fork server and the workers
     assert len(helpers) >= 3, helpers
     sent = time.monotonic()

@@ -6,8 +6,9 @@ fluent active-run stack). What is logged, and when:
 - per evaluation point (each epoch, or every ``eval_every`` steps): ``epoch``,
   ``curves/train_accuracy``, ``curves/val_accuracy`` and ``curves/train_loss`` (the full
   training objective, the loss that compares runs), buffered and written with
-  ``log_batch`` at the first evaluation point ``flush_interval_s`` after the last write, so
-  that the MLflow UI follows a long run as it trains: at most ``step_points`` points per
+  ``log_batch`` at the run's first evaluation point and then at the first one
+  ``flush_interval_s`` after the last write, so that the MLflow UI follows a long run as it
+  trains: at most ``step_points`` points per
   curve, every evaluation of a run that has no more, else the first half of them as they
   come and the rest thinned evenly when the run ends (a run of 10,000 epochs would
   otherwise log 30,000 points, seconds of writes);
@@ -151,7 +152,7 @@ class _Child:
     evals_logged: int = 0  # evaluation points buffered so far
     steps: list[StepHistory] = field(default_factory=list)  # reported, written at the end
     pending: list[Points] = field(default_factory=list)  # not yet acknowledged by the store
-    flushed_at: float = field(default_factory=time.monotonic)
+    flushed_at: float = 0.0  # never: the run's first evaluation point is written at once
 
     def count(self) -> int:
         """Points not yet acknowledged by the store."""
