@@ -36,7 +36,13 @@ demo: $(BASE)
 	@echo "Open the comparison in the MLflow UI:  $(BIN)/optlab ui   (it prints the link to open)"
 	@echo "Or print it again:                      $(BIN)/optlab compare svm_vs_softmax"
 
+# byte-compiled first: where PYTHONDONTWRITEBYTECODE is set (as on the CI machine) an editable
+# install is otherwise compiled again by each of the hundred-odd processes the tests start
+# (about 0.4 s of a core each); compileall writes the .pyc files whatever that variable says
+COMPILE := $(BIN)/python -m compileall -q optlab plugins
+
 test: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # the numerics and training tests again as on a machine without the compiled backend (no C
@@ -46,6 +52,7 @@ NUMERICS_TESTS := tests/test_losses.py tests/test_regularizers.py tests/test_opt
 	tests/test_runner.py tests/test_reproducibility.py tests/test_experiments.py \
 	tests/test_parallel.py tests/test_data_prepare.py
 test-numpy: $(STAMP)
+	$(COMPILE)
 	OPTLAB_DISABLE_PLUGINS=compiled $(BIN)/python -m pytest -n 2 --dist worksteal $(NUMERICS_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -58,9 +65,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix optlab plugins tests
 
 bench: $(STAMP)
-	# byte-compiled first, as an installed wheel is (start-up is one of the figures; an
-	# editable install is otherwise compiled on every start where PYTHONDONTWRITEBYTECODE is set)
-	$(BIN)/python -m compileall -q optlab plugins
+	# byte-compiled first, as an installed wheel is (start-up is one of the figures)
+	$(COMPILE)
 	$(BIN)/python -m benchmarks
 
 clean:
