@@ -21,9 +21,11 @@ __all__ = [
     "STOPPED_NOTE",
     "best_caption",
     "comparison_rows",
+    "decoded_param",
     "format_cell",
     "format_value",
     "group_name",
+    "nested_params",
     "records_to_json",
     "replicate_key",
     "rows_to_json",
@@ -312,7 +314,7 @@ _GROUP_KEYS = (
 )
 
 
-def _decoded(value: Any) -> Any:
+def decoded_param(value: Any) -> Any:
     """A param's value as the run had it: MLflow keeps params as text (JSON for all but
     strings), so a run read back from the store has ``"0.01"`` where the run had ``0.01``."""
     if not isinstance(value, str):
@@ -323,7 +325,7 @@ def _decoded(value: Any) -> Any:
         return value
 
 
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+def nested_params(flat: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys (``lr``, ``momentum.beta``) as nested dicts."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
@@ -353,7 +355,7 @@ def _regularizers(flat: dict[str, Any]) -> list[dict[str, Any]]:
             for key, value in flat.items()
             if key.startswith(prefix) and not key[len(prefix) :].split(".")[0].isdigit()
         }
-        out.append({"name": name, **_nested(own)})
+        out.append({"name": name, **nested_params(own)})
     return out
 
 
@@ -382,9 +384,9 @@ def run_records(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, 
     row_of = {name: row for row in rows for name in row["members"]}
     records = []
     for info, result in results:
-        flat = {key: _decoded(value) for key, value in info.params.items()}
+        flat = {key: decoded_param(value) for key, value in info.params.items()}
         sections = {
-            section: _nested(
+            section: nested_params(
                 {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{section}.")}
             )
             for section in ("data", "loss", "optimizer")

@@ -29,6 +29,8 @@ from optlab._report.comparison import comparison_figure
 from optlab._report.rows import (
     STOPPED,
     comparison_rows,
+    decoded_param,
+    nested_params,
     rows_to_json,
     rows_to_markdown,
 )
@@ -93,21 +95,7 @@ def _history(client: Any, run_id: str, key: str) -> tuple[Any, Any, Any]:
 
 def _unflatten(params: dict[str, str]) -> dict[str, Any]:
     """Dotted string params back to a nested dict, JSON values decoded where they parse."""
-    nested: dict[str, Any] = {}
-    for key, text in sorted(params.items()):
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[leaf] = value
-    return nested
+    return nested_params({key: decoded_param(text) for key, text in sorted(params.items())})
 
 
 def _data_summary(tags: dict[str, str], name: str) -> DataSummary:
