@@ -78,7 +78,21 @@ def _one_line(error: Any, where: str) -> Any:
     return line
 
 
-class _Command(TyperCommand):
+class _OneLineUsage:
+    """Usage errors met while parsing a command's arguments are one line (:func:`_one_line`),
+    named by the command's path (``optlab run``; ``optlab`` for the group itself)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)  # type: ignore[misc]
+        except _clicks.UsageError as error:
+            where = " ".join(p for p in (parent and parent.command_path, info_name) if p)
+            raise _one_line(error, where or "optlab") from None
+
+
+class _Command(_OneLineUsage, TyperCommand):
     """A command whose usage line names its arguments plainly (``optlab run [OPTIONS] SPEC``):
     Typer 0.29 writes a required argument in braces (``{SPEC}``), which reads as a choice.
     Its usage errors are one line (:func:`_one_line`)."""
@@ -87,15 +101,6 @@ class _Command(TyperCommand):
         pieces = super().collect_usage_pieces(ctx)
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
-    ) -> Any:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except _clicks.UsageError as error:
-            where = " ".join(p for p in (parent and parent.command_path, info_name) if p)
-            raise _one_line(error, where or "optlab") from None
-
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -103,17 +108,9 @@ class _Command(TyperCommand):
             raise _one_line(error, ctx.command_path) from None
 
 
-class _Group(TyperGroup):
+class _Group(_OneLineUsage, TyperGroup):
     """The ``optlab`` command itself: its usage errors (an unknown command or option) are one
     line too."""
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
-    ) -> Any:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except _clicks.UsageError as error:
-            raise _one_line(error, info_name or "optlab") from None
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:

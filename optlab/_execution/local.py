@@ -18,7 +18,6 @@ the workers are terminated instead of being waited for.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 import time
@@ -32,7 +31,6 @@ from optlab._execution import recording
 from optlab._execution.executor import Ended, Executor, Job
 from optlab._execution.recording import (
     Events,
-    Sent,
     ended,
     execute_recorded,
     outcome,
@@ -223,22 +221,13 @@ class _Live:
         """Replay what has been sent, without waiting."""
         while True:
             try:
-                name, index, event = self._next()
-            except queue.Empty:
+                name, index, event = self.queue.get_nowait()
+            except Exception:  # queue.Empty, or part of an event (a worker killed mid-send)
                 return
             if name in self.ended or index != self.replayed.get(name, 0):
                 continue
             self.replayed[name] = index + 1
             replay([event], job.observer, job.log)
-
-    def _next(self) -> Sent:
-        try:
-            sent: Sent = self.queue.get_nowait()
-            return sent
-        except queue.Empty:
-            raise
-        except Exception as exc:  # a worker killed in mid-send left part of an event
-            raise queue.Empty from exc
 
     def rest(self, name: str, events: Events, *, own: bool) -> Events:
         """The events of ``name``'s end not replayed yet: of the events the run returned
