@@ -93,13 +93,14 @@ class _OneLineUsage:
 
 
 class _Command(_OneLineUsage, TyperCommand):
-    """A command whose usage line names its arguments plainly (``optlab run [OPTIONS] SPEC``):
-    Typer 0.29 writes a required argument in braces (``{SPEC}``), which reads as a choice.
+    """A command whose usage line names its arguments plainly (``optlab run [OPTIONS] SPEC``,
+    ``optlab validate [OPTIONS] SPEC...``): Typer 0.29 writes a required argument in braces
+    (``{SPEC}``, ``{SPEC}...``), which reads as a choice.
     Its usage errors are one line (:func:`_one_line`)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
-        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+        return [re.sub(r"^\{(.*)\}(\.\.\.)?$", r"\1\2", p) for p in pieces]
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -235,7 +236,6 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
     (a spec naming one of its components would otherwise hear only of an unknown name)."""
     from optlab._contract.plugin_manager import get_registry
     from optlab._errors import OptlabWarning
-    from optlab._spec.load import load_experiment
 
     for info in get_registry().plugins.values():
         if info.status == "failed":
@@ -245,6 +245,13 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
                 ),
                 stacklevel=1,
             )
+    return _read(spec, overrides)
+
+
+def _read(spec: Path, overrides: list[str] | None) -> Any:
+    """The experiment of ``spec`` (``overrides``: ``--set`` values)."""
+    from optlab._spec.load import load_experiment
+
     return load_experiment(spec, overrides or [])
 
 
@@ -257,12 +264,22 @@ def _console(stderr: bool = False) -> Any:
 # ------------------------------------------------------------------------------------ validate
 @app.command(cls=_Command)
 @handles_errors
-def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Validate a spec and its data, and print its plan (runs, axes, resolved components).
+def validate(
+    specs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Experiment spec files (YAML): one or more.", show_default=False, metavar="SPEC"
+        ),
+    ],
+    set_: SetOpt = None,
+) -> None:
+    """Validate specs and their data, and print each plan (runs, axes, resolved components).
 
     Everything ``optlab run`` would refuse before training is refused here too: the data are
     checked to be there and readable and the sizes to fit, reading only headers and shapes
-    where the dataset can.
+    where the dataset can. With several files (``optlab validate experiments/*.yaml``), each
+    plan follows a line naming its file, every file is checked whatever the others hold, and
+    the exit status is that of the worst (2 when any is refused); ``--set`` applies to each.
     """
     from optlab._contract.plugin_manager import get_registry
     from optlab._errors import OptlabWarning
@@ -272,10 +289,26 @@ def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     def fault(line: str) -> None:  # a plugin's, not the spec's: its run will fail
         warnings.warn(OptlabWarning(f"{line}; this run will fail"), stacklevel=1)
 
-    experiment = _load(spec, set_)
-    preflight(experiment.runs, load=False, warn=fault)
-    for line in describe_plan(experiment, get_registry().plugins):
-        typer.echo(line)
+    status = 0
+    for number, spec in enumerate(specs):
+        if len(specs) > 1:
+            if number:
+                typer.echo()
+            typer.echo(f"{spec}:")
+        try:
+            # the plugins' load failures are said once, before the first file
+            experiment = _load(spec, set_) if number == 0 else _read(spec, set_)
+            preflight(experiment.runs, load=False, warn=fault)
+        except OptlabError as exc:
+            if len(specs) == 1:
+                raise
+            _err(str(exc))
+            status = max(status, exc.exit_code)
+            continue
+        for line in describe_plan(experiment, get_registry().plugins):
+            typer.echo(line)
+    if status:
+        raise typer.Exit(status)
 
 
 # ------------------------------------------------------------------------------------ schema

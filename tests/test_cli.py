@@ -56,6 +56,18 @@ def test_validate_prints_the_plan(spec: Path) -> None:
     assert f"loss svm from losses (optlab {optlab.__version__})" in out
 
 
+def test_validate_checks_every_file_it_is_given(spec: Path, tmp_path: Path) -> None:
+    """``optlab validate experiments/*.yaml``: each file's plan under its name, each mistake
+    on its line, every file checked, exit 2 when any is refused."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("name: svm", "name: svmm", 1))
+    code, out, err = invoke("validate", str(spec), str(bad), str(tmp_path / "gone.yaml"), str(spec))
+    assert code == 2
+    assert out.count(f"{spec}:\n") == 2 and out.count("2 runs") == 2
+    assert f"{bad}:\n" in out and "unknown loss 'svmm'" in err and "gone.yaml" in err
+    assert invoke("validate", str(spec), str(spec))[0] == 0
+
+
 def test_run_json_gives_one_object_per_run(spec: Path) -> None:
     code, out, _ = invoke("run", str(spec), "--json", "--no-track")
     assert code == 0
@@ -397,9 +409,8 @@ def test_landscape_with_a_negative_seed_is_bad_input_not_a_traceback(spec: Path)
             "optlab validate: option '--set' requires an argument; see optlab validate --help",
         ),
         (
-            ["validate", "a.yaml", "b.yaml"],
-            "optlab validate: got unexpected extra argument(s) (b.yaml); "
-            "see optlab validate --help",
+            ["check", "a.yaml", "b.yaml"],
+            "optlab check: got unexpected extra argument(s) (b.yaml); see optlab check --help",
         ),
         (["rnu"], "optlab: no such command 'rnu' (did you mean 'run'?); see optlab --help"),
         (["--bogus"], "optlab: no such option --bogus; see optlab --help"),
@@ -431,7 +442,7 @@ def test_main_returns_the_exit_status_instead_of_ending_the_process(
     ("command", "usage"),
     [
         ("run", "optlab run [OPTIONS] SPEC"),
-        ("validate", "optlab validate [OPTIONS] SPEC"),
+        ("validate", "optlab validate [OPTIONS] SPEC..."),
         ("check", "optlab check [OPTIONS] SPEC"),
         ("compare", "optlab compare [OPTIONS] EXPERIMENT"),
         ("landscape", "optlab landscape [OPTIONS] EXPERIMENT"),
