@@ -506,7 +506,7 @@ def run(
         if as_json:  # the records of optlab compare --json
             from optlab._report.rows import records_to_json, run_records
 
-            typer.echo(records_to_json(run_records(outcome.results)))
+            typer.echo(records_to_json(run_records(outcome.results, invocation.run_ids())))
         invocation.print_summary(outcome, table=not as_json)
         ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
@@ -639,15 +639,15 @@ def compare(
     ] = None,
 ) -> None:
     """Compare the runs of an experiment's latest invocation, from the tracking store."""
-    from optlab._report.rows import records_to_json, run_records
+    from optlab._report.rows import records_to_json
     from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
 
     uri = resolve_tracking_uri(tracking_uri, None)
-    results, rows, figure = compare_runs(experiment, uri, out)
+    records, rows, figure = compare_runs(experiment, uri, out)
     if as_json:  # a record per run, as optlab run --json prints them
-        typer.echo(records_to_json(run_records(results)))
+        typer.echo(records_to_json(records))
         return
     _console().print(render_table(rows))
     if figure is not None:

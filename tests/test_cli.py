@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from pydantic import Field
 from typer.testing import CliRunner
@@ -77,14 +78,14 @@ def test_run_json_gives_one_object_per_run(spec: Path) -> None:
         assert row["status"] == "FINISHED"
         assert row["optimizer"]["name"] == "sgd" and row["optimizer"]["lr"] == 0.01
         assert 0.5 < row["metrics"]["test_accuracy"] <= 1.0
-        assert row["final_loss"] is not None
+        assert row["final_loss"] is not None and row["run_id"] is None  # untracked
 
 
 #: the fields of a run's record in ``optlab run --json`` and ``optlab compare --json`` (README)
 RECORD = {
     "name", "variant", "sweep", "seed", "status", "error", "data", "loss", "regularizer",
     "optimizer", "final_loss", "best_val_accuracy", "test_accuracy", "train_time_s", "metrics",
-    "key", "best", "group",
+    "key", "run_id", "best", "group",
 }  # fmt: skip
 GROUP = {
     "name", "runs", "status", "replicates", "final_loss", "final_loss_std", "best_val_accuracy",
@@ -108,6 +109,15 @@ def test_run_json_and_compare_json_give_the_same_record_per_run(
     assert code == 0, err
     records = json.loads(ran)
     assert json.loads(compared) == records
+    # comparison.json, on the parent run and from compare --out, holds the same records
+    # (it held the table's rows: run, the components' names, means, members)
+    code, _, err = invoke("compare", "tiny", "--out", "report", "--tracking-uri", uri)
+    assert code == 0, err
+    assert json.loads((spec.parent / "report" / "comparison.json").read_text()) == records
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(records[0]["run_id"]).data.tags["mlflow.parentRunId"]
+    stored = Path(client.download_artifacts(parent, "comparison.json", str(spec.parent)))
+    assert json.loads(stored.read_text()) == records
     names = ["svm-seed3", "svm-seed4", "softmax-seed3", "softmax-seed4"]
     assert [r["name"] for r in records] == names
     for record in records:
@@ -116,6 +126,7 @@ def test_run_json_and_compare_json_give_the_same_record_per_run(
         assert record["loss"]["name"] in ("svm", "softmax") and record["regularizer"] == []
         assert record["optimizer"] == {**record["optimizer"], "name": "sgd", "lr": 0.01}
         assert record["test_accuracy"] == record["metrics"]["test_accuracy"]
+        assert client.get_run(record["run_id"]).info.run_name == record["name"]
     svm = records[0]["group"]
     assert (svm["name"], svm["runs"], svm["replicates"]) == ("svm", names[:2], 2)
     mean = (records[0]["test_accuracy"] + records[1]["test_accuracy"]) / 2

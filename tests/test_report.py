@@ -16,7 +16,13 @@ from tracking_data import TrainedRun, drawn_figures, train
 
 from optlab._contract.records import SWEEP_TAG, DataSummary, RunInfo, RunResult, StepHistory
 from optlab._report.comparison import comparison_figure
-from optlab._report.rows import comparison_rows, format_cell, rows_to_json, rows_to_markdown
+from optlab._report.rows import (
+    comparison_rows,
+    format_cell,
+    records_to_json,
+    rows_to_markdown,
+    run_records,
+)
 from optlab._report.run_figures import (
     confusion_figure,
     learning_curves_figure,
@@ -198,11 +204,14 @@ def test_table_json_and_markdown(seeds: list[tuple[RunInfo, RunResult]]) -> None
     assert f"★\u00a0{best['run']}" in text
     assert "svm (3 seeds)" in text and " ± " in text
     assert "best by validation accuracy" in text
-    data = json.loads(rows_to_json(rows))
-    assert [d["run"] for d in data] == ["svm", "softmax"]
-    assert data[0]["final_loss"] == pytest.approx(rows[0]["final_loss"])
-    nan_row = dict(rows[1], final_loss=math.nan)
-    assert json.loads(rows_to_json([nan_row]))[0]["final_loss"] is None
+    # the JSON of a record per run (comparison.json, --json, the API's rows) is the records
+    diverged = _with(train("softmax", lr=0.05), test_accuracy=math.nan)
+    odd = _with(train("other", lr=0.05), train_time_s=np.float64(1.5))
+    records = run_records([*seeds, diverged, odd])
+    assert json.loads(records_to_json(records)) == records
+    assert [r["group"]["name"] for r in records] == ["svm", "svm", "svm", "softmax", "other"]
+    assert records[3]["test_accuracy"] is None and records[3]["metrics"]["test_accuracy"] is None
+    assert type(records[4]["train_time_s"]) is float
     markdown = rows_to_markdown(rows)
     assert markdown.splitlines()[0].startswith("| run | variant | loss |")
     assert markdown.count("\n|") == len(rows) + 1

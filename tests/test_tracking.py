@@ -531,7 +531,9 @@ def test_compare_reads_back_the_latest_invocation(
             assert got[key] == pytest.approx(want[key])
     assert figure == workdir / "report" / "comparison.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (workdir / "report" / "comparison.json").is_file()
+    records = json.loads((workdir / "report" / "comparison.json").read_text())
+    assert records == compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[0]
+    assert [r["name"] for r in records] == list(runs) and all(r["run_id"] for r in records)
     assert compare("svm_vs_softmax", DEFAULT_TRACKING_URI, None)[2] is None
     (workdir / "report.png").write_bytes(b"")  # a file where the folder would be
     with pytest.raises(InputError, match=r"^--out \S*report\.png: a file, not a folder; give"):

@@ -138,6 +138,8 @@ class Invocation:
         #: the MLflow run ids of the FINISHED runs of earlier invocations that ``--resume``
         #: reuses instead of training them
         self.reused: list[str] = []
+        #: the same runs' ids by run key
+        self._reused_ids: dict[str, str] = {}
         #: the run keys of the plan, in its order
         self.plan: list[str] = []
         self._drawing: tuple[list[str], Future[bytes]] | None = None
@@ -174,13 +176,14 @@ class Invocation:
         finished = self._open_store()
         outcome = Outcome()
         todo: list[RunSpec] = []
-        self.plan, self.reused = [], []
+        self.plan, self.reused, self._reused_ids = [], [], {}
         for run in self.experiment.runs:
             key = run_key(run.name, run.resolved, prepared[data_key(run)].summary.sha256)
             self.plan.append(key)
             if key in finished:
                 outcome.skipped.append(run.name)
                 self.reused.append(finished[key])
+                self._reused_ids[key] = finished[key]
             else:
                 todo.append(run)
         base_tags = self._base_tags()
@@ -195,6 +198,12 @@ class Invocation:
         with contextlib.suppress(RunInterrupted):
             self._run_under_parent(executor, todo, prepared, base_tags, outcome, done)
         return outcome
+
+    def run_ids(self) -> dict[str, str]:
+        """The MLflow run id of each run of the outcome, by run key: those it started and
+        those ``--resume`` reused (none untracked)."""
+        started = self.tracker.run_ids if self.tracker is not None else {}
+        return {**self._reused_ids, **started}
 
     def _open_store(self) -> dict[str, str]:
         """Open the tracking store (when tracking); with ``--resume``, its FINISHED runs (run
@@ -271,7 +280,9 @@ class Invocation:
             )
             outcome.results = self._in_plan_order([*outcome.results, *done])
             if self.tracker is not None and outcome.results:
-                self.tracker.log_comparison(outcome.results, self._drawn_comparison(outcome))
+                self.tracker.log_comparison(
+                    outcome.results, self._drawn_comparison(outcome), self._reused_ids
+                )
             if outcome.elsewhere:
                 with contextlib.suppress(TrackingError):  # a nicety: the runs are recorded
                     self._note_finished_elsewhere(outcome)

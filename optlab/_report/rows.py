@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,6 @@ __all__ = [
     "nested_params",
     "records_to_json",
     "replicate_key",
-    "rows_to_json",
     "rows_to_markdown",
     "run_records",
     "sweep_point",
@@ -179,17 +178,6 @@ def comparison_rows(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[s
     for row in rows:
         del row["_finished"]
     return rows
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def rows_to_json(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as a JSON array (non-finite numbers become ``null``)."""
-    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2)
 
 
 def format_cell(row: dict[str, Any], key: str) -> str:
@@ -359,29 +347,38 @@ def _regularizers(flat: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def run_records(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, Any]]:
-    """One JSON-ready record per run, the same for ``optlab run --json`` and ``optlab compare
-    --json`` (a run trained here, or read back from the store).
+def run_records(
+    results: Sequence[tuple[RunInfo, RunResult]], run_ids: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One record per run, the one shape of a run outside optlab: what ``optlab run --json``
+    and ``optlab compare --json`` print, what ``comparison.json`` holds (on the parent run, and
+    in ``optlab compare --out``) and the rows of the Python API's ``Results`` (a run trained
+    here, or read back from the store: the same record).
 
     Parameters
     ----------
     results : sequence of (RunInfo, RunResult)
+    run_ids : mapping of str to str, optional
+        The MLflow run id of each run, by run key (none: untracked).
 
     Returns
     -------
     list of dict
-        In the order of ``results``. Keys: ``name``, ``variant``, ``sweep`` (swept values,
-        dotted key -> value), ``seed``, ``status``, ``error`` (why it did not finish, else
-        ``None``), the resolved settings ``data``, ``loss``, ``optimizer`` (mappings, with
-        ``name``) and ``regularizer`` (a list of them), the measures ``final_loss``,
-        ``best_val_accuracy``, ``test_accuracy``, ``train_time_s``, every final metric
-        (``metrics``), the run ``key`` (``--resume``), ``best`` (its table row is the best)
-        and ``group``, the comparison table's row it is in: ``name``, ``runs`` (its runs'
-        names: several for replicates that differ only in ``seed``), ``replicates``,
-        ``status`` and the measures' means over the group, each with its ``_std``.
+        In the order of ``results``, of JSON values only (``json.loads(records_to_json(r))``
+        is ``r``: a number that is not finite is ``None``, a tuple a list). Keys: ``name``,
+        ``variant``, ``sweep`` (swept values, dotted key -> value), ``seed``, ``status``,
+        ``error`` (why it did not finish, else ``None``), the resolved settings ``data``,
+        ``loss``, ``optimizer`` (mappings, with ``name``) and ``regularizer`` (a list of
+        them), the measures ``final_loss``, ``best_val_accuracy``, ``test_accuracy``,
+        ``train_time_s``, every final metric (``metrics``), the run ``key`` (``--resume``), its
+        MLflow ``run_id`` (``None`` untracked), ``best`` (its table row is the best) and
+        ``group``, the comparison table's row it is in: ``name``, ``runs`` (its runs' names:
+        several for replicates that differ only in ``seed``), ``replicates``, ``status`` and
+        the measures' means over the group, each with its ``_std``.
     """
     rows = comparison_rows(results)
     row_of = {name: row for row in rows for name in row["members"]}
+    ids = run_ids or {}
     records = []
     for info, result in results:
         flat = {key: decoded_param(value) for key, value in info.params.items()}
@@ -407,6 +404,7 @@ def run_records(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, 
                 **_measures(info, result),
                 "metrics": dict(result.metrics),
                 "key": info.key,
+                "run_id": ids.get(info.key),
                 "best": row["best"],
                 "group": {
                     "name": row["run"],
@@ -415,19 +413,25 @@ def run_records(results: Sequence[tuple[RunInfo, RunResult]]) -> list[dict[str, 
                 },
             }
         )
-    return records
+    return [_plain(record) for record in records]
 
 
-def _plain_deep(value: Any) -> Any:
-    """``value`` with every non-finite float, however deep, as ``None``."""
+def _plain(value: Any) -> Any:
+    """``value`` as JSON has it, however deep: a float that is not finite as ``None``, numpy
+    scalars as Python's, tuples as lists, anything else JSON has no value for as its text."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, dict):
-        return {k: _plain_deep(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain_deep(v) for v in value]
-    return _plain(value)
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
 
 
 def records_to_json(records: Sequence[dict[str, Any]]) -> str:
-    """Run records (:func:`run_records`) as a JSON array (non-finite numbers become
-    ``null``)."""
-    return json.dumps(_plain_deep(list(records)), indent=2, default=str)
+    """Run records (:func:`run_records`) as a JSON array."""
+    return json.dumps(_plain(list(records)), indent=2)

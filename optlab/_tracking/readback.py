@@ -31,8 +31,9 @@ from optlab._report.rows import (
     comparison_rows,
     decoded_param,
     nested_params,
-    rows_to_json,
+    records_to_json,
     rows_to_markdown,
+    run_records,
 )
 from optlab._report.sweep import SWEEP_FIGURE, sweep_figure
 from optlab._tracking import artifacts as artifact_files
@@ -220,16 +221,29 @@ def load_latest_invocation(
     TrackingError
         The store cannot be used.
     """
+    return _latest_invocation(experiment_name, uri, uri_label)[0]
+
+
+def _latest_invocation(
+    experiment_name: str, uri: str, uri_label: str
+) -> tuple[list[tuple[RunInfo, RunResult]], dict[str, str]]:
+    """:func:`load_latest_invocation`'s runs, and their MLflow run ids by run key."""
     client = connect(uri, must_exist=True, write=False, uri_label=uri_label)
     runs = _latest_runs(client, experiment_name, uri)
     stopped = _stopped(client, runs)
     results = [_read_run(client, run, experiment_name) for run in runs]
-    return [
+    loaded = [
         (info, replace(result, status=cast(RunStatus, STOPPED)))
         if run.info.run_id in stopped
         else (info, result)
         for run, (info, result) in zip(runs, results, strict=True)
     ]
+    ids = {  # (runs logged before optlab tagged run keys have none)
+        info.key: str(run.info.run_id)
+        for run, (info, _) in zip(runs, results, strict=True)
+        if info.key
+    }
+    return loaded, ids
 
 
 def _stopped(client: Any, runs: list[Any]) -> set[str]:
@@ -315,31 +329,34 @@ def compare(
     out_dir: Path | None,
     uri_label: str = URI_LABEL,
     out_label: str = "--out",
-) -> tuple[list[tuple[RunInfo, RunResult]], list[dict[str, Any]], Path | None]:
-    """The runs of the latest invocation, the rows of its comparison and, with ``out_dir``,
-    its figure (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names
-    ``out_dir`` in messages as the user passed it: ``--out``, the Python API's ``out``).
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Path | None]:
+    """The records of the latest invocation's runs (:func:`~optlab._report.rows.run_records`,
+    with their MLflow run ids), the rows of its comparison table and, with ``out_dir``, its
+    figure (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names ``out_dir``
+    in messages as the user passed it: ``--out``, the Python API's ``out``).
 
-    Writes ``comparison.png``, ``comparison.json`` and ``comparison.md`` in ``out_dir``
-    (``~`` expanded; created if needed), for a sweep of one or two values ``val_accuracy_sweep.png``
-    (:func:`~optlab._report.sweep.sweep_figure`), and returns the comparison figure's path.
+    Writes ``comparison.png``, ``comparison.json`` (the records) and ``comparison.md`` (the
+    table) in ``out_dir`` (``~`` expanded; created if needed), for a sweep of one or two values
+    ``val_accuracy_sweep.png`` (:func:`~optlab._report.sweep.sweep_figure`), and returns the
+    comparison figure's path.
     """
-    results = load_latest_invocation(experiment_name, uri, uri_label)
+    results, run_ids = _latest_invocation(experiment_name, uri, uri_label)
     if not results:
         raise InputError(_no_runs(experiment_name, uri))
     rows = comparison_rows(results)
+    records = run_records(results, run_ids)
     if out_dir is None:
-        return results, rows, None
+        return records, rows, None
     out_dir = out_dir.expanduser()  # not a folder named "~" in the working folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "comparison.json").write_text(rows_to_json(rows))
+        (out_dir / "comparison.json").write_text(records_to_json(records))
         (out_dir / "comparison.md").write_text(rows_to_markdown(rows))
         figure = comparison_figure(results, out_dir / "comparison.png")
         sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
         raise _cannot_write(out_dir, exc, out_label) from exc
-    return results, rows, figure
+    return records, rows, figure
 
 
 def _no_runs(experiment_name: str, uri: str) -> str:

@@ -234,6 +234,8 @@ class Tracker:
         self._client: Any = None
         self._lock = threading.RLock()
         self._children: dict[str, _Child] = {}
+        #: the MLflow run id of each run started under the latest parent run, by run key
+        self.run_ids: dict[str, str] = {}
         self._counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0}
         self._retry = Retrier(uri, retry_budget(retry_s), interrupted=interrupted, resume=resume)
         self._start_failed: set[str] = set()  # runs whose child run could not be created
@@ -434,6 +436,7 @@ class Tracker:
         with self._lock:  # a new invocation tries a store lost by an earlier one again
             self._retry.reset()
             self._children.clear()
+            self.run_ids.clear()
             self._start_failed.clear()
         run_id = self._create_run("start the parent run", run_name, run_tags, started_at)
         self.parent_run_id = run_id
@@ -501,6 +504,7 @@ class Tracker:
             raise
         with self._lock:
             self._children[run.name] = child
+            self.run_ids[run.key] = run_id
         params = [Param(k, _param_value(v)) for k, v in run.params.items()]
         for start in range(0, len(params), _MAX_PARAMS):
             chunk = params[start : start + _MAX_PARAMS]
@@ -601,11 +605,16 @@ class Tracker:
                 self.call(f"log artifacts of '{run.name}'", self.client.log_artifacts, run_id, tmp)
 
     def log_comparison(
-        self, results: Sequence[tuple[RunInfo, RunResult]], figure: bytes | None = None
+        self,
+        results: Sequence[tuple[RunInfo, RunResult]],
+        figure: bytes | None = None,
+        run_ids: Mapping[str, str] | None = None,
     ) -> None:
-        """Store the comparison on the parent run: ``comparison.md``, ``comparison.json``,
-        ``comparison.png`` (``figure``, if it was drawn elsewhere; else drawn here unless
-        :attr:`plots` is off), for a sweep ``val_accuracy_sweep.png``
+        """Store the comparison on the parent run: ``comparison.md`` (the table),
+        ``comparison.json`` (a record per run, :func:`~optlab._report.rows.run_records`, with
+        the MLflow run ids of the runs started here and ``run_ids``, by run key, of the others:
+        those ``--resume`` reused), ``comparison.png`` (``figure``, if it was drawn elsewhere;
+        else drawn here unless :attr:`plots` is off), for a sweep ``val_accuracy_sweep.png``
         (:func:`~optlab._report.sweep.sweep_figure`), tag ``optlab.best_run`` and the best
         run's accuracies (for a group of replicates, ``optlab.best_group`` and
         ``optlab.best_group_runs``, the runs' names, and the group's mean accuracies)."""
@@ -622,7 +631,8 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
             folder = Path(tmp)
             (folder / "comparison.md").write_text(summary.rows_to_markdown(rows))
-            (folder / "comparison.json").write_text(summary.rows_to_json(rows))
+            records = summary.run_records(results, {**(run_ids or {}), **self.run_ids})
+            (folder / "comparison.json").write_text(summary.records_to_json(records))
             if figure is not None:
                 (folder / "comparison.png").write_bytes(figure)
             elif self.plots:
