@@ -5,7 +5,7 @@
     import optlab
 
     results = optlab.run("experiments/svm_vs_softmax.yaml", overrides={"optimizer.epochs": 5})
-    results.to_pandas()              # one row per run: name, status, run_id, params, metrics
+    results.to_pandas()              # a row per run: name, status, optimizer.lr, metrics...
     results.comparison               # the table `optlab run` prints (a Table)
     optlab.compare("svm_vs_softmax").to_pandas()
 
@@ -212,7 +212,7 @@ class Table(Sequence[dict[str, Any]]):
         return iter(self.rows)
 
     def to_pandas(self) -> pandas.DataFrame:
-        """One row per entry; nested mappings become dotted columns (``params.optimizer.lr``)."""
+        """One row per entry; nested mappings become dotted columns (``optimizer.lr``)."""
         import pandas
 
         return pandas.json_normalize(list(self.rows))
@@ -239,9 +239,15 @@ class Table(Sequence[dict[str, Any]]):
 class Results(Table):
     """What :func:`run` returns: one row per run, in the plan's order.
 
-    Each row: ``name``, ``status`` (``FINISHED``, ``FAILED``, ``KILLED``), ``error``,
-    ``run_id`` (the MLflow run, ``None`` untracked), ``params`` (the resolved run, dotted keys)
-    and ``metrics`` (final values: accuracies, losses, training time).
+    Each row is the run's record (:func:`~optlab._report.rows.run_records`), the one
+    ``optlab run --json`` and ``optlab compare --json`` print and ``comparison.json`` holds
+    (README, "JSON output"), of JSON values (a number that is not finite is ``None``):
+    ``name``, ``variant``, ``sweep``, ``seed``, ``status`` (``FINISHED``, ``FAILED``,
+    ``KILLED``), ``error``, the resolved settings ``data``, ``loss``, ``optimizer`` (mappings:
+    ``row["optimizer"]["lr"]``) and ``regularizer`` (a list of them), the measures
+    ``final_loss``, ``best_val_accuracy``, ``test_accuracy``, ``train_time_s``, ``metrics``
+    (every final value), ``key``, ``run_id`` (the MLflow run, ``None`` untracked), ``best``
+    and ``group`` (its row of :attr:`comparison`).
 
     Attributes
     ----------
@@ -392,7 +398,7 @@ def run(
 
     # absolute: after os.chdir a relative sqlite:///mlflow.db names another store
     uri = absolute_uri(invocation.tracker.uri) if invocation.tracker is not None else None
-    return _results(experiment.name, outcome, uri, invocation.started_at)
+    return _results(experiment.name, outcome, uri, invocation.run_ids())
 
 
 def _executor_options(executor: str, jobs: int, scheduler: str | None) -> dict[str, Any]:
@@ -407,27 +413,15 @@ def _executor_options(executor: str, jobs: int, scheduler: str | None) -> dict[s
     }
 
 
-def _results(experiment: str, outcome: Any, uri: str | None, since: float | None) -> Results:
-    """Rows from an :class:`optlab._execution.executor.Outcome` (one per run that ran or was
-    reused)."""
-    from optlab._report.rows import comparison_rows
+def _results(experiment: str, outcome: Any, uri: str | None, run_ids: Mapping[str, str]) -> Results:
+    """Results from an :class:`optlab._execution.executor.Outcome`: a record per run that ran
+    or was reused (:func:`~optlab._report.rows.run_records`, with ``run_ids``, by run key)."""
+    from optlab._report.rows import comparison_rows, run_records
     from optlab._report.table import render_table
 
-    run_ids = _run_ids(experiment, uri, [info.key for info, _ in outcome.results], since)
-    rows = tuple(
-        {
-            "name": info.name,
-            "status": result.status,
-            "error": result.error,
-            "run_id": run_ids.get(info.key),
-            "params": dict(info.params),
-            "metrics": dict(result.metrics),
-        }
-        for info, result in outcome.results
-    )
     table = Table(tuple(comparison_rows(outcome.results)), render_table)
     return Results(
-        rows,
+        tuple(run_records(outcome.results, run_ids)),
         render_table,
         experiment=experiment,
         tracking_uri=uri,
@@ -436,46 +430,6 @@ def _results(experiment: str, outcome: Any, uri: str | None, since: float | None
         interrupted=outcome.interrupted,
         runs=tuple(outcome.results),
     )
-
-
-def _run_ids(
-    experiment: str, uri: str | None, keys: Sequence[str], since: float | None
-) -> dict[str, str]:
-    """The latest MLflow run of each run key: the runs this invocation started, found by one
-    search from its start time; any other (a run ``resume`` reused) by its key."""
-    if uri is None or not keys:
-        return {}
-    from optlab._tracking import RUN_KEY_TAG, connect
-
-    client = connect(uri, must_exist=True, write=False, uri_label="tracking_uri")
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return {}
-
-    def search(filter_string: str) -> list[Any]:
-        return list(
-            client.search_runs(
-                [found.experiment_id],
-                filter_string=filter_string,
-                order_by=["attributes.start_time DESC"],
-                max_results=max(1000, 4 * len(keys)),
-            )
-        )
-
-    ids: dict[str, str] = {}
-
-    def take(runs: list[Any]) -> None:
-        for found_run in runs:
-            key = found_run.data.tags.get(RUN_KEY_TAG)
-            if key in keys:
-                ids.setdefault(key, found_run.info.run_id)
-
-    if since:
-        take(search(f"attributes.start_time >= {int(since * 1000)}"))
-    for key in dict.fromkeys(keys):
-        if key not in ids:
-            take(search(f"tags.`{RUN_KEY_TAG}` = '{key}'"))
-    return ids
 
 
 def compare(

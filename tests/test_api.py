@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shutil
 import signal
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 import optlab
 from optlab._api import Results
 from optlab._errors import SpecError
+from optlab._report.rows import records_to_json
 
 SPEC: dict[str, Any] = {
     "name": "api_demo",
@@ -55,7 +57,7 @@ def test_run_returns_one_row_per_run_with_its_mlflow_run(
     for row in results:
         logged = client.get_run(row["run_id"])
         assert logged.info.run_name == row["name"] and logged.info.status == "FINISHED"
-        assert row["params"]["loss.name"] == {"soft": "softmax", "hinge": "svm"}[row["name"]]
+        assert row["loss"]["name"] == {"soft": "softmax", "hinge": "svm"}[row["name"]]
         assert 0.0 <= row["metrics"]["test_accuracy"] <= 1.0
     for row, (info, result) in zip(results, results.runs, strict=True):  # the whole records
         assert info.name == row["name"] and result.metrics == row["metrics"]
@@ -63,11 +65,33 @@ def test_run_returns_one_row_per_run_with_its_mlflow_run(
     assert after is before  # the handlers installed for the run were restored
 
 
+def test_results_rows_are_the_records_of_comparison_json_and_of_json_output(
+    first: tuple[Results, Any, Any], store: str, tmp_path: Path
+) -> None:
+    """Results had rows of their own (name, status, error, run_id, params as dotted keys,
+    metrics), the parent run's comparison.json the table's rows (run, the components' names,
+    means, members): two more shapes than --json's record per run. All are that record now,
+    so that a script reading one reads all."""
+    results = first[0]
+    client = mlflow.MlflowClient(store)
+    parent = client.get_run(results[0]["run_id"]).data.tags["mlflow.parentRunId"]
+    stored = json.loads(
+        Path(client.download_artifacts(parent, "comparison.json", str(tmp_path))).read_text()
+    )
+    assert list(results) == stored
+    soft = results[0]
+    assert soft["loss"] == {"name": "softmax"} and soft["regularizer"] == []
+    assert soft["optimizer"] == {**soft["optimizer"], "name": "sgd", "lr": 0.1, "epochs": 2}
+    assert soft["group"]["runs"] == ["soft"] and soft["key"] == results.runs[0][0].key
+    assert json.loads(records_to_json(results)) == list(results)  # JSON values already
+
+
 def test_results_as_a_dataframe_and_as_the_table(first: tuple[Results, Any, Any]) -> None:
     results = first[0]
     frame = results.to_pandas()
     assert list(frame["name"]) == ["soft", "hinge"]
-    assert {"run_id", "status", "params.optimizer.lr", "metrics.test_accuracy"} <= set(frame)
+    columns = {"run_id", "status", "optimizer.lr", "loss.name", "metrics.test_accuracy"}
+    assert columns | {"group.name", "best_val_accuracy"} <= set(frame)
     assert [row["run"] for row in results.comparison].count("hinge") == 1
     assert "soft" in str(results) and "hinge" in str(results)
 
@@ -99,7 +123,7 @@ def test_a_second_call_in_the_same_process_and_compare(
     first: tuple[Results, Any, Any], store: str
 ) -> None:
     again = optlab.run(SPEC, overrides={"optimizer.epochs": 1}, tracking_uri=store)
-    assert [row["params"]["optimizer.epochs"] for row in again] == [1, 1]
+    assert [row["optimizer"]["epochs"] for row in again] == [1, 1]
     assert {row["run_id"] for row in again}.isdisjoint(row["run_id"] for row in first[0])
     table = optlab.compare("api_demo", tracking_uri=store)
     assert [row["run"] for row in table] == [row["run"] for row in again.comparison]
@@ -543,6 +567,9 @@ def test_resume_keeps_the_finished_runs_in_the_results_and_the_comparison(
     )
     assert parents[0].data.tags["optlab.best_run"] == "ok"
     assert parents[0].data.tags["optlab.reused_runs"] == first[0]["run_id"]
+    # its comparison.json: the same records, the reused run's id among them
+    saved = client.download_artifacts(parents[0].info.run_id, "comparison.json", str(tmp_path))
+    assert json.loads(Path(saved).read_text()) == list(again)
     # the run trained again named the reused runs too, as if it had reused them
     assert "optlab.reused_runs" not in client.get_run(again[1]["run_id"]).data.tags
 

@@ -896,4 +896,4 @@ def test_the_spec_yaml_of_a_run_on_data_with_their_own_test_split_runs_again(
     assert "test:" not in stored.read_text()
     (again,) = optlab.run(stored, track=False, quiet=True)
     assert again["status"] == "FINISHED"
-    assert again["params"]["data.path"] == str(own)
+    assert again["data"]["path"] == str(own)
