@@ -7,7 +7,7 @@
     results = optlab.run("experiments/svm_vs_softmax.yaml", overrides={"optimizer.epochs": 5})
     results.to_pandas()              # a row per run: name, status, optimizer.lr, metrics...
     results.comparison               # the table `optlab run` prints (a Table)
-    optlab.compare("svm_vs_softmax").to_pandas()
+    optlab.compare("svm_vs_softmax").to_pandas()   # the same Results, read back from MLflow
 
 A spec is a path to a YAML file or the same content as a dict. Nothing here exits by itself:
 bad input raises :class:`~optlab._errors.InputError` (a :class:`~optlab._errors.SpecError` with
@@ -434,9 +434,12 @@ def _results(experiment: str, outcome: Any, uri: str | None, run_ids: Mapping[st
 
 def compare(
     experiment: str, *, tracking_uri: str | None = None, out: str | PathLike[str] | None = None
-) -> Table:
-    """The comparison table of an experiment's latest invocation, as ``optlab compare`` prints
-    it; with ``out``, also writes ``comparison.png``, ``.json`` and ``.md`` there.
+) -> Results:
+    """The runs of an experiment's latest invocation, read back from the store: the
+    :class:`Results` :func:`run` returned for it (a record per run, as ``optlab compare
+    --json`` prints them; printed, the table ``optlab compare`` prints; ``runs`` as read back,
+    without ``W``: each run's ``weights.npz`` artifact holds it). With ``out``, also writes
+    ``comparison.png``, ``.json`` and ``.md`` there.
 
     Raises
     ------
@@ -455,8 +458,15 @@ def compare(
         raise _refuse("out", "a folder's path (str or os.PathLike) or None", out)
     uri = resolve_tracking_uri(tracking_uri, None)
     out_dir = Path(out) if out is not None else None
-    _, rows, _ = compare_runs(experiment, uri, out_dir, uri_label="tracking_uri", out_label="out")
-    return Table(tuple(rows), render_table)
+    compared = compare_runs(experiment, uri, out_dir, uri_label="tracking_uri", out_label="out")
+    return Results(
+        tuple(compared.records),
+        render_table,
+        experiment=experiment,
+        tracking_uri=uri,
+        comparison=Table(tuple(compared.rows), render_table),
+        runs=tuple(compared.runs),
+    )
 
 
 exported(Results, Table, compare, load_spec, run)

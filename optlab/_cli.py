@@ -645,13 +645,13 @@ def compare(
     from optlab._tracking.readback import compare as compare_runs
 
     uri = resolve_tracking_uri(tracking_uri, None)
-    records, rows, figure = compare_runs(experiment, uri, out)
+    compared = compare_runs(experiment, uri, out)
     if as_json:  # a record per run, as optlab run --json prints them
-        typer.echo(records_to_json(records))
+        typer.echo(records_to_json(compared.records))
         return
-    _console().print(render_table(rows))
-    if figure is not None:
-        typer.echo(f"figure: {figure}")
+    _console().print(render_table(compared.rows))
+    if compared.figure is not None:
+        typer.echo(f"figure: {compared.figure}")
 
 
 # ------------------------------------------------------------------------------------ landscape

@@ -125,8 +125,11 @@ def test_a_second_call_in_the_same_process_and_compare(
     again = optlab.run(SPEC, overrides={"optimizer.epochs": 1}, tracking_uri=store)
     assert [row["optimizer"]["epochs"] for row in again] == [1, 1]
     assert {row["run_id"] for row in again}.isdisjoint(row["run_id"] for row in first[0])
-    table = optlab.compare("api_demo", tracking_uri=store)
-    assert [row["run"] for row in table] == [row["run"] for row in again.comparison]
+    # compare gives the Results of the latest call, read back: the same records and table
+    compared = optlab.compare("api_demo", tracking_uri=store)
+    assert isinstance(compared, Results) and compared.rows == again.rows
+    assert compared.comparison == again.comparison and str(compared) == str(again)
+    assert [info.name for info, _ in compared.runs] == [row["name"] for row in again]
 
 
 def test_untracked_and_failed_runs_are_rows_not_exits(tmp_path: Path) -> None:
@@ -590,7 +593,7 @@ def test_resume_names_more_reused_runs_than_one_tag_holds(
     spec = {**SPEC, "variants": {**three, "d": {"optimizer": {"lr": 0.2}}}}
     again = optlab.run(spec, tracking_uri=uri, quiet=True, resume=True)
     assert again.skipped == ("a", "b", "c")
-    assert [row["run"] for row in optlab.compare("api_demo", tracking_uri=uri)] == [
+    assert [row["name"] for row in optlab.compare("api_demo", tracking_uri=uri)] == [
         "a",
         "b",
         "c",

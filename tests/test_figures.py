@@ -849,7 +849,7 @@ def test_the_parent_run_and_compare_store_the_sweep_figure(
     client = connect(uri)
     stored = {a.path for a in client.list_artifacts(parent_id)}
     assert {"comparison.png", SWEEP_FIGURE} <= stored
-    _, rows, _ = compare("sweep-figure", uri, tmp_path / "out")
+    rows = compare("sweep-figure", uri, tmp_path / "out").rows
     assert (tmp_path / "out" / SWEEP_FIGURE).exists()
     # read back: the full training loss of every evaluation, and elapsed seconds
     from optlab._tracking.readback import load_latest_invocation

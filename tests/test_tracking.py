@@ -524,7 +524,7 @@ def test_compare_reads_back_the_latest_invocation(
         np.testing.assert_allclose(result.steps.reg_loss, expected.steps.reg_loss)
         assert [e.val_accuracy for e in result.evaluations] == [r.val_accuracy for r in run.reports]
     original = comparison_rows([(r.info, r.result) for r in runs.values()])  # type: ignore[misc]
-    _, rows, figure = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report")
+    _, rows, figure, _ = compare("svm_vs_softmax", DEFAULT_TRACKING_URI, workdir / "report")
     assert [r["run"] for r in rows] == [r["run"] for r in original]
     for got, want in zip(rows, original, strict=True):
         for key in ("final_loss", "best_val_accuracy", "test_accuracy", "status", "best"):

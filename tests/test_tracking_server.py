@@ -74,7 +74,7 @@ def test_invocation_logged_through_the_server(
         ("softmax", "FINISHED"),
         ("sgd-lr10", "FAILED"),
     ]
-    _, rows, figure = compare("server-cmp", mlflow_server.url, tmp_path / "out")
+    _, rows, figure, _ = compare("server-cmp", mlflow_server.url, tmp_path / "out")
     assert figure is not None and figure.stat().st_size > 10_000
     assert [r["best"] for r in rows].count(True) == 1
 

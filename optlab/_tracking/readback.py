@@ -11,7 +11,7 @@ import json
 import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "Compared",
     "compare",
     "landscape",
     "load_latest_invocation",
@@ -323,17 +324,30 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
     return runs
 
 
+class Compared(NamedTuple):
+    """What :func:`compare` read and drew."""
+
+    #: a record per run (:func:`~optlab._report.rows.run_records`, with its MLflow run id)
+    records: list[dict[str, Any]]
+    #: the comparison table's rows
+    rows: list[dict[str, Any]]
+    #: the comparison figure, when an ``out_dir`` was given
+    figure: Path | None
+    #: each run as read back, in the plan's order
+    runs: list[tuple[RunInfo, RunResult]]
+
+
 def compare(
     experiment_name: str,
     uri: str,
     out_dir: Path | None,
     uri_label: str = URI_LABEL,
     out_label: str = "--out",
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Path | None]:
+) -> Compared:
     """The records of the latest invocation's runs (:func:`~optlab._report.rows.run_records`,
-    with their MLflow run ids), the rows of its comparison table and, with ``out_dir``, its
-    figure (``uri_label``: as :func:`load_latest_invocation`; ``out_label`` names ``out_dir``
-    in messages as the user passed it: ``--out``, the Python API's ``out``).
+    with their MLflow run ids), the rows of its comparison table, with ``out_dir`` its figure,
+    and the runs read back (``uri_label``: as :func:`load_latest_invocation`; ``out_label``
+    names ``out_dir`` in messages as the user passed it: ``--out``, the Python API's ``out``).
 
     Writes ``comparison.png``, ``comparison.json`` (the records) and ``comparison.md`` (the
     table) in ``out_dir`` (``~`` expanded; created if needed), for a sweep of one or two values
@@ -346,7 +360,7 @@ def compare(
     rows = comparison_rows(results)
     records = run_records(results, run_ids)
     if out_dir is None:
-        return records, rows, None
+        return Compared(records, rows, None, results)
     out_dir = out_dir.expanduser()  # not a folder named "~" in the working folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,7 +370,7 @@ def compare(
         sweep_figure(rows, out_dir / SWEEP_FIGURE)  # a sweep of one or two values only
     except OSError as exc:
         raise _cannot_write(out_dir, exc, out_label) from exc
-    return records, rows, figure
+    return Compared(records, rows, figure, results)
 
 
 def _no_runs(experiment_name: str, uri: str) -> str:
