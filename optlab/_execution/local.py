@@ -10,9 +10,10 @@ numbers do not depend on ``--jobs``.
 The runs are claimed all at once, before any is queued (a worker cannot reach the store); a
 worker records a run's events and the invoking process replays them
 (:mod:`optlab._execution.recording`): each as it happens, sent through a queue, so that the
-runs in flight reach the store and the progress bar while they train (:class:`_Live`), and the
-rest when the run ends. Leaving the ``with`` block cancels what has not started; on an error
-the workers are terminated instead of being waited for.
+runs in flight reach the store and the progress bar while they train
+(:class:`~optlab._execution.recording.Live`), and the rest when the run ends. Leaving the
+``with`` block cancels what has not started; on an error the workers are terminated instead
+of being waited for.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from optlab._errors import RunError
 from optlab._execution import recording
 from optlab._execution.executor import Ended, Executor, Job
 from optlab._execution.recording import (
-    Events,
+    Live,
     ended,
     execute_recorded,
     outcome,
@@ -96,7 +97,7 @@ class LocalProcesses(Executor):
 
         context = fork_server.start()  # the server imports now, unless it already has
         self.jobs = jobs
-        self.live = _Live(context.Queue())
+        self.live = Live(context.Queue())
         self.pool = ProcessPoolExecutor(
             jobs,
             mp_context=context,
@@ -199,42 +200,3 @@ class LocalProcesses(Executor):
             self._terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.live.queue.close()
-
-
-class _Live:
-    """The events the workers send as they happen (:data:`recording.live_sink`), replayed in
-    this process at once, so that a run's epochs reach the store and the progress bar while
-    it trains; at the run's end, :meth:`rest` gives what its returned events hold beyond.
-
-    A run's events are replayed in order only: one that was lost (a worker killed while
-    sending) leaves the rest of that run to its returned events.
-    """
-
-    def __init__(self, events: Any) -> None:
-        self.queue = events
-        #: run name -> how many of its events were replayed
-        self.replayed: dict[str, int] = {}
-        #: the runs whose end has been replayed: what they still send is stale
-        self.ended: set[str] = set()
-
-    def replay(self, job: Job) -> None:
-        """Replay what has been sent, without waiting."""
-        while True:
-            try:
-                name, index, event = self.queue.get_nowait()
-            except Exception:  # queue.Empty, or part of an event (a worker killed mid-send)
-                return
-            if name in self.ended or index != self.replayed.get(name, 0):
-                continue
-            self.replayed[name] = index + 1
-            replay([event], job.observer, job.log)
-
-    def rest(self, name: str, events: Events, *, own: bool) -> Events:
-        """The events of ``name``'s end not replayed yet: of the events the run returned
-        (``own``), those past the ones replayed; of the events standing for a worker that
-        failed, all but the start when the run was seen to start."""
-        count = self.replayed.pop(name, 0)
-        self.ended.add(name)
-        if own:
-            return events[count:]
-        return [e for e in events if not (count and e[0] == "optlab_run_started")]

@@ -4,9 +4,11 @@ Workers train; the invoking process writes. A worker executes a run with a
 :class:`RecordingObserver` and returns the events it recorded; the invoking process replays
 them to its own observers (tracking, progress, third-party observers) as each run completes.
 So there is one writer to the tracking store whatever the parallelism, and a worker never
-needs to reach it. A local worker also sends each event as it happens (:data:`live_sink`),
-and the invoking process replays those at once: a run's curves reach the store while it
-trains; the events it returns at its end are the whole record, whatever was sent or lost.
+needs to reach it. A worker also sends each event as it happens (a local worker through a
+queue, :data:`live_sink`; a Dask worker through the scheduler, :mod:`optlab._execution.dask`),
+and the invoking process replays those at once (:class:`Live`): a run's curves reach the store
+while it trains; the events it returns at its end are the whole record, whatever was sent or
+lost.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optlab._contract.records import EpochReport, RunInfo, RunResult
 from optlab._errors import RunError
@@ -26,9 +28,13 @@ from optlab._training.checks import WARNING
 from optlab._training.monitor import stop_flag
 from optlab._training.runner import Observer, execute
 
+if TYPE_CHECKING:
+    from optlab._execution.executor import Job
+
 __all__ = [
     "Event",
     "Events",
+    "Live",
     "RecordingObserver",
     "Sent",
     "ended",
@@ -101,20 +107,25 @@ def replay(events: Events, observer: Observer, log: Callable[[str], None] | None
 
 
 def execute_recorded(
-    run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool = False
+    run: RunSpec,
+    experiment: str,
+    base_tags: dict[str, str],
+    render: bool = False,
+    send: Callable[[Sent], None] | None = None,
 ) -> Events:
     """Run ``run`` in this (worker) process; return the observer events it produced: none
     when a stop was requested before the run started (it waited in the queue; it is not
     recorded at all, and ``--resume`` trains it).
 
     With ``render``, the run's artifact files are drawn here and travel in
-    ``result.artifacts``."""
+    ``result.artifacts``. Each event is also sent as it happens to ``send`` (default
+    :data:`live_sink`), see :class:`RecordingObserver`."""
     from optlab._contract.plugin_manager import get_registry
 
     if stop_flag.reason is not None:
         return []
 
-    observer = RecordingObserver(send=live_sink)
+    observer = RecordingObserver(send=send if send is not None else live_sink)
     info, result = execute(
         run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
     )
@@ -125,6 +136,51 @@ def execute_recorded(
 
         result.artifacts = render_to_bytes(info, result)
     return observer.events
+
+
+class Live:
+    """The events the workers send as they happen (:data:`Sent`, read from ``events``, a
+    queue whose ``get_nowait()`` raises once it is empty), replayed in this process at once,
+    so that a run's epochs reach the store and the progress bar while it trains; at the run's
+    end, :meth:`rest` gives what its returned events hold beyond.
+
+    A run's events are replayed in order only: one that was lost (a worker killed while
+    sending) leaves the rest of that run to its returned events.
+    """
+
+    def __init__(self, events: Any) -> None:
+        self.queue = events
+        #: run name -> how many of its events were replayed
+        self.replayed: dict[str, int] = {}
+        #: the runs whose end has been replayed: what they still send is stale
+        self.ended: set[str] = set()
+
+    def replay(self, job: Job) -> None:
+        """Replay what has been sent, without waiting."""
+        while True:
+            try:
+                name, index, event = self.queue.get_nowait()
+            except Exception:  # queue.Empty, or part of an event (a worker killed mid-send)
+                return
+            if name in self.ended or index != self.replayed.get(name, 0):
+                continue
+            self.replayed[name] = index + 1
+            replay([event], job.observer, job.log)
+
+    def rest(self, name: str, events: Events, *, own: bool) -> Events:
+        """The events of ``name``'s end not replayed yet: of the events the run returned
+        (``own``), those past the ones replayed; of the events standing for a worker that
+        failed, all but the start when the run was seen to start."""
+        count = self.replayed.pop(name, 0)
+        self.ended.add(name)
+        if own:
+            return events[count:]
+        return [e for e in events if not (count and e[0] == "optlab_run_started")]
+
+    def forget(self, name: str) -> None:
+        """``name`` will not end here (cancelled): what it still sends is stale."""
+        self.replayed.pop(name, None)
+        self.ended.add(name)
 
 
 def ended(
