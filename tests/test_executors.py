@@ -8,6 +8,8 @@ and runs ``optlab check`` the same way (:meth:`Executor.map`).
 from __future__ import annotations
 
 import operator
+import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -45,30 +47,42 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     return load_experiment(path)
 
 
-def _dask() -> Iterator[Executor]:
+def _loopback_cluster(threads: int = 1) -> Any:
+    """A Dask cluster of one worker of ``threads`` threads in this process, on 127.0.0.1 over
+    TCP (what travels is serialized as to a remote worker; the scheduler's HTTP server takes
+    a free port)."""
     distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        make_executor("dask", scheduler=cluster.scheduler_address) as executor,
-    ):
-        yield executor
+    return distributed.LocalCluster(
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        n_workers=1,
+        threads_per_worker=threads,
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
+    )
 
 
-def _in_process() -> Iterator[Executor]:
-    with InProcess() as executor:
-        yield executor
+@pytest.fixture(scope="module")
+def loopback_cluster() -> Iterator[str]:
+    """The address of a :func:`_loopback_cluster`'s scheduler."""
+    with _loopback_cluster() as cluster:
+        yield cluster.scheduler_address
 
 
-def _local() -> Iterator[Executor]:
-    with LocalProcesses(2) as executor:
-        yield executor
-
-
-@pytest.fixture(params=[_in_process, _local, _dask], ids=["in_process", "local", "dask"])
+@pytest.fixture(params=["in_process", "local", "dask"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    yield from request.param()
+    """Each executor: this process, two local worker processes, the loopback cluster."""
+    if request.param == "in_process":
+        with InProcess() as executor:
+            yield executor
+    elif request.param == "local":
+        with LocalProcesses(2) as executor:
+            yield executor
+    else:
+        address = request.getfixturevalue("loopback_cluster")
+        with make_executor("dask", scheduler=address) as executor:
+            yield executor
 
 
 class FakeClaims:
@@ -295,11 +309,24 @@ def test_every_executor_says_a_runs_warnings(tmp_path: Path, executor: Executor)
     assert [line.split(": initial loss")[0] for line in lines] == ["softmax: warning"]
 
 
-def test_local_workers_report_each_epoch_while_the_run_trains(tmp_path: Path) -> None:
-    """Under ``--jobs N`` the observers (the store, the progress bar) get a run's epochs as
-    they end, not all at once when it has ended: here the first epoch they get stops the
-    run, which would otherwise train 20,000 epochs (about ten seconds) and end FINISHED. Each
-    event reaches them once and in order, the end last."""
+@pytest.fixture(params=["local", "dask"])
+def workers(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """One local worker process (``--jobs``), or the worker of :func:`loopback_cluster`."""
+    if request.param == "local":
+        with LocalProcesses(1) as executor:
+            yield executor
+    else:
+        address = request.getfixturevalue("loopback_cluster")
+        with make_executor("dask", scheduler=address) as executor:
+            yield executor
+
+
+def test_workers_report_each_epoch_while_the_run_trains(tmp_path: Path, workers: Executor) -> None:
+    """Under ``--jobs N`` and Dask the observers (the store, the progress bar) get a run's
+    epochs as they end, not all at once when it has ended: here the first epoch they get stops
+    the run (a Dask worker in this process sees the stop too), which would otherwise train
+    20,000 epochs (ten seconds or more) and end FINISHED. Each event reaches them once and in
+    order, the end last."""
     path = tmp_path / "long.yaml"
     path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 20000"))
     long = load_experiment(path)
@@ -311,10 +338,9 @@ def test_local_workers_report_each_epoch_while_the_run_trains(tmp_path: Path) ->
 
     observer = StopAtFirstEpoch()
     try:
-        with LocalProcesses(1) as executor:
-            ended = list(
-                executor.run(long.runs, Job(long.name, observer, prepared=preflight(long.runs)))
-            )
+        ended = list(
+            workers.run(long.runs, Job(long.name, observer, prepared=preflight(long.runs)))
+        )
     finally:
         stop_flag.clear()
     [(_, result)] = ended  # type: ignore[misc]
@@ -324,3 +350,107 @@ def test_local_workers_report_each_epoch_while_the_run_trains(tmp_path: Path) ->
     assert set(names[1:-1]) == {"optlab_epoch_ended"}
     epochs = [kw["report"].epoch for name, kw in observer.events if name == "optlab_epoch_ended"]
     assert epochs == sorted(set(epochs)) and epochs[-1] == result.evaluations[-1].epoch
+
+
+def test_a_dask_run_whose_events_stop_reaching_the_client_reaches_the_observers_whole(
+    tmp_path: Path, loopback_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dask worker that loses its way to the scheduler mid-run (here: the run's start is
+    sent, and replayed, then every send fails) still returns the run's whole record: the
+    observers get each event once and in order, the rest when the run ends."""
+    import distributed
+
+    from optlab._execution.dask import TOPIC
+
+    path = tmp_path / "short.yaml"
+    path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 3"))
+    short = load_experiment(path)
+    replayed_start = threading.Event()
+    live: list[bool] = []  # whether the start was replayed before the first lost send
+    real = distributed.Worker.log_event
+
+    def lost_after_the_start(self: Any, topic: str, msg: Any) -> None:
+        if topic != TOPIC or pickle.loads(msg[1])[1] == 0:  # the start (event 0) goes through
+            return real(self, topic, msg)
+        live.append(replayed_start.wait(5))
+        raise OSError("connection to the scheduler lost")
+
+    monkeypatch.setattr(distributed.Worker, "log_event", lost_after_the_start)
+
+    class NoteTheStart(RecordingObserver):
+        def optlab_run_started(self, *, run: Any) -> None:
+            super().optlab_run_started(run=run)
+            replayed_start.set()
+
+    observer = NoteTheStart()
+    with make_executor("dask", scheduler=loopback_cluster) as executor:
+        [(_, result)] = executor.run(  # type: ignore[misc]
+            short.runs, Job(short.name, observer, prepared=preflight(short.runs))
+        )
+    assert result.status == "FINISHED"
+    assert live == [True]  # sent once, then never again
+    names = [name for name, _ in observer.events]
+    evaluations = ["optlab_epoch_ended"] * len(result.evaluations)
+    assert names == ["optlab_run_started", *evaluations, "optlab_run_finished"]
+
+
+def test_fail_fast_on_dask_lets_the_runs_seen_training_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a failure with ``fail_fast``, a Dask run whose start the observers got (it is
+    in the store, with its curves so far) ends as it would, its end recorded: cancelled, it
+    would be left without one, and ended FINISHED with the invocation, half trained. Here run
+    ``b`` fails once ``long`` has been seen to start, and ``long`` trains on only once the
+    failure has been recorded."""
+    from optlab._execution import recording
+
+    path = tmp_path / "spec.yaml"
+    variants = "variants:\n  long: {optimizer: {epochs: 3}}\n  b: {optimizer: {lr: 1.0e+12}}\n"
+    path.write_text(SPEC.split("variants:")[0] + variants)
+    two = load_experiment(path)
+    long_started, b_failed = threading.Event(), threading.Event()
+
+    class NoteThem(RecordingObserver):
+        def optlab_run_started(self, *, run: Any) -> None:
+            super().optlab_run_started(run=run)
+            if run.name == "long":
+                long_started.set()
+
+        def optlab_run_finished(self, *, run: Any, result: Any, error: Any) -> None:
+            super().optlab_run_finished(run=run, result=result, error=error)
+            if run.name == "b":
+                b_failed.set()
+
+    class HeldAtItsEpochs:
+        """``inner``, whose epochs wait until ``b``'s failure has been recorded."""
+
+        def __init__(self, inner: RecordingObserver) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def optlab_epoch_ended(self, *, run: Any, report: Any) -> None:
+            b_failed.wait(10)
+            self.inner.optlab_epoch_ended(run=run, report=report)
+
+    real = recording.execute
+
+    def in_that_order(run: RunSpec, *, observer: Any, **kwargs: Any) -> Any:
+        if run.name == "b":
+            long_started.wait(10)
+        else:
+            observer = HeldAtItsEpochs(observer)
+        return real(run, observer=observer, **kwargs)
+
+    monkeypatch.setattr(recording, "execute", in_that_order)
+    observer = NoteThem()
+    job = Job(two.name, observer, prepared=preflight(two.runs), fail_fast=True)
+    with (
+        _loopback_cluster(threads=2) as cluster,  # its own: overlapping runs leave BLAS at 1
+        make_executor("dask", scheduler=cluster.scheduler_address) as executor,
+    ):
+        statuses = _statuses(list(executor.run(two.runs, job)))
+    assert statuses == {"long": "FINISHED", "b": "FAILED"}
+    long_events = [name for name, kw in observer.events if kw["run"].name == "long"]
+    assert long_events[0] == "optlab_run_started" and long_events[-1] == "optlab_run_finished"
