@@ -246,7 +246,8 @@ class Results(Table):
     ``KILLED``), ``error``, the resolved settings ``data``, ``loss``, ``optimizer`` (mappings:
     ``row["optimizer"]["lr"]``) and ``regularizer`` (a list of them), the measures
     ``final_loss``, ``best_val_accuracy``, ``test_accuracy``, ``train_time_s``, ``metrics``
-    (every final value), ``key``, ``run_id`` (the MLflow run, ``None`` untracked), ``best``
+    (every final value), ``key``, ``run_id`` (the MLflow run, ``None`` untracked), ``reused``
+    (``resume`` found it FINISHED: not trained by this call), ``best``
     and ``group`` (its row of :attr:`comparison`).
 
     Attributes
@@ -421,7 +422,7 @@ def _results(experiment: str, outcome: Any, uri: str | None, run_ids: Mapping[st
 
     table = Table(tuple(comparison_rows(outcome.results)), render_table)
     return Results(
-        tuple(run_records(outcome.results, run_ids)),
+        tuple(run_records(outcome.results, run_ids, outcome.skipped)),
         render_table,
         experiment=experiment,
         tracking_uri=uri,

@@ -506,7 +506,8 @@ def run(
         if as_json:  # the records of optlab compare --json
             from optlab._report.rows import records_to_json, run_records
 
-            typer.echo(records_to_json(run_records(outcome.results, invocation.run_ids())))
+            records = run_records(outcome.results, invocation.run_ids(), outcome.skipped)
+            typer.echo(records_to_json(records))
         invocation.print_summary(outcome, table=not as_json)
         ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
     except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs

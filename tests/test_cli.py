@@ -85,7 +85,7 @@ def test_run_json_gives_one_object_per_run(spec: Path) -> None:
 RECORD = {
     "name", "variant", "sweep", "seed", "status", "error", "data", "loss", "regularizer",
     "optimizer", "final_loss", "best_val_accuracy", "test_accuracy", "train_time_s", "metrics",
-    "key", "run_id", "best", "group",
+    "key", "run_id", "reused", "best", "group",
 }  # fmt: skip
 GROUP = {
     "name", "runs", "status", "replicates", "final_loss", "final_loss_std", "best_val_accuracy",
@@ -132,6 +132,22 @@ def test_run_json_and_compare_json_give_the_same_record_per_run(
     mean = (records[0]["test_accuracy"] + records[1]["test_accuracy"]) / 2
     assert svm["test_accuracy"] == pytest.approx(mean)
     assert sum(r["best"] for r in records) == 2  # the two runs of the best row
+    assert not any(r["reused"] for r in records)
+    # --resume with a third seed: the records say which runs it reused, the same from run,
+    # compare and the parent's comparison.json (a script could not tell them apart), and the
+    # reused runs and the new one are one group (they were two groups named svm)
+    spec.write_text(spec.read_text().replace("seeds: [3, 4]", "seeds: [3, 4, 5]"))
+    code, ran, err = invoke("run", str(spec), "--json", "--resume", "--tracking-uri", uri)
+    assert code == 0, err
+    again = json.loads(ran)
+    reused = {r["name"]: r["reused"] for r in again}
+    assert reused == {**dict.fromkeys(names, True), "svm-seed5": False, "softmax-seed5": False}
+    assert [r["run_id"] for r in again if r["reused"]] == [r["run_id"] for r in records]
+    assert again[0]["group"]["runs"] == ["svm-seed3", "svm-seed4", "svm-seed5"]
+    assert json.loads(invoke("compare", "tiny", "--json", "--tracking-uri", uri)[1]) == again
+    parent = client.get_run(again[2]["run_id"]).data.tags["mlflow.parentRunId"]
+    stored = Path(client.download_artifacts(parent, "comparison.json", str(spec.parent / "2")))
+    assert json.loads(stored.read_text()) == again
 
 
 def test_run_prints_the_comparison_table(spec: Path) -> None:

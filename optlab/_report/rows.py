@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,8 +110,15 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
 
 def replicate_key(info: RunInfo) -> tuple[Any, ...]:
     """What replicates share: runs whose names differ only by the seed suffix, with the same
-    params otherwise (variants of identical settings stay apart: their names differ)."""
-    params = sorted((k, str(v)) for k, v in info.params.items() if k not in _REPLICATE_KEYS)
+    params otherwise (variants of identical settings stay apart: their names differ). Params
+    compare by value, as the run had them: a run ``--resume`` read back from the store has
+    ``"true"`` where the seed it added has ``True`` (the table showed them as two groups of
+    one name)."""
+    params = sorted(
+        (k, json.dumps(_plain(decoded_param(v)), sort_keys=True))
+        for k, v in info.params.items()
+        if k not in _REPLICATE_KEYS
+    )
     return (_SEED_SUFFIX.sub("", info.name) or info.name, *params)
 
 
@@ -348,7 +355,9 @@ def _regularizers(flat: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_records(
-    results: Sequence[tuple[RunInfo, RunResult]], run_ids: Mapping[str, str] | None = None
+    results: Sequence[tuple[RunInfo, RunResult]],
+    run_ids: Mapping[str, str] | None = None,
+    reused: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """One record per run, the one shape of a run outside optlab: what ``optlab run --json``
     and ``optlab compare --json`` print, what ``comparison.json`` holds (on the parent run, and
@@ -360,6 +369,9 @@ def run_records(
     results : sequence of (RunInfo, RunResult)
     run_ids : mapping of str to str, optional
         The MLflow run id of each run, by run key (none: untracked).
+    reused : collection of str, optional
+        The names of the runs the invocation did not train: ``--resume`` found them FINISHED,
+        or (read back) it left them to another invocation.
 
     Returns
     -------
@@ -371,7 +383,8 @@ def run_records(
         ``loss``, ``optimizer`` (mappings, with ``name``) and ``regularizer`` (a list of
         them), the measures ``final_loss``, ``best_val_accuracy``, ``test_accuracy``,
         ``train_time_s``, every final metric (``metrics``), the run ``key`` (``--resume``), its
-        MLflow ``run_id`` (``None`` untracked), ``best`` (its table row is the best) and
+        MLflow ``run_id`` (``None`` untracked), ``reused`` (in ``reused``), ``best`` (its table
+        row is the best) and
         ``group``, the comparison table's row it is in: ``name``, ``runs`` (its runs' names:
         several for replicates that differ only in ``seed``), ``replicates``, ``status`` and
         the measures' means over the group, each with its ``_std``.
@@ -405,6 +418,7 @@ def run_records(
                 "metrics": dict(result.metrics),
                 "key": info.key,
                 "run_id": ids.get(info.key),
+                "reused": info.name in reused,
                 "best": row["best"],
                 "group": {
                     "name": row["run"],

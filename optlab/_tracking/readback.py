@@ -227,10 +227,11 @@ def load_latest_invocation(
 
 def _latest_invocation(
     experiment_name: str, uri: str, uri_label: str
-) -> tuple[list[tuple[RunInfo, RunResult]], dict[str, str]]:
-    """:func:`load_latest_invocation`'s runs, and their MLflow run ids by run key."""
+) -> tuple[list[tuple[RunInfo, RunResult]], dict[str, str], list[str]]:
+    """:func:`load_latest_invocation`'s runs, their MLflow run ids by run key, and the names of
+    those the invocation did not train (reused, or left to another invocation)."""
     client = connect(uri, must_exist=True, write=False, uri_label=uri_label)
-    runs = _latest_runs(client, experiment_name, uri)
+    runs, parent_id = _latest_runs(client, experiment_name, uri)
     stopped = _stopped(client, runs)
     results = [_read_run(client, run, experiment_name) for run in runs]
     loaded = [
@@ -244,7 +245,12 @@ def _latest_invocation(
         for run, (info, _) in zip(runs, results, strict=True)
         if info.key
     }
-    return loaded, ids
+    elsewhere = [
+        info.name
+        for run, (info, _) in zip(runs, results, strict=True)
+        if run.data.tags.get(PARENT_TAG) != parent_id
+    ]
+    return loaded, ids, elsewhere
 
 
 def _stopped(client: Any, runs: list[Any]) -> set[str]:
@@ -297,9 +303,9 @@ def _latest_parent(client: Any, experiment_name: str, uri: str) -> tuple[str, An
     return exp_id, parents[0]
 
 
-def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
-    """The MLflow runs of an experiment's latest invocation, in start order (see
-    :func:`load_latest_invocation`)."""
+def _latest_runs(client: Any, experiment_name: str, uri: str) -> tuple[list[Any], str]:
+    """The MLflow runs of an experiment's latest invocation, in the plan's order (see
+    :func:`load_latest_invocation`), and the id of its parent run."""
     exp_id, parent = _latest_parent(client, experiment_name, uri)
     children = _search_all(client, exp_id, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
     # after --resume: the finished runs of earlier invocations that this one reused
@@ -321,7 +327,7 @@ def _latest_runs(client: Any, experiment_name: str, uri: str) -> list[Any]:
     # parent logged before optlab named its plan in start order
     plan = {key: i for i, key in enumerate(read_list_tags(parent.data.tags, PLAN_TAG))}
     runs.sort(key=lambda r: (plan.get(r.data.tags.get(RUN_KEY_TAG), len(plan)), r.info.start_time))
-    return runs
+    return runs, str(parent.info.run_id)
 
 
 class Compared(NamedTuple):
@@ -354,11 +360,11 @@ def compare(
     ``val_accuracy_sweep.png`` (:func:`~optlab._report.sweep.sweep_figure`), and returns the
     comparison figure's path.
     """
-    results, run_ids = _latest_invocation(experiment_name, uri, uri_label)
+    results, run_ids, reused = _latest_invocation(experiment_name, uri, uri_label)
     if not results:
         raise InputError(_no_runs(experiment_name, uri))
     rows = comparison_rows(results)
-    records = run_records(results, run_ids)
+    records = run_records(results, run_ids, reused)
     if out_dir is None:
         return Compared(records, rows, None, results)
     out_dir = out_dir.expanduser()  # not a folder named "~" in the working folder
@@ -484,7 +490,7 @@ def landscape(
 
     out_dir = out_dir.expanduser() if out_dir is not None else None  # as compare's
     client = connect(uri, must_exist=True)
-    runs = _latest_runs(client, experiment_name, uri)
+    runs, _ = _latest_runs(client, experiment_name, uri)
     names = [str(r.info.run_name) for r in runs]
     every = ", ".join(f"{r.info.run_name} {r.info.status}" for r in runs)
     if run_name is not None:

@@ -631,7 +631,8 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="optlab-comparison-") as tmp:
             folder = Path(tmp)
             (folder / "comparison.md").write_text(summary.rows_to_markdown(rows))
-            records = summary.run_records(results, {**(run_ids or {}), **self.run_ids})
+            reused = [info.name for info, _ in results if info.key in (run_ids or {})]
+            records = summary.run_records(results, {**(run_ids or {}), **self.run_ids}, reused)
             (folder / "comparison.json").write_text(summary.records_to_json(records))
             if figure is not None:
                 (folder / "comparison.png").write_bytes(figure)
