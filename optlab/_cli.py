@@ -52,9 +52,11 @@ _SUGGESTED = re.compile(r"(.*?)\.? Did you mean (.+)\?")
 
 def _one_line(error: Any, where: str) -> Any:
     """``error`` (click's: a missing argument, an unknown option or command, a bad value) as
-    one line: ``optlab run: no such option --jobz (did you mean --jobs or --json?); see
-    optlab run --help``. Click's own form is three lines or more (the usage, a hint, a blank
-    line, the error). ``where`` is the command, when the error does not know it."""
+    one line, with the prefix of every other error a user can cause: ``optlab: error: run: no
+    such option --jobz (did you mean --jobs or --json?); see optlab run --help`` (the group's
+    own: ``optlab: error: no such command 'rnu' ...; see optlab --help``). Click's own form is
+    three lines or more (the usage, a hint, a blank line, the error). ``where`` is the
+    command, when the error does not know it."""
     if isinstance(error, _UsageLine) or type(error).__name__ == "NoArgsIsHelpError":
         return error  # said already, or the help that `optlab` alone shows
     if error.ctx is not None:
@@ -73,7 +75,9 @@ def _one_line(error: Any, where: str) -> Any:
         what, alternatives = suggested[1], [s.strip() for s in suggested[2].split(",")]
     if alternatives:
         what += f" (did you mean {_either(alternatives)}?)"
-    line = _UsageLine(f"{where}: {what}; see {where} --help", ctx=error.ctx)
+    command = " ".join(where.split()[1:])  # "run"; "" for the group itself
+    at = f"{command}: " if command else ""
+    line = _UsageLine(f"optlab: error: {at}{what}; see {where} --help", ctx=error.ctx)
     line.exit_code = error.exit_code
     return line
 

@@ -408,39 +408,44 @@ def test_landscape_with_a_negative_seed_is_bad_input_not_a_traceback(spec: Path)
     any store is read (so no run is needed here)."""
     code, out, err = invoke("landscape", "tiny", "--seed", "-1")
     assert code == 2 and out == ""
-    assert "optlab landscape: invalid value for '--seed'" in err and "Traceback" not in err
+    assert "optlab: error: landscape: invalid value for '--seed'" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["run"], "optlab run: missing argument 'SPEC'; see optlab run --help"),
+        (["run"], "optlab: error: run: missing argument 'SPEC'; see optlab run --help"),
         (
             ["run", "x.yaml", "--jobz", "2"],
-            "optlab run: no such option --jobz (did you mean --jobs or --json?); "
+            "optlab: error: run: no such option --jobz (did you mean --jobs or --json?); "
             "see optlab run --help",
         ),
         (
             ["components", "--kindd", "loss"],
-            "optlab components: no such option --kindd (did you mean --kind?); "
+            "optlab: error: components: no such option --kindd (did you mean --kind?); "
             "see optlab components --help",
         ),
-        (["compare"], "optlab compare: missing argument 'EXPERIMENT'; see optlab compare --help"),
+        (
+            ["compare"],
+            "optlab: error: compare: missing argument 'EXPERIMENT'; see optlab compare --help",
+        ),
         (
             ["check", "x.yaml", "--jobs", "0"],
-            "optlab check: invalid value for '--jobs' / '-j': Input should be greater than or "
-            "equal to 1; see optlab check --help",
+            "optlab: error: check: invalid value for '--jobs' / '-j': Input should be greater "
+            "than or equal to 1; see optlab check --help",
         ),
         (
             ["validate", "x.yaml", "--set"],
-            "optlab validate: option '--set' requires an argument; see optlab validate --help",
+            "optlab: error: validate: option '--set' requires an argument; "
+            "see optlab validate --help",
         ),
         (
             ["check", "a.yaml", "b.yaml"],
-            "optlab check: got unexpected extra argument(s) (b.yaml); see optlab check --help",
+            "optlab: error: check: got unexpected extra argument(s) (b.yaml); "
+            "see optlab check --help",
         ),
-        (["rnu"], "optlab: no such command 'rnu' (did you mean 'run'?); see optlab --help"),
-        (["--bogus"], "optlab: no such option --bogus; see optlab --help"),
+        (["rnu"], "optlab: error: no such command 'rnu' (did you mean 'run'?); see optlab --help"),
+        (["--bogus"], "optlab: error: no such option --bogus; see optlab --help"),
     ],
 )
 def test_a_usage_error_is_one_line_with_the_suggestions_and_exit_2(
@@ -449,7 +454,8 @@ def test_a_usage_error_is_one_line_with_the_suggestions_and_exit_2(
     """Click's usage errors (a missing argument, an unknown option or command, a bad value)
     were four lines: 'Usage: ...', 'Try ... for help.', a blank line, 'Error: ...'. They are
     one, as optlab's other errors: where, what is wrong (with click's suggestions), what to
-    do."""
+    do; and with their prefix, ``optlab: error:`` (it was ``optlab run: no such option ...``,
+    every other error a user can cause ``optlab: error: ...``)."""
     code, out, err = invoke(*args)
     assert (code, out, err) == (2, "", line + "\n")
 

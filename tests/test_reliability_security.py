@@ -240,5 +240,5 @@ def test_ui_on_a_port_out_of_range_is_refused_before_anything_starts(
     assert result.exit_code == 2
     assert result.stdout == "" and started == []
     (line,) = result.stderr.splitlines()
-    assert line.startswith("optlab ui: invalid value for '--port': Input should be "), line
+    assert line.startswith("optlab: error: ui: invalid value for '--port': Input should be "), line
     assert line.endswith("; see optlab ui --help") and "--host" not in line
