@@ -487,11 +487,11 @@ def run(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
-    from optlab._execution.by_name import make_executor
-    from optlab._execution.invocation import Invocation
-
-    ctrl_c = _CtrlC.install()
+    ctrl_c = _CtrlC.install()  # first: the imports below take a while
     try:
+        from optlab._execution.by_name import make_executor
+        from optlab._execution.invocation import Invocation
+
         # made first: local workers' fork server imports while this process reads the spec
         with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
             invocation = Invocation(
@@ -514,20 +514,23 @@ def run(
             typer.echo(records_to_json(records))
         invocation.print_summary(outcome, table=not as_json)
         ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before or after the runs
+    except KeyboardInterrupt:  # a second Ctrl-C, or a Ctrl-C or SIGTERM before or after the runs
         ctrl_c.settled = True
         ctrl_c.say()
-        raise typer.Exit(INTERRUPTED) from None
+        raise typer.Exit(ctrl_c.status) from None
     finally:
         ctrl_c.settled = True
         if not _ENDS_PROCESS:  # in-process (a test's CliRunner): the caller's handler again
             ctrl_c.uninstall()
-    # a signal once every run had ended (the summary did not say it), or a Ctrl-C since the
-    # summary: the line is said here (or by main() if the Ctrl-C comes later)
+    # a signal once every run had ended (the summary did not say it), or a Ctrl-C or SIGTERM
+    # since the summary: the line is said here (or by main() if the signal comes later)
     if ctrl_c.pending or (invocation.stopped_by is not None and not outcome.interrupted):
-        by_ctrl_c = ctrl_c.pending or invocation.stopped_by == "SIGINT"
+        if ctrl_c.pending:
+            status = ctrl_c.status
+        else:
+            status = INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED
         ctrl_c.say()
-        raise typer.Exit(INTERRUPTED if by_ctrl_c else TERMINATED)
+        raise typer.Exit(status)
     if invocation.stopped_by is not None:  # the runs are recorded: say how the command ended
         raise typer.Exit(INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED)
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
@@ -538,12 +541,22 @@ def run(
 _ENDS_PROCESS = False
 
 
+class _Terminated(KeyboardInterrupt):
+    """What :class:`_CtrlC` raises for SIGTERM: unwound as a Ctrl-C is (every ``except
+    KeyboardInterrupt`` on the way cleans up as for one), the command ends with status 143."""
+
+
 class _CtrlC:
-    """The SIGINT handler of ``optlab run`` outside its runs, which have their own
+    """The SIGINT and SIGTERM handler of ``optlab run`` outside its runs, which have their own
     (:func:`~optlab._training.monitor.stop_on_signals`, which puts this one back).
 
-    Once the store is open, every Ctrl-C must end in one line on what is saved and the end by
-    SIGINT (:func:`main`). Python's own handler left windows in which it did not: a
+    Every Ctrl-C or SIGTERM must end in one line on what is saved (before any run started:
+    that nothing is) and the end by SIGINT, or status 143 after SIGTERM (:func:`main`).
+    Python's default SIGTERM ended the process at once, with nothing said, while the spec was
+    read, the data prepared, the store opened, or once the runs had ended. For a SIGTERM this
+    handler raises :class:`_Terminated` (a ``KeyboardInterrupt``) where it would raise
+    ``KeyboardInterrupt`` for a Ctrl-C; the first signal decides the status. Python's own
+    SIGINT handler left windows in which it did not: a
     ``KeyboardInterrupt`` raised while the line was said, or after the command had decided its
     exit status (in Typer's return path, in :func:`main`, at the interpreter's exit), ended
     the process by the signal with a traceback or nothing said. This one raises
@@ -560,9 +573,11 @@ class _CtrlC:
     settled : bool
         The command has said what it had to: a Ctrl-C no longer interrupts it.
     pending : bool
-        A Ctrl-C was noted whose line is not said yet.
+        A Ctrl-C or SIGTERM was noted whose line is not said yet.
     said : bool
         The line was said.
+    signal : str or None
+        The first signal this handler received (``"SIGINT"``, ``"SIGTERM"``).
     """
 
     #: the handler of the ``optlab run`` under way in this process, if any
@@ -575,39 +590,53 @@ class _CtrlC:
         self.settled = False
         self.pending = False
         self.said = False
+        self.signal: str | None = None
         self._raised = False
         self._previous: Any = None
         self._installed = False
 
     @classmethod
     def install(cls) -> _CtrlC:
-        """A new handler, made SIGINT's (in the main thread only: elsewhere it is inert)."""
+        """A new handler, made SIGINT's and SIGTERM's (in the main thread only: elsewhere it
+        is inert)."""
         import signal
         import threading
 
         ctrl_c = cls()
         if threading.current_thread() is threading.main_thread():
-            ctrl_c._previous = signal.signal(signal.SIGINT, ctrl_c)
+            ctrl_c._previous = {
+                s: signal.signal(s, ctrl_c) for s in (signal.SIGTERM, signal.SIGINT)
+            }
             ctrl_c._installed = True
             cls.current = ctrl_c
         return ctrl_c
 
     def uninstall(self) -> None:
-        """Put the previous SIGINT handler back."""
+        """Put the previous SIGINT and SIGTERM handlers back."""
         import signal
 
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGTERM, self._previous[signal.SIGTERM])
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
             self._installed = False
             _CtrlC.current = None
 
+    @property
+    def status(self) -> int:
+        """The exit status of a command this handler's signal ended: 143 after SIGTERM, else
+        130 (a KeyboardInterrupt that did not come through it is a Ctrl-C's)."""
+        return TERMINATED if self.signal == "SIGTERM" else INTERRUPTED
+
     def __call__(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.signal = self.signal or signal.Signals(signum).name
         on_its_way = isinstance(sys.exc_info()[1], KeyboardInterrupt)
         if self.settled or self._raised or on_its_way:
             self.pending = not self.said
             return
         self._raised = True
-        raise KeyboardInterrupt
+        raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     def say(self) -> None:
         """Say the line on stderr (once)."""
@@ -740,10 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     as the first Ctrl-C used to) let the loop go on with its next command.
 
     Without ``argv`` (the console script, ``python -m optlab``), the process ends when this
-    returns, and ``optlab run`` keeps its SIGINT handler until then: a Ctrl-C at any moment
-    after the runs, also as this returns or at the interpreter's exit, says the line on what
-    is saved and ends the process by SIGINT (:class:`_CtrlC`). With ``argv`` (a program
-    calling it), the caller's handler is put back when the command returns.
+    returns, and ``optlab run`` keeps its SIGINT and SIGTERM handler until then: a Ctrl-C
+    (a SIGTERM) at any moment after the runs, also as this returns or at the interpreter's
+    exit, says the line on what is saved and ends the process by SIGINT (with status 143)
+    (:class:`_CtrlC`). With ``argv`` (a program calling it), the caller's handlers are put
+    back when the command returns.
 
     Before returning, :func:`gc.freeze` moves every object into the permanent generation, so
     that the interpreter's teardown skips the final garbage collection of all that MLflow,
@@ -763,9 +793,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gc.freeze()
     ctrl_c = _CtrlC.current
-    if ctrl_c is not None and ctrl_c.pending:  # a Ctrl-C after `optlab run` had returned
+    if ctrl_c is not None and ctrl_c.pending:  # a signal after `optlab run` had returned
         ctrl_c.say()
-        status = INTERRUPTED
+        status = ctrl_c.status
     if status == INTERRUPTED:
         sys.excepthook = _quiet_interrupt
         raise KeyboardInterrupt
@@ -773,9 +803,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _late_ctrl_c() -> None:
-    """At the interpreter's exit (:mod:`atexit`): a Ctrl-C that ``optlab run``'s handler
-    noted after :func:`main` had returned (while Python waited for threads or ran the other
-    exit handlers) is said, and ends the process by SIGINT."""
+    """At the interpreter's exit (:mod:`atexit`): a Ctrl-C or SIGTERM that ``optlab run``'s
+    handler noted after :func:`main` had returned (while Python waited for threads or ran the
+    other exit handlers) is said, and ends the process by SIGINT (after SIGTERM: with status
+    143; this handler runs last, after every other one)."""
     import os
     import signal
 
@@ -785,6 +816,8 @@ def _late_ctrl_c() -> None:
     ctrl_c.say()
     sys.stdout.flush()
     sys.stderr.flush()
+    if ctrl_c.status == TERMINATED:
+        os._exit(TERMINATED)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
 

@@ -611,6 +611,74 @@ def test_a_ctrl_c_while_the_interrupt_line_is_made_still_says_it(
     assert signal.getsignal(signal.SIGINT) is before
 
 
+#: moments of `optlab run` at which no run trains, each as (module, name of the function
+#: during which SIGTERM comes, whether the signal comes after it returned)
+SIGTERM_MOMENTS = {
+    "spec_read": ("optlab._cli", "_load", False),
+    "data_prepared": ("optlab._execution.invocation", "preflight", False),
+    "store_opened": ("optlab._execution.invocation", "check_free_space", False),
+    "runs_ended": ("optlab._execution.invocation.Invocation", "print_summary", True),
+}
+
+
+@pytest.mark.parametrize("moment", list(SIGTERM_MOMENTS))
+def test_sigterm_while_no_run_trains_says_the_line_and_exits_143(
+    spec: Path, new_store: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """SIGTERM (``kill PID``) while the spec was read, the data prepared, the store opened, or
+    once the runs had ended ended ``optlab run`` at once with nothing said (Python's default
+    SIGTERM). It says the line on what is saved, as a Ctrl-C at that moment does, and exits
+    143. The signal is sent from the function running at that moment; the test's own handler
+    stands in for the default, which would end pytest, and must be put back untouched."""
+    import importlib
+
+    uri = new_store(spec.parent / "mlflow.db")
+    spec.write_text(TINY.split("variants:")[0] + "tracking: {figures: false}\n")
+    where, name, after = SIGTERM_MOMENTS[moment]
+    owner: Any
+    if where.endswith(".Invocation"):
+        owner = importlib.import_module(where.rsplit(".", 1)[0]).Invocation
+    else:
+        owner = importlib.import_module(where)
+    original = getattr(owner, name)
+
+    def with_sigterm(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            signal.raise_signal(signal.SIGTERM)
+        done = original(*args, **kwargs)
+        if after:
+            signal.raise_signal(signal.SIGTERM)
+        return done
+
+    monkeypatch.setattr(owner, name, with_sigterm)
+    reached: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: reached.append(signum))
+    try:
+        code, out, err = invoke("run", str(spec), "--tracking-uri", uri)
+        handler = signal.getsignal(signal.SIGTERM)
+    finally:
+        mine = signal.signal(signal.SIGTERM, before)
+    assert reached == [] and handler is mine
+    assert code == 143, (out, err)
+    if after:
+        assert "FINISHED" in out
+        assert err == (
+            f"optlab: interrupted after every run had ended: 1 run FINISHED and saved in {uri} "
+            f"(experiment 'tiny'); see them with `optlab compare tiny --tracking-uri {uri}`\n"
+        )
+    elif moment == "spec_read":  # no invocation yet: nor its command
+        assert (out, err) == (
+            "",
+            "optlab: interrupted before any run started: nothing is recorded\n",
+        )
+    else:
+        assert (out, err) == (
+            "",
+            "optlab: interrupted before any run started: nothing is recorded; start again "
+            f"with `optlab run {spec} --tracking-uri {uri}`\n",
+        )
+
+
 def _read_only_mount(folder: Path) -> list[str] | None:
     """A command prefix that runs a command with ``folder`` mounted read-only (a user and mount
     namespace of its own: ``unshare -rm``), or ``None`` where the system does not allow one."""
