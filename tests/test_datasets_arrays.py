@@ -369,16 +369,25 @@ def test_csv_a_header_of_numbered_columns_is_a_header(registry: Registry, tmp_pa
     np.testing.assert_array_equal(d.y_train, [0, 1, 0, 1])
 
 
+@pytest.mark.parametrize(
+    ("header", "end"), [("a,b,label,", ""), ("a,b,label,,", ""), ("a,b,label,,,", ",")]
+)
 def test_csv_a_header_that_alone_ends_with_the_delimiter(
-    registry: Registry, tmp_path: Path
+    registry: Registry, tmp_path: Path, header: str, end: str
 ) -> None:
     """A header 'a,b,label,' over rows without the trailing comma was refused: 'line 2 has 3
-    fields, the first row 4'."""
+    fields, the first row 4'; with two trailing commas or more (a spreadsheet's empty
+    columns) it still was ('the label is taken from the last column, ''...'). So is one
+    ending with more delimiters than its rows."""
     path = tmp_path / "sheet.csv"
-    path.write_text("a,b,label,\n1,2,cat\n3,4,dog\n5,6,cat\n")
+    path.write_text(f"{header}\n1,2,cat{end}\n3,4,dog{end}\n5,6,cat{end}\n")
     d = _load(registry, "csv", path=path)
     np.testing.assert_array_equal(d.X_train, [[1, 2], [3, 4], [5, 6]])
     assert d.summary.classes == ("cat", "dog")
+    assert _load(registry, "csv", path=path, label="label").summary.classes == ("cat", "dog")
+    path.write_text(f"{header}\n1,2,cat{end}\n3,4,dog,7\n")  # a row with one more value
+    with pytest.raises(DataError, match="line 3 has (4 fields|a value after the last column)"):
+        _load(registry, "csv", path=path)
     path.write_text("a,b,label,\n1,2,cat\n3,4\n")
     with pytest.raises(DataError, match="line 3 has 2 fields, not 3"):
         _load(registry, "csv", path=path)
@@ -634,11 +643,20 @@ def test_csv_rows_ending_with_the_delimiter_have_no_empty_last_column(
         ("a,b,y\n1,2,0\n", {"label": "z"}, r"no column 'z' in the header \(a, b, y\); set"),
         # no header: its first row of numbers was listed as the header's names
         (
-            "1,2,cat\n3,4,dog\n",
+            "1,2,cat\n3,4,dog\n5,6,cat\n",
             {"label": "y"},
             r"bad\.csv: no column 'y': the file has no header \(its first row is numbers\); "
             r"set data\.label to the label column's index \(-1: the last\)$",
         ),
+        ("1.5,2,cat\n3,4,dog\n", {"label": "y"}, r"no column 'y': the file has no header"),
+        # a header of numbers naming the columns (wavelengths) over a label column's name: it
+        # was said to be no header
+        (
+            "400,410,420,species\n0.1,0.2,0.3,setosa\n0.2,0.1,0.3,versicolor\n",
+            {"label": "label"},
+            r"bad\.csv: no column 'label' in the header \(400, 410, 420, species\); set",
+        ),
+        ("1,2,3,species\n0.1,0.2,0.3,0\n", {"label": "y"}, r"in the header \(1, 2, 3, species\)"),
         ("a;b;y\n1;2;0\n", {"label": "y"}, r"\(a;b;y\) \(fields separated by ';'\? set data"),
         ("1,2,0\n", {"label": "y", "header": False}, "given by name but header: false"),
         ("1,2,0\n", {"label": 5}, "label column 5 out of range"),

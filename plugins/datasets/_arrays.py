@@ -499,11 +499,12 @@ def _not_utf8(path: Path, key: str, exc: UnicodeDecodeError) -> DataError:
 
 
 def _check_widths(
-    path: Path, delimiter: str, n_cols: int, key: str, trailing: bool, skip: int
+    path: Path, delimiter: str, n_cols: int, key: str, columns: int, skip: int
 ) -> None:
     """Every row after the first ``skip`` lines (a header) has ``n_cols`` fields (``np.loadtxt``
     would silently read a longer row's first ``n_cols`` fields, and its label from the wrong
-    column); with ``trailing`` (the rows end with a delimiter), every row's last field is empty.
+    column); where the rows end with delimiters (``n_cols`` is more than the ``columns`` of
+    the table), every field after the table's columns is empty.
 
     Raises
     ------
@@ -523,7 +524,7 @@ def _check_widths(
                     "every row needs the same columns",
                     key=key,
                 )
-            if trailing and row[-1].strip():
+            if any(cell.strip() for cell in row[columns:]):
                 raise DataError(
                     f"{path}: line {rows.line_num} has a value after the last column (the first "
                     f"row ends with '{delimiter}'); every row needs the same columns",
@@ -544,12 +545,12 @@ def _delimiter_hint(first: list[str], delimiter: str) -> str:
 
 def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, int]:
     """Lines to skip (a header, with the comments and blank lines above it), the feature
-    columns and the label column of ``path``, and the fields of a row: one more than the
-    columns when the rows end with the delimiter (a trailing comma makes no empty column,
-    which would be the label)."""
+    columns and the label column of ``path``, and the fields of a row: more than the columns
+    when the rows end with delimiters (trailing commas make no empty columns, one of which
+    would be the label); a header's trailing commas over rows without them are left out."""
     first_line, (first, *second) = _first_rows(path, p.delimiter, key)
     fields = len(first)
-    if fields > 1 and first[-1] == "":
+    while len(first) > 1 and first[-1] == "":  # 'a,b,label,,' (a spreadsheet's empty columns)
         first = first[:-1]
     n_cols = len(first)
     if isinstance(p.label, str):
@@ -557,8 +558,7 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
             raise DataError(
                 f"{path}: label column '{p.label}' given by name but header: false", key="label"
             )
-        words = sum(not _is_number(c) for c in first)
-        if p.label not in first and len(first) > 1 and words <= 1:
+        if p.label not in first and _a_data_row(path, p.delimiter, key, first_line, first, second):
             # a first row of numbers (and a label) listed as "the header", 3072 pixels perhaps
             raise DataError(
                 f"{path}: no column '{p.label}': the file has no header (its first row is "
@@ -603,8 +603,8 @@ def _columns(path: Path, p: CsvParams, key: str) -> tuple[int, list[int], int, i
                 f"(or data.label: {p.label} to keep the last column)",
                 key="label",
             )
-    if header and fields > n_cols and second and len(second[0]) == n_cols:
-        fields = n_cols  # only the header ends with the delimiter
+    if header and second and n_cols <= len(second[0]) < fields:
+        fields = len(second[0])  # the header ends with more delimiters than the rows
     features = [i for i in range(n_cols) if i != label]
     if header and first[0] == "" and 0 in features and second and second[0][:1] == ["0"]:
         # pandas' DataFrame.to_csv writes its index first, with no name: 0, 1, 2, ... would
@@ -651,27 +651,68 @@ def _names_the_labels(
         return False  # no other row, or labels that are numbers: the caller's own rules
     if cell.strip().lower() in _LABEL_NAMES:
         return True
-    try:
-        with path.open(encoding=_ENCODING, newline="") as f:
-            rows = csv.reader(f, delimiter=delimiter, quotechar='"')
-            for row in rows:  # cells as _first_rows reads them
-                later = rows.line_num > first_line and len(row) > label
-                comment = bool(row) and row[0].lstrip().startswith("#")
-                if later and not comment and row[label].strip().strip('"') == cell:
-                    return False  # a class of several examples: a data row
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(path, key, exc) from exc
-    names = [c.strip() for i, c in enumerate(first) if i != label]
-    numbered = all(re.fullmatch(r"-?\d+", c) for c in names) and all(
-        int(a) < int(b) for a, b in itertools.pairwise(names)
-    )
-    if numbered:
+    if _repeated_below(path, delimiter, key, first_line, label, cell):
+        return False  # a class of several examples: a data row
+    if _numbered([c for i, c in enumerate(first) if i != label]):
         return True
     raise DataError(
         f"{path}: line {first_line} ({', '.join(first)}) may be a header or the only example of "
         f"class '{cell}'; set data.header: true (a header) or false (an example)",
         key="header",
     )
+
+
+def _numbered(cells: list[str]) -> bool:
+    """Whether ``cells`` are integers in increasing order: columns' names (wavelengths,
+    pixels), not an example's values."""
+    names = [c.strip() for c in cells]
+    return all(re.fullmatch(r"-?\d+", c) for c in names) and all(
+        int(a) < int(b) for a, b in itertools.pairwise(names)
+    )
+
+
+def _repeated_below(
+    path: Path, delimiter: str, key: str, first_line: int, column: int, cell: str
+) -> bool:
+    """Whether a row after line ``first_line`` has ``cell`` in ``column`` (a class name that
+    a later example has too: the first row is an example, not a header)."""
+    try:
+        with path.open(encoding=_ENCODING, newline="") as f:
+            rows = csv.reader(f, delimiter=delimiter, quotechar='"')
+            for row in rows:  # cells as _first_rows reads them
+                later = rows.line_num > first_line and len(row) > column
+                comment = bool(row) and row[0].lstrip().startswith("#")
+                if later and not comment and row[column].strip().strip('"') == cell:
+                    return True
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, key, exc) from exc
+    return False
+
+
+def _a_data_row(
+    path: Path,
+    delimiter: str,
+    key: str,
+    first_line: int,
+    first: list[str],
+    second: list[list[str]],
+) -> bool:
+    """Whether ``first``, the first row (line ``first_line``), is an example rather than a
+    header, as :func:`_names_the_labels` tells them apart: all numbers, or numbers and one
+    class name, unless that word is over a column of numbers, or is no later row's class
+    and the numbers number the columns (``400,410,420,species`` over ``0.1,0.2,0.3,setosa``:
+    wavelengths); ``5.1,3.5,1.4,setosa`` is an example."""
+    words = [i for i, c in enumerate(first) if not _is_number(c)]
+    if len(first) < 2 or len(words) > 1:
+        return False
+    if not words:
+        return True
+    (column,) = words
+    if not second or column >= len(second[0]) or _is_number(second[0][column]):
+        return False  # a word over numbers (or no other row): a column's name
+    if _repeated_below(path, delimiter, key, first_line, column, first[column]):
+        return True  # a class of several examples
+    return not _numbered([c for i, c in enumerate(first) if i != column])
 
 
 #: header names of a label column (lower case): one of them elsewhere than the default label
@@ -738,7 +779,7 @@ def _read_csv(path: Path, p: CsvParams, key: str, features: bool = True) -> tupl
         )
 
     try:
-        _check_widths(path, p.delimiter, fields, key, fields > len(columns) + 1, skip)
+        _check_widths(path, p.delimiter, fields, key, len(columns) + 1, skip)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
             X = column(columns, np.float64, 2) if features else None
