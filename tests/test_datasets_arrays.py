@@ -386,7 +386,7 @@ def test_csv_a_header_that_alone_ends_with_the_delimiter(
     assert d.summary.classes == ("cat", "dog")
     assert _load(registry, "csv", path=path, label="label").summary.classes == ("cat", "dog")
     path.write_text(f"{header}\n1,2,cat{end}\n3,4,dog,7\n")  # a row with one more value
-    with pytest.raises(DataError, match="line 3 has (4 fields|a value after the last column)"):
+    with pytest.raises(DataError, match=r"line 3 has (4 fields|a value after the last column)"):
         _load(registry, "csv", path=path)
     path.write_text("a,b,label,\n1,2,cat\n3,4\n")
     with pytest.raises(DataError, match="line 3 has 2 fields, not 3"):
