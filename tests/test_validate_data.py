@@ -94,6 +94,40 @@ SPECS = {
             "data whole"
         ],
     ),
+    # a variant's dataset under the base's data.test (or mmap), which the base wrote for its
+    # own dataset: reported at the base's line, naming no variant
+    "test of a variant's dataset with its own": (
+        "name: v\n"
+        "data: {name: npz, test: 0.3, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+        "variants:\n"
+        "  drawn: {}\n"
+        "  own: {data: {name: npz, path: OWN}}\n"
+        "  own_path: {data: {path: OWN}}\n",
+        [
+            "SPEC:7:22: variants.own.data.name: dataset 'npz' has its own test split, the test "
+            "set whatever data.test says; it keeps data.test from the base (SPEC:2:25): remove "
+            "it from the base's data, or write it only for the datasets that draw their test "
+            "split",
+            "SPEC:8:20: variants.own_path.data: dataset 'npz' has its own test split",
+        ],
+    ),
+    "mmap of a variant's dataset read whole": (
+        "name: v\n"
+        "data: {name: npz, mmap: true, path: DATA}\n"
+        "loss: {name: svm}\n"
+        "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
+        "variants:\n"
+        "  mapped: {}\n"
+        "  digits: {data: {name: digits}}\n",
+        [
+            "SPEC:7:25: variants.digits.data.name: dataset 'digits': cannot be memory-mapped, "
+            "it reads its data whole (data.mmap applies to .npy files and np.savez archives, "
+            "dataset 'npz'); it keeps data.mmap from the base (SPEC:2:25): set mmap: false in "
+            "its data, or remove data.mmap from the base's"
+        ],
+    ),
     "name too long": (
         "name: " + "x" * 501 + "\n"
         "data: {name: npz, path: DATA}\n"

@@ -57,6 +57,30 @@ def _located(run: RunSpec, component: str, exc: InputError) -> SpecIssue:
     return run.issue(key, str(exc).removeprefix(f"{key}: "))
 
 
+def _kept_from_the_base(run: RunSpec, key: str, message: str) -> SpecIssue | None:
+    """``message`` about ``data.<key>`` (``test``, ``mmap``) where ``run``'s dataset was
+    chosen apart from that key: a variant's ``data`` (or a sweep entry's ``data.name``) under
+    a ``data.<key>`` the base wrote for its own dataset. Located at the variant (the base's
+    line named nobody among several variants), saying where the key comes from; ``None``
+    where the key was written with the dataset."""
+    at = run.where.get(f"data.{key}")
+    if at is None or at.path != f"data.{key}":  # written by the variant or the sweep entry
+        return None
+    for chosen in ("data.name", "data"):
+        own = run.where.get(chosen)
+        if own is not None and own.path != chosen:  # the variant's or a sweep entry's
+            where = f"{at.file}:{at.line}:{at.column}{at.message}"
+            fix = (
+                "set mmap: false in its data, or remove data.mmap from the base's"
+                if key == "mmap"
+                else "remove it from the base's data, or write it only for the datasets "
+                "that draw their test split"
+            )
+            text = f"{message}; it keeps data.{key} from the base ({where}): {fix}"
+            return SpecIssue(own.file, own.line, own.column, own.path, text)
+    return None
+
+
 def own_test_ignored(dataset: str) -> str:
     """The message for ``data.test`` written for a dataset with its own test split, which is
     the test set whatever ``data.test`` says (the setting would have no effect)."""
@@ -135,12 +159,17 @@ def preflight(
                     sizes[key] = inspect_data(run.dataset, run.data, data_rng(run))
             except DataError as exc:
                 sizes[key] = None
-                issues.append(_located(run, "data", exc))
+                mmap = _kept_from_the_base(
+                    run, "mmap", str(exc).removeprefix("mmap: ").removesuffix("; remove data.mmap")
+                )
+                issues.append(mmap if exc.key == "mmap" and mmap else _located(run, "data", exc))
         summary = sizes[key]
         if summary is None:
             continue
         if summary.own_test and "test" in run.data.model_fields_set:
-            issues.append(run.issue("data.test", own_test_ignored(summary.name)))
+            ignored = own_test_ignored(summary.name)
+            kept = _kept_from_the_base(run, "test", ignored.split("; remove data.test")[0])
+            issues.append(kept or run.issue("data.test", ignored))
         try:
             optimizer = run.optimizer.build()
             if isinstance(optimizer, Optimizer):  # else its run fails as it starts, naming it
