@@ -322,6 +322,36 @@ def test_a_diverging_learning_rate_leaves_the_loss_axis_to_the_runs_that_did_not
     assert cross.get_ydata()[0] == pytest.approx(1.08 * top)  # at the top: off the scale
 
 
+@pytest.mark.parametrize(("status", "rise"), [("FINISHED", 1e30), ("KILLED", math.inf)])
+def test_a_run_whose_loss_rose_unstopped_leaves_the_loss_axis_to_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str, rise: float
+) -> None:
+    """A run the divergence guard did not stop (checks.divergence_factor raised: FINISHED
+    with its loss at 1e30; or Ctrl-C as it reached inf: KILLED) set the loss axis: up to
+    1e30, the other runs' curves flat lines at the bottom. The others set it; the run is
+    drawn until it leaves the panels, and its legend entry says it diverged."""
+    figures = drawn_figures(monkeypatch)
+    ok, other, rising = (train(name, lr=lr) for name, lr in (("a", 0.1), ("b", 0.5), ("c", 1)))
+    assert ok.result is not None and other.result is not None and rising.result is not None
+    steps = rising.result.steps
+    steps.loss[:] = np.geomspace(1.0, 1e30, len(steps))
+    evaluations = [
+        replace(e, train_loss=1e6 * 10**k) for k, e in enumerate(rising.result.evaluations)
+    ]
+    evaluations[-1] = replace(evaluations[-1], train_loss=rise)
+    risen = replace(rising.result, status=status, steps=steps, evaluations=evaluations)
+    runs = [(ok.info, ok.result), (other.info, other.result), (rising.info, risen)]
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    top = max(v for _, r in runs[:2] for v in [*full_loss(r)[2], r.steps.loss[0]])
+    for ax in fig.axes[:2]:
+        low, high = ax.get_ylim()
+        assert low == 0 and high == pytest.approx(1.08 * top)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    ended = "" if status == "FINISHED" else f" ({status})"
+    assert texts[:3] == ["a", "b", f"c{ended} (diverged)"]
+
+
 def test_runs_without_a_validation_split_say_so_where_their_accuracy_would_be(
     fair: dict[str, tuple[RunInfo, RunResult]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -524,14 +554,16 @@ def test_wide_loss_ticks_keep_the_y_labels_of_small_multiples_inside_the_figure(
     """A run that finished with a loss of 6e5 gave the loss rows ticks such as "600000",
     which pushed the fixed margin's "training loss" off the figure's left edge."""
     figures = drawn_figures(monkeypatch)
-    info, result = sweep[-1]
+    # every loss of a run that does not diverge (the last one's rises: it leaves the axis)
+    info, result = sweep[-2]
     scale = 6e5 / result.evaluations[-1].train_loss
     huge = replace(
         result,
         steps=replace(result.steps, loss=result.steps.loss * scale),
         evaluations=[replace(e, train_loss=e.train_loss * scale) for e in result.evaluations],
+        metrics={**result.metrics, "initial_loss": result.metrics["initial_loss"] * scale},
     )
-    comparison_figure([*sweep[:-1], (info, huge)], tmp_path / "sweep.png")
+    comparison_figure([*sweep[:-2], (info, huge), sweep[-1]], tmp_path / "sweep.png")
     (fig,) = figures
     axes = np.array(fig.axes).reshape(3, 4)
     assert axes[0, 0].get_ylim()[1] > 1e5  # wide ticks
@@ -638,7 +670,10 @@ def test_no_run_is_drawn_in_the_grey_of_the_legends_key_for_the_lines(
     for n, fig in zip((8, 10, 16), figures, strict=True):
         handles = fig.legends[0].legend_handles
         texts = [t.get_text() for t in fig.legends[0].get_texts()]
-        assert texts[:n] == [info.name for info, _ in variants[:n]]
+        names = [info.name for info, _ in variants[:n]]
+        if n == 16:  # strength 1 and lr 1: its loss rose from 1.1 to 384
+            names[-1] += " (diverged)"
+        assert texts[:n] == names
         colors = [to_rgb(h.get_color()) for h in handles[:n]]
         assert len(set(colors)) == n
         greys = [c for c in colors if max(c) - min(c) < 0.05]

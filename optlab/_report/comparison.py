@@ -128,7 +128,10 @@ def _styles(
             label = (
                 members[0] if len(members) == 1 else f"{group_name(members)} ({len(members)} seeds)"
             )
-            entries.append((styles[g], label + _ended(status[g])))
+            # a group whose every run rose off the loss panels, and none failed, says so
+            rose = all(_rose(r) for (_, r), k in zip(results, group_of, strict=True) if k == g)
+            note = " (diverged)" if rose and "FAILED" not in status[g] else ""
+            entries.append((styles[g], label + _ended(status[g]) + note))
         return [styles[g] for g in group_of], entries, None, True
 
     if not dims or len(dims) > 2:
@@ -218,10 +221,32 @@ def _ended(status: Sequence[str]) -> str:
     return f" ({', '.join(sorted(set(status)))})"
 
 
+#: a run whose training loss rose past this many times its initial loss (at least 1) left
+#: the loss panels to the others, whatever its status
+_ROSE = 20.0
+
+
+def _rose(result: RunResult) -> bool:
+    """Whether the run's training loss (the full objective at its evaluations, else its
+    steps' losses) rose past :data:`_ROSE` times its initial loss (at least 1, as the
+    divergence guard counts), or was not finite: a run the guard did not stop (a
+    ``checks.divergence_factor`` raised, a run stopped first) that diverged all the same."""
+    full = drawing.full_loss(result)[2]
+    losses = full if len(full) else result.steps.loss
+    if not len(losses):
+        return False
+    initial = result.metrics.get("initial_loss", losses[0])
+    if initial is None or not math.isfinite(initial):
+        return False
+    return bool(np.any(~np.isfinite(losses)) or losses.max() > _ROSE * max(abs(initial), 1.0))
+
+
 def _diverged(result: RunResult) -> bool:
-    """Whether the run failed by the divergence guard (its loss grew past the initial loss's
-    ``checks.divergence_factor`` times, or was not finite)."""
-    return result.status == "FAILED" and (result.error or "").startswith("diverged")
+    """Whether the run diverged: failed by the divergence guard (its loss grew past the
+    initial loss's ``checks.divergence_factor`` times, or was not finite), or its loss rose
+    all the same (:func:`_rose`)."""
+    failed = result.status == "FAILED" and (result.error or "").startswith("diverged")
+    return failed or _rose(result)
 
 
 def _legend_layout(labels: Sequence[str], width: float) -> tuple[int, float]:
@@ -243,9 +268,10 @@ class _Drawn:
     #: that stopped early (diverged at its second step) ends short of the budget the axis
     #: scale compares
     ends: list[tuple[float, float, bool]] = field(default_factory=list)
-    #: the full objective and each run's first loss: the y-range; of the runs that failed
-    #: apart, which set it only when no other run drew a loss (a diverging learning rate's
-    #: 1e30 squashed every other curve into a flat line at the bottom)
+    #: the full objective and each run's first loss: the y-range; of the runs that failed or
+    #: whose loss rose all the same (:func:`_rose`) apart, which set it only when no other run
+    #: drew a loss (a diverging learning rate's 1e30 squashed every other curve into a flat
+    #: line at the bottom)
     tops: list[float] = field(default_factory=list)
     failed_tops: list[float] = field(default_factory=list)
     #: where runs that did not finish stopped: (panel, examples, loss, colour)
@@ -268,7 +294,8 @@ def _draw_runs(
         color, ls = style.color, style.linestyle
         full_x, full_t, full = drawing.full_loss(result)
         minibatch = drawing.minibatch(steps, info.data.n_train)
-        tops = drawn.failed_tops if result.status == "FAILED" else drawn.tops
+        off = result.status == "FAILED" or _rose(result)  # the others set the loss range
+        tops = drawn.failed_tops if off else drawn.tops
         tops += [float(v) for v in full[np.isfinite(full)]]
         drawn.any_full = drawn.any_full or bool(len(full))
         if len(steps):
@@ -321,9 +348,10 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     faint with its smoothed line (:func:`smoothed`) over it. An x-axis is logarithmic when
     the finished runs' extents along it differ by 20x or more (a run that stopped early ends
     short of its budget; all runs' extents when none finished). The loss panels' range is
-    the runs' that did not fail (all runs' when every run failed): a diverging run is drawn
-    until it leaves the panel, its cross where it stopped at the top, and its legend entry
-    says it diverged. Colours: see :func:`_styles`; the legend is under the panels, in as
+    the runs' that did not fail nor see their loss rise past 20 times its initial value
+    (:func:`_rose`; all runs' when every run did): a diverging run is drawn until it leaves
+    the panel, its cross where it stopped at the top (when it did not finish), and its legend
+    entry says it diverged. Colours: see :func:`_styles`; the legend is under the panels, in as
     many columns as fit. The runs are overlaid on one row of three panels, or, for a sweep
     of two values with many runs (:func:`_styles`), drawn as small multiples: a column per
     value of one (titled with it), the three panels as rows sharing their axes.
