@@ -120,12 +120,14 @@ SPECS = {
         "optimizer: {name: sgd, lr: 0.1, batch_size: 10, epochs: 1}\n"
         "variants:\n"
         "  mapped: {}\n"
-        "  digits: {data: {name: digits}}\n",
+        "  digits: {data: {name: digits}}\n"
+        "  again: {data: {name: digits}, loss: {name: softmax}}\n",  # the same data: each said
         [
             "SPEC:7:25: variants.digits.data.name: dataset 'digits': cannot be memory-mapped, "
             "it reads its data whole (data.mmap applies to .npy files and np.savez archives, "
             "dataset 'npz'); it keeps data.mmap from the base (SPEC:2:25): set mmap: false in "
-            "its data, or remove data.mmap from the base's"
+            "its data, or remove data.mmap from the base's",
+            "SPEC:8:24: variants.again.data.name: dataset 'digits': cannot be memory-mapped",
         ],
     ),
     "name too long": (

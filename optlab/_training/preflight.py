@@ -147,6 +147,7 @@ def preflight(
         forced_backend(setting, registry)
     prepared: dict[str, PreparedData] = {}
     sizes: dict[str, DataSummary | None] = {}
+    refused: dict[str, DataError] = {}
     issues: list[SpecIssue] = []
     for run in runs:
         key = data_key(run)
@@ -158,13 +159,13 @@ def preflight(
                 else:
                     sizes[key] = inspect_data(run.dataset, run.data, data_rng(run))
             except DataError as exc:
-                sizes[key] = None
-                mmap = _kept_from_the_base(
-                    run, "mmap", str(exc).removeprefix("mmap: ").removesuffix("; remove data.mmap")
-                )
-                issues.append(mmap if exc.key == "mmap" and mmap else _located(run, "data", exc))
+                sizes[key], refused[key] = None, exc
         summary = sizes[key]
-        if summary is None:
+        if summary is None:  # each run's (the same place is said once): two variants may
+            fault = refused[key]  # keep the base's data.mmap for the same dataset
+            message = str(fault).removesuffix("; remove data.mmap")
+            kept = _kept_from_the_base(run, "mmap", message) if fault.key == "mmap" else None
+            issues.append(kept or _located(run, "data", fault))
             continue
         if summary.own_test and "test" in run.data.model_fields_set:
             ignored = own_test_ignored(summary.name)
