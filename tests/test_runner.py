@@ -455,8 +455,9 @@ def test_a_diverging_run_leaks_no_numpy_warning(tmp_path: Path, optimizer: str) 
 
 
 def test_without_a_validation_split_there_is_no_best_validation_accuracy() -> None:
-    """data.val 0: best_val_accuracy is nan (the table's "-") and no run is the best; the
-    training accuracy used to stand in for it, so the best run was chosen on training data."""
+    """data.val 0: best_val_accuracy is nan (the table's "-"; in a run's record, of JSON
+    values, None) and no run is the best; the training accuracy used to stand in for it, so
+    the best run was chosen on training data."""
     import math
 
     import optlab
@@ -469,7 +470,8 @@ def test_without_a_validation_split_there_is_no_best_validation_accuracy() -> No
         "variants": {"a": {}, "b": {"optimizer": {"lr": 0.01}}},
     }
     results = optlab.run(spec, track=False, quiet=True)
-    assert all(math.isnan(row["metrics"]["best_val_accuracy"]) for row in results)
+    assert all(row["best_val_accuracy"] is None for row in results)
+    assert all(math.isnan(result.metrics["best_val_accuracy"]) for _, result in results.runs)
     assert all(row["metrics"]["train_accuracy"] > 0 for row in results)
     assert not any(row["best"] for row in results.comparison)
 
