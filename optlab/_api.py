@@ -450,6 +450,7 @@ def compare(
     from optlab._report.table import render_table
     from optlab._tracking import resolve_tracking_uri
     from optlab._tracking.readback import compare as compare_runs
+    from optlab._tracking.store import absolute_uri
 
     if not isinstance(experiment, str):
         raise _refuse("experiment", "an experiment's name (a str)", experiment)
@@ -464,7 +465,7 @@ def compare(
         tuple(compared.records),
         render_table,
         experiment=experiment,
-        tracking_uri=uri,
+        tracking_uri=absolute_uri(uri),
         comparison=Table(tuple(compared.rows), render_table),
         runs=tuple(compared.runs),
     )

@@ -646,6 +646,9 @@ def test_results_name_a_relative_store_by_its_absolute_path(
     spec = {**SPEC, "name": "relative", "variants": {"soft": {}}}
     results = optlab.run(spec, tracking_uri="sqlite:///rel.db", quiet=True)
     assert results.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
+    assert optlab.compare("relative", tracking_uri="sqlite:///rel.db").tracking_uri == (
+        results.tracking_uri
+    )
 
 
 def test_jobs_may_be_a_numpy_integer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
