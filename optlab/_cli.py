@@ -454,17 +454,57 @@ def check(
     scheduler: SchedulerOpt = None,
 ) -> None:
     """Run only the sanity checks (initial loss, gradient check) of every run and print them."""
-    from optlab._execution.by_name import make_executor
-    from optlab._execution.check import check_runs
-
+    ctrl_c = _CtrlC.install()  # first, as for run: a Ctrl-C or SIGTERM says one line
+    progress = _CheckProgress(_command(spec, set_, None, "check"))
+    ctrl_c.line = progress.interrupted_line
     ok = True
-    with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
-        for report in check_runs(_load(spec, set_), where):
-            typer.echo(f"{report.name}:")
-            for line in report.lines:
-                typer.echo(f"  {line}")
-            ok = ok and report.passed
+    try:
+        from optlab._execution.by_name import make_executor
+        from optlab._execution.check import check_runs
+
+        with make_executor(executor, jobs=jobs, scheduler=scheduler) as where:
+            experiment = _load(spec, set_)
+            progress.total = len(experiment.runs)
+            for report in check_runs(experiment, where):
+                typer.echo(f"{report.name}:")
+                for line in report.lines:
+                    typer.echo(f"  {line}")
+                progress.checked += 1
+                ok = ok and report.passed
+        ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
+    except KeyboardInterrupt:  # a Ctrl-C or SIGTERM (a second one: also once settled)
+        ctrl_c.settled = True
+        ctrl_c.say()
+        raise typer.Exit(ctrl_c.status) from None
+    finally:
+        ctrl_c.settled = True
+        if not _ENDS_PROCESS:  # in-process (a test's CliRunner): the caller's handler again
+            ctrl_c.uninstall()
+    if ctrl_c.pending:  # a signal once every check had been printed
+        ctrl_c.say()
+        raise typer.Exit(ctrl_c.status)
     raise typer.Exit(0 if ok else 1)
+
+
+class _CheckProgress:
+    """How far ``optlab check`` got, for the line a Ctrl-C or SIGTERM says (:class:`_CtrlC`):
+    ``total`` runs once the spec is read, ``checked`` of them printed; ``command`` checks them
+    all again."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.total: int | None = None
+        self.checked = 0
+
+    def interrupted_line(self) -> str:
+        if not self.checked:
+            return f"interrupted before any check ended; run `{self.command}` to check the runs"
+        if self.checked == self.total:
+            return f"interrupted after the checks of all {self.total} runs, printed above"
+        return (
+            f"interrupted after the checks of {self.checked} of {self.total} runs, printed "
+            f"above; run `{self.command}` to check them all"
+        )
 
 
 # ------------------------------------------------------------------------------------ run
@@ -548,7 +588,8 @@ class _Terminated(KeyboardInterrupt):
 
 class _CtrlC:
     """The SIGINT and SIGTERM handler of ``optlab run`` outside its runs, which have their own
-    (:func:`~optlab._training.monitor.stop_on_signals`, which puts this one back).
+    (:func:`~optlab._training.monitor.stop_on_signals`, which puts this one back), and of
+    ``optlab check`` (its line says how many runs' checks were printed).
 
     Every Ctrl-C or SIGTERM must end in one line on what is saved (before any run started:
     that nothing is) and the end by SIGINT, or status 143 after SIGTERM (:func:`main`).
@@ -580,7 +621,7 @@ class _CtrlC:
         The first signal this handler received (``"SIGINT"``, ``"SIGTERM"``).
     """
 
-    #: the handler of the ``optlab run`` under way in this process, if any
+    #: the handler of the ``optlab run`` (or ``optlab check``) under way in this process, if any
     current: _CtrlC | None = None
 
     def __init__(self) -> None:
@@ -646,12 +687,14 @@ class _CtrlC:
             typer.echo(f"optlab: {self.line()}", err=True)
 
 
-def _command(spec: Path, overrides: list[str] | None, tracking_uri: str | None) -> str:
-    """``optlab run SPEC`` with the options that decide which runs it has, quoted for a shell
-    (for messages that say what to run next)."""
+def _command(
+    spec: Path, overrides: list[str] | None, tracking_uri: str | None, command: str = "run"
+) -> str:
+    """``optlab run SPEC`` (or another ``command``) with the options that decide which runs it
+    has, quoted for a shell (for messages that say what to run next)."""
     import shlex
 
-    words = ["optlab", "run", str(spec)]
+    words = ["optlab", command, str(spec)]
     for override in overrides or []:
         words += ["--set", override]
     if tracking_uri is not None:

@@ -679,6 +679,46 @@ def test_sigterm_while_no_run_trains_says_the_line_and_exits_143(
         )
 
 
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_during_check_says_how_far_it_got_and_exits_by_it(
+    spec: Path, monkeypatch: pytest.MonkeyPatch, signum: signal.Signals, status: int
+) -> None:
+    """``optlab check`` had Python's default handlers: a SIGTERM ended it with nothing said,
+    a Ctrl-C could print a traceback. As ``optlab run``, it says one line on how far it got
+    and exits 130 (Ctrl-C) or 143 (SIGTERM). The signal comes during the second run's checks;
+    the test's own handlers stand in for the defaults and must be put back untouched."""
+    from optlab._execution import check as check_module
+
+    original = check_module.check_run
+
+    def second_is_signalled(run: Any, *args: Any, **kwargs: Any) -> Any:
+        if run.name == "softmax":
+            signal.raise_signal(signum)
+        return original(run, *args, **kwargs)
+
+    monkeypatch.setattr(check_module, "check_run", second_is_signalled)
+    reached: list[int] = []
+    before = {
+        s: signal.signal(s, lambda n, _: reached.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        code, out, err = invoke("check", str(spec))
+        handlers = {s: signal.getsignal(s) for s in before}
+    finally:
+        mine = {s: signal.signal(s, before[s]) for s in before}
+    assert reached == [] and handlers == mine
+    assert code == status, (out, err)
+    assert out.startswith("svm:\n") and "softmax:" not in out
+    assert err == (
+        "optlab: interrupted after the checks of 1 of 2 runs, printed above; "
+        f"run `optlab check {spec}` to check them all\n"
+    )
+
+
 def _read_only_mount(folder: Path) -> list[str] | None:
     """A command prefix that runs a command with ``folder`` mounted read-only (a user and mount
     namespace of its own: ``unshare -rm``), or ``None`` where the system does not allow one."""
