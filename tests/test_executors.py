@@ -25,7 +25,7 @@ from optlab._execution.local import LocalProcesses
 from optlab._execution.recording import RecordingObserver
 from optlab._spec.experiment import Experiment, RunSpec
 from optlab._spec.load import load_experiment
-from optlab._training.monitor import stop_flag
+from optlab._training.monitor import StopFlag, stop_flag
 from optlab._training.preflight import preflight
 
 SPEC = """\
@@ -350,6 +350,49 @@ def test_workers_report_each_epoch_while_the_run_trains(tmp_path: Path, workers:
     assert set(names[1:-1]) == {"optlab_epoch_ended"}
     epochs = [kw["report"].epoch for name, kw in observer.events if name == "optlab_epoch_ended"]
     assert epochs == sorted(set(epochs)) and epochs[-1] == result.evaluations[-1].epoch
+
+
+def test_a_stop_reaches_the_dask_runs_in_flight_at_once(
+    tmp_path: Path, loopback_cluster: str
+) -> None:
+    """Dask workers do not get the invoking process's signals: after a Ctrl-C or SIGTERM,
+    ``optlab run --executor dask`` waited for the next run to end (minutes, for long runs).
+    The invocation's stop (``job.flag``, which its signal handler sets) now reaches the runs
+    in flight through the scheduler: this run, which would train for minutes, is stopped at
+    its first epoch and ends KILLED within seconds, saying the signal, with its epochs. The
+    flag is the invocation's own, not the process's, which this worker (in this process)
+    reads: when the stop is not heard, the process's flag ends the run 4 s later, too late."""
+    path = tmp_path / "long.yaml"
+    path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 400000"))
+    long = load_experiment(path)
+    flag = StopFlag()
+    asked: list[float] = []
+
+    class StopAtFirstEpoch(RecordingObserver):
+        def optlab_epoch_ended(self, *, run: Any, report: Any) -> None:
+            super().optlab_epoch_ended(run=run, report=report)
+            if not asked:
+                asked.append(time.monotonic())
+                flag.request("SIGTERM")  # as the signal handler does
+
+    observer = StopAtFirstEpoch()
+    job = Job(long.name, observer, prepared=preflight(long.runs), flag=flag)
+    unheard = threading.Timer(4.0, stop_flag.request, ("the process's flag",))
+    unheard.start()
+    try:
+        with make_executor("dask", scheduler=loopback_cluster) as executor:
+            ended = list(executor.run(long.runs, job))
+            stopped = time.monotonic()
+    finally:
+        unheard.cancel()
+        stop_flag.clear()
+    [(_, result)] = ended  # type: ignore[misc]
+    assert result.status == "KILLED"
+    assert result.error is not None and result.error.startswith("interrupted by SIGTERM at")
+    assert stopped - asked[0] < 3.0
+    epochs = [kw["report"].epoch for name, kw in observer.events if name == "optlab_epoch_ended"]
+    assert epochs and epochs == [report.epoch for report in result.evaluations]
+    assert observer.events[-1][0] == "optlab_run_finished"
 
 
 def test_a_dask_run_whose_events_stop_reaching_the_client_reaches_the_observers_whole(

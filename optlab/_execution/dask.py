@@ -21,6 +21,20 @@ distributed. The scheduler keeps the last ``distributed.admin.low-level-log-leng
 a topic (1000 by default; an epoch of SGD on digits pickles to 3.4 KB, with its 22 steps):
 every invocation shares the one topic so that this stays bounded, and tells its own events by
 a token.
+
+A Dask worker does not get the invoking process's signals. A stop (Ctrl-C, SIGTERM: the
+invocation's ``job.flag``) reaches the runs in flight through the scheduler: the invocation
+sets a ``distributed.Event`` named after its token (:func:`_stop_name`, its reason in a
+``distributed.Variable`` of the same name) and cancels the runs not seen to start; each task
+has a stop flag of its own (:func:`_stop_requests`) that a thread of the task sets when the
+Event is set. That thread waits on the Event in the scheduler, :data:`STOP_POLL_S` at a time
+(a wait the set ends at once), so the training loop only reads a Python attribute, as it does
+the process's flag; a run ends KILLED with what it measured within a step of the request, and
+its end comes back as any run's. Runs that do not end within :data:`STOP_WAIT_S` (a worker of
+an older optlab, a run busy drawing its figures) are left: cancelled, and ended KILLED by the
+tracker with the evaluations they reached. The request is removed from the scheduler once no
+task can still be waiting for it (:meth:`_Stop.forget`); after a second Ctrl-C, which ends the
+invocation at once, it stays there, a name and a word.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import contextlib
 import pickle
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -45,8 +60,9 @@ from optlab._execution.recording import (
     replay,
 )
 from optlab._spec.experiment import RunSpec
+from optlab._training.monitor import StopFlag, stop_flag
 
-__all__ = ["POLL_S", "TOPIC", "DaskCluster"]
+__all__ = ["POLL_S", "STOP_POLL_S", "STOP_WAIT_S", "TOPIC", "DaskCluster"]
 
 T = TypeVar("T")
 
@@ -55,6 +71,14 @@ TOPIC = "optlab-run-events"
 
 #: How often the invoking process looks for ended runs besides when told (seconds).
 POLL_S = 0.2
+
+#: The longest a task's wait for its invocation's stop request lasts before it waits again
+#: (seconds): a scheduler call this often per run in flight; a request ends the wait at once.
+STOP_POLL_S = 0.5
+
+#: How long the runs in flight get to end KILLED after a stop request before the invocation
+#: leaves them (seconds).
+STOP_WAIT_S = 10.0
 
 
 def _one_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -68,8 +92,84 @@ def _execute_live(
     token: str, run: RunSpec, experiment: str, base_tags: dict[str, str], render: bool
 ) -> Events:
     """:func:`~optlab._execution.recording.execute_recorded` in a Dask task, each event also
-    sent to the client of invocation ``token`` as it happens (:func:`_sender`)."""
-    return execute_recorded(run, experiment, base_tags, render, send=_sender(token))
+    sent to the client of invocation ``token`` as it happens (:func:`_sender`), stopped when
+    that invocation asks its runs to stop (:func:`_stop_requests`)."""
+    with _stop_requests(token) as flag:
+        return execute_recorded(run, experiment, base_tags, render, send=_sender(token), flag=flag)
+
+
+def _stop_name(token: str) -> str:
+    """The name of invocation ``token``'s stop request on the scheduler (an Event, and a
+    Variable holding its reason)."""
+    return f"optlab-stop-{token}"
+
+
+def _request_stop(client: Any, token: str, reason: str) -> None:
+    """Ask the runs of invocation ``token`` to stop (``reason``: ``SIGINT``, ``SIGTERM``):
+    the reason first, then the Event the tasks wait on. A scheduler gone is not an error
+    here: its runs are gone too."""
+    from distributed import Event, Variable
+
+    name = _stop_name(token)
+    with contextlib.suppress(Exception):
+        Variable(name, client=client).set(reason)  # type: ignore[no-untyped-call]
+        Event(name, client=client).set()  # type: ignore[no-untyped-call]
+
+
+def _forget_stop(client: Any, token: str) -> None:
+    """Remove invocation ``token``'s stop request from the scheduler (once no task of it can
+    still be waiting for it)."""
+    from distributed import Event, Variable
+
+    name = _stop_name(token)
+    with contextlib.suppress(Exception):
+        Event(name, client=client).clear()  # type: ignore[no-untyped-call]
+        Variable(name, client=client).delete()  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def _stop_requests(token: str) -> Iterator[StopFlag]:
+    """The stop flag of this Dask task: set (with the reason) when invocation ``token`` asks
+    its runs to stop (:func:`_request_stop`), by a thread of the task that waits on the
+    request's Event in the scheduler, :data:`STOP_POLL_S` at a time, until the task ends; set
+    before the run starts when the request came first. Outside a worker: the process's flag.
+    Should the scheduler become unreachable, the run ends as it would."""
+    from distributed import Event, Variable, get_client, get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        yield stop_flag
+        return
+    client = get_client()
+    name = _stop_name(token)
+    event = Event(name, client=client)  # type: ignore[no-untyped-call]
+    flag = StopFlag()
+    ended = threading.Event()
+
+    def stop() -> None:
+        try:
+            reason = Variable(name, client=client).get(timeout=STOP_POLL_S)  # type: ignore[no-untyped-call]
+        except Exception:  # set without a reason (or gone meanwhile)
+            reason = "a stop request"
+        flag.request(str(reason))
+
+    def wait() -> None:
+        with contextlib.suppress(Exception):  # the scheduler gone: the run ends as it would
+            while not ended.is_set():
+                if event.wait(STOP_POLL_S):  # type: ignore[no-untyped-call]
+                    stop()
+                    return
+
+    with contextlib.suppress(Exception):
+        if event.is_set():  # type: ignore[no-untyped-call]
+            stop()
+    if flag.reason is None:
+        threading.Thread(target=wait, name="optlab-stop-request", daemon=True).start()
+    try:
+        yield flag
+    finally:
+        ended.set()
 
 
 def _sender(token: str) -> Callable[[Sent], None] | None:
@@ -107,6 +207,46 @@ def _receiver(
     return receive
 
 
+class _Stop:
+    """Invocation ``token``'s stop request to its runs on the cluster, made once
+    (:func:`_request_stop`); ``asked``: when (``time.monotonic()``), or ``None``;
+    ``cancelled``: runs were cancelled that may have been executing (Dask cannot stop a task
+    that runs: only the request does)."""
+
+    def __init__(self, client: Any, token: str) -> None:
+        self.client = client
+        self.token = token
+        self.asked: float | None = None
+        self.cancelled = False
+
+    def request(self, reason: str) -> None:
+        if self.asked is None:
+            self.asked = time.monotonic()
+            _request_stop(self.client, self.token, reason)
+
+    def cancel(self, futures: Sequence[Any]) -> None:
+        """Cancel ``futures`` (those not started do not start)."""
+        if futures:
+            self.client.cancel(list(futures))
+            self.cancelled = True
+
+    def forget(self) -> threading.Timer | None:
+        """Remove the request from the scheduler once every task that could be waiting for
+        it has seen it: at once when every task ended with its result, else
+        :data:`STOP_POLL_S` twice after it was made (a task cancelled as it trained would
+        train on, unheard, without it), by the timer returned."""
+        if self.asked is None:
+            return None
+        left = 2 * STOP_POLL_S - (time.monotonic() - self.asked)
+        if left <= 0 or not self.cancelled:
+            _forget_stop(self.client, self.token)
+            return None
+        timer = threading.Timer(left, _forget_stop, (self.client, self.token))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
 class DaskCluster(Executor):
     """The Dask scheduler at ``scheduler`` (e.g. ``tcp://127.0.0.1:8786``); ``scheduler_label``
     names it in messages as the user passed it (``--scheduler``; the Python API's
@@ -122,6 +262,8 @@ class DaskCluster(Executor):
         self.scheduler = scheduler
         self.scheduler_label = scheduler_label
         self._client: Any = None
+        #: the stop requests to remove from the scheduler before the client closes
+        self._forgetting: list[threading.Timer] = []
 
     def __enter__(self) -> DaskCluster:
         self._connected()  # an unreachable scheduler is bad input, found before anything runs
@@ -165,26 +307,53 @@ class DaskCluster(Executor):
         }
         for fut in futures:
             fut.add_done_callback(lambda _: wake.set())
+        stop = _Stop(client, token)
         try:
-            yield from self._ended(client, futures, live, wake, job)
+            yield from self._ended(futures, live, wake, job, stop)
         finally:
+            if not all(f.done() for f in futures):
+                # closed early, a second Ctrl-C, runs left after STOP_WAIT_S: those in flight
+                # are asked to stop all the same (a cancelled task trains on otherwise)
+                stop.request(job.flag.reason or "the invocation ending")
+                stop.cancelled = True
             client.cancel(list(futures))
+            if (timer := stop.forget()) is not None:
+                self._forgetting.append(timer)
             if client.status == "running":
                 client.unsubscribe_topic(TOPIC)
 
     @staticmethod
     def _ended(
-        client: Any, futures: dict[Any, RunSpec], live: Live, wake: threading.Event, job: Job
+        futures: dict[Any, RunSpec],
+        live: Live,
+        wake: threading.Event,
+        job: Job,
+        stop: _Stop,
     ) -> Iterator[Ended]:
         """The runs of ``futures`` as they end, their events replayed as they come (``wake``
-        is set when one comes or a run ends). After an interrupt (or a run KILLED) no run is
-        waited for: the runs in flight are cancelled (those seen to start are ended KILLED by
-        the tracker with the invocation). After a failure that stops the others
+        is set when one comes or a run ends). After an interrupt (``job.flag``, or a run
+        KILLED) the runs not seen to start are cancelled and those in flight are asked to stop
+        (``stop``): they end KILLED with what they measured, and are waited for at most
+        :data:`STOP_WAIT_S` (those left then are cancelled, and those seen to start are ended
+        KILLED by the tracker with the invocation). After a failure that stops the others
         (``--fail-fast``, the store lost) the runs not seen to start are cancelled, and those
         seen to start end as they would, so that every run in the store gets its end."""
         pending = dict(futures)
-        stopping = interrupted = False
-        while pending and not interrupted:
+        stopping = killed = False
+
+        def cancel_unseen() -> None:
+            unseen = [f for f, r in pending.items() if not f.done() and r.name not in live.replayed]
+            stop.cancel(unseen)
+            for f in unseen:
+                live.forget(pending.pop(f).name)
+
+        while pending:
+            if stop.asked is None and (job.flag.reason is not None or killed):
+                stop.request(job.flag.reason or "the invocation stopping")
+                stopping = True
+                cancel_unseen()  # before they start; a task that starts meanwhile sees the stop
+            if stop.asked is not None and time.monotonic() - stop.asked > STOP_WAIT_S:
+                return  # the runs left are cancelled (run's finally)
             wake.wait(POLL_S)
             wake.clear()
             live.replay(job)  # what the runs sent before their end, in order
@@ -195,18 +364,11 @@ class DaskCluster(Executor):
                     continue
                 info, result = outcome(events)
                 events = live.rest(info.name, events, own=fut.status == "finished")
-                interrupted |= result.status == "KILLED" or job.flag.reason is not None
-                if job.stops_after(result) and not stopping and not interrupted:
+                killed |= result.status == "KILLED"
+                if job.stops_after(result) and not stopping:
                     # before the observers: the cluster would start queued runs meanwhile
                     stopping = True
-                    unseen = [
-                        f
-                        for f, r in pending.items()
-                        if not f.done() and r.name not in live.replayed
-                    ]
-                    client.cancel(unseen)
-                    for f in unseen:
-                        live.forget(pending.pop(f).name)
+                    cancel_unseen()
                 replay(events, job.observer, job.log)
                 if job.claims is not None:
                     job.claims.release(info.name)
@@ -222,6 +384,14 @@ class DaskCluster(Executor):
             client.cancel(futures)
 
     def close(self, *, abort: bool = False) -> None:
+        """Close the connection, once the stop requests made less than a second ago are
+        removed from the scheduler (``abort``: at once, leaving them there, a name each)."""
+        for timer in self._forgetting:
+            if abort:
+                timer.cancel()
+            else:
+                timer.join()
+        self._forgetting.clear()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -25,7 +25,7 @@ from optlab._contract.records import EpochReport, RunInfo, RunResult
 from optlab._errors import RunError
 from optlab._spec.experiment import RunSpec
 from optlab._training.checks import WARNING
-from optlab._training.monitor import stop_flag
+from optlab._training.monitor import StopFlag, stop_flag
 from optlab._training.runner import Observer, execute
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ def execute_recorded(
     base_tags: dict[str, str],
     render: bool = False,
     send: Callable[[Sent], None] | None = None,
+    flag: StopFlag | None = None,
 ) -> Events:
     """Run ``run`` in this (worker) process; return the observer events it produced: none
     when a stop was requested before the run started (it waited in the queue; it is not
@@ -119,15 +120,23 @@ def execute_recorded(
 
     With ``render``, the run's artifact files are drawn here and travel in
     ``result.artifacts``. Each event is also sent as it happens to ``send`` (default
-    :data:`live_sink`), see :class:`RecordingObserver`."""
+    :data:`live_sink`), see :class:`RecordingObserver`. ``flag`` is the stop flag the run
+    polls (default: the process's, which a local worker's signal handler sets; a Dask task
+    has its own, :mod:`optlab._execution.dask`)."""
     from optlab._contract.plugin_manager import get_registry
 
-    if stop_flag.reason is not None:
+    flag = flag if flag is not None else stop_flag
+    if flag.reason is not None:
         return []
 
     observer = RecordingObserver(send=send if send is not None else live_sink)
     info, result = execute(
-        run, experiment=experiment, observer=observer, registry=get_registry(), base_tags=base_tags
+        run,
+        experiment=experiment,
+        observer=observer,
+        registry=get_registry(),
+        base_tags=base_tags,
+        flag=flag,
     )
     if render:
         # drawing the figures is the costly part of tracking a small run: do it here, in
