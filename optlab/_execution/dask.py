@@ -27,14 +27,16 @@ invocation's ``job.flag``) reaches the runs in flight through the scheduler: the
 sets a ``distributed.Event`` named after its token (:func:`_stop_name`, its reason in a
 ``distributed.Variable`` of the same name) and cancels the runs not seen to start; each task
 has a stop flag of its own (:func:`_stop_requests`) that a thread of the task sets when the
-Event is set. That thread waits on the Event in the scheduler, :data:`STOP_POLL_S` at a time
-(a wait the set ends at once), so the training loop only reads a Python attribute, as it does
-the process's flag; a run ends KILLED with what it measured within a step of the request, and
-its end comes back as any run's. Runs that do not end within :data:`STOP_WAIT_S` (a worker of
-an older optlab, a run busy drawing its figures) are left: cancelled, and ended KILLED by the
-tracker with the evaluations they reached. The request is removed from the scheduler once no
-task can still be waiting for it (:meth:`_Stop.forget`); after a second Ctrl-C, which ends the
-invocation at once, it stays there, a name and a word.
+Event is set. That thread asks the scheduler whether the Event is set every
+:data:`STOP_POLL_S`, so the training loop only reads a Python attribute, as it does the
+process's flag; a run ends KILLED with what it measured within about :data:`STOP_POLL_S` of
+the request, and its end comes back as any run's. (A wait on the Event in the scheduler would
+be heard sooner, but outlives its task by up to its timeout, and a scheduler that closes
+meanwhile logs the cancelled wait as an error.) Runs that do not end within
+:data:`STOP_WAIT_S` (a worker of an older optlab, a run busy drawing its figures) are left:
+cancelled, and ended KILLED by the tracker with the evaluations they reached. The request is
+removed from the scheduler once no task can still be looking for it (:meth:`_Stop.forget`);
+after a second Ctrl-C, which ends the invocation at once, it stays there, a name and a word.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ TOPIC = "optlab-run-events"
 #: How often the invoking process looks for ended runs besides when told (seconds).
 POLL_S = 0.2
 
-#: The longest a task's wait for its invocation's stop request lasts before it waits again
-#: (seconds): a scheduler call this often per run in flight; a request ends the wait at once.
+#: How often a task asks the scheduler whether its invocation asked its runs to stop
+#: (seconds): a scheduler call this often per run in flight, none in the training loop.
 STOP_POLL_S = 0.5
 
 #: How long the runs in flight get to end KILLED after a stop request before the invocation
@@ -130,18 +132,20 @@ def _forget_stop(client: Any, token: str) -> None:
 @contextlib.contextmanager
 def _stop_requests(token: str) -> Iterator[StopFlag]:
     """The stop flag of this Dask task: set (with the reason) when invocation ``token`` asks
-    its runs to stop (:func:`_request_stop`), by a thread of the task that waits on the
-    request's Event in the scheduler, :data:`STOP_POLL_S` at a time, until the task ends; set
-    before the run starts when the request came first. Outside a worker: the process's flag.
-    Should the scheduler become unreachable, the run ends as it would."""
+    its runs to stop (:func:`_request_stop`), by a thread of the task that looks at the
+    request's Event every :data:`STOP_POLL_S` until the task ends; set before the run starts
+    when the request came first. Outside a worker: the process's flag.
+    Should the scheduler be unreachable from here, the run ends as it would."""
     from distributed import Event, Variable, get_client, get_worker
 
     try:
         get_worker()
-    except ValueError:
+        client = get_client()
+    except Exception:  # not in a worker, or it cannot reach the scheduler
+        client = None
+    if client is None:
         yield stop_flag
         return
-    client = get_client()
     name = _stop_name(token)
     event = Event(name, client=client)  # type: ignore[no-untyped-call]
     flag = StopFlag()
@@ -154,10 +158,10 @@ def _stop_requests(token: str) -> Iterator[StopFlag]:
             reason = "a stop request"
         flag.request(str(reason))
 
-    def wait() -> None:
+    def watch() -> None:
         with contextlib.suppress(Exception):  # the scheduler gone: the run ends as it would
-            while not ended.is_set():
-                if event.wait(STOP_POLL_S):  # type: ignore[no-untyped-call]
+            while not ended.wait(STOP_POLL_S):  # ends as soon as the task does
+                if event.is_set():  # type: ignore[no-untyped-call]
                     stop()
                     return
 
@@ -165,7 +169,7 @@ def _stop_requests(token: str) -> Iterator[StopFlag]:
         if event.is_set():  # type: ignore[no-untyped-call]
             stop()
     if flag.reason is None:
-        threading.Thread(target=wait, name="optlab-stop-request", daemon=True).start()
+        threading.Thread(target=watch, name="optlab-stop-request", daemon=True).start()
     try:
         yield flag
     finally:
@@ -233,8 +237,9 @@ class _Stop:
     def forget(self) -> threading.Timer | None:
         """Remove the request from the scheduler once every task that could be waiting for
         it has seen it: at once when every task ended with its result, else
-        :data:`STOP_POLL_S` twice after it was made (a task cancelled as it trained would
-        train on, unheard, without it), by the timer returned."""
+        :data:`STOP_POLL_S` twice after it was made (each task looks every
+        :data:`STOP_POLL_S`; one cancelled as it trained would train on, unheard, without
+        it), by the timer returned."""
         if self.asked is None:
             return None
         left = 2 * STOP_POLL_S - (time.monotonic() - self.asked)
