@@ -186,12 +186,34 @@ def test_signal_kills_the_current_run_keeps_its_metrics_and_resume_finishes(
     assert all(row["status"] == "FINISHED" for row in rows.values())
 
 
-def test_sigkill_mid_sweep_then_resume_redoes_only_the_unfinished(spec: Path) -> None:
+def test_sigkill_mid_sweep_compare_shows_it_stopped_then_resume_redoes_only_the_unfinished(
+    spec: Path,
+) -> None:
+    """``kill -9`` mid-sweep, then ``--resume`` redoes only the unfinished runs. In between
+    (one killed process for both checks): MLflow keeps the run RUNNING until a ``--resume``;
+    ``optlab compare`` (and ``optlab.compare``) showed it RUNNING as if it still trained. Its
+    invocation's process is gone: it is shown ``RUNNING?``, with a line saying what that means
+    and how to finish it."""
+    import optlab
+
     proc = start(spec)
-    wait_until_running(spec, "b", proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}
+    try:
+        wait_until_running(spec, "b", proc)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}  # as MLflow has them
+
+    compared = invoke("compare", "interrupt_test", "--tracking-uri", _uri(spec))
+    assert compared.exit_code == 0, compared.stderr
+    table = [line.split() for line in compared.stdout.splitlines()]
+    assert [cells[-1] for cells in table if cells[:1] == ["b"]] == ["RUNNING?"]
+    assert (
+        "RUNNING?: its invocation stopped without ending it (process gone, or no heartbeat); "
+        "`optlab run SPEC --resume` or optlab.run(..., resume=True) finishes it"
+    ) in " ".join(compared.stdout.split())  # the note wraps at the terminal's width
+    rows = optlab.compare("interrupt_test", tracking_uri=_uri(spec))
+    assert [row["status"] for row in rows] == ["FINISHED", "RUNNING?"]
 
     resume_to_the_end(spec)
     final = statuses(spec)
@@ -269,34 +291,30 @@ def _resume_command(spec: Path) -> str:
     return shlex.join(["optlab", "run", str(spec), "--tracking-uri", _uri(spec)]) + " --resume"
 
 
-def test_a_second_ctrl_c_ends_at_once_and_says_what_is_saved_and_what_next(spec: Path) -> None:
+def test_a_second_ctrl_c_ends_at_once_and_a_resume_s_counts_the_runs_it_reuses(
+    spec: Path,
+) -> None:
     """Ctrl-C twice: exit 130 at once, with one line on what is saved and the command that
-    finishes the rest (it used to end with no output at all). With figures: drawing the
-    killed run's keeps the invocation going when the second Ctrl-C comes."""
+    finishes the rest (it used to end with no output at all). Then Ctrl-C twice during the
+    ``--resume`` of that: what is saved counts the FINISHED runs it reuses (it said "no runs
+    FINISHED and saved" with run a finished in the store). With figures: drawing the killed
+    run's keeps each invocation going when the second Ctrl-C comes."""
     spec.write_text(SPEC.replace("tracking: {figures: false}", "tracking: {figures: true}"))
-    proc = start(spec)
-    wait_until_running(spec, "b", proc)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)  # two signals sent at once may reach the process as one
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == _ended_by(signal.SIGINT), err
-    assert "Traceback" not in err
-    assert err.splitlines()[-1] == (
+    said = (
         f"optlab: interrupted: 1 run FINISHED and saved in {_uri(spec)} (experiment "
         f"'interrupt_test'); finish the others with `{_resume_command(spec)}`"
     )
-
-
-def test_a_second_ctrl_c_of_a_resume_counts_the_runs_it_reuses(spec: Path) -> None:
-    """Ctrl-C twice during ``--resume``: what is saved counts the FINISHED runs it reuses
-    (it said "no runs FINISHED and saved" with run a finished in the store). With figures:
-    drawing the killed run's keeps the invocation going when the second Ctrl-C comes."""
-    spec.write_text(SPEC.replace("tracking: {figures: false}", "tracking: {figures: true}"))
     first = start(spec)
     wait_until_running(spec, "b", first)
-    first.send_signal(signal.SIGINT)  # a FINISHED, b KILLED, c not run
-    first.communicate(timeout=30)
+    first.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two signals sent at once may reach the process as one
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == _ended_by(signal.SIGINT), err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == said
+    assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"]}  # c not run
+
     proc = start(spec, "--resume")
     deadline = time.monotonic() + 90
     while statuses(spec).get("b") != ["KILLED", "RUNNING"]:
@@ -307,10 +325,7 @@ def test_a_second_ctrl_c_of_a_resume_counts_the_runs_it_reuses(spec: Path) -> No
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == _ended_by(signal.SIGINT), err
-    assert err.splitlines()[-1] == (
-        f"optlab: interrupted: 1 run FINISHED and saved in {_uri(spec)} (experiment "
-        f"'interrupt_test'); finish the others with `{_resume_command(spec)}`"
-    )
+    assert err.splitlines()[-1] == said
 
 
 def _full_pipe() -> tuple[int, int]:
@@ -484,33 +499,6 @@ def test_a_signal_to_a_scripts_loop_over_optlab_run_records_the_run_and_stops_th
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"]}
     killed = next(r for r in children(spec) if r.info.run_name == "b")
     assert MlflowClient(_uri(spec)).get_metric_history(killed.info.run_id, "curves/loss")
-
-
-def test_compare_after_kill_9_shows_the_run_left_running_as_stopped(spec: Path) -> None:
-    """After ``kill -9`` MLflow keeps the run RUNNING until a ``--resume``; ``optlab compare``
-    (and ``optlab.compare``) showed it RUNNING as if it still trained. Its invocation's
-    process is gone: it is shown ``RUNNING?``, with a line saying what that means and how to
-    finish it."""
-    import optlab
-
-    proc = start(spec)
-    try:
-        wait_until_running(spec, "b", proc)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    assert statuses(spec) == {"a": ["FINISHED"], "b": ["RUNNING"]}  # as MLflow has them
-
-    compared = invoke("compare", "interrupt_test", "--tracking-uri", _uri(spec))
-    assert compared.exit_code == 0, compared.stderr
-    table = [line.split() for line in compared.stdout.splitlines()]
-    assert [cells[-1] for cells in table if cells[:1] == ["b"]] == ["RUNNING?"]
-    assert (
-        "RUNNING?: its invocation stopped without ending it (process gone, or no heartbeat); "
-        "`optlab run SPEC --resume` or optlab.run(..., resume=True) finishes it"
-    ) in " ".join(compared.stdout.split())  # the note wraps at the terminal's width
-    rows = optlab.compare("interrupt_test", tracking_uri=_uri(spec))
-    assert [row["status"] for row in rows] == ["FINISHED", "RUNNING?"]
 
 
 def test_ctrl_c_while_a_write_waits_for_the_store_reads_as_an_interrupt(
