@@ -8,6 +8,7 @@ import multiprocessing.context
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,17 @@ def optlab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def in_process(*args: str) -> Any:
+    """The ``optlab`` command in this process (no new interpreter importing optlab): for the
+    runs that are only the reference the parallel ones are compared with, and for what is
+    refused before anything starts."""
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
     path = tmp_path / "sweep.yaml"
@@ -49,9 +61,9 @@ def _numbers(stdout: str) -> dict[str, tuple[object, ...]]:
 
 @pytest.mark.slow
 def test_jobs_2_gives_exactly_the_numbers_of_jobs_1(spec: Path) -> None:
-    one = optlab("run", str(spec), "--json", "--no-track", cwd=spec.parent)
+    one = in_process("run", str(spec), "--json", "--no-track")
     two = optlab("run", str(spec), "--json", "--no-track", "--jobs", "2", cwd=spec.parent)
-    assert one.returncode == 0, one.stderr
+    assert one.exit_code == 0, one.stderr
     assert two.returncode == 0, two.stderr
     a, b = _numbers(one.stdout), _numbers(two.stdout)
     assert len(a) == 8
@@ -82,13 +94,14 @@ def test_dask_cluster_on_loopback_runs_the_sweep(spec: Path) -> None:
             cwd=spec.parent,
         )
     assert done.returncode == 0, done.stderr
-    local = optlab("run", str(spec), "--json", "--no-track", cwd=spec.parent)
+    local = in_process("run", str(spec), "--json", "--no-track")
+    assert local.exit_code == 0, local.stderr
     assert _numbers(done.stdout) == _numbers(local.stdout)
 
 
 def test_dask_executor_needs_a_scheduler(spec: Path) -> None:
-    done = optlab("run", str(spec), "--executor", "dask", cwd=spec.parent)
-    assert done.returncode == 2
+    done = in_process("run", str(spec), "--executor", "dask")
+    assert done.exit_code == 2
     assert "--scheduler" in done.stderr and "Traceback" not in done.stderr
 
 
