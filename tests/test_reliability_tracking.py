@@ -158,51 +158,6 @@ def test_server_restarted_within_the_budget_the_run_finishes_with_every_point_on
     assert {a.path for a in client.list_artifacts(child_id)} >= {"spec.yaml", "weights.npz"}
 
 
-def test_server_not_back_within_the_budget_the_run_fails_with_one_clear_line(
-    up: RestartableMlflowServer, run_spec: RunSpec
-) -> None:
-    budget = 1.5
-    tracker = Tracker(up.url, "outage-lost", plots=False, flush_interval_s=0.0, retry_s=budget)
-    outage = Outage(up, at_epoch=2.0, restart=False)
-    with (
-        pytest.raises(TrackingUnavailable) as ended,
-        tracker.parent("outage-lost") as parent_id,
-    ):
-        info, result = execute(run_spec, experiment="outage", observer=_hooks(tracker, outage))
-    assert outage.stopped_at is not None
-    waited = time.monotonic() - outage.stopped_at
-    assert budget <= waited < budget + 6.0
-
-    # the run: FAILED, with the one-line reason; the invocation ends with the same line
-    assert result.status == "FAILED"
-    message = str(result.error)
-    assert message == str(ended.value) and "\n" not in message
-    unreachable = re.search(rf"tracking server {up.url} was unreachable for (\d+\.\d) s", message)
-    assert unreachable is not None and float(unreachable[1]) >= budget, message
-    assert "Connection refused" in message and f"log metrics of '{run_spec.name}'" in message
-    assert isinstance(ended.value, RunError) and isinstance(ended.value, TrackingError)
-    assert ended.value.exit_code == 1
-    # every later write fails at once instead of waiting again
-    started = time.monotonic()
-    with pytest.raises(TrackingUnavailable, match="was unreachable for"):
-        tracker.optlab_run_started(run=info)
-    assert time.monotonic() - started < 0.5
-    # what was not acknowledged is still buffered, none dropped: epoch 2's evaluation points
-    # and the per-step curves of both epochs (written when a run ends)
-    measured = len(result.evaluations[0].steps) + len(result.evaluations[1].steps)
-    assert tracker.pending_points(run_spec.name) == len(EPOCH_METRICS) + 3 * measured
-
-    # once the server is back, the points acknowledged before the outage are all there
-    up.start()
-    client = _client(up.url)
-    child_id = _child_id(client, tracker, parent_id, run_spec.name)
-    first = result.evaluations[0]
-    for key in EPOCH_METRICS:
-        history = client.get_metric_history(child_id, curve_key(key))
-        assert [m.value for m in history] == [getattr(first, key)]
-    assert client.get_run(child_id).info.status == "RUNNING"  # nothing could end it
-
-
 # ---------------------------------------------------------------------- lost answers (proxy)
 class FaultyProxy:
     """An HTTP proxy to the server that injects faults on chosen REST endpoints.
@@ -411,6 +366,51 @@ def test_the_cli_reports_a_lost_server_in_one_line_and_exits_1(
     (finished,) = (r for r in runs if r.info.status == "FINISHED")
     losses = client.get_metric_history(finished.info.run_id, curve_key("loss"))
     assert len(losses) == 2 * 24 and len({m.step for m in losses}) == 2 * 24
+
+
+def test_server_not_back_within_the_budget_the_run_fails_with_one_clear_line(
+    up: RestartableMlflowServer, run_spec: RunSpec
+) -> None:
+    budget = 1.5
+    tracker = Tracker(up.url, "outage-lost", plots=False, flush_interval_s=0.0, retry_s=budget)
+    outage = Outage(up, at_epoch=2.0, restart=False)
+    with (
+        pytest.raises(TrackingUnavailable) as ended,
+        tracker.parent("outage-lost") as parent_id,
+    ):
+        info, result = execute(run_spec, experiment="outage", observer=_hooks(tracker, outage))
+    assert outage.stopped_at is not None
+    waited = time.monotonic() - outage.stopped_at
+    assert budget <= waited < budget + 6.0
+
+    # the run: FAILED, with the one-line reason; the invocation ends with the same line
+    assert result.status == "FAILED"
+    message = str(result.error)
+    assert message == str(ended.value) and "\n" not in message
+    unreachable = re.search(rf"tracking server {up.url} was unreachable for (\d+\.\d) s", message)
+    assert unreachable is not None and float(unreachable[1]) >= budget, message
+    assert "Connection refused" in message and f"log metrics of '{run_spec.name}'" in message
+    assert isinstance(ended.value, RunError) and isinstance(ended.value, TrackingError)
+    assert ended.value.exit_code == 1
+    # every later write fails at once instead of waiting again
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="was unreachable for"):
+        tracker.optlab_run_started(run=info)
+    assert time.monotonic() - started < 0.5
+    # what was not acknowledged is still buffered, none dropped: epoch 2's evaluation points
+    # and the per-step curves of both epochs (written when a run ends)
+    measured = len(result.evaluations[0].steps) + len(result.evaluations[1].steps)
+    assert tracker.pending_points(run_spec.name) == len(EPOCH_METRICS) + 3 * measured
+
+    # the points acknowledged before the outage are all in the server's store (read from its
+    # SQLite file: the server is left down, this module's last test that needs it)
+    client = _client(up.backend_uri)
+    child_id = _child_id(client, tracker, parent_id, run_spec.name)
+    first = result.evaluations[0]
+    for key in EPOCH_METRICS:
+        history = client.get_metric_history(child_id, curve_key(key))
+        assert [m.value for m in history] == [getattr(first, key)]
+    assert client.get_run(child_id).info.status == "RUNNING"  # nothing could end it
 
 
 def test_no_room_to_write_is_never_retried_and_says_where() -> None:
