@@ -56,8 +56,15 @@ def ui(
     folder = tmp_path_factory.mktemp("browser")
     (folder / "spec.yaml").write_text(SPEC)
     shutil.copyfile(_empty_store, folder / "mlflow.db")
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    with pytest.MonkeyPatch.context() as patch:  # the run in this process, into ./mlflow.db
+        patch.chdir(folder)
+        done = CliRunner().invoke(app, ["run", "spec.yaml"])
+    assert done.exit_code == 0, (done.stdout, done.stderr)
     command = [sys.executable, "-m", "optlab"]
-    subprocess.run([*command, "run", "spec.yaml"], cwd=folder, check=True, capture_output=True)
     port = free_port()
     server = subprocess.Popen(
         [*command, "ui", "--port", str(port)],
