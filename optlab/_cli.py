@@ -15,7 +15,8 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -458,7 +459,7 @@ def check(
     progress = _CheckProgress(_command(spec, set_, None, "check"))
     ctrl_c.line = progress.interrupted_line
     ok = True
-    try:
+    with ctrl_c.guarding():
         from optlab._execution.by_name import make_executor
         from optlab._execution.check import check_runs
 
@@ -471,15 +472,7 @@ def check(
                     typer.echo(f"  {line}")
                 progress.checked += 1
                 ok = ok and report.passed
-        ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
-    except KeyboardInterrupt:  # a Ctrl-C or SIGTERM (a second one: also once settled)
-        ctrl_c.settled = True
-        ctrl_c.say()
-        raise typer.Exit(ctrl_c.status) from None
-    finally:
-        ctrl_c.settled = True
-        if not _ENDS_PROCESS:  # in-process (a test's CliRunner): the caller's handler again
-            ctrl_c.uninstall()
+        ctrl_c.settled = True  # in the body: a signal from here on is noted, not raised
     if ctrl_c.pending:  # a signal once every check had been printed
         ctrl_c.say()
         raise typer.Exit(ctrl_c.status)
@@ -528,7 +521,7 @@ def run(
 ) -> None:
     """Run every run of a spec, then print the comparison table."""
     ctrl_c = _CtrlC.install()  # first: the imports below take a while
-    try:
+    with ctrl_c.guarding():
         from optlab._execution.by_name import make_executor
         from optlab._execution.invocation import Invocation
 
@@ -553,15 +546,7 @@ def run(
             records = run_records(outcome.results, invocation.run_ids(), outcome.skipped)
             typer.echo(records_to_json(records))
         invocation.print_summary(outcome, table=not as_json)
-        ctrl_c.settled = True  # from here on a Ctrl-C is noted, and said below or by main()
-    except KeyboardInterrupt:  # a second Ctrl-C, or a Ctrl-C or SIGTERM before or after the runs
-        ctrl_c.settled = True
-        ctrl_c.say()
-        raise typer.Exit(ctrl_c.status) from None
-    finally:
-        ctrl_c.settled = True
-        if not _ENDS_PROCESS:  # in-process (a test's CliRunner): the caller's handler again
-            ctrl_c.uninstall()
+        ctrl_c.settled = True  # in the body: a signal from here on is noted, not raised
     # a signal once every run had ended (the summary did not say it), or a Ctrl-C or SIGTERM
     # since the summary: the line is said here (or by main() if the signal comes later)
     if ctrl_c.pending or (invocation.stopped_by is not None and not outcome.interrupted):
@@ -678,6 +663,25 @@ class _CtrlC:
             return
         self._raised = True
         raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    @contextmanager
+    def guarding(self) -> Iterator[None]:
+        """Around a command's work: a Ctrl-C or SIGTERM that interrupts it (also a second one,
+        or one before or after the runs) says the line and exits with :attr:`status`. However
+        the work ends, the command is then ``settled`` (a later signal is noted and said by
+        the command or :func:`main`) and, in-process (a test's CliRunner), the caller's
+        handlers are put back. The work's last statement settles it too: a signal between
+        the work's end and this exit would otherwise raise where nothing catches it."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.settled = True
+            self.say()
+            raise typer.Exit(self.status) from None
+        finally:
+            self.settled = True
+            if not _ENDS_PROCESS:
+                self.uninstall()
 
     def say(self) -> None:
         """Say the line on stderr (once)."""
