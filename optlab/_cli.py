@@ -674,7 +674,12 @@ class _CtrlC:
         the work's end and this exit would otherwise raise where nothing catches it."""
         try:
             yield
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as error:
+            # a KeyboardInterrupt this handler raised can come out of a library as another
+            # exception (C code that calls Python turns it into its own error: matplotlib's
+            # ft2font made it "ImportError: initialization failed"): still the Ctrl-C's end
+            if not (isinstance(error, KeyboardInterrupt) or self._raised):
+                raise
             self.settled = True
             self.say()
             raise typer.Exit(self.status) from None

@@ -585,6 +585,46 @@ def test_ctrl_c_as_the_run_ends_says_what_is_saved_in_one_line(
     )
 
 
+@pytest.mark.parametrize("where", ["preflight", "log_comparison"])
+def test_a_ctrl_c_that_a_library_turned_into_its_own_error_still_says_what_is_saved(
+    where: str, spec: Path, new_store: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C whose ``KeyboardInterrupt`` came out of C code as another exception
+    (matplotlib's ft2font made it ``ImportError: initialization failed``) ended the command
+    with that traceback. It is the Ctrl-C's end, status 130 and the line on what is saved:
+    before the runs (the data prepared), and as the comparison is written (where the first
+    Ctrl-C only asks the invocation to stop, and the second raises)."""
+    from optlab._execution import invocation
+    from optlab._tracking.tracker import Tracker
+
+    def interrupted_in_c(*args: Any, **kwargs: Any) -> None:
+        try:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # in C code, which raises its own error instead
+        raise ImportError("initialization failed")
+
+    if where == "preflight":
+        monkeypatch.setattr(invocation, "preflight", interrupted_in_c)
+    else:
+        monkeypatch.setattr(Tracker, "log_comparison", interrupted_in_c)
+    uri = new_store(spec.parent / "mlflow.db")
+    spec.write_text(TINY.split("variants:")[0] + "tracking: {figures: false}\n")
+    code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
+    assert code == 130, err
+    if where == "preflight":
+        assert err == (
+            "optlab: interrupted before any run started: nothing is recorded; start again "
+            f"with `optlab run {spec} --tracking-uri {uri}`\n"
+        )
+    else:  # every run FINISHED: nothing for --resume to finish
+        assert err == (
+            f"optlab: interrupted after every run had ended: 1 run FINISHED and saved in {uri} "
+            f"(experiment 'tiny'); see them with `optlab compare tiny --tracking-uri {uri}`\n"
+        )
+
+
 def test_a_ctrl_c_while_the_interrupt_line_is_made_still_says_it(
     spec: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

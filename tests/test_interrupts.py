@@ -541,3 +541,68 @@ def test_ctrl_c_while_a_write_waits_for_the_store_reads_as_an_interrupt(
         result.stdout
     )
     assert "a: KILLED: interrupted by SIGINT while waiting for the tracking store" in result.stdout
+
+
+def test_signals_held_reach_their_handlers_in_order_once_the_block_has_ended() -> None:
+    """:func:`~optlab._report.drawing.signals_held`: SIGINT and SIGTERM sent in the block reach
+    the handlers in place before it only after it, each one, in the order they came; the
+    handlers are put back."""
+    from optlab._report.drawing import signals_held
+
+    came: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        came.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with signals_held():
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                signal.raise_signal(s)
+            assert came == []
+        assert came == [signal.SIGINT, signal.SIGTERM, signal.SIGINT]
+        assert signal.getsignal(signal.SIGINT) is handler
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+#: a Ctrl-C in the middle of matplotlib's ft2font initialisation, the 100th Python call it
+#: makes (it builds its enums in Python), sent by a trace function: where a second Ctrl-C
+#: came while `optlab run` drew its first figure
+CTRL_C_IN_FT2FONT = """\
+import importlib.abc, signal, sys
+from optlab._report.drawing import load_matplotlib
+state = {"on": False, "calls": 0}
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        state["on"] = state["on"] or name == "matplotlib.ft2font"
+def trace(frame, event, arg):
+    if state["on"] and event == "call":
+        state["calls"] += 1
+        if state["calls"] == 100:
+            state["on"] = False
+            signal.raise_signal(signal.SIGINT)
+sys.meta_path.insert(0, Finder())
+sys.settrace(trace)
+try:
+    load_matplotlib()
+except KeyboardInterrupt:
+    sys.settrace(None)
+    from matplotlib.ft2font import FT2Font
+    print("KeyboardInterrupt once matplotlib was in", state["calls"])
+"""
+
+
+def test_a_ctrl_c_while_matplotlib_loads_comes_once_it_is_in() -> None:
+    """A ``KeyboardInterrupt`` raised inside ft2font's initialisation came out as
+    ``ImportError: initialization failed`` and the interpreter then aborted as it ended
+    (SIGABRT, ``Fatal Python error: PyThreadState_Get``): the second Ctrl-C of
+    ``test_a_second_ctrl_c_ends_at_once_...`` ended `optlab run` so, with a traceback, on CI.
+    Held until matplotlib is in, it is raised there, and the process ends normally."""
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_FT2FONT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "KeyboardInterrupt once matplotlib was in 100\n", done.stderr

@@ -159,17 +159,22 @@ class Invocation:
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
+        outcome = None
         try:
-            self.outcome = self._run(self.executor)
+            outcome = self.outcome = self._run(self.executor)
+        except Exception:
+            if not stop_flag.forced:
+                raise
         finally:
             forced, self.stopped_by = stop_flag.forced, stop_flag.reason
             stop_flag.clear()  # the interrupt is this invocation's: the next one starts afresh
-        if forced:
+        if forced or outcome is None:
             # a second Ctrl-C whose KeyboardInterrupt was lost on the way (raised where the
-            # code it interrupted swallowed it, say inside a C callback while drawing) still
-            # ends the invocation as a second Ctrl-C does
+            # code it interrupted swallowed it, say inside a C callback while drawing, or
+            # turned it into its own error, as matplotlib's ft2font did with "ImportError:
+            # initialization failed") still ends the invocation as a second Ctrl-C does
             raise KeyboardInterrupt
-        return self.outcome
+        return outcome
 
     def _run(self, executor: Executor) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
@@ -470,13 +475,15 @@ class Invocation:
         outcome = self.outcome
         if outcome is None:  # the runs recorded so far, and those --resume reuses
             finished = self.tracker.ended.get("FINISHED", 0) + len(self.reused)
+            others = finished < len(self.experiment.runs)
         else:  # the invocation had ended: every run it ran is recorded
             finished = len(outcome.results) - len(outcome.failed)  # the reused ones among them
+            others = bool(outcome.failed or outcome.interrupted)
         saved = (
             f"{finished or 'no'} run{'' if finished == 1 else 's'} FINISHED and saved in "
             f"{self.tracker.uri} (experiment '{self.experiment.name}')"
         )
-        if outcome is None or outcome.failed or outcome.interrupted:
+        if others:  # (with every run FINISHED, --resume would have nothing to do)
             return f"interrupted: {saved}; finish the others with `{self.resume_command}`"
         see = self._commands("compare", self.experiment.name)
         return f"interrupted after every run had ended: {saved}; see them with `{see}`"

@@ -7,16 +7,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from optlab._contract.records import RunInfo, RunResult
 from optlab._report import drawing
 from optlab._report.rows import comparison_rows, group_name, replicate_key, sweep_point
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "comparison_figure",
@@ -358,6 +355,7 @@ def comparison_figure(results: Sequence[tuple[RunInfo, RunResult]], path: Path |
     A sweep too large for either (more than six values of each of two keys) is drawn as
     the :data:`_OVERLAID` best rows of the table (:func:`_best_few`), as the title says.
     """
+    drawing.load_matplotlib()
     from matplotlib.lines import Line2D
 
     styles, entries, columns, per_group = _styles(results)

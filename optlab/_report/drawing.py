@@ -5,17 +5,17 @@ saving, the smoothed minibatch loss and when an axis goes logarithmic."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._contract.records import RunResult, StepHistory
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "LOG_RATIO",
@@ -24,9 +24,11 @@ __all__ = [
     "figure",
     "fit_title",
     "full_loss",
+    "load_matplotlib",
     "minibatch",
     "place_legend",
     "save",
+    "signals_held",
     "smoothed",
     "smoothing_weight",
     "value_label",
@@ -39,6 +41,52 @@ __all__ = [
 SMOOTH_FRACTION = 1 / 40
 #: an axis is logarithmic when the runs' extents along it differ by this factor or more
 LOG_RATIO = 20.0
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block has ended, then reach the handlers they would
+    have reached, in the order they came (a handler that raises - the second Ctrl-C's
+    ``KeyboardInterrupt`` - raises there, and the signals after it are not delivered). In the
+    main thread only, the one Python runs signal handlers in; elsewhere the block runs as it
+    is. A handler set outside Python is left in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[signal.Signals] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: came.append(signal.Signals(signum)))
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not None
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in came:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
+def load_matplotlib() -> None:
+    """Import what the figures use of matplotlib, with SIGINT and SIGTERM held until it is in
+    (:func:`signals_held`). A ``KeyboardInterrupt`` raised while matplotlib's ``ft2font``
+    extension initialises comes out as ``ImportError: initialization failed`` and leaves the
+    interpreter to abort as it ends (``Fatal Python error: PyThreadState_Get``, SIGABRT): a
+    second Ctrl-C while ``optlab run`` drew its first figure ended the process that way, with
+    a traceback and no line on what is saved. Every public figure function calls this first;
+    once matplotlib is in, it costs a few microseconds."""
+    with signals_held():
+        import matplotlib.backends.backend_agg
+        import matplotlib.colors
+        import matplotlib.figure
+        import matplotlib.lines
+        import matplotlib.patches
+        import matplotlib.ticker  # noqa: F401
 
 
 def figure(width: float, height: float) -> Any:

@@ -50,6 +50,7 @@ def decision_regions_figure(
     ValueError
         The run has no plane data or no snapshot.
     """
+    drawing.load_matplotlib()
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
 
@@ -152,6 +153,7 @@ def loss_landscape_figure(landscape: Landscape, path: Path | str, title: str = "
     path : path
         PNG file to write.
     """
+    drawing.load_matplotlib()
     fig = drawing.figure(14, 4.2)
     fig.subplots_adjust(left=0.05, right=0.95, bottom=0.14, top=0.84, wspace=0.28)
     one, line, plane = fig.subplots(1, 3)

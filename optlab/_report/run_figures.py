@@ -5,16 +5,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._contract.records import DataSummary, RunResult
 from optlab._report import drawing
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "confusion_figure",
@@ -44,6 +40,7 @@ def learning_curves_figure(
     n_train : int
         Training examples (0: unknown; the steps are then taken as minibatches).
     """
+    drawing.load_matplotlib()
     fig = drawing.figure(11, 4)
     left, right = fig.subplots(1, 2)
     steps = result.steps
@@ -155,6 +152,7 @@ def weight_templates_figure(
     The templates are tiled into one image on one axes: a grid of axes, one per class, costs
     several times as much to draw.
     """
+    drawing.load_matplotlib()
     colour = weight_images(W, summary).ndim == 4
     images = weight_templates(W, summary) if colour else weight_images(W, summary)
     n, height, width = images.shape[:3]
@@ -205,6 +203,7 @@ def confusion_figure(
     confusion: Array, classes: Sequence[str], path: Path | str, title: str = ""
 ) -> Path:
     """The (C, C) confusion counts (row: true class, column: predicted), annotated when small."""
+    drawing.load_matplotlib()
     counts = np.asarray(confusion)
     n = counts.shape[0]
     size = max(4.0, min(12.0, 0.45 * n + 2))

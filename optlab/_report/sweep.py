@@ -6,15 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from optlab._contract.components import Array
 from optlab._report import drawing
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "SWEEP_FIGURE",
@@ -67,6 +64,7 @@ def sweep_figure(rows: Sequence[dict[str, Any]], path: Path | str) -> Path | Non
     path : path
         PNG file to write.
     """
+    drawing.load_matplotlib()
     keys = list(dict.fromkeys(k for row in rows for k in row.get("sweep", {})))
     if not keys or len(keys) > 2 or len(rows) < 2:
         return None

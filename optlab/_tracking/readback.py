@@ -11,7 +11,7 @@ import json
 import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -56,9 +56,6 @@ from optlab._tracking.tracker import (
     STATUS_REASON_TAG,
     read_list_tags,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "Compared",
