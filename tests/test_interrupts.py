@@ -443,6 +443,9 @@ def test_ctrl_c_with_jobs_2_records_no_run_that_was_still_queued(spec: Path) -> 
     assert proc.returncode == _ended_by(signal.SIGINT), err
     assert statuses(spec) == {"a": ["FINISHED"], "b": ["KILLED"], "c": ["KILLED"]}
     assert f"finish the remaining runs with `{_resume_command(spec)}`" in out
+    # the workers' runs say the signal the user sent (they said SIGTERM, the invoker's own)
+    reasons = {r.info.run_name: r.data.tags.get("optlab.status_reason") for r in children(spec)}
+    assert "SIGINT" in str(reasons["b"]) and "SIGINT" in str(reasons["c"]), reasons
 
     # --resume trains d (b and c are left out here: resuming KILLED runs is tested above)
     lines = queued.splitlines(keepends=True)
@@ -541,6 +544,17 @@ def test_ctrl_c_while_a_write_waits_for_the_store_reads_as_an_interrupt(
         result.stdout
     )
     assert "a: KILLED: interrupted by SIGINT while waiting for the tracking store" in result.stdout
+
+
+def test_a_stop_keeps_the_first_signals_name() -> None:
+    """A worker that the terminal's Ctrl-C reached, and then its invoker's SIGTERM, recorded
+    its run as interrupted by SIGTERM."""
+    from optlab._training.monitor import StopFlag
+
+    flag = StopFlag()
+    flag.request("SIGINT")
+    flag.request("SIGTERM")
+    assert flag.reason == "SIGINT"
 
 
 def test_signals_held_reach_their_handlers_in_order_once_the_block_has_ended() -> None:

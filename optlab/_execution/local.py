@@ -18,6 +18,7 @@ of being waited for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -165,7 +166,9 @@ class LocalProcesses(Executor):
             if (job.flag.reason is not None or job.should_stop()) and not signalled:
                 signalled = True
                 self._cancel()
-                self._terminate()
+                # the signal this process got (after a Ctrl-C the runs say SIGINT), else SIGTERM
+                got = signal.Signals.__members__.get(job.flag.reason or "", signal.SIGTERM)
+                self._terminate(got)
                 pending = {f for f in pending if not f.cancelled()}
 
     def render_comparison(
@@ -188,11 +191,13 @@ class LocalProcesses(Executor):
         for fut in self._futures:
             fut.cancel()
 
-    def _terminate(self) -> None:
-        """Send SIGTERM to the live workers (their handler ends the current run as KILLED)."""
+    def _terminate(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``signum`` to the live workers (their handler ends the current run as KILLED,
+        interrupted by that signal)."""
         for process in list(getattr(self.pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
 
     def close(self, *, abort: bool = False) -> None:
         self._cancel()

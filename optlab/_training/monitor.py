@@ -36,14 +36,16 @@ __all__ = ["StopFlag", "TrainingMonitor", "stop_flag", "stop_on_signals"]
 
 class StopFlag:
     """Set by SIGINT/SIGTERM; read by the monitor at every step. ``forced``: a second SIGINT
-    came (stop at once)."""
+    came (stop at once). The first request's ``reason`` is kept: a worker that the terminal's
+    Ctrl-C reached and then its invoker's SIGTERM recorded its run as interrupted by
+    SIGTERM."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.forced = False
 
     def request(self, reason: str) -> None:
-        self.reason = reason
+        self.reason = self.reason or reason
 
     def clear(self) -> None:
         self.reason = None
