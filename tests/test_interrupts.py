@@ -75,6 +75,11 @@ def ended(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> None:
+    """Until run ``name`` trains and logs: RUNNING, with its first evaluation in the store (the
+    tracker writes a run's first evaluation point as its first epoch ends, the rest every 2 s;
+    its per-step curves once it ends, also when a signal ends it)."""
+    from mlflow.tracking import MlflowClient
+
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert proc.poll() is None, ended(proc)
@@ -83,9 +88,10 @@ def wait_until_running(spec: Path, name: str, proc: subprocess.Popen[str]) -> No
         except Exception:  # the store is being created
             running = []
         if running and running[0].info.status == "RUNNING":
-            time.sleep(1.0)  # let it log some epochs
-            return
-        time.sleep(0.2)
+            client = MlflowClient(_uri(spec))
+            if client.get_metric_history(running[0].info.run_id, "curves/val_accuracy"):
+                return
+        time.sleep(0.1)
     raise AssertionError(f"run {name} never started")
 
 
@@ -264,7 +270,6 @@ def test_sigterm_with_jobs_2_kills_the_running_run_and_resume_finishes(spec: Pat
     while not client.get_metric_history(training.info.run_id, "curves/val_accuracy"):
         assert time.monotonic() < deadline, "no evaluation of the training run in the store"
         time.sleep(0.1)
-    time.sleep(1.0)  # let it log some epochs
     helpers = descendants(proc.pid)  # the fork server and the workers
     assert len(helpers) >= 3, helpers
     sent = time.monotonic()
