@@ -12,6 +12,7 @@ Use it by importing the fixture into a test module (or a conftest)::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
+from session_cache import session_root
 
 __all__ = [
     "MlflowServer",
@@ -44,13 +47,14 @@ STARTUP_TIMEOUT_S = 90.0
 
 @dataclass(frozen=True)
 class MlflowServer:
-    """A running server: its URL, backend store, artifact folder and log file."""
+    """A running server: its URL, backend store, artifact folder and log file, and its process
+    (``None`` in the workers that share one another worker started)."""
 
     url: str
     backend_uri: str
     artifacts: Path
     log: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
 
 
 def free_port() -> int:
@@ -204,8 +208,73 @@ class RestartableMlflowServer:
             time.sleep(0.05)
 
 
-#: the process's one server while a fixture holds it: every module that imports the fixture has
-#: a fixture definition of its own, and each would otherwise start a server
+class _SharedServer:
+    """The session's one ``mlflow server``, shared by its xdist workers (each ``mlflow
+    server`` start costs about 11 s of a core: the CLI and its uvicorn worker each import
+    MLflow). Its state is a JSON file in the session's temporary root, read and written under a
+    file lock: the server's URL, process id and folder, and the workers that use it. The first
+    worker that needs it starts it; the last one that is done with it stops it (a worker that
+    needs it after that starts another).
+    """
+
+    def __init__(self, root: Path, template: Path) -> None:
+        self.root = root
+        self.template = template
+        self.state = root / "mlflow-server.json"
+        self.lock = FileLock(str(root / "mlflow-server.lock"))
+        self.user = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.process: subprocess.Popen[bytes] | None = None  # if this process started it
+
+    def acquire(self) -> MlflowServer:
+        with self.lock:
+            state = json.loads(self.state.read_text()) if self.state.exists() else None
+            if state is None:
+                folder = self.root / f"mlflow-server-{time.time_ns()}"
+                folder.mkdir()
+                _seed(folder, self.template)
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                self.process = _spawn(folder, port, folder / "server.log")
+                try:
+                    wait_healthy(url, self.process, folder / "server.log")
+                except BaseException:
+                    stop(self.process)
+                    raise
+                state = {"url": url, "pid": self.process.pid, "folder": str(folder), "users": []}
+            state["users"].append(self.user)
+            self.state.write_text(json.dumps(state))
+        folder = Path(state["folder"])
+        return MlflowServer(
+            state["url"],
+            f"sqlite:///{folder / 'server.db'}",
+            folder / "artifacts",
+            folder / "server.log",
+            self.process,
+        )
+
+    def release(self) -> None:
+        with self.lock:
+            state = json.loads(self.state.read_text())
+            state["users"].remove(self.user)
+            if state["users"]:
+                self.state.write_text(json.dumps(state))
+                return
+            self.state.unlink()
+            if self.process is not None and self.process.pid == state["pid"]:
+                stop(self.process)
+                return
+            # started by another worker (its child): end its process group, wait for the port
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while healthy(state["url"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state["pid"], signal.SIGKILL)
+
+
+#: this process's use of the shared server while a fixture holds it: every module that imports
+#: the fixture has a fixture definition of its own
 _shared: dict[str, Any] = {}
 
 
@@ -214,18 +283,17 @@ def mlflow_server(
     tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
 ) -> Iterator[MlflowServer]:
     """A real MLflow tracking server shared by the session's tests (by every module that
-    imports this fixture; stopped after the last of them), on a copy of the empty store."""
+    imports this fixture, in every xdist worker; stopped once the last of them is done), on a
+    copy of the empty store. Tests that share it name experiments of their own."""
     if not _shared:
-        stack = contextlib.ExitStack()
-        folder = tmp_path_factory.mktemp("mlflow-server")
-        server = stack.enter_context(start_mlflow_server(folder, _empty_store))
-        _shared.update(server=server, stack=stack, users=0)
+        shared = _SharedServer(session_root(tmp_path_factory), _empty_store)
+        _shared.update(server=shared.acquire(), shared=shared, users=0)
     _shared["users"] += 1
     try:
         yield _shared["server"]
     finally:
         _shared["users"] -= 1
         if not _shared["users"]:
-            stack = _shared.pop("stack")
+            shared = _shared.pop("shared")
             _shared.clear()
-            stack.close()
+            shared.release()

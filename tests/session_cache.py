@@ -13,6 +13,13 @@ import pytest
 from filelock import FileLock
 
 
+def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test session's temporary root: shared by its xdist workers (each worker's own base
+    folder is a child of it), the base folder itself without xdist."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 def once_per_session(
     tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
 ) -> Path:
@@ -22,9 +29,7 @@ def once_per_session(
     (each worker's own base folder is a child of it). A ``build`` that raises leaves no
     result: the next caller tries again.
     """
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    root = session_root(tmp_path_factory)
     folder = root / name
     done = folder / ".done"
     with FileLock(str(root / f"{name}.lock")):
