@@ -40,10 +40,16 @@ demo: $(BASE)
 # install is otherwise compiled again by each of the hundred-odd processes the tests start
 # (about 0.4 s of a core each); compileall writes the .pyc files whatever that variable says
 COMPILE := $(BIN)/python -m compileall -q optlab plugins
+# pytest rewrites the asserts of every test module it imports (about 7 s of a core for the
+# suite, in each xdist worker) and keeps the result in tests/__pycache__ only where
+# PYTHONDONTWRITEBYTECODE is unset; it reads a kept one back whatever that variable says. The
+# tests run with it unset: the rewriting is done once per change of a test file, not per worker
+# and run (make test-numpy after make test, as CI runs them, reads them back too)
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
 test: $(STAMP)
 	$(COMPILE)
-	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(PYTEST) -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # the numerics and training tests again as on a machine without the compiled backend (no C
 # compiler, not x86-64): the plugin is disabled, so every run trains on the numpy backend
@@ -53,7 +59,7 @@ NUMERICS_TESTS := tests/test_losses.py tests/test_regularizers.py tests/test_opt
 	tests/test_parallel.py tests/test_data_prepare.py
 test-numpy: $(STAMP)
 	$(COMPILE)
-	OPTLAB_DISABLE_PLUGINS=compiled $(BIN)/python -m pytest -n 2 --dist worksteal $(NUMERICS_TESTS) $(PYTEST_ARGS)
+	OPTLAB_DISABLE_PLUGINS=compiled $(PYTEST) -n 2 --dist worksteal $(NUMERICS_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check optlab plugins tests
