@@ -42,6 +42,40 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return WorkStealingScheduling(config, log)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``-n N``: the tests in N parts of equal length, as work stealing hands them out
+    at first (one to each worker, in order), each with its share of the modules that have a
+    test marked ``slow`` or ``integration`` first, each module's tests together and in their
+    order (a module's fixtures are set up once), and short tests after them.
+
+    Those modules' tests take seconds to tens of seconds each (they start processes and
+    servers, build a wheel, kill sweeps). A worker that runs out of tests takes the last half of
+    another's queue: with the short tests last in every queue, it is short tests that end the
+    run, not a long test that started late while the other workers have nothing left.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set in xdist's workers
+    if workers < 2:
+        return
+    modules: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    heavy = [
+        tests
+        for tests in modules.values()
+        if any(t.get_closest_marker("slow") or t.get_closest_marker("integration") for t in tests)
+    ]
+    light = [t for tests in modules.values() if tests not in heavy for t in tests]
+    parts: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for i, tests in enumerate(heavy):  # in turn, in their order
+        parts[i % workers].extend(tests)
+    size = len(items) // workers  # the first workers' share; the last takes the rest
+    for part in parts[:-1]:
+        while len(part) < size and light:
+            part.append(light.pop(0))
+    parts[-1].extend(light)
+    items[:] = [item for part in parts for item in part]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _module_in_tmp_folder(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -773,6 +773,7 @@ def _read_only_mount(folder: Path) -> list[str] | None:
     return prefix
 
 
+@pytest.mark.slow
 def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
     """A store on a read-only file system (a course's shared results, a mounted copy) can be
     read: ``optlab compare`` writes nothing to it, so it does not refuse it."""
@@ -795,6 +796,7 @@ def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
     assert [row["name"] for row in json.loads(done.stdout)] == ["svm", "softmax"]
 
 
+@pytest.mark.slow
 def test_landscape_on_a_store_whose_run_files_are_read_only_says_so_in_one_line(
     spec: Path, new_store: Callable[[Path], str]
 ) -> None:

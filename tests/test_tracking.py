@@ -174,6 +174,7 @@ def test_unreachable_server_fails_in_seconds(workdir: Path) -> None:
     assert url in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_processes_creating_one_store_at_once_all_succeed(workdir: Path) -> None:
     """MLflow migrates a new SQLite file in each process that opens it; without optlab's
     lock two at once collide ("table ... already exists")."""
@@ -212,6 +213,7 @@ def test_a_store_whose_creation_was_interrupted_is_created_afresh(
     assert sorted(p.name for p in workdir.iterdir()) == ["interrupted.db"]  # nothing left over
 
 
+@pytest.mark.slow
 def test_what_a_creation_killed_with_kill_9_left_is_removed_by_the_next_command(
     workdir: Path,
 ) -> None:
