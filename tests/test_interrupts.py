@@ -589,11 +589,15 @@ def test_signals_held_reach_their_handlers_in_order_once_the_block_has_ended() -
 
 #: a Ctrl-C in the middle of matplotlib's ft2font initialisation, the 100th Python call it
 #: makes (it builds its enums in Python), sent by a trace function: where a second Ctrl-C
-#: came while `optlab run` drew its first figure
+#: came while `optlab run` drew its first figure. SIGINT is first made deliverable: a child
+#: inherits its parent's blocked and ignored signals, and a pytest worker's main thread may
+#: have SIGINT blocked (then the signal never came, and nothing was raised at all)
 CTRL_C_IN_FT2FONT = """\
 import importlib.abc, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from optlab._report.drawing import load_matplotlib
-state = {"on": False, "calls": 0}
+state = {"on": False, "calls": 0, "loaded before": "matplotlib.ft2font" in sys.modules}
 class Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         state["on"] = state["on"] or name == "matplotlib.ft2font"
@@ -611,6 +615,8 @@ except KeyboardInterrupt:
     sys.settrace(None)
     from matplotlib.ft2font import FT2Font
     print("KeyboardInterrupt once matplotlib was in", state["calls"])
+else:
+    print("no KeyboardInterrupt:", state, file=sys.stderr)
 """
 
 
