@@ -623,6 +623,18 @@ def test_a_ctrl_c_that_a_library_turned_into_its_own_error_still_says_what_is_sa
             f"optlab: interrupted after every run had ended: 1 run FINISHED and saved in {uri} "
             f"(experiment 'tiny'); see them with `optlab compare tiny --tracking-uri {uri}`\n"
         )
+        # the parent run is KILLED, as after any second Ctrl-C (not FAILED with the ImportError)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("tiny")
+        assert experiment is not None
+        runs = client.search_runs([experiment.experiment_id])
+        statuses = {
+            "parent" if "mlflow.parentRunId" not in r.data.tags else "child": r.info.status
+            for r in runs
+        }
+        assert statuses == {"parent": "KILLED", "child": "FINISHED"}
 
 
 def test_a_ctrl_c_while_the_interrupt_line_is_made_still_says_it(

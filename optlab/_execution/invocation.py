@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
@@ -80,6 +80,20 @@ class _Claims:
     def release(self, name: str, *, later: bool = False) -> None:
         if name in self.keys:
             self.claims.release(self.keys[name], later=later)
+
+
+@contextlib.contextmanager
+def _second_ctrl_c_first() -> Iterator[None]:
+    """An exception raised after a second Ctrl-C is that Ctrl-C's ``KeyboardInterrupt``,
+    which a library turned into its own error (C code that calls Python does: matplotlib's
+    ft2font made it ``ImportError: initialization failed``): it ends the invocation as a
+    second Ctrl-C, its parent run KILLED, not FAILED with the library's error."""
+    try:
+        yield
+    except Exception as error:
+        if not stop_flag.forced or isinstance(error, RunInterrupted):
+            raise
+        raise KeyboardInterrupt from error
 
 
 class Invocation:
@@ -159,22 +173,17 @@ class Invocation:
     def run(self) -> Outcome:
         """Preflight, open the store, run everything under one parent run."""
         self.started_at = time.time()
-        outcome = None
         try:
-            outcome = self.outcome = self._run(self.executor)
-        except Exception:
-            if not stop_flag.forced:
-                raise
+            self.outcome = self._run(self.executor)
         finally:
             forced, self.stopped_by = stop_flag.forced, stop_flag.reason
             stop_flag.clear()  # the interrupt is this invocation's: the next one starts afresh
-        if forced or outcome is None:
+        if forced:
             # a second Ctrl-C whose KeyboardInterrupt was lost on the way (raised where the
-            # code it interrupted swallowed it, say inside a C callback while drawing, or
-            # turned it into its own error, as matplotlib's ft2font did with "ImportError:
-            # initialization failed") still ends the invocation as a second Ctrl-C does
+            # code it interrupted swallowed it, say inside a C callback while drawing) still
+            # ends the invocation as a second Ctrl-C does
             raise KeyboardInterrupt
-        return outcome
+        return self.outcome
 
     def _run(self, executor: Executor) -> Outcome:
         prepared = preflight(self.experiment.runs)  # bad data or problem: exit 2, nothing logged
@@ -260,6 +269,7 @@ class Invocation:
             stack.callback(pm.unregister, name="optlab.progress")
             if self.tracker is not None:
                 self._open_parent(stack, pm, progress, prepared, base_tags)
+            stack.enter_context(_second_ctrl_c_first())  # seen before the parent run ends
             job = Job(
                 experiment=self.experiment.name,
                 observer=GuardedHooks(pm, registry),
