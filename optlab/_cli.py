@@ -549,15 +549,13 @@ def run(
         ctrl_c.settled = True  # in the body: a signal from here on is noted, not raised
     # a signal once every run had ended (the summary did not say it), or a Ctrl-C or SIGTERM
     # since the summary: the line is said here (or by main() if the signal comes later)
+    by_signal = INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED
     if ctrl_c.pending or (invocation.stopped_by is not None and not outcome.interrupted):
-        if ctrl_c.pending:
-            status = ctrl_c.status
-        else:
-            status = INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED
+        status = ctrl_c.status if ctrl_c.pending else by_signal  # before say() clears pending
         ctrl_c.say()
         raise typer.Exit(status)
     if invocation.stopped_by is not None:  # the runs are recorded: say how the command ended
-        raise typer.Exit(INTERRUPTED if invocation.stopped_by == "SIGINT" else TERMINATED)
+        raise typer.Exit(by_signal)
     raise typer.Exit(1 if outcome.failed or outcome.interrupted else 0)
 
 

@@ -290,6 +290,21 @@ def test_where_a_diverged_run_stopped_is_marked_on_the_panel(
     assert any(text.startswith("where a run stopped") for text in legend)
 
 
+def _loss_panels_of_the_first_two(
+    runs: list[tuple[RunInfo, RunResult]], figures: list[Any], tmp_path: Path
+) -> tuple[Any, float, list[str]]:
+    """Draw the comparison of ``runs`` and check that its two loss panels range from 0 to
+    just above the first two runs' losses (the third left them); the figure, that top, and
+    the legend's texts."""
+    comparison_figure(runs, tmp_path / "c.png")
+    (fig,) = figures
+    top = max(v for _, r in runs[:2] for v in [*full_loss(r)[2], r.steps.loss[0]])
+    for ax in fig.axes[:2]:
+        low, high = ax.get_ylim()
+        assert low == 0 and high == pytest.approx(1.08 * top)
+    return fig, top, [t.get_text() for t in fig.legends[0].get_texts()]
+
+
 def test_a_diverging_learning_rate_leaves_the_loss_axis_to_the_runs_that_did_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,13 +325,7 @@ def test_a_diverging_learning_rate_leaves_the_loss_axis_to_the_runs_that_did_not
     steps.loss[:] = np.geomspace(1.0, 1e30, len(steps))
     evaluations = [replace(diverged.evaluations[0], train_loss=1e20)]
     runs[-1] = (info, replace(diverged, steps=steps, evaluations=evaluations))
-    comparison_figure(runs, tmp_path / "c.png")
-    (fig,) = figures
-    top = max(v for _, r in runs[:2] for v in [*full_loss(r)[2], r.steps.loss[0]])
-    for ax in fig.axes[:2]:
-        low, high = ax.get_ylim()
-        assert low == 0 and high == pytest.approx(1.08 * top)
-    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    fig, top, texts = _loss_panels_of_the_first_two(runs, figures, tmp_path)
     assert texts[:3] == ["lr=0.1", "lr=0.5", "lr=50 (diverged)"]
     (cross,) = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
     assert cross.get_ydata()[0] == pytest.approx(1.08 * top)  # at the top: off the scale
@@ -341,13 +350,7 @@ def test_a_run_whose_loss_rose_unstopped_leaves_the_loss_axis_to_the_others(
     evaluations[-1] = replace(evaluations[-1], train_loss=rise)
     risen = replace(rising.result, status=status, steps=steps, evaluations=evaluations)
     runs = [(ok.info, ok.result), (other.info, other.result), (rising.info, risen)]
-    comparison_figure(runs, tmp_path / "c.png")
-    (fig,) = figures
-    top = max(v for _, r in runs[:2] for v in [*full_loss(r)[2], r.steps.loss[0]])
-    for ax in fig.axes[:2]:
-        low, high = ax.get_ylim()
-        assert low == 0 and high == pytest.approx(1.08 * top)
-    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    _, _, texts = _loss_panels_of_the_first_two(runs, figures, tmp_path)
     ended = "" if status == "FINISHED" else f" ({status})"
     assert texts[:3] == ["a", "b", f"c{ended} (diverged)"]
 
