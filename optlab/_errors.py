@@ -69,15 +69,24 @@ class InputError(OptlabError):
         that the error can be shown at that key's line: for a dataset ``path``, ``val``,
         ``test``, ``limit`` or ``limit.train``; for an optimizer ``batch_size``, ``epochs``,
         ``iterations`` or ``trials``. ``None`` (the default) when no single key is at fault.
-        Kept as :attr:`key`; the message is unchanged by it, and it survives pickling (a
-        worker process sends errors back pickled).
+        Kept as :attr:`key`; the message is unchanged by it.
+    fix : str or None, keyword-only
+        What the user can do about it (``remove data.mmap``), kept apart from what is wrong so
+        that optlab can say something else where the key came from elsewhere (a variant that
+        keeps a key of the base's). The message is then ``"<message>; <fix>"``; the two parts
+        are kept as :attr:`what` and :attr:`fix` (``None`` without a fix).
+
+    ``key``, ``what`` and ``fix`` survive pickling (a worker process sends errors back pickled).
     """
 
     exit_code = 2
 
-    def __init__(self, *args: object, key: str | None = None) -> None:
+    def __init__(self, *args: object, key: str | None = None, fix: str | None = None) -> None:
+        self.what = str(args[0]) if args else ""
+        if fix is not None:
+            args = (f"{self.what}; {fix}", *args[1:])
         super().__init__(*args)
-        self.key = key
+        self.key, self.fix = key, fix
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from optlab._errors import (
     [
         DataError("dataset 'npz': /nope.npz: no such file or directory", key="path"),
         DataError("no training examples left", key="limit.train"),
+        DataError("cannot be memory-mapped", key="mmap", fix="remove data.mmap"),
         InputError("optimizer.batch_size=500 is larger than the training set", key="batch_size"),
         PluginError("unknown loss 'svn'"),
         TrackingError("store unreachable", key=None),
@@ -40,6 +41,7 @@ def test_message_and_key_survive_pickling(error: OptlabError) -> None:
     assert type(back) is type(error)
     assert str(back) == str(error) and back.args == error.args
     assert back.key == error.key  # type: ignore[attr-defined]
+    assert (back.what, back.fix) == (error.what, error.fix)  # type: ignore[attr-defined]
     assert back.exit_code == error.exit_code
 
 
@@ -64,6 +66,20 @@ def test_key_is_optional_and_not_in_the_message() -> None:
     assert DataError("m").key is None
     error = DataError("m", key="path")
     assert str(error) == "m" and error.args == ("m",) and error.key == "path"
+
+
+def test_a_fix_is_said_after_the_message_and_kept_apart() -> None:
+    """optlab says another fix where the key came from elsewhere (a variant keeping the base's
+    data.mmap): it takes ``what`` and ``fix`` apart, never the message's text."""
+    error = DataError("cannot be memory-mapped", key="mmap", fix="remove data.mmap")
+    assert str(error) == "cannot be memory-mapped; remove data.mmap"
+    assert (error.what, error.fix, error.key) == (
+        "cannot be memory-mapped",
+        "remove data.mmap",
+        "mmap",
+    )
+    plain = DataError("m", key="path")
+    assert (plain.what, plain.fix) == ("m", None)
 
 
 def test_spec_error_pickles_from_its_issues() -> None:

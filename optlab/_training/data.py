@@ -198,7 +198,7 @@ def _from_source(dataset: ComponentSpec, call: Callable[[Any], _T]) -> _T:
     except DataError as exc:
         if str(exc).startswith("dataset '"):
             raise
-        raise DataError(f"dataset '{dataset.name}': {exc}", key=exc.key) from exc
+        raise DataError(f"dataset '{dataset.name}': {exc.what}", key=exc.key, fix=exc.fix) from exc
     except Exception as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(
@@ -213,8 +213,9 @@ def _check_mmap(source: Any, options: DataOptions) -> None:
     if options.mmap and not isinstance(source, SupportsMmap):
         raise DataError(
             "cannot be memory-mapped, it reads its data whole (data.mmap applies to .npy files "
-            "and np.savez archives, dataset 'npz'); remove data.mmap",
+            "and np.savez archives, dataset 'npz')",
             key="mmap",
+            fix="remove data.mmap",
         )
 
 

@@ -81,13 +81,14 @@ def _kept_from_the_base(run: RunSpec, key: str, message: str) -> SpecIssue | Non
     return None
 
 
-def own_test_ignored(dataset: str) -> str:
-    """The message for ``data.test`` written for a dataset with its own test split, which is
-    the test set whatever ``data.test`` says (the setting would have no effect)."""
+def own_test_ignored(dataset: str) -> tuple[str, str]:
+    """What is wrong and what to do about ``data.test`` written for a dataset with its own
+    test split, which is the test set whatever ``data.test`` says (the setting would have no
+    effect)."""
     return (
-        f"dataset '{dataset}' has its own test split, the test set whatever data.test says; "
+        f"dataset '{dataset}' has its own test split, the test set whatever data.test says",
         "remove data.test (to draw the test split from the training data instead, leave the "
-        "test files or arrays out of the dataset)"
+        "test files or arrays out of the dataset)",
     )
 
 
@@ -163,14 +164,13 @@ def preflight(
         summary = sizes[key]
         if summary is None:  # each run's (the same place is said once): two variants may
             fault = refused[key]  # keep the base's data.mmap for the same dataset
-            message = str(fault).removesuffix("; remove data.mmap")
-            kept = _kept_from_the_base(run, "mmap", message) if fault.key == "mmap" else None
+            kept = _kept_from_the_base(run, "mmap", fault.what) if fault.key == "mmap" else None
             issues.append(kept or _located(run, "data", fault))
             continue
         if summary.own_test and "test" in run.data.model_fields_set:
-            ignored = own_test_ignored(summary.name)
-            kept = _kept_from_the_base(run, "test", ignored.split("; remove data.test")[0])
-            issues.append(kept or run.issue("data.test", ignored))
+            what, fix = own_test_ignored(summary.name)
+            kept = _kept_from_the_base(run, "test", what)
+            issues.append(kept or run.issue("data.test", f"{what}; {fix}"))
         try:
             optimizer = run.optimizer.build()
             if isinstance(optimizer, Optimizer):  # else its run fails as it starts, naming it
