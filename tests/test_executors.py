@@ -12,6 +12,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +353,26 @@ def test_workers_report_each_epoch_while_the_run_trains(tmp_path: Path, workers:
     assert epochs == sorted(set(epochs)) and epochs[-1] == result.evaluations[-1].epoch
 
 
+def _long_run(tmp_path: Path) -> Experiment:
+    """One run that would train for minutes (400,000 epochs), for tests that stop it."""
+    path = tmp_path / "long.yaml"
+    path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 400000"))
+    return load_experiment(path)
+
+
+@contextmanager
+def _process_flag_set_4_s_later() -> Iterator[None]:
+    """The process's stop flag set 4 s into the block (a worker in this process then ends its
+    run: a stop that was not heard ends the test, late), cleared after it."""
+    unheard = threading.Timer(4.0, stop_flag.request, ("the process's flag",))
+    unheard.start()
+    try:
+        yield
+    finally:
+        unheard.cancel()
+        stop_flag.clear()
+
+
 def test_a_stop_reaches_the_dask_runs_in_flight_at_once(
     tmp_path: Path, loopback_cluster: str
 ) -> None:
@@ -362,9 +383,7 @@ def test_a_stop_reaches_the_dask_runs_in_flight_at_once(
     its first epoch and ends KILLED within seconds, saying the signal, with its epochs. The
     flag is the invocation's own, not the process's, which this worker (in this process)
     reads: when the stop is not heard, the process's flag ends the run 4 s later, too late."""
-    path = tmp_path / "long.yaml"
-    path.write_text(SPEC.split("variants:")[0].replace("epochs: 1", "epochs: 400000"))
-    long = load_experiment(path)
+    long = _long_run(tmp_path)
     flag = StopFlag()
     asked: list[float] = []
 
@@ -377,15 +396,9 @@ def test_a_stop_reaches_the_dask_runs_in_flight_at_once(
 
     observer = StopAtFirstEpoch()
     job = Job(long.name, observer, prepared=preflight(long.runs), flag=flag)
-    unheard = threading.Timer(4.0, stop_flag.request, ("the process's flag",))
-    unheard.start()
-    try:
-        with make_executor("dask", scheduler=loopback_cluster) as executor:
-            ended = list(executor.run(long.runs, job))
-            stopped = time.monotonic()
-    finally:
-        unheard.cancel()
-        stop_flag.clear()
+    with _process_flag_set_4_s_later(), make_executor("dask", scheduler=loopback_cluster) as ex:
+        ended = list(ex.run(long.runs, job))
+        stopped = time.monotonic()
     [(_, result)] = ended  # type: ignore[misc]
     assert result.status == "KILLED"
     assert result.error is not None and result.error.startswith("interrupted by SIGTERM at")
@@ -393,6 +406,37 @@ def test_a_stop_reaches_the_dask_runs_in_flight_at_once(
     epochs = [kw["report"].epoch for name, kw in observer.events if name == "optlab_epoch_ended"]
     assert epochs and epochs == [report.epoch for report in result.evaluations]
     assert observer.events[-1][0] == "optlab_run_finished"
+
+
+def test_a_store_lost_mid_run_stops_the_runs_in_flight(tmp_path: Path, workers: Executor) -> None:
+    """Once the tracking store is lost (``job.should_stop()``, which the tracker's heartbeat
+    sets) nothing the runs measure can be kept: local workers get SIGTERM, and the runs on a
+    Dask cluster are asked to stop as after a Ctrl-C. Under Dask the loss counted only once a
+    run had failed: this run, which would train for minutes, trained on. It ends KILLED within
+    seconds, saying why (when the stop is not heard, the process's flag ends it 4 s later)."""
+    long = _long_run(tmp_path)
+    lost: list[float] = []
+
+    class LoseTheStoreAtFirstEpoch(RecordingObserver):
+        def optlab_epoch_ended(self, *, run: Any, report: Any) -> None:
+            super().optlab_epoch_ended(run=run, report=report)
+            if not lost:
+                lost.append(time.monotonic())
+
+    job = Job(
+        long.name,
+        LoseTheStoreAtFirstEpoch(),
+        prepared=preflight(long.runs),
+        should_stop=lambda: bool(lost),
+    )
+    with _process_flag_set_4_s_later():
+        ended = list(workers.run(long.runs, job))
+        stopped = time.monotonic()
+    [(_, result)] = ended  # type: ignore[misc]
+    assert result.status == "KILLED"
+    why = "SIGTERM" if isinstance(workers, LocalProcesses) else "the loss of the tracking store"
+    assert result.error is not None and result.error.startswith(f"interrupted by {why} at")
+    assert stopped - lost[0] < 3.0
 
 
 def test_a_dask_run_whose_events_stop_reaching_the_client_reaches_the_observers_whole(

@@ -23,7 +23,8 @@ every invocation shares the one topic so that this stays bounded, and tells its 
 a token.
 
 A Dask worker does not get the invoking process's signals. A stop (Ctrl-C, SIGTERM: the
-invocation's ``job.flag``) reaches the runs in flight through the scheduler: the invocation
+invocation's ``job.flag``; or the tracking store lost) reaches the runs in flight through the
+scheduler: the invocation
 sets a ``distributed.Event`` named after its token (:func:`_stop_name`, its reason in a
 ``distributed.Variable`` of the same name) and cancels the runs not seen to start; each task
 has a stop flag of its own (:func:`_stop_requests`) that a thread of the task sets when the
@@ -336,8 +337,9 @@ class DaskCluster(Executor):
         stop: _Stop,
     ) -> Iterator[Ended]:
         """The runs of ``futures`` as they end, their events replayed as they come (``wake``
-        is set when one comes or a run ends). After an interrupt (``job.flag``, or a run
-        KILLED) the runs not seen to start are cancelled and those in flight are asked to stop
+        is set when one comes or a run ends). After an interrupt (``job.flag``, a run KILLED,
+        or the tracking store lost: ``job.should_stop()``, as local workers get SIGTERM then)
+        the runs not seen to start are cancelled and those in flight are asked to stop
         (``stop``): they end KILLED with what they measured, and are waited for at most
         :data:`STOP_WAIT_S` (those left then are cancelled, and those seen to start are ended
         KILLED by the tracker with the invocation). After a failure that stops the others
@@ -353,8 +355,10 @@ class DaskCluster(Executor):
                 live.forget(pending.pop(f).name)
 
         while pending:
-            if stop.asked is None and (job.flag.reason is not None or killed):
-                stop.request(job.flag.reason or "the invocation stopping")
+            lost = job.should_stop()  # the tracking store: nothing the runs measure is kept
+            if stop.asked is None and (job.flag.reason is not None or killed or lost):
+                why = "the loss of the tracking store" if lost else "the invocation stopping"
+                stop.request(job.flag.reason or why)
                 stopping = True
                 cancel_unseen()  # before they start; a task that starts meanwhile sees the stop
             if stop.asked is not None and time.monotonic() - stop.asked > STOP_WAIT_S:
