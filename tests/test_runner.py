@@ -44,6 +44,22 @@ def run_one(exp: Experiment, flag: StopFlag | None = None) -> tuple[RunInfo, Run
     return info, result, observer
 
 
+def test_the_transcript_tells_the_last_steps_loss_from_the_training_loss(tmp_path: Path) -> None:
+    """An evaluation's line in ``console.log`` said ``loss=`` for the last minibatch's loss
+    (measured before that step's update) next to ``train_loss=`` (the whole training set's,
+    after it): read as one loss, the two disagreed. It says ``step_loss=`` now."""
+    _, result, _ = run_one(experiment(tmp_path))
+    lines = [line for line in result.console if line.startswith("epoch ")]
+    assert len(lines) == len(result.evaluations) == 4
+    for line, e in zip(lines, result.evaluations, strict=True):
+        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        assert float(words["step_loss"]) == pytest.approx(e.loss, rel=1e-5)
+        assert float(words["train_loss"]) == pytest.approx(e.train_loss, rel=1e-5)
+        assert "loss" not in words
+    ends = np.cumsum([len(e.steps) for e in result.evaluations]) - 1
+    assert [e.loss for e in result.evaluations] == list(result.steps.loss[ends])
+
+
 def test_classes_without_a_training_example_are_warned_about(tmp_path: Path) -> None:
     """Labels 1..3 (numbered from 1) make four classes, one of them empty: the run trained
     and drew a template and a confusion row for class 0 without a word."""

@@ -155,7 +155,7 @@ def _evaluation_lines(result: RunResult) -> list[str]:
         val = "" if e.val_accuracy is None else f" val_accuracy={e.val_accuracy:.4f}"
         full = "" if e.train_loss is None else f" train_loss={e.train_loss:.6g}"
         lines.append(
-            f"epoch {e.epoch:g}: examples={e.examples} loss={e.loss:.6g}{full} "
+            f"epoch {e.epoch:g}: examples={e.examples} step_loss={e.loss:.6g}{full} "
             f"train_accuracy={e.train_accuracy:.4f}{val}"
         )
     return lines
