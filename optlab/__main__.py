@@ -2,6 +2,6 @@
 
 import sys
 
-from optlab._cli import main
+from optlab._console import main
 
 sys.exit(main())

@@ -587,6 +587,51 @@ def test_signals_held_reach_their_handlers_in_order_once_the_block_has_ended() -
             signal.signal(s, h)
 
 
+#: a Ctrl-C as the command line loads (when typer is imported), the ``optlab`` console script's
+#: way or ``python -m optlab``'s (SIGINT made deliverable first, as in CTRL_C_IN_FT2FONT)
+CTRL_C_AS_THE_COMMAND_LOADS = """\
+import importlib.abc, runpy, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "typer":
+            signal.raise_signal(signal.SIGINT)
+sys.meta_path.insert(0, Finder())
+sys.argv = ["optlab", "--version"]
+{start}
+print("not interrupted")
+"""
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "from optlab._console import main\nsys.exit(main())",
+        "runpy.run_module('optlab', run_name='__main__')",
+    ],
+    ids=["console script", "python -m optlab"],
+)
+def test_a_ctrl_c_as_the_command_line_loads_ends_it_by_the_signal_saying_nothing(
+    start: str,
+) -> None:
+    """Loading the command line takes a fraction of a second before ``optlab`` has a handler:
+    a Ctrl-C then printed a ``KeyboardInterrupt`` traceback from inside an import. Nothing
+    has started, so the process ends by SIGINT, as after any Ctrl-C of ``optlab``, silently."""
+    script = CTRL_C_AS_THE_COMMAND_LOADS.format(start=start)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, "", "")
+
+
+def test_the_optlab_command_is_the_console_script_that_loads_it_so() -> None:
+    from importlib.metadata import entry_points
+
+    [script] = entry_points(group="console_scripts", name="optlab")
+    assert script.value == "optlab._console:main"
+
+
 #: a Ctrl-C in the middle of matplotlib's ft2font initialisation, the 100th Python call it
 #: makes (it builds its enums in Python), sent by a trace function: where a second Ctrl-C
 #: came while `optlab run` drew its first figure. SIGINT is first made deliverable: a child
