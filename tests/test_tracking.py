@@ -94,6 +94,30 @@ def test_bad_scheme_is_one_line_tracking_error(workdir: Path) -> None:
     assert info.value.exit_code == 2
 
 
+def test_an_unknown_scheme_says_which_ones_to_pass_in_one_sentence(workdir: Path) -> None:
+    with pytest.raises(TrackingError) as info:
+        connect("ftp://example.org/store")
+    assert str(info.value) == (
+        "tracking URI 'ftp://example.org/store': unknown scheme 'ftp'; pass another "
+        "--tracking-uri: sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://... or mysql://..."
+    )
+
+
+def test_a_path_to_a_file_that_is_not_a_store_is_not_offered_as_one(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tracking-uri spec.yaml`` (the spec where the store was meant): optlab offered
+    sqlite:///.../spec.yaml as the store to use, which MLflow then could not open."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    (workdir / "spec.yaml").write_text("name: x\n")
+    with pytest.raises(TrackingError) as caught:
+        connect("spec.yaml")
+    assert str(caught.value) == (
+        "tracking URI 'spec.yaml' is a path, to a file that is not a SQLite store; pass "
+        "another --tracking-uri (for example sqlite:///mlflow.db)"
+    )
+
+
 def test_missing_or_unwritable_folder(workdir: Path) -> None:
     with pytest.raises(TrackingError, match="does not exist"):
         Tracker(f"sqlite:///{workdir}/nope/mlflow.db", "exp")

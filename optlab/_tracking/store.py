@@ -115,6 +115,11 @@ def _check_scheme(uri: str, label: str = URI_LABEL) -> str:
         path = Path(urlsplit(uri).path if scheme else uri).expanduser().absolute()
         if path.is_dir():  # a folder: the store would be a file in it
             path = path / "mlflow.db"
+        elif path.is_file() and not _is_sqlite(path):  # a spec, say: not a store to offer
+            raise TrackingError(
+                f"tracking URI {uri!r} is a path, to a file that is not a SQLite store; "
+                f"{_help(label)}"
+            )
         raise TrackingError(
             f"tracking URI {uri!r} is a path: for a SQLite store there use sqlite:///{path} "
             "(MLflow's file store, which a path means, needs MLFLOW_ALLOW_FILE_STORE=true)"
@@ -122,10 +127,20 @@ def _check_scheme(uri: str, label: str = URI_LABEL) -> str:
     base = scheme.split("+", 1)[0]  # postgresql+psycopg2
     if base not in _SCHEMES:
         raise TrackingError(
-            f"tracking URI {uri!r}: unknown scheme '{scheme}'; use one of "
-            f"sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://, mysql:// ({_help(label)})"
+            f"tracking URI {uri!r}: unknown scheme '{scheme}'; pass another {label}: "
+            "sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://... or mysql://..."
         )
     return base
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether the file at ``path`` is empty or starts as a SQLite database does."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(16)
+    except OSError:
+        return True  # unreadable: said where the store is opened
+    return head in (b"", b"SQLite format 3\x00")
 
 
 def _check_sqlite(
