@@ -23,7 +23,7 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         from optlab._cli import main as command
-    finally:
-        if quiet:
+    finally:  # Python's handler back, unless an import installed one of its own
+        if quiet and signal.getsignal(signal.SIGINT) == signal.SIG_DFL:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     return command()
