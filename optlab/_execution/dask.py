@@ -24,19 +24,18 @@ a token.
 
 A Dask worker does not get the invoking process's signals. A stop (Ctrl-C, SIGTERM: the
 invocation's ``job.flag``; or the tracking store lost) reaches the runs in flight through the
-scheduler: the invocation
-sets a ``distributed.Event`` named after its token (:func:`_stop_name`, its reason in a
-``distributed.Variable`` of the same name) and cancels the runs not seen to start; each task
-has a stop flag of its own (:func:`_stop_requests`) that a thread of the task sets when the
-Event is set. That thread asks the scheduler whether the Event is set every
-:data:`STOP_POLL_S`, so the training loop only reads a Python attribute, as it does the
-process's flag; a run ends KILLED with what it measured within about :data:`STOP_POLL_S` of
-the request, and its end comes back as any run's. (A wait on the Event in the scheduler would
-be heard sooner, but outlives its task by up to its timeout, and a scheduler that closes
-meanwhile logs the cancelled wait as an error.) Runs that do not end within
-:data:`STOP_WAIT_S` (a worker of an older optlab, a run busy drawing its figures) are left:
-cancelled, and ended KILLED by the tracker with the evaluations they reached. The request is
-removed from the scheduler once no task can still be looking for it (:meth:`_Stop.forget`);
+scheduler: the invocation sets a ``distributed.Event`` named after its token
+(:func:`_stop_name`, its reason in a ``distributed.Variable`` of the same name) and cancels the
+runs not seen to start; each task has a stop flag of its own (:func:`_stop_requests`) that a
+thread of the task sets when the Event is set. That thread asks the scheduler whether the Event
+is set every :data:`STOP_POLL_S`, so the training loop only reads a Python attribute, as it
+does the process's flag; a run ends KILLED with what it measured within about
+:data:`STOP_POLL_S` of the request, and its end comes back as any run's. (A wait on the Event
+in the scheduler would be heard sooner, but outlives its task by up to its timeout, and a
+scheduler that closes meanwhile logs the cancelled wait as an error.) Runs that do not end
+within :data:`STOP_WAIT_S` (a worker of an older optlab, a run busy drawing its figures) are
+left: cancelled, and ended KILLED by the tracker with the evaluations they reached. The request
+is removed from the scheduler once no task can still be looking for it (:meth:`_Stop.forget`);
 after a second Ctrl-C, which ends the invocation at once, it stays there, a name and a word.
 """
 
