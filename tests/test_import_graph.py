@@ -106,7 +106,7 @@ LAYERS = [
     ["optlab._tracking"],
     ["optlab._execution"],
     ["optlab._api", "optlab.testing"],
-    ["optlab._cli", "optlab.__main__", "optlab"],
+    ["optlab._cli", "optlab._console", "optlab.__main__", "optlab"],
 ]
 
 
