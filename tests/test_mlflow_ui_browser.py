@@ -3,7 +3,8 @@ link it prints opened in headless Chromium on the real MLflow UI.
 
 What the user must see: MLflow's model-training view (not its GenAI view), in chart mode, the
 learning curves first with both variants' lines, the summaries next, and the comparison files
-on the parent run; and ``optlab ui`` prints the link and none of MLflow's start-up noise.
+on the parent run; and ``optlab ui`` prints the link and none of MLflow's start-up noise. Its
+server keeps the artifacts of an experiment made in the UI beside the store.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ CARD = '[data-testid="experiment-view-compare-runs-card"]'
 @pytest.fixture(scope="module")
 def ui(
     tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
-) -> Iterator[tuple[str, list[str]]]:
+) -> Iterator[tuple[str, list[str], Path]]:
     """``optlab ui`` on a store holding one invocation: (the link it printed, everything it
-    printed once stopped). The default store starts as a copy of the empty store."""
+    printed once stopped, the folder it was started in, which holds the store). The default
+    store starts as a copy of the empty store."""
     folder = tmp_path_factory.mktemp("browser")
     (folder / "spec.yaml").write_text(SPEC)
     shutil.copyfile(_empty_store, folder / "mlflow.db")
@@ -84,7 +86,7 @@ def ui(
         # printed once the server answers: the link works when it appears (it was printed
         # before the server started, which takes seconds, up to a minute on a busy machine)
         assert healthy(url), output
-        yield line.strip(), output
+        yield line.strip(), output, folder
     finally:
         server.send_signal(signal.SIGTERM)  # optlab ui stops its server too
         rest, _ = server.communicate(timeout=30)
@@ -93,20 +95,41 @@ def ui(
     assert not healthy(url), "the MLflow server outlived optlab ui"
 
 
-def test_optlab_ui_prints_the_link_and_no_startup_noise(ui: tuple[str, list[str]]) -> None:
-    link, output = ui
+def test_optlab_ui_prints_the_link_and_no_startup_noise(ui: tuple[str, list[str], Path]) -> None:
+    link, output, _ = ui
     assert output[0].startswith("Starting the MLflow UI on http://127.0.0.1:")
     assert output[1].startswith("MLflow UI on http://127.0.0.1:")
     assert "workflowType=machine_learning" in link and "compareRunsMode=CHART" in link
     assert len(output) == 4, output  # starting, the address, what the link is, the link
 
 
+def test_experiments_made_in_the_ui_keep_their_artifacts_beside_the_store(
+    ui: tuple[str, list[str], Path],
+) -> None:
+    """``optlab ui`` serves a SQLite store so that an experiment created in the UI keeps its
+    artifacts in ``mlruns/<id>`` beside the database, as optlab's own experiments do, not
+    where MLflow's server puts them by default (``mlflow-artifacts:/``, proxied into
+    ``mlartifacts/`` in the folder the server was started from)."""
+    from mlflow.tracking import MlflowClient
+
+    link, _, folder = ui
+    client = MlflowClient(link.split("/#/")[0])
+    experiment_id = client.create_experiment("made in the UI")
+    location = client.get_experiment(experiment_id).artifact_location
+    assert location.removeprefix("file://") == str(folder / "mlruns" / experiment_id)
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_text(run_id, "kept", "note.txt")
+    saved = folder / "mlruns" / experiment_id / run_id / "artifacts" / "note.txt"
+    assert saved.read_text() == "kept"
+    assert not (folder / "mlartifacts").exists()
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_the_link_opens_the_training_view_curves_first_with_both_variants(
-    ui: tuple[str, list[str]],
+    ui: tuple[str, list[str], Path],
 ) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    link, _ = ui
+    link, _, _ = ui
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
-from mlflow_server import MlflowServer, free_port, mlflow_server, stop, wait_healthy  # noqa: F401
+from mlflow_server import MlflowServer, mlflow_server  # noqa: F401
 from tracking_data import check_logged_run, child_runs, drive, train
 
 from optlab._tracking import Tracker
 from optlab._tracking.readback import compare, load_latest_invocation
 from optlab._tracking.resume import finished_runs
-from optlab._tracking.ui import ui_command
 
 pytestmark = pytest.mark.integration
 
@@ -92,47 +87,6 @@ def test_killed_invocation_through_the_server(mlflow_server: MlflowServer) -> No
     assert child.info.status == "KILLED"
     history = client.get_metric_history(child.info.run_id, "curves/loss")
     assert len(history) == len(run.reports[0].steps)
-
-
-def test_experiments_made_in_the_ui_keep_their_artifacts_beside_the_store(
-    tmp_path: Path, _empty_store: Path
-) -> None:
-    """``optlab ui`` serves a SQLite store so that an experiment created in the UI keeps its
-    artifacts in ``mlruns/<id>`` beside the database, as optlab's own experiments do, not in
-    the folder the server was started from."""
-    store = tmp_path / "store"
-    store.mkdir()
-    shutil.copyfile(_empty_store, store / "mlflow.db")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    argv = ui_command(f"sqlite:///{store / 'mlflow.db'}", port)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=elsewhere,
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(url, process, log)
-        client = MlflowClient(url)
-        experiment_id = client.create_experiment("made in the UI")
-        location = client.get_experiment(experiment_id).artifact_location
-        assert location.removeprefix("file://") == str(store / "mlruns" / experiment_id)
-        run_id = client.create_run(experiment_id).info.run_id
-        client.log_text(run_id, "kept", "note.txt")
-        saved = store / "mlruns" / experiment_id / run_id / "artifacts" / "note.txt"
-        assert saved.read_text() == "kept"
-        assert sorted(p.name for p in elsewhere.iterdir()) == []
-    finally:
-        stop(process)
 
 
 def test_run_on_a_server_suggests_what_works_with_a_server(
