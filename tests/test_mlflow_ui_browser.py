@@ -52,9 +52,11 @@ CARD = '[data-testid="experiment-view-compare-runs-card"]'
 def ui(
     tmp_path_factory: pytest.TempPathFactory, _empty_store: Path
 ) -> Iterator[tuple[str, list[str], Path]]:
-    """``optlab ui`` on a store holding one invocation: (the link it printed, everything it
-    printed once stopped, the folder it was started in, which holds the store). The default
-    store starts as a copy of the empty store."""
+    """``optlab ui --tracking-uri`` on a store holding one invocation, started in another
+    (empty) folder: (the link it printed, everything it printed once stopped, the store's
+    folder). The store, the default one of the run before it, starts as a copy of the empty
+    store. (That ``optlab ui`` finds the default store: tests/test_reliability_security.py.)
+    """
     folder = tmp_path_factory.mktemp("browser")
     (folder / "spec.yaml").write_text(SPEC)
     shutil.copyfile(_empty_store, folder / "mlflow.db")
@@ -68,9 +70,11 @@ def ui(
     assert done.exit_code == 0, (done.stdout, done.stderr)
     command = [sys.executable, "-m", "optlab"]
     port = free_port()
+    elsewhere = folder / "elsewhere"  # where MLflow's server would put files of its own
+    elsewhere.mkdir()
     server = subprocess.Popen(
-        [*command, "ui", "--port", str(port)],
-        cwd=folder,
+        [*command, "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{folder}/mlflow.db"],
+        cwd=elsewhere,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -107,9 +111,8 @@ def test_experiments_made_in_the_ui_keep_their_artifacts_beside_the_store(
     ui: tuple[str, list[str], Path],
 ) -> None:
     """``optlab ui`` serves a SQLite store so that an experiment created in the UI keeps its
-    artifacts in ``mlruns/<id>`` beside the database, as optlab's own experiments do, not
-    where MLflow's server puts them by default (``mlflow-artifacts:/``, proxied into
-    ``mlartifacts/`` in the folder the server was started from)."""
+    artifacts in ``mlruns/<id>`` beside the database, as optlab's own experiments do, not in
+    the folder the server was started from."""
     from mlflow.tracking import MlflowClient
 
     link, _, folder = ui
@@ -121,7 +124,7 @@ def test_experiments_made_in_the_ui_keep_their_artifacts_beside_the_store(
     client.log_text(run_id, "kept", "note.txt")
     saved = folder / "mlruns" / experiment_id / run_id / "artifacts" / "note.txt"
     assert saved.read_text() == "kept"
-    assert not (folder / "mlartifacts").exists()
+    assert sorted(p.name for p in (folder / "elsewhere").iterdir()) == []
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
