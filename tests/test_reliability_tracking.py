@@ -572,9 +572,13 @@ def test_no_room_for_a_run_s_files_fails_it_and_the_store_records_why(
     spec = tmp_path / "short.yaml"
     spec.write_text(LONG.replace("epochs: 100000", "epochs: 5") + "tracking: {figures: false}\n")
     _fill(folder, leave=8192)  # two pages: spec.yaml fits when the run starts, weights.npz not
-    proc = _optlab_run(spec, uri)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
+    from typer.testing import CliRunner
+
+    from optlab._cli import app
+
+    done = CliRunner().invoke(app, ["run", str(spec), "--tracking-uri", uri])  # in this process
+    err = done.stderr
+    assert done.exit_code == 1, err
     line = err.removeprefix("optlab: error: ").rstrip("\n")
     assert line.startswith(f"{folder}/1/") and "\n" not in line, err
     assert f": no space left on device (file system {folder}: " in line
