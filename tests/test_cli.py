@@ -786,12 +786,14 @@ def _read_only_mount(folder: Path) -> list[str] | None:
 
 
 @pytest.mark.slow
-def test_compare_reads_a_store_it_cannot_write(spec: Path) -> None:
+def test_compare_reads_a_store_it_cannot_write(
+    spec: Path, new_store: Callable[[Path], str]
+) -> None:
     """A store on a read-only file system (a course's shared results, a mounted copy) can be
     read: ``optlab compare`` writes nothing to it, so it does not refuse it."""
     store = spec.parent / "store"
     store.mkdir()
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    uri = new_store(store / "mlflow.db")
     spec.write_text(TINY + "tracking: {figures: false}\n")
     code, _, err = invoke("run", str(spec), "--tracking-uri", uri)
     assert code == 0, err
