@@ -947,6 +947,22 @@ def test_sweeping_a_key_of_a_component_the_run_lacks(tmp_path: Path, registry: R
     assert [r.regularizers[0].params.strength for r in exp.runs] == [0.1, 1.0]  # type: ignore[attr-defined]
 
 
+def test_sweeping_a_key_of_an_absent_component_names_every_one_that_has_it(
+    tmp_path: Path,
+) -> None:
+    """With the bundled regularizers two have ``strength`` (l1 and l2): the fix offered the
+    first in the alphabet, l1, as if the only one; it names both."""
+    from optlab._contract.plugin_manager import build_registry
+
+    text = BASE.replace("regularizer: {name: l2, strength: 0.001}\n", "")
+    sweep = "sweep:\n  grid:\n    regularizer.strength: [0.1, 1]\n"
+    [found] = issues(tmp_path, text + sweep, build_registry()[1])
+    assert found.message == (
+        "the spec has no regularizer to set 'strength' on; add regularizer: {name: NAME}, NAME "
+        "one of l1, l2 (those with 'strength'), or sweep regularizer.name too"
+    )
+
+
 def test_a_bad_value_swept_into_a_list_entry_points_at_the_sweep(
     tmp_path: Path, registry: Registry
 ) -> None:

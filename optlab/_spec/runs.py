@@ -311,17 +311,21 @@ def _absent_components(
             continue
         field = str(path[-1])
         names = registry.names(KIND_OF_KEY[head])
-        example = next(
-            (n for n in names if field in (component_keys(registry, head, n) or ())),
-            names[0] if names else "...",
-        )
+        having = [n for n in names if field in (component_keys(registry, head, n) or ())]
         a = "an" if head[0] in "aeiou" else "a"
         who = (
             f"the spec has no {head}"
             if variant is None
             else f"neither the base nor variant '{variant}' has {a} {head}"
         )
-        fix = f"add {head}: {{name: {example}}} (or sweep {head}.name too)"
+        if len(having) > 1:  # every one that has the key, not the first in the alphabet
+            fix = (
+                f"add {head}: {{name: NAME}}, NAME one of {', '.join(having)} (those with "
+                f"'{field}'), or sweep {head}.name too"
+            )
+        else:
+            example = having[0] if having else (names[0] if names else "...")
+            fix = f"add {head}: {{name: {example}}} (or sweep {head}.name too)"
         out.append((path, f"{who} to set '{field}' on; {fix}"))
     return out
 
