@@ -324,7 +324,7 @@ def _absent_components(
                 f"'{field}'), or sweep {head}.name too"
             )
         else:
-            example = having[0] if having else (names[0] if names else "...")
+            example = (having or names or ["..."])[0]
             fix = f"add {head}: {{name: {example}}} (or sweep {head}.name too)"
         out.append((path, f"{who} to set '{field}' on; {fix}"))
     return out
